@@ -1,0 +1,1 @@
+"""py_trees behaviours and trees (installed as ``aseptic_cell.behaviors``)."""

@@ -1,0 +1,1 @@
+"""Deterministic device process models (installed as ``aseptic_cell.sim``)."""
