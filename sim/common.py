@@ -1,0 +1,139 @@
+"""Shared building blocks of the device process models.
+
+- :class:`CommandRefused`: a device-level (PLC-like) interlock refused a command.
+- :class:`FaultHooks`: named fault injection used by tests and scenarios.
+- :class:`SensorChannel`: turns a true process value into what the sensor reports,
+  applying sensor faults (stuck, NaN, drift, offset).
+- :class:`Atmosphere`: the isolator's air (shared between isolator and VHP unit).
+- :class:`DeconStatus`: the isolator decontamination status (spec §6 DecontStatus).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class CommandRefused(Exception):
+    """A command was refused by the device's own hard interlock.
+
+    Attributes:
+        code: stable machine-readable code (e.g. ``"HATCH_OTHER_DOOR_OPEN"``).
+        reason: human-readable explanation naming the failed condition.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class InvalidCommand(ValueError):
+    """A command with bad arguments (unknown id, NaN set point...). Nothing changes."""
+
+
+def require_finite(name: str, value: float) -> float:
+    """Raise :class:`InvalidCommand` unless ``value`` is a finite number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCommand(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(v):
+        raise InvalidCommand(f"{name} must be finite, got {value!r}")
+    return v
+
+
+class DeconStatus(str, enum.Enum):
+    NOT_DECONTAMINATED = "NOT_DECONTAMINATED"
+    CYCLE_RUNNING = "CYCLE_RUNNING"
+    AERATING = "AERATING"
+    DECONTAMINATED_RELEASED = "DECONTAMINATED_RELEASED"
+    BREACHED = "BREACHED"
+
+
+@dataclass
+class Atmosphere:
+    """True state of the isolator air, written by the isolator and the VHP unit."""
+
+    temp_c: float = 21.0
+    rh_pct: float = 45.0
+    h2o2_ppm: float = 0.0
+    h2o2_surface_g: float = 0.0  # sorbed H2O2 mass (two-pool model, spec §2.3)
+
+
+class FaultHooks:
+    """Named faults with parameters.
+
+    Device faults use plain names (``"leak"``, ``"fan_failure"``, ``"injector_failure"``,
+    ``"steam_failure"``, ``"seal_loss"``, ``"arm_fault"``...). Sensor faults use
+    ``"sensor:<name>"`` with ``mode`` = ``stuck`` | ``nan`` | ``drift`` | ``offset`` and,
+    for drift/offset, ``rate`` (units/s) or ``offset`` (units).
+    """
+
+    def __init__(self, known: set[str] | None = None) -> None:
+        self._active: dict[str, dict[str, Any]] = {}
+        self._known = known
+
+    def inject(self, name: str, **params: Any) -> None:
+        if self._known is not None and not name.startswith("sensor:") and name not in self._known:
+            raise InvalidCommand(f"unknown fault {name!r}; known: {sorted(self._known)}")
+        if name.startswith("sensor:"):
+            mode = params.get("mode", "stuck")
+            if mode not in ("stuck", "nan", "drift", "offset"):
+                raise InvalidCommand(f"unknown sensor fault mode {mode!r}")
+            params = {"mode": mode, **params}
+        self._active[name] = dict(params)
+
+    def clear(self, name: str | None = None) -> None:
+        if name is None:
+            self._active.clear()
+        else:
+            self._active.pop(name, None)
+
+    def active(self, name: str) -> dict[str, Any] | None:
+        return self._active.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._active
+
+    def names(self) -> list[str]:
+        return sorted(self._active)
+
+
+@dataclass
+class SensorChannel:
+    """What a sensor reports for a true value, under the channel's active fault."""
+
+    name: str
+    unit: str = ""
+    _stuck_value: float | None = field(default=None, repr=False)
+    _drift_start: float | None = field(default=None, repr=False)
+
+    def read(self, true_value: float, now: float, faults: FaultHooks) -> float:
+        f = faults.active(f"sensor:{self.name}")
+        if f is None:
+            self._stuck_value = None
+            self._drift_start = None
+            return true_value
+        mode = f["mode"]
+        if mode == "nan":
+            return math.nan
+        if mode == "stuck":
+            if self._stuck_value is None:
+                self._stuck_value = f.get("value", true_value)
+            return float(self._stuck_value)
+        if mode == "offset":
+            return true_value + float(f.get("offset", 0.0))
+        # drift
+        if self._drift_start is None:
+            self._drift_start = now
+        return true_value + float(f.get("rate", 0.0)) * (now - self._drift_start)
+
+
+def first_order(value: float, target: float, tau_s: float, dt: float) -> float:
+    """Exact step of dx/dt = (target - x) / tau over dt."""
+    if tau_s <= 0:
+        return target
+    return target + (value - target) * math.exp(-dt / tau_s)
