@@ -174,14 +174,30 @@ class AutoclaveConfig(Model):
     gasket_pressurise_s: PositiveFinite
 
 
+class RobotRef(Model):
+    id: Identifier = Field(description="device id of the robot arm (its model is config/arm.yaml)")
+
+
 class CellLayout(Model):
     """``config/cell.yaml``: the cell, its devices and their process parameters."""
 
     cell: CellInfo
     sim: SimSettings = SimSettings()
+    robot: RobotRef
     isolator: IsolatorConfig
     vhp_unit: VHPUnitConfig
     autoclave: AutoclaveConfig
+
+    @model_validator(mode="after")
+    def _device_ids_unique(self) -> "CellLayout":
+        ids = self.device_ids()
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"device ids must be unique across the cell; repeated: {dup}")
+        return self
+
+    def device_ids(self) -> list[str]:
+        return [self.isolator.id, self.vhp_unit.id, self.autoclave.id, self.robot.id]
 
 
 # --------------------------------------------------------------------------- vhp_cycles.yaml

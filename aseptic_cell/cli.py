@@ -1,0 +1,111 @@
+"""``cellctl``: the command-line entry point of aseptic_cell.
+
+Sub-commands:
+  check-config [DIR]   validate every configuration file; exit 2 naming file, field and reason
+  schema [--out DIR]   write the JSON schema of every configuration file
+  run                  run the simulated cell (headless until the node graph lands)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import ConfigError, default_config_dir, load_config, schemas
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    directory = Path(args.dir) if args.dir else default_config_dir()
+    try:
+        cfg = load_config(directory)
+    except ConfigError as exc:
+        print(f"configuration in {directory} is INVALID ({len(exc.issues)} problem(s)):", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+    layout = cfg.layout
+    print(f"configuration in {directory} is valid")
+    print(f"  cell {layout.cell.id}: devices {', '.join(layout.device_ids())}")
+    print(f"  glove ports {len(layout.isolator.glove_ports)}, RTPs {len(layout.isolator.rtps)}, "
+          f"geometry boxes {len(cfg.geometry.boxes)}")
+    print(f"  VHP cycles {', '.join(c.id for c in cfg.vhp_cycles.cycles)}")
+    print(f"  autoclave programs {', '.join(p.id for p in cfg.autoclave_programs.programs)}")
+    print(f"  interlock rules {len(cfg.interlocks.rules)}; recipes {', '.join(sorted(cfg.recipes)) or '-'}")
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    all_schemas = schemas()
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in all_schemas.items():
+            target = out / (name.replace("/*.yaml", "").replace(".yaml", "") + ".schema.json")
+            target.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+            print(target)
+    else:
+        json.dump(all_schemas, sys.stdout, indent=2)
+        print()
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .headless import run_headless
+
+    directory = Path(args.config) if args.config else default_config_dir()
+    try:
+        cfg = load_config(directory)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_headless(cfg, speed=args.speed, json_out=args.json)
+
+
+def _speed(value: str) -> float:
+    if value == "max":
+        return float("inf")
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', got {value!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"speed must be a positive finite number or 'max', got {value!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cellctl", description="aseptic_cell supervisory control")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check-config", help="validate the configuration directory")
+    c.add_argument("dir", nargs="?", help="configuration directory (default: the project's config/)")
+    c.set_defaults(func=_cmd_check_config)
+
+    s = sub.add_parser("schema", help="write the JSON schema of every configuration file")
+    s.add_argument("--out", help="directory to write <file>.schema.json into (default: stdout)")
+    s.set_defaults(func=_cmd_schema)
+
+    r = sub.add_parser("run", help="run the simulated cell")
+    r.add_argument("--config", help="configuration directory")
+    r.add_argument("--speed", type=_speed, default=None,
+                   help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.set_defaults(func=_cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

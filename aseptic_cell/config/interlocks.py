@@ -1,0 +1,124 @@
+"""Interlock catalogue schema (``config/interlocks.yaml``).
+
+A rule guards one or more actions; its ``when`` condition must hold before the action is
+allowed. Conditions are a small, closed grammar (no ``eval``):
+
+- ``{all: [cond, ...]}``, ``{any: [cond, ...]}``, ``{not: cond}``
+- ``{signal: "<dotted.name>", op: eq|ne|lt|le|gt|ge|in, value: <literal>}``
+- ``{signal: ..., op: ..., param: <name of an entry in parameters>}``
+
+Signal names may contain ``{placeholder}`` fields filled from the guarded action's
+arguments (``{door}``, ``{other}``, ``{port}``, ``{rtp}``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from .base import Finite, Model
+
+ALLOWED_PLACEHOLDERS = {"door", "other", "port", "rtp"}
+_SIGNAL = re.compile(r"^[a-z][a-z0-9_]*(\.([a-z0-9_]+|\{[a-z]+\}|[a-z0-9_]*\{[a-z]+\}))+$")
+_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
+
+
+class Comparison(Model):
+    signal: str
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "in"]
+    value: Optional[Union[bool, Finite, str, list[Union[bool, Finite, str]]]] = None
+    param: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Comparison":
+        if not _SIGNAL.match(self.signal):
+            raise ValueError(f"signal {self.signal!r} is not a dotted lower-case name")
+        for ph in re.findall(r"\{([a-z]+)\}", self.signal):
+            if ph not in ALLOWED_PLACEHOLDERS:
+                raise ValueError(
+                    f"signal {self.signal!r} uses unknown placeholder {{{ph}}}; "
+                    f"allowed: {sorted(ALLOWED_PLACEHOLDERS)}"
+                )
+        if (self.value is None) == (self.param is None):
+            raise ValueError("give exactly one of 'value' or 'param'")
+        if self.op == "in" and self.value is not None and not isinstance(self.value, list):
+            raise ValueError("op 'in' needs a list value")
+        if self.op in ("lt", "le", "gt", "ge") and self.value is not None and (
+            isinstance(self.value, (bool, str, list))
+        ):
+            raise ValueError(f"op {self.op!r} needs a number")
+        return self
+
+
+class AllOf(Model):
+    all: list["Condition"] = Field(min_length=1)
+
+
+class AnyOf(Model):
+    any: list["Condition"] = Field(min_length=1)
+
+
+class NotOf(Model):
+    not_: "Condition" = Field(alias="not")
+
+    model_config = Model.model_config | {"populate_by_name": True}
+
+
+Condition = Union[AllOf, AnyOf, NotOf, Comparison]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+NotOf.model_rebuild()
+
+
+def iter_comparisons(cond: "Condition"):
+    """Yield every leaf comparison of a condition tree."""
+    if isinstance(cond, Comparison):
+        yield cond
+    elif isinstance(cond, AllOf):
+        for c in cond.all:
+            yield from iter_comparisons(c)
+    elif isinstance(cond, AnyOf):
+        for c in cond.any:
+            yield from iter_comparisons(c)
+    elif isinstance(cond, NotOf):
+        yield from iter_comparisons(cond.not_)
+
+
+class InterlockRule(Model):
+    id: str = Field(pattern=r"^(IL|RB)-\d{2}[A-Z]?$", description="IL-nn (spec §1.9) or RB-nn (robot, §4.3)")
+    title: str = Field(min_length=3)
+    guards: list[str] = Field(min_length=1, description="actions this rule guards")
+    when: Condition
+    basis: str = Field(min_length=3, description="Annex 1 paragraph / standard / source key")
+    severity: Literal["critical", "high", "medium", "low"]
+    scope: Literal["action", "each_glove_port"] = "action"
+    on_tick: Optional[Literal["hold_batch", "abort_vhp", "protective_stop"]] = None
+
+    @model_validator(mode="after")
+    def _actions(self) -> "InterlockRule":
+        for a in self.guards:
+            if not _ACTION.match(a):
+                raise ValueError(f"guarded action {a!r} must look like 'device.verb'")
+        return self
+
+
+class InterlockCatalogue(Model):
+    parameters: dict[str, Finite] = {}
+    rules: list[InterlockRule] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "InterlockCatalogue":
+        ids = [r.id for r in self.rules]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"rule ids must be unique; repeated: {dup}")
+        for rule in self.rules:
+            for cmp_ in iter_comparisons(rule.when):
+                if cmp_.param is not None and cmp_.param not in self.parameters:
+                    raise ValueError(
+                        f"rule {rule.id}: param {cmp_.param!r} is not defined in parameters "
+                        f"(known: {sorted(self.parameters)})"
+                    )
+        return self
