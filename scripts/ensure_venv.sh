@@ -20,6 +20,9 @@ TOOLING=(pip==26.3 setuptools==84.2.1 wheel==0.48.0)
 unset _ROS_WHEELS_BOOTSTRAP_COMPLETE PYTHONPATH PYTHONHOME AMENT_PREFIX_PATH CMAKE_PREFIX_PATH VIRTUAL_ENV
 
 log() { printf 'ensure_venv: %s\n' "$*" >&2; }
+# This machine's pip.conf lists local file:// indexes that lack most projects; pip warns
+# once per project. Drop that noise, keep everything else (pip's exit status is kept).
+quiet_pip() { { "${PIP[@]}" "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 base_py=$(command -v "$PYTHON") || { log "no $PYTHON on PATH"; exit 1; }
 base_id=$("$base_py" -c 'import sys; print(sys.version.split()[0], sys.base_prefix)')
@@ -40,8 +43,8 @@ deps_hash=$(scripts/stamp.sh "$base_id ${TOOLING[*]}" requirements.txt requireme
 if [[ "$(cat "$VENV/.stamp-deps" 2>/dev/null)" != "$deps_hash" ]]; then
   log "installing pinned dependencies"
   rm -f "$VENV/.stamp-deps" "$VENV/.stamp-pkg"
-  "${PIP[@]}" install -q "${TOOLING[@]}"
-  "${PIP[@]}" install -q -r requirements.txt -c requirements-lock.txt
+  quiet_pip install -q "${TOOLING[@]}"
+  quiet_pip install -q -r requirements.txt -c requirements-lock.txt
   printf '%s\n' "$deps_hash" > "$VENV/.stamp-deps"
 fi
 
