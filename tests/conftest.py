@@ -14,7 +14,9 @@ anything it imports) can import rclpy:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -23,6 +25,7 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 if not os.environ.get("ROS_LOG_DIR"):
     os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="aseptic_cell-roslog-")
+    atexit.register(shutil.rmtree, os.environ["ROS_LOG_DIR"], ignore_errors=True)
 
 
 def _worker_index() -> int:
