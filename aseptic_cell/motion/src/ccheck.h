@@ -1,0 +1,190 @@
+/* Shared declarations for the arm collision / trajectory checker (_ccheck).
+ *
+ * Plain C11. The scene is built once from the configuration (see
+ * aseptic_cell/motion/scene.py, which computes every derived number: sphere
+ * covers, float32 error inflation, Lipschitz motion bounds) and is read-only
+ * afterwards, so the kernels can run without the GIL.
+ *
+ * Conventions
+ *   - Frames: frame 0 = arm base in the isolator frame, frame k = after joint k
+ *     (standard DH, T_k = Rz(q_k) Tz(d_k) Tx(a_k) Rx(alpha_k)).
+ *   - Rotations are row-major 3x3; a box's rotation has the box axes as columns.
+ *   - "Entities" are the things whose clearance is tracked separately:
+ *     entity k < nlinks is "link k vs. the environment" (all active boxes that
+ *     are not allowed contacts), entity nlinks + p is self-collision pair p.
+ *   - Pair ids (reported as the closest pair): link k vs box b = k * nboxes + b,
+ *     self pair p = nlinks * nboxes + p.
+ */
+#ifndef ASEPTIC_CELL_CCHECK_H
+#define ASEPTIC_CELL_CCHECK_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define CC_MAX_LINKS 16
+#define CC_MAX_BOXES 64
+#define CC_MAX_PAIRS 64
+#define CC_MAX_ZONES 16
+#define CC_MAX_SPHERES 256
+#define CC_MAX_ENT (CC_MAX_LINKS + CC_MAX_PAIRS)
+#define CC_NJ 6
+
+typedef struct {
+    /* kinematics */
+    double dh_a[CC_NJ], dh_d[CC_NJ], dh_ca[CC_NJ], dh_sa[CC_NJ];
+    double base_R[9], base_p[3];
+    double qmin[CC_NJ], qmax[CC_NJ], vmax[CC_NJ], amax[CC_NJ];
+    double tcp[3];           /* TCP point in frame 6 */
+    double margin;           /* safety margin (m) */
+
+    /* links (capsules) */
+    int nlinks;
+    int link_frame[CC_MAX_LINKS];
+    double link_p0[CC_MAX_LINKS][3], link_p1[CC_MAX_LINKS][3], link_r[CC_MAX_LINKS];
+    uint64_t link_box_mask[CC_MAX_LINKS];   /* boxes link k is checked against */
+    /* lip[k][j]: bound on the distance of link k's segment points from joint j's
+     * axis, for every configuration (Lipschitz constant of point motion in q_j). */
+    double lip[CC_MAX_LINKS][CC_NJ];
+    double tcp_lip[CC_NJ];
+
+    /* boxes (double, exact path) */
+    int nboxes;
+    double box_c[CC_MAX_BOXES][3], box_R[CC_MAX_BOXES][9], box_h[CC_MAX_BOXES][3];
+
+    /* self-collision pairs; pair_first_joint: first joint whose motion changes the
+     * relative pose of the two links (joints before it move both rigidly). */
+    int npairs;
+    int pair_a[CC_MAX_PAIRS], pair_b[CC_MAX_PAIRS], pair_first_joint[CC_MAX_PAIRS];
+
+    /* near-product zones (oriented boxes) */
+    int nzones;
+    double zone_c[CC_MAX_ZONES][3], zone_R[CC_MAX_ZONES][9], zone_h[CC_MAX_ZONES][3];
+
+    /* float32 fast path: sphere cover of each capsule, radii already inflated by
+     * margin and by the float32 rounding bound, rounded up to float. */
+    int nspheres;
+    int sph_first[CC_MAX_LINKS], sph_count[CC_MAX_LINKS];
+    float sph_t[CC_MAX_SPHERES];                 /* position along p0 -> p1 */
+    float sph_r_env[CC_MAX_SPHERES], sph_r_self[CC_MAX_SPHERES];
+    float bound_r_env[CC_MAX_LINKS], bound_r_self[CC_MAX_LINKS];  /* around t = 0.5 */
+    float fbox_c[CC_MAX_BOXES][3], fbox_ax[CC_MAX_BOXES][9], fbox_h[CC_MAX_BOXES][3];
+} cc_scene;
+
+/* Frames for one configuration: frame k rotation R[k] (row-major) and origin p[k]. */
+typedef struct {
+    double R[CC_NJ + 1][9];
+    double p[CC_NJ + 1][3];
+} cc_frames;
+
+/* sin and cos of x, branch-free so that loops over lanes vectorise; identical
+ * results on every SIMD level (no FMA contraction: -ffp-contract=off, no
+ * reassociation). Cody-Waite reduction by pi/2 (fdlibm split constants), then
+ * Taylor polynomials to degree 15/16 on |r| <= pi/4 (truncation < 5e-17).
+ * Accurate to a few ulp for |x| < 1e5; the callers reject larger angles. */
+static inline void cc_sincos_inl(double x, double *s_out, double *c_out)
+{
+    const double magic = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
+    const double two_over_pi = 6.36619772367581382433e-01;
+    const double pio2_1 = 1.57079632673412561417e+00;   /* first 33 bits of pi/2 */
+    const double pio2_1t = 6.07710050650619224932e-11;  /* pi/2 - pio2_1 */
+    double kf = (x * two_over_pi + magic) - magic;
+    double r = (x - kf * pio2_1) - kf * pio2_1t;
+    double m = kf - 4.0 * ((kf * 0.25 + magic) - magic); /* kf mod 4 in {-2,-1,0,1,2} */
+    double r2 = r * r;
+    double ps = -7.6471637318198164759e-13;              /* -1/15! */
+    ps = ps * r2 + 1.6059043836821614599e-10;            /* 1/13! */
+    ps = ps * r2 - 2.5052108385441718775e-08;            /* -1/11! */
+    ps = ps * r2 + 2.7557319223985890653e-06;            /* 1/9! */
+    ps = ps * r2 - 1.9841269841269841270e-04;            /* -1/7! */
+    ps = ps * r2 + 8.3333333333333333333e-03;            /* 1/5! */
+    ps = ps * r2 - 1.6666666666666666667e-01;            /* -1/3! */
+    double sv = r + r * (r2 * ps);
+    double pc = 4.7794773323873852974e-14;               /* 1/16! */
+    pc = pc * r2 - 1.1470745597729724714e-11;            /* -1/14! */
+    pc = pc * r2 + 2.0876756987868098979e-09;            /* 1/12! */
+    pc = pc * r2 - 2.7557319223985890653e-07;            /* -1/10! */
+    pc = pc * r2 + 2.4801587301587301587e-05;            /* 1/8! */
+    pc = pc * r2 - 1.3888888888888888889e-03;            /* -1/6! */
+    pc = pc * r2 + 4.1666666666666666667e-02;            /* 1/4! */
+    pc = pc * r2 - 0.5;
+    double cv = 1.0 + r2 * pc;
+    double am = m < 0.0 ? -m : m;
+    int swap = am == 1.0;                                /* quadrant 1 or 3 */
+    double s1 = swap ? cv : sv;
+    double c1 = swap ? sv : cv;
+    int sneg = m < 0.0 || m == 2.0;                      /* quadrants 2, 3 */
+    int cneg = m > 0.5 || m < -1.5;                      /* quadrants 1, 2 */
+    *s_out = sneg ? -s1 : s1;
+    *c_out = cneg ? -c1 : c1;
+}
+
+/* ---- kinematics (exact.c) ---- */
+void cc_sincos(double x, double *s, double *c);
+void cc_fk(const cc_scene *S, const double *q, cc_frames *F);
+void cc_link_segment(const cc_scene *S, const cc_frames *F, int k, double e0[3], double e1[3]);
+void cc_tcp(const cc_scene *S, const cc_frames *F, double out[3]);
+
+/* ---- exact geometry (exact.c) ---- */
+double cc_seg_box_dist(const double e0[3], const double e1[3], const double c[3],
+                       const double R[9], const double h[3]);
+double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3],
+                       const double q1[3]);
+
+/* Per-entity clearances for one configuration. out_c[e] = exact clearance of entity
+ * e if it is below cap[e], otherwise some value >= cap[e] (a valid lower bound is
+ * all the certified check needs). out_pair[e] = pair id of the closest pair or -1.
+ * Returns the number of entities. */
+int cc_entity_clearance(const cc_scene *S, const cc_frames *F, uint64_t active,
+                        const double *cap, double *out_c, int *out_pair);
+
+/* Exact minimum clearance over all entities (uncapped); returns the clearance and
+ * writes the closest pair id. */
+double cc_min_clearance(const cc_scene *S, const double *q, uint64_t active, int *pair);
+
+/* ---- trajectory check (exact.c) ---- */
+enum { CC_MODE_SAMPLES = 0, CC_MODE_FIXED = 1, CC_MODE_CERTIFIED = 2 };
+enum {
+    CC_OK = 0,
+    CC_FAIL_POSITION = 1,
+    CC_FAIL_VELOCITY = 2,
+    CC_FAIL_ACCEL = 3,
+    CC_FAIL_SPEED = 4,
+    CC_FAIL_COLLISION = 5,        /* at a sample */
+    CC_FAIL_COLLISION_BETWEEN = 6, /* found colliding between samples */
+    CC_FAIL_UNCERTIFIED = 7        /* could not certify at the minimum subdivision */
+};
+
+typedef struct {
+    int mode;
+    double dt;
+    double speed_limit_outside;   /* m/s, <= 0: none */
+    double speed_limit_zone;      /* m/s inside near-product zones, <= 0: none */
+    double fixed_step;            /* rad, fixed mode */
+    int max_depth;                /* certified mode: bisection depth */
+} cc_traj_opts;
+
+typedef struct {
+    int code;
+    long index;       /* first failing sample index, -1 if ok */
+    int joint;        /* joint (0-based) for limit failures */
+    int zone;         /* zone for speed failures, -1 outside */
+    double value, limit;
+    int pair;         /* pair id for collision failures */
+    double pair_clearance;
+    double min_clearance;  /* exact min over the samples */
+    int min_pair;
+    long evals;       /* number of exact evaluations (diagnostics) */
+} cc_traj_result;
+
+void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t active,
+                         const cc_traj_opts *o, cc_traj_result *r);
+
+/* ---- float32 fast path (fast.c) ---- */
+#define CC_W 16
+typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, uint64_t active,
+                           uint8_t *out);
+void cc_fast_generic(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
+void cc_fast_avx2(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
+void cc_fast_avx512(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
+
+#endif

@@ -1,0 +1,512 @@
+/* Exact (double precision) path: forward kinematics, capsule-box and
+ * capsule-capsule clearance, and the trajectory check (limits, TCP speed,
+ * collisions at the samples and, in certified mode, between them).
+ *
+ * Clearance of a capsule (segment + radius r) to a box is dist(segment, box) - r;
+ * between two capsules it is dist(segment, segment) - r_a - r_b. A value <= 0
+ * means contact (penetration depth is not measured). A configuration collides
+ * when some clearance is below the safety margin.
+ */
+#include "ccheck.h"
+
+#include <math.h>
+#include <string.h>
+
+void cc_sincos(double x, double *s, double *c) { cc_sincos_inl(x, s, c); }
+
+void cc_fk(const cc_scene *S, const double *q, cc_frames *F)
+{
+    memcpy(F->R[0], S->base_R, sizeof S->base_R);
+    memcpy(F->p[0], S->base_p, sizeof S->base_p);
+    for (int k = 0; k < CC_NJ; k++) {
+        const double *R = F->R[k], *p = F->p[k];
+        double *Rn = F->R[k + 1], *pn = F->p[k + 1];
+        double s, c;
+        cc_sincos_inl(q[k], &s, &c);
+        const double ca = S->dh_ca[k], sa = S->dh_sa[k], a = S->dh_a[k], d = S->dh_d[k];
+        for (int i = 0; i < 3; i++) {
+            /* row i of R = (X_i, Y_i, Z_i); new X = cX + sY, W = cY - sX,
+             * new Y = ca W + sa Z, new Z = ca Z - sa W, origin += a X_new + d Z */
+            double x = R[3 * i], y = R[3 * i + 1], z = R[3 * i + 2];
+            double nx = c * x + s * y;
+            double w = c * y - s * x;
+            Rn[3 * i] = nx;
+            Rn[3 * i + 1] = ca * w + sa * z;
+            Rn[3 * i + 2] = ca * z - sa * w;
+            pn[i] = p[i] + a * nx + d * z;
+        }
+    }
+}
+
+static inline void xform(const double R[9], const double p[3], const double v[3], double out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = p[i] + R[3 * i] * v[0] + R[3 * i + 1] * v[1] + R[3 * i + 2] * v[2];
+}
+
+void cc_link_segment(const cc_scene *S, const cc_frames *F, int k, double e0[3], double e1[3])
+{
+    int f = S->link_frame[k];
+    xform(F->R[f], F->p[f], S->link_p0[k], e0);
+    xform(F->R[f], F->p[f], S->link_p1[k], e1);
+}
+
+void cc_tcp(const cc_scene *S, const cc_frames *F, double out[3])
+{
+    xform(F->R[CC_NJ], F->p[CC_NJ], S->tcp, out);
+}
+
+/* v expressed in the box frame: local_i = axis_i . v (axes are the columns of R). */
+static inline void to_local(const double R[9], const double v[3], double out[3])
+{
+    for (int i = 0; i < 3; i++) out[i] = R[i] * v[0] + R[3 + i] * v[1] + R[6 + i] * v[2];
+}
+
+static inline double point_box_dist2_local(const double p[3], const double h[3])
+{
+    double s = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double e = fabs(p[i]) - h[i];
+        if (e > 0.0) s += e * e;
+    }
+    return s;
+}
+
+static double point_box_dist(const double x[3], const double c[3], const double R[9],
+                             const double h[3])
+{
+    double v[3] = {x[0] - c[0], x[1] - c[1], x[2] - c[2]}, l[3];
+    to_local(R, v, l);
+    return sqrt(point_box_dist2_local(l, h));
+}
+
+/* Distance from segment e0-e1 to an oriented box. In the box frame the squared
+ * distance f(t) = sum_i max(|a_i + t d_i| - h_i, 0)^2 is convex and piecewise
+ * quadratic in t, with breakpoints where a_i + t d_i = +-h_i. On each piece the
+ * active terms are a fixed quadratic, minimised in closed form and clamped to
+ * the piece; the smallest piece minimum is the exact minimum. */
+double cc_seg_box_dist(const double e0[3], const double e1[3], const double c[3],
+                       const double R[9], const double h[3])
+{
+    double v[3] = {e0[0] - c[0], e0[1] - c[1], e0[2] - c[2]};
+    double w[3] = {e1[0] - e0[0], e1[1] - e0[1], e1[2] - e0[2]};
+    double a[3], d[3];
+    to_local(R, v, a);
+    to_local(R, w, d);
+    double t[8];
+    int nt = 0;
+    t[nt++] = 0.0;
+    for (int i = 0; i < 3; i++) {
+        if (d[i] == 0.0) continue;
+        double t1 = (h[i] - a[i]) / d[i], t2 = (-h[i] - a[i]) / d[i];
+        if (t1 > 0.0 && t1 < 1.0) t[nt++] = t1;
+        if (t2 > 0.0 && t2 < 1.0) t[nt++] = t2;
+    }
+    t[nt++] = 1.0;
+    /* insertion sort of the interior breakpoints */
+    for (int i = 2; i < nt - 1; i++) {
+        double x = t[i];
+        int j = i - 1;
+        while (j > 0 && t[j] > x) { t[j + 1] = t[j]; j--; }
+        t[j + 1] = x;
+    }
+    double best = INFINITY;
+    for (int k = 0; k + 1 < nt; k++) {
+        double lo = t[k], hi = t[k + 1], tm = 0.5 * (lo + hi);
+        double A = 0.0, B = 0.0;
+        for (int i = 0; i < 3; i++) {
+            double pm = a[i] + tm * d[i];
+            if (pm > h[i]) { double o = a[i] - h[i]; A += o * d[i]; B += d[i] * d[i]; }
+            else if (pm < -h[i]) { double o = a[i] + h[i]; A += o * d[i]; B += d[i] * d[i]; }
+        }
+        double ts = B > 0.0 ? -A / B : lo;
+        if (ts < lo) ts = lo;
+        if (ts > hi) ts = hi;
+        double p[3] = {a[0] + ts * d[0], a[1] + ts * d[1], a[2] + ts * d[2]};
+        double f = point_box_dist2_local(p, h);
+        if (f < best) best = f;
+        if (best == 0.0) break;
+    }
+    return sqrt(best);
+}
+
+static double point_seg_dist2(const double p[3], const double a[3], const double u[3], double uu)
+{
+    double w[3] = {p[0] - a[0], p[1] - a[1], p[2] - a[2]};
+    double t = uu > 0.0 ? (w[0] * u[0] + w[1] * u[1] + w[2] * u[2]) / uu : 0.0;
+    if (t < 0.0) t = 0.0;
+    if (t > 1.0) t = 1.0;
+    double x = w[0] - t * u[0], y = w[1] - t * u[1], z = w[2] - t * u[2];
+    return x * x + y * y + z * z;
+}
+
+/* Distance between segments p0-p1 and q0-q1. |P(s) - Q(t)| is convex on the unit
+ * square: the minimum is the interior stationary point if it lies inside,
+ * otherwise it is on an edge, i.e. an endpoint-to-segment distance. */
+double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3],
+                       const double q1[3])
+{
+    double u[3] = {p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2]};
+    double v[3] = {q1[0] - q0[0], q1[1] - q0[1], q1[2] - q0[2]};
+    double w[3] = {p0[0] - q0[0], p0[1] - q0[1], p0[2] - q0[2]};
+    double a = u[0] * u[0] + u[1] * u[1] + u[2] * u[2];
+    double b = u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+    double c = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+    double d = u[0] * w[0] + u[1] * w[1] + u[2] * w[2];
+    double e = v[0] * w[0] + v[1] * w[1] + v[2] * w[2];
+    double best = point_seg_dist2(p0, q0, v, c);
+    double x = point_seg_dist2(p1, q0, v, c);
+    if (x < best) best = x;
+    x = point_seg_dist2(q0, p0, u, a);
+    if (x < best) best = x;
+    x = point_seg_dist2(q1, p0, u, a);
+    if (x < best) best = x;
+    double den = a * c - b * b;
+    if (den > 1e-12 * a * c) {
+        double s = (b * e - c * d) / den, t = (a * e - b * d) / den;
+        if (s > 0.0 && s < 1.0 && t > 0.0 && t < 1.0) {
+            double dx = w[0] + s * u[0] - t * v[0];
+            double dy = w[1] + s * u[1] - t * v[1];
+            double dz = w[2] + s * u[2] - t * v[2];
+            x = dx * dx + dy * dy + dz * dz;
+            if (x < best) best = x;
+        }
+    }
+    return sqrt(best);
+}
+
+/* Core of the exact path. cap[e]: values at or above it need not be exact. With
+ * shared != 0 the cap also drops to the best clearance found so far over all
+ * entities (for a plain minimum-clearance query). */
+static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, uint64_t active,
+                                 const double *cap, int shared, double *out_c, int *out_pair)
+{
+    const int L = S->nlinks, B = S->nboxes;
+    double e0[CC_MAX_LINKS][3], e1[CC_MAX_LINKS][3], mid[CC_MAX_LINKS][3], hl[CC_MAX_LINKS];
+    double global = INFINITY;
+    for (int k = 0; k < L; k++) {
+        cc_link_segment(S, F, k, e0[k], e1[k]);
+        double dx = e1[k][0] - e0[k][0], dy = e1[k][1] - e0[k][1], dz = e1[k][2] - e0[k][2];
+        hl[k] = 0.5 * sqrt(dx * dx + dy * dy + dz * dz);
+        for (int i = 0; i < 3; i++) mid[k][i] = 0.5 * (e0[k][i] + e1[k][i]);
+    }
+    for (int k = 0; k < L; k++) {
+        double lb[CC_MAX_BOXES];
+        int idx[CC_MAX_BOXES], n = 0;
+        uint64_t m = S->link_box_mask[k] & active;
+        const double r = S->link_r[k];
+        for (int b = 0; b < B; b++) {
+            if (!((m >> b) & 1u)) continue;
+            lb[n] = point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - hl[k] - r;
+            idx[n++] = b;
+        }
+        double best = cap[k];
+        if (shared && global < best) best = global;
+        int pair = -1;
+        for (;;) {
+            int j = -1;
+            double v = INFINITY;
+            for (int i = 0; i < n; i++)
+                if (lb[i] < v) { v = lb[i]; j = i; }
+            if (j < 0 || v >= best) break;
+            int b = idx[j];
+            double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
+            if (dist < best) { best = dist; pair = k * B + b; }
+            lb[j] = INFINITY;
+        }
+        out_c[k] = best;
+        out_pair[k] = pair;
+        if (pair >= 0 && best < global) global = best;
+    }
+    for (int p = 0; p < S->npairs; p++) {
+        int a = S->pair_a[p], b = S->pair_b[p];
+        double rr = S->link_r[a] + S->link_r[b];
+        double dx = mid[a][0] - mid[b][0], dy = mid[a][1] - mid[b][1], dz = mid[a][2] - mid[b][2];
+        double lbv = sqrt(dx * dx + dy * dy + dz * dz) - hl[a] - hl[b] - rr;
+        double c = cap[L + p];
+        if (shared && global < c) c = global;
+        if (lbv >= c) { out_c[L + p] = lbv; out_pair[L + p] = -1; continue; }
+        double dist = cc_seg_seg_dist(e0[a], e1[a], e0[b], e1[b]) - rr;
+        out_c[L + p] = dist;
+        out_pair[L + p] = L * B + p;
+        if (dist < global) global = dist;
+    }
+    return L + S->npairs;
+}
+
+int cc_entity_clearance(const cc_scene *S, const cc_frames *F, uint64_t active,
+                        const double *cap, double *out_c, int *out_pair)
+{
+    return entity_clearance_impl(S, F, active, cap, 0, out_c, out_pair);
+}
+
+double cc_min_clearance(const cc_scene *S, const double *q, uint64_t active, int *pair)
+{
+    cc_frames F;
+    double cap[CC_MAX_ENT], c[CC_MAX_ENT];
+    int pr[CC_MAX_ENT];
+    cc_fk(S, q, &F);
+    int ne = S->nlinks + S->npairs;
+    for (int e = 0; e < CC_MAX_ENT; e++) cap[e] = INFINITY;
+    entity_clearance_impl(S, &F, active, cap, 1, c, pr);
+    double best = INFINITY;
+    int bp = -1;
+    for (int e = 0; e < ne; e++)
+        if (pr[e] >= 0 && c[e] < best) { best = c[e]; bp = pr[e]; }
+    *pair = bp;
+    return best;
+}
+
+/* ---------------------------------------------------------------- trajectories */
+
+/* Per-entity bound on how far any segment point can move (relative to whatever
+ * the entity's clearance is measured against) for a joint step with |dq| = adq:
+ * sum_j |dq_j| * (max distance of the link's points from joint j's axis). A
+ * rotation by dq about an axis moves a point at distance rho by at most
+ * rho * |dq| (arc length), and the bound holds along the whole straight-line
+ * joint motion because rho is bounded for every configuration. */
+static void entity_delta(const cc_scene *S, const double adq[CC_NJ], double *delta)
+{
+    const int L = S->nlinks;
+    for (int k = 0; k < L; k++) {
+        double s = 0.0;
+        for (int j = 0; j < CC_NJ; j++) s += adq[j] * S->lip[k][j];
+        delta[k] = s;
+    }
+    for (int p = 0; p < S->npairs; p++) {
+        int a = S->pair_a[p], b = S->pair_b[p];
+        double s = 0.0;
+        for (int j = S->pair_first_joint[p]; j < CC_NJ; j++)
+            s += adq[j] * (S->lip[a][j] + S->lip[b][j]);
+        delta[L + p] = s;
+    }
+}
+
+typedef struct {
+    const cc_scene *S;
+    uint64_t active;
+    int max_depth;
+    long evals;
+    int pair;
+    double pair_c;
+} cert_ctx;
+
+static int worst_entity(int ne, const double *c, const int *pr, int *pair, double *val)
+{
+    double v = INFINITY;
+    int e = -1;
+    for (int i = 0; i < ne; i++)
+        if (c[i] < v) { v = c[i]; e = i; }
+    *val = v;
+    *pair = e >= 0 ? pr[e] : -1;
+    return e;
+}
+
+/* Certify straight-line joint motion qa -> qb, given entity clearance lower bounds
+ * ca, cb at the ends (both already >= margin). Along the segment the clearance of
+ * entity e at parameter t is at least max(ca - delta t, cb - delta (1 - t)) >=
+ * (ca + cb - delta) / 2. If that is >= margin for every entity the motion is
+ * free; otherwise bisect. Returns 0 certified, CC_FAIL_COLLISION_BETWEEN if a
+ * midpoint collides, CC_FAIL_UNCERTIFIED if undecided at max depth. */
+static int certify(cert_ctx *x, const double *qa, const double *ca, const double *qb,
+                   const double *cb, const int *pra, const int *prb, int depth)
+{
+    const cc_scene *S = x->S;
+    const int ne = S->nlinks + S->npairs;
+    const double margin = S->margin;
+    double adq[CC_NJ], delta[CC_MAX_ENT];
+    for (int j = 0; j < CC_NJ; j++) adq[j] = fabs(qb[j] - qa[j]);
+    entity_delta(S, adq, delta);
+    int ok = 1, worst = -1;
+    double worst_v = INFINITY;
+    for (int e = 0; e < ne; e++) {
+        double lo = 0.5 * (ca[e] + cb[e] - delta[e]);
+        if (!(lo >= margin)) {
+            ok = 0;
+            if (lo < worst_v) { worst_v = lo; worst = e; }
+        }
+    }
+    if (ok) return 0;
+    if (depth >= x->max_depth) {
+        x->pair = pra[worst] >= 0 ? pra[worst] : prb[worst];
+        x->pair_c = worst_v;
+        return CC_FAIL_UNCERTIFIED;
+    }
+    double qm[CC_NJ], cap[CC_MAX_ENT], cm[CC_MAX_ENT];
+    int prm[CC_MAX_ENT];
+    for (int j = 0; j < CC_NJ; j++) qm[j] = 0.5 * (qa[j] + qb[j]);
+    for (int e = 0; e < ne; e++) cap[e] = margin + 0.75 * delta[e];
+    cc_frames F;
+    cc_fk(S, qm, &F);
+    cc_entity_clearance(S, &F, x->active, cap, cm, prm);
+    x->evals++;
+    int p;
+    double v;
+    worst_entity(ne, cm, prm, &p, &v);
+    if (v < margin) {
+        x->pair = p;
+        x->pair_c = v;
+        return CC_FAIL_COLLISION_BETWEEN;
+    }
+    int r = certify(x, qa, ca, qm, cm, pra, prm, depth + 1);
+    if (r) return r;
+    return certify(x, qm, cm, qb, cb, prm, prb, depth + 1);
+}
+
+static int in_box(const double x[3], const double c[3], const double R[9], const double h[3])
+{
+    double v[3] = {x[0] - c[0], x[1] - c[1], x[2] - c[2]}, l[3];
+    to_local(R, v, l);
+    return fabs(l[0]) <= h[0] && fabs(l[1]) <= h[1] && fabs(l[2]) <= h[2];
+}
+
+static void fail(cc_traj_result *r, int code, long index)
+{
+    r->code = code;
+    r->index = index;
+}
+
+void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t active,
+                         const cc_traj_opts *o, cc_traj_result *r)
+{
+    const int ne = S->nlinks + S->npairs;
+    const double margin = S->margin, dt = o->dt;
+    memset(r, 0, sizeof *r);
+    r->code = CC_OK;
+    r->index = -1;
+    r->joint = -1;
+    r->zone = -1;
+    r->pair = -1;
+    r->min_clearance = INFINITY;
+    r->min_pair = -1;
+    double cbuf[2][CC_MAX_ENT], dbuf[2][CC_MAX_ENT], cap[CC_MAX_ENT];
+    int pbuf[2][CC_MAX_ENT];
+    double tcp_prev[3] = {0, 0, 0};
+    int cur = 0;
+    for (int e = 0; e < ne; e++) dbuf[0][e] = dbuf[1][e] = 0.0;
+    cert_ctx cx = {S, active, o->max_depth, 0, -1, 0.0};
+
+    for (long i = 0; i < n; i++) {
+        const double *qi = q + CC_NJ * i;
+        int failed = r->code != CC_OK;
+        if (!failed) {
+            for (int j = 0; j < CC_NJ && !failed; j++) {
+                if (qi[j] < S->qmin[j] || qi[j] > S->qmax[j]) {
+                    fail(r, CC_FAIL_POSITION, i);
+                    r->joint = j;
+                    r->value = qi[j];
+                    r->limit = qi[j] < S->qmin[j] ? S->qmin[j] : S->qmax[j];
+                    failed = 1;
+                }
+            }
+            for (int j = 0; j < CC_NJ && !failed && i >= 1; j++) {
+                double v = (qi[j] - qi[j - CC_NJ]) / dt;
+                if (fabs(v) > S->vmax[j]) {
+                    fail(r, CC_FAIL_VELOCITY, i);
+                    r->joint = j; r->value = v; r->limit = S->vmax[j];
+                    failed = 1;
+                }
+            }
+            for (int j = 0; j < CC_NJ && !failed && i >= 1 && i + 1 < n; j++) {
+                double acc = (qi[j + CC_NJ] - 2.0 * qi[j] + qi[j - CC_NJ]) / (dt * dt);
+                if (fabs(acc) > S->amax[j]) {
+                    fail(r, CC_FAIL_ACCEL, i);
+                    r->joint = j; r->value = acc; r->limit = S->amax[j];
+                    failed = 1;
+                }
+            }
+        }
+        cc_frames F;
+        cc_fk(S, qi, &F);
+        double tcp[3];
+        cc_tcp(S, &F, tcp);
+        if (!failed && i >= 1) {
+            double dx = tcp[0] - tcp_prev[0], dy = tcp[1] - tcp_prev[1], dz = tcp[2] - tcp_prev[2];
+            double speed = sqrt(dx * dx + dy * dy + dz * dz) / dt;
+            double midp[3] = {0.5 * (tcp[0] + tcp_prev[0]), 0.5 * (tcp[1] + tcp_prev[1]),
+                              0.5 * (tcp[2] + tcp_prev[2])};
+            int zone = -1;
+            for (int z = 0; z < S->nzones && zone < 0; z++)
+                if (in_box(tcp, S->zone_c[z], S->zone_R[z], S->zone_h[z]) ||
+                    in_box(tcp_prev, S->zone_c[z], S->zone_R[z], S->zone_h[z]) ||
+                    in_box(midp, S->zone_c[z], S->zone_R[z], S->zone_h[z]))
+                    zone = z;
+            if (zone >= 0 && o->speed_limit_zone > 0.0 && speed > o->speed_limit_zone) {
+                fail(r, CC_FAIL_SPEED, i);
+                r->zone = zone; r->value = speed; r->limit = o->speed_limit_zone;
+                failed = 1;
+            } else if (o->speed_limit_outside > 0.0 && speed > o->speed_limit_outside) {
+                fail(r, CC_FAIL_SPEED, i);
+                r->zone = -1; r->value = speed; r->limit = o->speed_limit_outside;
+                failed = 1;
+            }
+        }
+        memcpy(tcp_prev, tcp, sizeof tcp);
+
+        /* motion bound of the next segment (the previous one is dbuf[1 - cur]) */
+        double *dnext = dbuf[cur], *dprev = dbuf[1 - cur];
+        if (i + 1 < n) {
+            double adq[CC_NJ];
+            for (int j = 0; j < CC_NJ; j++) adq[j] = fabs(qi[j + CC_NJ] - qi[j]);
+            entity_delta(S, adq, dnext);
+        } else {
+            for (int e = 0; e < ne; e++) dnext[e] = 0.0;
+        }
+        for (int e = 0; e < ne; e++) {
+            double c = r->min_clearance;
+            if (!failed) {
+                double need = margin;
+                if (o->mode == CC_MODE_CERTIFIED)
+                    need += 1.0001 * (dnext[e] > dprev[e] ? dnext[e] : dprev[e]);
+                if (need > c || c != c) c = need;
+            }
+            cap[e] = c;
+        }
+        double *ci = cbuf[cur];
+        int *pi = pbuf[cur];
+        cc_entity_clearance(S, &F, active, cap, ci, pi);
+        cx.evals++;
+        int wp;
+        double wv;
+        worst_entity(ne, ci, pi, &wp, &wv);
+        if (wv < r->min_clearance && wp >= 0) { r->min_clearance = wv; r->min_pair = wp; }
+        if (!failed) {
+            if (wv < margin) {
+                fail(r, CC_FAIL_COLLISION, i);
+                r->pair = wp; r->pair_clearance = wv;
+            } else if (i >= 1 && o->mode == CC_MODE_CERTIFIED) {
+                int res = certify(&cx, qi - CC_NJ, cbuf[1 - cur], qi, ci, pbuf[1 - cur], pi, 0);
+                if (res) {
+                    fail(r, res, i);
+                    r->pair = cx.pair; r->pair_clearance = cx.pair_c;
+                }
+            } else if (i >= 1 && o->mode == CC_MODE_FIXED) {
+                const double *qa = qi - CC_NJ;
+                double mx = 0.0;
+                for (int j = 0; j < CC_NJ; j++) {
+                    double a = fabs(qi[j] - qa[j]);
+                    if (a > mx) mx = a;
+                }
+                long nsub = (long)ceil(mx / o->fixed_step);
+                for (long s = 1; s < nsub; s++) {
+                    double t = (double)s / (double)nsub, qs[CC_NJ], cs[CC_MAX_ENT];
+                    int ps[CC_MAX_ENT];
+                    for (int j = 0; j < CC_NJ; j++) qs[j] = qa[j] + t * (qi[j] - qa[j]);
+                    for (int e = 0; e < ne; e++) cap[e] = margin;
+                    cc_frames Fs;
+                    cc_fk(S, qs, &Fs);
+                    cc_entity_clearance(S, &Fs, active, cap, cs, ps);
+                    cx.evals++;
+                    worst_entity(ne, cs, ps, &wp, &wv);
+                    if (wv < margin) {
+                        fail(r, CC_FAIL_COLLISION_BETWEEN, i);
+                        r->pair = wp; r->pair_clearance = wv;
+                        break;
+                    }
+                }
+            }
+        }
+        cur = 1 - cur;
+    }
+    r->evals = cx.evals;
+}
