@@ -1,0 +1,15 @@
+"""Batch record and audit trail (hash-chained, append-only SQLite; domain spec §1.8, §5.2, §5.3).
+
+``cellctl record verify FILE`` calls :func:`verify_file`: exit 0 when ``report.ok``, else 1
+with ``report.problem`` printed.
+"""
+
+from .canonical import GENESIS_HASH, canonical_json, content_hash, entry_hash, iso_utc
+from .render import export_json, render_text, signature_manifest
+from .store import KINDS, BatchRecord, Entry, RecordError, VerifyReport, verify_file
+
+__all__ = [
+    "GENESIS_HASH", "KINDS", "BatchRecord", "Entry", "RecordError", "VerifyReport", "canonical_json",
+    "content_hash", "entry_hash", "export_json", "iso_utc", "render_text", "signature_manifest",
+    "verify_file",
+]

@@ -1,0 +1,512 @@
+"""The batch record and audit trail: one append-only, hash-chained SQLite table.
+
+Design (domain spec §1.8 ALCOA+, §5.2 EBR content, §5.3 Part 11 §11.10(c)(e)):
+
+* One file per cell (or per campaign), SQLite in WAL mode with ``synchronous=FULL`` so a
+  committed entry has been fsync'ed before :meth:`BatchRecord.append` returns.
+* One table ``entries``; each row carries ``prev_hash`` (the previous row's hash, 64 zeros
+  for the first row) and ``hash`` = SHA-256 over all its fields in the canonical encoding of
+  :mod:`.canonical`. A changed, removed, inserted or reordered row breaks the chain and
+  :func:`verify_file` names the first bad ``seq``, even when someone dropped the triggers.
+* Triggers refuse UPDATE and DELETE, and refuse an INSERT that does not extend the head.
+  The head (seq, hash) is also kept in ``record_head`` so that cutting rows off the end is
+  detected too.
+* Writers serialise with ``BEGIN IMMEDIATE`` and read the head inside the transaction, so
+  several threads or processes can append to the same file without forking the chain.
+* Nothing is ever changed in place: a correction is a new entry of kind ``correction`` that
+  names the original ``seq``/``hash`` and carries old and new values; printouts flag the
+  original as changed later.
+
+The chain is not keyed: it proves that nobody changed the file *without recomputing every
+later hash*. Anchor the head hash outside the file (it is printed on every export and
+covered by the QA release signature) to also catch a complete rewrite; see ``expected_head``
+in :meth:`BatchRecord.verify`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .canonical import GENESIS_HASH, HASH_SCHEME, canonical_json, entry_hash, is_sha256_hex, iso_utc
+
+SCHEMA_VERSION = "1"
+
+KINDS: frozenset[str] = frozenset({
+    "phase_transition",  # ISA-88 phase/unit state change (time, trigger, actor) - spec §5.2
+    "command",           # an accepted operator or system command
+    "refusal",           # a refused command with its reason (interlock, permission) - ARCHITECTURE rule 3
+    "trip",              # an interlock trip / safe-state transition
+    "cycle_result",      # VHP or autoclave cycle result - spec §1.4, §3
+    "glove_test",        # glove integrity test result - spec §1.3
+    "intervention",      # inherent / corrective intervention - spec §1.7
+    "alarm",             # ISA-18.2 alarm events - spec §1.6, §5.4
+    "signature",         # Part 11 §11.50 e-signature manifestation
+    "deviation",         # deviation raised / linked / closed
+    "material",          # materials, Beta container and autoclave load IDs - spec §5.2
+    "environment",       # environmental monitoring summaries and excursions - spec §5.2
+    "correction",        # a correction of an earlier entry (old/new values, reason) - Annex 11 §9
+    "auth",              # failed log-ins, lock-outs (Part 11 §11.300(d))
+    "clock",             # clock synchronisation / change events - spec §1.8
+    "config",            # configuration or recipe changes
+    "note",              # free-text operator / QA note
+})
+
+_TEXT_FIELDS = ("batch_id", "actor", "role", "action", "reason")
+_COLUMNS = "seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, prev_hash, hash"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS record_info (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS record_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    seq       INTEGER PRIMARY KEY,
+    ts        REAL    NOT NULL,
+    ts_iso    TEXT    NOT NULL,
+    batch_id  TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    actor     TEXT    NOT NULL,
+    role      TEXT    NOT NULL,
+    action    TEXT    NOT NULL,
+    reason    TEXT    NOT NULL,
+    payload   TEXT    NOT NULL,
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS entries_by_batch ON entries (batch_id, seq);
+CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+BEGIN
+    SELECT RAISE(ABORT, 'batch record is append-only: UPDATE of an entry is refused');
+END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+BEGIN
+    SELECT RAISE(ABORT, 'batch record is append-only: DELETE of an entry is refused');
+END;
+CREATE TRIGGER IF NOT EXISTS entries_append_at_head BEFORE INSERT ON entries
+WHEN NEW.seq <> COALESCE((SELECT MAX(seq) FROM entries), 0) + 1
+  OR NEW.prev_hash <> COALESCE((SELECT hash FROM entries ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}')
+BEGIN
+    SELECT RAISE(ABORT, 'batch record: an entry can only be appended at the head of the chain');
+END;
+"""
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class RecordError(Exception):
+    """The record file cannot be used (wrong schema, not a record, closed)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One immutable entry of the batch record."""
+
+    seq: int
+    ts: float
+    ts_iso: str
+    batch_id: str
+    kind: str
+    actor: str
+    role: str
+    action: str
+    reason: str
+    payload: dict[str, Any]
+    payload_json: str
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "ts": self.ts, "ts_iso": self.ts_iso, "batch_id": self.batch_id,
+            "kind": self.kind, "actor": self.actor, "role": self.role, "action": self.action,
+            "reason": self.reason, "payload": self.payload, "prev_hash": self.prev_hash, "hash": self.hash,
+        }
+
+    def computed_hash(self) -> str:
+        return entry_hash(self.seq, self.ts, self.ts_iso, self.batch_id, self.kind, self.actor, self.role,
+                          self.action, self.reason, self.payload_json, self.prev_hash)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Result of checking the whole hash chain of a record file."""
+
+    ok: bool
+    count: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str = ""
+    clock_regressions: tuple[int, ...] = field(default=())
+    """Seqs whose time stamp is earlier than the previous entry's (a clock change, spec §1.8).
+    A warning shown on printouts; it does not make the chain invalid."""
+
+    def __str__(self) -> str:
+        if self.ok:
+            text = f"record OK: {self.count} entries, head seq {self.head_seq}, head hash {self.head_hash}"
+            if self.clock_regressions:
+                text += f"; WARNING clock went backwards at seq {', '.join(map(str, self.clock_regressions))}"
+            return text
+        return f"record INVALID: {self.problem} ({self.count} entries checked)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "count": self.count, "head_seq": self.head_seq, "head_hash": self.head_hash,
+                "first_bad_seq": self.first_bad_seq, "problem": self.problem,
+                "clock_regressions": list(self.clock_regressions)}
+
+
+def _row_to_entry(row: tuple[Any, ...]) -> Entry:
+    seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload_json, prev_hash, hash_ = row
+    try:
+        payload = json.loads(payload_json)
+    except (TypeError, ValueError):
+        payload = {"_unparseable_payload": str(payload_json)}
+    return Entry(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, payload_json,
+                 prev_hash, hash_)
+
+
+def _verify_connection(conn: sqlite3.Connection, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+    """Walk the chain in ``seq`` order inside one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        try:
+            cur = conn.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq")
+        except sqlite3.DatabaseError as exc:
+            return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"not a batch record file: {exc}")
+        prev_hash, prev_ts, expected_seq, count = GENESIS_HASH, None, 1, 0
+        regressions: list[int] = []
+        anchor_seen = expected_head is None
+
+        def bad(seq: int, problem: str) -> VerifyReport:
+            return VerifyReport(False, count, expected_seq - 1, prev_hash, seq, problem, tuple(regressions))
+
+        for row in cur:
+            seq = row[0]
+            if not isinstance(seq, int) or seq < expected_seq:
+                return bad(expected_seq, f"chain broken at seq {expected_seq} (reordered or inserted)")
+            if seq > expected_seq:
+                return bad(expected_seq, f"gap: seq {expected_seq} missing (row removed)")
+            try:
+                entry = _row_to_entry(row)
+                recomputed = entry.computed_hash()
+            except (TypeError, ValueError):
+                return bad(seq, f"hash mismatch at seq {seq} (row changed)")
+            if recomputed != entry.hash:
+                return bad(seq, f"hash mismatch at seq {seq} (row changed)")
+            if entry.prev_hash != prev_hash:
+                return bad(seq, f"chain broken at seq {seq} (reordered or inserted)")
+            if prev_ts is not None and entry.ts < prev_ts:
+                regressions.append(seq)
+            if expected_head is not None and seq == expected_head[0]:
+                if entry.hash != expected_head[1]:
+                    return bad(seq, f"anchor mismatch at seq {seq} (record rewritten since the anchor)")
+                anchor_seen = True
+            count += 1
+            prev_hash, prev_ts, expected_seq = entry.hash, entry.ts, seq + 1
+        head = conn.execute("SELECT seq, hash FROM record_head WHERE id = 1").fetchone()
+    finally:
+        conn.execute("COMMIT")
+    last_seq = expected_seq - 1
+    if head is not None:
+        head_seq, head_hash = head
+        if head_seq > last_seq:
+            return VerifyReport(False, count, last_seq, prev_hash, last_seq + 1,
+                                f"gap: seq {last_seq + 1} missing (row removed)", tuple(regressions))
+        if head_seq == last_seq and head_hash != prev_hash:
+            return VerifyReport(False, count, last_seq, prev_hash, last_seq,
+                                f"hash mismatch at seq {last_seq} (row changed)", tuple(regressions))
+        if head_seq < last_seq:
+            return VerifyReport(False, count, last_seq, prev_hash, head_seq + 1,
+                                f"chain broken at seq {head_seq + 1} (reordered or inserted)",
+                                tuple(regressions))
+    elif count:
+        return VerifyReport(False, count, last_seq, prev_hash, 1, "record head missing (file tampered)",
+                            tuple(regressions))
+    if not anchor_seen:
+        assert expected_head is not None
+        return VerifyReport(False, count, last_seq, prev_hash, expected_head[0],
+                            f"gap: seq {expected_head[0]} missing (row removed)", tuple(regressions))
+    return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions))
+
+
+def verify_file(path: str | os.PathLike[str], expected_head: tuple[int, str] | None = None) -> VerifyReport:
+    """Verify a record file without modifying it (opened read-only): for ``cellctl record verify``.
+
+    Returns a :class:`VerifyReport`; a missing or unreadable file is reported as not ok.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"no such record file: {p}")
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"cannot open {p}: {exc}")
+    try:
+        return _verify_connection(conn, expected_head)
+    except sqlite3.DatabaseError as exc:
+        return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"not a batch record file: {exc}")
+    finally:
+        conn.close()
+
+
+class BatchRecord:
+    """Append-only, hash-chained batch record and audit trail in one SQLite file.
+
+    Args:
+        path: the SQLite file (created if missing).
+        clock: injected clock; ``clock.now()`` gives epoch-like seconds (ARCHITECTURE rule 5).
+        busy_timeout_s: how long a writer waits for another process's write lock.
+
+    Thread-safe: one connection guarded by a lock. Several processes may append to the same
+    file; each append runs in ``BEGIN IMMEDIATE`` and reads the head inside it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        try:
+            self._setup(busy_timeout_s)
+        except Exception:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    # ----------------------------------------------------------------- set-up
+    def _setup(self, busy_timeout_s: float) -> None:
+        conn = self._c
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RecordError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(_SCHEMA):
+                conn.execute(statement)
+            info = dict(conn.execute("SELECT key, value FROM record_info").fetchall())
+            if not info:
+                conn.executemany("INSERT INTO record_info (key, value) VALUES (?, ?)", [
+                    ("schema_version", SCHEMA_VERSION), ("hash_scheme", HASH_SCHEME),
+                    ("created_at", iso_utc(float(self._clock.now()))),
+                ])
+            elif info.get("hash_scheme") != HASH_SCHEME or info.get("schema_version") != SCHEMA_VERSION:
+                raise RecordError(f"{self.path}: record schema {info.get('schema_version')!r} / hash scheme "
+                                  f"{info.get('hash_scheme')!r} not supported by this version")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RecordError(f"batch record {self.path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> BatchRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pragmas(self) -> dict[str, Any]:
+        """journal_mode and synchronous of this record's connection (2 = FULL)."""
+        with self._lock:
+            return {"journal_mode": self._c.execute("PRAGMA journal_mode").fetchone()[0],
+                    "synchronous": self._c.execute("PRAGMA synchronous").fetchone()[0]}
+
+    # ----------------------------------------------------------------- writing
+    def append(self, kind: str, *, batch_id: str, actor: str, role: str = "", action: str = "",
+               reason: str = "", payload: Mapping[str, Any] | None = None) -> Entry:
+        """Append one entry and return it (committed and fsync'ed when this returns).
+
+        Raises:
+            ValueError: unknown ``kind``, empty ``actor``, a non-string text field, or a payload
+                that is not a JSON object of finite values (NaN/inf are refused). Nothing is
+                written in that case.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r}; expected one of {', '.join(sorted(KINDS))}")
+        texts = {"batch_id": batch_id, "actor": actor, "role": role, "action": action, "reason": reason}
+        for name, value in texts.items():
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        if not actor.strip():
+            raise ValueError("actor must name a user id or 'system' (ALCOA+: attributable)")
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"payload must be a mapping (JSON object), got {type(payload).__name__}")
+        payload_json = canonical_json(dict(payload))
+        with self._lock:
+            conn = self._c
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ts = float(self._clock.now())
+                ts_iso = iso_utc(ts)
+                head = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
+                digest = entry_hash(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason,
+                                    payload_json, prev_hash)
+                conn.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                             (seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload_json,
+                              prev_hash, digest))
+                conn.execute("INSERT INTO record_head (id, seq, hash) VALUES (1, ?, ?) "
+                             "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                             (seq, digest))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return Entry(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, json.loads(payload_json),
+                     payload_json, prev_hash, digest)
+
+    def correct(self, original_seq: int, *, actor: str, role: str, reason: str,
+                changes: Mapping[str, tuple[Any, Any]]) -> Entry:
+        """Record a correction of entry ``original_seq``: ``changes`` maps field -> (old, new).
+
+        The original stays as it was (previous values never obscured, Part 11 §11.10(e));
+        printouts flag it as changed later and point to this entry.
+
+        Raises:
+            ValueError: no such entry, no reason given, or no changes.
+        """
+        if not reason.strip():
+            raise ValueError("a correction needs a reason (Annex 11 §9)")
+        if not changes:
+            raise ValueError("a correction needs at least one changed field")
+        original = self.get(original_seq)
+        if original is None:
+            raise ValueError(f"no entry with seq {original_seq} to correct")
+        payload = {"corrects_seq": original.seq, "corrects_hash": original.hash,
+                   "changes": {k: {"old": v[0], "new": v[1]} for k, v in changes.items()}}
+        return self.append("correction", batch_id=original.batch_id, actor=actor, role=role,
+                           action="record.correct", reason=reason, payload=payload)
+
+    def record_cycle_result(self, kind: str, result: Mapping[str, Any], *, batch_id: str,
+                            actor: str = "system", role: str = "") -> Entry:
+        """Record a VHP or autoclave cycle result (spec §1.4 record per cycle, §3, IL-10).
+
+        ``result`` must hold ``result`` = "PASS" or "FAIL" and an identifier of the run
+        (``run_id``); recommended keys: recipe/program id and version, phase start/end times,
+        key values (injected mass, peak ppm, aeration end ppm / F0, temperatures), failures.
+
+        Raises:
+            ValueError: unknown cycle kind, missing/invalid ``result`` or ``run_id``, or a
+                non-finite value anywhere.
+        """
+        if kind not in ("vhp", "autoclave"):
+            raise ValueError(f"cycle kind must be 'vhp' or 'autoclave', got {kind!r}")
+        verdict = result.get("result")
+        if verdict not in ("PASS", "FAIL"):
+            raise ValueError(f"cycle result must be 'PASS' or 'FAIL', got {verdict!r}")
+        run_id = result.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError("cycle result needs a non-empty 'run_id'")
+        payload = {"cycle": kind, **dict(result)}
+        reason = str(result.get("reason", "")) if verdict == "FAIL" else ""
+        return self.append("cycle_result", batch_id=batch_id, actor=actor, role=role,
+                           action=f"{kind}.cycle_{verdict.lower()}", reason=reason, payload=payload)
+
+    # ----------------------------------------------------------------- reading
+    def get(self, seq: int) -> Entry | None:
+        with self._lock:
+            row = self._c.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq = ?", (seq,)).fetchone()
+        return _row_to_entry(row) if row else None
+
+    def entries(self, batch_id: str | None = None, kinds: Iterable[str] | None = None) -> list[Entry]:
+        """Entries in ``seq`` order, optionally only one batch and/or some kinds."""
+        sql, args = f"SELECT {_COLUMNS} FROM entries", []
+        where = []
+        if batch_id is not None:
+            where.append("batch_id = ?")
+            args.append(batch_id)
+        if kinds is not None:
+            kinds = list(kinds)
+            if not kinds:
+                return []
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        with self._lock:
+            rows = self._c.execute(sql, args).fetchall()
+        return [_row_to_entry(r) for r in rows]
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry; (0, 64 zeros) when empty."""
+        with self._lock:
+            row = self._c.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._c.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def verify(self, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+        """Recompute every hash and link; report the first problem with its seq.
+
+        Args:
+            expected_head: optional external anchor ``(seq, hash)`` noted earlier (printed
+                export, signature): the entry at that seq must still have that hash.
+        """
+        if expected_head is not None and not is_sha256_hex(expected_head[1]):
+            raise ValueError("expected_head hash must be 64 lowercase hex digits")
+        with self._lock:
+            return _verify_connection(self._c, expected_head)
+
+    # ----------------------------------------------------------------- export
+    def export_json(self, batch_id: str) -> str:
+        """Electronic copy of one batch's entries (Part 11 §11.10(b)) with the chain status."""
+        from .render import export_json
+
+        return export_json(self, batch_id)
+
+    def render_text(self, batch_id: str) -> str:
+        """Human-readable (Markdown) printout of one batch's entries (Part 11 §11.10(b), §11.50)."""
+        from .render import render_text
+
+        return render_text(self, batch_id)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split the schema script into statements (triggers contain inner ';')."""
+    out, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        text = "\n".join(buf).strip()
+        if text and sqlite3.complete_statement(text):
+            out.append(text)
+            buf = []
+    if "\n".join(buf).strip():
+        raise RecordError("internal: incomplete schema statement")
+    return out

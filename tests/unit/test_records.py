@@ -1,0 +1,375 @@
+"""Batch record / audit trail: hash chain, append-only store, durability, concurrency, exports."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from aseptic_cell.records import (
+    GENESIS_HASH,
+    BatchRecord,
+    entry_hash,
+    verify_file,
+)
+
+T0 = 1_790_000_000.0  # 2026-09-21T...Z
+
+
+class FakeClock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.time()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _fill(path: Path, clock: FakeClock, n: int = 6) -> list:
+    with BatchRecord(path, clock) as rec:
+        out = []
+        for i in range(n):
+            clock.advance(1.5)
+            out.append(rec.append("note", batch_id="B-001", actor="op1", role="operator",
+                                  action="note.add", reason=f"step {i}", payload={"i": i, "v": i * 0.5}))
+        return out
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None)
+
+
+# ------------------------------------------------------------------------- chain basics
+def test_append_builds_a_hash_chain_from_genesis(tmp_path, clock):
+    entries = _fill(tmp_path / "r.db", clock)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert entries[0].prev_hash == GENESIS_HASH
+    for prev, cur in zip(entries, entries[1:]):
+        assert cur.prev_hash == prev.hash
+    assert all(e.hash == e.computed_hash() for e in entries)
+    assert entries[0].ts == T0 + 1.5
+    assert entries[0].ts_iso.endswith("+00:00") and entries[0].ts_iso.startswith("2026-")
+    assert entries[2].payload == {"i": 2, "v": 1.0}
+    assert entries[2].payload_json == '{"i":2,"v":1.0}'  # canonical: sorted keys, no spaces
+    report = verify_file(tmp_path / "r.db")
+    assert report.ok and report.count == 6 and report.head_hash == entries[-1].hash
+
+
+def test_hash_covers_every_field(tmp_path, clock):
+    e = _fill(tmp_path / "r.db", clock, 1)[0]
+    base = dict(seq=e.seq, ts=e.ts, ts_iso=e.ts_iso, batch_id=e.batch_id, kind=e.kind, actor=e.actor,
+                role=e.role, action=e.action, reason=e.reason, payload_json=e.payload_json,
+                prev_hash=e.prev_hash)
+    assert entry_hash(**base) == e.hash
+    for name, other in [("seq", 2), ("ts", e.ts + 1e-6), ("ts_iso", "x"), ("batch_id", "B-002"),
+                        ("kind", "command"), ("actor", "op2"), ("role", "qa"), ("action", "y"),
+                        ("reason", "z"), ("payload_json", "{}"), ("prev_hash", "1" * 64)]:
+        assert entry_hash(**{**base, name: other}) != e.hash, name
+
+
+# ------------------------------------------------------------------------- tamper evidence
+def test_changed_row_is_detected_and_named(tmp_path, clock):
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    con.execute("UPDATE entries SET reason = 'step 2 (edited)' WHERE seq = 3")
+    con.close()
+    report = verify_file(path)
+    assert not report.ok
+    assert report.first_bad_seq == 3
+    assert report.problem == "hash mismatch at seq 3 (row changed)"
+
+
+def test_changed_payload_value_is_detected(tmp_path, clock):
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    con.execute("""UPDATE entries SET payload = '{"i":4,"v":2.5}' WHERE seq = 5""")
+    con.close()
+    assert verify_file(path).first_bad_seq == 5
+
+
+def test_removed_row_is_detected_and_named(tmp_path, clock):
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_delete")
+    con.execute("DELETE FROM entries WHERE seq = 4")
+    con.close()
+    report = verify_file(path)
+    assert not report.ok and report.first_bad_seq == 4
+    assert report.problem == "gap: seq 4 missing (row removed)"
+
+
+def test_removed_last_row_is_detected(tmp_path, clock):
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_delete")
+    con.execute("DELETE FROM entries WHERE seq = 6")
+    con.close()
+    report = verify_file(path)
+    assert not report.ok and report.problem == "gap: seq 6 missing (row removed)"
+
+
+def test_reordered_rows_are_detected(tmp_path, clock):
+    """Swap rows 3 and 4 (their seq numbers exchanged): the row now at seq 3 fails."""
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    con.execute("UPDATE entries SET seq = -3 WHERE seq = 3")
+    con.execute("UPDATE entries SET seq = 3 WHERE seq = 4")
+    con.execute("UPDATE entries SET seq = 4 WHERE seq = -3")
+    con.close()
+    report = verify_file(path)
+    assert not report.ok and report.first_bad_seq == 3
+    assert "seq 3" in report.problem
+
+
+def test_reorder_with_recomputed_row_hashes_breaks_the_chain(tmp_path, clock):
+    """Even if the forger recomputes each moved row's own hash, the links no longer fit."""
+    path = tmp_path / "r.db"
+    entries = _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    con.execute("DROP TRIGGER entries_no_delete")
+    con.execute("DROP TRIGGER entries_append_at_head")
+    e3, e4 = entries[2], entries[3]
+    con.execute("DELETE FROM entries WHERE seq IN (3, 4)")
+    for new_seq, e in ((3, e4), (4, e3)):  # content swapped, each row's hash made self-consistent
+        h = entry_hash(new_seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, e.reason,
+                       e.payload_json, e.prev_hash)
+        con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (new_seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, e.reason,
+                     e.payload_json, e.prev_hash, h))
+    con.close()
+    report = verify_file(path)
+    assert not report.ok and report.first_bad_seq == 3
+    assert report.problem == "chain broken at seq 3 (reordered or inserted)"
+
+
+def test_inserted_row_at_the_end_is_detected(tmp_path, clock):
+    path = tmp_path / "r.db"
+    entries = _fill(path, clock)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_append_at_head")
+    e = entries[-1]
+    h = entry_hash(7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}",
+                   "f" * 64)
+    con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}",
+                 "f" * 64, h))
+    con.close()
+    report = verify_file(path)
+    assert not report.ok and report.first_bad_seq == 7
+    assert report.problem == "chain broken at seq 7 (reordered or inserted)"
+
+
+def test_full_rewrite_is_caught_by_an_external_anchor(tmp_path, clock):
+    """An unkeyed chain can be recomputed end to end; a head hash noted elsewhere catches that."""
+    path = tmp_path / "r.db"
+    entries = _fill(path, clock)
+    anchor = (entries[3].seq, entries[3].hash)
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    prev = entries[0].hash
+    for e in entries[1:]:
+        reason = "rewritten" if e.seq == 2 else e.reason
+        h = entry_hash(e.seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, reason,
+                       e.payload_json, prev)
+        con.execute("UPDATE entries SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                    (reason, prev, h, e.seq))
+        prev = h
+    con.execute("UPDATE record_head SET hash = ?", (prev,))
+    con.close()
+    assert verify_file(path).ok  # the limitation, stated honestly
+    report = verify_file(path, expected_head=anchor)
+    assert not report.ok and report.first_bad_seq == 4 and "anchor mismatch" in report.problem
+
+
+def test_triggers_refuse_update_delete_and_out_of_order_insert(tmp_path, clock):
+    path = tmp_path / "r.db"
+    entries = _fill(path, clock)
+    con = _raw(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE entries SET reason = 'x' WHERE seq = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM entries WHERE seq = 2")
+    e = entries[-1]
+    with pytest.raises(sqlite3.DatabaseError, match="head of the chain"):
+        con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (7, e.ts, e.ts_iso, "B", "note", "x", "", "", "", "{}", "0" * 64, "a" * 64))
+    con.close()
+    assert verify_file(path).ok and verify_file(path).count == 6
+
+
+# ------------------------------------------------------------------------- durability
+def test_wal_mode_and_synchronous_full(tmp_path, clock):
+    path = tmp_path / "r.db"
+    with BatchRecord(path, clock) as rec:
+        rec.append("note", batch_id="B", actor="system")
+        assert rec.pragmas() == {"journal_mode": "wal", "synchronous": 2}  # 2 = FULL
+    con = _raw(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
+    con.close()
+
+
+def test_record_survives_close_and_reopen(tmp_path, clock):
+    path = tmp_path / "r.db"
+    first = _fill(path, clock, 3)
+    with BatchRecord(path, clock) as rec:
+        assert [e.hash for e in rec.entries()] == [e.hash for e in first]
+        e4 = rec.append("command", batch_id="B-001", actor="sup1", role="supervisor", action="batch.hold")
+        assert e4.seq == 4 and e4.prev_hash == first[-1].hash
+        assert rec.verify().ok and rec.verify().count == 4
+
+
+def test_nan_and_inf_payloads_are_rejected_and_nothing_is_appended(tmp_path, clock):
+    with BatchRecord(tmp_path / "r.db", clock) as rec:
+        rec.append("note", batch_id="B", actor="system")
+        head = rec.head()
+        for bad in ({"x": math.nan}, {"x": [1.0, math.inf]}, {"deep": {"y": -math.inf}}):
+            with pytest.raises(ValueError, match="NaN"):
+                rec.append("note", batch_id="B", actor="system", payload=bad)
+        with pytest.raises(ValueError, match="unknown record kind"):
+            rec.append("gossip", batch_id="B", actor="system")
+        with pytest.raises(ValueError, match="attributable"):
+            rec.append("note", batch_id="B", actor=" ")
+        assert rec.head() == head and len(rec) == 1
+
+
+def _append_many(path: str, tag: str, n: int) -> None:
+    with BatchRecord(path, WallClock()) as rec:
+        for i in range(n):
+            rec.append("note", batch_id="B-MP", actor=tag, action="mp", payload={"i": i})
+
+
+def test_two_processes_appending_concurrently_keep_one_valid_chain(tmp_path):
+    path = str(tmp_path / "mp.db")
+    BatchRecord(path, WallClock()).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(path, tag, 200)) for tag in ("p1", "p2")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    report = verify_file(path)
+    assert report.ok, report.problem
+    assert report.count == 400
+    with BatchRecord(path, WallClock()) as rec:
+        actors = [e.actor for e in rec.entries()]
+    assert actors.count("p1") == 200 and actors.count("p2") == 200
+
+
+def test_threads_appending_concurrently_keep_one_valid_chain(tmp_path, clock):
+    import threading
+
+    with BatchRecord(tmp_path / "t.db", clock) as rec:
+        def work(tag: str) -> None:
+            for i in range(50):
+                rec.append("note", batch_id="B", actor=tag, payload={"i": i})
+
+        threads = [threading.Thread(target=work, args=(f"t{k}",)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert rec.verify().ok and rec.verify().count == 200
+
+
+def test_clock_going_backwards_is_flagged_not_hidden(tmp_path, clock):
+    with BatchRecord(tmp_path / "r.db", clock) as rec:
+        rec.append("note", batch_id="B", actor="system")
+        clock.advance(-30.0)
+        rec.append("note", batch_id="B", actor="system")
+        report = rec.verify()
+        assert report.ok and report.clock_regressions == (2,)
+        assert "CLOCK WENT BACKWARDS" in rec.render_text("B")
+
+
+# ------------------------------------------------------------------------- exports / helpers
+def _signature_payload(record_hash: str) -> dict:
+    return {"user_id": "qa1", "full_name": "Quinn Assurance", "role": "qa", "meaning": "approval",
+            "signed_at": T0 + 100, "signed_at_iso": "2026-09-21T14:15:00.000000+00:00",
+            "record_hash": record_hash, "action": "batch.release"}
+
+
+def test_render_text_shows_who_what_when_why_signatures_and_corrections(tmp_path, clock):
+    with BatchRecord(tmp_path / "r.db", clock) as rec:
+        e1 = rec.append("command", batch_id="B-7", actor="op1", role="operator", action="batch.start",
+                        reason="scheduled batch")
+        rec.append("note", batch_id="OTHER", actor="op1")
+        rec.correct(e1.seq, actor="sup1", role="supervisor", reason="wrong reason typed",
+                    changes={"reason": ("scheduled batch", "re-scheduled batch")})
+        rec.append("signature", batch_id="B-7", actor="qa1", role="qa", action="batch.release",
+                   payload=_signature_payload(e1.hash))
+        text = rec.render_text("B-7")
+    assert "| 1 | " in text and "op1 (operator)" in text and "batch.start" in text
+    assert "scheduled batch" in text and e1.ts_iso in text
+    assert "CHANGED LATER by seq 3" in text
+    assert "old=\"scheduled batch\" new=\"re-scheduled batch\"" in text
+    assert "SIGNED by Quinn Assurance (qa1, qa) on 2026-09-21T14:15:00.000000+00:00" in text
+    assert "meaning: APPROVAL" in text and e1.hash in text
+    assert "OTHER" not in text.split("| seq |")[1]
+    assert "Chain check (whole file): OK" in text
+
+
+def test_export_json_is_complete_and_carries_the_chain_status(tmp_path, clock):
+    with BatchRecord(tmp_path / "r.db", clock) as rec:
+        rec.append("command", batch_id="B-7", actor="op1", action="batch.start")
+        rec.append("note", batch_id="B-8", actor="op1")
+        last = rec.append("note", batch_id="B-7", actor="op1", payload={"k": [1, 2]})
+        doc = json.loads(rec.export_json("B-7"))
+    assert doc["batch_id"] == "B-7" and [e["seq"] for e in doc["entries"]] == [1, 3]
+    assert doc["entries"][1]["payload"] == {"k": [1, 2]} and doc["entries"][1]["hash"] == last.hash
+    assert doc["chain"]["ok"] is True and doc["chain"]["head_hash"] == last.hash
+
+
+def test_record_cycle_result(tmp_path, clock):
+    with BatchRecord(tmp_path / "r.db", clock) as rec:
+        e = rec.record_cycle_result("vhp", {"run_id": "VHP1-0007", "result": "PASS", "recipe_id": "VHP-ISO-STD",
+                                            "aeration_end_ppm": 0.4}, batch_id="B-1")
+        assert e.kind == "cycle_result" and e.action == "vhp.cycle_pass"
+        assert e.payload["cycle"] == "vhp" and e.payload["aeration_end_ppm"] == 0.4
+        f = rec.record_cycle_result("autoclave", {"run_id": "AC1-0003", "result": "FAIL",
+                                                  "reason": "probe disagreement"}, batch_id="B-1")
+        assert f.action == "autoclave.cycle_fail" and f.reason == "probe disagreement"
+        with pytest.raises(ValueError):
+            rec.record_cycle_result("vhp", {"run_id": "x", "result": "OK"}, batch_id="B-1")
+        with pytest.raises(ValueError):
+            rec.record_cycle_result("lyo", {"run_id": "x", "result": "PASS"}, batch_id="B-1")
+        with pytest.raises(ValueError, match="NaN"):
+            rec.record_cycle_result("autoclave", {"run_id": "x", "result": "PASS", "f0": math.nan},
+                                    batch_id="B-1")
+        assert len(rec) == 2
+
+
+def test_verify_file_on_missing_or_foreign_file(tmp_path):
+    assert not verify_file(tmp_path / "nope.db").ok
+    foreign = tmp_path / "foreign.db"
+    con = _raw(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    report = verify_file(foreign)
+    assert not report.ok and "not a batch record" in report.problem
