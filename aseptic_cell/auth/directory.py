@@ -1,0 +1,304 @@
+"""User directory: authentication with lock-out, authority checks and e-signatures.
+
+Part 11 §11.10(d) (limit access to authorised individuals), §11.10(g) (authority checks),
+§11.50 (signature manifestation), §11.70 (signature linked to its record), §11.200
+(two components - user id and password - re-entered on every signing), §11.300 (password
+controls, lock-out, reporting attempts at unauthorised use).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
+from pydantic import ValidationError
+
+from aseptic_cell.records.canonical import is_sha256_hex, iso_utc
+
+from ._yaml import load_yaml_strict
+from .models import MEANINGS, ActionRule, UserEntry, UsersFile
+from .passwords import hash_password, parse_hash, verify_password
+
+if TYPE_CHECKING:
+    from aseptic_cell.records import BatchRecord, Entry
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "invalid user id or password"
+"""Same text for an unknown user and a wrong password (no user enumeration)."""
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class AuthError(Exception):
+    """Authentication or authorisation refused; ``reason`` is safe to show to the operator."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PermissionDenied(AuthError):
+    """The user's role may not perform the action."""
+
+    def __init__(self, reason: str, *, role: str, action: str) -> None:
+        super().__init__(reason)
+        self.role = role
+        self.action = action
+
+
+class UsersFileError(ValueError):
+    """``users.yaml`` is malformed or invalid."""
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated (or looked-up) user. Carries no secret."""
+
+    id: str
+    full_name: str
+    role: str
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class Signature:
+    """An executed electronic signature (Part 11 §11.50, §11.70).
+
+    ``record_hash`` is the SHA-256 of the content it covers (e.g. an entry hash, a release
+    summary, a shelve request), which links the signature to exactly that content.
+    """
+
+    user_id: str
+    full_name: str
+    role: str
+    meaning: str
+    record_hash: str
+    signed_at: float
+    signed_at_iso: str
+    action: str = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "full_name": self.full_name, "role": self.role,
+                "meaning": self.meaning, "record_hash": self.record_hash, "signed_at": self.signed_at,
+                "signed_at_iso": self.signed_at_iso, "action": self.action}
+
+    def manifest(self) -> str:
+        """Printed form: name, date/time (UTC) and meaning."""
+        return (f"Signed by {self.full_name} ({self.user_id}, {self.role}) on {self.signed_at_iso} "
+                f"- meaning: {self.meaning.upper()}")
+
+
+def record_signature(record: BatchRecord, signature: Signature, *, batch_id: str, reason: str = "") -> Entry:
+    """Append ``signature`` to the batch record as a kind ``signature`` entry."""
+    return record.append("signature", batch_id=batch_id, actor=signature.user_id, role=signature.role,
+                         action=signature.action or f"sign.{signature.meaning.replace(' ', '_')}",
+                         reason=reason, payload=signature.to_payload())
+
+
+class UserDirectory:
+    """Users and permissions from ``config/users.yaml``.
+
+    Args:
+        config: the validated file.
+        clock: injected clock (lock-out windows, signature times).
+        record: optional batch record; failed log-ins and lock-outs are written to it as
+            kind ``auth`` (cell-level, ``batch_id=""``), never with the password.
+    """
+
+    def __init__(self, config: UsersFile, clock: Clock, record: BatchRecord | None = None) -> None:
+        self.config = config
+        self._clock = clock
+        self._record = record
+        self._users: dict[str, UserEntry] = {u.id: u for u in config.users}
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+        self._locked_until: dict[str, float] = {}
+        # Checked when the user id is unknown so that both paths take the same time.
+        self._dummy_hash = hash_password("not-a-password", iterations=self._typical_iterations())
+
+    def _typical_iterations(self) -> int:
+        its = [parse_hash(u.password_hash)[0] for u in self.config.users]
+        return max(its) if its else self.config.policy.min_iterations
+
+    @classmethod
+    def from_file(cls, path: str | Path, clock: Clock, record: BatchRecord | None = None) -> UserDirectory:
+        """Load and validate ``users.yaml``.
+
+        Raises:
+            UsersFileError: malformed YAML or a validation problem (message names the file).
+        """
+        try:
+            data = load_yaml_strict(path)
+        except yaml.YAMLError as exc:
+            raise UsersFileError(f"{path}: malformed YAML: {exc}") from exc
+        except OSError as exc:
+            raise UsersFileError(f"{path}: cannot read: {exc}") from exc
+        try:
+            config = UsersFile.model_validate(data)
+        except ValidationError as exc:
+            raise UsersFileError(f"{path}: {exc}") from exc
+        return cls(config, clock, record)
+
+    # ------------------------------------------------------------------ look-ups
+    def get(self, user_id: str) -> User | None:
+        u = self._users.get(user_id)
+        return User(u.id, u.full_name, u.role, u.disabled) if u else None
+
+    @property
+    def permissions(self) -> Mapping[str, ActionRule]:
+        return self.config.permissions
+
+    def rule(self, action: str) -> ActionRule:
+        """The permission rule of ``action``.
+
+        Raises:
+            PermissionDenied: the action is not in the catalogue (deny by default).
+        """
+        rule = self.config.permissions.get(action)
+        if rule is None:
+            raise PermissionDenied(f"action {action!r} is not in the permission catalogue; refused",
+                                   role="", action=action)
+        return rule
+
+    def requires_signature(self, action: str) -> bool:
+        return self.rule(action).signature
+
+    # ------------------------------------------------------------------ authentication
+    def authenticate(self, user_id: str, password: str) -> User:
+        """Check user id and password.
+
+        Raises:
+            AuthError: unknown user or wrong password (same message), account locked after
+                too many failures, or account disabled.
+        """
+        now = float(self._clock.now())
+        user_id = user_id if isinstance(user_id, str) else ""
+        with self._lock:
+            until = self._locked_until.get(user_id)
+            if until is not None and now < until:
+                self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(until)})
+                raise AuthError(f"account locked after {self.config.policy.max_failed_attempts} failed "
+                                f"attempts until {iso_utc(until)}; ask a supervisor or QA to unlock it")
+        entry = self._users.get(user_id)
+        ok = verify_password(password if isinstance(password, str) else "",
+                             entry.password_hash if entry else self._dummy_hash)
+        if not ok or entry is None:
+            self._register_failure(user_id, now)
+            raise AuthError(GENERIC_FAILURE)
+        if entry.disabled:
+            self._audit("auth.refused_disabled", user_id, {})
+            raise AuthError(f"account {user_id!r} is disabled")
+        with self._lock:
+            self._failures.pop(user_id, None)
+            self._locked_until.pop(user_id, None)
+        return User(entry.id, entry.full_name, entry.role, entry.disabled)
+
+    def _register_failure(self, user_id: str, now: float) -> None:
+        policy = self.config.policy
+        locked = False
+        with self._lock:
+            q = self._failures.setdefault(user_id, deque())
+            q.append(now)
+            while q and q[0] <= now - policy.failure_window_s:
+                q.popleft()
+            if len(q) >= policy.max_failed_attempts:
+                self._locked_until[user_id] = now + policy.lockout_s
+                q.clear()
+                locked = True
+            if len(self._failures) > 10_000:  # bound memory against id spraying
+                self._failures.pop(next(iter(self._failures)))
+        self._audit("auth.failed", user_id, {})
+        if locked:
+            self._audit("auth.lockout", user_id, {"lockout_s": policy.lockout_s})
+            log.warning("account %r locked after %d failed log-in attempts", user_id,
+                        policy.max_failed_attempts)
+
+    def is_locked(self, user_id: str) -> bool:
+        with self._lock:
+            until = self._locked_until.get(user_id)
+        return until is not None and float(self._clock.now()) < until
+
+    def unlock(self, user_id: str, by: User) -> None:
+        """Lift a lock-out (Part 11 §11.300 loss management); needs ``user.unlock``.
+
+        Raises:
+            PermissionDenied: ``by`` may not unlock accounts.
+        """
+        self.authorize(by, "user.unlock")
+        with self._lock:
+            self._locked_until.pop(user_id, None)
+            self._failures.pop(user_id, None)
+        self._audit("auth.unlock", user_id, {"by": by.id}, actor=by.id, role=by.role)
+
+    def _audit(self, action: str, user_id: str, payload: dict[str, Any], *, actor: str = "system",
+               role: str = "") -> None:
+        if self._record is None:
+            return
+        try:
+            self._record.append("auth", batch_id="", actor=actor, role=role, action=action,
+                                payload={"user_id": user_id, **payload})
+        except Exception:  # an audit write failure must not turn into an auth bypass or crash
+            log.exception("could not write auth event %s for %r to the batch record", action, user_id)
+
+    # ------------------------------------------------------------------ authorisation
+    def authorize(self, user: User | str, action: str) -> ActionRule:
+        """Check that ``user``'s role may perform ``action`` (deny by default).
+
+        Returns the rule (``rule.signature`` tells whether an e-signature is also needed).
+
+        Raises:
+            PermissionDenied: unknown action, unknown/disabled user, or role not allowed; the
+                reason names the role and the action.
+        """
+        if isinstance(user, str):
+            found = self.get(user)
+            if found is None:
+                raise PermissionDenied(f"unknown user {user!r} may not perform {action!r}", role="",
+                                       action=action)
+            user = found
+        current = self._users.get(user.id)
+        if current is None or current.disabled:
+            raise PermissionDenied(f"user {user.id!r} is unknown or disabled; {action!r} refused",
+                                   role=user.role, action=action)
+        rule = self.rule(action)
+        role = current.role  # the directory's role, not a role claimed by the caller's object
+        if role not in rule.roles:
+            raise PermissionDenied(
+                f"role {role!r} may not perform {action!r} (allowed: {', '.join(rule.roles)})",
+                role=role, action=action)
+        return rule
+
+    # ------------------------------------------------------------------ e-signatures
+    def sign(self, user_id: str, password: str, meaning: str, record_hash: str, *,
+             action: str = "") -> Signature:
+        """Execute an e-signature: re-authenticate with both components (§11.200), then return
+        a :class:`Signature` carrying printed name, role, time, meaning and the covered hash.
+
+        Args:
+            meaning: one of :data:`~aseptic_cell.auth.models.MEANINGS`.
+            record_hash: SHA-256 hex of the content being signed (§11.70 linkage).
+            action: if given, the signer's role must be allowed to perform it.
+
+        Raises:
+            ValueError: meaning not in the pick-list, or ``record_hash`` not a SHA-256 hex digest.
+            AuthError: wrong password, locked or disabled account.
+            PermissionDenied: the role may not perform ``action``.
+        """
+        if meaning not in MEANINGS:
+            raise ValueError(f"signature meaning {meaning!r} is not one of: {', '.join(MEANINGS)}")
+        if not is_sha256_hex(record_hash):
+            raise ValueError("record_hash must be the 64-hex-digit SHA-256 of the signed content")
+        user = self.authenticate(user_id, password)
+        if action:
+            self.authorize(user, action)
+        now = float(self._clock.now())
+        return Signature(user.id, user.full_name, user.role, meaning, record_hash, now, iso_utc(now), action)
