@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +76,13 @@ parameters: a gross leak (torn gasket) that pulls ΔP below alarm_low with the s
 figures. Fault-injection convenience, not a process value."""
 
 PARTICLE_REPORT_INTERVAL_S = 1.0
-"""Interval at which the particle counter reports a new value [M]. Remote counters
-report about once a second; each value carries the counting noise of one minute's
-sample volume (spec §1.6). Candidate for ``particles.report_interval_s`` in config."""
+"""Interval at which the particle counter reports a new value [M]: remote counters report
+about once a second. Candidate for ``particles.report_interval_s`` in config."""
+
+PARTICLE_WINDOW_S = 60.0
+"""Each report is the count in the last minute's sample volume (28.3 L at 1 ft3/min,
+spec §1.6 [V] [TSI]) per m3: the 1 ft3/min sample-volume convention. One >=5 um particle in
+that volume reads 35 /m3, above the 29 /m3 limit, as on a real counter."""
 
 RH_RELAX_TIME_CONSTANT_S = 3600.0
 """Time constant with which RH inside relaxes to the room RH when no VHP cycle runs [M]
@@ -161,6 +166,8 @@ class _Particles:
     reading_0_5: float = 0.0
     reading_5_0: float = 0.0
     next_report_t: float = 0.0
+    window_0_5: deque[int] = field(default_factory=deque)  # counts per report interval
+    window_5_0: deque[int] = field(default_factory=deque)
 
 
 @dataclass
@@ -221,6 +228,8 @@ class IsolatorModel:
             reading_5_0=cfg.particles.background_5_0_per_m3,
             next_report_t=self._t,
         )
+        for _ in range(round(PARTICLE_WINDOW_S / PARTICLE_REPORT_INTERVAL_S)):  # counter already running
+            self._count_particles(0.0)
         self._decon_status = DeconStatus.NOT_DECONTAMINATED
         self._decon_run_id = ""
         self._breach_reason = ""
@@ -253,8 +262,14 @@ class IsolatorModel:
         fan_ok = "fan_failure" not in self.faults
         lam = self._leak_lambda()
 
+        # ---- transients decay first; events below add their share already decayed to t1
+        self._dip = first_order(self._dip, 0.0, p.recovery_time_constant_s, h)
+        pc = cfg.particles
+        self._particles.burst_0_5 *= math.exp(-h / pc.burst_decay_s)
+        self._particles.burst_5_0 *= math.exp(-h / pc.burst_decay_s)
+
         # ---- discrete devices (doors, seals, locks, gloves); events at exact times
-        self._update_seal_loss_fault(t0)
+        self._update_seal_loss_fault(t0, h)
         for d in self._doors.values():
             self._advance_door(d, t0, h)
         for r in self._rtps.values():
@@ -271,7 +286,6 @@ class IsolatorModel:
         else:
             tau = p.fan_time_constant_s
             self._dp_base = first_order(self._dp_base, 0.0, 1.0 / (1.0 / tau + lam), h)
-        self._dip = first_order(self._dip, 0.0, p.recovery_time_constant_s, h)
 
         # ---- airflow, T, RH
         self._airflow = first_order(
@@ -281,14 +295,11 @@ class IsolatorModel:
         if self._decon_status not in (DeconStatus.CYCLE_RUNNING, DeconStatus.AERATING):
             self.air.rh_pct = first_order(self.air.rh_pct, cfg.room_rh_pct, RH_RELAX_TIME_CONSTANT_S, h)
 
-        # ---- particles: bursts decay; reports on a fixed sim-time grid
-        pc = cfg.particles
-        while self._particles.next_report_t <= t1:
+        # ---- particle counts on a fixed sim-time grid (state is at t1: look back to tr)
+        while self._particles.next_report_t <= t1 + 1e-9:
             tr = self._particles.next_report_t
-            self._report_particles(max(0.0, tr - t0))
+            self._count_particles(-(t1 - tr))
             self._particles.next_report_t = tr + PARTICLE_REPORT_INTERVAL_S
-        self._particles.burst_0_5 *= math.exp(-h / pc.burst_decay_s)
-        self._particles.burst_5_0 *= math.exp(-h / pc.burst_decay_s)
 
         # ---- glove tests
         for g in self._gloves.values():
@@ -352,7 +363,7 @@ class IsolatorModel:
         return p.alarm_low_pa <= dp <= p.alarm_high_pa
 
     # ---------------------------------------------------------------- hatch helpers
-    def _update_seal_loss_fault(self, t: float) -> None:
+    def _update_seal_loss_fault(self, t: float, h: float) -> None:
         f = self.faults.active("seal_loss")
         affected: set[str] = set()
         if f is not None:
@@ -361,7 +372,7 @@ class IsolatorModel:
         for d in HATCH_DOORS:
             lost = d in affected
             if lost and not self._seal_lost[d] and self._doors[d].seal > 0.0:
-                self._door_event(f"hatch seal {d} lost", t)
+                self._door_event(f"hatch seal {d} lost", t, at_end_of=h)
             self._seal_lost[d] = lost
 
     def _advance_door(self, d: _HatchDoor, t0: float, h: float) -> None:
@@ -449,8 +460,9 @@ class IsolatorModel:
             pc.background_5_0_per_m3 + self._particles.burst_5_0 * decay,
         )
 
-    def _sample_volume_m3(self) -> float:
-        return self.cfg.particles.sample_flow_l_min * 1e-3  # one minute of sample flow (L -> m3)
+    def _interval_volume_m3(self) -> float:
+        """Air sampled in one report interval (m3): L/min -> m3/s times the interval."""
+        return self.cfg.particles.sample_flow_l_min * 1e-3 / 60.0 * PARTICLE_REPORT_INTERVAL_S
 
     def _poisson(self, mean: float) -> int:
         """Poisson-like count: exact (Knuth) for small means, rounded normal otherwise."""
@@ -464,11 +476,18 @@ class IsolatorModel:
             return k
         return max(0, round(self._rng.gauss(mean, math.sqrt(mean))))
 
-    def _report_particles(self, ahead_s: float) -> None:
+    def _count_particles(self, ahead_s: float) -> None:
+        """Count one report interval of sample air; report the last minute's count per m3."""
         c05, c50 = self._particle_truth(ahead_s)
-        v = self._sample_volume_m3()
-        self._particles.reading_0_5 = self._poisson(c05 * v) / v
-        self._particles.reading_5_0 = self._poisson(c50 * v) / v
+        v = self._interval_volume_m3()
+        pt = self._particles
+        n = round(PARTICLE_WINDOW_S / PARTICLE_REPORT_INTERVAL_S)
+        for window, conc in ((pt.window_0_5, c05), (pt.window_5_0, c50)):
+            window.append(self._poisson(conc * v))
+            while len(window) > n:
+                window.popleft()
+        pt.reading_0_5 = sum(pt.window_0_5) / (v * len(pt.window_0_5))
+        pt.reading_5_0 = sum(pt.window_5_0) / (v * len(pt.window_5_0))
 
     # ---------------------------------------------------------------- glove test helpers
     def _glove_hole_k(self, port: str) -> float:
