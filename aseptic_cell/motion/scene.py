@@ -279,6 +279,32 @@ class Scene:
         self.spheres = np.array(spheres, dtype=np.float32).reshape(-1, 3)
         self.sphere_link = np.array(sphere_link, dtype=np.int32)
         self.bound_r = np.array(bound, dtype=np.float32).reshape(-1, 2)
+        # Boxes a link's sphere cover can never reach are skipped by the fast path
+        # (the exact path keeps them so its minimum clearance stays exact). Joint 1
+        # turns about an axis through o1 = base + d_1 z_0, which never moves; every
+        # point of a link on frame f >= 1 stays within |a_1| + sum_{1<i<f} hypot(a_i,
+        # d_i) + |p| of o1. Links on frame 0 do not move at all.
+        from . import reference as _ref  # exact segment/box distance for static links
+
+        o1 = self.base[:3, 3] + self.dh[0, 1] * self.base[:3, 2]
+        box_to_o1 = _ref.point_box_distance(o1, self.box_center, self.box_R, self.box_half)
+        self.fast_box_mask = np.zeros(L, dtype=np.uint64)
+        for k in range(L):
+            f = int(self.link_frame[k])
+            r_cover = float(self.bound_r[k, 0])
+            keep = 0
+            for b in range(B):
+                if f == 0:
+                    e0 = self.base[:3, :3] @ self.link_p0[k] + self.base[:3, 3]
+                    e1 = self.base[:3, :3] @ self.link_p1[k] + self.base[:3, 3]
+                    dist = float(_ref.segment_box_distance(e0, e1, self.box_center[b], self.box_R[b], self.box_half[b]))
+                    reachable = dist <= float(self.spheres[self.sphere_link == k, 1].max()) + 2 * self.f32_eps
+                else:
+                    rho = abs(self.dh[0, 0]) + reach[1:f].sum() + pmax[k]
+                    reachable = float(box_to_o1[b]) <= rho + r_cover + 2 * self.f32_eps
+                if reachable:
+                    keep |= 1 << b
+            self.fast_box_mask[k] = np.uint64(keep)
         fboxes = np.zeros((B, 15), dtype=np.float32)
         for b in range(B):
             fboxes[b, :3] = self.box_center[b]
@@ -303,7 +329,8 @@ class Scene:
         self._capsule = _ccheck.scene_new(
             c(self.dh), c(base12), c(self.limits), c(self.tcp), c(links), c(self.link_frame),
             c(self.link_box_mask), c(self.lip), c(self.tcp_lip), c(boxes), c(fboxes), c(self.pairs),
-            c(zones, dtype=np.float64), c(self.spheres), c(self.sphere_link), c(self.bound_r), self.margin,
+            c(zones, dtype=np.float64), c(self.spheres), c(self.sphere_link), c(self.bound_r),
+            c(self.fast_box_mask), self.margin,
         )
         self._conditions: frozenset[str] = frozenset()
         self._mask = self._always_mask

@@ -42,6 +42,8 @@ typedef struct {
     int link_frame[CC_MAX_LINKS];
     double link_p0[CC_MAX_LINKS][3], link_p1[CC_MAX_LINKS][3], link_r[CC_MAX_LINKS];
     uint64_t link_box_mask[CC_MAX_LINKS];   /* boxes link k is checked against */
+    /* subset for the fast path: boxes the link's sphere cover can reach at all */
+    uint64_t fast_box_mask[CC_MAX_LINKS];
     /* lip[k][j]: bound on the distance of link k's segment points from joint j's
      * axis, for every configuration (Lipschitz constant of point motion in q_j). */
     double lip[CC_MAX_LINKS][CC_NJ];
@@ -50,6 +52,7 @@ typedef struct {
     /* boxes (double, exact path) */
     int nboxes;
     double box_c[CC_MAX_BOXES][3], box_R[CC_MAX_BOXES][9], box_h[CC_MAX_BOXES][3];
+    int box_aligned[CC_MAX_BOXES];   /* rotation is exactly the identity */
 
     /* self-collision pairs; pair_first_joint: first joint whose motion changes the
      * relative pose of the two links (joints before it move both rigidly). */
@@ -81,42 +84,47 @@ typedef struct {
  * reassociation). Cody-Waite reduction by pi/2 (fdlibm split constants), then
  * Taylor polynomials to degree 15/16 on |r| <= pi/4 (truncation < 5e-17).
  * Accurate to a few ulp for |x| < 1e5; the callers reject larger angles. */
-static inline void cc_sincos_inl(double x, double *s_out, double *c_out)
-{
-    const double magic = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
-    const double two_over_pi = 6.36619772367581382433e-01;
-    const double pio2_1 = 1.57079632673412561417e+00;   /* first 33 bits of pi/2 */
-    const double pio2_1t = 6.07710050650619224932e-11;  /* pi/2 - pio2_1 */
-    double kf = (x * two_over_pi + magic) - magic;
-    double r = (x - kf * pio2_1) - kf * pio2_1t;
-    double m = kf - 4.0 * ((kf * 0.25 + magic) - magic); /* kf mod 4 in {-2,-1,0,1,2} */
-    double r2 = r * r;
-    double ps = -7.6471637318198164759e-13;              /* -1/15! */
-    ps = ps * r2 + 1.6059043836821614599e-10;            /* 1/13! */
-    ps = ps * r2 - 2.5052108385441718775e-08;            /* -1/11! */
-    ps = ps * r2 + 2.7557319223985890653e-06;            /* 1/9! */
-    ps = ps * r2 - 1.9841269841269841270e-04;            /* -1/7! */
-    ps = ps * r2 + 8.3333333333333333333e-03;            /* 1/5! */
-    ps = ps * r2 - 1.6666666666666666667e-01;            /* -1/3! */
-    double sv = r + r * (r2 * ps);
-    double pc = 4.7794773323873852974e-14;               /* 1/16! */
-    pc = pc * r2 - 1.1470745597729724714e-11;            /* -1/14! */
-    pc = pc * r2 + 2.0876756987868098979e-09;            /* 1/12! */
-    pc = pc * r2 - 2.7557319223985890653e-07;            /* -1/10! */
-    pc = pc * r2 + 2.4801587301587301587e-05;            /* 1/8! */
-    pc = pc * r2 - 1.3888888888888888889e-03;            /* -1/6! */
-    pc = pc * r2 + 4.1666666666666666667e-02;            /* 1/4! */
-    pc = pc * r2 - 0.5;
-    double cv = 1.0 + r2 * pc;
-    double am = m < 0.0 ? -m : m;
-    int swap = am == 1.0;                                /* quadrant 1 or 3 */
-    double s1 = swap ? cv : sv;
-    double c1 = swap ? sv : cv;
-    int sneg = m < 0.0 || m == 2.0;                      /* quadrants 2, 3 */
-    int cneg = m > 0.5 || m < -1.5;                      /* quadrants 1, 2 */
-    *s_out = sneg ? -s1 : s1;
-    *c_out = cneg ? -c1 : c1;
+/* Defines a sin/cos function NAME with function attributes ATTR (the fast path
+ * instantiates it once per SIMD level so it inlines into the vector kernels). */
+#define CC_SINCOS_DEF(NAME, ATTR)\
+ATTR static inline void NAME(double x, double *s_out, double *c_out)                        \
+{                                                                                           \
+    const double magic = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */  \
+    const double two_over_pi = 6.36619772367581382433e-01;                                  \
+    const double pio2_1 = 1.57079632673412561417e+00;   /* first 33 bits of pi/2 */         \
+    const double pio2_1t = 6.07710050650619224932e-11;  /* pi/2 - pio2_1 */                 \
+    double kf = (x * two_over_pi + magic) - magic;                                          \
+    double r = (x - kf * pio2_1) - kf * pio2_1t;                                            \
+    double m = kf - 4.0 * ((kf * 0.25 + magic) - magic); /* kf mod 4 in {-2,-1,0,1,2} */    \
+    double r2 = r * r;                                                                      \
+    double ps = -7.6471637318198164759e-13;              /* -1/15! */                       \
+    ps = ps * r2 + 1.6059043836821614599e-10;            /* 1/13! */                        \
+    ps = ps * r2 - 2.5052108385441718775e-08;            /* -1/11! */                       \
+    ps = ps * r2 + 2.7557319223985890653e-06;            /* 1/9! */                         \
+    ps = ps * r2 - 1.9841269841269841270e-04;            /* -1/7! */                        \
+    ps = ps * r2 + 8.3333333333333333333e-03;            /* 1/5! */                         \
+    ps = ps * r2 - 1.6666666666666666667e-01;            /* -1/3! */                        \
+    double sv = r + r * (r2 * ps);                                                          \
+    double pc = 4.7794773323873852974e-14;               /* 1/16! */                        \
+    pc = pc * r2 - 1.1470745597729724714e-11;            /* -1/14! */                       \
+    pc = pc * r2 + 2.0876756987868098979e-09;            /* 1/12! */                        \
+    pc = pc * r2 - 2.7557319223985890653e-07;            /* -1/10! */                       \
+    pc = pc * r2 + 2.4801587301587301587e-05;            /* 1/8! */                         \
+    pc = pc * r2 - 1.3888888888888888889e-03;            /* -1/6! */                        \
+    pc = pc * r2 + 4.1666666666666666667e-02;            /* 1/4! */                         \
+    pc = pc * r2 - 0.5;                                                                     \
+    double cv = 1.0 + r2 * pc;                                                              \
+    double am = m < 0.0 ? -m : m;                                                           \
+    int swap = am == 1.0;                                /* quadrant 1 or 3 */              \
+    double s1 = swap ? cv : sv;                                                             \
+    double c1 = swap ? sv : cv;                                                             \
+    int sneg = m < 0.0 || m == 2.0;                      /* quadrants 2, 3 */               \
+    int cneg = m > 0.5 || m < -1.5;                      /* quadrants 1, 2 */               \
+    *s_out = sneg ? -s1 : s1;                                                               \
+    *c_out = cneg ? -c1 : c1;                                                               \
 }
+
+CC_SINCOS_DEF(cc_sincos_inl, )
 
 /* ---- kinematics (exact.c) ---- */
 void cc_sincos(double x, double *s, double *c);

@@ -5,20 +5,20 @@
 #include "ccheck.h"
 
 #define KFN(name) name##_generic
-#define KATTR
+#define KATTR __attribute__((optimize("no-trapping-math")))
 #include "fast_impl.h"
 #undef KFN
 #undef KATTR
 
 #if defined(__x86_64__) || defined(__i386__)
 #define KFN(name) name##_avx2
-#define KATTR __attribute__((target("avx2,fma")))
+#define KATTR __attribute__((target("avx2,fma"), optimize("no-trapping-math")))
 #include "fast_impl.h"
 #undef KFN
 #undef KATTR
 
 #define KFN(name) name##_avx512
-#define KATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,prefer-vector-width=512")))
+#define KATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,prefer-vector-width=512"), optimize("no-trapping-math")))
 #include "fast_impl.h"
 #undef KFN
 #undef KATTR

@@ -19,6 +19,31 @@
 
 #define W CC_W
 
+CC_SINCOS_DEF(KFN(sincos), KATTR)
+
+/* Sphere(s) vs axis-aligned box (rotation exactly the identity). */
+KATTR static int KFN(sph_aabb)(const float *cx, const float *cy, const float *cz, float rr,
+                               const float *bc, const float *h, const int32_t *col,
+                               int32_t *hit)
+{
+    int32_t any = 0;
+    for (int l = 0; l < W; l++) {
+        float ex = (cx[l] - bc[0] < 0.0f ? bc[0] - cx[l] : cx[l] - bc[0]) - h[0];
+        float ey = (cy[l] - bc[1] < 0.0f ? bc[1] - cy[l] : cy[l] - bc[1]) - h[1];
+        float ez = (cz[l] - bc[2] < 0.0f ? bc[2] - cz[l] : cz[l] - bc[2]) - h[2];
+        ex = ex > 0.0f ? ex : 0.0f;
+        ey = ey > 0.0f ? ey : 0.0f;
+        ez = ez > 0.0f ? ez : 0.0f;
+        float d2 = ex * ex + ey * ey + ez * ez;
+        int32_t hl = d2 <= rr ? 1 : 0;
+        hit[l] = hl;
+        any |= hl & (col[l] ^ 1);
+    }
+    return any;
+}
+
+/* Sphere(s) vs oriented box. */
+
 KATTR static int KFN(sph_box)(const float *cx, const float *cy, const float *cz, float rr,
                               const float *bc, const float *ax, const float *h,
                               const int32_t *col, int32_t *hit)
@@ -106,7 +131,7 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
             const int k = f - 1;
             const double ca = S->dh_ca[k], sa = S->dh_sa[k], a = S->dh_a[k], d = S->dh_d[k];
             double sn[W], cs[W];
-            for (int l = 0; l < W; l++) cc_sincos_inl(qd[k][l], &sn[l], &cs[l]);
+            for (int l = 0; l < W; l++) KFN(sincos)(qd[k][l], &sn[l], &cs[l]);
             for (int i = 0; i < 3; i++) {
                 for (int l = 0; l < W; l++) {
                     double x = R[3 * i][l], y = R[3 * i + 1][l], z = R[3 * i + 2][l];
@@ -141,21 +166,23 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
     for (int k = 0; k < L; k++) KFN(sphere_center)(e0[k], dd[k], 0.5f, mc[k]);
     if (KFN(all_set)(col)) goto done;
     for (int k = 0; k < L; k++) {
-        uint64_t mk = S->link_box_mask[k] & active;
+        uint64_t mk = S->fast_box_mask[k] & active;
         const float rb = S->bound_r_env[k];
         while (mk) {
             int b = __builtin_ctzll(mk);
             mk &= mk - 1;
-            if (!KFN(sph_box)(mc[k][0], mc[k][1], mc[k][2], rb * rb, S->fbox_c[b], S->fbox_ax[b],
-                              S->fbox_h[b], col, hit))
-                continue;
+            const int al = S->box_aligned[b];
+            const float *bc = S->fbox_c[b], *bax = S->fbox_ax[b], *bh = S->fbox_h[b];
+            int any = al ? KFN(sph_aabb)(mc[k][0], mc[k][1], mc[k][2], rb * rb, bc, bh, col, hit)
+                         : KFN(sph_box)(mc[k][0], mc[k][1], mc[k][2], rb * rb, bc, bax, bh, col, hit);
+            if (!any) continue;
             for (int s = S->sph_first[k]; s < S->sph_first[k] + S->sph_count[k]; s++) {
                 float c[3][W];
                 const float r = S->sph_r_env[s];
                 KFN(sphere_center)(e0[k], dd[k], S->sph_t[s], c);
-                if (KFN(sph_box)(c[0], c[1], c[2], r * r, S->fbox_c[b], S->fbox_ax[b],
-                                 S->fbox_h[b], col, hit))
-                    KFN(or_into)(col, hit);
+                any = al ? KFN(sph_aabb)(c[0], c[1], c[2], r * r, bc, bh, col, hit)
+                         : KFN(sph_box)(c[0], c[1], c[2], r * r, bc, bax, bh, col, hit);
+                if (any) KFN(or_into)(col, hit);
             }
             if (KFN(all_set)(col)) goto done;
         }

@@ -129,13 +129,13 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
 {
     (void)self;
     PyObject *o_dh, *o_base, *o_lim, *o_tcp, *o_links, *o_lframe, *o_lmask, *o_lip, *o_tlip,
-        *o_boxes, *o_fboxes, *o_pairs, *o_zones, *o_sph, *o_sphl, *o_bound;
+        *o_boxes, *o_fboxes, *o_pairs, *o_zones, *o_sph, *o_sphl, *o_bound, *o_fmask;
     double margin;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOd", &o_dh, &o_base, &o_lim, &o_tcp, &o_links,
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOd", &o_dh, &o_base, &o_lim, &o_tcp, &o_links,
                           &o_lframe, &o_lmask, &o_lip, &o_tlip, &o_boxes, &o_fboxes, &o_pairs,
-                          &o_zones, &o_sph, &o_sphl, &o_bound, &margin))
+                          &o_zones, &o_sph, &o_sphl, &o_bound, &o_fmask, &margin))
         return NULL;
-    enum { NB = 16 };
+    enum { NB = 17 };
     Py_buffer b[NB];
     int nb = 0;
     cc_scene *S = NULL;
@@ -186,6 +186,7 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
     }
     GET(o_sphl, "i", 4, NS, "sphere_link");
     GET(o_bound, "f", 4, L * 2, "bound_r");
+    GET(o_fmask, "LQ", 8, L, "fast_box_mask");
 #undef GET
 
     S = (cc_scene *)calloc(1, sizeof *S);
@@ -194,7 +195,7 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
                  *links = b[4].buf, *lip = b[7].buf, *tlip = b[8].buf, *boxes = b[9].buf,
                  *zones = b[12].buf;
     const int *lframe = b[5].buf, *pairs = b[11].buf, *sphl = b[14].buf;
-    const uint64_t *lmask = b[6].buf;
+    const uint64_t *lmask = b[6].buf, *fmask = b[16].buf;
     const float *fboxes = b[10].buf, *sph = b[13].buf, *bound = b[15].buf;
     for (int j = 0; j < CC_NJ; j++) {
         S->dh_a[j] = dh[3 * j];
@@ -222,6 +223,7 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
         memcpy(S->link_p1[k], links + 7 * k + 3, 3 * sizeof(double));
         S->link_r[k] = links[7 * k + 6];
         S->link_box_mask[k] = lmask[k];
+        S->fast_box_mask[k] = lmask[k] & fmask[k];
         memcpy(S->lip[k], lip + CC_NJ * k, CC_NJ * sizeof(double));
         S->bound_r_env[k] = bound[2 * k];
         S->bound_r_self[k] = bound[2 * k + 1];
@@ -234,6 +236,9 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
         memcpy(S->fbox_c[i], fboxes + 15 * i, 3 * sizeof(float));
         memcpy(S->fbox_ax[i], fboxes + 15 * i + 3, 9 * sizeof(float));
         memcpy(S->fbox_h[i], fboxes + 15 * i + 12, 3 * sizeof(float));
+        const double *R = S->box_R[i];
+        S->box_aligned[i] = R[0] == 1.0 && R[4] == 1.0 && R[8] == 1.0 && R[1] == 0.0 && R[2] == 0.0 &&
+                            R[3] == 0.0 && R[5] == 0.0 && R[6] == 0.0 && R[7] == 0.0;
     }
     S->npairs = (int)P;
     for (int i = 0; i < P; i++) {
@@ -406,6 +411,72 @@ static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
                          r.pair, r.pair_clearance, r.min_clearance, r.min_pair, r.evals);
 }
 
+/* Batched primitives for tests: seg_box_dist(e0, e1, c, R, h, out) with rows of 3/3/3/9/3
+ * and seg_seg_dist(p0, p1, q0, q1, out), all float64. */
+static PyObject *py_seg_box_dist(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return NULL;
+    Py_buffer v[6];
+    static const int width[6] = {3, 3, 3, 9, 3, 1};
+    static const char *names[6] = {"e0", "e1", "c", "R", "h", "out"};
+    Py_ssize_t n = -1;
+    int got = 0;
+    PyObject *res = NULL;
+    for (int i = 0; i < 6; i++) {
+        if (get_buf(o[i], &v[i], "d", 8, -1, names[i], i == 5) < 0) goto out;
+        got++;
+        Py_ssize_t m = v[i].len / 8 / width[i];
+        if (m * width[i] * 8 != v[i].len || (n >= 0 && m != n)) {
+            PyErr_Format(PyExc_ValueError, "%s: inconsistent length", names[i]);
+            goto out;
+        }
+        n = m;
+    }
+    const double *e0 = v[0].buf, *e1 = v[1].buf, *c = v[2].buf, *R = v[3].buf, *h = v[4].buf;
+    double *d = v[5].buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        d[i] = cc_seg_box_dist(e0 + 3 * i, e1 + 3 * i, c + 3 * i, R + 9 * i, h + 3 * i);
+    res = Py_None;
+    Py_INCREF(res);
+out:
+    for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+    return res;
+}
+
+static PyObject *py_seg_seg_dist(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o[5];
+    if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
+    Py_buffer v[5];
+    static const int width[5] = {3, 3, 3, 3, 1};
+    static const char *names[5] = {"p0", "p1", "q0", "q1", "out"};
+    Py_ssize_t n = -1;
+    int got = 0;
+    PyObject *res = NULL;
+    for (int i = 0; i < 5; i++) {
+        if (get_buf(o[i], &v[i], "d", 8, -1, names[i], i == 4) < 0) goto out;
+        got++;
+        Py_ssize_t m = v[i].len / 8 / width[i];
+        if (m * width[i] * 8 != v[i].len || (n >= 0 && m != n)) {
+            PyErr_Format(PyExc_ValueError, "%s: inconsistent length", names[i]);
+            goto out;
+        }
+        n = m;
+    }
+    const double *p0 = v[0].buf, *p1 = v[1].buf, *q0 = v[2].buf, *q1 = v[3].buf;
+    double *d = v[4].buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        d[i] = cc_seg_seg_dist(p0 + 3 * i, p1 + 3 * i, q0 + 3 * i, q1 + 3 * i);
+    res = Py_None;
+    Py_INCREF(res);
+out:
+    for (int i = 0; i < got; i++) PyBuffer_Release(&v[i]);
+    return res;
+}
+
 /* ------------------------------------------------------------ SIMD control */
 
 static PyObject *py_simd_level(PyObject *self, PyObject *noargs)
@@ -454,6 +525,8 @@ static PyMethodDef methods[] = {
      "clearance(scene, q, active_mask, out_distance, out_pair): exact minimum clearance."},
     {"check_trajectory", py_check_trajectory, METH_VARARGS,
      "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth)."},
+    {"seg_box_dist", py_seg_box_dist, METH_VARARGS, "Batched segment-to-oriented-box distance."},
+    {"seg_seg_dist", py_seg_seg_dist, METH_VARARGS, "Batched segment-to-segment distance."},
     {"simd_level", py_simd_level, METH_NOARGS, "Name of the SIMD level in use."},
     {"simd_levels", py_simd_levels, METH_NOARGS, "SIMD levels this CPU supports, lowest first."},
     {"set_simd_level", py_set_simd_level, METH_VARARGS,
