@@ -3,7 +3,8 @@
 Sub-commands:
   check-config [DIR]   validate every configuration file; exit 2 naming file, field and reason
   schema [--out DIR]   write the JSON schema of every configuration file
-  run                  run the simulated cell (headless until the node graph lands)
+  sim                  run the simulated cell headless in one process (a VHP and an autoclave cycle)
+  run                  run the cell on the simulated devices
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _cmd_sim(args: argparse.Namespace) -> int:
     from .headless import run_headless
 
     directory = Path(args.config) if args.config else default_config_dir()
@@ -93,12 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory to write <file>.schema.json into (default: stdout)")
     s.set_defaults(func=_cmd_schema)
 
-    r = sub.add_parser("run", help="run the simulated cell")
-    r.add_argument("--config", help="configuration directory")
-    r.add_argument("--speed", type=_speed, default=None,
-                   help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
-    r.add_argument("--json", action="store_true", help="print the summary as JSON")
-    r.set_defaults(func=_cmd_run)
+    for name, helptext in (("sim", "run the simulated cell headless, in one process (no ROS)"),
+                           ("run", "run the cell (simulated devices)")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("--config", help="configuration directory")
+        r.add_argument("--speed", type=_speed, default=None,
+                       help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
+        r.add_argument("--json", action="store_true", help="print the summary as JSON")
+        r.set_defaults(func=_cmd_sim)
     return p
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import json
 import time
 import uuid
 
@@ -70,9 +71,9 @@ def test_message_fields_and_defaults():
 
 
 def test_service_and_action_types():
-    req = DeviceCommand.Request(device_id="autoclave1", command="start", arg_keys=["program"],
-                                arg_values=["P121_20MIN"], user="op1", reason="load 4")
-    assert req.arg_values == ["P121_20MIN"]
+    req = DeviceCommand.Request(device_id="autoclave1", command="start",
+                                args_json='{"program": "P121_20MIN"}', user="op1", reason="load 4")
+    assert json.loads(req.args_json) == {"program": "P121_20MIN"}
     resp = DeviceCommand.Response(accepted=False, reason="door open", code="INTERLOCK")
     assert not resp.accepted
 
@@ -134,9 +135,10 @@ def test_device_command_service_round_trip(ros_context):
 
     def handle(request: DeviceCommand.Request, response: DeviceCommand.Response):
         seen.append(request)
-        args = dict(zip(request.arg_keys, request.arg_values))
+        args = json.loads(request.args_json)
         if request.command == "start" and args.get("program") == "P121_20MIN":
             response.accepted, response.reason, response.code = True, f"started by {request.user}", "OK"
+            response.payload_json = json.dumps({"run_id": "R1"})
         else:
             response.accepted, response.reason, response.code = False, "unknown command", "BAD_COMMAND"
         return response
@@ -149,13 +151,14 @@ def test_device_command_service_round_trip(ros_context):
         results = []
         for command in ("start", "explode"):
             future = client.call_async(DeviceCommand.Request(
-                device_id="autoclave1", command=command, arg_keys=["program"],
-                arg_values=["P121_20MIN"], user="op1", reason="test"))
+                device_id="autoclave1", command=command, args_json='{"program": "P121_20MIN"}',
+                user="op1", reason="test"))
             _spin_until(executor, future.done)
             results.append(future.result())
 
         ok, bad = results
         assert (ok.accepted, ok.reason, ok.code) == (True, "started by op1", "OK")
+        assert json.loads(ok.payload_json) == {"run_id": "R1"}
         assert (bad.accepted, bad.code) == (False, "BAD_COMMAND")
         assert [r.command for r in seen] == ["start", "explode"]
         assert seen[0].device_id == "autoclave1" and seen[0].reason == "test"

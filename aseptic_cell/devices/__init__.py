@@ -1,0 +1,1 @@
+"""Device layer: command catalogue, backend protocol and backends (sim, OPC UA)."""

@@ -1,0 +1,199 @@
+"""``sim_world``: the simulated physical world of the cell.
+
+Owns one :class:`aseptic_cell.sim.cell.SimCell`, publishes ``/clock`` and steps the device
+models on sim time at a configurable speed-up (``speed`` parameter; ``0`` = as fast as
+possible). For each device it publishes ``/sim/<id>/readings`` (JSON, what the device's
+controller reports) and serves ``/sim/<id>/command`` (cell_interfaces/DeviceCommand); faults
+for tests and scenarios are injected through ``/sim/fault``.
+
+Parameters: ``config_dir``, ``speed`` (sim s per wall s; 0 = max), ``step_s`` (sim step;
+default from cell.yaml), ``publish_period_s`` (wall), ``clock_period_s`` (wall),
+``start_paused`` (bool).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger("sim_world")
+
+
+class SimWorld:
+    """The ROS adapter around SimCell (created inside an initialised rclpy context)."""
+
+    def __init__(self, node: Any, cell: Any, *, speed: float, step_s: float,
+                 publish_period_s: float, clock_period_s: float) -> None:
+        from rosgraph_msgs.msg import Clock
+        from std_msgs.msg import String
+
+        from cell_interfaces.srv import DeviceCommand
+
+        self.node = node
+        self.cell = cell
+        self.speed = speed
+        self.step_s = step_s
+        self.publish_period_s = publish_period_s
+        self.clock_period_s = clock_period_s
+        self.paused = False
+        self._clock_pub = node.create_publisher(Clock, "/clock", 10)
+        self._clock_msg = Clock
+        self._string = String
+        self._pubs = {d: node.create_publisher(String, f"/sim/{d}/readings", 10) for d in cell.models}
+        for d in cell.models:
+            node.create_service(DeviceCommand, f"/sim/{d}/command",
+                                lambda req, resp, dev=d: self._on_command(dev, req, resp))
+        node.create_service(DeviceCommand, "/sim/fault", self._on_fault)
+        self._wall0 = time.monotonic()
+        self._sim0 = cell.now()
+        self._last_pub = -math.inf
+        self._last_clock = -math.inf
+        self.steps = 0
+
+    # ------------------------------------------------------------------ services
+    def _on_command(self, device_id: str, req: Any, resp: Any) -> Any:
+        from ..devices.commands import InvalidArguments
+        from ..sim.common import CommandRefused, InvalidCommand
+
+        try:
+            args = json.loads(req.args_json) if req.args_json else {}
+            if not isinstance(args, dict):
+                raise InvalidArguments("args_json must be a JSON object")
+            payload = self.cell.command(device_id, req.command, args)
+            resp.accepted, resp.code, resp.reason = True, "OK", ""
+            resp.payload_json = json.dumps(payload)
+        except CommandRefused as exc:
+            resp.accepted, resp.code, resp.reason = False, exc.code, exc.reason
+        except (InvalidArguments, InvalidCommand, ValueError, TypeError) as exc:
+            resp.accepted, resp.code, resp.reason = False, "INVALID", str(exc)
+        if not resp.payload_json:
+            resp.payload_json = "{}"
+        self._publish_readings(force=True)
+        return resp
+
+    def _on_fault(self, req: Any, resp: Any) -> Any:
+        """command = inject | clear; args_json = {"fault": name, ...params}."""
+        try:
+            args = json.loads(req.args_json) if req.args_json else {}
+            fault = args.pop("fault", None)
+            if req.command == "inject":
+                if not fault:
+                    raise ValueError("inject needs a 'fault' name")
+                self.cell.inject_fault(req.device_id, fault, **args)
+            elif req.command == "clear":
+                self.cell.clear_fault(req.device_id, fault)
+            else:
+                raise ValueError(f"unknown fault command {req.command!r} (inject | clear)")
+            resp.accepted, resp.code, resp.reason = True, "OK", ""
+            log.warning("fault %s %s on %s %s", req.command, fault, req.device_id, args)
+        except Exception as exc:  # bad input: a precise refusal, nothing changed
+            resp.accepted, resp.code, resp.reason = False, "INVALID", str(exc)
+        resp.payload_json = "{}"
+        return resp
+
+    # ------------------------------------------------------------------ time
+    def _publish_readings(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_pub < self.publish_period_s:
+            return
+        self._last_pub = now
+        for d, pub in self._pubs.items():
+            pub.publish(self._string(data=json.dumps(self.cell.readings(d))))
+
+    def _publish_clock(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_clock < self.clock_period_s:
+            return
+        self._last_clock = now
+        t = self.cell.now()
+        msg = self._clock_msg()
+        msg.clock.sec = int(t)
+        msg.clock.nanosec = int(round((t - int(t)) * 1e9)) % 1_000_000_000
+        self._clock_pub.publish(msg)
+
+    def advance(self, max_wall_s: float = 0.02) -> None:
+        """Step the models towards the sim time the speed-up asks for (bounded wall time)."""
+        if self.paused:
+            self._publish_clock()
+            self._publish_readings()
+            return
+        wall_end = time.monotonic() + max_wall_s
+        if self.speed > 0:
+            target = self._sim0 + (time.monotonic() - self._wall0) * self.speed
+            while self.cell.now() + self.step_s <= target and time.monotonic() < wall_end:
+                self.cell.step(self.step_s)
+                self.steps += 1
+            if self.cell.now() + self.step_s <= target and time.monotonic() >= wall_end:
+                # falling behind: re-anchor so we do not try to catch up in a burst
+                self._wall0, self._sim0 = time.monotonic(), self.cell.now()
+        else:
+            while time.monotonic() < wall_end:
+                self.cell.step(self.step_s)
+                self.steps += 1
+        self._publish_clock()
+        self._publish_readings()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from ..config import ConfigError, default_config_dir, load_config
+    from ..sim.cell import SimCell
+
+    logging.basicConfig(level=logging.INFO, format="[sim_world] %(levelname)s %(message)s")
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = {"flag": False}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    node = rclpy.create_node("sim_world")
+    try:
+        config_dir = node.declare_parameter("config_dir", "").value or str(default_config_dir())
+        speed = float(node.declare_parameter("speed", -1.0).value)
+        step_s = float(node.declare_parameter("step_s", 0.0).value)
+        publish_period_s = float(node.declare_parameter("publish_period_s", 0.05).value)
+        clock_period_s = float(node.declare_parameter("clock_period_s", 0.01).value)
+        try:
+            cfg = load_config(config_dir)
+        except ConfigError as exc:
+            node.get_logger().error(f"invalid configuration in {config_dir}:\n{exc}")
+            return 2
+        if speed < 0:
+            speed = cfg.layout.sim.speedup
+        if not math.isfinite(speed):
+            node.get_logger().error(f"speed must be finite (0 = max), got {speed}")
+            return 2
+        step_s = step_s if step_s > 0 else cfg.layout.sim.step_s
+        cell = SimCell(cfg)
+        world = SimWorld(node, cell, speed=speed, step_s=step_s,
+                         publish_period_s=publish_period_s, clock_period_s=clock_period_s)
+        node.get_logger().info(
+            f"simulating {', '.join(f'{d} ({k})' for d, k in cell.kinds.items())}; "
+            f"speed {'max' if speed == 0 else f'{speed:g}x'}, step {step_s:g} s"
+        )
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop["flag"] and rclpy.ok():
+            world.advance()
+            executor.spin_once(timeout_sec=0.0 if speed == 0 else 0.002)
+        executor.shutdown()
+        return 0
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
