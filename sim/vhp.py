@@ -216,16 +216,16 @@ _ACTIVE = {VHPPhase.PRECHECK, VHPPhase.DEHUMIDIFY, VHPPhase.CONDITION, VHPPhase.
 _GASSING = {VHPPhase.CONDITION, VHPPhase.DECONTAMINATE}
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: NaN/inf -> None, tuples -> lists, enums -> values."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -292,7 +292,7 @@ class VHPCycleResult:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        d = _clean(asdict(self))
+        d = json_safe(asdict(self))
         d["result"] = self.result
         return d
 
