@@ -88,6 +88,11 @@ def coal_broadphase_rate(scene, q: np.ndarray) -> tuple[float, float] | None:
     for link in links:
         length = float(np.linalg.norm(np.subtract(link.p1, link.p0)))
         caps.append(coal.CollisionObject(coal.Capsule(link.radius + margin, length), coal.Transform3s()))
+    # self pairs: clearance < margin  <=>  capsules inflated by margin / 2 each intersect
+    self_caps = []
+    for link in links:
+        length = float(np.linalg.norm(np.subtract(link.p1, link.p0)))
+        self_caps.append(coal.CollisionObject(coal.Capsule(link.radius + 0.5 * margin, length), coal.Transform3s()))
     idx = {lk.name: i for i, lk in enumerate(links)}
     pairs = [(idx[a], idx[b]) for a, b in scene.arm.self_collision_pairs]
     req, res = coal.CollisionRequest(), coal.CollisionResult()
@@ -119,18 +124,20 @@ def coal_broadphase_rate(scene, q: np.ndarray) -> tuple[float, float] | None:
             hit = False
             for k in range(len(links)):
                 caps[k].setTransform(poses[i][k])
+                caps[k].computeAABB()
+                self_caps[k].setTransform(poses[i][k])
                 cb = coal.CollisionCallBackDefault()
                 link_manager[k].collide(caps[k], cb)
                 if cb.data.result.isCollision():
                     hit = True
             for a, b in pairs:
                 res.clear()
-                if coal.collide(caps[a], caps[b], req, res):
+                if coal.collide(self_caps[a], self_caps[b], req, res):
                     hit = True
             free[i] = not hit
         return free
 
-    rate = best_rate(run, len(q), 1)
+    rate = best_rate(run, len(q), 2)
     agree = float(np.mean(run() == scene.check_configs(q, refine=True)))
     return rate, agree
 
