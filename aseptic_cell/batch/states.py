@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class PhaseState(str, Enum):
+class PhaseState(StrEnum):
     IDLE = "Idle"
     RUNNING = "Running"
     COMPLETE = "Complete"
@@ -49,9 +49,6 @@ class PhaseState(str, Enum):
     STOPPED = "Stopped"
     ABORTING = "Aborting"
     ABORTED = "Aborted"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def stable(self) -> bool:
@@ -67,7 +64,7 @@ class PhaseState(str, Enum):
         return self in FINAL_STATES
 
 
-class PhaseCommand(str, Enum):
+class PhaseCommand(StrEnum):
     START = "start"
     HOLD = "hold"
     RESTART = "restart"
@@ -78,9 +75,6 @@ class PhaseCommand(str, Enum):
     RESET = "reset"
     DONE = "done"
     """Internal event: the phase logic finished the work of a transient state."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 S, C = PhaseState, PhaseCommand
@@ -127,7 +121,7 @@ def allowed_commands(state: PhaseState) -> tuple[PhaseCommand, ...]:
 
 
 # ----------------------------------------------------------------------------- PackML
-class PackMLState(str, Enum):
+class PackMLState(StrEnum):
     """PackML states (ISA-TR88.00.02-2015, OPC 30050). Names only; the OPC UA layer owns the
     numeric encoding."""
 

@@ -111,7 +111,8 @@ class Decision:
     @property
     def message(self) -> str:
         if self.allowed:
-            return f"{self.action}: allowed" + (" (no interlock rule guards this action)" if self.unguarded else "")
+            note = " (no interlock rule guards this action)" if self.unguarded else ""
+            return f"{self.action}: allowed{note}"
         return f"{self.action}: denied: " + " | ".join(str(r) for r in self.reasons)
 
 
@@ -403,7 +404,8 @@ class InterlockEngine:
                 raise ValueError(f"id {ident!r} must be letters, digits, '_' or '-'")
         stale = catalogue.parameters.get("stale_after_s")
         if stale is None or not stale > 0:
-            raise ValueError("interlock catalogue needs parameters.stale_after_s > 0 (rule 6: stale = unsafe)")
+            raise ValueError(
+                "interlock catalogue needs parameters.stale_after_s > 0 (rule 6: stale = unsafe)")
         self.stale_after_s = float(stale)
         self._params = dict(catalogue.parameters)
         self._rules: list[_RuleInfo] = []
@@ -425,7 +427,8 @@ class InterlockEngine:
         """Build from a loaded :class:`~aseptic_cell.config.CellConfig` (ids from cell/geometry)."""
         iso = cfg.layout.isolator
         rtps = [r.id for r in iso.rtps]
-        doors = ["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload", *(f"{r.lower()}_alpha" for r in rtps)]
+        doors = ["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload",
+                 *(f"{r.lower()}_alpha" for r in rtps)]
         for box in cfg.geometry.boxes:
             kind, _, ref = box.active.partition(":")
             if kind == "door_open" and ref not in doors:
@@ -456,7 +459,8 @@ class InterlockEngine:
         args = dict(args) if args else {}
         for k, v in args.items():
             if not isinstance(v, str) or not _ARG_VALUE.match(v):
-                raise ValueError(f"{action}: argument {k}={v!r} must be a plain id (letters, digits, '_', '-')")
+                raise ValueError(
+                    f"{action}: argument {k}={v!r} must be a plain id (letters, digits, '_', '-')")
         infos = self._by_action.get(action)
         now = float(self._now())
         if not infos:
@@ -550,7 +554,7 @@ class InterlockEngine:
             domains.append(("rtp", self.rtp_ids))
         out = []
         for combo in itertools.product(*(d for _, d in domains)):
-            args = dict(zip((n for n, _ in domains), combo))
+            args = dict(zip((n for n, _ in domains), combo, strict=True))
             out.append(self._bind(info, args, "evaluate_all"))
         return out
 
@@ -573,7 +577,8 @@ class InterlockEngine:
                 binding["other"] = other
                 binding.setdefault("door", door)
             else:
-                raise ValueError(f"{action}: rule {info.rule.id} needs argument {ph!r} (placeholder {{{ph}}})")
+                raise ValueError(
+                    f"{action}: rule {info.rule.id} needs argument {ph!r} (placeholder {{{ph}}})")
         if "door" in args and "other" in info.placeholders:
             binding["door"] = args["door"]
         if "port" in args and info.rule.scope == "each_glove_port":
@@ -607,5 +612,6 @@ class InterlockEngine:
         if not info.placeholders and info.rule.scope == "action":
             return info.instances
         if info.rule.scope == "each_glove_port" and "port" not in args:
-            return [self._instance(info, self._bind(info, {**args, "port": p}, action)) for p in self.port_ids]
+            return [self._instance(info, self._bind(info, {**args, "port": p}, action))
+                    for p in self.port_ids]
         return [self._instance(info, self._bind(info, args, action))]

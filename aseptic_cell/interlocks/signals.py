@@ -18,11 +18,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from aseptic_cell.config.interlocks import InterlockCatalogue, iter_comparisons
 
-SignalValue = Union[bool, int, float, str]
+SignalValue = bool | int | float | str
 """Types a signal may carry. ``None`` is not a value: remove the signal (or let it go stale)."""
 
 
@@ -160,7 +160,8 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "bool", "an action-level particle excursion is active", "isolator"),
     # --- isolator: rapid transfer ports (placeholder {rtp} = RTP id, e.g. RTP1)
     "isolator.rtp.{rtp}.beta_docked": SignalDoc("bool", "a beta container is docked at the RTP", "isolator"),
-    "isolator.rtp.{rtp}.beta_locked": SignalDoc("bool", "the docked beta is locked (rotated home)", "isolator"),
+    "isolator.rtp.{rtp}.beta_locked": SignalDoc(
+        "bool", "the docked beta is locked (rotated home)", "isolator"),
     "isolator.rtp.{rtp}.alpha_closed": SignalDoc("bool", "RTP alpha door proven closed", "isolator"),
     # --- isolator: glove ports (placeholder {port} = glove port id, e.g. GP1)
     "isolator.glove.{port}.last_test": SignalDoc(

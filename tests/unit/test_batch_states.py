@@ -108,8 +108,8 @@ def test_happy_path_with_hold_pause_and_reset():
     for cmd in ["start", "hold", "done", "restart", "done", "pause", "done", "resume", "done", "reset"]:
         clock.t += 1
         getattr(m, cmd)()
-    assert [p[1] for p in path] == ["Running", "Holding", "Held", "Restarting", "Running", "Pausing", "Paused",
-                                    "Running", "Complete", "Idle"]
+    assert [p[1] for p in path] == ["Running", "Holding", "Held", "Restarting", "Running", "Pausing",
+                                    "Paused", "Running", "Complete", "Idle"]
     assert [p[2] for p in path] == [float(i) for i in range(1, 11)]
     assert path[2][0] == "done"
 

@@ -42,7 +42,8 @@ class FakeClock:
 
 def source_of(signal: str) -> str:
     head = signal.split(".", 1)[0]
-    return {"isolator": "ISO1", "door": "ISO1", "vhp": "VHP1", "autoclave": "AC1", "arm": "ARM1"}.get(head, "SUP")
+    sources = {"isolator": "ISO1", "door": "ISO1", "vhp": "VHP1", "autoclave": "AC1", "arm": "ARM1"}
+    return sources.get(head, "SUP")
 
 
 # ----------------------------------------------------------------------------- helpers (independent)
@@ -85,9 +86,14 @@ def violating(c: Comparison, params) -> Any:
     return x if c.op in ("lt", "gt") else (x + 0.01 if c.op == "le" else x - 0.01)
 
 
+def placeholders(rule) -> set[str]:
+    names = ("door", "other", "port", "rtp")
+    return {p for c in leaves(rule.when) for p in names if "{" + p + "}" in c.signal}
+
+
 def sample_binding(rule) -> dict[str, str]:
     """Arguments used to exercise a rule with placeholders (door A for the hatch, etc.)."""
-    phs = {p for c in leaves(rule.when) for p in ("door", "other", "port", "rtp") if "{" + p + "}" in c.signal}
+    phs = placeholders(rule)
     args: dict[str, str] = {}
     if "other" in phs:
         args["door"] = "A"
@@ -117,7 +123,7 @@ def concrete_binding(args: dict[str, str]) -> dict[str, str]:
 
 
 def all_bindings(rule) -> list[dict[str, str]]:
-    phs = {p for c in leaves(rule.when) for p in ("door", "other", "port", "rtp") if "{" + p + "}" in c.signal}
+    phs = placeholders(rule)
     out = [{}]
     if "other" in phs:
         out = [{**b, "door": d, "other": o} for b in out for d, o in (("A", "B"), ("B", "A"))]
@@ -190,7 +196,8 @@ def test_every_catalogue_signal_is_documented():
 def test_unknown_signals_reports_an_undocumented_name():
     cat = CAT.model_copy(deep=True)
     cat.rules[0].when.all[0].signal = "isolator.hatch.door_{other}.shut"
-    assert unknown_signals(cat, PORTS, RTPS, DOORS) == ["isolator.hatch.door_A.shut", "isolator.hatch.door_B.shut"]
+    assert unknown_signals(cat, PORTS, RTPS, DOORS) == [
+        "isolator.hatch.door_A.shut", "isolator.hatch.door_B.shut"]
     assert all(doc.type and doc.meaning for doc in KNOWN_SIGNALS.values())
 
 
@@ -453,7 +460,8 @@ def test_not_over_a_true_clause_explains_the_negation():
 
 
 def test_not_over_a_stale_clause_stays_denied():
-    eng = InterlockEngine(tiny_catalogue({"not": {"signal": "s.a", "op": "gt", "param": "lim"}}), FakeClock(10.0))
+    cat = tiny_catalogue({"not": {"signal": "s.a", "op": "gt", "param": "lim"}})
+    eng = InterlockEngine(cat, FakeClock(10.0))
     eng.signals.update("s.a", 1.0, 0.0, "DEV")  # would satisfy not(a > 5) if fresh
     d = eng.check("x.go")
     assert not d.allowed and "stale" in d.message
@@ -478,7 +486,8 @@ def test_evaluate_all_instances_and_states():
     eng, _ = make_engine(world)
     bad = {s.key: s for s in eng.evaluate_all() if not s.satisfied}
     assert bad.keys() == {("RB-04", (("door", "rtp1_alpha"),)), ("IL-04", ()),
-                          ("IL-01", (("door", "A"), ("other", "B"))), ("IL-01", (("door", "B"), ("other", "A")))}
+                          ("IL-01", (("door", "A"), ("other", "B"))),
+                          ("IL-01", (("door", "B"), ("other", "A")))}
     assert bad[("RB-04", (("door", "rtp1_alpha"),))].state == "not_satisfied"
     assert "door.rtp1_alpha.locked = False" in bad[("RB-04", (("door", "rtp1_alpha"),))].clauses[0].text
     assert bad[("IL-04", ())].state == "unknown"
@@ -669,12 +678,15 @@ TREES = st.recursive(
     ),
     max_leaves=8,
 )
-TINY_SAMPLE = st.tuples(st.one_of(st.booleans(), st.sampled_from(["X", "Y", 0.0, 1.0, 2.0, 5.0, 1, math.nan])),
-                        st.sampled_from([0.0, -1.0, -2.5]), st.sampled_from(["D1", "D2"]))
+TINY_SAMPLE = st.tuples(
+    st.one_of(st.booleans(), st.sampled_from(["X", "Y", 0.0, 1.0, 2.0, 5.0, 1, math.nan])),
+    st.sampled_from([0.0, -1.0, -2.5]), st.sampled_from(["D1", "D2"]),
+)
+TINY_LOST = st.sets(st.sampled_from(["D1", "D2"]), max_size=1)
 
 
 @settings(max_examples=300, deadline=None)
-@given(when=TREES, world=st.dictionaries(SIG, TINY_SAMPLE), lost=st.sets(st.sampled_from(["D1", "D2"]), max_size=1))
+@given(when=TREES, world=st.dictionaries(SIG, TINY_SAMPLE), lost=TINY_LOST)
 def test_differential_random_condition_trees(when, world, lost):
     cat = InterlockCatalogue.model_validate({
         "parameters": {"stale_after_s": 2.0, "lim": 1.5},
