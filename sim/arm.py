@@ -166,6 +166,7 @@ class ArmModel:
         self._channels: dict[str, SensorChannel] = {}
         self._held: dict[str, Any] = {}
         self._encoder_hold: np.ndarray | None = None
+        self._sensor_faults_seen = False
         self.events: list[dict[str, Any]] = []
 
     # ================================================================== physics
@@ -199,6 +200,10 @@ class ArmModel:
                 self._traj = None  # arrived (within the pose tolerance); keeps tracking the hold
         self._t += dt
         self._latch_encoder()
+        active = any(n.startswith("sensor:") for n in self.faults.names())
+        if active or self._sensor_faults_seen:
+            self.sensors()  # latch stuck values at injection time; reset channels on clear
+        self._sensor_faults_seen = active
 
     def _latch_encoder(self) -> None:
         if "encoder_stuck" in self.faults:
@@ -346,11 +351,11 @@ class ArmModel:
             duration *= peak / limit * (1.0 + 1e-3)
         return q, dt
 
-    def move_to_pose(self, name: str, duration_s: float | None = None, speed_class: str = "transit") -> None:
+    def move_to_pose(self, pose: str, duration_s: float | None = None, speed_class: str = "transit") -> None:
         """Plan (quintic, joint space) and execute a move to the named pose (same checks)."""
-        if name not in self.cfg.poses:
-            raise InvalidCommand(f"unknown pose {name!r}; known: {sorted(self.cfg.poses)}")
-        q, dt = self.plan_to(np.array(self.cfg.poses[name]), duration_s, speed_class)
+        if pose not in self.cfg.poses:
+            raise InvalidCommand(f"unknown pose {pose!r}; known: {sorted(self.cfg.poses)}")
+        q, dt = self.plan_to(np.array(self.cfg.poses[pose]), duration_s, speed_class)
         self.execute_trajectory(q, dt, speed_class)
 
     def enable_drives(self) -> None:
@@ -366,7 +371,7 @@ class ArmModel:
         self._halt()
         self._drives = False
 
-    def protective_stop(self, reason: str) -> None:
+    def protective_stop(self, reason: str = "protective stop requested") -> None:
         """Halt now (velocity zero) and latch until :meth:`reset_protective_stop`."""
         self._halt()
         if not self._pstop:

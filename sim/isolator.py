@@ -70,10 +70,10 @@ DEFAULT_GLOVE_HOLE_UM = 100.0
 """Default hole diameter of a ``glove_breach:<port>`` fault: the hole size automated
 glove testers find (about 100 um) [V] [SPR24] (spec §1.3)."""
 
-DEFAULT_LEAK_FAULT_FACTOR = 1000.0
-"""Default multiplier of ``leak_rate_per_h`` for a ``leak`` fault injected without
-parameters: a gross leak (torn gasket) that pulls ΔP below alarm_low with the shipped
-figures. Fault-injection convenience, not a process value."""
+DEFAULT_LEAK_FAULT_RATE_PER_H = 5.0
+"""Extra hourly leak rate of a ``leak`` fault injected without parameters: a gross leak
+(torn gasket; lambda = 0.56 /s at 250 Pa) that pulls ΔP to about 15 Pa, below any sensible
+alarm_low. Fault-injection convenience, not a process value."""
 
 PARTICLE_REPORT_INTERVAL_S = 1.0
 """Interval at which the particle counter reports a new value [M]: remote counters report
@@ -239,8 +239,7 @@ class IsolatorModel:
         self._channels: dict[str, SensorChannel] = {}
         self._held: dict[str, Any] = {}  # stuck values of non-numeric sensors
         self._dp_channel = self._channel("dp_pa")
-        self._last_sensors: dict[str, Any] = {}
-        self._last_sensors = self.sensors()
+        self._sensor_faults_seen = False
 
     # ================================================================== physics
     def step(self, dt: float) -> None:
@@ -252,7 +251,15 @@ class IsolatorModel:
         h = dt / n
         for _ in range(n):
             self._substep(h)
-        self._last_sensors = self.sensors()  # latches stuck sensor values near injection time
+        self._latch_sensor_faults()
+
+    def _latch_sensor_faults(self) -> None:
+        """Read the sensors while a sensor fault is active (or was until now), so a stuck
+        value is latched at injection time and channels reset once the fault clears."""
+        active = any(n.startswith("sensor:") for n in self.faults.names())
+        if active or self._sensor_faults_seen:
+            self.sensors()
+        self._sensor_faults_seen = active
 
     def _substep(self, h: float) -> None:
         t0 = self._t
@@ -326,7 +333,7 @@ class IsolatorModel:
         f = self.faults.active("leak")
         if f is not None:
             if "factor" not in f and "rate_per_h" not in f:
-                rate *= DEFAULT_LEAK_FAULT_FACTOR
+                rate += DEFAULT_LEAK_FAULT_RATE_PER_H
             else:
                 rate = rate * float(f.get("factor", 1.0)) + float(f.get("rate_per_h", 0.0))
         return rate * P_ATM_PA / (3600.0 * self.cfg.leak_test.test_pressure_pa)
@@ -637,16 +644,16 @@ class IsolatorModel:
         """True only after a PASS of the enclosure leak test with no breach since."""
         return self._leak.valid and not self._leak.running
 
-    def set_decon_status(self, status: DeconStatus | str, run_id: str) -> None:
-        """Set the decontamination status (called by the VHP unit)."""
+    def set_decon_status(self, status: DeconStatus | str, run_id: str | None) -> None:
+        """Set the decontamination status (called by the VHP unit); ``run_id`` may be None."""
         try:
             st = DeconStatus(status)
         except ValueError as exc:
             raise InvalidCommand(f"unknown decon status {status!r}") from exc
-        if not isinstance(run_id, str):
-            raise InvalidCommand(f"run_id must be a string, got {run_id!r}")
+        if run_id is not None and not isinstance(run_id, str):
+            raise InvalidCommand(f"run_id must be a string or None, got {run_id!r}")
         self._decon_status = st
-        self._decon_run_id = run_id
+        self._decon_run_id = run_id or ""
         if st != DeconStatus.BREACHED:
             self._breach_reason = ""
         self.events.append({"t": self.clock.now(), "event": f"decon status {st.value}", "run_id": run_id})
@@ -662,9 +669,10 @@ class IsolatorModel:
         Args:
             kind: ``"glove"`` or ``"intervention"`` (intervention burst), ``"door"`` or
                 ``"port"`` (door/port burst).
-            port: glove port id for glove interventions (optional).
+            port: glove port id for ``"glove"`` (must be a configured port); for door/port
+                events any identifier of the door (e.g. ``"autoclave_unload"``).
         Raises:
-            InvalidCommand: unknown kind or port.
+            InvalidCommand: unknown kind, or an unknown glove port.
         """
         pc = self.cfg.particles
         bursts = {
@@ -675,8 +683,10 @@ class IsolatorModel:
         }
         if kind not in bursts:
             raise InvalidCommand(f"unknown intervention kind {kind!r}; known: {sorted(bursts)}")
-        if port is not None and port not in self._gloves and port not in self._rtps:
-            raise InvalidCommand(f"unknown port {port!r}")
+        if port is not None and not isinstance(port, str):
+            raise InvalidCommand(f"port must be a string, got {port!r}")
+        if kind == "glove" and port is not None and port not in self._gloves:
+            raise InvalidCommand(f"unknown glove port {port!r}; known: {self._glove_ids}")
         self._add_burst(bursts[kind])
         self.interventions.append({"t": self.clock.now(), "kind": kind, "port": port})
 
@@ -882,7 +892,7 @@ class IsolatorModel:
         g.glove_lot, g.fitted, g.last_test = glove_lot, fitted, None
         self.faults.clear(f"glove_breach:{port}")
 
-    def start_glove_test(self, port: str, user: str, batch_id: str | None = None) -> None:
+    def start_glove_test(self, port: str, user: str = "", batch_id: str | None = None) -> None:
         """Start a pressure-decay integrity test (pressurise, stabilise, hold). Idempotent.
 
         Raises:

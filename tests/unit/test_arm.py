@@ -122,7 +122,7 @@ def test_trajectory_within_limits_is_followed_to_the_goal(cfg):
 
 def test_move_to_pose_plans_within_limits(cfg):
     r = Rig(cfg)
-    r.arm.move_to_pose("decon")
+    r.arm.move_to_pose(pose="decon")  # keyword as the device command catalogue passes it
     # shortest quintic for park -> decon: elbow moves 1.5708 rad at 4 rad/s^2 max:
     # T >= sqrt(5.7735 * 1.5708 / 4) = 1.506 s (velocity bound 1.875*1.5708/pi = 0.94 s)
     assert r.arm.status()["trajectory_duration_s"] >= math.sqrt(10 / math.sqrt(3) * 1.5708 / 4.0) - 1e-3
