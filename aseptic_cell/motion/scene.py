@@ -54,8 +54,8 @@ F32_ERROR_FACTOR = 128.0
 FK_ERROR_M = 1e-9
 #: Sphere spacing along a capsule, as a fraction of the inflated radius. Smaller
 #: spacing = more spheres and less over-approximation (covering radius
-#: sqrt(R^2 + (s/2)^2)); 0.9 R gives <= 10 % inflation.
-SPHERE_SPACING = 0.9
+#: sqrt(R^2 + (s/2)^2)); 1.2 R gives <= 17 % inflation.
+SPHERE_SPACING = 1.2
 #: Default joint step (rad) of the documented fixed-resolution mode.
 FIXED_STEP_RAD = 0.01
 #: Default bisection depth of the certified mode: the minimum subdivision is
