@@ -48,12 +48,22 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
-from ..config.devices import AutoclaveConfig, AutoclaveProgram, AutoclavePrograms
+from ..config.devices import (
+    AutoclaveConfig,
+    AutoclaveProgram,
+    AutoclavePrograms,
+    Drying,
+    Exhaust,
+    LeakTestProgram,
+    Plateau,
+    Prevacuum,
+)
 from .clock import Clock
 from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, require_finite
 from .steam import ATMOSPHERIC_KPA, IF97_P_MIN_KPA, F0Integrator, p_sat_kpa, t_sat_c
@@ -77,7 +87,7 @@ SENSOR_NAMES = ("chamber_t_c", "chamber_t_mon_c", "chamber_p_kpa", "load_t_c")
 SIDES = ("load", "unload")
 
 
-class DoorState(str, enum.Enum):
+class DoorState(enum.StrEnum):
     OPEN = "OPEN"
     CLOSING = "CLOSING"
     SEALING = "SEALING"  # closed and locked, gasket pressurising
@@ -89,7 +99,7 @@ class DoorState(str, enum.Enum):
 _CLOSED = {DoorState.SEALING, DoorState.SEALED, DoorState.UNSEALING}
 
 
-class AutoclavePhase(str, enum.Enum):
+class AutoclavePhase(enum.StrEnum):
     IDLE = "IDLE"
     LEAK_EVACUATE = "LEAK_EVACUATE"
     LEAK_STABILISE = "LEAK_STABILISE"
@@ -198,6 +208,37 @@ class _Run:
         self.next_record = t
         self.series: dict[str, list[Any]] = {k: [] for k in AutoclaveSeries.__dataclass_fields__}
 
+    # typed access to the program sections the running phase needs (validated at start)
+    @property
+    def prevacuum(self) -> Prevacuum:
+        assert self.program.prevacuum is not None
+        return self.program.prevacuum
+
+    @property
+    def plateau(self) -> Plateau:
+        assert self.program.plateau is not None
+        return self.program.plateau
+
+    @property
+    def exhaust(self) -> Exhaust:
+        assert self.program.exhaust is not None
+        return self.program.exhaust
+
+    @property
+    def drying(self) -> Drying:
+        assert self.program.drying is not None
+        return self.program.drying
+
+    @property
+    def leak_test(self) -> LeakTestProgram:
+        assert self.program.leak_test is not None
+        return self.program.leak_test
+
+    @property
+    def heatup_timeout_s(self) -> float:
+        assert self.program.heatup_timeout_s is not None
+        return self.program.heatup_timeout_s
+
 
 class AutoclaveModel:
     """Deterministic model of a double-ended pre-vacuum steam steriliser.
@@ -210,10 +251,15 @@ class AutoclaveModel:
         bd_pack_volume_l: free volume of the Bowie-Dick test pack (default: EN 285 pack).
     """
 
-    def __init__(self, cfg: AutoclaveConfig, clock: Clock,
-                 programs: AutoclavePrograms | Iterable[AutoclaveProgram] | None = None, *,
-                 record_interval_s: float = DEFAULT_RECORD_INTERVAL_S,
-                 bd_pack_volume_l: float = DEFAULT_BD_PACK_VOLUME_L) -> None:
+    def __init__(
+        self,
+        cfg: AutoclaveConfig,
+        clock: Clock,
+        programs: AutoclavePrograms | Iterable[AutoclaveProgram] | None = None,
+        *,
+        record_interval_s: float = DEFAULT_RECORD_INTERVAL_S,
+        bd_pack_volume_l: float = DEFAULT_BD_PACK_VOLUME_L,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
         progs = programs.programs if isinstance(programs, AutoclavePrograms) else list(programs or [])
@@ -244,8 +290,13 @@ class AutoclaveModel:
         self.override_log: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ commands
-    def start_program(self, program: str | AutoclaveProgram, load_id: str, operator: str = "system",
-                      run_id: str | None = None) -> str:
+    def start_program(
+        self,
+        program: str | AutoclaveProgram,
+        load_id: str,
+        operator: str = "system",
+        run_id: str | None = None,
+    ) -> str:
         """Start a program (by id or object) on load ``load_id``; returns the run id.
 
         Raises:
@@ -261,15 +312,20 @@ class AutoclaveModel:
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise InvalidCommand("run_id must be a non-empty string")
         if self.cycle_running:
-            raise CommandRefused("AC_CYCLE_RUNNING", f"cycle {self._run.run_id if self._run else ''} in phase "
-                                 f"{self._phase.value}")
+            raise CommandRefused(
+                "AC_CYCLE_RUNNING",
+                f"cycle {self._run.run_id if self._run else ''} in phase {self._phase.value}",
+            )
         if self._stopped():
             raise CommandRefused("AC_E_STOP", "e-stop or power loss active")
         for side in SIDES:
             if not self._door_sealed(side):
-                raise CommandRefused("AC_DOOR_NOT_SEALED", f"{side} door must be closed, locked and its gasket "
-                                     f"pressurised (state {self.doors[side].state.value}"
-                                     f"{', gasket pressure lost' if self._seal_lost(side) else ''})")
+                raise CommandRefused(
+                    "AC_DOOR_NOT_SEALED",
+                    f"{side} door must be closed, locked and its gasket "
+                    f"pressurised (state {self.doors[side].state.value}"
+                    f"{', gasket pressure lost' if self._seal_lost(side) else ''})",
+                )
         now = self._now()
         self._runs_started += 1
         rid = run_id or f"{self.cfg.id}-{self._runs_started:04d}"
@@ -293,7 +349,11 @@ class AutoclaveModel:
         """Operator abort: the cycle fails and the chamber is vented. No-op when idle."""
         if not isinstance(user, str) or not user.strip() or not isinstance(reason, str) or not reason.strip():
             raise InvalidCommand("abort needs a user and a reason")
-        if self._run is not None and self._phase not in _IDLE_PHASES and self._phase != AutoclavePhase.VENTING:
+        if (
+            self._run is not None
+            and self._phase not in _IDLE_PHASES
+            and self._phase != AutoclavePhase.VENTING
+        ):
             self._abort([("OPERATOR_ABORT", f"operator abort by {user}: {reason}")], self._now())
 
     def close_door(self, side: str) -> None:
@@ -309,7 +369,9 @@ class AutoclaveModel:
         if self._stopped():
             raise CommandRefused("AC_E_STOP", "doors do not move during e-stop or power loss")
         if door.state != DoorState.OPEN:
-            raise CommandRefused("AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is open")
+            raise CommandRefused(
+                "AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is open"
+            )
         door.state, door.timer = DoorState.CLOSING, 0.0
 
     def open_door(self, side: str) -> None:
@@ -323,7 +385,9 @@ class AutoclaveModel:
         if door.state in (DoorState.OPEN, DoorState.OPENING, DoorState.UNSEALING):
             return
         if door.state != DoorState.SEALED:
-            raise CommandRefused("AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is sealed")
+            raise CommandRefused(
+                "AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is sealed"
+            )
         refusal = self.door_open_refusal(side)
         if refusal is not None:
             raise CommandRefused(*refusal)
@@ -337,23 +401,36 @@ class AutoclaveModel:
             return ("AC_E_STOP", "doors stay locked during e-stop or power loss")
         gauge = self._p() - ATMOSPHERIC_KPA
         if abs(gauge) > self.cfg.door_open_max_gauge_kpa:
-            return ("AC_CHAMBER_PRESSURE", f"chamber at {gauge:+.1f} kPa gauge; must be within "
-                    f"{self.cfg.door_open_max_gauge_kpa} kPa of atmospheric")
+            return (
+                "AC_CHAMBER_PRESSURE",
+                f"chamber at {gauge:+.1f} kPa gauge; must be within "
+                f"{self.cfg.door_open_max_gauge_kpa} kPa of atmospheric",
+            )
         if self._t_ch >= self.cfg.door_open_max_temp_c:
-            return ("AC_CHAMBER_HOT", f"chamber at {self._t_ch:.1f} C; must be below "
-                    f"{self.cfg.door_open_max_temp_c} C")
+            return (
+                "AC_CHAMBER_HOT",
+                f"chamber at {self._t_ch:.1f} C; must be below {self.cfg.door_open_max_temp_c} C",
+            )
         if self.cycle_running:
             return ("AC_CYCLE_RUNNING", f"a cycle is running (phase {self._phase.value})")
         if self.doors[other].state != DoorState.SEALED:
-            return ("AC_OTHER_DOOR_OPEN", f"the {other} door is {self.doors[other].state.value}, not closed, locked "
-                    "and sealed: the two doors never open together")
+            return (
+                "AC_OTHER_DOOR_OPEN",
+                f"the {other} door is {self.doors[other].state.value}, not closed, locked "
+                "and sealed: the two doors never open together",
+            )
         if side == "unload" and not self._unload_released and self._override is None:
             last = self.last_result
-            why = ("no cycle since the last unloading" if last is None else
-                   f"last cycle {last.run_id} ({last.program_id}, {last.program_kind}) was "
-                   f"{'a test cycle' if last.passed else 'not successful'}")
-            return ("AC_UNLOAD_NOT_RELEASED", "clean-side door opens only after a complete, successful "
-                    f"sterilisation cycle: {why}")
+            why = (
+                "no cycle since the last unloading"
+                if last is None
+                else f"last cycle {last.run_id} ({last.program_id}, {last.program_kind}) was "
+                f"{'a test cycle' if last.passed else 'not successful'}"
+            )
+            return (
+                "AC_UNLOAD_NOT_RELEASED",
+                f"clean-side door opens only after a complete, successful sterilisation cycle: {why}",
+            )
         return None
 
     def override_unload(self, user: str, reason: str) -> None:
@@ -372,9 +449,14 @@ class AutoclaveModel:
             raise InvalidCommand("override needs a reason")
         if self.cycle_running:
             raise CommandRefused("AC_CYCLE_RUNNING", "no override while a cycle is running")
-        entry = {"time": self._now(), "user": user, "reason": reason, "action": "override_unload",
-                 "last_run_id": self.last_result.run_id if self.last_result else None,
-                 "last_result": self.last_result.result if self.last_result else None}
+        entry = {
+            "time": self._now(),
+            "user": user,
+            "reason": reason,
+            "action": "override_unload",
+            "last_run_id": self.last_result.run_id if self.last_result else None,
+            "last_result": self.last_result.result if self.last_result else None,
+        }
         self.override_log.append(entry)
         self._override = entry
 
@@ -411,18 +493,32 @@ class AutoclaveModel:
         return out
 
     def truth(self) -> dict[str, float]:
-        return {"chamber_t_c": self._t_ch, "chamber_p_kpa": self._p(), "steam_kpa": self._p_s,
-                "air_kpa": self._p_air, "load_t_c": self._t_load, "pack_air_kpa": self._p_air_pack,
-                "f0_min": self._run.f0.f0_min if self._run else 0.0}
+        return {
+            "chamber_t_c": self._t_ch,
+            "chamber_p_kpa": self._p(),
+            "steam_kpa": self._p_s,
+            "air_kpa": self._p_air,
+            "load_t_c": self._t_load,
+            "pack_air_kpa": self._p_air_pack,
+            "f0_min": self._run.f0.f0_min if self._run else 0.0,
+        }
 
     def status(self) -> dict[str, Any]:
         run = self._run
-        return {"unit_id": self.cfg.id, "state": self._phase.value,
-                "run_id": run.run_id if run else None, "program_id": run.program.id if run else None,
-                "load_id": run.load_id if run else None, "failed": bool(run and run.failed),
-                "reasons": list(run.reasons) if run else [], "phase_elapsed_s": self._now() - self._phase_start,
-                "unload_released": self._unload_released, "unload_override": self._override is not None,
-                "doors": {s: self.doors[s].state.value for s in SIDES}, "faults": self.faults.names()}
+        return {
+            "unit_id": self.cfg.id,
+            "state": self._phase.value,
+            "run_id": run.run_id if run else None,
+            "program_id": run.program.id if run else None,
+            "load_id": run.load_id if run else None,
+            "failed": bool(run and run.failed),
+            "reasons": list(run.reasons) if run else [],
+            "phase_elapsed_s": self._now() - self._phase_start,
+            "unload_released": self._unload_released,
+            "unload_override": self._override is not None,
+            "doors": {s: self.doors[s].state.value for s in SIDES},
+            "faults": self.faults.names(),
+        }
 
     # ------------------------------------------------------------------ stepping
     def step(self, dt: float) -> None:
@@ -536,33 +632,29 @@ class AutoclaveModel:
                     self._unload_released = False
                     self._override = None
 
-    def _substep(self, h: float) -> None:
+    def _actuate(
+        self, run: _Run, phase: AutoclavePhase, h: float, pump: float, steam_ok: bool, stopped: bool
+    ) -> bool:
+        """Pump / steam / heating actions of the running phase; returns True while heating."""
         cfg = self.cfg
-        self._move_doors(h)
-        phase = self._phase
-        run = self._run
-        prog = run.program if run else None
-        stopped = self._stopped()
-        steam_ok = "steam_failure" not in self.faults and not stopped
-        pump = cfg.pump_rate_kpa_s * h
-        heating = False
         t_old = self._t_ch
-
-        self._leak_in(h)  # first, so the pump / valves below end the sub-step on their targets
-
-        # --- actuators by phase
+        heating = False
         if phase in (AutoclavePhase.PULSE_VACUUM, AutoclavePhase.LEAK_EVACUATE, AutoclavePhase.DRYING):
             if not stopped:
-                target = (prog.leak_test.vacuum_kpa if phase == AutoclavePhase.LEAK_EVACUATE  # type: ignore[union-attr]
-                          else prog.drying.vacuum_kpa if phase == AutoclavePhase.DRYING  # type: ignore[union-attr]
-                          else prog.prevacuum.vacuum_kpa)  # type: ignore[union-attr]
+                target = (
+                    run.leak_test.vacuum_kpa
+                    if phase == AutoclavePhase.LEAK_EVACUATE
+                    else run.drying.vacuum_kpa
+                    if phase == AutoclavePhase.DRYING
+                    else run.prevacuum.vacuum_kpa
+                )
                 self._remove(min(pump, self._p() - target))
         elif phase == AutoclavePhase.PULSE_PRESSURE:
             if steam_ok:
-                self._add_steam(min(cfg.steam_fill_kpa_s * h, prog.prevacuum.pulse_high_kpa - self._p()))  # type: ignore[union-attr]
+                self._add_steam(min(cfg.steam_fill_kpa_s * h, run.prevacuum.pulse_high_kpa - self._p()))
         elif phase in (AutoclavePhase.HEATUP, AutoclavePhase.PLATEAU):
             heating = True
-            plateau = prog.plateau  # type: ignore[union-attr]
+            plateau = run.plateau
             target = plateau.setpoint_c + plateau.band_c / 2.0
             meas = self._ch["chamber_t_c"].read(self._t_ch, self._t, self.faults)
             err = target - meas if math.isfinite(meas) else 0.0
@@ -575,7 +667,25 @@ class AutoclaveModel:
                 self._add_steam(p_s_new - self._p_s)
             else:
                 self._p_s = p_s_new  # condensation
-        # LEAK_STABILISE / LEAK_HOLD: everything closed; EXHAUST / AIR_BREAK / VENTING: below
+        # LEAK_STABILISE / LEAK_HOLD: everything closed
+        return heating
+
+    def _substep(self, h: float) -> None:
+        cfg = self.cfg
+        self._move_doors(h)
+        phase = self._phase
+        run = self._run
+        prog = run.program if run else None
+        stopped = self._stopped()
+        steam_ok = "steam_failure" not in self.faults and not stopped
+        pump = cfg.pump_rate_kpa_s * h
+
+        self._leak_in(h)  # first, so the pump / valves below end the sub-step on their targets
+
+        # --- actuators by phase (EXHAUST / AIR_BREAK / VENTING act after the thermal update)
+        heating = False
+        if run is not None and self.cycle_running:
+            heating = self._actuate(run, phase, h, pump, steam_ok, stopped)
 
         # --- chamber thermal state when not actively controlled
         if not heating:
@@ -590,8 +700,11 @@ class AutoclaveModel:
         # --- valves that drive the pressure to a target: after the thermal update, so the
         # target is met exactly at the end of the sub-step
         if phase in (AutoclavePhase.EXHAUST, AutoclavePhase.AIR_BREAK, AutoclavePhase.VENTING):
-            target = (prog.exhaust.target_kpa if phase != AutoclavePhase.VENTING and prog is not None
-                      and prog.exhaust is not None else ATMOSPHERIC_KPA)
+            target = (
+                prog.exhaust.target_kpa
+                if phase != AutoclavePhase.VENTING and prog is not None and prog.exhaust is not None
+                else ATMOSPHERIC_KPA
+            )
             p = self._p()
             if p > target:
                 self._remove(min(pump, p - target))
@@ -599,15 +712,20 @@ class AutoclaveModel:
                 self._p_air += min(pump, target - p)  # filtered air break
         elif not self.cycle_running:
             # idle chamber vented to atmosphere; an open door exchanges with the room
-            if any(self.doors[s].state in (DoorState.OPEN, DoorState.OPENING, DoorState.CLOSING) for s in SIDES):
+            if any(
+                self.doors[s].state in (DoorState.OPEN, DoorState.OPENING, DoorState.CLOSING) for s in SIDES
+            ):
                 self._p_s = 0.0
             self._p_air = max(ATMOSPHERIC_KPA - self._p_s, 0.0)
 
         # --- load / test-pack probe
         tau = cfg.load_probe_time_constant_s
         target_load = self._t_ch
-        if prog is not None and prog.kind == "bowie_dick" and phase in (AutoclavePhase.HEATUP,
-                                                                        AutoclavePhase.PLATEAU):
+        if (
+            prog is not None
+            and prog.kind == "bowie_dick"
+            and phase in (AutoclavePhase.HEATUP, AutoclavePhase.PLATEAU)
+        ):
             # non-condensable gas is swept into the pack and concentrated there
             moved = self._p_air * (1.0 - math.exp(-h / tau))
             self._p_air -= moved
@@ -656,37 +774,63 @@ class AutoclaveModel:
             dis = abs(tc - tm)
             run.max_disagreement = max(run.max_disagreement, dis)
             if dis > tol:
-                faults.append(("PROBE_DISAGREEMENT", f"control probe {tc:.2f} C and monitoring probe {tm:.2f} C "
-                                                     f"disagree by {dis:.2f} K (> {tol} K)"))
-        if phase in (AutoclavePhase.HEATUP, AutoclavePhase.PLATEAU) and math.isfinite(tc) and math.isfinite(p):
+                faults.append(
+                    (
+                        "PROBE_DISAGREEMENT",
+                        f"control probe {tc:.2f} C and monitoring probe {tm:.2f} C "
+                        f"disagree by {dis:.2f} K (> {tol} K)",
+                    )
+                )
+        if (
+            phase in (AutoclavePhase.HEATUP, AutoclavePhase.PLATEAU)
+            and math.isfinite(tc)
+            and math.isfinite(p)
+        ):
             if p > IF97_P_MIN_KPA:
                 t_theory = t_sat_c(min(p, 22000.0))
                 if abs(t_theory - tc) > tol:
-                    faults.append(("NON_SATURATED", f"pressure {p:.1f} kPa and temperature {tc:.2f} C inconsistent "
-                                                    f"with saturated steam (T_sat(P) = {t_theory:.2f} C): air or "
-                                                    "non-condensable gas present, or a faulty probe"))
+                    faults.append(
+                        (
+                            "NON_SATURATED",
+                            f"pressure {p:.1f} kPa and temperature {tc:.2f} C inconsistent "
+                            f"with saturated steam (T_sat(P) = {t_theory:.2f} C): air or "
+                            "non-condensable gas present, or a faulty probe",
+                        )
+                    )
         if phase == AutoclavePhase.PLATEAU:
-            plateau = prog.plateau  # type: ignore[union-attr]
+            plateau = run.plateau
             lo, hi = plateau.setpoint_c, plateau.setpoint_c + plateau.band_c
             for name, val in (("control", tc), ("monitoring", tm)):
                 if math.isfinite(val) and val < lo:
-                    faults.append(("BELOW_BAND", f"{name} probe {val:.2f} C below the band [{lo}, {hi}] C on plateau"))
+                    faults.append(
+                        ("BELOW_BAND", f"{name} probe {val:.2f} C below the band [{lo}, {hi}] C on plateau")
+                    )
                 elif math.isfinite(val) and val > hi:
-                    faults.append(("ABOVE_BAND", f"{name} probe {val:.2f} C above the band [{lo}, {hi}] C on plateau"))
+                    faults.append(
+                        ("ABOVE_BAND", f"{name} probe {val:.2f} C above the band [{lo}, {hi}] C on plateau")
+                    )
         if faults:
             self._abort(faults, now)
             return
 
         # --- sequencing
         if phase == AutoclavePhase.PULSE_VACUUM:
-            pv = prog.prevacuum  # type: ignore[union-attr]
+            pv = run.prevacuum
             if p <= pv.vacuum_kpa + _P_EPS:
                 self._enter(AutoclavePhase.PULSE_PRESSURE, now)
             elif elapsed >= pv.pulse_timeout_s:
-                self._abort([("VACUUM_NOT_REACHED", f"vacuum pulse {run.pulse}: {p:.1f} kPa, set point "
-                              f"{pv.vacuum_kpa} kPa not reached within {pv.pulse_timeout_s:.0f} s")], now)
+                self._abort(
+                    [
+                        (
+                            "VACUUM_NOT_REACHED",
+                            f"vacuum pulse {run.pulse}: {p:.1f} kPa, set point "
+                            f"{pv.vacuum_kpa} kPa not reached within {pv.pulse_timeout_s:.0f} s",
+                        )
+                    ],
+                    now,
+                )
         elif phase == AutoclavePhase.PULSE_PRESSURE:
-            pv = prog.prevacuum  # type: ignore[union-attr]
+            pv = run.prevacuum
             if p >= pv.pulse_high_kpa - _P_EPS:
                 if run.pulse < pv.pulses:
                     run.pulse += 1
@@ -694,16 +838,32 @@ class AutoclaveModel:
                 else:
                     self._enter(AutoclavePhase.HEATUP, now)
             elif elapsed >= pv.pulse_timeout_s:
-                self._abort([("PRESSURE_PULSE_NOT_REACHED", f"steam pulse {run.pulse}: {p:.1f} kPa, set point "
-                              f"{pv.pulse_high_kpa} kPa not reached within {pv.pulse_timeout_s:.0f} s")], now)
+                self._abort(
+                    [
+                        (
+                            "PRESSURE_PULSE_NOT_REACHED",
+                            f"steam pulse {run.pulse}: {p:.1f} kPa, set point "
+                            f"{pv.pulse_high_kpa} kPa not reached within {pv.pulse_timeout_s:.0f} s",
+                        )
+                    ],
+                    now,
+                )
         elif phase == AutoclavePhase.HEATUP:
-            if tc >= prog.plateau.setpoint_c:  # type: ignore[union-attr]
+            if tc >= run.plateau.setpoint_c:
                 self._enter(AutoclavePhase.PLATEAU, now)
-            elif elapsed >= prog.heatup_timeout_s:  # type: ignore[operator]
-                self._abort([("HEATUP_TIMEOUT", f"plateau {prog.plateau.setpoint_c} C not reached within "  # type: ignore[union-attr]
-                              f"{prog.heatup_timeout_s:.0f} s")], now)
+            elif elapsed >= run.heatup_timeout_s:
+                self._abort(
+                    [
+                        (
+                            "HEATUP_TIMEOUT",
+                            f"plateau {run.plateau.setpoint_c} C not reached within "
+                            f"{run.heatup_timeout_s:.0f} s",
+                        )
+                    ],
+                    now,
+                )
         elif phase == AutoclavePhase.PLATEAU:
-            plateau = prog.plateau  # type: ignore[union-attr]
+            plateau = run.plateau
             run.plateau_min = min(run.plateau_min, tc)
             run.plateau_max = max(run.plateau_max, tc)
             run.hold_in_band += h
@@ -714,36 +874,51 @@ class AutoclaveModel:
             if elapsed >= plateau.hold_s - 1e-9:
                 self._enter(AutoclavePhase.EXHAUST, now)
         elif phase == AutoclavePhase.EXHAUST:
-            ex = prog.exhaust  # type: ignore[union-attr]
+            ex = run.exhaust
             if p <= ex.target_kpa + _P_EPS:
                 self._enter(AutoclavePhase.DRYING, now)
             elif elapsed >= ex.timeout_s:
-                self._abort([("EXHAUST_TIMEOUT", f"exhaust to {ex.target_kpa} kPa not completed within "
-                              f"{ex.timeout_s:.0f} s")], now)
+                self._abort(
+                    [
+                        (
+                            "EXHAUST_TIMEOUT",
+                            f"exhaust to {ex.target_kpa} kPa not completed within {ex.timeout_s:.0f} s",
+                        )
+                    ],
+                    now,
+                )
         elif phase == AutoclavePhase.DRYING:
-            if elapsed >= prog.drying.time_s - 1e-9:  # type: ignore[union-attr]
+            if elapsed >= run.drying.time_s - 1e-9:
                 self._enter(AutoclavePhase.AIR_BREAK, now)
         elif phase == AutoclavePhase.AIR_BREAK:
             target = prog.exhaust.target_kpa if prog.exhaust is not None else ATMOSPHERIC_KPA
             if p >= target - _P_EPS:
                 self._finish(now)
         elif phase == AutoclavePhase.LEAK_EVACUATE:
-            lt = prog.leak_test  # type: ignore[union-attr]
+            lt = run.leak_test
             if p <= lt.vacuum_kpa + _P_EPS:
                 self._enter(AutoclavePhase.LEAK_STABILISE, now)
             elif elapsed >= lt.evacuate_timeout_s:
-                self._abort([("VACUUM_NOT_REACHED", f"leak test: {p:.1f} kPa, {lt.vacuum_kpa} kPa not reached "
-                              f"within {lt.evacuate_timeout_s:.0f} s")], now)
+                self._abort(
+                    [
+                        (
+                            "VACUUM_NOT_REACHED",
+                            f"leak test: {p:.1f} kPa, {lt.vacuum_kpa} kPa not reached "
+                            f"within {lt.evacuate_timeout_s:.0f} s",
+                        )
+                    ],
+                    now,
+                )
         elif phase == AutoclavePhase.LEAK_STABILISE:
-            if elapsed >= prog.leak_test.stabilise_s - 1e-9:  # type: ignore[union-attr]
+            if elapsed >= run.leak_test.stabilise_s - 1e-9:
                 run.leak_p0 = p
                 self._enter(AutoclavePhase.LEAK_HOLD, now)
         elif phase == AutoclavePhase.LEAK_HOLD:
-            lt = prog.leak_test  # type: ignore[union-attr]
+            lt = run.leak_test
             if elapsed >= lt.hold_s - 1e-9:
                 run.leak_rate = (p - (run.leak_p0 or p)) / (elapsed / 60.0)
                 if run.leak_rate > lt.max_rate_kpa_min:
-                    msg = (f"leak rate {run.leak_rate:.3f} kPa/min exceeds {lt.max_rate_kpa_min} kPa/min")
+                    msg = f"leak rate {run.leak_rate:.3f} kPa/min exceeds {lt.max_rate_kpa_min} kPa/min"
                     run.alarms.append(AlarmRecord(now, "LEAK_RATE_HIGH", msg))
                     run.reasons.append(msg)
                     run.failed = True
@@ -752,8 +927,9 @@ class AutoclaveModel:
     def _record(self, run: _Run, m: dict[str, float], now: float) -> None:
         if now + 1e-9 < run.next_record:
             return
-        run.next_record += self.record_interval_s * max(1, math.floor((now - run.next_record)
-                                                                      / self.record_interval_s) + 1)
+        run.next_record += self.record_interval_s * max(
+            1, math.floor((now - run.next_record) / self.record_interval_s) + 1
+        )
         s = run.series
         s["t"].append(now)
         s["phase"].append(self._phase.value)
@@ -796,15 +972,17 @@ class AutoclaveModel:
                     run.alarms.append(AlarmRecord(now, "F0_LOW", msg))
                     run.reasons.append(msg)
                     run.failed = True
-                if run.hold_in_band + 1e-6 < prog.plateau.hold_s:  # type: ignore[union-attr]
-                    msg = f"hold time in band {run.hold_in_band:.0f} s below {prog.plateau.hold_s:.0f} s"  # type: ignore[union-attr]
+                if run.hold_in_band + 1e-6 < run.plateau.hold_s:
+                    msg = f"hold time in band {run.hold_in_band:.0f} s below {run.plateau.hold_s:.0f} s"
                     run.reasons.append(msg)
                     run.failed = True
             if prog.kind == "bowie_dick":
                 limit = prog.bowie_dick_max_delta_c or 0.0
                 if run.bd_delta >= limit:
-                    msg = (f"Bowie-Dick: pack centre {run.bd_delta:.2f} K below chamber (limit {limit} K): "
-                           "air removal insufficient or air leak")
+                    msg = (
+                        f"Bowie-Dick: pack centre {run.bd_delta:.2f} K below chamber (limit {limit} K): "
+                        "air removal insufficient or air leak"
+                    )
                     run.alarms.append(AlarmRecord(now, "BOWIE_DICK_FAIL", msg))
                     run.reasons.append(msg)
                     run.failed = True
@@ -812,16 +990,28 @@ class AutoclaveModel:
         self._enter(AutoclavePhase.COMPLETE if passed else AutoclavePhase.FAILED, now)
         plateau_seen = math.isfinite(run.plateau_min)
         self.last_result = AutoclaveResult(
-            unit_id=self.cfg.id, program_id=prog.id, program_kind=prog.kind, load_id=run.load_id,
-            run_id=run.run_id, operator=run.operator, start_time=run.start, end_time=now,
+            unit_id=self.cfg.id,
+            program_id=prog.id,
+            program_kind=prog.kind,
+            load_id=run.load_id,
+            run_id=run.run_id,
+            operator=run.operator,
+            start_time=run.start,
+            end_time=now,
             phases=tuple(PhaseRecord(p, s, e) for p, s, e in run.phases),
-            f0_min=run.f0.f0_min, f0_target_min=prog.f0_target_min,
+            f0_min=run.f0.f0_min,
+            f0_target_min=prog.f0_target_min,
             plateau_min_c=run.plateau_min if plateau_seen else None,
             plateau_max_c=run.plateau_max if plateau_seen else None,
-            hold_time_in_band_s=run.hold_in_band, equilibration_s=run.equilibration,
+            hold_time_in_band_s=run.hold_in_band,
+            equilibration_s=run.equilibration,
             max_probe_disagreement_c=run.max_disagreement,
-            bowie_dick_delta_c=run.bd_delta if prog.kind == "bowie_dick" and math.isfinite(run.bd_delta) else None,
-            leak_rate_kpa_min=run.leak_rate, alarms=tuple(run.alarms), passed=passed,
+            bowie_dick_delta_c=run.bd_delta
+            if prog.kind == "bowie_dick" and math.isfinite(run.bd_delta)
+            else None,
+            leak_rate_kpa_min=run.leak_rate,
+            alarms=tuple(run.alarms),
+            passed=passed,
             reasons=tuple(run.reasons),
             series=AutoclaveSeries(**{k: tuple(v) for k, v in run.series.items()}),
         )

@@ -86,8 +86,9 @@ def lethal_rate(temp_c: float, t_ref_c: float = F0_T_REF_C, z_c: float = F0_Z_C)
     return 10.0 ** ((float(temp_c) - t_ref_c) / z_c)
 
 
-def f0_linear_segment_min(dt_s: float, t0_c: float, t1_c: float,
-                          t_ref_c: float = F0_T_REF_C, z_c: float = F0_Z_C) -> float:
+def f0_linear_segment_min(
+    dt_s: float, t0_c: float, t1_c: float, t_ref_c: float = F0_T_REF_C, z_c: float = F0_Z_C
+) -> float:
     """F0 contribution (min) of a segment where T goes linearly from ``t0_c`` to ``t1_c`` in ``dt_s``.
 
     Exact integral of L(T(t)) dt: with a = ln(10)/z * (T1 - T0),

@@ -52,11 +52,11 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
-
 
 from ..config.devices import VHPCycleRecipe, VHPUnitConfig
 from .clock import Clock
@@ -134,8 +134,9 @@ class _TwoPoolStep:
         self._key: tuple[float, ...] | None = None
         self._coef: tuple[float, ...] = ()
 
-    def __call__(self, c: float, s: float, g_per_v: float,
-                 a: float, kd_v: float, ka_a: float, kk: float, h: float) -> tuple[float, float]:
+    def __call__(
+        self, c: float, s: float, g_per_v: float, a: float, kd_v: float, ka_a: float, kk: float, h: float
+    ) -> tuple[float, float]:
         key = (a, kd_v, ka_a, kk, h)
         if key != self._key:
             self._key = key
@@ -158,7 +159,12 @@ class _TwoPoolStep:
             # repeated eigenvalue (not reachable with positive k_a, k_d; kept for safety)
             lam = tr / 2.0
             el = math.exp(lam * h)
-            e00, e01, e10, e11 = el * (1 + (a00 - lam) * h), el * a01 * h, el * a10 * h, el * (1 + (a11 - lam) * h)
+            e00, e01, e10, e11 = (
+                el * (1 + (a00 - lam) * h),
+                el * a01 * h,
+                el * a10 * h,
+                el * (1 + (a11 - lam) * h),
+            )
             i_l = integral(lam)
             # int s e^{lam s} ds over [0, h]
             j = (h * el - i_l) / lam if abs(lam) > 1e-15 else h * h / 2.0
@@ -192,14 +198,13 @@ class Enclosure(Protocol):
         """Pressure-hold test passed recently."""
         ...
 
-    def set_decon_status(self, status: DeconStatus, run_id: str | None) -> None:
-        ...
+    def set_decon_status(self, status: DeconStatus, run_id: str | None) -> None: ...
 
 
 RobotSafe = Callable[[], tuple[bool, str]]
 
 
-class VHPPhase(str, enum.Enum):
+class VHPPhase(enum.StrEnum):
     IDLE = "IDLE"
     PRECHECK = "PRECHECK"
     DEHUMIDIFY = "DEHUMIDIFY"
@@ -211,8 +216,14 @@ class VHPPhase(str, enum.Enum):
     FAILED = "FAILED"
 
 
-_ACTIVE = {VHPPhase.PRECHECK, VHPPhase.DEHUMIDIFY, VHPPhase.CONDITION, VHPPhase.DECONTAMINATE,
-           VHPPhase.AERATE, VHPPhase.HOLD_CLOSED}
+_ACTIVE = {
+    VHPPhase.PRECHECK,
+    VHPPhase.DEHUMIDIFY,
+    VHPPhase.CONDITION,
+    VHPPhase.DECONTAMINATE,
+    VHPPhase.AERATE,
+    VHPPhase.HOLD_CLOSED,
+}
 _GASSING = {VHPPhase.CONDITION, VHPPhase.DECONTAMINATE}
 
 
@@ -333,10 +344,16 @@ class VHPUnitModel:
         ppm_disagreement_max_ppm: redundant ppm sensor tolerance (default 5 % of range).
     """
 
-    def __init__(self, cfg: VHPUnitConfig, enclosure: Enclosure, clock: Clock,
-                 robot_safe: RobotSafe | None = None, *,
-                 record_interval_s: float = DEFAULT_RECORD_INTERVAL_S,
-                 ppm_disagreement_max_ppm: float | None = None) -> None:
+    def __init__(
+        self,
+        cfg: VHPUnitConfig,
+        enclosure: Enclosure,
+        clock: Clock,
+        robot_safe: RobotSafe | None = None,
+        *,
+        record_interval_s: float = DEFAULT_RECORD_INTERVAL_S,
+        ppm_disagreement_max_ppm: float | None = None,
+    ) -> None:
         self.cfg = cfg
         self.enclosure = enclosure
         self.clock = clock
@@ -344,9 +361,11 @@ class VHPUnitModel:
         self.record_interval_s = require_finite("record_interval_s", record_interval_s)
         if self.record_interval_s <= 0:
             raise InvalidCommand("record_interval_s must be positive")
-        tol = (cfg.sensor_range_ppm * DEFAULT_PPM_DISAGREEMENT_FRAC_FS
-               if ppm_disagreement_max_ppm is None else require_finite("ppm_disagreement_max_ppm",
-                                                                      ppm_disagreement_max_ppm))
+        tol = (
+            cfg.sensor_range_ppm * DEFAULT_PPM_DISAGREEMENT_FRAC_FS
+            if ppm_disagreement_max_ppm is None
+            else require_finite("ppm_disagreement_max_ppm", ppm_disagreement_max_ppm)
+        )
         self.ppm_disagreement_max_ppm = tol
         self.faults = FaultHooks(known=set(KNOWN_FAULTS))
         self._ch = {name: SensorChannel(name) for name in SENSOR_NAMES}
@@ -389,8 +408,11 @@ class VHPUnitModel:
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise InvalidCommand("run_id must be a non-empty string")
         if self._phase in _ACTIVE:
-            raise CommandRefused("VHP_CYCLE_ACTIVE", f"cycle {self._run.run_id if self._run else ''} is "
-                                 f"in phase {self._phase.value}; abort or wait for it to finish")
+            raise CommandRefused(
+                "VHP_CYCLE_ACTIVE",
+                f"cycle {self._run.run_id if self._run else ''} is "
+                f"in phase {self._phase.value}; abort or wait for it to finish",
+            )
         if self._stopped():
             raise CommandRefused("VHP_E_STOP", "e-stop or power loss active")
         now = self._now()
@@ -552,8 +574,9 @@ class VHPUnitModel:
         q_loss = q_ex + (eta * self._qc if self._loop_on else 0.0)
         ka_a = self.cfg.deposition_velocity_m_s * area
         c0 = ppm_to_g_m3(air.h2o2_ppm)
-        c1, s1 = self._solver(c0, air.h2o2_surface_g, g_act / v, (q_loss + ka_a) / v,
-                              self._kd / v, ka_a, self._kd + self._ks, h)
+        c1, s1 = self._solver(
+            c0, air.h2o2_surface_g, g_act / v, (q_loss + ka_a) / v, self._kd / v, ka_a, self._kd + self._ks, h
+        )
         air.h2o2_ppm = max(g_m3_to_ppm(c1), 0.0)
         air.h2o2_surface_g = max(s1, 0.0)
 
@@ -610,8 +633,13 @@ class VHPUnitModel:
             out.append(("SENSOR_FAULT", f"sensor fault: no valid reading from {', '.join(bad)}"))
         a, b = m["h2o2_ppm"], m["h2o2_ppm_b"]
         if math.isfinite(a) and math.isfinite(b) and abs(a - b) > self.ppm_disagreement_max_ppm:
-            out.append(("SENSOR_DISAGREEMENT", f"redundant H2O2 sensors disagree: {a:.1f} vs {b:.1f} ppm "
-                                               f"(> {self.ppm_disagreement_max_ppm:.1f} ppm)"))
+            out.append(
+                (
+                    "SENSOR_DISAGREEMENT",
+                    f"redundant H2O2 sensors disagree: {a:.1f} vs {b:.1f} ppm "
+                    f"(> {self.ppm_disagreement_max_ppm:.1f} ppm)",
+                )
+            )
         breaches = list(self.enclosure.breaches())
         if breaches:
             out.append(("ENCLOSURE_BREACH", "enclosure breach: " + "; ".join(breaches)))
@@ -622,13 +650,18 @@ class VHPUnitModel:
         lim = recipe.limits
         t = m["temp_c"]
         if math.isfinite(t) and not lim.temp_min_c <= t <= lim.temp_max_c:
-            out.append(("TEMP_OUT_OF_RANGE", f"temperature {t:.1f} C outside [{lim.temp_min_c}, {lim.temp_max_c}] C"))
+            out.append(
+                ("TEMP_OUT_OF_RANGE", f"temperature {t:.1f} C outside [{lim.temp_min_c}, {lim.temp_max_c}] C")
+            )
         return out
 
     def _dp_fault(self, m: dict[str, float], recipe: VHPCycleRecipe) -> tuple[str, str] | None:
         dp, lim = m["dp_pa"], recipe.limits
         if math.isfinite(dp) and not lim.dp_min_pa <= dp <= lim.dp_max_pa:
-            return ("DP_OUT_OF_RANGE", f"enclosure dP {dp:.1f} Pa outside [{lim.dp_min_pa}, {lim.dp_max_pa}] Pa")
+            return (
+                "DP_OUT_OF_RANGE",
+                f"enclosure dP {dp:.1f} Pa outside [{lim.dp_min_pa}, {lim.dp_max_pa}] Pa",
+            )
         return None
 
     def _supervise(self, run: _Run, h: float) -> None:
@@ -647,7 +680,9 @@ class VHPUnitModel:
                     faults.append(("LEAK_TEST_NOT_PASSED", "enclosure pressure-hold (leak) test not passed"))
                 need = recipe.precheck.min_reservoir_g
                 if self._reservoir_g < need:
-                    faults.append(("RESERVOIR_LOW", f"H2O2 reservoir {self._reservoir_g:.0f} g < {need:.0f} g"))
+                    faults.append(
+                        ("RESERVOIR_LOW", f"H2O2 reservoir {self._reservoir_g:.0f} g < {need:.0f} g")
+                    )
                 if faults:
                     self._abort_many(faults, now)
                     return
@@ -664,8 +699,13 @@ class VHPUnitModel:
                 if math.isfinite(rs):
                     run.max_rs = max(run.max_rs, rs)
                     if rs >= recipe.decontaminate.max_rs_pct:
-                        faults.append(("RS_LIMIT", f"relative saturation {rs:.1f} % >= "
-                                                   f"{recipe.decontaminate.max_rs_pct} % (condensation risk)"))
+                        faults.append(
+                            (
+                                "RS_LIMIT",
+                                f"relative saturation {rs:.1f} % >= "
+                                f"{recipe.decontaminate.max_rs_pct} % (condensation risk)",
+                            )
+                        )
             if faults:
                 self._abort_many(faults, now)
                 return
@@ -675,14 +715,22 @@ class VHPUnitModel:
             if m["rh_pct"] <= recipe.dehumidify.target_rh_pct:
                 self._enter(VHPPhase.CONDITION, now)
             elif elapsed >= recipe.dehumidify.timeout_s:
-                self._abort("DEHUMIDIFY_TIMEOUT", f"RH {m['rh_pct']:.1f} % did not reach "
-                            f"{recipe.dehumidify.target_rh_pct} % within {recipe.dehumidify.timeout_s:.0f} s", now)
+                self._abort(
+                    "DEHUMIDIFY_TIMEOUT",
+                    f"RH {m['rh_pct']:.1f} % did not reach "
+                    f"{recipe.dehumidify.target_rh_pct} % within {recipe.dehumidify.timeout_s:.0f} s",
+                    now,
+                )
         elif phase == VHPPhase.CONDITION:
             if ppm >= recipe.condition.target_ppm:
                 self._enter(VHPPhase.DECONTAMINATE, now)
             elif elapsed >= recipe.condition.timeout_s:
-                self._abort("CONDITION_TIMEOUT", f"concentration {ppm:.0f} ppm did not reach "
-                            f"{recipe.condition.target_ppm} ppm within {recipe.condition.timeout_s:.0f} s", now)
+                self._abort(
+                    "CONDITION_TIMEOUT",
+                    f"concentration {ppm:.0f} ppm did not reach "
+                    f"{recipe.condition.target_ppm} ppm within {recipe.condition.timeout_s:.0f} s",
+                    now,
+                )
         elif phase == VHPPhase.DECONTAMINATE:
             dc = recipe.decontaminate
             run.dwell_time += h
@@ -693,8 +741,12 @@ class VHPUnitModel:
                 if run.low_since is None:
                     run.low_since = now - h
                 if now - run.low_since > dc.low_tolerance_s:
-                    self._abort("LOW_CONCENTRATION", f"concentration {ppm:.0f} ppm below minimum {dc.min_ppm} ppm "
-                                f"for more than {dc.low_tolerance_s:.0f} s", now)
+                    self._abort(
+                        "LOW_CONCENTRATION",
+                        f"concentration {ppm:.0f} ppm below minimum {dc.min_ppm} ppm "
+                        f"for more than {dc.low_tolerance_s:.0f} s",
+                        now,
+                    )
                     return
             else:
                 run.low_since = None
@@ -707,8 +759,10 @@ class VHPUnitModel:
                 self._finish(max(readings), now)
             elif phase == VHPPhase.AERATE and elapsed >= recipe.aerate.timeout_s:
                 self._hold_closed = True
-                msg = (f"aeration endpoint {recipe.aerate.release_ppm} ppm not reached within "
-                       f"{recipe.aerate.timeout_s:.0f} s: hold closed")
+                msg = (
+                    f"aeration endpoint {recipe.aerate.release_ppm} ppm not reached within "
+                    f"{recipe.aerate.timeout_s:.0f} s: hold closed"
+                )
                 run.alarms.append(AlarmRecord(now, "AERATION_TIMEOUT", msg))
                 run.reasons.append(msg)
                 run.failed = True
@@ -718,8 +772,9 @@ class VHPUnitModel:
     def _record(self, run: _Run, m: dict[str, float], now: float) -> None:
         if now + 1e-9 < run.next_record:
             return
-        run.next_record += self.record_interval_s * max(1, math.floor((now - run.next_record)
-                                                                      / self.record_interval_s) + 1)
+        run.next_record += self.record_interval_s * max(
+            1, math.floor((now - run.next_record) / self.record_interval_s) + 1
+        )
         s = run.series
         s["t"].append(now)
         s["phase"].append(self._phase.value)
@@ -760,7 +815,8 @@ class VHPUnitModel:
         passed = not run.failed
         self._enter(VHPPhase.COMPLETE if passed else VHPPhase.FAILED, now)
         self.enclosure.set_decon_status(
-            DeconStatus.DECONTAMINATED_RELEASED if passed else DeconStatus.NOT_DECONTAMINATED, run.run_id)
+            DeconStatus.DECONTAMINATED_RELEASED if passed else DeconStatus.NOT_DECONTAMINATED, run.run_id
+        )
         self._g_cmd = self._g_act = 0.0
         self._loop_on = self._dryer_on = False
         dwell = run.dwell_time > 0

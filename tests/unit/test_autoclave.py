@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from aseptic_cell.config.devices import AutoclavePrograms, CellLayout
 from aseptic_cell.sim.autoclave import AutoclaveModel, AutoclavePhase, DoorState
 from aseptic_cell.sim.clock import SimClock
 from aseptic_cell.sim.common import CommandRefused, InvalidCommand
 from aseptic_cell.sim.steam import p_sat_kpa, t_sat_c
+
+from aseptic_cell.config.devices import AutoclavePrograms, CellLayout
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 ATM = 101.325
@@ -86,11 +86,24 @@ def test_p121_15_cycle_passes_and_releases_the_clean_side(cfg, programs):
     assert res.f0_min >= 15.0
     assert res.f0_min == pytest.approx(trapezoid_f0(res), rel=0.02)
     # lower bound by hand: the load sits at >= set point for at least (hold - equilibration)
-    lower = (prog.plateau.hold_s - res.equilibration_s) / 60.0 * 10 ** ((prog.plateau.setpoint_c - 121.1) / 10)
+    lower = (
+        (prog.plateau.hold_s - res.equilibration_s) / 60.0 * 10 ** ((prog.plateau.setpoint_c - 121.1) / 10)
+    )
     assert res.f0_min > lower
     names = [p.phase for p in res.phases]
-    assert names == ["PULSE_VACUUM_1", "PULSE_PRESSURE_1", "PULSE_VACUUM_2", "PULSE_PRESSURE_2",
-                     "PULSE_VACUUM_3", "PULSE_PRESSURE_3", "HEATUP", "PLATEAU", "EXHAUST", "DRYING", "AIR_BREAK"]
+    assert names == [
+        "PULSE_VACUUM_1",
+        "PULSE_PRESSURE_1",
+        "PULSE_VACUUM_2",
+        "PULSE_PRESSURE_2",
+        "PULSE_VACUUM_3",
+        "PULSE_PRESSURE_3",
+        "HEATUP",
+        "PLATEAU",
+        "EXHAUST",
+        "DRYING",
+        "AIR_BREAK",
+    ]
     plateau = res.phase_times("PLATEAU")
     assert plateau.end - plateau.start == pytest.approx(prog.plateau.hold_s, abs=0.5)
     assert res.hold_time_in_band_s == pytest.approx(prog.plateau.hold_s, abs=0.5)
@@ -100,14 +113,18 @@ def test_p121_15_cycle_passes_and_releases_the_clean_side(cfg, programs):
     # pulse durations by hand: linear pump / steam rates between the set points
     pv = prog.prevacuum
     first_vac = res.phases[0]
-    assert first_vac.end - first_vac.start == pytest.approx((ATM - pv.vacuum_kpa) / cfg.pump_rate_kpa_s, abs=1.0)
+    assert first_vac.end - first_vac.start == pytest.approx(
+        (ATM - pv.vacuum_kpa) / cfg.pump_rate_kpa_s, abs=1.0
+    )
     fill = res.phases[1]
-    assert fill.end - fill.start == pytest.approx((pv.pulse_high_kpa - pv.vacuum_kpa) / cfg.steam_fill_kpa_s,
-                                                  abs=1.0)
-    assert res.phase_times("DRYING").end - res.phase_times("DRYING").start == pytest.approx(prog.drying.time_s,
-                                                                                           abs=0.5)
+    assert fill.end - fill.start == pytest.approx(
+        (pv.pulse_high_kpa - pv.vacuum_kpa) / cfg.steam_fill_kpa_s, abs=1.0
+    )
+    assert res.phase_times("DRYING").end - res.phase_times("DRYING").start == pytest.approx(
+        prog.drying.time_s, abs=0.5
+    )
     # recorded plateau P and T lie on the saturated-steam line (steam-table relation)
-    for t, p, tc in zip(res.series.t, res.series.chamber_p_kpa, res.series.chamber_t_c):
+    for t, p, tc in zip(res.series.t, res.series.chamber_p_kpa, res.series.chamber_t_c, strict=True):
         if plateau.start < t <= plateau.end:
             assert p == pytest.approx(p_sat_kpa(tc), rel=0.005)
     duration_min = (res.end_time - res.start_time) / 60.0
@@ -125,7 +142,7 @@ def test_p134_3_cycle_passes(cfg, programs):
     res = run_to_end(model, clock)
     assert res.result == "PASS", res.reasons
     # 3 min at >= 134 C alone is worth 3 x 10^1.29 = 58.5 min; the load lags by the equilibration time
-    assert res.f0_min > (180.0 - res.equilibration_s) / 60.0 * 10 ** 1.29
+    assert res.f0_min > (180.0 - res.equilibration_s) / 60.0 * 10**1.29
     assert res.f0_min == pytest.approx(trapezoid_f0(res), rel=0.02)
     assert res.plateau_min_c >= 134.0 and res.plateau_max_c <= 137.0
 
@@ -202,7 +219,9 @@ def test_stuck_chamber_temperature_sensor_is_detected_by_saturation_check(cfg, p
     # the controller kept heating on the frozen reading; at heat_rate the real temperature leaves
     # the tolerance after tol / rate seconds (hand calc)
     first = min(a.time for a in res.alarms)
-    assert first - t_stuck == pytest.approx(cfg.probe_disagreement_max_c / (cfg.heat_rate_c_min / 60.0), abs=2.0)
+    assert first - t_stuck == pytest.approx(
+        cfg.probe_disagreement_max_c / (cfg.heat_rate_c_min / 60.0), abs=2.0
+    )
 
 
 def test_air_in_steam_is_detected_as_non_saturated(cfg, programs):
@@ -225,13 +244,17 @@ def test_vacuum_not_reached_with_gross_leak(cfg, programs):
     res = run_to_end(model, clock)
     _assert_failed_and_vented(model, res, "VACUUM_NOT_REACHED")
     alarm = next(a for a in res.alarms if a.code == "VACUUM_NOT_REACHED")
-    assert alarm.time - res.start_time == pytest.approx(programs.get("P121-15").prevacuum.pulse_timeout_s, abs=0.5)
+    assert alarm.time - res.start_time == pytest.approx(
+        programs.get("P121-15").prevacuum.pulse_timeout_s, abs=0.5
+    )
 
 
 def test_seal_loss_e_stop_and_operator_abort(cfg, programs):
-    for action, code in ((lambda m: m.faults.inject("seal_loss", side="unload"), "DOOR_SEAL_LOSS"),
-                         (lambda m: m.faults.inject("e_stop"), "E_STOP"),
-                         (lambda m: m.abort("qa.bob", "load dropped"), "OPERATOR_ABORT")):
+    for action, code in (
+        (lambda m: m.faults.inject("seal_loss", side="unload"), "DOOR_SEAL_LOSS"),
+        (lambda m: m.faults.inject("e_stop"), "E_STOP"),
+        (lambda m: m.abort("qa.bob", "load dropped"), "OPERATOR_ABORT"),
+    ):
         model, clock = make(cfg, programs)
         model.start_program("P121-15", "L", "op")
         run_to_phase(model, clock, AutoclavePhase.PLATEAU)
@@ -432,8 +455,17 @@ def test_invalid_commands_change_nothing(cfg, programs):
 def test_sensors_and_status(cfg, programs):
     model, clock = make(cfg, programs)
     s = model.sensors()
-    for key in ("chamber_t_c", "chamber_t_mon_c", "chamber_p_kpa", "load_t_c", "f0_min", "phase",
-                "load_door_closed", "unload_door_gasket_ok", "steam_supply_ok"):
+    for key in (
+        "chamber_t_c",
+        "chamber_t_mon_c",
+        "chamber_p_kpa",
+        "load_t_c",
+        "f0_min",
+        "phase",
+        "load_door_closed",
+        "unload_door_gasket_ok",
+        "steam_supply_ok",
+    ):
         assert key in s
     assert s["chamber_p_kpa"] == pytest.approx(ATM)
     assert model.status()["state"] == "IDLE"

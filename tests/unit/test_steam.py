@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from aseptic_cell.sim.common import InvalidCommand
 from aseptic_cell.sim.steam import F0Integrator, f0_linear_segment_min, lethal_rate, p_sat_kpa, t_sat_c
 
 
 # IAPWS R7-97(2012) verification tables 35 (eq. 30) and 36 (eq. 31).
-@pytest.mark.parametrize("t_k, p_mpa", [(300.0, 0.353658941e-2), (500.0, 0.263889776e1), (600.0, 0.123443146e2)])
+@pytest.mark.parametrize(
+    "t_k, p_mpa", [(300.0, 0.353658941e-2), (500.0, 0.263889776e1), (600.0, 0.123443146e2)]
+)
 def test_if97_saturation_pressure_verification_values(t_k, p_mpa):
     assert p_sat_kpa(t_k - 273.15) == pytest.approx(p_mpa * 1000.0, rel=1e-8)
 
@@ -49,7 +50,7 @@ def test_lethal_rate_reference_points():
     assert lethal_rate(121.1) == pytest.approx(1.0)
     assert lethal_rate(111.1) == pytest.approx(0.1)
     # spec §3.1: at 134 C L ~ 19.5; at 126 C L ~ 3.1
-    assert lethal_rate(134.0) == pytest.approx(10 ** 1.29)
+    assert lethal_rate(134.0) == pytest.approx(10**1.29)
     assert lethal_rate(134.0) == pytest.approx(19.5, abs=0.05)
     assert lethal_rate(126.0) == pytest.approx(3.1, abs=0.01)
 
@@ -62,7 +63,7 @@ def test_f0_constant_121_1_for_15_min_is_15():
 
 
 def test_f0_constant_134_for_3_min_is_58_6():
-    expected = 3.0 * 10 ** 1.29  # hand calculation: 3 min x 10^((134-121.1)/10)
+    expected = 3.0 * 10**1.29  # hand calculation: 3 min x 10^((134-121.1)/10)
     assert expected == pytest.approx(58.6, abs=0.15)  # 58.49
     f0 = F0Integrator()
     for i in range(0, 181, 5):
@@ -74,7 +75,7 @@ def test_f0_exact_for_linear_ramp():
     # T rises linearly 111.1 -> 131.1 C over 20 min. Independent closed form:
     # integral of 10^((T0 + r t - 121.1)/10) dt = (L1 - L0) / (r ln10 / 10)   (r in C/min)
     r = 1.0
-    expected = (10 ** 1.0 - 10 ** -1.0) / (r * math.log(10) / 10.0)
+    expected = (10**1.0 - 10**-1.0) / (r * math.log(10) / 10.0)
     f0 = F0Integrator()
     f0.add(0.0, 111.1)
     f0.add(1200.0, 131.1)  # a single sample pair is enough: exact for linear segments

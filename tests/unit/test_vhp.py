@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from aseptic_cell.config.devices import CellLayout, VHPCycleRecipe, VHPCycles
 from aseptic_cell.sim.clock import SimClock
 from aseptic_cell.sim.common import Atmosphere, CommandRefused, DeconStatus, InvalidCommand
 from aseptic_cell.sim.vhp import (
@@ -24,6 +22,8 @@ from aseptic_cell.sim.vhp import (
     h2o2_p_sat_kpa,
     relative_saturation_pct,
 )
+
+from aseptic_cell.config.devices import CellLayout, VHPCycleRecipe, VHPCycles
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -40,7 +40,9 @@ def iso_cfg():
 
 @pytest.fixture(scope="module")
 def recipe() -> VHPCycleRecipe:
-    return VHPCycles.model_validate(yaml.safe_load((CONFIG / "vhp_cycles.yaml").read_text())).get("VHP-ISO-STD")
+    return VHPCycles.model_validate(yaml.safe_load((CONFIG / "vhp_cycles.yaml").read_text())).get(
+        "VHP-ISO-STD"
+    )
 
 
 class FakeEnclosure:
@@ -127,7 +129,9 @@ def test_relative_saturation_ideal_mixture():
     assert relative_saturation_pct(21.0, 30.0, 0.0) == pytest.approx(30.0)
     # 500 ppm at 1 atm is a partial pressure of 0.0507 kPa
     p_h = 500e-6 * 101.325
-    assert relative_saturation_pct(21.0, 10.0, 500.0) == pytest.approx(10.0 + 100 * p_h / h2o2_p_sat_kpa(21.0))
+    assert relative_saturation_pct(21.0, 10.0, 500.0) == pytest.approx(
+        10.0 + 100 * p_h / h2o2_p_sat_kpa(21.0)
+    )
 
 
 # --------------------------------------------------------------------------- full cycle
@@ -140,7 +144,10 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
     assert res.result == "PASS" and res.passed and res.reasons == ()
     assert [p.phase for p in res.phases] == ["PRECHECK", "DEHUMIDIFY", "CONDITION", "DECONTAMINATE", "AERATE"]
     assert [s for s, _ in enc.status_log] == [
-        DeconStatus.CYCLE_RUNNING, DeconStatus.AERATING, DeconStatus.DECONTAMINATED_RELEASED]
+        DeconStatus.CYCLE_RUNNING,
+        DeconStatus.AERATING,
+        DeconStatus.DECONTAMINATED_RELEASED,
+    ]
     assert all(r == rid for _, r in enc.status_log)
     assert model.phase == VHPPhase.COMPLETE
     assert res.aeration_end_ppm <= recipe.aerate.release_ppm
@@ -148,7 +155,7 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
     duration_h = (res.end_time - res.start_time) / 3600.0
     assert 1.0 <= duration_h <= 3.0  # spec §2.1: about 1-3 h for isolators
     # phases chain without gaps; dwell lasted exactly the recipe's dwell time (sub-step grid)
-    for a, b in zip(res.phases, res.phases[1:]):
+    for a, b in zip(res.phases, res.phases[1:], strict=False):
         assert a.end == b.start
     dwell = res.phase_times("DECONTAMINATE")
     assert dwell.end - dwell.start == pytest.approx(recipe.decontaminate.dwell_s, abs=1.0)
@@ -162,7 +169,8 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
     assert res.injected_g > dc.setpoint_ppm * PPM_TO_MG_M3 / 1000.0 * iso_cfg.volume_m3
     assert res.injected_g == pytest.approx(model.truth()["injected_g"])
     assert unit_cfg.reservoir_g - model.truth()["reservoir_g"] == pytest.approx(
-        res.injected_g / unit_cfg.solution_w_w)
+        res.injected_g / unit_cfg.solution_w_w
+    )
     # the record: serialisable, downsampled to ~10 s, has the §1.4 fields
     d = res.to_dict()
     json.dumps(d, allow_nan=False)
@@ -176,8 +184,9 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
 
 def test_start_refused_while_active_and_invalid_arguments(unit_cfg, iso_cfg, recipe):
     model, enc, clock = make(unit_cfg, iso_cfg)
-    bad = recipe.model_copy(update={"decontaminate": recipe.decontaminate.model_copy(
-        update={"setpoint_ppm": math.nan})})
+    bad = recipe.model_copy(
+        update={"decontaminate": recipe.decontaminate.model_copy(update={"setpoint_ppm": math.nan})}
+    )
     with pytest.raises(InvalidCommand):
         model.start_cycle(bad, "op")
     with pytest.raises(InvalidCommand):
@@ -204,10 +213,12 @@ def _two_pool_time_to(unit_cfg, iso_cfg, c0_ppm: float, s0_g: float, end_ppm: fl
     """Independent hand calculation: eigen-solution of the 2x2 linear ODE (numpy), bisection."""
     v, a = iso_cfg.volume_m3, iso_cfg.internal_area_m2
     qc, qe = unit_cfg.catalyst_loop_m3_h / 3600, unit_cfg.exhaust_m3_h / 3600
-    ka, kd, ks = unit_cfg.deposition_velocity_m_s, unit_cfg.desorption_per_min / 60, \
-        unit_cfg.surface_decomposition_per_min / 60
-    mat = np.array([[-(unit_cfg.catalyst_efficiency * qc + qe + ka * a) / v, kd / v],
-                    [ka * a, -(kd + ks)]])
+    ka, kd, ks = (
+        unit_cfg.deposition_velocity_m_s,
+        unit_cfg.desorption_per_min / 60,
+        unit_cfg.surface_decomposition_per_min / 60,
+    )
+    mat = np.array([[-(unit_cfg.catalyst_efficiency * qc + qe + ka * a) / v, kd / v], [ka * a, -(kd + ks)]])
     lam, vec = np.linalg.eig(mat)
     x0 = np.array([c0_ppm * 1.39e-3, s0_g])  # 1 ppm = 1.39 mg/m3 [EPA-SUM]
     coef = np.linalg.solve(vec, x0)
@@ -349,8 +360,9 @@ def test_injector_failure_aborts_on_low_concentration_after_tolerance(unit_cfg, 
     t_abort = clock.now()
     dc = recipe.decontaminate
     # Hand bound: without injection the air pool decays at most at (Q_e + k_a A)/V (desorption only slows it)
-    k_max = (unit_cfg.exhaust_m3_h / 3600 + unit_cfg.deposition_velocity_m_s * iso_cfg.internal_area_m2) \
-        / iso_cfg.volume_m3
+    k_max = (
+        unit_cfg.exhaust_m3_h / 3600 + unit_cfg.deposition_velocity_m_s * iso_cfg.internal_area_m2
+    ) / iso_cfg.volume_m3
     t_fall_min = math.log(c_start / dc.min_ppm) / k_max
     assert below_at - t_fail >= t_fall_min - 1.0
     assert t_abort - below_at == pytest.approx(dc.low_tolerance_s, abs=1.5)
@@ -389,8 +401,9 @@ def test_dehumidify_duration_matches_dryer_and_exhaust_hand_calc(unit_cfg, iso_c
 
 
 def test_rs_limit_aborts(unit_cfg, iso_cfg, recipe):
-    low_rs = recipe.model_copy(update={"decontaminate": recipe.decontaminate.model_copy(
-        update={"max_rs_pct": 40.0})})
+    low_rs = recipe.model_copy(
+        update={"decontaminate": recipe.decontaminate.model_copy(update={"max_rs_pct": 40.0})}
+    )
     model, enc, clock = make(unit_cfg, iso_cfg)
     model.start_cycle(low_rs, "op")
     res = run_to_end(model, clock)
@@ -461,11 +474,14 @@ def test_robot_moving_during_dwell_aborts(unit_cfg, iso_cfg, recipe):
     _assert_failed_and_aerated(res, enc, "ROBOT_NOT_SAFE", recipe)
 
 
-@pytest.mark.parametrize("setup, code", [
-    (lambda enc: setattr(enc, "leak_ok", False), "LEAK_TEST_NOT_PASSED"),
-    (lambda enc: enc.open_breaches.append("hatch HATCH1 inner door open"), "ENCLOSURE_BREACH"),
-    (lambda enc: setattr(enc.air, "temp_c", 38.0), "TEMP_OUT_OF_RANGE"),
-])
+@pytest.mark.parametrize(
+    "setup, code",
+    [
+        (lambda enc: setattr(enc, "leak_ok", False), "LEAK_TEST_NOT_PASSED"),
+        (lambda enc: enc.open_breaches.append("hatch HATCH1 inner door open"), "ENCLOSURE_BREACH"),
+        (lambda enc: setattr(enc.air, "temp_c", 38.0), "TEMP_OUT_OF_RANGE"),
+    ],
+)
 def test_precheck_failures(unit_cfg, iso_cfg, recipe, setup, code):
     model, enc, clock = make(unit_cfg, iso_cfg)
     setup(enc)
