@@ -95,7 +95,7 @@ KATTR static void KFN(or_into)(int32_t *col, const int32_t *hit)
     for (int l = 0; l < W; l++) col[l] |= hit[l];
 }
 
-KATTR static void KFN(sphere_center)(const float e0[3][W], const float d[3][W], float t,
+KATTR static void KFN(sphere_center)(float e0[3][W], float d[3][W], float t,
                                      float c[3][W])
 {
     for (int i = 0; i < 3; i++)
