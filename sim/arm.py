@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ _PLAN_ITERATIONS = 8  # duration stretches tried to meet the TCP speed limit
 N_JOINTS = 6
 
 
-class OperationalMode(str, enum.Enum):
+class OperationalMode(enum.StrEnum):
     """ISO 10218-1 §5.7 operational modes (OPC 40010 OperationalMode, spec §4.3)."""
 
     MANUAL_REDUCED_SPEED = "MANUAL_REDUCED_SPEED"
@@ -72,7 +73,7 @@ def dh_frames(cfg: Any, q: np.ndarray) -> list[np.ndarray]:
     base[:3, 3] = cfg.base.xyz
     frames = [base]
     t = base
-    for theta, row in zip(q, cfg.dh):
+    for theta, row in zip(q, cfg.dh, strict=True):
         ct, st = math.cos(theta), math.sin(theta)
         ca, sa = math.cos(row.alpha), math.sin(row.alpha)
         a = np.array(
@@ -377,7 +378,9 @@ class ArmModel:
         if not self._pstop:
             self._pstop = True
             self._pstop_reason = str(reason)
-            self.events.append({"t": self.clock.now(), "event": "protective stop", "reason": self._pstop_reason})
+            self.events.append(
+                {"t": self.clock.now(), "event": "protective stop", "reason": self._pstop_reason}
+            )
 
     def reset_protective_stop(self) -> None:
         """Explicit operator reset. Never resumes motion; the command is re-seeded from the
@@ -450,7 +453,7 @@ class ArmModel:
         q = self._q if self._encoder_hold is None else self._encoder_hold
         qd = self._qd if self._encoder_hold is None else np.zeros(N_JOINTS)
         s: dict[str, float | bool | str] = {}
-        for name, qi, vi in zip(self.names, q, qd):
+        for name, qi, vi in zip(self.names, q, qd, strict=True):
             s[f"joint.{name}.position_rad"] = float(qi)
             s[f"joint.{name}.velocity_rad_s"] = float(vi)
         p = fk_position(self.cfg, q)

@@ -602,7 +602,8 @@ class IsolatorModel:
             return
         for d in HATCH_DOORS:
             other = self._doors[_other(d)]
-            if self._seal_lost[d] and self._doors[d].seal < 1.0 and not (other.closed and other.seal_inflated):
+            other_sealed = other.closed and other.seal_inflated
+            if self._seal_lost[d] and self._doors[d].seal < 1.0 and not other_sealed:
                 self._breach(f"hatch seal {d} lost while door {other.name} is not sealed")
                 return
         for r in self._rtps.values():
@@ -785,7 +786,8 @@ class IsolatorModel:
         if sterile_status != "sterile":
             raise CommandRefused(
                 "BETA_NOT_STERILE",
-                f"{rtp}: beta {beta_id} sterile status is {sterile_status!r}, not 'sterile' (spec §1.5 rule 4)",
+                f"{rtp}: beta {beta_id} sterile status is {sterile_status!r}, not 'sterile' "
+                "(spec §1.5 rule 4)",
             )
         r.beta_docked, r.beta_id, r.beta_sterile_status = True, beta_id, sterile_status
         r.lock, r.lock_target = 0.0, 0.0
@@ -1054,7 +1056,9 @@ class IsolatorModel:
             "particles_5_0_per_m3": c50,
             "hatch": {d: {"phase": x.phase, "pos": x.pos, "seal": x.seal, "closed_at": x.closed_at}
                       for d, x in self._doors.items()},
-            "glove_test_pressure_pa": {g.id: (g.test["p_pa"] if g.test else None) for g in self._gloves.values()},
+            "glove_test_pressure_pa": {
+                g.id: (g.test["p_pa"] if g.test else None) for g in self._gloves.values()
+            },
             "leak_test_pressure_pa": self._leak.p_pa if self._leak.running else None,
         }
 
@@ -1073,6 +1077,8 @@ class IsolatorModel:
             "leak_test_running": self._leak.running,
             "leak_test_passed": self.leak_test_passed(),
             "leak_test": self.leak_test_record(),
-            "glove_tests": {g.id: (dict(g.last_test) if g.last_test else None) for g in self._gloves.values()},
+            "glove_tests": {
+                g.id: (dict(g.last_test) if g.last_test else None) for g in self._gloves.values()
+            },
             "faults": self.faults.names(),
         }

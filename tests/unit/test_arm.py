@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from aseptic_cell.config.robot import ArmConfig
 from aseptic_cell.sim.arm import ArmModel, OperationalMode
 from aseptic_cell.sim.clock import SimClock
 from aseptic_cell.sim.common import CommandRefused, InvalidCommand
+
+from aseptic_cell.config.robot import ArmConfig
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -233,7 +233,9 @@ def test_checker_must_pass_before_any_motion(cfg):
 
     def checker(q, dt, speed_class):
         calls.append((q.shape, dt, speed_class))
-        return Result(False, 42, "forearm hits glove_gp2_reach") if len(calls) == 1 else Result(True, None, "")
+        if len(calls) == 1:
+            return Result(False, 42, "forearm hits glove_gp2_reach")
+        return Result(True, None, "")
 
     r = Rig(cfg, checker=checker)
     before = r.arm.joint_positions()

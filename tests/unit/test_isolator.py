@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from aseptic_cell.config.devices import CellLayout
 from aseptic_cell.sim.clock import SimClock
 from aseptic_cell.sim.common import CommandRefused, DeconStatus, InvalidCommand
 from aseptic_cell.sim.isolator import IsolatorModel
+
+from aseptic_cell.config.devices import CellLayout
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 P_ATM = 101_325.0  # Pa, ISO 2533 standard atmosphere (hand calculations below)
