@@ -258,17 +258,20 @@ def test_nan_and_inf_payloads_are_rejected_and_nothing_is_appended(tmp_path, clo
         assert rec.head() == head and len(rec) == 1
 
 
-def _append_many(path: str, tag: str, n: int) -> None:
+def _append_many(path: str, tag: str, n: int, go) -> None:
     with BatchRecord(path, WallClock()) as rec:
+        go.wait()  # both processes start appending together
         for i in range(n):
             rec.append("note", batch_id="B-MP", actor=tag, action="mp", payload={"i": i})
+            time.sleep(0.001)  # let the other process take the write lock in between
 
 
 def test_two_processes_appending_concurrently_keep_one_valid_chain(tmp_path):
     path = str(tmp_path / "mp.db")
     BatchRecord(path, WallClock()).close()
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_append_many, args=(path, tag, 200)) for tag in ("p1", "p2")]
+    go = ctx.Barrier(2)
+    procs = [ctx.Process(target=_append_many, args=(path, tag, 200, go)) for tag in ("p1", "p2")]
     for p in procs:
         p.start()
     for p in procs:
@@ -280,6 +283,8 @@ def test_two_processes_appending_concurrently_keep_one_valid_chain(tmp_path):
     with BatchRecord(path, WallClock()) as rec:
         actors = [e.actor for e in rec.entries()]
     assert actors.count("p1") == 200 and actors.count("p2") == 200
+    switches = sum(1 for a, b in zip(actors, actors[1:]) if a != b)
+    assert switches > 20, "the two writers did not really interleave; the test proved nothing"
 
 
 def test_threads_appending_concurrently_keep_one_valid_chain(tmp_path, clock):

@@ -1,0 +1,20 @@
+"""ISA-18.2 / IEC 62682 alarm management with the GMP overlay (domain spec §1.6, §5.4, §6)."""
+
+from .manager import (
+    ANNUNCIATED,
+    AlarmError,
+    AlarmEvent,
+    AlarmManager,
+    AlarmsFileError,
+    AlarmState,
+    AlarmStatus,
+    UnknownAlarmError,
+    load_alarms_file,
+)
+from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmsFile, AlarmSettings
+
+__all__ = [
+    "ANNUNCIATED", "DEFAULT_SEVERITY", "SEVERITY_BANDS", "AlarmDef", "AlarmError", "AlarmEvent",
+    "AlarmManager", "AlarmSettings", "AlarmState", "AlarmStatus", "AlarmsFile", "AlarmsFileError",
+    "UnknownAlarmError", "load_alarms_file",
+]
