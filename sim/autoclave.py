@@ -65,9 +65,9 @@ from ..config.devices import (
     Prevacuum,
 )
 from .clock import Clock
-from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, require_finite
+from .common import CommandRefused, InvalidCommand, SensorChannel, require_finite
 from .steam import ATMOSPHERIC_KPA, IF97_P_MIN_KPA, F0Integrator, p_sat_kpa, t_sat_c
-from .vhp import AlarmRecord, PhaseRecord, json_safe
+from .vhp import AlarmRecord, CheckedFaultHooks, PhaseRecord, json_safe
 
 # --- physical constants -------------------------------------------------------------------
 GAMMA_AIR = 1.4  # ratio of specific heats of air (diatomic ideal gas)
@@ -268,7 +268,11 @@ class AutoclaveModel:
         self.bd_pack_volume_l = require_finite("bd_pack_volume_l", bd_pack_volume_l)
         if self.record_interval_s <= 0 or self.bd_pack_volume_l <= 0:
             raise InvalidCommand("record_interval_s and bd_pack_volume_l must be positive")
-        self.faults = FaultHooks(known=set(KNOWN_FAULTS))
+        self.faults = CheckedFaultHooks(
+            known=set(KNOWN_FAULTS),
+            numeric={"leak": {"rate": (0.0, 1e4)}, "steam_ncg": {"fraction": (0.0, 1.0)}},
+            choices={"seal_loss": {"side": SIDES}},
+        )
         self._ch = {name: SensorChannel(name) for name in SENSOR_NAMES}
         self._t = clock.now()
         # chamber state

@@ -204,6 +204,47 @@ class Enclosure(Protocol):
 RobotSafe = Callable[[], tuple[bool, str]]
 
 
+class CheckedFaultHooks(FaultHooks):
+    """:class:`FaultHooks` that rejects bad fault parameters (NaN, out of range) with
+    :class:`InvalidCommand` before anything changes, so a fault can never push NaN into
+    the physics.
+
+    Args:
+        known: device fault names.
+        numeric: {fault: {param: (min, max)}} for numeric parameters.
+        choices: {fault: {param: allowed values}} for string parameters.
+    """
+
+    _SENSOR_NUMERIC = ("offset", "rate", "value")
+
+    def __init__(
+        self,
+        known: set[str],
+        numeric: dict[str, dict[str, tuple[float, float]]] | None = None,
+        choices: dict[str, dict[str, tuple[str, ...]]] | None = None,
+    ) -> None:
+        super().__init__(known=known)
+        self._numeric = numeric or {}
+        self._choices = choices or {}
+
+    def inject(self, name: str, **params: Any) -> None:
+        checked = dict(params)
+        if name.startswith("sensor:"):
+            for key in self._SENSOR_NUMERIC:
+                if key in checked:
+                    checked[key] = require_finite(f"{name}.{key}", checked[key])
+        for key, (lo, hi) in self._numeric.get(name, {}).items():
+            if key in checked:
+                val = require_finite(f"{name}.{key}", checked[key])
+                if not lo <= val <= hi:
+                    raise InvalidCommand(f"fault {name}: {key}={val} outside [{lo}, {hi}]")
+                checked[key] = val
+        for key, allowed in self._choices.get(name, {}).items():
+            if key in checked and checked[key] not in allowed:
+                raise InvalidCommand(f"fault {name}: {key}={checked[key]!r} not one of {list(allowed)}")
+        super().inject(name, **checked)
+
+
 class VHPPhase(enum.StrEnum):
     IDLE = "IDLE"
     PRECHECK = "PRECHECK"
@@ -367,7 +408,10 @@ class VHPUnitModel:
             else require_finite("ppm_disagreement_max_ppm", ppm_disagreement_max_ppm)
         )
         self.ppm_disagreement_max_ppm = tol
-        self.faults = FaultHooks(known=set(KNOWN_FAULTS))
+        self.faults = CheckedFaultHooks(
+            known=set(KNOWN_FAULTS),
+            numeric={"leak": {"m3_h": (0.0, 1e4)}, "catalyst_failure": {"efficiency_factor": (0.0, 1.0)}},
+        )
         self._ch = {name: SensorChannel(name) for name in SENSOR_NAMES}
         self._t = clock.now()
         self._phase = VHPPhase.IDLE
@@ -644,7 +688,10 @@ class VHPUnitModel:
         if breaches:
             out.append(("ENCLOSURE_BREACH", "enclosure breach: " + "; ".join(breaches)))
         if self.robot_safe is not None:
-            ok, why = self.robot_safe()
+            try:
+                ok, why = self.robot_safe()
+            except Exception as exc:  # an unreadable robot state is not a safe robot state
+                ok, why = False, f"robot state unavailable ({exc})"
             if not ok:
                 out.append(("ROBOT_NOT_SAFE", f"robot not parked/safe: {why}"))
         lim = recipe.limits

@@ -473,3 +473,16 @@ def test_sensors_and_status(cfg, programs):
     assert math.isnan(model.sensors()["chamber_p_kpa"])
     with pytest.raises(CommandRefused):
         model.faults.inject("e_stop") or model.close_door("load") or model.open_door("load")
+
+
+def test_bad_fault_parameters_rejected(cfg, programs):
+    model, clock = make(cfg, programs)
+    for name, params in (
+        ("leak", {"rate": math.nan}),
+        ("steam_ncg", {"fraction": -0.1}),
+        ("seal_loss", {"side": "roof"}),
+        ("sensor:load_t_c", {"mode": "drift", "rate": math.nan}),
+    ):
+        with pytest.raises(InvalidCommand):
+            model.faults.inject(name, **params)
+    assert model.faults.names() == []

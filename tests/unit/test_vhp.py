@@ -565,3 +565,25 @@ def test_sensors_status_and_sensor_faults(unit_cfg, iso_cfg, recipe):
     assert model.truth()["temp_c"] == enc.air.temp_c
     with pytest.raises(InvalidCommand):
         model.faults.inject("no_such_fault")
+
+
+def test_bad_fault_parameters_rejected(unit_cfg, iso_cfg):
+    model, enc, clock = make(unit_cfg, iso_cfg)
+    for name, params in (
+        ("leak", {"m3_h": math.nan}),
+        ("catalyst_failure", {"efficiency_factor": 2.0}),
+        ("sensor:h2o2_ppm", {"mode": "offset", "offset": math.inf}),
+    ):
+        with pytest.raises(InvalidCommand):
+            model.faults.inject(name, **params)
+    assert model.faults.names() == []
+
+
+def test_robot_status_unreadable_counts_as_not_safe(unit_cfg, iso_cfg, recipe):
+    def broken() -> tuple[bool, str]:
+        raise RuntimeError("arm controller offline")
+
+    model, enc, clock = make(unit_cfg, iso_cfg, robot=broken)
+    model.start_cycle(recipe, "op")
+    res = run_to_end(model, clock)
+    assert res.result == "FAIL" and any("offline" in r for r in res.reasons)
