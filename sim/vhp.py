@@ -840,9 +840,11 @@ class VHPUnitModel:
         self._phase_start = now
 
     def _abort_many(self, faults: list[tuple[str, str]], now: float) -> None:
+        run = self._run
+        assert run is not None
         for code, text in faults[:-1]:
-            self._run.alarms.append(AlarmRecord(now, code, text))  # type: ignore[union-attr]
-            self._run.reasons.append(text)  # type: ignore[union-attr]
+            run.alarms.append(AlarmRecord(now, code, text))
+            run.reasons.append(text)
         self._abort(*faults[-1], now)
 
     def _abort(self, code: str, text: str, now: float) -> None:
