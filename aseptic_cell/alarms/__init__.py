@@ -11,10 +11,21 @@ from .manager import (
     UnknownAlarmError,
     load_alarms_file,
 )
-from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmsFile, AlarmSettings
+from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmSettings, AlarmsFile
 
 __all__ = [
-    "ANNUNCIATED", "DEFAULT_SEVERITY", "SEVERITY_BANDS", "AlarmDef", "AlarmError", "AlarmEvent",
-    "AlarmManager", "AlarmSettings", "AlarmState", "AlarmStatus", "AlarmsFile", "AlarmsFileError",
-    "UnknownAlarmError", "load_alarms_file",
+    "ANNUNCIATED",
+    "DEFAULT_SEVERITY",
+    "SEVERITY_BANDS",
+    "AlarmDef",
+    "AlarmError",
+    "AlarmEvent",
+    "AlarmManager",
+    "AlarmSettings",
+    "AlarmState",
+    "AlarmStatus",
+    "AlarmsFile",
+    "AlarmsFileError",
+    "UnknownAlarmError",
+    "load_alarms_file",
 ]

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from aseptic_cell.auth._yaml import load_yaml_strict
 from aseptic_cell.records.canonical import content_hash, iso_utc
 
-from .models import PRIORITY_RANK, AlarmDef, AlarmsFile, AlarmSettings
+from .models import PRIORITY_RANK, AlarmDef, AlarmSettings, AlarmsFile
 
 if TYPE_CHECKING:
     from aseptic_cell.records import BatchRecord
@@ -44,7 +44,7 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
-class AlarmState(str, enum.Enum):
+class AlarmState(enum.StrEnum):
     NORMAL = "NORMAL"
     UNACK = "UNACK"
     ACKED = "ACKED"
@@ -77,9 +77,9 @@ class AlarmsFileError(ValueError):
 class AlarmEvent:
     """What listeners receive (and what the record entry holds in its payload)."""
 
-    event: str            # raised, acknowledged, returned, reset, shelved, unshelved, ...
-    alarm_id: str         # "" for flood_start / flood_end
-    state: str            # state after the event
+    event: str  # raised, acknowledged, returned, reset, shelved, unshelved, ...
+    alarm_id: str  # "" for flood_start / flood_end
+    state: str  # state after the event
     time: float
     actor: str = "system"
     reason: str = ""
@@ -140,15 +140,35 @@ def _who(user: Any) -> tuple[str, str]:
 
 
 class _Alarm:
-    __slots__ = ("d", "active", "hidden", "acked", "latched_pending", "occurrence", "source", "value",
-                 "message", "raised_at", "acked_by", "acked_at", "ack_comment", "returned_at",
-                 "shelved_until", "shelved_by", "shelve_reason", "oos", "oos_by", "oos_reason",
-                 "occ_times", "chattering")
+    __slots__ = (
+        "d",
+        "active",
+        "hidden",
+        "acked",
+        "latched_pending",
+        "occurrence",
+        "source",
+        "value",
+        "message",
+        "raised_at",
+        "acked_by",
+        "acked_at",
+        "ack_comment",
+        "returned_at",
+        "shelved_until",
+        "shelved_by",
+        "shelve_reason",
+        "oos",
+        "oos_by",
+        "oos_reason",
+        "occ_times",
+        "chattering",
+    )
 
     def __init__(self, d: AlarmDef) -> None:
         self.d = d
-        self.active = False          # the process condition
-        self.hidden = False          # condition active but not annunciated (suppressed by design)
+        self.active = False  # the process condition
+        self.hidden = False  # condition active but not annunciated (suppressed by design)
         self.acked = True
         self.latched_pending = False
         self.occurrence = 0
@@ -199,8 +219,14 @@ class AlarmManager:
     and floods end even when no other alarm call happens.
     """
 
-    def __init__(self, defs: AlarmsFile | Iterable[AlarmDef], clock: Clock,
-                 record: BatchRecord | None = None, *, settings: AlarmSettings | None = None) -> None:
+    def __init__(
+        self,
+        defs: AlarmsFile | Iterable[AlarmDef],
+        clock: Clock,
+        record: BatchRecord | None = None,
+        *,
+        settings: AlarmSettings | None = None,
+    ) -> None:
         if isinstance(defs, AlarmsFile):
             alarm_defs, design_states = list(defs.alarms), list(defs.design_states)
             settings = settings or defs.settings
@@ -256,10 +282,13 @@ class AlarmManager:
             with self._lock:
                 if callback in self._listeners:
                     self._listeners.remove(callback)
+
         return unsubscribe
 
     # ------------------------------------------------------------------ process side
-    def raise_(self, alarm_id: str, source: str | None = None, value: Any = None, message: str = "") -> AlarmState:
+    def raise_(
+        self, alarm_id: str, source: str | None = None, value: Any = None, message: str = ""
+    ) -> AlarmState:
         """The alarm condition is present (idempotent while it stays present: value updated).
 
         Raises:
@@ -280,13 +309,19 @@ class AlarmManager:
             if a.oos or a.shelved_until is not None:
                 a.hidden = False
                 a.raised_at = now
-                self._emit(events, a, "raised_hidden", now,
-                           reason=f"condition present while {a.state().value}")
+                self._emit(
+                    events, a, "raised_hidden", now, reason=f"condition present while {a.state().value}"
+                )
             elif not self._enabled(a):
                 a.hidden = True
                 a.raised_at = now
-                self._emit(events, a, "suppressed_by_design", now,
-                           reason=f"not annunciated by design: {self._disabled_states(a)}")
+                self._emit(
+                    events,
+                    a,
+                    "suppressed_by_design",
+                    now,
+                    reason=f"not annunciated by design: {self._disabled_states(a)}",
+                )
             else:
                 self._annunciate(a, now, events, "raised")
             state = a.state()
@@ -376,8 +411,10 @@ class AlarmManager:
             if st is AlarmState.RTN_UNACK and a.latched_pending:
                 raise AlarmError(f"alarm {alarm_id} must be acknowledged before it can be reset")
             if st is not AlarmState.LATCHED:
-                raise AlarmError(f"alarm {alarm_id} is {st.value}: only a LATCHED alarm can be reset"
-                                 + (" (condition still present)" if a.active else ""))
+                raise AlarmError(
+                    f"alarm {alarm_id} is {st.value}: only a LATCHED alarm can be reset"
+                    + (" (condition still present)" if a.active else "")
+                )
             a.latched_pending = False
             self._emit(events, a, "reset", now, actor=uid, role=role, reason=str(comment))
             state = a.state()
@@ -388,16 +425,32 @@ class AlarmManager:
         """The hash an e-signature for this shelve request must cover (Part 11 §11.70)."""
         uid, _ = _who(user)
         a = self._get(alarm_id)
-        return content_hash({"request": "alarm.shelve", "alarm_id": alarm_id, "user": uid, "reason": reason,
-                             "duration_s": float(duration_s), "occurrence": a.occurrence})
+        return content_hash(
+            {
+                "request": "alarm.shelve",
+                "alarm_id": alarm_id,
+                "user": uid,
+                "reason": reason,
+                "duration_s": float(duration_s),
+                "occurrence": a.occurrence,
+            }
+        )
 
     def out_of_service_subject_hash(self, alarm_id: str, user: Any, reason: str) -> str:
         uid, _ = _who(user)
-        return content_hash({"request": "alarm.out_of_service", "alarm_id": alarm_id, "user": uid,
-                             "reason": reason, "occurrence": self._get(alarm_id).occurrence})
+        return content_hash(
+            {
+                "request": "alarm.out_of_service",
+                "alarm_id": alarm_id,
+                "user": uid,
+                "reason": reason,
+                "occurrence": self._get(alarm_id).occurrence,
+            }
+        )
 
-    def shelve(self, alarm_id: str, user: Any, reason: str, duration_s: float,
-               signature: Any = None) -> AlarmState:
+    def shelve(
+        self, alarm_id: str, user: Any, reason: str, duration_s: float, signature: Any = None
+    ) -> AlarmState:
         """Shelve an alarm for ``duration_s`` (time-limited; auto-unshelved on the clock).
 
         Args:
@@ -420,8 +473,9 @@ class AlarmManager:
             if not str(reason).strip():
                 raise AlarmError("shelving needs a reason")
             cap = min(self.settings.max_shelve_s, a.d.max_shelve_s or math.inf)
-            if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)
-                    and 0 < duration_s <= cap):
+            if not (
+                isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and 0 < duration_s <= cap
+            ):
                 raise AlarmError(f"shelve duration must be > 0 and <= {cap:g} s, got {duration_s!r}")
             if a.oos:
                 raise AlarmError(f"alarm {alarm_id} is out of service")
@@ -430,10 +484,18 @@ class AlarmManager:
             sig_payload = None
             if self.settings.shelve_requires_signature or signature is not None:
                 sig_payload = self._check_signature(
-                    signature, uid, now, self.shelve_subject_hash(alarm_id, uid, reason, duration_s), "shelving")
+                    signature,
+                    uid,
+                    now,
+                    self.shelve_subject_hash(alarm_id, uid, reason, duration_s),
+                    "shelving",
+                )
             a.shelved_until, a.shelved_by, a.shelve_reason = now + float(duration_s), uid, str(reason)
-            extra: dict[str, Any] = {"shelved_until": a.shelved_until, "shelved_until_iso": iso_utc(a.shelved_until),
-                                     "duration_s": float(duration_s)}
+            extra: dict[str, Any] = {
+                "shelved_until": a.shelved_until,
+                "shelved_until_iso": iso_utc(a.shelved_until),
+                "duration_s": float(duration_s),
+            }
             if sig_payload is not None:
                 extra["signature"] = sig_payload
             self._emit(events, a, "shelved", now, actor=uid, role=role, reason=str(reason), extra=extra)
@@ -475,11 +537,17 @@ class AlarmManager:
             extra: dict[str, Any] = {}
             if self.settings.out_of_service_requires_signature or signature is not None:
                 extra["signature"] = self._check_signature(
-                    signature, uid, now, self.out_of_service_subject_hash(alarm_id, uid, reason),
-                    "taking an alarm out of service")
+                    signature,
+                    uid,
+                    now,
+                    self.out_of_service_subject_hash(alarm_id, uid, reason),
+                    "taking an alarm out of service",
+                )
             a.oos, a.oos_by, a.oos_reason = True, uid, str(reason)
             a.shelved_until = None
-            self._emit(events, a, "out_of_service", now, actor=uid, role=role, reason=str(reason), extra=extra)
+            self._emit(
+                events, a, "out_of_service", now, actor=uid, role=role, reason=str(reason), extra=extra
+            )
             state = a.state()
         self._notify(events)
         return state
@@ -523,8 +591,9 @@ class AlarmManager:
         self.tick()
         with self._lock:
             out = [self._status(a) for a in self._alarms.values() if a.state() in ANNUNCIATED]
-        out.sort(key=lambda s: (PRIORITY_RANK[s.priority], s.state is not AlarmState.UNACK,
-                                -(s.raised_at or 0.0)))
+        out.sort(
+            key=lambda s: (PRIORITY_RANK[s.priority], s.state is not AlarmState.UNACK, -(s.raised_at or 0.0))
+        )
         return out
 
     @property
@@ -540,16 +609,25 @@ class AlarmManager:
             counts: dict[str, int] = {s.value: 0 for s in AlarmState}
             for a in self._alarms.values():
                 counts[a.state().value] += 1
-            flood_time = self._flood_time_s + ((now - self._flood_started) if self._in_flood and
-                                               self._flood_started is not None else 0.0)
+            flood_time = self._flood_time_s + (
+                (now - self._flood_started) if self._in_flood and self._flood_started is not None else 0.0
+            )
             return {
-                "time": now, "time_iso": iso_utc(now), "batch_id": self.batch_id,
-                "in_flood": self._in_flood, "alarms_in_flood_window": len(self._ann_times),
-                "flood_time_s": flood_time, "annunciated_total": self._annunciated_total,
-                "unrecorded_events": len(self._pending), "counts": counts,
+                "time": now,
+                "time_iso": iso_utc(now),
+                "batch_id": self.batch_id,
+                "in_flood": self._in_flood,
+                "alarms_in_flood_window": len(self._ann_times),
+                "flood_time_s": flood_time,
+                "annunciated_total": self._annunciated_total,
+                "unrecorded_events": len(self._pending),
+                "counts": counts,
                 "design_states": dict(self._design),
-                "alarms": [self._status(a).to_dict() for a in self._alarms.values()
-                           if a.state() is not AlarmState.NORMAL],
+                "alarms": [
+                    self._status(a).to_dict()
+                    for a in self._alarms.values()
+                    if a.state() is not AlarmState.NORMAL
+                ],
             }
 
     # ------------------------------------------------------------------ internals
@@ -563,18 +641,23 @@ class AlarmManager:
         try:
             return self._alarms[alarm_id]
         except KeyError:
-            raise UnknownAlarmError(f"unknown alarm id {alarm_id!r} (not in the master alarm database)") from None
+            raise UnknownAlarmError(
+                f"unknown alarm id {alarm_id!r} (not in the master alarm database)"
+            ) from None
 
     def _enabled(self, a: _Alarm) -> bool:
-        return (all(self._design.get(s, False) for s in a.d.enabled_when)
-                and not any(self._design.get(s, False) for s in a.d.disabled_when))
+        return all(self._design.get(s, False) for s in a.d.enabled_when) and not any(
+            self._design.get(s, False) for s in a.d.disabled_when
+        )
 
     def _disabled_states(self, a: _Alarm) -> str:
         off = [f"{s}=false" for s in a.d.enabled_when if not self._design.get(s, False)]
         on = [f"{s}=true" for s in a.d.disabled_when if self._design.get(s, False)]
         return ", ".join(off + on)
 
-    def _check_signature(self, signature: Any, uid: str, now: float, subject: str, what: str) -> dict[str, Any]:
+    def _check_signature(
+        self, signature: Any, uid: str, now: float, subject: str, what: str
+    ) -> dict[str, Any]:
         if signature is None:
             raise AlarmError(f"{what} needs an e-signature (spec §5.4 GMP overlay)")
         sig_user = getattr(signature, "user_id", None)
@@ -584,9 +667,12 @@ class AlarmManager:
             raise AlarmError("the e-signature does not cover this request (record hash differs)")
         signed_at = getattr(signature, "signed_at", None)
         if not isinstance(signed_at, (int, float)) or not (
-                0 <= now - signed_at <= self.settings.signature_max_age_s):
-            raise AlarmError(f"the e-signature is stale or from the future "
-                             f"(max age {self.settings.signature_max_age_s:g} s)")
+            0 <= now - signed_at <= self.settings.signature_max_age_s
+        ):
+            raise AlarmError(
+                f"the e-signature is stale or from the future "
+                f"(max age {self.settings.signature_max_age_s:g} s)"
+            )
         to_payload = getattr(signature, "to_payload", None)
         return dict(to_payload()) if callable(to_payload) else {"user_id": uid, "record_hash": subject}
 
@@ -603,15 +689,24 @@ class AlarmManager:
         self._prune(a.occ_times, now, self.settings.chatter_window_s)
         if not a.chattering and len(a.occ_times) >= self.settings.chatter_count:
             a.chattering = True
-            self._emit(events, a, "chattering", now,
-                       reason=f"{len(a.occ_times)} occurrences within {self.settings.chatter_window_s:g} s")
+            self._emit(
+                events,
+                a,
+                "chattering",
+                now,
+                reason=f"{len(a.occ_times)} occurrences within {self.settings.chatter_window_s:g} s",
+            )
         # flood (ISA-18.2: > 10 in 10 min starts, < 5 in 10 min ends)
         self._ann_times.append(now)
         self._prune(self._ann_times, now, self.settings.flood_window_s)
         if not self._in_flood and len(self._ann_times) > self.settings.flood_start_count:
             self._in_flood, self._flood_started = True, now
-            self._emit_cell(events, "flood_start", now,
-                            f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s")
+            self._emit_cell(
+                events,
+                "flood_start",
+                now,
+                f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s",
+            )
 
     def _reannunciate(self, a: _Alarm, now: float, events: list[AlarmEvent]) -> None:
         if self._enabled(a):
@@ -619,8 +714,9 @@ class AlarmManager:
         else:
             a.hidden = True
 
-    def _unshelve(self, a: _Alarm, now: float, events: list[AlarmEvent], *, actor: str, role: str,
-                  reason: str) -> None:
+    def _unshelve(
+        self, a: _Alarm, now: float, events: list[AlarmEvent], *, actor: str, role: str, reason: str
+    ) -> None:
         a.shelved_until = None
         self._emit(events, a, "unshelved", now, actor=actor, role=role, reason=reason)
         if a.active:
@@ -646,15 +742,37 @@ class AlarmManager:
             if self._flood_started is not None:
                 self._flood_time_s += now - self._flood_started
             self._flood_started = None
-            self._emit_cell(events, "flood_end", now,
-                            f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s")
+            self._emit_cell(
+                events,
+                "flood_end",
+                now,
+                f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s",
+            )
 
     def _status(self, a: _Alarm) -> AlarmStatus:
         d = a.d
-        return AlarmStatus(d.id, a.state(), d.priority, d.effective_severity, a.source, d.device, d.description,
-                           d.limit_type, a.value, a.message, a.occurrence, a.raised_at, a.acked_by, a.acked_at,
-                           a.ack_comment, a.returned_at, a.shelved_until, a.chattering, d.consequence,
-                           d.response)
+        return AlarmStatus(
+            d.id,
+            a.state(),
+            d.priority,
+            d.effective_severity,
+            a.source,
+            d.device,
+            d.description,
+            d.limit_type,
+            a.value,
+            a.message,
+            a.occurrence,
+            a.raised_at,
+            a.acked_by,
+            a.acked_at,
+            a.ack_comment,
+            a.returned_at,
+            a.shelved_until,
+            a.chattering,
+            d.consequence,
+            d.response,
+        )
 
     def _alarm_payload(self, a: _Alarm) -> dict[str, Any]:
         """Per-alarm record fields, spec §1.6."""
@@ -662,28 +780,59 @@ class AlarmManager:
 
         def iso(t: float | None) -> str | None:
             return iso_utc(t) if t is not None else None
+
         return {
-            "alarm_id": d.id, "source": a.source, "device": d.device, "limit_type": d.limit_type,
-            "limit": d.limit, "priority": d.priority, "severity": d.effective_severity, "value": a.value,
-            "message": a.message, "occurrence": a.occurrence, "state": a.state().value,
-            "raised_at": a.raised_at, "raised_at_iso": iso(a.raised_at),
-            "acked_by": a.acked_by, "acked_at": a.acked_at, "acked_at_iso": iso(a.acked_at),
+            "alarm_id": d.id,
+            "source": a.source,
+            "device": d.device,
+            "limit_type": d.limit_type,
+            "limit": d.limit,
+            "priority": d.priority,
+            "severity": d.effective_severity,
+            "value": a.value,
+            "message": a.message,
+            "occurrence": a.occurrence,
+            "state": a.state().value,
+            "raised_at": a.raised_at,
+            "raised_at_iso": iso(a.raised_at),
+            "acked_by": a.acked_by,
+            "acked_at": a.acked_at,
+            "acked_at_iso": iso(a.acked_at),
             "ack_comment": a.ack_comment,
-            "returned_at": a.returned_at, "returned_at_iso": iso(a.returned_at),
+            "returned_at": a.returned_at,
+            "returned_at_iso": iso(a.returned_at),
             "batch_id": self.batch_id,
         }
 
-    def _emit(self, events: list[AlarmEvent], a: _Alarm, event: str, now: float, *, actor: str = "system",
-              role: str = "", reason: str = "", extra: Mapping[str, Any] | None = None) -> None:
+    def _emit(
+        self,
+        events: list[AlarmEvent],
+        a: _Alarm,
+        event: str,
+        now: float,
+        *,
+        actor: str = "system",
+        role: str = "",
+        reason: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         payload = {"event": event, **self._alarm_payload(a), **(extra or {})}
         events.append(AlarmEvent(event, a.d.id, a.state().value, now, actor, reason, payload))
         self._write(actor=actor, role=role, action=f"alarm.{event}", reason=reason, payload=payload)
 
     def _emit_cell(self, events: list[AlarmEvent], event: str, now: float, reason: str) -> None:
-        payload = {"event": event, "alarms_in_window": len(self._ann_times),
-                   "window_s": self.settings.flood_window_s, "time_iso": iso_utc(now), "batch_id": self.batch_id}
-        events.append(AlarmEvent(event, "", "FLOOD" if event == "flood_start" else "NORMAL", now, "system",
-                                 reason, payload))
+        payload = {
+            "event": event,
+            "alarms_in_window": len(self._ann_times),
+            "window_s": self.settings.flood_window_s,
+            "time_iso": iso_utc(now),
+            "batch_id": self.batch_id,
+        }
+        events.append(
+            AlarmEvent(
+                event, "", "FLOOD" if event == "flood_start" else "NORMAL", now, "system", reason, payload
+            )
+        )
         self._write(actor="system", role="", action=f"alarm.{event}", reason=reason, payload=payload)
 
     def _write(self, **entry: Any) -> None:
@@ -694,8 +843,10 @@ class AlarmManager:
             try:
                 self._record.append("alarm", **self._pending[0])
             except Exception:
-                log.exception("alarm event could not be written to the batch record; %d event(s) queued",
-                              len(self._pending))
+                log.exception(
+                    "alarm event could not be written to the batch record; %d event(s) queued",
+                    len(self._pending),
+                )
                 if len(self._pending) > 10_000:
                     self._pending.popleft()
                     log.error("alarm record queue full: oldest unrecorded alarm event dropped")

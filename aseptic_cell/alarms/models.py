@@ -23,8 +23,19 @@ DEFAULT_SEVERITY: dict[str, int] = {"emergency": 950, "high": 800, "medium": 550
 PRIORITY_RANK: dict[str, int] = {"emergency": 0, "high": 1, "medium": 2, "low": 3}
 
 LimitType = Literal[
-    "low", "high", "low_low", "high_high", "alert", "action", "band", "discrete", "timeout",
-    "comm_loss", "stale", "trip", "disagreement",
+    "low",
+    "high",
+    "low_low",
+    "high_high",
+    "alert",
+    "action",
+    "band",
+    "discrete",
+    "timeout",
+    "comm_loss",
+    "stale",
+    "trip",
+    "disagreement",
 ]
 
 
@@ -36,23 +47,31 @@ class AlarmDef(Model):
     source: str = Field(min_length=1, max_length=128, description="source tag, e.g. ISO1.dP_isolator_Pa")
     device: Identifier = Field(description="device id (ISO1, VHP1, AC1, ARM1) or CELL")
     priority: Priority
-    severity: int | None = Field(None, description="OPC UA severity; defaults to the middle of the band")
+    severity: int | None = Field(
+        default=None, description="OPC UA severity; defaults to the middle of the band"
+    )
     limit_type: LimitType
-    limit: str = Field("", description="where the limit value is configured (file and field), or the rule")
+    limit: str = Field(
+        default="", description="where the limit value is configured (file and field), or the rule"
+    )
     consequence: str = Field(min_length=1, description="what happens if the operator does not respond")
     response: str = Field(min_length=1, description="what the operator must do")
-    latched: bool = Field(False, description="stays annunciated after return to normal until reset")
-    shelvable: bool = Field(True, description="may be shelved at all (safety alarms: false)")
-    max_shelve_s: PositiveFinite | None = Field(None, description="per-alarm cap on the shelve time (s)")
+    latched: bool = Field(default=False, description="stays annunciated after return to normal until reset")
+    shelvable: bool = Field(default=True, description="may be shelved at all (safety alarms: false)")
+    max_shelve_s: PositiveFinite | None = Field(
+        default=None, description="per-alarm cap on the shelve time (s)"
+    )
     enabled_when: list[Identifier] = Field(
         default_factory=list,
         description="design states that must all be true for the alarm to annunciate "
-                    "(suppressed by design otherwise, e.g. VHP alarms only while VHP runs)")
+        "(suppressed by design otherwise, e.g. VHP alarms only while VHP runs)",
+    )
     disabled_when: list[Identifier] = Field(
         default_factory=list,
         description="design states any of which suppresses the alarm by design (e.g. the H2O2 "
-                    "release alarm while a VHP cycle runs)")
-    basis: str = Field("", description="source of the limit / requirement (domain spec keys)")
+        "release alarm while a VHP cycle runs)",
+    )
+    basis: str = Field(default="", description="source of the limit / requirement (domain spec keys)")
 
     @model_validator(mode="after")
     def _severity(self) -> AlarmDef:
@@ -69,16 +88,24 @@ class AlarmDef(Model):
 
 
 class AlarmSettings(Model):
-    flood_start_count: int = Field(10, ge=1, description="more than this many in the window starts a flood")
-    flood_end_count: int = Field(5, ge=1, description="fewer than this many in the window ends it")
-    flood_window_s: PositiveFinite = Field(600.0, description="ISA-18.2: 10 alarms / 10 min")
-    chatter_count: int = Field(3, ge=2, description="this many occurrences within the window = chattering")
-    chatter_window_s: PositiveFinite = Field(60.0)
-    max_shelve_s: PositiveFinite = Field(28_800.0, description="longest shelve anybody may set (s)")
+    flood_start_count: int = Field(
+        default=10, ge=1, description="more than this many in the window starts a flood"
+    )
+    flood_end_count: int = Field(default=5, ge=1, description="fewer than this many in the window ends it")
+    flood_window_s: PositiveFinite = Field(default=600.0, description="ISA-18.2: 10 alarms / 10 min")
+    chatter_count: int = Field(
+        default=3, ge=2, description="this many occurrences within the window = chattering"
+    )
+    chatter_window_s: PositiveFinite = Field(default=60.0)
+    max_shelve_s: PositiveFinite = Field(default=28_800.0, description="longest shelve anybody may set (s)")
     shelve_requires_signature: bool = True
     out_of_service_requires_signature: bool = True
-    signature_max_age_s: PositiveFinite = Field(300.0, description="a signature older than this is stale")
-    stale_alarm_s: PositiveFinite = Field(86_400.0, description="an alarm standing this long is stale")
+    signature_max_age_s: PositiveFinite = Field(
+        default=300.0, description="a signature older than this is stale"
+    )
+    stale_alarm_s: PositiveFinite = Field(
+        default=86_400.0, description="an alarm standing this long is stale"
+    )
 
     @model_validator(mode="after")
     def _flood(self) -> AlarmSettings:
@@ -90,9 +117,10 @@ class AlarmSettings(Model):
 class AlarmsFile(Model):
     """``config/alarms.yaml``."""
 
-    settings: AlarmSettings = Field(default_factory=AlarmSettings)
-    design_states: list[Identifier] = Field(default_factory=list,
-                                            description="named plant states used by enabled_when")
+    settings: AlarmSettings = Field(default_factory=lambda: AlarmSettings())
+    design_states: list[Identifier] = Field(
+        default_factory=list, description="named plant states used by enabled_when"
+    )
     alarms: list[AlarmDef] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -104,5 +132,7 @@ class AlarmsFile(Model):
             seen.add(a.id)
             unknown = [s for s in (*a.enabled_when, *a.disabled_when) if s not in self.design_states]
             if unknown:
-                raise ValueError(f"alarm {a.id!r}: enabled_when/disabled_when name unknown design state(s) {unknown}")
+                raise ValueError(
+                    f"alarm {a.id!r}: enabled_when/disabled_when name unknown design state(s) {unknown}"
+                )
         return self

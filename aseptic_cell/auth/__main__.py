@@ -19,8 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aseptic_cell.auth")
     sub = parser.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("hash", help="print a pbkdf2_sha256 hash of a password for users.yaml")
-    h.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
-                   help=f"PBKDF2 iterations (default {DEFAULT_ITERATIONS}, minimum {MIN_ITERATIONS})")
+    h.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
+        help=f"PBKDF2 iterations (default {DEFAULT_ITERATIONS}, minimum {MIN_ITERATIONS})",
+    )
     h.add_argument("--stdin", action="store_true", help="read the password from standard input")
     args = parser.parse_args(argv)
 

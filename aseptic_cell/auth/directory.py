@@ -87,21 +87,36 @@ class Signature:
     action: str = ""
 
     def to_payload(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "full_name": self.full_name, "role": self.role,
-                "meaning": self.meaning, "record_hash": self.record_hash, "signed_at": self.signed_at,
-                "signed_at_iso": self.signed_at_iso, "action": self.action}
+        return {
+            "user_id": self.user_id,
+            "full_name": self.full_name,
+            "role": self.role,
+            "meaning": self.meaning,
+            "record_hash": self.record_hash,
+            "signed_at": self.signed_at,
+            "signed_at_iso": self.signed_at_iso,
+            "action": self.action,
+        }
 
     def manifest(self) -> str:
         """Printed form: name, date/time (UTC) and meaning."""
-        return (f"Signed by {self.full_name} ({self.user_id}, {self.role}) on {self.signed_at_iso} "
-                f"- meaning: {self.meaning.upper()}")
+        return (
+            f"Signed by {self.full_name} ({self.user_id}, {self.role}) on {self.signed_at_iso} "
+            f"- meaning: {self.meaning.upper()}"
+        )
 
 
 def record_signature(record: BatchRecord, signature: Signature, *, batch_id: str, reason: str = "") -> Entry:
     """Append ``signature`` to the batch record as a kind ``signature`` entry."""
-    return record.append("signature", batch_id=batch_id, actor=signature.user_id, role=signature.role,
-                         action=signature.action or f"sign.{signature.meaning.replace(' ', '_')}",
-                         reason=reason, payload=signature.to_payload())
+    return record.append(
+        "signature",
+        batch_id=batch_id,
+        actor=signature.user_id,
+        role=signature.role,
+        action=signature.action or f"sign.{signature.meaning.replace(' ', '_')}",
+        reason=reason,
+        payload=signature.to_payload(),
+    )
 
 
 class UserDirectory:
@@ -165,8 +180,9 @@ class UserDirectory:
         """
         rule = self.config.permissions.get(action)
         if rule is None:
-            raise PermissionDenied(f"action {action!r} is not in the permission catalogue; refused",
-                                   role="", action=action)
+            raise PermissionDenied(
+                f"action {action!r} is not in the permission catalogue; refused", role="", action=action
+            )
         return rule
 
     def requires_signature(self, action: str) -> bool:
@@ -186,11 +202,14 @@ class UserDirectory:
             until = self._locked_until.get(user_id)
             if until is not None and now < until:
                 self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(until)})
-                raise AuthError(f"account locked after {self.config.policy.max_failed_attempts} failed "
-                                f"attempts until {iso_utc(until)}; ask a supervisor or QA to unlock it")
+                raise AuthError(
+                    f"account locked after {self.config.policy.max_failed_attempts} failed "
+                    f"attempts until {iso_utc(until)}; ask a supervisor or QA to unlock it"
+                )
         entry = self._users.get(user_id)
-        ok = verify_password(password if isinstance(password, str) else "",
-                             entry.password_hash if entry else self._dummy_hash)
+        ok = verify_password(
+            password if isinstance(password, str) else "", entry.password_hash if entry else self._dummy_hash
+        )
         if not ok or entry is None:
             self._register_failure(user_id, now)
             raise AuthError(GENERIC_FAILURE)
@@ -219,8 +238,9 @@ class UserDirectory:
         self._audit("auth.failed", user_id, {})
         if locked:
             self._audit("auth.lockout", user_id, {"lockout_s": policy.lockout_s})
-            log.warning("account %r locked after %d failed log-in attempts", user_id,
-                        policy.max_failed_attempts)
+            log.warning(
+                "account %r locked after %d failed log-in attempts", user_id, policy.max_failed_attempts
+            )
 
     def is_locked(self, user_id: str) -> bool:
         with self._lock:
@@ -239,13 +259,20 @@ class UserDirectory:
             self._failures.pop(user_id, None)
         self._audit("auth.unlock", user_id, {"by": by.id}, actor=by.id, role=by.role)
 
-    def _audit(self, action: str, user_id: str, payload: dict[str, Any], *, actor: str = "system",
-               role: str = "") -> None:
+    def _audit(
+        self, action: str, user_id: str, payload: dict[str, Any], *, actor: str = "system", role: str = ""
+    ) -> None:
         if self._record is None:
             return
         try:
-            self._record.append("auth", batch_id="", actor=actor, role=role, action=action,
-                                payload={"user_id": user_id, **payload})
+            self._record.append(
+                "auth",
+                batch_id="",
+                actor=actor,
+                role=role,
+                action=action,
+                payload={"user_id": user_id, **payload},
+            )
         except Exception:  # an audit write failure must not turn into an auth bypass or crash
             log.exception("could not write auth event %s for %r to the batch record", action, user_id)
 
@@ -262,24 +289,29 @@ class UserDirectory:
         if isinstance(user, str):
             found = self.get(user)
             if found is None:
-                raise PermissionDenied(f"unknown user {user!r} may not perform {action!r}", role="",
-                                       action=action)
+                raise PermissionDenied(
+                    f"unknown user {user!r} may not perform {action!r}", role="", action=action
+                )
             user = found
         current = self._users.get(user.id)
         if current is None or current.disabled:
-            raise PermissionDenied(f"user {user.id!r} is unknown or disabled; {action!r} refused",
-                                   role=user.role, action=action)
+            raise PermissionDenied(
+                f"user {user.id!r} is unknown or disabled; {action!r} refused", role=user.role, action=action
+            )
         rule = self.rule(action)
         role = current.role  # the directory's role, not a role claimed by the caller's object
         if role not in rule.roles:
             raise PermissionDenied(
                 f"role {role!r} may not perform {action!r} (allowed: {', '.join(rule.roles)})",
-                role=role, action=action)
+                role=role,
+                action=action,
+            )
         return rule
 
     # ------------------------------------------------------------------ e-signatures
-    def sign(self, user_id: str, password: str, meaning: str, record_hash: str, *,
-             action: str = "") -> Signature:
+    def sign(
+        self, user_id: str, password: str, meaning: str, record_hash: str, *, action: str = ""
+    ) -> Signature:
         """Execute an e-signature: re-authenticate with both components (§11.200), then return
         a :class:`Signature` carrying printed name, role, time, meaning and the covered hash.
 

@@ -18,7 +18,12 @@ Role = Literal["operator", "supervisor", "qa", "engineer"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 SignatureMeaning = Literal[
-    "review", "approval", "responsibility", "authorship", "verification", "override justification",
+    "review",
+    "approval",
+    "responsibility",
+    "authorship",
+    "verification",
+    "override justification",
 ]
 """Fixed pick-list of signature meanings (Part 11 §11.50(a)(3))."""
 MEANINGS: tuple[str, ...] = get_args(SignatureMeaning)
@@ -26,24 +31,32 @@ MEANINGS: tuple[str, ...] = get_args(SignatureMeaning)
 ActionName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)]
 
 SIGNED_ACTIONS: tuple[str, ...] = (
-    "batch.abort",          # abort: may leave an unsafe state needing investigation (spec §5.1)
-    "batch.restart",        # releasing a held batch
-    "batch.release",        # QA release (IL-13)
-    "batch.qa_release",     # QA release (IL-06 wording)
-    "override",             # any interlock / intervention override (IL-13, spec §1.7)
-    "alarm.shelve",         # ISA-18.2 GMP overlay (spec §5.4)
+    "batch.abort",  # abort: may leave an unsafe state needing investigation (spec §5.1)
+    "batch.restart",  # releasing a held batch
+    "batch.release",  # QA release (IL-13)
+    "batch.qa_release",  # QA release (IL-06 wording)
+    "override",  # any interlock / intervention override (IL-13, spec §1.7)
+    "alarm.shelve",  # ISA-18.2 GMP overlay (spec §5.4)
     "alarm.out_of_service",  # ISA-18.2 GMP overlay (spec §5.4)
-    "recipe.change",        # IL-13
+    "recipe.change",  # IL-13
 )
 """Actions that must always need an e-signature; the file cannot switch that off."""
 
 
 class PasswordPolicy(Model):
-    max_failed_attempts: int = Field(5, ge=1, le=20, description="failed log-ins within the window that lock")
-    failure_window_s: PositiveFinite = Field(900.0, description="window counting failed attempts (s)")
-    lockout_s: PositiveFinite = Field(1800.0, description="how long a locked account stays locked (s)")
-    min_password_length: int = Field(10, ge=8, le=128, description="for `python -m aseptic_cell.auth hash`")
-    min_iterations: int = Field(MIN_ITERATIONS, ge=MIN_ITERATIONS, description="PBKDF2 iteration floor")
+    max_failed_attempts: int = Field(
+        default=5, ge=1, le=20, description="failed log-ins within the window that lock"
+    )
+    failure_window_s: PositiveFinite = Field(default=900.0, description="window counting failed attempts (s)")
+    lockout_s: PositiveFinite = Field(
+        default=1800.0, description="how long a locked account stays locked (s)"
+    )
+    min_password_length: int = Field(
+        default=10, ge=8, le=128, description="for `python -m aseptic_cell.auth hash`"
+    )
+    min_iterations: int = Field(
+        default=MIN_ITERATIONS, ge=MIN_ITERATIONS, description="PBKDF2 iteration floor"
+    )
 
 
 class UserEntry(Model):
@@ -62,8 +75,12 @@ class UserEntry(Model):
 
 class ActionRule(Model):
     roles: list[Role] = Field(min_length=1, description="roles allowed to perform the action")
-    signature: bool = Field(False, description="an e-signature (re-entered password + meaning) is required")
-    meaning: SignatureMeaning | None = Field(None, description="meaning pre-selected in the sign dialog")
+    signature: bool = Field(
+        default=False, description="an e-signature (re-entered password + meaning) is required"
+    )
+    meaning: SignatureMeaning | None = Field(
+        default=None, description="meaning pre-selected in the sign dialog"
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -78,7 +95,7 @@ class ActionRule(Model):
 class UsersFile(Model):
     """``config/users.yaml``."""
 
-    policy: PasswordPolicy = Field(default_factory=PasswordPolicy)
+    policy: PasswordPolicy = Field(default_factory=lambda: PasswordPolicy())
     users: list[UserEntry] = Field(default_factory=list)
     permissions: dict[ActionName, ActionRule]
 
@@ -92,8 +109,10 @@ class UsersFile(Model):
             seen.add(key)
             iterations = parse_hash(u.password_hash)[0]
             if iterations < self.policy.min_iterations:
-                raise ValueError(f"user {u.id!r}: password hash uses {iterations} iterations, "
-                                 f"policy needs >= {self.policy.min_iterations}")
+                raise ValueError(
+                    f"user {u.id!r}: password hash uses {iterations} iterations, "
+                    f"policy needs >= {self.policy.min_iterations}"
+                )
         for action in SIGNED_ACTIONS:
             rule = self.permissions.get(action)
             if rule is None:

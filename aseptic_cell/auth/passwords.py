@@ -50,8 +50,10 @@ def parse_hash(stored: str) -> tuple[int, bytes, bytes]:
     """
     m = HASH_RE.match(stored or "")
     if not m:
-        raise ValueError("password_hash must look like pbkdf2_sha256$<iterations>$<salt_b64>$<hash_b64> "
-                         "(store hashes only; make one with `python -m aseptic_cell.auth hash`)")
+        raise ValueError(
+            "password_hash must look like pbkdf2_sha256$<iterations>$<salt_b64>$<hash_b64> "
+            "(store hashes only; make one with `python -m aseptic_cell.auth hash`)"
+        )
     try:
         salt = base64.b64decode(m.group(2), validate=True)
         digest = base64.b64decode(m.group(3), validate=True)

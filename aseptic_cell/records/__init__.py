@@ -9,7 +9,18 @@ from .render import export_json, render_text, signature_manifest
 from .store import KINDS, BatchRecord, Entry, RecordError, VerifyReport, verify_file
 
 __all__ = [
-    "GENESIS_HASH", "KINDS", "BatchRecord", "Entry", "RecordError", "VerifyReport", "canonical_json",
-    "content_hash", "entry_hash", "export_json", "iso_utc", "render_text", "signature_manifest",
+    "GENESIS_HASH",
+    "KINDS",
+    "BatchRecord",
+    "Entry",
+    "RecordError",
+    "VerifyReport",
+    "canonical_json",
+    "content_hash",
+    "entry_hash",
+    "export_json",
+    "iso_utc",
+    "render_text",
+    "signature_manifest",
     "verify_file",
 ]

@@ -28,8 +28,7 @@ def canonical_json(value: Any) -> str:
             represent (sets, bytes, arbitrary objects), or a non-string mapping key.
     """
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:  # NaN / inf
         raise ValueError(f"payload is not canonical JSON: {exc} (NaN and inf are not accepted)") from exc
     except TypeError as exc:
@@ -45,22 +44,44 @@ def iso_utc(ts: float) -> str:
     """ISO-8601 UTC text of an epoch-like time stamp, microsecond resolution."""
     if not math.isfinite(ts):
         raise ValueError(f"clock returned a non-finite time {ts!r}")
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).isoformat(timespec="microseconds")
 
 
-def entry_hash(seq: int, ts: float, ts_iso: str, batch_id: str, kind: str, actor: str, role: str,
-               action: str, reason: str, payload_json: str, prev_hash: str) -> str:
+def entry_hash(
+    seq: int,
+    ts: float,
+    ts_iso: str,
+    batch_id: str,
+    kind: str,
+    actor: str,
+    role: str,
+    action: str,
+    reason: str,
+    payload_json: str,
+    prev_hash: str,
+) -> str:
     """SHA-256 (hex) of one entry's fields in the canonical encoding.
 
     The payload enters as its stored canonical text, so the hash does not depend on how a
     reader parses it back.
     """
-    fields = [HASH_SCHEME, seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload_json,
-              prev_hash]
+    fields = [
+        HASH_SCHEME,
+        seq,
+        ts,
+        ts_iso,
+        batch_id,
+        kind,
+        actor,
+        role,
+        action,
+        reason,
+        payload_json,
+        prev_hash,
+    ]
     text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_sha256_hex(value: object) -> bool:
-    return (isinstance(value, str) and len(value) == 64
-            and all(c in "0123456789abcdef" for c in value))
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)

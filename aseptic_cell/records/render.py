@@ -38,9 +38,11 @@ def _cell(text: Any) -> str:
 
 def signature_manifest(sig: dict[str, Any]) -> str:
     """One line a reader can check: name, user id, role, date/time (UTC), meaning, what it covers."""
-    return (f"SIGNED by {sig.get('full_name', '?')} ({sig.get('user_id', '?')}, {sig.get('role', '?')}) "
-            f"on {sig.get('signed_at_iso', '?')} - meaning: {str(sig.get('meaning', '?')).upper()} - "
-            f"covers record hash {sig.get('record_hash', '?')}")
+    return (
+        f"SIGNED by {sig.get('full_name', '?')} ({sig.get('user_id', '?')}, {sig.get('role', '?')}) "
+        f"on {sig.get('signed_at_iso', '?')} - meaning: {str(sig.get('meaning', '?')).upper()} - "
+        f"covers record hash {sig.get('record_hash', '?')}"
+    )
 
 
 def _details(entry: Entry) -> str:
@@ -52,11 +54,14 @@ def _details(entry: Entry) -> str:
         parts.append(f"**{signature_manifest(p['signature'])}**")
     if entry.kind == "correction":
         for name, change in sorted(p.get("changes", {}).items()):
-            parts.append(f"corrects seq {p.get('corrects_seq')}: {name}: "
-                         f"old={json.dumps(change.get('old'), ensure_ascii=False)} "
-                         f"new={json.dumps(change.get('new'), ensure_ascii=False)}")
-    rest = {k: v for k, v in p.items()
-            if k not in ("signature", "changes") and not (entry.kind == "signature")}
+            parts.append(
+                f"corrects seq {p.get('corrects_seq')}: {name}: "
+                f"old={json.dumps(change.get('old'), ensure_ascii=False)} "
+                f"new={json.dumps(change.get('new'), ensure_ascii=False)}"
+            )
+    rest = {
+        k: v for k, v in p.items() if k not in ("signature", "changes") and not (entry.kind == "signature")
+    }
     if rest:
         parts.append(json.dumps(rest, sort_keys=True, ensure_ascii=False))
     return " <br> ".join(_cell(x) for x in parts)
@@ -93,10 +98,22 @@ def render_text(record: BatchRecord, batch_id: str) -> str:
         if e.seq in regressions:
             flags.append("CLOCK WENT BACKWARDS")
         who = f"{e.actor} ({e.role})" if e.role else e.actor
-        lines.append("| " + " | ".join([
-            str(e.seq), _cell(e.ts_iso), _cell(e.kind), _cell(who), _cell(e.action), _cell(e.reason),
-            _details(e), _cell("; ".join(flags)),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(e.seq),
+                    _cell(e.ts_iso),
+                    _cell(e.kind),
+                    _cell(who),
+                    _cell(e.action),
+                    _cell(e.reason),
+                    _details(e),
+                    _cell("; ".join(flags)),
+                ]
+            )
+            + " |"
+        )
     sigs = [e for e in entries if e.kind == "signature" or isinstance(e.payload.get("signature"), dict)]
     if sigs:
         lines += ["", "## Signatures", ""]

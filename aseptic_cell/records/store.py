@@ -38,25 +38,27 @@ from .canonical import GENESIS_HASH, HASH_SCHEME, canonical_json, entry_hash, is
 
 SCHEMA_VERSION = "1"
 
-KINDS: frozenset[str] = frozenset({
-    "phase_transition",  # ISA-88 phase/unit state change (time, trigger, actor) - spec §5.2
-    "command",           # an accepted operator or system command
-    "refusal",           # a refused command with its reason (interlock, permission) - ARCHITECTURE rule 3
-    "trip",              # an interlock trip / safe-state transition
-    "cycle_result",      # VHP or autoclave cycle result - spec §1.4, §3
-    "glove_test",        # glove integrity test result - spec §1.3
-    "intervention",      # inherent / corrective intervention - spec §1.7
-    "alarm",             # ISA-18.2 alarm events - spec §1.6, §5.4
-    "signature",         # Part 11 §11.50 e-signature manifestation
-    "deviation",         # deviation raised / linked / closed
-    "material",          # materials, Beta container and autoclave load IDs - spec §5.2
-    "environment",       # environmental monitoring summaries and excursions - spec §5.2
-    "correction",        # a correction of an earlier entry (old/new values, reason) - Annex 11 §9
-    "auth",              # failed log-ins, lock-outs (Part 11 §11.300(d))
-    "clock",             # clock synchronisation / change events - spec §1.8
-    "config",            # configuration or recipe changes
-    "note",              # free-text operator / QA note
-})
+KINDS: frozenset[str] = frozenset(
+    {
+        "phase_transition",  # ISA-88 phase/unit state change (time, trigger, actor) - spec §5.2
+        "command",  # an accepted operator or system command
+        "refusal",  # a refused command with its reason (interlock, permission) - ARCHITECTURE rule 3
+        "trip",  # an interlock trip / safe-state transition
+        "cycle_result",  # VHP or autoclave cycle result - spec §1.4, §3
+        "glove_test",  # glove integrity test result - spec §1.3
+        "intervention",  # inherent / corrective intervention - spec §1.7
+        "alarm",  # ISA-18.2 alarm events - spec §1.6, §5.4
+        "signature",  # Part 11 §11.50 e-signature manifestation
+        "deviation",  # deviation raised / linked / closed
+        "material",  # materials, Beta container and autoclave load IDs - spec §5.2
+        "environment",  # environmental monitoring summaries and excursions - spec §5.2
+        "correction",  # a correction of an earlier entry (old/new values, reason) - Annex 11 §9
+        "auth",  # failed log-ins, lock-outs (Part 11 §11.300(d))
+        "clock",  # clock synchronisation / change events - spec §1.8
+        "config",  # configuration or recipe changes
+        "note",  # free-text operator / QA note
+    }
+)
 
 _TEXT_FIELDS = ("batch_id", "actor", "role", "action", "reason")
 _COLUMNS = "seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, prev_hash, hash"
@@ -131,14 +133,34 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "ts": self.ts, "ts_iso": self.ts_iso, "batch_id": self.batch_id,
-            "kind": self.kind, "actor": self.actor, "role": self.role, "action": self.action,
-            "reason": self.reason, "payload": self.payload, "prev_hash": self.prev_hash, "hash": self.hash,
+            "seq": self.seq,
+            "ts": self.ts,
+            "ts_iso": self.ts_iso,
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "reason": self.reason,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
     def computed_hash(self) -> str:
-        return entry_hash(self.seq, self.ts, self.ts_iso, self.batch_id, self.kind, self.actor, self.role,
-                          self.action, self.reason, self.payload_json, self.prev_hash)
+        return entry_hash(
+            self.seq,
+            self.ts,
+            self.ts_iso,
+            self.batch_id,
+            self.kind,
+            self.actor,
+            self.role,
+            self.action,
+            self.reason,
+            self.payload_json,
+            self.prev_hash,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,9 +186,15 @@ class VerifyReport:
         return f"record INVALID: {self.problem} ({self.count} entries checked)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "count": self.count, "head_seq": self.head_seq, "head_hash": self.head_hash,
-                "first_bad_seq": self.first_bad_seq, "problem": self.problem,
-                "clock_regressions": list(self.clock_regressions)}
+        return {
+            "ok": self.ok,
+            "count": self.count,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "first_bad_seq": self.first_bad_seq,
+            "problem": self.problem,
+            "clock_regressions": list(self.clock_regressions),
+        }
 
 
 def _row_to_entry(row: tuple[Any, ...]) -> Entry:
@@ -175,11 +203,14 @@ def _row_to_entry(row: tuple[Any, ...]) -> Entry:
         payload = json.loads(payload_json)
     except (TypeError, ValueError):
         payload = {"_unparseable_payload": str(payload_json)}
-    return Entry(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, payload_json,
-                 prev_hash, hash_)
+    return Entry(
+        seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, payload_json, prev_hash, hash_
+    )
 
 
-def _verify_connection(conn: sqlite3.Connection, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+def _verify_connection(
+    conn: sqlite3.Connection, expected_head: tuple[int, str] | None = None
+) -> VerifyReport:
     """Walk the chain in ``seq`` order inside one read transaction."""
     conn.execute("BEGIN")
     try:
@@ -224,22 +255,50 @@ def _verify_connection(conn: sqlite3.Connection, expected_head: tuple[int, str] 
     if head is not None:
         head_seq, head_hash = head
         if head_seq > last_seq:
-            return VerifyReport(False, count, last_seq, prev_hash, last_seq + 1,
-                                f"gap: seq {last_seq + 1} missing (row removed)", tuple(regressions))
+            return VerifyReport(
+                False,
+                count,
+                last_seq,
+                prev_hash,
+                last_seq + 1,
+                f"gap: seq {last_seq + 1} missing (row removed)",
+                tuple(regressions),
+            )
         if head_seq == last_seq and head_hash != prev_hash:
-            return VerifyReport(False, count, last_seq, prev_hash, last_seq,
-                                f"hash mismatch at seq {last_seq} (row changed)", tuple(regressions))
+            return VerifyReport(
+                False,
+                count,
+                last_seq,
+                prev_hash,
+                last_seq,
+                f"hash mismatch at seq {last_seq} (row changed)",
+                tuple(regressions),
+            )
         if head_seq < last_seq:
-            return VerifyReport(False, count, last_seq, prev_hash, head_seq + 1,
-                                f"chain broken at seq {head_seq + 1} (reordered or inserted)",
-                                tuple(regressions))
+            return VerifyReport(
+                False,
+                count,
+                last_seq,
+                prev_hash,
+                head_seq + 1,
+                f"chain broken at seq {head_seq + 1} (reordered or inserted)",
+                tuple(regressions),
+            )
     elif count:
-        return VerifyReport(False, count, last_seq, prev_hash, 1, "record head missing (file tampered)",
-                            tuple(regressions))
+        return VerifyReport(
+            False, count, last_seq, prev_hash, 1, "record head missing (file tampered)", tuple(regressions)
+        )
     if not anchor_seen:
         assert expected_head is not None
-        return VerifyReport(False, count, last_seq, prev_hash, expected_head[0],
-                            f"gap: seq {expected_head[0]} missing (row removed)", tuple(regressions))
+        return VerifyReport(
+            False,
+            count,
+            last_seq,
+            prev_hash,
+            expected_head[0],
+            f"gap: seq {expected_head[0]} missing (row removed)",
+            tuple(regressions),
+        )
     return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions))
 
 
@@ -280,7 +339,8 @@ class BatchRecord:
         self._clock = clock
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+        )
         try:
             self._setup(busy_timeout_s)
         except Exception:
@@ -302,13 +362,19 @@ class BatchRecord:
                 conn.execute(statement)
             info = dict(conn.execute("SELECT key, value FROM record_info").fetchall())
             if not info:
-                conn.executemany("INSERT INTO record_info (key, value) VALUES (?, ?)", [
-                    ("schema_version", SCHEMA_VERSION), ("hash_scheme", HASH_SCHEME),
-                    ("created_at", iso_utc(float(self._clock.now()))),
-                ])
+                conn.executemany(
+                    "INSERT INTO record_info (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("hash_scheme", HASH_SCHEME),
+                        ("created_at", iso_utc(float(self._clock.now()))),
+                    ],
+                )
             elif info.get("hash_scheme") != HASH_SCHEME or info.get("schema_version") != SCHEMA_VERSION:
-                raise RecordError(f"{self.path}: record schema {info.get('schema_version')!r} / hash scheme "
-                                  f"{info.get('hash_scheme')!r} not supported by this version")
+                raise RecordError(
+                    f"{self.path}: record schema {info.get('schema_version')!r} / hash scheme "
+                    f"{info.get('hash_scheme')!r} not supported by this version"
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -335,12 +401,23 @@ class BatchRecord:
     def pragmas(self) -> dict[str, Any]:
         """journal_mode and synchronous of this record's connection (2 = FULL)."""
         with self._lock:
-            return {"journal_mode": self._c.execute("PRAGMA journal_mode").fetchone()[0],
-                    "synchronous": self._c.execute("PRAGMA synchronous").fetchone()[0]}
+            return {
+                "journal_mode": self._c.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": self._c.execute("PRAGMA synchronous").fetchone()[0],
+            }
 
     # ----------------------------------------------------------------- writing
-    def append(self, kind: str, *, batch_id: str, actor: str, role: str = "", action: str = "",
-               reason: str = "", payload: Mapping[str, Any] | None = None) -> Entry:
+    def append(
+        self,
+        kind: str,
+        *,
+        batch_id: str,
+        actor: str,
+        role: str = "",
+        action: str = "",
+        reason: str = "",
+        payload: Mapping[str, Any] | None = None,
+    ) -> Entry:
         """Append one entry and return it (committed and fsync'ed when this returns).
 
         Raises:
@@ -369,24 +446,55 @@ class BatchRecord:
                 ts_iso = iso_utc(ts)
                 head = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-                digest = entry_hash(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason,
-                                    payload_json, prev_hash)
-                conn.execute(f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                             (seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload_json,
-                              prev_hash, digest))
-                conn.execute("INSERT INTO record_head (id, seq, hash) VALUES (1, ?, ?) "
-                             "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                             (seq, digest))
+                digest = entry_hash(
+                    seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload_json, prev_hash
+                )
+                conn.execute(
+                    f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        seq,
+                        ts,
+                        ts_iso,
+                        batch_id,
+                        kind,
+                        actor,
+                        role,
+                        action,
+                        reason,
+                        payload_json,
+                        prev_hash,
+                        digest,
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO record_head (id, seq, hash) VALUES (1, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                    (seq, digest),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return Entry(seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, json.loads(payload_json),
-                     payload_json, prev_hash, digest)
+        return Entry(
+            seq,
+            ts,
+            ts_iso,
+            batch_id,
+            kind,
+            actor,
+            role,
+            action,
+            reason,
+            json.loads(payload_json),
+            payload_json,
+            prev_hash,
+            digest,
+        )
 
-    def correct(self, original_seq: int, *, actor: str, role: str, reason: str,
-                changes: Mapping[str, tuple[Any, Any]]) -> Entry:
+    def correct(
+        self, original_seq: int, *, actor: str, role: str, reason: str, changes: Mapping[str, tuple[Any, Any]]
+    ) -> Entry:
         """Record a correction of entry ``original_seq``: ``changes`` maps field -> (old, new).
 
         The original stays as it was (previous values never obscured, Part 11 §11.10(e));
@@ -402,13 +510,24 @@ class BatchRecord:
         original = self.get(original_seq)
         if original is None:
             raise ValueError(f"no entry with seq {original_seq} to correct")
-        payload = {"corrects_seq": original.seq, "corrects_hash": original.hash,
-                   "changes": {k: {"old": v[0], "new": v[1]} for k, v in changes.items()}}
-        return self.append("correction", batch_id=original.batch_id, actor=actor, role=role,
-                           action="record.correct", reason=reason, payload=payload)
+        payload = {
+            "corrects_seq": original.seq,
+            "corrects_hash": original.hash,
+            "changes": {k: {"old": v[0], "new": v[1]} for k, v in changes.items()},
+        }
+        return self.append(
+            "correction",
+            batch_id=original.batch_id,
+            actor=actor,
+            role=role,
+            action="record.correct",
+            reason=reason,
+            payload=payload,
+        )
 
-    def record_cycle_result(self, kind: str, result: Mapping[str, Any], *, batch_id: str,
-                            actor: str = "system", role: str = "") -> Entry:
+    def record_cycle_result(
+        self, kind: str, result: Mapping[str, Any], *, batch_id: str, actor: str = "system", role: str = ""
+    ) -> Entry:
         """Record a VHP or autoclave cycle result (spec §1.4 record per cycle, §3, IL-10).
 
         ``result`` must hold ``result`` = "PASS" or "FAIL" and an identifier of the run
@@ -429,8 +548,15 @@ class BatchRecord:
             raise ValueError("cycle result needs a non-empty 'run_id'")
         payload = {"cycle": kind, **dict(result)}
         reason = str(result.get("reason", "")) if verdict == "FAIL" else ""
-        return self.append("cycle_result", batch_id=batch_id, actor=actor, role=role,
-                           action=f"{kind}.cycle_{verdict.lower()}", reason=reason, payload=payload)
+        return self.append(
+            "cycle_result",
+            batch_id=batch_id,
+            actor=actor,
+            role=role,
+            action=f"{kind}.cycle_{verdict.lower()}",
+            reason=reason,
+            payload=payload,
+        )
 
     # ----------------------------------------------------------------- reading
     def get(self, seq: int) -> Entry | None:

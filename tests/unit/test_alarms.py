@@ -15,8 +15,8 @@ from aseptic_cell.alarms import (
     AlarmDef,
     AlarmError,
     AlarmManager,
-    AlarmsFile,
     AlarmSettings,
+    AlarmsFile,
     AlarmState,
     UnknownAlarmError,
     load_alarms_file,
@@ -47,14 +47,28 @@ class FakeSignature:
     meaning: str = "responsibility"
 
     def to_payload(self) -> dict:
-        return {"user_id": self.user_id, "record_hash": self.record_hash, "signed_at": self.signed_at,
-                "meaning": self.meaning, "full_name": "Sam Sup", "role": "supervisor",
-                "signed_at_iso": "x"}
+        return {
+            "user_id": self.user_id,
+            "record_hash": self.record_hash,
+            "signed_at": self.signed_at,
+            "meaning": self.meaning,
+            "full_name": "Sam Sup",
+            "role": "supervisor",
+            "signed_at_iso": "x",
+        }
 
 
 def _def(i: str, **kw) -> AlarmDef:
-    base = dict(id=i, description=f"alarm {i}", source=f"DEV.{i}", device="ISO1", priority="medium",
-                limit_type="high", consequence="bad things", response="do something")
+    base = dict(
+        id=i,
+        description=f"alarm {i}",
+        source=f"DEV.{i}",
+        device="ISO1",
+        priority="medium",
+        limit_type="high",
+        consequence="bad things",
+        response="do something",
+    )
     return AlarmDef(**{**base, **kw})
 
 
@@ -68,8 +82,9 @@ def _file(extra: list[AlarmDef] | None = None, **settings) -> AlarmsFile:
         *[_def(f"X{k:02d}", priority="low") for k in range(12)],
         *(extra or []),
     ]
-    return AlarmsFile(settings=AlarmSettings(**settings), design_states=["vhp_running", "vhp_decontaminating"],
-                      alarms=defs)
+    return AlarmsFile(
+        settings=AlarmSettings(**settings), design_states=["vhp_running", "vhp_decontaminating"], alarms=defs
+    )
 
 
 @pytest.fixture
@@ -86,12 +101,30 @@ def mgr(clock) -> AlarmManager:
 def test_shipped_alarm_database_is_rationalised_and_complete():
     f = load_alarms_file(REPO / "config" / "alarms.yaml")
     ids = {a.id for a in f.alarms}
-    for required in ("ISO1_DP_LOW", "ISO1_DP_HIGH", "ISO1_PART_05_ALERT", "ISO1_PART_05_ACTION",
-                     "ISO1_PART_50_ALERT", "ISO1_PART_50_ACTION", "ISO1_AIRFLOW_BAND", "ISO1_GLOVE_TEST_FAIL",
-                     "ISO1_HATCH_SEAL_LOSS", "VHP1_CYCLE_ABORT", "VHP1_AERATION_TIMEOUT", "ISO1_H2O2_ABOVE_RELEASE",
-                     "AC1_CYCLE_FAIL", "AC1_PROBE_DISAGREE", "ARM1_PROTECTIVE_STOP", "ISO1_COMM_LOSS",
-                     "VHP1_COMM_LOSS", "AC1_COMM_LOSS", "ARM1_COMM_LOSS", "CELL_STALE_DATA", "CELL_INTERLOCK_TRIP",
-                     "CELL_NODE_DIED"):
+    for required in (
+        "ISO1_DP_LOW",
+        "ISO1_DP_HIGH",
+        "ISO1_PART_05_ALERT",
+        "ISO1_PART_05_ACTION",
+        "ISO1_PART_50_ALERT",
+        "ISO1_PART_50_ACTION",
+        "ISO1_AIRFLOW_BAND",
+        "ISO1_GLOVE_TEST_FAIL",
+        "ISO1_HATCH_SEAL_LOSS",
+        "VHP1_CYCLE_ABORT",
+        "VHP1_AERATION_TIMEOUT",
+        "ISO1_H2O2_ABOVE_RELEASE",
+        "AC1_CYCLE_FAIL",
+        "AC1_PROBE_DISAGREE",
+        "ARM1_PROTECTIVE_STOP",
+        "ISO1_COMM_LOSS",
+        "VHP1_COMM_LOSS",
+        "AC1_COMM_LOSS",
+        "ARM1_COMM_LOSS",
+        "CELL_STALE_DATA",
+        "CELL_INTERLOCK_TRIP",
+        "CELL_NODE_DIED",
+    ):
         assert required in ids, required
     for a in f.alarms:
         lo, hi = SEVERITY_BANDS[a.priority]
@@ -171,7 +204,9 @@ def test_latched_alarm_acked_while_active_latches_after_clear(mgr):
 
 # ----------------------------------------------------------------------- shelving
 def _sig(mgr, clock, alarm_id, user, reason, duration, *, who=None, age=0.0):
-    return FakeSignature(who or user, mgr.shelve_subject_hash(alarm_id, user, reason, duration), clock.t - age)
+    return FakeSignature(
+        who or user, mgr.shelve_subject_hash(alarm_id, user, reason, duration), clock.t - age
+    )
 
 
 def test_shelve_expires_on_the_clock(mgr, clock):
@@ -203,16 +238,23 @@ def test_shelve_needs_reason_signature_and_limits(mgr, clock):
     with pytest.raises(AlarmError, match="reason"):
         mgr.shelve("DP_LOW", "sup1", " ", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", " ", 60.0))
     with pytest.raises(AlarmError, match="not by"):
-        mgr.shelve("DP_LOW", "sup1", "r", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", "r", 60.0, who="op1"))
+        mgr.shelve(
+            "DP_LOW", "sup1", "r", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", "r", 60.0, who="op1")
+        )
     with pytest.raises(AlarmError, match="does not cover"):
         mgr.shelve("DP_LOW", "sup1", "r", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", "r", 120.0))
     with pytest.raises(AlarmError, match="stale"):
-        mgr.shelve("DP_LOW", "sup1", "r", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", "r", 60.0, age=301))
+        mgr.shelve(
+            "DP_LOW", "sup1", "r", 60.0, signature=_sig(mgr, clock, "DP_LOW", "sup1", "r", 60.0, age=301)
+        )
     with pytest.raises(AlarmError, match="<= 3600"):
-        mgr.shelve("PART_ALERT", "sup1", "r", 7200.0,
-                   signature=_sig(mgr, clock, "PART_ALERT", "sup1", "r", 7200.0))
+        mgr.shelve(
+            "PART_ALERT", "sup1", "r", 7200.0, signature=_sig(mgr, clock, "PART_ALERT", "sup1", "r", 7200.0)
+        )
     with pytest.raises(AlarmError, match="may not be shelved"):
-        mgr.shelve("GLOVE_FAIL", "sup1", "r", 60.0, signature=_sig(mgr, clock, "GLOVE_FAIL", "sup1", "r", 60.0))
+        mgr.shelve(
+            "GLOVE_FAIL", "sup1", "r", 60.0, signature=_sig(mgr, clock, "GLOVE_FAIL", "sup1", "r", 60.0)
+        )
     assert mgr.state("DP_LOW") is S.UNACK
 
 
@@ -222,8 +264,14 @@ def test_shelve_with_a_real_e_signature(tmp_path, clock):
     from aseptic_cell.auth import UserDirectory, hash_password
 
     data = yaml.safe_load((REPO / "config" / "users.yaml").read_text())
-    data["users"] = [{"id": "sup1", "full_name": "Sam Sup", "role": "supervisor",
-                      "password_hash": hash_password("sup1-test-pass", iterations=200_000)}]
+    data["users"] = [
+        {
+            "id": "sup1",
+            "full_name": "Sam Sup",
+            "role": "supervisor",
+            "password_hash": hash_password("sup1-test-pass", iterations=200_000),
+        }
+    ]
     (tmp_path / "users.yaml").write_text(yaml.safe_dump(data))
     users = UserDirectory.from_file(tmp_path / "users.yaml", clock)
     with BatchRecord(tmp_path / "r.db", clock) as rec:
@@ -264,8 +312,12 @@ def test_disabled_when_suppresses_during_the_named_state(mgr):
 def test_out_of_service_needs_signature_and_hides_the_alarm(mgr, clock):
     with pytest.raises(AlarmError, match="e-signature"):
         mgr.remove_from_service("DP_LOW", "eng1", "transmitter replaced")
-    sig = FakeSignature("eng1", mgr.out_of_service_subject_hash("DP_LOW", "eng1", "transmitter replaced"), clock.t)
-    assert mgr.remove_from_service("DP_LOW", "eng1", "transmitter replaced", signature=sig) is S.OUT_OF_SERVICE
+    sig = FakeSignature(
+        "eng1", mgr.out_of_service_subject_hash("DP_LOW", "eng1", "transmitter replaced"), clock.t
+    )
+    assert (
+        mgr.remove_from_service("DP_LOW", "eng1", "transmitter replaced", signature=sig) is S.OUT_OF_SERVICE
+    )
     assert mgr.raise_("DP_LOW", "x") is S.OUT_OF_SERVICE and mgr.active() == []
     assert mgr.return_to_service("DP_LOW", "eng1", "loop checked") is S.UNACK
 
@@ -349,7 +401,11 @@ def test_alarm_events_land_in_the_record_with_the_per_alarm_fields(tmp_path, clo
         p = returned.payload
         assert p["alarm_id"] == "DP_LOW" and p["source"] == "ISO1.dP_isolator_Pa" and p["limit_type"] == "low"
         assert p["value"] == 12.5 and p["raised_at"] == T0 and p["raised_at_iso"].startswith("2026-")
-        assert p["acked_by"] == "op1" and p["acked_at"] == T0 + 30.0 and p["ack_comment"] == "hatch door was open"
+        assert (
+            p["acked_by"] == "op1"
+            and p["acked_at"] == T0 + 30.0
+            and p["ack_comment"] == "hatch door was open"
+        )
         assert p["returned_at"] == T0 + 120.0 and p["batch_id"] == "B-042" and p["state"] == "NORMAL"
         assert rec.verify().ok
 
@@ -381,7 +437,11 @@ def test_record_failure_does_not_stop_annunciation_and_events_are_kept_in_order(
         assert mgr.acknowledge("DP_LOW", "op1", "") is S.ACKED
     assert mgr.snapshot()["unrecorded_events"] == 2
     mgr.clear("DP_LOW")
-    assert rec.rows == [("alarm", "alarm.raised"), ("alarm", "alarm.acknowledged"), ("alarm", "alarm.returned")]
+    assert rec.rows == [
+        ("alarm", "alarm.raised"),
+        ("alarm", "alarm.acknowledged"),
+        ("alarm", "alarm.returned"),
+    ]
 
 
 def test_snapshot_for_the_hmi(mgr):

@@ -52,12 +52,22 @@ def fast_hashes() -> dict[str, str]:
 
 def _test_file(tmp_path: Path, shipped_data: dict, fast_hashes: dict, *, users=None, policy=None) -> Path:
     data = dict(shipped_data)
-    data["policy"] = {**shipped_data["policy"], "max_failed_attempts": 3, "failure_window_s": 600.0,
-                      "lockout_s": 900.0, **(policy or {})}
+    data["policy"] = {
+        **shipped_data["policy"],
+        "max_failed_attempts": 3,
+        "failure_window_s": 600.0,
+        "lockout_s": 900.0,
+        **(policy or {}),
+    }
     roles = {"op1": "operator", "sup1": "supervisor", "qa1": "qa", "eng1": "engineer"}
-    data["users"] = users if users is not None else [
-        {"id": u, "full_name": f"{u.upper()} Person", "role": r, "password_hash": fast_hashes[u]}
-        for u, r in roles.items()]
+    data["users"] = (
+        users
+        if users is not None
+        else [
+            {"id": u, "full_name": f"{u.upper()} Person", "role": r, "password_hash": fast_hashes[u]}
+            for u, r in roles.items()
+        ]
+    )
     path = tmp_path / "users.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -117,7 +127,9 @@ def test_unknown_user_gets_the_same_message_as_a_wrong_password(directory):
 
 
 def test_a_user_named_admin_is_not_special(tmp_path, shipped_data, fast_hashes, clock):
-    users = [{"id": "admin", "full_name": "A Person", "role": "operator", "password_hash": fast_hashes["admin"]}]
+    users = [
+        {"id": "admin", "full_name": "A Person", "role": "operator", "password_hash": fast_hashes["admin"]}
+    ]
     d = UserDirectory.from_file(_test_file(tmp_path, shipped_data, fast_hashes, users=users), clock)
     admin = d.authenticate("admin", "admin-pass-123")
     with pytest.raises(PermissionDenied, match="role 'operator' may not perform 'batch.abort'"):
@@ -164,8 +176,9 @@ def test_unknown_ids_lock_too_and_unlock_needs_permission(directory):
     assert directory.authenticate("eng1", DEMO["eng1"]).id == "eng1"
 
 
-def test_failed_logins_and_lockouts_are_recorded_without_the_password(tmp_path, shipped_data, fast_hashes,
-                                                                       clock):
+def test_failed_logins_and_lockouts_are_recorded_without_the_password(
+    tmp_path, shipped_data, fast_hashes, clock
+):
     with BatchRecord(tmp_path / "r.db", clock) as rec:
         d = UserDirectory.from_file(_test_file(tmp_path, shipped_data, fast_hashes), clock, record=rec)
         for _ in range(3):
@@ -180,7 +193,10 @@ def test_failed_logins_and_lockouts_are_recorded_without_the_password(tmp_path, 
 # ----------------------------------------------------------------------- the file model
 def test_model_rejects_plaintext_duplicate_ids_and_unsigned_critical_actions(shipped_data, fast_hashes):
     base = {"policy": shipped_data["policy"], "permissions": shipped_data["permissions"]}
-    plain = {**base, "users": [{"id": "op1", "full_name": "x", "role": "operator", "password_hash": "hunter2"}]}
+    plain = {
+        **base,
+        "users": [{"id": "op1", "full_name": "x", "role": "operator", "password_hash": "hunter2"}],
+    }
     with pytest.raises(ValidationError, match="pbkdf2_sha256"):
         UsersFile.model_validate(plain)
     u = {"id": "op1", "full_name": "x", "role": "operator", "password_hash": fast_hashes["op1"]}
@@ -194,8 +210,13 @@ def test_model_rejects_plaintext_duplicate_ids_and_unsigned_critical_actions(shi
         UsersFile.model_validate({**base, "users": [{**u, "role": "root"}]})
     weak = hash_password("op1-demo-2026", iterations=FAST)
     with pytest.raises(ValidationError, match="iterations"):
-        UsersFile.model_validate({**base, "policy": {**base["policy"], "min_iterations": 600_000},
-                                  "users": [{**u, "password_hash": weak}]})
+        UsersFile.model_validate(
+            {
+                **base,
+                "policy": {**base["policy"], "min_iterations": 600_000},
+                "users": [{**u, "password_hash": weak}],
+            }
+        )
 
 
 def test_malformed_file_is_reported_with_its_name(tmp_path, clock):
@@ -267,8 +288,9 @@ def test_signing_for_an_action_checks_the_role(directory):
 
 def test_signature_lands_in_the_record_linked_to_the_signed_entry(tmp_path, directory, clock):
     with BatchRecord(tmp_path / "r.db", clock) as rec:
-        summary = rec.append("note", batch_id="B-9", actor="system", action="batch.summary",
-                             payload={"result": "complete"})
+        summary = rec.append(
+            "note", batch_id="B-9", actor="system", action="batch.summary", payload={"result": "complete"}
+        )
         sig = directory.sign("qa1", DEMO["qa1"], "approval", summary.hash, action="batch.release")
         entry = record_signature(rec, sig, batch_id="B-9", reason="batch meets specification")
         assert entry.kind == "signature" and entry.actor == "qa1" and entry.role == "qa"

@@ -47,8 +47,17 @@ def _fill(path: Path, clock: FakeClock, n: int = 6) -> list:
         out = []
         for i in range(n):
             clock.advance(1.5)
-            out.append(rec.append("note", batch_id="B-001", actor="op1", role="operator",
-                                  action="note.add", reason=f"step {i}", payload={"i": i, "v": i * 0.5}))
+            out.append(
+                rec.append(
+                    "note",
+                    batch_id="B-001",
+                    actor="op1",
+                    role="operator",
+                    action="note.add",
+                    reason=f"step {i}",
+                    payload={"i": i, "v": i * 0.5},
+                )
+            )
         return out
 
 
@@ -61,7 +70,7 @@ def test_append_builds_a_hash_chain_from_genesis(tmp_path, clock):
     entries = _fill(tmp_path / "r.db", clock)
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
     assert entries[0].prev_hash == GENESIS_HASH
-    for prev, cur in zip(entries, entries[1:]):
+    for prev, cur in zip(entries, entries[1:], strict=False):
         assert cur.prev_hash == prev.hash
     assert all(e.hash == e.computed_hash() for e in entries)
     assert entries[0].ts == T0 + 1.5
@@ -74,13 +83,33 @@ def test_append_builds_a_hash_chain_from_genesis(tmp_path, clock):
 
 def test_hash_covers_every_field(tmp_path, clock):
     e = _fill(tmp_path / "r.db", clock, 1)[0]
-    base = dict(seq=e.seq, ts=e.ts, ts_iso=e.ts_iso, batch_id=e.batch_id, kind=e.kind, actor=e.actor,
-                role=e.role, action=e.action, reason=e.reason, payload_json=e.payload_json,
-                prev_hash=e.prev_hash)
+    base = dict(
+        seq=e.seq,
+        ts=e.ts,
+        ts_iso=e.ts_iso,
+        batch_id=e.batch_id,
+        kind=e.kind,
+        actor=e.actor,
+        role=e.role,
+        action=e.action,
+        reason=e.reason,
+        payload_json=e.payload_json,
+        prev_hash=e.prev_hash,
+    )
     assert entry_hash(**base) == e.hash
-    for name, other in [("seq", 2), ("ts", e.ts + 1e-6), ("ts_iso", "x"), ("batch_id", "B-002"),
-                        ("kind", "command"), ("actor", "op2"), ("role", "qa"), ("action", "y"),
-                        ("reason", "z"), ("payload_json", "{}"), ("prev_hash", "1" * 64)]:
+    for name, other in [
+        ("seq", 2),
+        ("ts", e.ts + 1e-6),
+        ("ts_iso", "x"),
+        ("batch_id", "B-002"),
+        ("kind", "command"),
+        ("actor", "op2"),
+        ("role", "qa"),
+        ("action", "y"),
+        ("reason", "z"),
+        ("payload_json", "{}"),
+        ("prev_hash", "1" * 64),
+    ]:
         assert entry_hash(**{**base, name: other}) != e.hash, name
 
 
@@ -157,11 +186,36 @@ def test_reorder_with_recomputed_row_hashes_breaks_the_chain(tmp_path, clock):
     e3, e4 = entries[2], entries[3]
     con.execute("DELETE FROM entries WHERE seq IN (3, 4)")
     for new_seq, e in ((3, e4), (4, e3)):  # content swapped, each row's hash made self-consistent
-        h = entry_hash(new_seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, e.reason,
-                       e.payload_json, e.prev_hash)
-        con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (new_seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, e.reason,
-                     e.payload_json, e.prev_hash, h))
+        h = entry_hash(
+            new_seq,
+            e.ts,
+            e.ts_iso,
+            e.batch_id,
+            e.kind,
+            e.actor,
+            e.role,
+            e.action,
+            e.reason,
+            e.payload_json,
+            e.prev_hash,
+        )
+        con.execute(
+            "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                new_seq,
+                e.ts,
+                e.ts_iso,
+                e.batch_id,
+                e.kind,
+                e.actor,
+                e.role,
+                e.action,
+                e.reason,
+                e.payload_json,
+                e.prev_hash,
+                h,
+            ),
+        )
     con.close()
     report = verify_file(path)
     assert not report.ok and report.first_bad_seq == 3
@@ -174,11 +228,11 @@ def test_inserted_row_at_the_end_is_detected(tmp_path, clock):
     con = _raw(path)
     con.execute("DROP TRIGGER entries_append_at_head")
     e = entries[-1]
-    h = entry_hash(7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}",
-                   "f" * 64)
-    con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}",
-                 "f" * 64, h))
+    h = entry_hash(7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}", "f" * 64)
+    con.execute(
+        "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (7, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, "forged", "{}", "f" * 64, h),
+    )
     con.close()
     report = verify_file(path)
     assert not report.ok and report.first_bad_seq == 7
@@ -195,10 +249,12 @@ def test_full_rewrite_is_caught_by_an_external_anchor(tmp_path, clock):
     prev = entries[0].hash
     for e in entries[1:]:
         reason = "rewritten" if e.seq == 2 else e.reason
-        h = entry_hash(e.seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, reason,
-                       e.payload_json, prev)
-        con.execute("UPDATE entries SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                    (reason, prev, h, e.seq))
+        h = entry_hash(
+            e.seq, e.ts, e.ts_iso, e.batch_id, e.kind, e.actor, e.role, e.action, reason, e.payload_json, prev
+        )
+        con.execute(
+            "UPDATE entries SET reason = ?, prev_hash = ?, hash = ? WHERE seq = ?", (reason, prev, h, e.seq)
+        )
         prev = h
     con.execute("UPDATE record_head SET hash = ?", (prev,))
     con.close()
@@ -217,8 +273,10 @@ def test_triggers_refuse_update_delete_and_out_of_order_insert(tmp_path, clock):
         con.execute("DELETE FROM entries WHERE seq = 2")
     e = entries[-1]
     with pytest.raises(sqlite3.DatabaseError, match="head of the chain"):
-        con.execute("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (7, e.ts, e.ts_iso, "B", "note", "x", "", "", "", "{}", "0" * 64, "a" * 64))
+        con.execute(
+            "INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (7, e.ts, e.ts_iso, "B", "note", "x", "", "", "", "{}", "0" * 64, "a" * 64),
+        )
     con.close()
     assert verify_file(path).ok and verify_file(path).count == 6
 
@@ -283,7 +341,7 @@ def test_two_processes_appending_concurrently_keep_one_valid_chain(tmp_path):
     with BatchRecord(path, WallClock()) as rec:
         actors = [e.actor for e in rec.entries()]
     assert actors.count("p1") == 200 and actors.count("p2") == 200
-    switches = sum(1 for a, b in zip(actors, actors[1:]) if a != b)
+    switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
     assert switches > 20, "the two writers did not really interleave; the test proved nothing"
 
 
@@ -291,6 +349,7 @@ def test_threads_appending_concurrently_keep_one_valid_chain(tmp_path, clock):
     import threading
 
     with BatchRecord(tmp_path / "t.db", clock) as rec:
+
         def work(tag: str) -> None:
             for i in range(50):
                 rec.append("note", batch_id="B", actor=tag, payload={"i": i})
@@ -315,25 +374,49 @@ def test_clock_going_backwards_is_flagged_not_hidden(tmp_path, clock):
 
 # ------------------------------------------------------------------------- exports / helpers
 def _signature_payload(record_hash: str) -> dict:
-    return {"user_id": "qa1", "full_name": "Quinn Assurance", "role": "qa", "meaning": "approval",
-            "signed_at": T0 + 100, "signed_at_iso": "2026-09-21T14:15:00.000000+00:00",
-            "record_hash": record_hash, "action": "batch.release"}
+    return {
+        "user_id": "qa1",
+        "full_name": "Quinn Assurance",
+        "role": "qa",
+        "meaning": "approval",
+        "signed_at": T0 + 100,
+        "signed_at_iso": "2026-09-21T14:15:00.000000+00:00",
+        "record_hash": record_hash,
+        "action": "batch.release",
+    }
 
 
 def test_render_text_shows_who_what_when_why_signatures_and_corrections(tmp_path, clock):
     with BatchRecord(tmp_path / "r.db", clock) as rec:
-        e1 = rec.append("command", batch_id="B-7", actor="op1", role="operator", action="batch.start",
-                        reason="scheduled batch")
+        e1 = rec.append(
+            "command",
+            batch_id="B-7",
+            actor="op1",
+            role="operator",
+            action="batch.start",
+            reason="scheduled batch",
+        )
         rec.append("note", batch_id="OTHER", actor="op1")
-        rec.correct(e1.seq, actor="sup1", role="supervisor", reason="wrong reason typed",
-                    changes={"reason": ("scheduled batch", "re-scheduled batch")})
-        rec.append("signature", batch_id="B-7", actor="qa1", role="qa", action="batch.release",
-                   payload=_signature_payload(e1.hash))
+        rec.correct(
+            e1.seq,
+            actor="sup1",
+            role="supervisor",
+            reason="wrong reason typed",
+            changes={"reason": ("scheduled batch", "re-scheduled batch")},
+        )
+        rec.append(
+            "signature",
+            batch_id="B-7",
+            actor="qa1",
+            role="qa",
+            action="batch.release",
+            payload=_signature_payload(e1.hash),
+        )
         text = rec.render_text("B-7")
     assert "| 1 | " in text and "op1 (operator)" in text and "batch.start" in text
     assert "scheduled batch" in text and e1.ts_iso in text
     assert "CHANGED LATER by seq 3" in text
-    assert "old=\"scheduled batch\" new=\"re-scheduled batch\"" in text
+    assert 'old="scheduled batch" new="re-scheduled batch"' in text
     assert "SIGNED by Quinn Assurance (qa1, qa) on 2026-09-21T14:15:00.000000+00:00" in text
     assert "meaning: APPROVAL" in text and e1.hash in text
     assert "OTHER" not in text.split("| seq |")[1]
@@ -353,20 +436,27 @@ def test_export_json_is_complete_and_carries_the_chain_status(tmp_path, clock):
 
 def test_record_cycle_result(tmp_path, clock):
     with BatchRecord(tmp_path / "r.db", clock) as rec:
-        e = rec.record_cycle_result("vhp", {"run_id": "VHP1-0007", "result": "PASS", "recipe_id": "VHP-ISO-STD",
-                                            "aeration_end_ppm": 0.4}, batch_id="B-1")
+        e = rec.record_cycle_result(
+            "vhp",
+            {"run_id": "VHP1-0007", "result": "PASS", "recipe_id": "VHP-ISO-STD", "aeration_end_ppm": 0.4},
+            batch_id="B-1",
+        )
         assert e.kind == "cycle_result" and e.action == "vhp.cycle_pass"
         assert e.payload["cycle"] == "vhp" and e.payload["aeration_end_ppm"] == 0.4
-        f = rec.record_cycle_result("autoclave", {"run_id": "AC1-0003", "result": "FAIL",
-                                                  "reason": "probe disagreement"}, batch_id="B-1")
+        f = rec.record_cycle_result(
+            "autoclave",
+            {"run_id": "AC1-0003", "result": "FAIL", "reason": "probe disagreement"},
+            batch_id="B-1",
+        )
         assert f.action == "autoclave.cycle_fail" and f.reason == "probe disagreement"
         with pytest.raises(ValueError):
             rec.record_cycle_result("vhp", {"run_id": "x", "result": "OK"}, batch_id="B-1")
         with pytest.raises(ValueError):
             rec.record_cycle_result("lyo", {"run_id": "x", "result": "PASS"}, batch_id="B-1")
         with pytest.raises(ValueError, match="NaN"):
-            rec.record_cycle_result("autoclave", {"run_id": "x", "result": "PASS", "f0": math.nan},
-                                    batch_id="B-1")
+            rec.record_cycle_result(
+                "autoclave", {"run_id": "x", "result": "PASS", "f0": math.nan}, batch_id="B-1"
+            )
         assert len(rec) == 2
 
 
