@@ -11,7 +11,7 @@ from .manager import (
     UnknownAlarmError,
     load_alarms_file,
 )
-from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmSettings, AlarmsFile
+from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmSettings, AlarmsFile, cross_check
 
 __all__ = [
     "ANNUNCIATED",
@@ -27,5 +27,6 @@ __all__ = [
     "AlarmsFile",
     "AlarmsFileError",
     "UnknownAlarmError",
+    "cross_check",
     "load_alarms_file",
 ]

@@ -136,3 +136,21 @@ class AlarmsFile(Model):
                     f"alarm {a.id!r}: enabled_when/disabled_when name unknown design state(s) {unknown}"
                 )
         return self
+
+
+def cross_check(alarms: AlarmsFile, device_ids: list[str] | tuple[str, ...]) -> list[str]:
+    """Problems between ``alarms.yaml`` and the cell layout, for the config loader.
+
+    Every alarm's ``device`` must be a device of the cell (``CellLayout.device_ids()``) or
+    ``CELL``; every device must have a communication-loss alarm (ARCHITECTURE rule 6).
+    Returns human-readable problems (empty when consistent).
+    """
+    known = set(device_ids) | {"CELL"}
+    problems = [
+        f"alarms[{i}] {a.id}: device {a.device!r} is not a device of the cell ({', '.join(sorted(known))})"
+        for i, a in enumerate(alarms.alarms)
+        if a.device not in known
+    ]
+    comm = {a.device for a in alarms.alarms if a.limit_type == "comm_loss"}
+    problems += [f"device {d!r} has no comm_loss alarm" for d in device_ids if d not in comm]
+    return problems

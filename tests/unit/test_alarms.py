@@ -453,3 +453,13 @@ def test_snapshot_for_the_hmi(mgr):
     assert [a["id"] for a in snap["alarms"]] == ["DP_LOW", "H2O2_REL"]
     assert [a.id for a in mgr.active()] == ["H2O2_REL", "DP_LOW"]  # emergency first
     assert snap["alarms"][1]["severity"] == 950 and snap["alarms"][0]["raised_at_iso"]
+
+
+def test_cross_check_against_the_cell_devices():
+    from aseptic_cell.alarms import cross_check
+
+    f = load_alarms_file(REPO / "config" / "alarms.yaml")
+    assert cross_check(f, ["ISO1", "VHP1", "AC1", "ARM1"]) == []
+    problems = cross_check(f, ["ISO1", "VHP1", "AC1", "ARM1", "INC1"])
+    assert problems == ["device 'INC1' has no comm_loss alarm"]
+    assert any("'ARM1' is not a device" in p for p in cross_check(f, ["ISO1", "VHP1", "AC1"]))

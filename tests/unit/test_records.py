@@ -468,3 +468,22 @@ def test_verify_file_on_missing_or_foreign_file(tmp_path):
     con.close()
     report = verify_file(foreign)
     assert not report.ok and "not a batch record" in report.problem
+
+
+def test_cellctl_record_verify_exit_codes(tmp_path, clock, capsys):
+    import argparse
+
+    from aseptic_cell.records.cli import add_record_parser
+
+    parser = argparse.ArgumentParser(prog="cellctl")
+    add_record_parser(parser.add_subparsers(dest="cmd", required=True))
+    path = tmp_path / "r.db"
+    _fill(path, clock)
+    args = parser.parse_args(["record", "verify", str(path)])
+    assert args.func(args) == 0 and "record OK: 6 entries" in capsys.readouterr().out
+    con = _raw(path)
+    con.execute("DROP TRIGGER entries_no_update")
+    con.execute("UPDATE entries SET actor = 'someone-else' WHERE seq = 2")
+    con.close()
+    assert args.func(args) == 1
+    assert "hash mismatch at seq 2 (row changed)" in capsys.readouterr().err
