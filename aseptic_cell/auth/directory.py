@@ -137,8 +137,14 @@ class UserDirectory:
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
         self._locked_until: dict[str, float] = {}
-        # Checked when the user id is unknown so that both paths take the same time.
-        self._dummy_hash = hash_password("not-a-password", iterations=self._typical_iterations())
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Checked when the user id is unknown, so both paths cost one full PBKDF2 run."""
+        if self._dummy is None:
+            self._dummy = hash_password("not-a-password", iterations=self._typical_iterations())
+        return self._dummy
 
     def _typical_iterations(self) -> int:
         its = [parse_hash(u.password_hash)[0] for u in self.config.users]
