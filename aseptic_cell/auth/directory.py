@@ -8,7 +8,9 @@ controls, lock-out, reporting attempts at unauthorised use).
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -23,7 +25,7 @@ from aseptic_cell.records.canonical import is_sha256_hex, iso_utc
 
 from ._yaml import load_yaml_strict
 from .models import MEANINGS, ActionRule, UserEntry, UsersFile
-from .passwords import hash_password, parse_hash, verify_password
+from .passwords import parse_hash, verify_password
 
 if TYPE_CHECKING:
     from aseptic_cell.records import BatchRecord, Entry
@@ -141,9 +143,17 @@ class UserDirectory:
 
     @property
     def _dummy_hash(self) -> str:
-        """Checked when the user id is unknown, so both paths cost one full PBKDF2 run."""
+        """Checked when the user id is unknown, so both paths cost one full PBKDF2 run.
+
+        Random salt and digest in the stored format: nothing verifies against it, and making
+        it costs no PBKDF2 run.
+        """
         if self._dummy is None:
-            self._dummy = hash_password("not-a-password", iterations=self._typical_iterations())
+            salt, digest = secrets.token_bytes(16), secrets.token_bytes(32)
+            self._dummy = (
+                f"pbkdf2_sha256${self._typical_iterations()}$"
+                f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+            )
         return self._dummy
 
     def _typical_iterations(self) -> int:
