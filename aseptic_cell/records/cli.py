@@ -23,7 +23,9 @@ def _anchor(text: str) -> tuple[int, str]:
     return int(seq), digest.lower()
 
 
-def add_record_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_record_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add ``record verify`` to a cellctl sub-parser set; sets ``func`` on the namespace."""
     record = subparsers.add_parser("record", help="batch record / audit trail tools")
     rsub = record.add_subparsers(dest="record_cmd", required=True)
