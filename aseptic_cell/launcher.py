@@ -241,6 +241,8 @@ class CellProcesses:
 
     def _stop_one(self, p: Proc, timeout_s: float) -> int:
         pgid = p.pid  # session leader: pgid == pid
+        if p.popen.returncode is not None and not group_members(pgid):
+            return p.popen.returncode  # already stopped and reaped (stop() called twice)
         if p.popen.poll() is None:
             log.info("stopping %s (pid %d): SIGTERM", p.name, p.pid)
             _killpg(pgid, signal.SIGTERM)
