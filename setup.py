@@ -91,6 +91,13 @@ setup(
     entry_points={
         "console_scripts": [
             "cellctl = aseptic_cell.cli:main",
+            # node executables (lib/aseptic_cell/<name>, for ros2 run / ros2 launch)
+            "sim_world = aseptic_cell.nodes.sim_world:main",
+            "isolator_node = aseptic_cell.nodes.isolator_node:main",
+            "vhp_node = aseptic_cell.nodes.vhp_node:main",
+            "autoclave_node = aseptic_cell.nodes.autoclave_node:main",
+            "arm_node = aseptic_cell.nodes.arm_node:main",
+            "lifecycle_manager = aseptic_cell.nodes.lifecycle_manager:main",
         ],
     },
 )

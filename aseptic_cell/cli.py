@@ -70,6 +70,20 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return run_headless(cfg, speed=args.speed, json_out=args.json)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    directory = Path(args.config) if args.config else default_config_dir()
+    try:
+        load_config(directory)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+    speed = args.speed if args.speed is not None else float("inf")
+    return run_demo(str(directory), speed=speed, json_out=args.json, record_dir=args.record_dir)
+
+
 def _speed(value: str) -> float:
     if value == "max":
         return float("inf")
@@ -102,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
         r.add_argument("--json", action="store_true", help="print the summary as JSON")
         r.set_defaults(func=_cmd_sim)
+    from .records.cli import add_record_parser
+
+    add_record_parser(sub)
+
+    from .ros_tools import add_ros_parser
+
+    add_ros_parser(sub)
+
+    d = sub.add_parser("demo", help="start the node graph and run one batch sequence end to end")
+    d.add_argument("--config", help="configuration directory")
+    d.add_argument("--speed", type=_speed, default=None, help="sim-time speed-up or 'max' (default max)")
+    d.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    d.add_argument("--record-dir", help="where the batch record is written (default ./records)")
+    d.set_defaults(func=_cmd_demo)
     return p
 
 

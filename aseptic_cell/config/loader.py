@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..alarms.models import AlarmsFile
+from ..alarms.models import cross_check as alarms_cross_check
+from ..auth.models import UsersFile
 from .devices import AutoclavePrograms, CellLayout, VHPCycles
 from .interlocks import InterlockCatalogue
 from .recipes import BatchRecipe
@@ -29,6 +32,8 @@ CONFIG_FILES: dict[str, type[BaseModel]] = {
     "vhp_cycles.yaml": VHPCycles,
     "autoclave_programs.yaml": AutoclavePrograms,
     "interlocks.yaml": InterlockCatalogue,
+    "alarms.yaml": AlarmsFile,
+    "users.yaml": UsersFile,
 }
 RECIPE_DIR = "recipes"
 REQUIRED_INTERLOCKS = tuple(f"IL-{i:02d}" for i in range(1, 14))
@@ -65,6 +70,8 @@ class CellConfig:
     vhp_cycles: VHPCycles
     autoclave_programs: AutoclavePrograms
     interlocks: InterlockCatalogue
+    alarms: AlarmsFile
+    users: UsersFile
     recipes: dict[str, BatchRecipe] = field(default_factory=dict)
     recipe_files: dict[str, str] = field(default_factory=dict)
 
@@ -201,7 +208,7 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
         kind, _, ref = box.active.partition(":")
         ok = (
             (kind == "glove_in_use" and ref in ports)
-            or (kind == "door_open" and ref in doors)
+            or (kind == "door_closed" and ref in doors)
             or (kind == "container_open" and ref in box_names)
         )
         if not ok:
@@ -219,6 +226,23 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
         if rid not in rule_ids:
             issues.append(ConfigIssue("interlocks.yaml", "rules",
                                       f"required interlock {rid} (domain spec §1.9) is missing"))
+
+    # alarms -> layout
+    for problem in alarms_cross_check(cfg.alarms, layout.device_ids()):
+        issues.append(ConfigIssue("alarms.yaml", "alarms", problem))
+
+    # interlock parameters duplicated from cell.yaml must agree
+    params = cfg.interlocks.parameters
+    for pname, value, source in (
+        ("hatch_dwell_s", iso.hatch.dwell_s, "cell.yaml isolator.hatch.dwell_s"),
+        ("glove_campaign_window_h", iso.glove_test.campaign_window_h, "cell.yaml isolator.glove_test.campaign_window_h"),
+        ("autoclave_door_max_temp_c", layout.autoclave.door_open_max_temp_c, "cell.yaml autoclave.door_open_max_temp_c"),
+        ("autoclave_door_max_gauge_kpa", layout.autoclave.door_open_max_gauge_kpa,
+         "cell.yaml autoclave.door_open_max_gauge_kpa"),
+    ):
+        if pname in params and params[pname] != value:
+            issues.append(ConfigIssue("interlocks.yaml", f"parameters.{pname}",
+                                      f"{params[pname]} disagrees with {source} = {value}"))
 
     # recipes -> everything else
     for rid, recipe in cfg.recipes.items():
@@ -321,6 +345,8 @@ def load_config(directory: str | Path) -> CellConfig:
         vhp_cycles=parsed["vhp_cycles.yaml"],
         autoclave_programs=parsed["autoclave_programs.yaml"],
         interlocks=parsed["interlocks.yaml"],
+        alarms=parsed["alarms.yaml"],
+        users=parsed["users.yaml"],
         recipes=recipes,
         recipe_files=recipe_files,
     )

@@ -95,7 +95,7 @@ class ArmConfig(Model):
         return self
 
 
-_ACTIVE = re.compile(r"^(always|(glove_in_use|container_open|door_open):[A-Za-z0-9_.\-]+)$")
+_ACTIVE = re.compile(r"^(always|(glove_in_use|container_open|door_closed):[A-Za-z0-9_.\-]+)$")
 
 
 class Box(Model):
@@ -109,7 +109,7 @@ class Box(Model):
     active: str = Field(
         default="always",
         description="'always', or a condition 'glove_in_use:<port>', 'container_open:<station>', "
-        "'door_open:<door>' under which the box is part of the scene",
+        "'door_closed:<door>' (a door's swept volume: active unless the door is confirmed fully open and locked) under which the box is part of the scene",
     )
 
     @field_validator("active")
@@ -117,7 +117,7 @@ class Box(Model):
     def _active_form(cls, v: str) -> str:
         if not _ACTIVE.match(v):
             raise ValueError(
-                "must be 'always' or one of 'glove_in_use:<id>', 'container_open:<id>', 'door_open:<id>'"
+                "must be 'always' or one of 'glove_in_use:<id>', 'container_open:<id>', 'door_closed:<id>'"
             )
         return v
 

@@ -431,7 +431,7 @@ class InterlockEngine:
                  *(f"{r.lower()}_alpha" for r in rtps)]
         for box in cfg.geometry.boxes:
             kind, _, ref = box.active.partition(":")
-            if kind == "door_open" and ref not in doors:
+            if kind == "door_closed" and ref not in doors:
                 doors.append(ref)
         return cls(cfg.interlocks, clock, signals, port_ids=[g.id for g in iso.glove_ports],
                    rtp_ids=rtps, door_ids=doors)

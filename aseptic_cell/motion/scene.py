@@ -40,7 +40,7 @@ Mode = Literal["certified", "fixed", "samples"]
 SpeedClass = Literal["near_product", "transit"]
 
 _MODES = {"samples": 0, "fixed": 1, "certified": 2}
-_CONDITION = re.compile(r"^(glove_in_use|container_open|door_open):[A-Za-z0-9_.\-]+$")
+_CONDITION = re.compile(r"^(glove_in_use|container_open|door_closed):[A-Za-z0-9_.\-]+$")
 
 #: float32 unit roundoff (2^-24).
 F32_U = 2.0**-24
@@ -354,7 +354,7 @@ class Scene:
         conds = set(conditions) if not isinstance(conditions, str) else {conditions}
         for cond in conds:
             if not isinstance(cond, str) or not _CONDITION.match(cond):
-                raise ValueError(f"malformed condition {cond!r} (expected e.g. 'door_open:rtp1_alpha')")
+                raise ValueError(f"malformed condition {cond!r} (expected e.g. 'door_closed:rtp1_alpha')")
             if strict and cond not in self.known_conditions:
                 raise ValueError(f"condition {cond!r} activates no box; known: {self.known_conditions}")
         for i, a in enumerate(self.box_active):

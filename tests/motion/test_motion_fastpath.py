@@ -150,6 +150,6 @@ def test_conditions_are_validated(scene):
     with pytest.raises(ValueError):
         scene.set_active({"glove_in_use"})
     with pytest.raises(ValueError):
-        scene.set_active({"door_open:no_such_door"})
-    scene.set_active({"door_open:no_such_door"}, strict=False)
+        scene.set_active({"door_closed:no_such_door"})
+    scene.set_active({"door_closed:no_such_door"}, strict=False)
     scene.set_active(set())

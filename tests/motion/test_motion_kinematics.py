@@ -55,7 +55,7 @@ def test_exact_clearance_matches_reference_random_and_near_contact(scene):
 def test_exact_clearance_with_conditions_matches_reference(scene):
     rng = np.random.default_rng(3)
     q = random_configs(rng, 150)
-    conds = {"glove_in_use:GP1", "door_open:rtp1_alpha", "container_open:workstation"}
+    conds = {"glove_in_use:GP1", "door_closed:rtp1_alpha", "container_open:workstation"}
     got = scene.clearance(q, conditions=conds).distance
     want, _ = ref.clearance(scene.arm, scene.geometry, q, conds)
     np.testing.assert_allclose(got, want, atol=1e-9, rtol=0)

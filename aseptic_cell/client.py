@@ -1,0 +1,246 @@
+"""A synchronous client of the cell's ROS 2 graph (demo sequence, system tests, tools).
+
+It runs its own rclpy context and executor on a background thread, so its methods may block
+while waiting for a service reply, an action result or a state condition. It caches the
+latest state message of each device node and every event published on ``/cell/events``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Reply:
+    accepted: bool
+    code: str
+    reason: str
+    payload: dict[str, Any]
+
+
+STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
+
+
+class CellClient:
+    def __init__(self, *, domain_id: int | None = None, name: str | None = None) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+        from std_msgs.msg import String
+
+        import cell_interfaces.msg as cim
+        from cell_interfaces.msg import Alarm
+
+        self._ctx = rclpy.Context()
+        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO}
+        if domain_id is not None:
+            kwargs["domain_id"] = domain_id
+        rclpy.init(**kwargs)
+        self.node = rclpy.create_node(name or f"cell_client_{uuid.uuid4().hex[:8]}", context=self._ctx)
+        self._lock = threading.Lock()
+        self.states: dict[str, Any] = {}
+        self.state_wall: dict[str, float] = {}
+        self.events: list[dict[str, Any]] = []
+        self.alarms: list[Any] = []
+        for node_name, type_name in STATE_TYPES.items():
+            self.node.create_subscription(getattr(cim, type_name), f"/cell/{node_name}/state",
+                                          lambda m, n=node_name: self._on_state(n, m), 10)
+        self.node.create_subscription(String, "/cell/events", self._on_event, 100)
+        self.node.create_subscription(Alarm, "/cell/alarms", self._on_alarm, 50)
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._actions: dict[str, Any] = {}
+        self._executor = SingleThreadedExecutor(context=self._ctx)
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True, name="cell-client")
+        self._thread.start()
+
+    # ------------------------------------------------------------------ plumbing
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                if self._stop.is_set():
+                    break
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._executor.shutdown()
+        self.node.destroy_node()
+        try:
+            rclpy.shutdown(context=self._ctx)
+        except Exception:
+            pass
+
+    def __enter__(self) -> "CellClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _on_state(self, node_name: str, msg: Any) -> None:
+        with self._lock:
+            self.states[node_name] = msg
+            self.state_wall[node_name] = time.monotonic()
+
+    def _on_event(self, msg: Any) -> None:
+        try:
+            ev = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._lock:
+            self.events.append(ev)
+
+    def _on_alarm(self, msg: Any) -> None:
+        with self._lock:
+            self.alarms.append(msg)
+
+    def state(self, node_name: str) -> Any:
+        with self._lock:
+            return self.states.get(node_name)
+
+    def _wait_future(self, future: Any, timeout_s: float) -> Any:
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s):
+            future.cancel()
+            raise TimeoutError(f"no reply within {timeout_s:.1f} s")
+        return future.result()
+
+    def _client(self, srv_type: Any, name: str) -> Any:
+        key = (srv_type.__name__, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        c = self._clients[key]
+        deadline = time.monotonic() + 10.0
+        while not c.service_is_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {name} not available")
+            time.sleep(0.02)
+        return c
+
+    # ------------------------------------------------------------------ waiting
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str = "condition",
+                 poll_s: float = 0.02) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if predicate():
+                    return
+            except (AttributeError, TypeError, IndexError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:.1f} s waiting for {what}")
+            time.sleep(poll_s)
+
+    def wait_state(self, node_name: str, predicate: Callable[[Any], bool], timeout_s: float,
+                   what: str = "") -> Any:
+        self.wait_for(lambda: self.state(node_name) is not None and predicate(self.state(node_name)),
+                      timeout_s, what or f"{node_name} state condition")
+        return self.state(node_name)
+
+    # ------------------------------------------------------------------ commands
+    def command(self, node_name: str, command: str, args: dict[str, Any] | None = None, *,
+                user: str = "operator", reason: str = "", timeout_s: float = 10.0) -> Reply:
+        from cell_interfaces.srv import DeviceCommand
+
+        c = self._client(DeviceCommand, f"/cell/{node_name}/command")
+        req = DeviceCommand.Request(command=command, args_json=json.dumps(args or {}), user=user, reason=reason)
+        r = self._wait_future(c.call_async(req), timeout_s)
+        return Reply(r.accepted, r.code, r.reason, json.loads(r.payload_json or "{}"))
+
+    def door(self, node_name: str, door: str, command: str, *, user: str = "operator", reason: str = "") -> Reply:
+        from cell_interfaces.srv import DoorCommand
+
+        c = self._client(DoorCommand, f"/cell/{node_name}/door")
+        r = self._wait_future(c.call_async(DoorCommand.Request(door=door, command=command, user=user,
+                                                               reason=reason)), 10.0)
+        return Reply(r.accepted, r.code, r.reason, {})
+
+    def port(self, rtp: str, command: str, *, beta_id: str = "", sterile: str = "", user: str = "operator",
+             reason: str = "") -> Reply:
+        from cell_interfaces.srv import PortCommand
+
+        c = self._client(PortCommand, "/cell/isolator/port")
+        r = self._wait_future(c.call_async(PortCommand.Request(
+            rtp_id=rtp, command=command, beta_id=beta_id, beta_sterile_status=sterile, user=user, reason=reason)), 10.0)
+        return Reply(r.accepted, r.code, r.reason, {})
+
+    def glove(self, port: str, command: str, *, user: str = "operator", reason: str = "") -> Reply:
+        from cell_interfaces.srv import GloveCommand
+
+        c = self._client(GloveCommand, "/cell/isolator/glove")
+        r = self._wait_future(c.call_async(GloveCommand.Request(port_id=port, command=command, user=user,
+                                                                reason=reason)), 10.0)
+        return Reply(r.accepted, r.code, r.reason, {})
+
+    def recover(self, node_name: str, *, user: str, reason: str) -> Reply:
+        from cell_interfaces.srv import Recover
+
+        c = self._client(Recover, f"/cell/{node_name}/recover")
+        r = self._wait_future(c.call_async(Recover.Request(device_id=node_name, user=user, reason=reason)), 10.0)
+        return Reply(r.accepted, "OK" if r.accepted else "REFUSED", r.reason, {})
+
+    # ------------------------------------------------------------------ actions
+    def _action_client(self, action_type: Any, name: str) -> Any:
+        from rclpy.action import ActionClient
+
+        if name not in self._actions:
+            self._actions[name] = ActionClient(self.node, action_type, name)
+        ac = self._actions[name]
+        deadline = time.monotonic() + 10.0
+        while not ac.server_is_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"action server {name} not available")
+            time.sleep(0.02)
+        return ac
+
+    def run_action(self, action_type: Any, name: str, goal: Any, timeout_s: float,
+                   feedback: Callable[[Any], None] | None = None) -> tuple[bool, Any]:
+        """Send a goal and wait for its result: (accepted, result)."""
+        ac = self._action_client(action_type, name)
+        gh = self._wait_future(ac.send_goal_async(goal, feedback_callback=(
+            (lambda fb: feedback(fb.feedback)) if feedback else None)), 10.0)
+        if not gh.accepted:
+            return False, None
+        res = self._wait_future(gh.get_result_async(), timeout_s)
+        return True, res.result
+
+    def run_cycle(self, node_name: str, program_id: str, *, batch_id: str = "", timeout_s: float = 600.0,
+                  feedback: Callable[[Any], None] | None = None) -> Any:
+        from cell_interfaces.action import RunCycle
+
+        action = "run_cycle" if node_name == "vhp" else "run_program"
+        goal = RunCycle.Goal(device_id="", program_id=program_id, batch_id=batch_id)
+        _accepted, result = self.run_action(RunCycle, f"/cell/{node_name}/{action}", goal, timeout_s, feedback)
+        return result
+
+    def move_arm(self, pose: str, target_q: list[float], *, speed_class: str = "transit",
+                 user: str = "operator", tolerance_rad: float = 0.02, timeout_s: float = 120.0) -> Reply:
+        """Plan + check + execute a move to a named pose; wait until the arm is there and stopped."""
+        reply = self.command("arm", "move_to_pose", {"pose": pose, "speed_class": speed_class}, user=user,
+                             reason=f"move to {pose}")
+        if not reply.accepted:
+            return reply
+
+        def arrived() -> bool:
+            s = self.state("arm")
+            if s is None or s.moving or s.protective_stop:
+                return bool(s is not None and s.protective_stop)
+            return max(abs(a - b) for a, b in zip(s.joint_positions, target_q)) <= tolerance_rad
+
+        self.wait_for(arrived, timeout_s, f"arm at {pose}")
+        s = self.state("arm")
+        if s.protective_stop:
+            return Reply(False, "PROTECTIVE_STOP", s.protective_stop_reason, {})
+        return reply

@@ -1,0 +1,118 @@
+"""Autoclave node: state, door service (load/unload) and the program action
+``/cell/autoclave/run_program``; enforces the double-ended steriliser door interlocks."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from cell_interfaces.msg import AutoclaveState
+
+from ..devices.backend import Readings
+from .cycle_node import CycleNode
+from .device_node import run_device_node
+
+DOORS = {"autoclave_load": "load", "autoclave_unload": "unload"}
+
+
+def _f(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+class AutoclaveNode(CycleNode):
+    KIND = "autoclave"
+    STATE_TYPE = AutoclaveState
+    START_COMMAND = "start_program"
+    START_ARG = "program_id"
+    PROGRESS_KEYS = ("phase", "chamber_t_c", "chamber_p_kpa", "load_t_c", "f0_min")
+
+    def __init__(self, node_name: str = "autoclave", **kwargs: Any) -> None:
+        super().__init__(node_name, "run_program", **kwargs)
+        from cell_interfaces.srv import DoorCommand
+
+        self.create_service(DoorCommand, f"/cell/{node_name}/door", self._on_door)
+
+    def default_device_id(self) -> str:
+        return self.cfg.layout.autoclave.id
+
+    def start_args(self, goal: Any) -> dict[str, Any]:
+        return {"program_id": goal.program_id, "load_id": goal.batch_id or "LOAD", "operator": "supervisor"}
+
+    def cycle_running(self, values: dict[str, Any]) -> bool:
+        return bool(values.get("cycle_running"))
+
+    def progress(self, values: dict[str, Any]) -> float:
+        order = ["PULSE_VACUUM", "PULSE_PRESSURE", "HEATUP", "PLATEAU", "EXHAUST", "DRYING", "AIR_BREAK"]
+        p = values.get("phase")
+        return order.index(p) / len(order) if p in order else (1.0 if p == "COMPLETE" else 0.0)
+
+    def summary(self, report: dict[str, Any]) -> dict[str, Any]:
+        return {"f0_min": report.get("f0_min"), "program_id": report.get("program_id")}
+
+    def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
+        v = r.values
+        if name == "open_door":
+            side = args["side"]
+            other = "unload" if side == "load" else "load"
+            if v.get("cycle_running"):
+                return ("AC_CYCLE_RUNNING", f"{side} door cannot open while a cycle runs (IL-11)")
+            if not v.get(f"{other}_door_closed"):
+                return ("AC_OTHER_DOOR_OPEN", f"{side} door cannot open: the {other} door is open (EN 285 §4.3.2)")
+            max_t = self.cfg.layout.autoclave.door_open_max_temp_c
+            t = _f(v.get("chamber_t_c"))
+            if not t < max_t:
+                return ("AC_HOT", f"{side} door cannot open: chamber {t:.1f} C >= {max_t:g} C (IL-11)")
+            gauge = abs(_f(v.get("chamber_p_kpa")) - 101.325)
+            max_g = self.cfg.layout.autoclave.door_open_max_gauge_kpa
+            if not gauge <= max_g:
+                return ("AC_PRESSURISED", f"{side} door cannot open: chamber {gauge:.1f} kPa from atmospheric "
+                        f"> {max_g:g} kPa (IL-11)")
+            if side == "unload" and not (v.get("unload_released") or v.get("unload_override")):
+                return ("AC_UNLOAD_NOT_RELEASED", "clean-side door opens only after a successful sterilisation "
+                        "cycle (IL-10, Annex 1 §8.50)")
+        elif name == "start_program":
+            for side in ("load", "unload"):
+                if not v.get(f"{side}_door_gasket_ok"):
+                    return ("AC_DOOR_NOT_SEALED", f"{side} door is not closed, locked and gasket-sealed (IL-11)")
+        return None
+
+    def _on_door(self, req: Any, resp: Any) -> Any:
+        side = DOORS.get(req.door)
+        if side is None or req.command not in ("open", "close"):
+            resp.accepted, resp.code = False, "INVALID"
+            resp.reason = (f"door must be one of {sorted(DOORS)} and command open|close; "
+                           f"got door={req.door!r} command={req.command!r}")
+            return resp
+        out = self.execute(f"{req.command}_door", {"side": side}, user=req.user, reason=req.reason)
+        resp.accepted, resp.code, resp.reason = out.accepted, out.code, out.reason
+        return resp
+
+    def fill_state(self, msg: AutoclaveState, r: Readings) -> None:
+        v = r.values
+        msg.cycle_active = bool(v.get("cycle_running"))
+        msg.program_id = str(v.get("status.program_id") or "")
+        msg.run_id = str(v.get("status.run_id") or "")
+        msg.phase = str(v.get("phase") or "")
+        msg.phase_elapsed_s = _f(v.get("status.phase_elapsed_s"))
+        msg.chamber_t_c = _f(v.get("chamber_t_c"))
+        msg.chamber_p_kpa = _f(v.get("chamber_p_kpa"))
+        msg.load_probe_t_c = _f(v.get("load_t_c"))
+        msg.monitor_probe_t_c = _f(v.get("chamber_t_mon_c"))
+        msg.f0_min = _f(v.get("f0_min"))
+        for side in ("load", "unload"):
+            setattr(msg, f"door_{side}_open", bool(v.get(f"{side}_door_open")))
+            setattr(msg, f"door_{side}_locked", bool(v.get(f"{side}_door_locked")))
+            setattr(msg, f"door_{side}_gasket_ok", bool(v.get(f"{side}_door_gasket_ok")))
+        phase = v.get("phase")
+        msg.last_result = "PASS" if phase == "COMPLETE" else "FAIL" if phase == "FAILED" else "NONE"
+        msg.sterile_load_available = bool(v.get("unload_released"))
+        msg.faults = [str(f) for f in (v.get("status.faults") or [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_device_node(AutoclaveNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Lifecycle device node: the thin ROS adapter around one device backend.
+
+Lifecycle (HABITS 5/6): UNCONFIGURED → ``configure`` loads and validates the configuration
+and connects the backend selected by the ``hardware`` parameter (an invalid parameter file or
+an unreachable device fails the transition with the reason) → INACTIVE: connected, state is
+published, and nothing moves (process commands are refused) → ``activate`` → ACTIVE.
+
+Every command — from a service, an action or the generic ``/cell/<name>/command`` — takes
+one path (:meth:`DeviceNode.execute`): catalogue validation, lifecycle and latch checks,
+staleness, the node's own hard interlocks (like a PLC; domain spec §1.5, §3.3, §4.3), then the
+backend. A refusal returns a code and a reason, changes nothing, and is published on
+``/cell/events`` for the batch record.
+
+Safe state is the default (ARCHITECTURE rule 6): a ``safe_state`` command (from the
+lifecycle manager or the supervisor) or a loss of communication LATCHES the node: process
+commands are refused until an operator calls ``/cell/<name>/recover``; nothing resumes by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Callable
+
+from rclpy.action import CancelResponse
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.task import Future
+
+from ..devices.backend import CommandOutcome, DeviceBackend, HARDWARE_CHOICES, Readings, make_backend
+from ..devices.commands import InvalidArguments, spec, validate
+from .rosutil import stamp_now, wall_timer
+
+
+class DeviceNode(LifecycleNode):
+    """Base of the isolator, VHP, autoclave and arm nodes."""
+
+    KIND = ""
+    STATE_TYPE: Any = None
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_msgs.msg import String
+
+        from cell_interfaces.msg import Alarm
+        from cell_interfaces.srv import DeviceCommand, Recover
+
+        self.declare_parameter("config_dir", "")
+        self.declare_parameter("hardware", "sim")
+        self.declare_parameter("device_id", "")
+        self.declare_parameter("publish_period_s", 0.1)
+        self.declare_parameter("stale_after_s", 2.0)
+        self.declare_parameter("connect_timeout_s", 20.0)
+        self.cfg: Any = None
+        self.device_id = ""
+        self.backend: DeviceBackend | None = None
+        self.active = False
+        self.latched: str | None = None
+        self.comm_ok = False
+        self.stale_after_s = 2.0
+        self._lifecycle_label = "unconfigured"
+        self._waiters: list[tuple[float, Future]] = []
+        self._state_pub = self.create_publisher(self.STATE_TYPE, f"/cell/{node_name}/state", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._events_pub = self.create_publisher(String, "/cell/events", 50)
+        self._alarm_pub = self.create_publisher(Alarm, "/cell/alarms", 10)
+        self._string = String
+        self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
+        self.create_service(Recover, f"/cell/{node_name}/recover", self._on_recover)
+        self._timer = None
+
+    # ================================================================== lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from ..config import ConfigError, default_config_dir, load_config
+
+        config_dir = self.get_parameter("config_dir").value or str(default_config_dir())
+        hardware = self.get_parameter("hardware").value
+        period = float(self.get_parameter("publish_period_s").value)
+        self.stale_after_s = float(self.get_parameter("stale_after_s").value)
+        if hardware not in HARDWARE_CHOICES:
+            self.get_logger().error(f"configure failed: parameter hardware={hardware!r}: must be one of "
+                                    f"{list(HARDWARE_CHOICES)}")
+            return TransitionCallbackReturn.FAILURE
+        if not (math.isfinite(period) and period > 0) or not (math.isfinite(self.stale_after_s)
+                                                                and self.stale_after_s > 0):
+            self.get_logger().error("configure failed: publish_period_s and stale_after_s must be finite and > 0")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self.cfg = load_config(config_dir)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                self.get_logger().error(f"configure failed: {issue}")
+            return TransitionCallbackReturn.FAILURE
+        self.device_id = self.get_parameter("device_id").value or self.default_device_id()
+        try:
+            self.backend = make_backend(hardware, device_id=self.device_id, kind=self.KIND)
+            self.backend.connect(float(self.get_parameter("connect_timeout_s").value))
+        except Exception as exc:  # BackendError, ValueError: the reason goes to the log
+            self.get_logger().error(f"configure failed: cannot connect to {self.device_id} ({hardware}): {exc}")
+            self.backend = None
+            return TransitionCallbackReturn.FAILURE
+        self.on_configured()
+        self._timer = wall_timer(self, period, self._tick)
+        self._lifecycle_label = "inactive"
+        self.get_logger().info(f"configured: {self.KIND} {self.device_id} on hardware={hardware}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = True
+        self._lifecycle_label = "active"
+        self.emit("lifecycle", state="active")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._lifecycle_label = "inactive"
+        self.emit("lifecycle", state="inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._lifecycle_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._lifecycle_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self.active = False
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def destroy_node(self) -> None:
+        self._release()
+        super().destroy_node()
+
+    # ================================================================== hooks for subclasses
+    def default_device_id(self) -> str:
+        raise NotImplementedError
+
+    def on_configured(self) -> None:
+        """Create kind-specific resources once the configuration is loaded."""
+
+    def fill_state(self, msg: Any, r: Readings) -> None:
+        """Copy readings into the typed state message."""
+        raise NotImplementedError
+
+    def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
+        """The node's own hard interlock for a command: (code, reason) to refuse, else None."""
+        return None
+
+    # ================================================================== command path
+    def readings(self) -> Readings | None:
+        return self.backend.latest() if self.backend is not None else None
+
+    def fresh_readings(self) -> Readings | None:
+        r = self.readings()
+        if r is None or r.age_s() > self.stale_after_s or not self.backend.connected():
+            return None
+        return r
+
+    def execute(self, name: str, args: dict[str, Any] | None = None, *, user: str = "", reason: str = "",
+                timeout_s: float = 5.0) -> CommandOutcome:
+        """The single command path. Never raises for bad input: returns a refusal."""
+        outcome = self._execute(name, args or {}, user, reason, timeout_s)
+        self.emit("command" if outcome.accepted else "refusal", command=name, args=_safe_args(args),
+                  user=user, reason=reason, code=outcome.code, detail=outcome.reason)
+        if not outcome.accepted:
+            self.get_logger().warning(f"refused {name} {_safe_args(args)}: {outcome.code}: {outcome.reason}")
+        return outcome
+
+    def _execute(self, name: str, args: dict[str, Any], user: str, reason: str, timeout_s: float) -> CommandOutcome:
+        try:
+            s = spec(self.KIND, name)
+            typed = validate(self.KIND, name, args)
+        except InvalidArguments as exc:
+            return CommandOutcome(False, "INVALID", str(exc))
+        if self.backend is None:
+            return CommandOutcome(False, "NOT_CONFIGURED", f"{self.get_name()} is not configured")
+        if s.moves and not self.active:
+            return CommandOutcome(False, "NOT_ACTIVE",
+                                  f"{self.get_name()} is {self._lifecycle_label}: connected, nothing moves")
+        if s.moves and self.latched:
+            return CommandOutcome(False, "LATCHED", f"{self.device_id} is held in its safe state ({self.latched}); "
+                                  "recovery needs an operator action (recover)")
+        r = self.fresh_readings()
+        if r is None:
+            if s.moves:
+                return CommandOutcome(False, "COMM_STALE", f"no fresh data from {self.device_id} "
+                                      f"(older than {self.stale_after_s:g} s or connection lost)")
+        else:
+            refusal = self.precheck(name, typed, r)
+            if refusal is not None:
+                return CommandOutcome(False, *refusal)
+        if name == "safe_state":
+            self.latch(reason or "safe state requested")
+        return self.backend.command(name, typed, user=user, reason=reason, timeout_s=timeout_s)
+
+    def latch(self, why: str) -> None:
+        if not self.latched:
+            self.latched = why
+            self.emit("latched", reason=why)
+            self.get_logger().warning(f"LATCHED in safe state: {why}")
+
+    # ================================================================== services
+    def _on_device_command(self, req: Any, resp: Any) -> Any:
+        try:
+            args = json.loads(req.args_json) if req.args_json.strip() else {}
+            if not isinstance(args, dict):
+                raise ValueError("args_json must be a JSON object")
+        except ValueError as exc:
+            resp.accepted, resp.code, resp.reason, resp.payload_json = False, "INVALID", f"args_json: {exc}", "{}"
+            self.emit("refusal", command=req.command, user=req.user, code="INVALID", detail=str(exc))
+            return resp
+        if req.device_id and req.device_id not in (self.device_id, self.get_name()):
+            resp.accepted, resp.code = False, "INVALID"
+            resp.reason = f"device_id {req.device_id!r} does not match this node's device {self.device_id!r}"
+            resp.payload_json = "{}"
+            return resp
+        out = self.execute(req.command, args, user=req.user, reason=req.reason)
+        resp.accepted, resp.code, resp.reason = out.accepted, out.code, out.reason
+        resp.payload_json = json.dumps(out.payload)
+        return resp
+
+    def _on_recover(self, req: Any, resp: Any) -> Any:
+        if not req.user.strip() or not req.reason.strip():
+            resp.accepted, resp.reason = False, "recovery needs the operator's user id and a reason"
+            return resp
+        if self.fresh_readings() is None:
+            resp.accepted, resp.reason = False, f"{self.device_id}: no fresh data; cannot recover while communication is lost"
+            return resp
+        was = self.latched
+        self.latched = None
+        self.emit("recovered", user=req.user, reason=req.reason, was=was or "")
+        self.get_logger().info(f"recovered by {req.user}: {req.reason} (was: {was})")
+        resp.accepted, resp.reason = True, f"recovered (was: {was or 'not latched'})"
+        return resp
+
+    # ================================================================== periodic
+    def _tick(self) -> None:
+        r = self.readings()
+        ok = r is not None and r.age_s() <= self.stale_after_s and self.backend is not None and self.backend.connected()
+        if ok != self.comm_ok:
+            self.comm_ok = ok
+            if ok:
+                self.emit("comm_restored")
+                self.get_logger().info(f"communication with {self.device_id} restored (still latched: {self.latched})")
+            else:
+                self.emit("comm_lost")
+                self.latch(f"communication with {self.device_id} lost or data stale")
+                self.publish_alarm(f"COMM_LOSS_{self.device_id}", 800, "ACTIVE",
+                                   f"communication with {self.device_id} lost or data stale")
+        if r is not None:
+            msg = self.STATE_TYPE()
+            msg.stamp = stamp_now(self)
+            msg.device_id = self.device_id
+            msg.lifecycle_state = self._lifecycle_label + (" (latched)" if self.latched else "")
+            msg.comm_ok = ok
+            try:
+                self.fill_state(msg, r)
+            except Exception as exc:  # malformed device data must not kill the node
+                self.get_logger().error(f"bad readings from {self.device_id}: {exc!r}")
+            self._state_pub.publish(msg)
+        self._publish_diagnostics(ok)
+        self._resolve_waiters()
+
+    def _publish_diagnostics(self, ok: bool) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        st = DiagnosticStatus()
+        st.name = f"{self.get_name()}: {self.device_id}"
+        st.hardware_id = self.device_id
+        if not ok:
+            st.level, st.message = DiagnosticStatus.ERROR, "communication lost or data stale"
+        elif self.latched:
+            st.level, st.message = DiagnosticStatus.WARN, f"latched: {self.latched}"
+        else:
+            st.level, st.message = DiagnosticStatus.OK, self._lifecycle_label
+        st.values = [KeyValue(key="lifecycle", value=self._lifecycle_label),
+                     KeyValue(key="latched", value=self.latched or "")]
+        arr = DiagnosticArray()
+        arr.header.stamp = stamp_now(self)
+        arr.status = [st]
+        self._diag_pub.publish(arr)
+
+    # ================================================================== helpers
+    def emit(self, event: str, **fields: Any) -> None:
+        """Publish an event for the record (observation: never raises into control)."""
+        try:
+            t = self.get_clock().now().nanoseconds * 1e-9
+            data = {"event": event, "node": self.get_name(), "device": self.device_id, "t": t,
+                    "wall": time.time(), **fields}
+            self._events_pub.publish(self._string(data=json.dumps(data, default=str)))
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f"event publish failed: {exc!r}")
+
+    def publish_alarm(self, alarm_id: str, priority: int, state: str, message: str) -> None:
+        from cell_interfaces.msg import Alarm
+
+        self._alarm_pub.publish(Alarm(alarm_id=alarm_id, source=self.device_id, priority=priority,
+                                      state=state, message=message, raised=stamp_now(self)))
+
+    def sleep(self, seconds: float) -> Future:
+        """A future completed by the node's (wall) timer after ``seconds`` — for action coroutines."""
+        f = Future()
+        self._waiters.append((time.monotonic() + seconds, f))
+        return f
+
+    def _resolve_waiters(self) -> None:
+        now = time.monotonic()
+        keep = []
+        for due, f in self._waiters:
+            if f.cancelled():
+                continue
+            if due <= now:
+                f.set_result(True)
+            else:
+                keep.append((due, f))
+        self._waiters = keep
+
+    @staticmethod
+    def accept_cancel(_goal_handle: Any) -> CancelResponse:
+        return CancelResponse.ACCEPT
+
+
+def _safe_args(args: dict[str, Any] | None) -> dict[str, Any]:
+    """Arguments for logs/events: large matrices summarised."""
+    out = {}
+    for k, v in (args or {}).items():
+        if isinstance(v, list) and v and isinstance(v[0], list):
+            out[k] = f"<{len(v)} samples>"
+        else:
+            out[k] = v
+    return out
+
+
+def run_device_node(factory: Callable[[], DeviceNode], argv: list[str] | None = None) -> int:
+    from .rosutil import run_node
+
+    return run_node(factory, argv)
