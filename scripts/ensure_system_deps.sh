@@ -3,7 +3,8 @@
 # Fast no-op (one dpkg-query call) when everything is there.
 set -euo pipefail
 
-PKGS=(build-essential cmake python3-dev python3-venv git)
+PKGS=(build-essential cmake python3-dev python3-venv git chromium)
+# Node.js and npm come with the machine (node 20, npm 11); Debian's nodejs conflicts with them.
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -29,3 +30,7 @@ if ! printf '3.21\n%s\n' "$ver" | sort -V -C; then
   echo "ensure_system_deps: cmake $ver is too old (need >= 3.21)" >&2
   exit 1
 fi
+
+for tool in node npm; do
+  command -v "$tool" >/dev/null || { echo "ensure_system_deps: $tool is required (node-opcua interop tests)" >&2; exit 1; }
+done

@@ -66,3 +66,20 @@ if [[ "$(cat "$VENV/.stamp-pkg" 2>/dev/null)" != "$pkg_hash" ]]; then
   "$VENV/bin/python" scripts/link_data_files.py "$VENV"
   printf '%s\n' "$pkg_hash" > "$VENV/.stamp-pkg"
 fi
+
+# --- 4. npm packages (node-opcua for the OPC UA interop tests) -------------------
+if [[ -f package.json ]]; then
+  npm_hash=$(scripts/stamp.sh "$(node --version 2>/dev/null)" package.json package-lock.json)
+  if [[ "$(cat "$VENV/.stamp-npm" 2>/dev/null)" != "$npm_hash" || ! -d node_modules ]]; then
+    log "npm install (package.json)"
+    rm -f "$VENV/.stamp-npm"
+    if [[ -f package-lock.json ]]; then npm_cmd=(npm ci); else npm_cmd=(npm install); fi
+    if ! "${npm_cmd[@]}" --no-audit --no-fund --loglevel=error > "$VENV/.npm-install.log" 2>&1; then
+      cat "$VENV/.npm-install.log" >&2
+      log "npm install FAILED"
+      exit 1
+    fi
+    printf '%s
+' "$npm_hash" > "$VENV/.stamp-npm"
+  fi
+fi
