@@ -134,7 +134,8 @@ class CellProcesses:
         self.echo = echo
         self.echo_to = echo_to
         self.guard = guard
-        self.procs: list[Proc] = []
+        self.procs: list[Proc] = []   # current process of each node, in start order
+        self.exited: list[Proc] = []  # earlier processes of explicitly restarted nodes
         self._threads: list[threading.Thread] = []
         self._old_handlers: dict[int, Any] = {}
         self._stopped = False
@@ -152,7 +153,14 @@ class CellProcesses:
         return self
 
     def start_one(self, spec: NodeSpec) -> Proc:
-        """Spawn one spec (also how an operator-requested restart is done: explicitly)."""
+        """Spawn one spec (also how an operator-requested restart is done: explicitly).
+
+        Raises:
+            RuntimeError: a process of that name is still running.
+        """
+        for old in self.procs:
+            if old.name == spec.name and old.popen.poll() is None:
+                raise RuntimeError(f"{spec.name} is still running (pid {old.pid}); stop it first")
         log_path = self.log_dir / f"{spec.name}.log"
         cmd = spec.command(self.python)
         fh = open(log_path, "ab", buffering=0)
@@ -169,7 +177,13 @@ class CellProcesses:
             popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, **kwargs)
             fh.close()
         proc = Proc(spec, popen, log_path, time.monotonic())
-        self.procs.append(proc)
+        for i, old in enumerate(self.procs):
+            if old.name == spec.name:  # an explicit restart keeps the node's place in the stop order
+                self.exited.append(old)
+                self.procs[i] = proc
+                break
+        else:
+            self.procs.append(proc)
         log.info("started %s (pid %d): %s", spec.name, popen.pid, " ".join(cmd))
         return proc
 

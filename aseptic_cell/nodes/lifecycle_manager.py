@@ -30,7 +30,8 @@ called for it. The Recover answer says whether recovery started (node known, fau
 reachable, dependencies healthy); its outcome is published on the status topic and the log,
 and as an Alarm state change (UNACK_RTN when recovered, a new alarm when it fails).
 
-Topics: ``/cell/alarms`` (cell_interfaces/msg/Alarm), ``/lifecycle_manager/status``
+Topics: ``/cell/alarms`` (cell_interfaces/msg/Alarm; reliable, transient local, depth 50),
+``/lifecycle_manager/status``
 (std_msgs/msg/String, JSON, latched: transient local, depth 1).
 Services: ``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover).
 """
@@ -61,6 +62,9 @@ ALARM_TOPIC = "/cell/alarms"
 # Alarm.priority carries the ISA-18.2 priority rank (aseptic_cell.alarms.models.PRIORITY_RANK:
 # emergency 0, high 1, medium 2, low 3).
 ALARM_PRIORITY_HIGH = 1
+
+ALARM_QOS = QoSProfile(depth=50, history=QoSHistoryPolicy.KEEP_LAST, reliability=QoSReliabilityPolicy.RELIABLE,
+                       durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 
 STATE_TYPES: dict[str, str] = {
     "isolator": "cell_interfaces/msg/IsolatorState",
@@ -128,6 +132,7 @@ class _Managed:
     hb_sent: float = 0.0
     last_state_msg: float | None = None  # monotonic; None until the first message after activation
     alarm_id: str = ""
+    fault_time: float = 0.0         # monotonic time of the last fault
 
 
 @dataclass
@@ -198,12 +203,15 @@ class LifecycleManager(Node):
         self._alarm_seq = 0
         self._pumping = False
 
-        self.alarm_pub = self.create_publisher(Alarm, ALARM_TOPIC, 10)
+        # alarms: reliable + transient local (depth 50), so a subscriber that joins late (HMI
+        # restart, alarm manager start-up) still gets the recent occurrences; compatible with
+        # volatile subscribers too.
+        self.alarm_pub = self.create_publisher(Alarm, ALARM_TOPIC, ALARM_QOS)
         latched = QoSProfile(depth=1, history=QoSHistoryPolicy.KEEP_LAST,
                              reliability=QoSReliabilityPolicy.RELIABLE,
                              durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-        self.status_pub = self.create_publisher(String, f"/{name}/status", latched)
-        self.create_service(Recover, f"/{name}/recover", self._on_recover)
+        self.status_pub = self.create_publisher(String, f"/{self.get_name()}/status", latched)
+        self.create_service(Recover, f"/{self.get_name()}/recover", self._on_recover)
         self._tick_timer = rosutil.wall_timer(self, 0.05, self._pump)
         self._hb_timer = rosutil.wall_timer(self, self.period, self._heartbeat)
         self._last_status = ""
@@ -408,6 +416,9 @@ class LifecycleManager(Node):
     def _fault(self, m: _Managed, reason: str, cascade: bool) -> None:
         m.health = FAULTED
         m.fault = reason
+        m.fault_time = time.monotonic()
+        if m.hb_future is not None:  # an answer to a request sent before the fault proves nothing
+            m.get_state.remove_pending_request(m.hb_future)
         m.hb_future = None
         self._alarm_seq += 1
         m.alarm_id = f"LM-{m.name}-{self._alarm_seq}"
@@ -439,8 +450,10 @@ class LifecycleManager(Node):
                 continue
             try:
                 r = f.result()
-                log = self.get_logger().info if r.accepted else self.get_logger().error
-                log(f"safe_state of {name}: accepted={r.accepted} {r.reason}")
+                if r.accepted:
+                    self.get_logger().info(f"safe_state of {name}: accepted ({r.reason})")
+                else:
+                    self.get_logger().error(f"safe_state of {name}: REFUSED ({r.code} {r.reason})")
             except Exception as exc:  # noqa: BLE001
                 self.get_logger().error(f"safe_state of {name} failed: {exc!r}")
         self._cmd_futures = keep
@@ -462,9 +475,10 @@ class LifecycleManager(Node):
             resp.accepted, resp.reason = False, f"{name} is not faulted (health {m.health})"
         elif any(o.node == name for o in self._ops):
             resp.accepted, resp.reason = False, f"{name}: an operation is already running"
-        elif time.monotonic() - m.last_ok > self.timeout:
-            resp.accepted, resp.reason = False, f"{name} is not reachable (no get_state answer for " \
-                                                f"{time.monotonic() - m.last_ok:.1f} s)"
+        elif m.last_ok <= m.fault_time or time.monotonic() - m.last_ok > self.timeout:
+            resp.accepted, resp.reason = False, f"{name} is not reachable (no get_state answer since the fault)" \
+                if m.last_ok <= m.fault_time else f"{name} is not reachable (no get_state answer for " \
+                                                  f"{time.monotonic() - m.last_ok:.1f} s)"
         elif any(self.nodes[d].health == FAULTED for d in self.deps.get(name, ())):
             bad = [d for d in self.deps.get(name, ()) if self.nodes[d].health == FAULTED]
             resp.accepted, resp.reason = False, f"{name}: dependency {', '.join(bad)} still faulted; recover it first"
@@ -472,7 +486,11 @@ class LifecycleManager(Node):
             resp.accepted, resp.reason = True, f"recovery of {name} started (state {m.label})"
             self._ops.append(_Op(name, "probe", "recover"))
             self._pump()
-        (self.get_logger().info if resp.accepted else self.get_logger().error)(f"recover {name}: {resp.reason}")
+        # (rclpy loggers refuse a different severity at the same call site: two calls)
+        if resp.accepted:
+            self.get_logger().info(f"recover {name}: {resp.reason}")
+        else:
+            self.get_logger().error(f"recover {name} refused: {resp.reason}")
         return resp
 
     # --- status ------------------------------------------------------------------------
