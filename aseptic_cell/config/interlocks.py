@@ -14,14 +14,14 @@ arguments (``{door}``, ``{other}``, ``{port}``, ``{rtp}``).
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from .base import Finite, Model
 
 ALLOWED_PLACEHOLDERS = {"door", "other", "port", "rtp"}
-_SIGNAL = re.compile(r"^[a-z][a-z0-9_]*(\.([a-z0-9_]+|\{[a-z]+\}|[a-z0-9_]*\{[a-z]+\}))+$")
+_SIGNAL = re.compile(r"^[a-z][a-z0-9_]*(\.([A-Za-z0-9_]+|\{[a-z]+\}|[A-Za-z0-9_]*\{[a-z]+\}))+$")
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 
 
@@ -34,7 +34,7 @@ class Comparison(Model):
     @model_validator(mode="after")
     def _check(self) -> "Comparison":
         if not _SIGNAL.match(self.signal):
-            raise ValueError(f"signal {self.signal!r} is not a dotted lower-case name")
+            raise ValueError(f"signal {self.signal!r} is not a dotted name (lower-case words, ids, {{placeholders}})")
         for ph in re.findall(r"\{([a-z]+)\}", self.signal):
             if ph not in ALLOWED_PLACEHOLDERS:
                 raise ValueError(
@@ -66,7 +66,21 @@ class NotOf(Model):
     model_config = Model.model_config | {"populate_by_name": True}
 
 
-Condition = Union[AllOf, AnyOf, NotOf, Comparison]
+def _condition_kind(v: Any) -> str:
+    """Pick the branch from the keys, so an error names only the relevant branch."""
+    if isinstance(v, dict):
+        for key in ("all", "any", "not"):
+            if key in v:
+                return key.capitalize()
+        return "Cmp"
+    return {AllOf: "All", AnyOf: "Any", NotOf: "Not"}.get(type(v), "Cmp")
+
+
+Condition = Annotated[
+    Union[Annotated[AllOf, Tag("All")], Annotated[AnyOf, Tag("Any")], Annotated[NotOf, Tag("Not")],
+          Annotated[Comparison, Tag("Cmp")]],
+    Discriminator(_condition_kind),
+]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 NotOf.model_rebuild()

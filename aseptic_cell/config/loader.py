@@ -17,24 +17,26 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..alarms.models import AlarmsFile
-from ..alarms.models import cross_check as alarms_cross_check
-from ..auth.models import UsersFile
 from .devices import AutoclavePrograms, CellLayout, VHPCycles
 from .interlocks import InterlockCatalogue
 from .recipes import BatchRecipe
 from .robot import ArmConfig, GeometryConfig
 
-CONFIG_FILES: dict[str, type[BaseModel]] = {
-    "cell.yaml": CellLayout,
-    "arm.yaml": ArmConfig,
-    "geometry.yaml": GeometryConfig,
-    "vhp_cycles.yaml": VHPCycles,
-    "autoclave_programs.yaml": AutoclavePrograms,
-    "interlocks.yaml": InterlockCatalogue,
-    "alarms.yaml": AlarmsFile,
-    "users.yaml": UsersFile,
-}
+def config_files() -> dict[str, type[BaseModel]]:
+    """File name → model. (Alarm and user models are imported here: they build on config.base.)"""
+    from ..alarms.models import AlarmsFile
+    from ..auth.models import UsersFile
+
+    return {
+        "cell.yaml": CellLayout,
+        "arm.yaml": ArmConfig,
+        "geometry.yaml": GeometryConfig,
+        "vhp_cycles.yaml": VHPCycles,
+        "autoclave_programs.yaml": AutoclavePrograms,
+        "interlocks.yaml": InterlockCatalogue,
+        "alarms.yaml": AlarmsFile,
+        "users.yaml": UsersFile,
+    }
 RECIPE_DIR = "recipes"
 REQUIRED_INTERLOCKS = tuple(f"IL-{i:02d}" for i in range(1, 14))
 
@@ -70,8 +72,8 @@ class CellConfig:
     vhp_cycles: VHPCycles
     autoclave_programs: AutoclavePrograms
     interlocks: InterlockCatalogue
-    alarms: AlarmsFile
-    users: UsersFile
+    alarms: Any  # aseptic_cell.alarms.models.AlarmsFile
+    users: Any  # aseptic_cell.auth.models.UsersFile
     recipes: dict[str, BatchRecipe] = field(default_factory=dict)
     recipe_files: dict[str, str] = field(default_factory=dict)
 
@@ -228,6 +230,8 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
                                       f"required interlock {rid} (domain spec §1.9) is missing"))
 
     # alarms -> layout
+    from ..alarms.models import cross_check as alarms_cross_check
+
     for problem in alarms_cross_check(cfg.alarms, layout.device_ids()):
         issues.append(ConfigIssue("alarms.yaml", "alarms", problem))
 
@@ -319,7 +323,7 @@ def load_config(directory: str | Path) -> CellConfig:
     if not root.is_dir():
         raise ConfigError([ConfigIssue(str(root), "", "configuration directory does not exist")])
     parsed: dict[str, Any] = {}
-    for name, model in CONFIG_FILES.items():
+    for name, model in config_files().items():
         parsed[name] = _parse(root / name, model, name, issues)
     recipes: dict[str, BatchRecipe] = {}
     recipe_files: dict[str, str] = {}
@@ -358,7 +362,7 @@ def load_config(directory: str | Path) -> CellConfig:
 
 def schemas() -> dict[str, dict[str, Any]]:
     """JSON schema of every configuration file (``recipes/*.yaml`` share one)."""
-    out = {name: model.model_json_schema() for name, model in CONFIG_FILES.items()}
+    out = {name: model.model_json_schema() for name, model in config_files().items()}
     out["recipes/*.yaml"] = BatchRecipe.model_json_schema()
     return out
 

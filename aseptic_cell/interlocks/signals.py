@@ -145,9 +145,12 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "bool", "isolator overpressure inside its alarm band (after the configured alarm delay)",
         "isolator"),
     "isolator.decon_status": SignalDoc(
-        "str: NOT_DECONTAMINATED | DECONTAMINATING | DECONTAMINATED_RELEASED",
+        "str: NOT_DECONTAMINATED | CYCLE_RUNNING | AERATING | DECONTAMINATED_RELEASED | BREACHED",
         "decontamination state: RELEASED = last VHP cycle PASS, aeration endpoint met, no breach since",
         "isolator/vhp"),
+    "isolator.leak_test_passed": SignalDoc(
+        "bool", "enclosure pressure-hold (leak) test passed with no breach since (VHP pre-check, spec §2.1)",
+        "isolator"),
     "isolator.gloves_extended": SignalDoc(
         "bool", "all gloves extended on their racks, fingers spread (VHP exposure)", "isolator"),
     "isolator.any_glove_in_use": SignalDoc(

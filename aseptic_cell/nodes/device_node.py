@@ -64,6 +64,7 @@ class DeviceNode(LifecycleNode):
         self._state_pub = self.create_publisher(self.STATE_TYPE, f"/cell/{node_name}/state", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._events_pub = self.create_publisher(String, "/cell/events", 50)
+        self._signals_pub = self.create_publisher(String, f"/cell/{node_name}/signals", 10)
         self._alarm_pub = self.create_publisher(Alarm, "/cell/alarms", 10)
         self._string = String
         self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
@@ -273,8 +274,21 @@ class DeviceNode(LifecycleNode):
             except Exception as exc:  # malformed device data must not kill the node
                 self.get_logger().error(f"bad readings from {self.device_id}: {exc!r}")
             self._state_pub.publish(msg)
+            self._publish_signals(r, ok)
         self._publish_diagnostics(ok)
         self._resolve_waiters()
+
+    def _publish_signals(self, r: Readings, ok: bool) -> None:
+        """Interlock signals (JSON) for the supervisor: {"device", "comm_ok", "t", "signals"}."""
+        from ..devices.signals import signals_from_readings
+
+        try:
+            sig = signals_from_readings(self.KIND, r.values, self.cfg)
+            data = {"device": self.device_id, "node": self.get_name(), "comm_ok": ok, "latched": self.latched or "",
+                    "t": r.device_time, "signals": sig}
+            self._signals_pub.publish(self._string(data=json.dumps(data)))
+        except Exception as exc:  # noqa: BLE001 - observation never becomes control
+            self.get_logger().error(f"signal mapping failed: {exc!r}")
 
     def _publish_diagnostics(self, ok: bool) -> None:
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
