@@ -129,10 +129,9 @@ class ArmNode(DeviceNode):
         r = self.fresh_readings()
         if r is None:
             return CommandOutcome(False, "COMM_STALE", f"no fresh data from {self.device_id}")
-        if r.get("protective_stop"):
-            return CommandOutcome(False, "PROTECTIVE_STOP", f"protective stop active: {r.get('protective_stop_reason')}")
-        if not r.get("drives_enabled"):
-            return CommandOutcome(False, "DRIVES_OFF", "drives are off (safe torque off): enable them first")
+        refusal = self.precheck(name, typed, r)
+        if refusal is not None:
+            return CommandOutcome(False, *refusal)
         speed_class = typed.get("speed_class", "transit")
         q0 = self.current_q(r)
         if name == "move_to_pose":

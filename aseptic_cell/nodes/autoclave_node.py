@@ -50,33 +50,6 @@ class AutoclaveNode(CycleNode):
     def summary(self, report: dict[str, Any]) -> dict[str, Any]:
         return {"f0_min": report.get("f0_min"), "program_id": report.get("program_id")}
 
-    def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
-        v = r.values
-        if name == "open_door":
-            side = args["side"]
-            other = "unload" if side == "load" else "load"
-            if v.get("cycle_running"):
-                return ("AC_CYCLE_RUNNING", f"{side} door cannot open while a cycle runs (IL-11)")
-            if not v.get(f"{other}_door_closed"):
-                return ("AC_OTHER_DOOR_OPEN", f"{side} door cannot open: the {other} door is open (EN 285 §4.3.2)")
-            max_t = self.cfg.layout.autoclave.door_open_max_temp_c
-            t = _f(v.get("chamber_t_c"))
-            if not t < max_t:
-                return ("AC_HOT", f"{side} door cannot open: chamber {t:.1f} C >= {max_t:g} C (IL-11)")
-            gauge = abs(_f(v.get("chamber_p_kpa")) - 101.325)
-            max_g = self.cfg.layout.autoclave.door_open_max_gauge_kpa
-            if not gauge <= max_g:
-                return ("AC_PRESSURISED", f"{side} door cannot open: chamber {gauge:.1f} kPa from atmospheric "
-                        f"> {max_g:g} kPa (IL-11)")
-            if side == "unload" and not (v.get("unload_released") or v.get("unload_override")):
-                return ("AC_UNLOAD_NOT_RELEASED", "clean-side door opens only after a successful sterilisation "
-                        "cycle (IL-10, Annex 1 §8.50)")
-        elif name == "start_program":
-            for side in ("load", "unload"):
-                if not v.get(f"{side}_door_gasket_ok"):
-                    return ("AC_DOOR_NOT_SEALED", f"{side} door is not closed, locked and gasket-sealed (IL-11)")
-        return None
-
     def _on_door(self, req: Any, resp: Any) -> Any:
         side = DOORS.get(req.door)
         if side is None or req.command not in ("open", "close"):

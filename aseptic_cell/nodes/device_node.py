@@ -160,7 +160,9 @@ class DeviceNode(LifecycleNode):
 
     def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
         """The node's own hard interlock for a command: (code, reason) to refuse, else None."""
-        return None
+        from ..devices.hard_interlocks import precheck
+
+        return precheck(self.KIND, name, args, r.values, self.cfg)
 
     # ================================================================== command path
     def readings(self) -> Readings | None:

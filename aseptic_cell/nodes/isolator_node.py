@@ -48,35 +48,6 @@ class IsolatorNode(DeviceNode):
         self.glove_ids = [g.id for g in self.cfg.layout.isolator.glove_ports]
         self.rtp_ids = [r.id for r in self.cfg.layout.isolator.rtps]
 
-    # ------------------------------------------------------------------ interlocks (PLC-like)
-    def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
-        if name == "open_door":
-            door = args["door"]
-            other = "B" if door == "A" else "A"
-            if not r.get(f"hatch.door_{other}.closed"):
-                return ("HATCH_OTHER_DOOR_OPEN", f"hatch door {door} cannot open: door {other} is not closed (IL-01)")
-            if not r.get(f"hatch.seal_{other}.inflated"):
-                return ("HATCH_SEAL_DEFLATED", f"hatch door {door} cannot open: door {other} seal is not inflated (IL-01)")
-            dwell = _f(r.get("hatch.dwell_remaining_s"))
-            if not dwell <= 0.0:
-                return ("HATCH_DWELL", f"hatch door {door} cannot open: dwell not elapsed ({dwell:.1f} s left) (IL-01)")
-            if not r.get("dp_in_band"):
-                return ("DP_OUT_OF_BAND", f"hatch door {door} cannot open: isolator dP {_f(r.get('dp_pa')):.1f} Pa "
-                        "is outside its band (IL-01)")
-        elif name == "open_alpha":
-            rtp = args["rtp"]
-            if not (r.get(f"rtp.{rtp}.beta_docked") and r.get(f"rtp.{rtp}.beta_locked")):
-                return ("RTP_NO_BETA", f"{rtp} alpha door cannot open: no beta docked and locked (IL-02)")
-        elif name in ("undock_beta", "unlock_beta"):
-            rtp = args["rtp"]
-            if not r.get(f"rtp.{rtp}.alpha_closed"):
-                return ("RTP_ALPHA_OPEN", f"{rtp} beta cannot be {name.split('_')[0]}ed: alpha door is open (IL-03)")
-        elif name == "use_glove":
-            port = args["port"]
-            if r.get(f"glove.{port}.last_test") == "FAIL":
-                return ("GLOVE_FAILED", f"glove port {port}: last integrity test FAILED; port blocked (IL-05)")
-        return None
-
     # ------------------------------------------------------------------ services
     def _on_door(self, req: Any, resp: Any) -> Any:
         door = HATCH_DOORS.get(req.door)
