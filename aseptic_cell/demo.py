@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import sys
+import os
 import tempfile
 import time
 from pathlib import Path
