@@ -35,7 +35,7 @@ def add_ros_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="nodes, topics (with types), services and actions")
     p.add_argument("--wait", type=float, default=1.5,
-                   help="seconds of discovery before listing (default 1.5)")
+                   help="seconds of discovery before listing; longer while the graph still changes (default 1.5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--all", action="store_true",
                    help="also show parameter / lifecycle / action plumbing services and hidden topics")
@@ -123,8 +123,17 @@ def graph_snapshot(node: Any, own_name: str | None = None, show_all: bool = Fals
 def cmd_ros_list(args: argparse.Namespace) -> int:
     session = _Session("cellctl_ros_list")
     try:
+        # discovery: at least --wait seconds, then on while the graph still changes (up to 3x)
+        show_all = getattr(args, "all", False)
         session.spin_for(max(0.0, args.wait))
-        snap = graph_snapshot(session.node, session.node.get_name(), show_all=getattr(args, "all", False))
+        snap = graph_snapshot(session.node, session.node.get_name(), show_all=show_all)
+        deadline = time.monotonic() + 2 * max(0.0, args.wait)
+        while time.monotonic() < deadline:
+            session.spin_for(0.5)
+            again = graph_snapshot(session.node, session.node.get_name(), show_all=show_all)
+            if again == snap and snap["nodes"]:  # an empty graph may just be discovery lagging
+                break
+            snap = again
     finally:
         session.close()
     if args.json:

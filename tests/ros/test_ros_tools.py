@@ -49,7 +49,7 @@ def test_ros_list(talker, capsys):
     assert snap["topics"][topic] == ["cell_interfaces/msg/DeviceState"]
     assert snap["services"][f"/cell/{lc}/command"] == ["cell_interfaces/srv/DeviceCommand"]
     assert f"/{lc}/get_state" not in snap["services"]  # plumbing hidden unless --all
-    assert cmd_ros_list(_parse(["ros", "list", "--wait", "0.5"])) == 0
+    assert cmd_ros_list(_parse(["ros", "list"])) == 0
     text = capsys.readouterr().out
     assert f"  {topic} [cell_interfaces/msg/DeviceState]" in text and "actions (" in text
 
