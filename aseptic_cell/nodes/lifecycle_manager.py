@@ -24,11 +24,13 @@ called asynchronously (one outstanding request per node; the executor never bloc
 that dies, stops answering, leaves ACTIVE without the manager asking, or whose state topic
 falls silent is marked FAULTED: an Alarm (priority high) goes to ``/cell/alarms`` and every
 node that depends on it, transitively, gets ``/cell/<dependant>/command``
-DeviceCommand{command: "safe_state"}. Nothing recovers automatically: a node that comes back
+DeviceCommand{command: "safe_state"}. Alarm ids: ``NODE_LOST_<node>`` (lost / left ACTIVE /
+state topic silent), ``NODE_START_FAILED_<node>`` (bring-up or recovery transition failed);
+priority = OPC UA severity of ISA-18.2 "high" (800); state ACTIVE, RTN after recovery. Nothing recovers automatically: a node that comes back
 by itself stays FAULTED until ``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is
 called for it. The Recover answer says whether recovery started (node known, faulted,
 reachable, dependencies healthy); its outcome is published on the status topic and the log,
-and as an Alarm state change (UNACK_RTN when recovered, a new alarm when it fails).
+and as an Alarm state change (RTN when recovered, a new alarm when it fails).
 
 Topics: ``/cell/alarms`` (cell_interfaces/msg/Alarm; reliable, transient local, depth 50),
 ``/lifecycle_manager/status``
@@ -55,13 +57,14 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 from rclpy.task import Future
 from std_msgs.msg import String
 
+from ..alarms.models import DEFAULT_SEVERITY
 from . import rosutil
 
 NODE_NAME = "lifecycle_manager"
 ALARM_TOPIC = "/cell/alarms"
-# Alarm.priority carries the ISA-18.2 priority rank (aseptic_cell.alarms.models.PRIORITY_RANK:
-# emergency 0, high 1, medium 2, low 3).
-ALARM_PRIORITY_HIGH = 1
+# Alarm.priority carries the OPC UA A&C severity of the ISA-18.2 priority (as the device nodes do)
+ALARM_PRIORITY_HIGH = DEFAULT_SEVERITY["high"]
+ALARM_ACTIVE, ALARM_RTN = "ACTIVE", "RTN"
 
 ALARM_QOS = QoSProfile(depth=50, history=QoSHistoryPolicy.KEEP_LAST, reliability=QoSReliabilityPolicy.RELIABLE,
                        durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
@@ -200,7 +203,6 @@ class LifecycleManager(Node):
                 self.create_subscription(msg_type, f"/cell/{n}/state", self._state_cb(n), qos)
         self._ops: deque[_Op] = deque()
         self._cmd_futures: list[tuple[str, Future]] = []
-        self._alarm_seq = 0
         self._pumping = False
 
         # alarms: reliable + transient local (depth 50), so a subscriber that joins late (HMI
@@ -341,7 +343,7 @@ class LifecycleManager(Node):
         if op.purpose == "recover":
             self.get_logger().warning(f"recover: {op.node} is ACTIVE again; fault cleared")
             if was_faulted and m.alarm_id:
-                self._publish_alarm(m.alarm_id, op.node, "UNACK_RTN", f"{op.node} recovered by operator")
+                self._publish_alarm(m.alarm_id, op.node, ALARM_RTN, f"{op.node} recovered by operator")
             if self.phase == "failed" and all(x.health != FAULTED for x in self.nodes.values()):
                 self.start_bringup()  # continue the aborted bring-up with the nodes not up yet
         if op.purpose == "bringup" and not any(o.purpose == "bringup" for o in self._ops):
@@ -420,10 +422,10 @@ class LifecycleManager(Node):
         if m.hb_future is not None:  # an answer to a request sent before the fault proves nothing
             m.get_state.remove_pending_request(m.hb_future)
         m.hb_future = None
-        self._alarm_seq += 1
-        m.alarm_id = f"LM-{m.name}-{self._alarm_seq}"
+        m.alarm_id = f"NODE_START_FAILED_{m.name}" if "bring-up aborted" in reason or "recovery of" in reason \
+            else f"NODE_LOST_{m.name}"
         self.get_logger().error(f"FAULT {m.name}: {reason}")
-        self._publish_alarm(m.alarm_id, m.name, "UNACK_ACTIVE", reason)
+        self._publish_alarm(m.alarm_id, m.name, ALARM_ACTIVE, reason)
         if cascade:
             for dep in dependants_of(m.name, self.deps):
                 d = self.nodes[dep]

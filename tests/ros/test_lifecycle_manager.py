@@ -144,12 +144,12 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         time.sleep(0.5)
         t_kill = time.time()
         cp.kill(a)
-        obs.spin_until(lambda: any(m.source == a and m.state == "UNACK_ACTIVE" for _, m in obs.alarms),
+        obs.spin_until(lambda: any(m.source == a and m.state == "ACTIVE" for _, m in obs.alarms),
                        TIMEOUT + 5, "alarm for the killed node")
         t_alarm, alarm = next((t, m) for t, m in obs.alarms if m.source == a)
         detect = t_alarm - t_kill
         assert detect <= TIMEOUT + PERIOD + 0.5, f"detected after {detect:.2f} s"
-        assert alarm.priority == 1 and a in alarm.message and "lost" in alarm.message
+        assert alarm.priority == 800 and alarm.alarm_id == f"NODE_LOST_{a}" and a in alarm.message and "lost" in alarm.message
         obs.spin_until(lambda: obs.health(a) == "faulted" and obs.health(b) == "blocked"
                        and obs.health(c) == "blocked", 5, "status faulted/blocked")
         assert obs.status["nodes"][c]["blocked_by"] == [a]
@@ -183,7 +183,7 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         assert [r["event"] for r in _events(record, a, after=t_restart) if r["event"] != "started"] == \
             ["configure", "activate"]
         assert obs.get_state(a) == "active"
-        assert any(m.source == a and m.state == "UNACK_RTN" for _, m in obs.alarms)
+        assert any(m.source == a and m.state == "RTN" for _, m in obs.alarms)
 
         # 6. shutdown: the manager (last started, first stopped) tears down in reverse order
         t_stop = time.time()
@@ -214,6 +214,7 @@ def test_failed_transition_aborts_bringup_with_an_alarm(tmp_path, ros_context):
         obs.spin_until(lambda: obs.status.get("phase") == "failed", 30, "bring-up aborted")
         obs.spin_until(lambda: any(m.source == b for _, m in obs.alarms), 5, "alarm")
         alarm = next(m for _, m in obs.alarms if m.source == b)
+        assert alarm.alarm_id == f"NODE_START_FAILED_{b}" and alarm.state == "ACTIVE"
         assert "bring-up aborted" in alarm.message and f"configure of {b} failed" in alarm.message
         assert c in alarm.message  # names what was not brought up
         assert obs.health(b) == "faulted" and obs.health(c) == "pending" and obs.health(a) == "ok"
