@@ -26,16 +26,17 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 from .nodes.graph import NodeSpec
 
 log = logging.getLogger("aseptic_cell.launcher")
 
 _PR_SET_PDEATHSIG = 1
-_LIVE: "weakref.WeakSet[CellProcesses]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[CellProcesses] = weakref.WeakSet()
 
 
 def _pdeathsig_term() -> None:  # runs in the child between fork and exec
@@ -45,8 +46,9 @@ def _pdeathsig_term() -> None:  # runs in the child between fork and exec
         pass
 
 
-def child_env(env: Mapping[str, str] | None = None, *, log_dir: Path | None = None,
-              python: str | None = None) -> dict[str, str]:
+def child_env(
+    env: Mapping[str, str] | None = None, *, log_dir: Path | None = None, python: str | None = None
+) -> dict[str, str]:
     """The environment of a node process.
 
     Inherits ``env`` (default ``os.environ``). ``ROS_LOG_DIR`` is set when missing (rclpy.init
@@ -120,9 +122,17 @@ class CellProcesses:
         guard: install the atexit / signal guard.
     """
 
-    def __init__(self, specs: Sequence[NodeSpec], env: Mapping[str, str] | None = None,
-                 log_dir: str | Path = "log/cell", *, echo: bool = False, echo_to: IO[str] | None = None,
-                 python: str | None = None, guard: bool = True) -> None:
+    def __init__(
+        self,
+        specs: Sequence[NodeSpec],
+        env: Mapping[str, str] | None = None,
+        log_dir: str | Path = "log/cell",
+        *,
+        echo: bool = False,
+        echo_to: IO[str] | None = None,
+        python: str | None = None,
+        guard: bool = True,
+    ) -> None:
         names = [s.name for s in specs]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -134,7 +144,7 @@ class CellProcesses:
         self.echo = echo
         self.echo_to = echo_to
         self.guard = guard
-        self.procs: list[Proc] = []   # current process of each node, in start order
+        self.procs: list[Proc] = []  # current process of each node, in start order
         self.exited: list[Proc] = []  # earlier processes of explicitly restarted nodes
         self._threads: list[threading.Thread] = []
         self._old_handlers: dict[int, Any] = {}
@@ -142,7 +152,7 @@ class CellProcesses:
 
     # --- start ---------------------------------------------------------------------------
 
-    def start(self) -> "CellProcesses":
+    def start(self) -> CellProcesses:
         """Spawn every process (each in a new session = its own process group)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         Path(self.env["ROS_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -165,12 +175,21 @@ class CellProcesses:
         cmd = spec.command(self.python)
         fh = open(log_path, "ab", buffering=0)
         fh.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(cmd)}\n".encode())
-        kwargs: dict[str, Any] = dict(env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
-                                      preexec_fn=_pdeathsig_term, close_fds=True)
+        kwargs: dict[str, Any] = dict(
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_pdeathsig_term,
+            close_fds=True,
+        )
         if self.echo:
             popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-            t = threading.Thread(target=self._pump_output, args=(spec.name, popen.stdout, fh),
-                                 name=f"out-{spec.name}", daemon=True)
+            t = threading.Thread(
+                target=self._pump_output,
+                args=(spec.name, popen.stdout, fh),
+                name=f"out-{spec.name}",
+                daemon=True,
+            )
             t.start()
             self._threads.append(t)
         else:
@@ -212,8 +231,12 @@ class CellProcesses:
                 p.reported = True
                 exited.append((p.name, code))
                 if not self._stopped:
-                    log.error("%s exited with code %d; not restarted (recovery is an operator action); "
-                              "log: %s", p.name, code, p.log_path)
+                    log.error(
+                        "%s exited with code %d; not restarted (recovery is an operator action); log: %s",
+                        p.name,
+                        code,
+                        p.log_path,
+                    )
         return exited
 
     def running(self) -> list[str]:
@@ -263,11 +286,17 @@ class CellProcesses:
             try:
                 p.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                log.error("%s did not exit within %.1f s of SIGTERM: SIGKILL to its process group", p.name, timeout_s)
+                log.error(
+                    "%s did not exit within %.1f s of SIGTERM: SIGKILL to its process group",
+                    p.name,
+                    timeout_s,
+                )
         # whatever is left of the group (the leader if it ignored SIGTERM, grandchildren)
         leftovers = group_members(pgid)
         if leftovers:
-            log.warning("%s: killing %d leftover process(es) of its group: %s", p.name, len(leftovers), leftovers)
+            log.warning(
+                "%s: killing %d leftover process(es) of its group: %s", p.name, len(leftovers), leftovers
+            )
             _killpg(pgid, signal.SIGKILL)
         code = p.popen.wait(timeout=10.0)
         deadline = time.monotonic() + 5.0
@@ -276,7 +305,7 @@ class CellProcesses:
         log.info("%s exited with code %d", p.name, code)
         return code
 
-    def __enter__(self) -> "CellProcesses":
+    def __enter__(self) -> CellProcesses:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -327,9 +356,17 @@ def _kill_leftovers() -> None:
 
 # --- readiness -------------------------------------------------------------------------------
 
-def wait_for_nodes(names: Iterable[str | NodeSpec], timeout_s: float = 30.0, *, lifecycle: Iterable[str] = (),
-                   context: Any = None, domain_id: int | None = None, poll_s: float = 0.1,
-                   check: Callable[[], None] | None = None) -> dict[str, str]:
+
+def wait_for_nodes(
+    names: Iterable[str | NodeSpec],
+    timeout_s: float = 30.0,
+    *,
+    lifecycle: Iterable[str] = (),
+    context: Any = None,
+    domain_id: int | None = None,
+    poll_s: float = 0.1,
+    check: Callable[[], None] | None = None,
+) -> dict[str, str]:
     """Wait until every node is in the ROS graph and every lifecycle node is ACTIVE.
 
     Args:
@@ -363,9 +400,14 @@ def wait_for_nodes(names: Iterable[str | NodeSpec], timeout_s: float = 30.0, *, 
     own = context is None
     if own:
         context = Context()
-        context.init(domain_id=domain_id if domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0")))
-    node = rclpy.create_node(f"wait_for_nodes_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}",
-                             context=context, start_parameter_services=False)
+        context.init(
+            domain_id=domain_id if domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
+        )
+    node = rclpy.create_node(
+        f"wait_for_nodes_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}",
+        context=context,
+        start_parameter_services=False,
+    )
     exe = SingleThreadedExecutor(context=context)
     exe.add_node(node)
     clients = {n: node.create_client(GetState, f"/{n}/get_state") for n in wanted if n in lc}
@@ -374,8 +416,10 @@ def wait_for_nodes(names: Iterable[str | NodeSpec], timeout_s: float = 30.0, *, 
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            present = {("/" + nm if ns == "/" else f"{ns}/{nm}").lstrip("/")
-                       for nm, ns in node.get_node_names_and_namespaces()}
+            present = {
+                ("/" + nm if ns == "/" else f"{ns}/{nm}").lstrip("/")
+                for nm, ns in node.get_node_names_and_namespaces()
+            }
             for n in wanted:
                 if n not in present:
                     states[n] = "missing"
@@ -399,9 +443,13 @@ def wait_for_nodes(names: Iterable[str | NodeSpec], timeout_s: float = 30.0, *, 
                 check()
             if time.monotonic() > deadline:
                 missing = [n for n in wanted if states[n] == "missing"]
-                not_active = {n: states[n] for n in wanted if n in lc and states[n] not in ("active", "missing")}
-                raise TimeoutError(f"nodes not ready after {timeout_s} s: missing from the graph: "
-                                   f"{missing or 'none'}; lifecycle nodes not active: {not_active or 'none'}")
+                not_active = {
+                    n: states[n] for n in wanted if n in lc and states[n] not in ("active", "missing")
+                }
+                raise TimeoutError(
+                    f"nodes not ready after {timeout_s} s: missing from the graph: "
+                    f"{missing or 'none'}; lifecycle nodes not active: {not_active or 'none'}"
+                )
             exe.spin_once(timeout_sec=poll_s)
     finally:
         for n, f in pending.items():

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,26 +35,43 @@ def add_ros_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _add_list(sub: Any) -> None:
     p = sub.add_parser("list", help="nodes, topics (with types), services and actions")
-    p.add_argument("--wait", type=float, default=1.5,
-                   help="seconds of discovery before listing; longer while the graph still changes (default 1.5)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=1.5,
+        help="seconds of discovery before listing; longer while the graph still changes (default 1.5)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--all", action="store_true",
-                   help="also show parameter / lifecycle / action plumbing services and hidden topics")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also show parameter / lifecycle / action plumbing services and hidden topics",
+    )
     p.set_defaults(func=cmd_ros_list)
 
 
 def _add_echo(sub: Any) -> None:
     p = sub.add_parser("echo", help="print messages of a topic")
     p.add_argument("topic", help="topic name, e.g. /cell/alarms")
-    p.add_argument("count", nargs="?", type=int, default=None,
-                   help="exit 0 after this many messages (default: until interrupted)")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds to wait for the topic to appear and for each message (default 10)")
+    p.add_argument(
+        "count",
+        nargs="?",
+        type=int,
+        default=None,
+        help="exit 0 after this many messages (default: until interrupted)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the topic to appear and for each message (default 10)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_ros_echo)
 
 
 # --- plumbing ------------------------------------------------------------------------------
+
 
 class _Session:
     """A private rclpy context + node on ROS_DOMAIN_ID, spun with spin_once."""
@@ -65,8 +83,9 @@ class _Session:
 
         self.context = Context()
         self.context.init(domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0")))
-        self.node = rclpy.create_node(f"{prefix}_{os.getpid()}", context=self.context,
-                                      start_parameter_services=False)
+        self.node = rclpy.create_node(
+            f"{prefix}_{os.getpid()}", context=self.context, start_parameter_services=False
+        )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
@@ -86,16 +105,29 @@ def _full_name(name: str, ns: str) -> str:
     return ("/" if ns == "/" else ns + "/") + name
 
 
-_PLUMBING_SUFFIXES = ("/describe_parameters", "/get_parameters", "/get_parameter_types", "/list_parameters",
-                      "/set_parameters", "/set_parameters_atomically", "/get_type_description",
-                      "/get_state", "/change_state", "/get_available_states", "/get_available_transitions",
-                      "/get_transition_graph")
+_PLUMBING_SUFFIXES = (
+    "/describe_parameters",
+    "/get_parameters",
+    "/get_parameter_types",
+    "/list_parameters",
+    "/set_parameters",
+    "/set_parameters_atomically",
+    "/get_type_description",
+    "/get_state",
+    "/change_state",
+    "/get_available_states",
+    "/get_available_transitions",
+    "/get_transition_graph",
+)
 
 
 def graph_snapshot(node: Any, own_name: str | None = None, show_all: bool = False) -> dict[str, Any]:
     """Nodes, topics, services and actions currently known to ``node``."""
-    nodes = sorted(_full_name(n, ns) for n, ns in node.get_node_names_and_namespaces()
-                   if own_name is None or n != own_name)
+    nodes = sorted(
+        _full_name(n, ns)
+        for n, ns in node.get_node_names_and_namespaces()
+        if own_name is None or n != own_name
+    )
     topics_raw = node.get_topic_names_and_types()
     services_raw = node.get_service_names_and_types()
     actions = {}
@@ -114,11 +146,16 @@ def graph_snapshot(node: Any, own_name: str | None = None, show_all: bool = Fals
         if not show_all and ("/_action/" in name or name.endswith(_PLUMBING_SUFFIXES)):
             continue
         services[name] = list(types)
-    return {"nodes": nodes, "topics": dict(sorted(topics.items())), "services": dict(sorted(services.items())),
-            "actions": dict(sorted(actions.items()))}
+    return {
+        "nodes": nodes,
+        "topics": dict(sorted(topics.items())),
+        "services": dict(sorted(services.items())),
+        "actions": dict(sorted(actions.items())),
+    }
 
 
 # --- commands ------------------------------------------------------------------------------
+
 
 def cmd_ros_list(args: argparse.Namespace) -> int:
     session = _Session("cellctl_ros_list")
@@ -170,12 +207,17 @@ def cmd_ros_echo(args: argparse.Namespace) -> int:
                 break
             if time.monotonic() > deadline:
                 if types:
-                    print(f"topic {topic} [{', '.join(types)}] has no publisher (waited {args.timeout} s)",
-                          file=sys.stderr)
+                    print(
+                        f"topic {topic} [{', '.join(types)}] has no publisher (waited {args.timeout} s)",
+                        file=sys.stderr,
+                    )
                 else:
                     known = sorted(t for t, _ in node.get_topic_names_and_types())
-                    print(f"topic {topic} does not exist (waited {args.timeout} s); known topics: "
-                          f"{', '.join(known) or 'none'}", file=sys.stderr)
+                    print(
+                        f"topic {topic} does not exist (waited {args.timeout} s); known topics: "
+                        f"{', '.join(known) or 'none'}",
+                        file=sys.stderr,
+                    )
                 return EXIT_FAILED
             session.spin_for(0.1)
         if len(types) > 1:
@@ -189,10 +231,11 @@ def cmd_ros_echo(args: argparse.Namespace) -> int:
         pubs = node.get_publishers_info_by_topic(topic)
         reliable = all(p.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE for p in pubs)
         latched = all(p.qos_profile.durability == QoSDurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
-        qos = QoSProfile(depth=10,
-                         reliability=QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT,
-                         durability=(QoSDurabilityPolicy.TRANSIENT_LOCAL if latched
-                                     else QoSDurabilityPolicy.VOLATILE))
+        qos = QoSProfile(
+            depth=10,
+            reliability=QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT,
+            durability=(QoSDurabilityPolicy.TRANSIENT_LOCAL if latched else QoSDurabilityPolicy.VOLATILE),
+        )
         received: list[Any] = []
         node.create_subscription(msg_type, topic, received.append, qos)
         printed = 0
@@ -205,8 +248,10 @@ def cmd_ros_echo(args: argparse.Namespace) -> int:
             if args.count is not None and printed >= args.count:
                 break
             if time.monotonic() - last > args.timeout:
-                print(f"no message on {topic} [{types[0]}] for {args.timeout} s "
-                      f"({printed} received)", file=sys.stderr)
+                print(
+                    f"no message on {topic} [{types[0]}] for {args.timeout} s ({printed} received)",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILED
             session.executor.spin_once(timeout_sec=0.05)
     except KeyboardInterrupt:
@@ -247,8 +292,16 @@ def to_yaml_lines(data: Any, indent: int = 0) -> list[str]:
 
 def _scalar(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value) if (value == "" or value.strip() != value or ":" in value
-                                     or value.lower() in ("true", "false", "null", "~")) else value
+        return (
+            json.dumps(value)
+            if (
+                value == ""
+                or value.strip() != value
+                or ":" in value
+                or value.lower() in ("true", "false", "null", "~")
+            )
+            else value
+        )
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
@@ -257,8 +310,9 @@ def _scalar(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aseptic_cell.ros_tools",
-                                     description="inspect the ROS graph (ROS_DOMAIN_ID applies)")
+    parser = argparse.ArgumentParser(
+        prog="python -m aseptic_cell.ros_tools", description="inspect the ROS graph (ROS_DOMAIN_ID applies)"
+    )
     sub = parser.add_subparsers(dest="ros_command", required=True)
     _add_list(sub)
     _add_echo(sub)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 KIND_SIM = "sim"
 KIND_DEVICE = "device"
@@ -98,7 +99,9 @@ def param_to_yaml(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
         if not value:
-            raise ValueError("empty list parameters cannot be passed on the command line (element type unknown)")
+            raise ValueError(
+                "empty list parameters cannot be passed on the command line (element type unknown)"
+            )
         return "[" + ", ".join(param_to_yaml(v) for v in value) + "]"
     raise TypeError(f"unsupported parameter type {type(value).__name__}: {value!r}")
 
@@ -132,10 +135,16 @@ def dependency_params(specs: Iterable[NodeSpec]) -> list[str]:
     return [f"{s.name}:{','.join(s.depends_on)}" for s in specs if s.lifecycle and s.depends_on]
 
 
-def lifecycle_manager_spec(managed: Sequence[NodeSpec], *, use_sim_time: bool = True,
-                           heartbeat_period_s: float = 0.5, heartbeat_timeout_s: float = 2.0,
-                           autostart: bool = True, extra_params: Mapping[str, Any] | None = None,
-                           name: str = LIFECYCLE_MANAGER) -> NodeSpec:
+def lifecycle_manager_spec(
+    managed: Sequence[NodeSpec],
+    *,
+    use_sim_time: bool = True,
+    heartbeat_period_s: float = 0.5,
+    heartbeat_timeout_s: float = 2.0,
+    autostart: bool = True,
+    extra_params: Mapping[str, Any] | None = None,
+    name: str = LIFECYCLE_MANAGER,
+) -> NodeSpec:
     """The lifecycle manager's spec for the lifecycle nodes among ``managed``."""
     order = bringup_order(managed)
     params: dict[str, Any] = {"use_sim_time": use_sim_time}
@@ -144,14 +153,22 @@ def lifecycle_manager_spec(managed: Sequence[NodeSpec], *, use_sim_time: bool = 
     deps = dependency_params(managed)
     if deps:
         params["dependencies"] = deps
-    params.update(heartbeat_period_s=float(heartbeat_period_s), heartbeat_timeout_s=float(heartbeat_timeout_s),
-                  autostart=autostart)
+    params.update(
+        heartbeat_period_s=float(heartbeat_period_s),
+        heartbeat_timeout_s=float(heartbeat_timeout_s),
+        autostart=autostart,
+    )
     params.update(extra_params or {})
     return NodeSpec(name, "aseptic_cell.nodes.lifecycle_manager", params, (), False, KIND_MANAGER)
 
 
-def default_graph(config_dir: str | Path, speed: float, hardware: str = "sim",
-                  extra: Sequence[NodeSpec] = (), nodes: Iterable[str] | None = None) -> list[NodeSpec]:
+def default_graph(
+    config_dir: str | Path,
+    speed: float,
+    hardware: str = "sim",
+    extra: Sequence[NodeSpec] = (),
+    nodes: Iterable[str] | None = None,
+) -> list[NodeSpec]:
     """The cell's processes in start order: sim_world, devices, ``extra``, lifecycle_manager.
 
     Args:
@@ -172,7 +189,14 @@ def default_graph(config_dir: str | Path, speed: float, hardware: str = "sim",
         raise ValueError(f"speed must be >= 0 or inf, got {speed!r}")
     sim_speed = 0.0 if math.isinf(speed) else float(speed)
     specs: list[NodeSpec] = [
-        NodeSpec(SIM_WORLD, "aseptic_cell.nodes.sim_world", {"config_dir": cfg, "speed": sim_speed}, (), False, KIND_SIM)
+        NodeSpec(
+            SIM_WORLD,
+            "aseptic_cell.nodes.sim_world",
+            {"config_dir": cfg, "speed": sim_speed},
+            (),
+            False,
+            KIND_SIM,
+        )
     ]
     for name, module, deps in _DEVICES:
         params = {"use_sim_time": True, "config_dir": cfg, "hardware": hardware}
@@ -186,7 +210,11 @@ def default_graph(config_dir: str | Path, speed: float, hardware: str = "sim",
         if unknown:
             raise ValueError(f"unknown node(s) {unknown}; known: {sorted(known)}")
         kept = {n for n in wanted}
-        specs = [replace(s, depends_on=tuple(d for d in s.depends_on if d in kept)) for s in specs if s.name in kept]
+        specs = [
+            replace(s, depends_on=tuple(d for d in s.depends_on if d in kept))
+            for s in specs
+            if s.name in kept
+        ]
         if LIFECYCLE_MANAGER not in kept:
             return specs
     specs.append(lifecycle_manager_spec(specs))

@@ -26,9 +26,9 @@ falls silent is marked FAULTED: an Alarm (priority high) goes to ``/cell/alarms`
 node that depends on it, transitively, gets ``/cell/<dependant>/command``
 DeviceCommand{command: "safe_state"}. Alarm ids: ``NODE_LOST_<node>`` (lost / left ACTIVE /
 state topic silent), ``NODE_START_FAILED_<node>`` (bring-up or recovery transition failed);
-priority = OPC UA severity of ISA-18.2 "high" (800); state ACTIVE, RTN after recovery. Nothing recovers automatically: a node that comes back
-by itself stays FAULTED until ``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is
-called for it. The Recover answer says whether recovery started (node known, faulted,
+priority = OPC UA severity of ISA-18.2 "high" (800); state ACTIVE, RTN after recovery.
+Nothing recovers automatically: a node that comes back by itself stays FAULTED until
+``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is called for it. The Recover answer says whether recovery started (node known, faulted,
 reachable, dependencies healthy); its outcome is published on the status topic and the log,
 and as an Alarm state change (RTN when recovered, a new alarm when it fails).
 
@@ -43,12 +43,13 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from cell_interfaces.msg import Alarm
 from cell_interfaces.srv import DeviceCommand, Recover
-from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
@@ -66,8 +67,12 @@ ALARM_TOPIC = "/cell/alarms"
 ALARM_PRIORITY_HIGH = DEFAULT_SEVERITY["high"]
 ALARM_ACTIVE, ALARM_RTN = "ACTIVE", "RTN"
 
-ALARM_QOS = QoSProfile(depth=50, history=QoSHistoryPolicy.KEEP_LAST, reliability=QoSReliabilityPolicy.RELIABLE,
-                       durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+ALARM_QOS = QoSProfile(
+    depth=50,
+    history=QoSHistoryPolicy.KEEP_LAST,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 STATE_TYPES: dict[str, str] = {
     "isolator": "cell_interfaces/msg/IsolatorState",
@@ -77,12 +82,12 @@ STATE_TYPES: dict[str, str] = {
 }
 
 # health values in the status JSON
-PENDING = "pending"      # not brought up yet
-STARTING = "starting"    # a transition of ours is running
-OK = "ok"                # ACTIVE and answering
-FAULTED = "faulted"      # lost / left ACTIVE / transition failed; needs recover
-BLOCKED = "blocked"      # healthy itself, but a dependency is faulted (was sent to safe state)
-STOPPED = "stopped"      # torn down at shutdown
+PENDING = "pending"  # not brought up yet
+STARTING = "starting"  # a transition of ours is running
+OK = "ok"  # ACTIVE and answering
+FAULTED = "faulted"  # lost / left ACTIVE / transition failed; needs recover
+BLOCKED = "blocked"  # healthy itself, but a dependency is faulted (was sent to safe state)
+STOPPED = "stopped"  # torn down at shutdown
 
 _TRANSITIONS = {
     "configure": (Transition.TRANSITION_CONFIGURE, "inactive"),
@@ -127,22 +132,22 @@ class _Managed:
     change_state: Any
     command: Any
     health: str = PENDING
-    label: str = "unknown"          # last lifecycle state label reported by the node
+    label: str = "unknown"  # last lifecycle state label reported by the node
     fault: str = ""
     blocked_by: list[str] = field(default_factory=list)
-    last_ok: float = 0.0            # monotonic time of the last get_state answer
+    last_ok: float = 0.0  # monotonic time of the last get_state answer
     hb_future: Future | None = None
     hb_sent: float = 0.0
     last_state_msg: float | None = None  # monotonic; None until the first message after activation
     alarm_id: str = ""
-    fault_time: float = 0.0         # monotonic time of the last fault
+    fault_time: float = 0.0  # monotonic time of the last fault
 
 
 @dataclass
 class _Op:
     node: str
-    step: str        # "probe" | "configure" | "activate"
-    purpose: str     # "bringup" | "recover"
+    step: str  # "probe" | "configure" | "activate"
+    purpose: str  # "bringup" | "recover"
     deadline: float = 0.0
     future: Future | None = None
 
@@ -169,7 +174,9 @@ class LifecycleManager(Node):
                 continue
             kept = tuple(d for d in needs if d in self.order)
             if kept != needs:
-                self.get_logger().warning(f"dependencies of {node}: unmanaged {set(needs) - set(kept)} ignored")
+                self.get_logger().warning(
+                    f"dependencies of {node}: unmanaged {set(needs) - set(kept)} ignored"
+                )
             for d in kept:
                 if self.order.index(d) > self.order.index(node):
                     raise ValueError(f"managed_nodes order puts {node} before its dependency {d}")
@@ -179,7 +186,9 @@ class LifecycleManager(Node):
         self.service_wait = float(self.get_parameter("service_wait_s").value)
         self.transition_timeout = float(self.get_parameter("transition_timeout_s").value)
         if not (0 < self.period < self.timeout):
-            raise ValueError(f"need 0 < heartbeat_period_s ({self.period}) < heartbeat_timeout_s ({self.timeout})")
+            raise ValueError(
+                f"need 0 < heartbeat_period_s ({self.period}) < heartbeat_timeout_s ({self.timeout})"
+            )
         state_types = dict(STATE_TYPES)
         for entry in self._str_list("state_types"):
             node, sep, typ = entry.partition(":")
@@ -187,7 +196,7 @@ class LifecycleManager(Node):
                 raise ValueError(f"state_types entry {entry!r} is not 'node:pkg/msg/Type'")
             state_types[node.strip()] = typ.strip()
 
-        self.phase = "idle"   # idle | bringup | running | failed | teardown
+        self.phase = "idle"  # idle | bringup | running | failed | teardown
         self.nodes: dict[str, _Managed] = {}
         for n in self.order:
             self.nodes[n] = _Managed(
@@ -198,8 +207,11 @@ class LifecycleManager(Node):
             )
             if n in state_types:
                 msg_type = rosutil.import_type(state_types[n])
-                qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.BEST_EFFORT,
-                                 durability=QoSDurabilityPolicy.VOLATILE)
+                qos = QoSProfile(
+                    depth=5,
+                    reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                    durability=QoSDurabilityPolicy.VOLATILE,
+                )
                 self.create_subscription(msg_type, f"/cell/{n}/state", self._state_cb(n), qos)
         self._ops: deque[_Op] = deque()
         self._cmd_futures: list[tuple[str, Future]] = []
@@ -209,9 +221,12 @@ class LifecycleManager(Node):
         # restart, alarm manager start-up) still gets the recent occurrences; compatible with
         # volatile subscribers too.
         self.alarm_pub = self.create_publisher(Alarm, ALARM_TOPIC, ALARM_QOS)
-        latched = QoSProfile(depth=1, history=QoSHistoryPolicy.KEEP_LAST,
-                             reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=1,
+            history=QoSHistoryPolicy.KEEP_LAST,
+            reliability=QoSReliabilityPolicy.RELIABLE,
+            durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+        )
         self.status_pub = self.create_publisher(String, f"/{self.get_name()}/status", latched)
         self.create_service(Recover, f"/{self.get_name()}/recover", self._on_recover)
         self._tick_timer = rosutil.wall_timer(self, 0.05, self._pump)
@@ -219,7 +234,8 @@ class LifecycleManager(Node):
         self._last_status = ""
 
         self.get_logger().info(
-            f"managing {self.order} deps={self.deps} heartbeat {self.period}s/{self.timeout}s (wall)")
+            f"managing {self.order} deps={self.deps} heartbeat {self.period}s/{self.timeout}s (wall)"
+        )
         if self.get_parameter("autostart").value and self.order:
             self.start_bringup()
         else:
@@ -270,8 +286,11 @@ class LifecycleManager(Node):
                     client = m.get_state if op.step == "probe" else m.change_state
                     client.remove_pending_request(op.future)
                     what = "get_state" if op.step == "probe" else op.step
-                    self._op_failed(op, f"{what} of {op.node} timed out after "
-                                        f"{self.service_wait if op.step == 'probe' else self.transition_timeout} s")
+                    self._op_failed(
+                        op,
+                        f"{what} of {op.node} timed out after "
+                        f"{self.service_wait if op.step == 'probe' else self.transition_timeout} s",
+                    )
                 break
             self._ops.popleft()
             self._op_done(op, m)
@@ -286,7 +305,9 @@ class LifecycleManager(Node):
             if not (m.get_state.service_is_ready() and m.change_state.service_is_ready()):
                 if now > op.deadline:
                     self._ops.popleft()
-                    self._op_failed(op, f"{op.node}: lifecycle services not available within {self.service_wait} s")
+                    self._op_failed(
+                        op, f"{op.node}: lifecycle services not available within {self.service_wait} s"
+                    )
                     return True
                 return False
             op.future = m.get_state.call_async(GetState.Request())
@@ -308,7 +329,9 @@ class LifecycleManager(Node):
             label = result.current_state.label
             m.label = label
             m.last_ok = time.monotonic()
-            steps = {"unconfigured": ["configure", "activate"], "inactive": ["activate"], "active": []}.get(label)
+            steps = {"unconfigured": ["configure", "activate"], "inactive": ["activate"], "active": []}.get(
+                label
+            )
             if steps is None:
                 self._op_failed(op, f"{op.node} is in state '{label}'; cannot bring it up")
                 return
@@ -338,8 +361,10 @@ class LifecycleManager(Node):
                 other.blocked_by.remove(op.node)
                 if not other.blocked_by and other.health == BLOCKED:
                     other.health = OK
-                    self.get_logger().info(f"{other.name}: dependency {op.node} recovered; unblocked "
-                                           f"(it stays in its safe state until commanded)")
+                    self.get_logger().info(
+                        f"{other.name}: dependency {op.node} recovered; unblocked "
+                        f"(it stays in its safe state until commanded)"
+                    )
         if op.purpose == "recover":
             self.get_logger().warning(f"recover: {op.node} is ACTIVE again; fault cleared")
             if was_faulted and m.alarm_id:
@@ -358,7 +383,9 @@ class LifecycleManager(Node):
             self._ops = deque(o for o in self._ops if o.purpose != "bringup")
             self.phase = "failed"
             not_up = sorted({o.node for o in dropped} - {op.node})
-            reason = f"bring-up aborted: {reason}" + (f"; not brought up: {', '.join(not_up)}" if not_up else "")
+            reason = f"bring-up aborted: {reason}" + (
+                f"; not brought up: {', '.join(not_up)}" if not_up else ""
+            )
             for n in not_up:
                 self.nodes[n].health = PENDING
         else:
@@ -400,17 +427,25 @@ class LifecycleManager(Node):
             if m.health not in (OK, BLOCKED) or m.name in busy:
                 continue
             if now - m.last_ok > self.timeout:
-                self._fault(m, f"{m.name} lost: no get_state answer for {now - m.last_ok:.1f} s "
-                               f"(heartbeat timeout {self.timeout} s)", cascade=True)
+                self._fault(
+                    m,
+                    f"{m.name} lost: no get_state answer for {now - m.last_ok:.1f} s "
+                    f"(heartbeat timeout {self.timeout} s)",
+                    cascade=True,
+                )
             elif m.last_state_msg is not None and now - m.last_state_msg > self.timeout:
-                self._fault(m, f"{m.name} lost: /cell/{m.name}/state silent for {now - m.last_state_msg:.1f} s",
-                            cascade=True)
+                self._fault(
+                    m,
+                    f"{m.name} lost: /cell/{m.name}/state silent for {now - m.last_state_msg:.1f} s",
+                    cascade=True,
+                )
 
     def _state_cb(self, name: str) -> Callable[[Any], None]:
         def cb(_msg: Any) -> None:
             m = self.nodes[name]
             if m.health in (OK, BLOCKED):
                 m.last_state_msg = time.monotonic()
+
         return cb
 
     # --- faults ------------------------------------------------------------------------
@@ -422,8 +457,11 @@ class LifecycleManager(Node):
         if m.hb_future is not None:  # an answer to a request sent before the fault proves nothing
             m.get_state.remove_pending_request(m.hb_future)
         m.hb_future = None
-        m.alarm_id = f"NODE_START_FAILED_{m.name}" if "bring-up aborted" in reason or "recovery of" in reason \
+        m.alarm_id = (
+            f"NODE_START_FAILED_{m.name}"
+            if "bring-up aborted" in reason or "recovery of" in reason
             else f"NODE_LOST_{m.name}"
+        )
         self.get_logger().error(f"FAULT {m.name}: {reason}")
         self._publish_alarm(m.alarm_id, m.name, ALARM_ACTIVE, reason)
         if cascade:
@@ -438,9 +476,13 @@ class LifecycleManager(Node):
 
     def _command_safe_state(self, d: _Managed, reason: str) -> None:
         if not d.command.service_is_ready():
-            self.get_logger().error(f"safe_state for {d.name} NOT sent: /cell/{d.name}/command unavailable ({reason})")
+            self.get_logger().error(
+                f"safe_state for {d.name} NOT sent: /cell/{d.name}/command unavailable ({reason})"
+            )
             return
-        req = DeviceCommand.Request(device_id=d.name, command="safe_state", user=self.get_name(), reason=reason)
+        req = DeviceCommand.Request(
+            device_id=d.name, command="safe_state", user=self.get_name(), reason=reason
+        )
         self.get_logger().warning(f"-> /cell/{d.name}/command safe_state ({reason})")
         self._cmd_futures.append((d.name, d.command.call_async(req)))
 
@@ -461,8 +503,16 @@ class LifecycleManager(Node):
         self._cmd_futures = keep
 
     def _publish_alarm(self, alarm_id: str, source: str, state: str, message: str) -> None:
-        self.alarm_pub.publish(Alarm(alarm_id=alarm_id, source=source, priority=ALARM_PRIORITY_HIGH,
-                                     state=state, message=message, raised=rosutil.stamp_now(self)))
+        self.alarm_pub.publish(
+            Alarm(
+                alarm_id=alarm_id,
+                source=source,
+                priority=ALARM_PRIORITY_HIGH,
+                state=state,
+                message=message,
+                raised=rosutil.stamp_now(self),
+            )
+        )
 
     # --- recovery (explicit only) --------------------------------------------------------
 
@@ -478,12 +528,19 @@ class LifecycleManager(Node):
         elif any(o.node == name for o in self._ops):
             resp.accepted, resp.reason = False, f"{name}: an operation is already running"
         elif m.last_ok <= m.fault_time or time.monotonic() - m.last_ok > self.timeout:
-            resp.accepted, resp.reason = False, f"{name} is not reachable (no get_state answer since the fault)" \
-                if m.last_ok <= m.fault_time else f"{name} is not reachable (no get_state answer for " \
-                                                  f"{time.monotonic() - m.last_ok:.1f} s)"
+            resp.accepted, resp.reason = (
+                False,
+                f"{name} is not reachable (no get_state answer since the fault)"
+                if m.last_ok <= m.fault_time
+                else f"{name} is not reachable (no get_state answer for "
+                f"{time.monotonic() - m.last_ok:.1f} s)",
+            )
         elif any(self.nodes[d].health == FAULTED for d in self.deps.get(name, ())):
             bad = [d for d in self.deps.get(name, ()) if self.nodes[d].health == FAULTED]
-            resp.accepted, resp.reason = False, f"{name}: dependency {', '.join(bad)} still faulted; recover it first"
+            resp.accepted, resp.reason = (
+                False,
+                f"{name}: dependency {', '.join(bad)} still faulted; recover it first",
+            )
         else:
             resp.accepted, resp.reason = True, f"recovery of {name} started (state {m.label})"
             self._ops.append(_Op(name, "probe", "recover"))
@@ -502,8 +559,13 @@ class LifecycleManager(Node):
             "phase": self.phase,
             "order": self.order,
             "nodes": {
-                m.name: {"health": m.health, "state": m.label, "fault": m.fault, "blocked_by": list(m.blocked_by),
-                         "depends_on": list(self.deps.get(m.name, ()))}
+                m.name: {
+                    "health": m.health,
+                    "state": m.label,
+                    "fault": m.fault,
+                    "blocked_by": list(m.blocked_by),
+                    "depends_on": list(self.deps.get(m.name, ())),
+                }
                 for m in self.nodes.values()
             },
         }
@@ -530,13 +592,18 @@ class LifecycleManager(Node):
                 self.get_logger().error(f"teardown: {name} not answering; skipped")
                 continue
             try:
-                state = rosutil.call_service(self, m.get_state, GetState.Request(), timeout_s,
-                                             wait_for_service=False).current_state.label
+                state = rosutil.call_service(
+                    self, m.get_state, GetState.Request(), timeout_s, wait_for_service=False
+                ).current_state.label
                 steps = {"active": ["deactivate", "cleanup"], "inactive": ["cleanup"]}.get(state, [])
                 for step in steps:
-                    r = rosutil.call_service(self, m.change_state,
-                                             ChangeState.Request(transition=Transition(id=_TRANSITIONS[step][0])),
-                                             timeout_s, wait_for_service=False)
+                    r = rosutil.call_service(
+                        self,
+                        m.change_state,
+                        ChangeState.Request(transition=Transition(id=_TRANSITIONS[step][0])),
+                        timeout_s,
+                        wait_for_service=False,
+                    )
                     self.get_logger().info(f"teardown: {step} {name}: {'ok' if r.success else 'FAILED'}")
                     if not r.success:
                         break

@@ -18,7 +18,8 @@ import importlib
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import rclpy
 import rclpy.utilities
@@ -50,8 +51,9 @@ def _on_signal(signum: int, _frame: Any) -> None:
     request_shutdown(signum)
 
 
-def init_ros(argv: Sequence[str] | None = None, *, context: Context | None = None,
-             install_signal_handlers: bool = True) -> list[str]:
+def init_ros(
+    argv: Sequence[str] | None = None, *, context: Context | None = None, install_signal_handlers: bool = True
+) -> list[str]:
     """``rclpy.init`` without rclpy's signal handlers; SIGTERM/SIGINT set the shutdown flag.
 
     Args:
@@ -74,9 +76,14 @@ def init_ros(argv: Sequence[str] | None = None, *, context: Context | None = Non
     return rclpy.utilities.remove_ros_args(args)[1:]
 
 
-def spin_until_shutdown(node_or_nodes: Node | Iterable[Node], executor: Executor | None = None, *,
-                        period_s: float = 0.1, on_shutdown: Iterable[Callable[[], None]] = (),
-                        context: Context | None = None) -> int:
+def spin_until_shutdown(
+    node_or_nodes: Node | Iterable[Node],
+    executor: Executor | None = None,
+    *,
+    period_s: float = 0.1,
+    on_shutdown: Iterable[Callable[[], None]] = (),
+    context: Context | None = None,
+) -> int:
     """Spin until a shutdown is requested (signal) or the context goes down; clean up; return 0.
 
     Shutdown hooks run after spinning stopped and before the nodes are destroyed (the
@@ -126,8 +133,15 @@ def run_node(node_factory: Callable[[], Node | Iterable[Node]], argv: Sequence[s
     return spin_until_shutdown(made)
 
 
-def call_service(node: Node, client: Any, request: Any, timeout_s: float, *,
-                 executor: Executor | None = None, wait_for_service: bool = True) -> Any:
+def call_service(
+    node: Node,
+    client: Any,
+    request: Any,
+    timeout_s: float,
+    *,
+    executor: Executor | None = None,
+    wait_for_service: bool = True,
+) -> Any:
     """Call a service and wait for the answer with a wall-clock deadline.
 
     Never call this from inside an executor callback of the same node (it spins).
@@ -148,8 +162,9 @@ def call_service(node: Node, client: Any, request: Any, timeout_s: float, *,
             executor.shutdown(timeout_sec=0)
 
 
-def _call(client: Any, request: Any, timeout_s: float, deadline: float, executor: Executor,
-          wait_for_service: bool) -> Any:
+def _call(
+    client: Any, request: Any, timeout_s: float, deadline: float, executor: Executor, wait_for_service: bool
+) -> Any:
     if wait_for_service:
         while not client.service_is_ready():
             if time.monotonic() > deadline:

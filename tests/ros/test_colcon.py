@@ -24,15 +24,23 @@ WS_SRC = REPO / "ros2_ws" / "src"
 
 
 def _colcon() -> str | None:
-    for candidate in (os.environ.get("COLCON"), str(Path(sys.executable).parent / "colcon"), shutil.which("colcon")):
+    for candidate in (
+        os.environ.get("COLCON"),
+        str(Path(sys.executable).parent / "colcon"),
+        shutil.which("colcon"),
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
 
 
 def _git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--ignored", "--", "ros2_ws", "build", "install", "log"],
-                          cwd=REPO, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--", "ros2_ws", "build", "install", "log"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 @pytest.mark.slow
@@ -42,18 +50,35 @@ def test_colcon_build_of_the_workspace(tmp_path):
     if colcon is None:
         pytest.skip("colcon not installed (pip install colcon-common-extensions)")
     prefix = sys.prefix  # the venv holding the ros-jazzy-* wheels = the ament/CMake prefix
-    env = dict(os.environ, AMENT_PREFIX_PATH=prefix, CMAKE_PREFIX_PATH=prefix,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        AMENT_PREFIX_PATH=prefix,
+        CMAKE_PREFIX_PATH=prefix,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     if Path(colcon).resolve().parent != Path(sys.executable).parent.resolve():
         # a colcon from another venv: it must bootstrap its own environment (ROS2_FROM_PYPI gotcha 1)
         env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
         env.pop("LD_LIBRARY_PATH", None)
     before = _git_status()
-    cmd = [colcon, "--log-base", str(tmp_path / "log"), "build",
-           "--base-paths", str(WS_SRC),
-           "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
-           "--event-handlers", "console_direct-", "console_cohesion+",
-           "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF"]
+    cmd = [
+        colcon,
+        "--log-base",
+        str(tmp_path / "log"),
+        "build",
+        "--base-paths",
+        str(WS_SRC),
+        "--build-base",
+        str(tmp_path / "build"),
+        "--install-base",
+        str(tmp_path / "install"),
+        "--event-handlers",
+        "console_direct-",
+        "console_cohesion+",
+        "--cmake-args",
+        f"-DPython3_EXECUTABLE={sys.executable}",
+        "-DBUILD_TESTING=OFF",
+    ]
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1100)
     took = time.monotonic() - t0
@@ -64,7 +89,9 @@ def test_colcon_build_of_the_workspace(tmp_path):
     share = install / "aseptic_cell" / "share" / "aseptic_cell"
     assert (share / "package.xml").is_file()
     assert (share / "launch" / "cell.launch.py").is_file()
-    assert (install / "aseptic_cell" / "share" / "ament_index" / "resource_index" / "packages" / "aseptic_cell").is_file()
+    assert (
+        install / "aseptic_cell" / "share" / "ament_index" / "resource_index" / "packages" / "aseptic_cell"
+    ).is_file()
     assert list((install / "cell_interfaces").rglob("cell_interfaces/msg/_alarm.py"))
     assert list((install / "cell_interfaces").rglob("cell_interfaces/srv/_recover.py"))
     scripts = install / "aseptic_cell" / "lib" / "aseptic_cell"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -35,6 +34,7 @@ def _wait(cond, timeout_s: float, what: str) -> None:
 
 # --- the declarative graph ------------------------------------------------------------------
 
+
 def test_default_graph_order_dependencies_and_parameters(tmp_path):
     g = default_graph(tmp_path, 100.0)
     assert [s.name for s in g] == ["sim_world", "isolator", "vhp", "autoclave", "arm", "lifecycle_manager"]
@@ -60,7 +60,9 @@ def test_default_graph_subset_and_extra(tmp_path):
     assert g[1].depends_on == ("isolator",)  # arm dropped with the subset
     assert g[2].params["managed_nodes"] == ["isolator", "vhp"]
     assert [s.name for s in default_graph(tmp_path, 1.0, nodes=["arm"])] == ["arm"]  # no manager unless asked
-    extra = NodeSpec("supervisor", "aseptic_cell.nodes.supervisor", {"use_sim_time": True}, ("isolator",), True)
+    extra = NodeSpec(
+        "supervisor", "aseptic_cell.nodes.supervisor", {"use_sim_time": True}, ("isolator",), True
+    )
     g = default_graph(tmp_path, 1.0, extra=[extra])
     assert [s.name for s in g][-2:] == ["supervisor", "lifecycle_manager"]
     assert "supervisor" in g[-1].params["managed_nodes"]
@@ -94,6 +96,7 @@ def test_param_encoding():
 
 # --- launch file parity -----------------------------------------------------------------------
 
+
 def _launch_nodes(path: Path) -> dict[str, dict]:
     """Node(...) calls of a launch file: name -> {executable, params: {key: literal or None}}."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -105,13 +108,16 @@ def _launch_nodes(path: Path) -> dict[str, dict]:
         params: dict = {}
         for d in getattr(kw.get("parameters"), "elts", []):
             assert isinstance(d, ast.Dict)
-            for k, v in zip(d.keys, d.values):
+            for k, v in zip(d.keys, d.values, strict=True):
                 try:
                     params[ast.literal_eval(k)] = ast.literal_eval(v)
                 except ValueError:
                     params[ast.literal_eval(k)] = None  # a substitution (LaunchConfiguration)
-        out[ast.literal_eval(kw["name"])] = {"executable": ast.literal_eval(kw["executable"]),
-                                             "package": ast.literal_eval(kw["package"]), "params": params}
+        out[ast.literal_eval(kw["name"])] = {
+            "executable": ast.literal_eval(kw["executable"]),
+            "package": ast.literal_eval(kw["package"]),
+            "params": params,
+        }
     return out
 
 
@@ -134,14 +140,22 @@ def test_console_scripts_declared_for_every_node():
     tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
     scripts: dict[str, str] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "=" in node.value and ":" in node.value:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "=" in node.value
+            and ":" in node.value
+        ):
             name, _, target = node.value.partition("=")
             scripts[name.strip()] = target.strip()
     for spec in default_graph("/cfg", 1.0):
-        assert scripts.get(spec.executable) == f"{spec.module}:main", f"console_scripts entry for {spec.executable}"
+        assert scripts.get(spec.executable) == f"{spec.module}:main", (
+            f"console_scripts entry for {spec.executable}"
+        )
 
 
 # --- processes ------------------------------------------------------------------------------------
+
 
 @pytest.mark.timeout(60)
 def test_children_start_become_visible_and_stop_cleanly_on_sigterm(tmp_path, ros_context):
@@ -169,6 +183,7 @@ def _no_exit(cp: CellProcesses):
         exited = cp.poll()
         if exited:
             raise RuntimeError(f"process exited early: {exited}")
+
     return check
 
 
@@ -234,12 +249,13 @@ def test_crashing_parent_still_kills_the_groups(tmp_path):
     """The atexit guard: a parent that dies of an exception leaves no node or grandchild behind."""
     pidfile = tmp_path / "gc.pid"
     script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import time, pathlib
         from aseptic_cell.launcher import CellProcesses
         from aseptic_cell.nodes.graph import NodeSpec
-        cp = CellProcesses([NodeSpec("p", {str(HELPERS / 'spawn_grandchild.py')!r}, {{"pidfile": {str(pidfile)!r}}})],
-                           log_dir={str(tmp_path)!r})
+        spec = NodeSpec("p", {str(HELPERS / "spawn_grandchild.py")!r}, {{"pidfile": {str(pidfile)!r}}})
+        cp = CellProcesses([spec], log_dir={str(tmp_path)!r})
         cp.start()
         deadline = time.monotonic() + 10
         while not (pathlib.Path({str(pidfile)!r}).exists() and pathlib.Path({str(pidfile)!r}).read_text()):
@@ -247,7 +263,8 @@ def test_crashing_parent_still_kills_the_groups(tmp_path):
             time.sleep(0.02)
         print(cp.pid("p"), flush=True)
         raise RuntimeError("parent crashes without stop()")
-    """))
+    """)
+    )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "parent crashes" in r.stderr
     node_pid, grandchild = int(r.stdout.split()[0]), int(pidfile.read_text())

@@ -33,8 +33,11 @@ def _records(path: Path) -> list[dict]:
 
 
 def _events(path: Path, node: str | None = None, event: str | None = None, after: float = 0.0) -> list[dict]:
-    return [r for r in _records(path) if (node is None or r["node"] == node)
-            and (event is None or r["event"] == event) and r["t"] >= after]
+    return [
+        r
+        for r in _records(path)
+        if (node is None or r["node"] == node) and (event is None or r["event"] == event) and r["t"] >= after
+    ]
 
 
 class Observer:
@@ -48,10 +51,12 @@ class Observer:
         self.exe.add_node(self.node)
         self.alarms: list[tuple[float, Alarm]] = []
         self.status: dict = {}
-        self.node.create_subscription(Alarm, "/cell/alarms", lambda m: self.alarms.append((time.time(), m)),
-                                      ALARM_QOS)
-        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(
+            Alarm, "/cell/alarms", lambda m: self.alarms.append((time.time(), m)), ALARM_QOS
+        )
+        latched = QoSProfile(
+            depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+        )
         self.node.create_subscription(String, f"/{manager}/status", self._on_status, latched)
         self.recover_client = self.node.create_client(Recover, f"/{manager}/recover")
 
@@ -69,8 +74,13 @@ class Observer:
         return self.status.get("nodes", {}).get(name, {}).get("health", "?")
 
     def recover(self, name: str) -> Recover.Response:
-        return call_service(self.node, self.recover_client,
-                            Recover.Request(device_id=name, user="tester", reason="test"), 5.0, executor=self.exe)
+        return call_service(
+            self.node,
+            self.recover_client,
+            Recover.Request(device_id=name, user="tester", reason="test"),
+            5.0,
+            executor=self.exe,
+        )
 
     def get_state(self, name: str, timeout_s: float = 5.0) -> str | None:
         """The node's lifecycle state label; None when it does not answer in time.
@@ -80,8 +90,9 @@ class Observer:
         """
         client = self.node.create_client(GetState, f"/{name}/get_state")
         try:
-            return call_service(self.node, client, GetState.Request(), timeout_s,
-                                executor=self.exe).current_state.label
+            return call_service(
+                self.node, client, GetState.Request(), timeout_s, executor=self.exe
+            ).current_state.label
         except TimeoutError:
             return None
         finally:
@@ -101,12 +112,25 @@ def _graph(tmp_path: Path, record: Path, fail_on: dict[str, str] | None = None):
         NodeSpec(b, HELPER, {"record": str(record)}, (a,), True, "helper"),
         NodeSpec(c, HELPER, {"record": str(record)}, (b,), True, "helper"),
     ]
-    specs = [NodeSpec(s.name, s.module, {**s.params, "fail_on": (fail_on or {}).get(s.name, "")},
-                      s.depends_on, True, "helper") for s in specs]
-    lm = lifecycle_manager_spec(specs, use_sim_time=False, heartbeat_period_s=PERIOD, heartbeat_timeout_s=TIMEOUT,
-                                extra_params={"state_types": [f"{s.name}:cell_interfaces/msg/DeviceState"
-                                                              for s in specs]},
-                                name=f"lm_{tag}")
+    specs = [
+        NodeSpec(
+            s.name,
+            s.module,
+            {**s.params, "fail_on": (fail_on or {}).get(s.name, "")},
+            s.depends_on,
+            True,
+            "helper",
+        )
+        for s in specs
+    ]
+    lm = lifecycle_manager_spec(
+        specs,
+        use_sim_time=False,
+        heartbeat_period_s=PERIOD,
+        heartbeat_timeout_s=TIMEOUT,
+        extra_params={"state_types": [f"{s.name}:cell_interfaces/msg/DeviceState" for s in specs]},
+        name=f"lm_{tag}",
+    )
     return specs, lm
 
 
@@ -136,22 +160,39 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         t_active = time.monotonic() - t_start
         obs.spin_until(lambda: obs.status.get("phase") == "running", 10, "phase running")
         seq = [(r["node"], r["event"]) for r in _records(record) if r["event"] in ("configure", "activate")]
-        assert seq == [(a, "configure"), (a, "activate"), (b, "configure"), (b, "activate"),
-                       (c, "configure"), (c, "activate")]
+        assert seq == [
+            (a, "configure"),
+            (a, "activate"),
+            (b, "configure"),
+            (b, "activate"),
+            (c, "configure"),
+            (c, "activate"),
+        ]
         assert all(obs.health(n) == "ok" for n in (a, b, c))
 
         # 2. SIGKILL a: alarm within the heartbeat timeout (+ one period + slack), b and c to safe state
         time.sleep(0.5)
         t_kill = time.time()
         cp.kill(a)
-        obs.spin_until(lambda: any(m.source == a and m.state == "ACTIVE" for _, m in obs.alarms),
-                       TIMEOUT + 5, "alarm for the killed node")
+        obs.spin_until(
+            lambda: any(m.source == a and m.state == "ACTIVE" for _, m in obs.alarms),
+            TIMEOUT + 5,
+            "alarm for the killed node",
+        )
         t_alarm, alarm = next((t, m) for t, m in obs.alarms if m.source == a)
         detect = t_alarm - t_kill
         assert detect <= TIMEOUT + PERIOD + 0.5, f"detected after {detect:.2f} s"
-        assert alarm.priority == 800 and alarm.alarm_id == f"NODE_LOST_{a}" and a in alarm.message and "lost" in alarm.message
-        obs.spin_until(lambda: obs.health(a) == "faulted" and obs.health(b) == "blocked"
-                       and obs.health(c) == "blocked", 5, "status faulted/blocked")
+        assert (
+            alarm.priority == 800
+            and alarm.alarm_id == f"NODE_LOST_{a}"
+            and a in alarm.message
+            and "lost" in alarm.message
+        )
+        obs.spin_until(
+            lambda: obs.health(a) == "faulted" and obs.health(b) == "blocked" and obs.health(c) == "blocked",
+            5,
+            "status faulted/blocked",
+        )
         assert obs.status["nodes"][c]["blocked_by"] == [a]
         obs.spin_until(lambda: len(_events(record, event="command")) >= 2, 5, "safe_state calls")
         cmds = {r["node"]: r for r in _events(record, event="command")}
@@ -180,8 +221,10 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         resp = obs.recover(a)
         assert resp.accepted, resp.reason
         obs.spin_until(lambda: all(obs.health(n) == "ok" for n in (a, b, c)), 10, "recovered")
-        assert [r["event"] for r in _events(record, a, after=t_restart) if r["event"] != "started"] == \
-            ["configure", "activate"]
+        assert [r["event"] for r in _events(record, a, after=t_restart) if r["event"] != "started"] == [
+            "configure",
+            "activate",
+        ]
         assert obs.get_state(a) == "active"
         assert any(m.source == a and m.state == "RTN" for _, m in obs.alarms)
 
@@ -192,12 +235,23 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         cp.stop(timeout_s=1.0)
         obs.close()
     assert codes[lm.name] == 0 and all(codes[n] == 0 for n in (b, c))
-    teardown = [(r["node"], r["event"]) for r in _records(record)
-                if r["t"] >= t_stop and r["event"] in ("deactivate", "cleanup")]
-    assert teardown == [(c, "deactivate"), (c, "cleanup"), (b, "deactivate"), (b, "cleanup"),
-                        (a, "deactivate"), (a, "cleanup")]
-    print(f"\nstart -> all ACTIVE {t_active:.2f} s; SIGKILL -> alarm {detect:.2f} s "
-          f"(period {PERIOD} s, timeout {TIMEOUT} s)")
+    teardown = [
+        (r["node"], r["event"])
+        for r in _records(record)
+        if r["t"] >= t_stop and r["event"] in ("deactivate", "cleanup")
+    ]
+    assert teardown == [
+        (c, "deactivate"),
+        (c, "cleanup"),
+        (b, "deactivate"),
+        (b, "cleanup"),
+        (a, "deactivate"),
+        (a, "cleanup"),
+    ]
+    print(
+        f"\nstart -> all ACTIVE {t_active:.2f} s; SIGKILL -> alarm {detect:.2f} s "
+        f"(period {PERIOD} s, timeout {TIMEOUT} s)"
+    )
 
 
 @pytest.mark.timeout(60)

@@ -1,7 +1,6 @@
 """Test helper: ignores SIGTERM (and SIGINT) so the launcher must escalate to SIGKILL."""
 
 import signal
-import sys
 import time
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -35,8 +35,9 @@ class Helper(LifecycleNode):
                 fh.write(json.dumps({"t": time.time(), "node": self.get_name(), "event": event, **kw}) + "\n")
 
     def publish_state(self):
-        self.pub.publish(DeviceState(device_id=self.get_name(), kind="helper", state="RUN",
-                                     stamp=rosutil.stamp_now(self)))
+        self.pub.publish(
+            DeviceState(device_id=self.get_name(), kind="helper", state="RUN", stamp=rosutil.stamp_now(self))
+        )
 
     def on_command(self, req, resp):
         self.record("command", command=req.command, reason=req.reason, user=req.user)

@@ -19,8 +19,17 @@ class Talker(Node):
 
     def tick(self):
         self.n += 1
-        self.pub.publish(DeviceState(device_id="talker", kind="helper", state="RUN", healthy=True,
-                                     keys=["n"], values=[float(self.n)], faults=["W1"]))
+        self.pub.publish(
+            DeviceState(
+                device_id="talker",
+                kind="helper",
+                state="RUN",
+                healthy=True,
+                keys=["n"],
+                values=[float(self.n)],
+                faults=["W1"],
+            )
+        )
 
 
 if __name__ == "__main__":
