@@ -28,9 +28,10 @@ DeviceCommand{command: "safe_state"}. Alarm ids: ``NODE_LOST_<node>`` (lost / le
 state topic silent), ``NODE_START_FAILED_<node>`` (bring-up or recovery transition failed);
 priority = OPC UA severity of ISA-18.2 "high" (800); state ACTIVE, RTN after recovery.
 Nothing recovers automatically: a node that comes back by itself stays FAULTED until
-``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is called for it. The Recover answer says whether recovery started (node known, faulted,
-reachable, dependencies healthy); its outcome is published on the status topic and the log,
-and as an Alarm state change (RTN when recovered, a new alarm when it fails).
+``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is called for it. The Recover
+answer says whether recovery started (node known, faulted, reachable, dependencies healthy);
+its outcome is published on the status topic and the log, and as an Alarm state change (RTN
+when recovered, a new alarm when it fails).
 
 Topics: ``/cell/alarms`` (cell_interfaces/msg/Alarm; reliable, transient local, depth 50),
 ``/lifecycle_manager/status``
