@@ -1,0 +1,159 @@
+"""``config/opcua.yaml``: device-level OPC UA endpoints, the emulator and the bridge client.
+
+One file says where each device's OPC UA server is (emulated or real), how the emulator
+runs, and how the bridge backends (:class:`aseptic_cell.devices.opcua_backend.OpcUaBackend`)
+watch their connection. The cell server for MES/SCADA has its own section in its own module
+(``aseptic_cell/opcua/server/``); unknown top-level keys are refused here, so that section is
+declared as an opaque mapping until its model is added.
+
+Loading order for the backends (:func:`load_opcua_config`): an explicit path, else the
+``ASEPTIC_CELL_OPCUA_CONFIG`` environment variable (a file), else ``opcua.yaml`` in the
+configuration directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from ..config.base import Identifier, Model, PositiveFinite
+
+ENV_CONFIG = "ASEPTIC_CELL_OPCUA_CONFIG"
+FILE_NAME = "opcua.yaml"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class DeviceEndpoint(Model):
+    endpoint: str = Field(description="opc.tcp URL of the device's server, e.g. opc.tcp://127.0.0.1:48410/aseptic/ISO1")
+    kind: str | None = Field(None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _opc_tcp(cls, v: str) -> str:
+        u = urlparse(v)
+        if u.scheme != "opc.tcp" or not u.hostname or not u.port:
+            raise ValueError(f"endpoint must look like opc.tcp://host:port/path, got {v!r}")
+        return v
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.endpoint).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(urlparse(self.endpoint).port or 4840)
+
+
+class EmulatorSettings(Model):
+    sim_speed: PositiveFinite = Field(10.0, le=10000.0, description="sim seconds per wall second of the emulated world")
+    step_s: PositiveFinite | None = Field(None, le=10.0, description="sim step (s); default: cell.yaml sim.step_s")
+    update_period_s: PositiveFinite = Field(0.05, ge=0.001, le=5.0,
+                                            description="wall period of the variable updates (s)")
+    min_sampling_interval_ms: float = Field(0.0, ge=0.0, le=10000.0,
+                                            description="MinimumSamplingInterval advertised on the variables (ms)")
+    expose_fault_methods: bool = Field(True, description="create the Emulator/InjectFault and ClearFault methods "
+                                       "(test hooks; never on a real controller)")
+    loopback_only: bool = Field(True, description="refuse to bind to anything but a loopback address")
+    max_message_size: int = Field(4 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024,
+                                  description="transport limit: largest message (bytes) (OPCUA_NOTES hole 3)")
+    max_chunk_count: int = Field(128, ge=1, le=4096, description="transport limit: chunks per message")
+
+
+class ClientSettings(Model):
+    publishing_interval_ms: float = Field(50.0, ge=1.0, le=10000.0, description="subscription publishing interval")
+    sampling_interval_ms: float = Field(0.0, ge=0.0, le=10000.0,
+                                        description="requested sampling interval (0 = as fast as the server can)")
+    connect_timeout_s: PositiveFinite = Field(3.0, le=60.0, description="one connection attempt (s)")
+    request_timeout_s: PositiveFinite = Field(2.0, le=60.0, description="one request (read, browse) (s)")
+    health_period_s: PositiveFinite = Field(0.5, le=30.0, description="period of the status read (s)")
+    health_timeout_s: PositiveFinite = Field(1.0, le=30.0,
+                                             description="a status read slower than this = connection lost (s)")
+    silence_timeout_s: PositiveFinite = Field(
+        3.0, le=120.0, description="no notification and no successful status read for this long = connection lost (s)")
+    backoff_initial_s: PositiveFinite = Field(0.25, le=10.0, description="first reconnect delay (s)")
+    backoff_max_s: PositiveFinite = Field(2.0, le=300.0, description="reconnect delay cap (s)")
+    session_timeout_s: PositiveFinite = Field(30.0, le=3600.0, description="requested session timeout (s)")
+
+
+class OpcUaConfig(Model):
+    """The whole ``opcua.yaml``."""
+
+    devices: dict[Identifier, DeviceEndpoint] = Field(description="device id -> its OPC UA server")
+    emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+    cell_server: dict[str, Any] | None = Field(
+        None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)")
+
+    def endpoint(self, device_id: str) -> DeviceEndpoint:
+        try:
+            return self.devices[device_id]
+        except KeyError:
+            raise KeyError(f"no OPC UA endpoint for device {device_id!r} in {FILE_NAME}; "
+                           f"configured: {sorted(self.devices)}") from None
+
+
+class OpcUaConfigError(ValueError):
+    pass
+
+
+def config_path(path: str | Path | None = None, config_dir: str | Path | None = None) -> Path:
+    if path:
+        return Path(path)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    if config_dir is None:
+        from ..config import default_config_dir
+
+        config_dir = default_config_dir()
+    return Path(config_dir) / FILE_NAME
+
+
+def parse_opcua_config(data: Any, source: str = FILE_NAME) -> OpcUaConfig:
+    try:
+        return OpcUaConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        raise OpcUaConfigError("\n".join(lines)) from None
+
+
+def load_opcua_config(path: str | Path | None = None, config_dir: str | Path | None = None) -> OpcUaConfig:
+    """Load and validate ``opcua.yaml`` (see the module doc for where it is looked for).
+
+    Raises:
+        OpcUaConfigError: missing file, bad YAML or a validation problem (file, field, reason).
+    """
+    p = config_path(path, config_dir)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise OpcUaConfigError(f"{p}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise OpcUaConfigError(f"{p}: invalid YAML: {exc}") from None
+    return parse_opcua_config(data, str(p))
+
+
+def check_against_cell(cfg: OpcUaConfig, cell_cfg: Any) -> list[str]:
+    """Cross-file problems: endpoints for unknown devices, wrong kinds, shared ports, non-loopback hosts."""
+    problems = []
+    kinds = {cell_cfg.layout.isolator.id: "isolator", cell_cfg.layout.vhp_unit.id: "vhp",
+             cell_cfg.layout.autoclave.id: "autoclave", cell_cfg.layout.robot.id: "arm"}
+    seen: dict[tuple[str, int], str] = {}
+    for dev, ep in cfg.devices.items():
+        if dev not in kinds:
+            problems.append(f"{FILE_NAME}: devices.{dev}: not a device of cell.yaml ({sorted(kinds)})")
+        elif ep.kind is not None and ep.kind != kinds[dev]:
+            problems.append(f"{FILE_NAME}: devices.{dev}.kind: {ep.kind!r} but cell.yaml says {kinds[dev]!r}")
+        key = (ep.host, ep.port)
+        if key in seen:
+            problems.append(f"{FILE_NAME}: devices.{dev}.endpoint: port {ep.port} already used by {seen[key]}")
+        seen[key] = dev
+        if cfg.emulator.loopback_only and ep.host not in LOOPBACK_HOSTS:
+            problems.append(f"{FILE_NAME}: devices.{dev}.endpoint: host {ep.host} is not loopback "
+                            "(emulator.loopback_only)")
+    return problems

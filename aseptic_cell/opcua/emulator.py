@@ -1,0 +1,487 @@
+"""``cellctl emulate``: the emulated hardware — the sim models behind one OPC UA server per device.
+
+One process owns one :class:`aseptic_cell.sim.cell.SimCell` (its own clock, stepped at
+``emulator.sim_speed`` sim s per wall s; it stands in for the physical world) and runs one
+asyncua server per device on the endpoint ``config/opcua.yaml`` gives it. Each server shows
+its device the way the device's controller would (address space: :mod:`.model`): a variable
+per reading, a method per catalogue command, Machinery identification and item state,
+LADS functional units / program manager (isolator, VHP unit, autoclave) or OPC 40010
+motion device / safety states (arm), and ``SimTime``. Values are written every
+``emulator.update_period_s`` (changed values only; ``SimTime`` every time) and at once after
+a command or fault.
+
+Security of these device-level servers (the plant-floor PLCs' level): SecurityPolicy None on
+loopback — a documented exception to the cell's secure-by-default rule; the cell server for
+MES/SCADA is the secure one. What is closed here anyway: a user manager is installed
+(anonymous = plain User role, every user name refused, so no "admin with any password",
+OPCUA_NOTES hole 2); variables are read-only; transport limits are lowered (hole 3);
+binding is refused off loopback unless ``loopback_only: false``. The ``Emulator/InjectFault``
+and ``ClearFault`` methods are test hooks (``expose_fault_methods``), never present on a
+real controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import signal
+import time
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.common.connection import TransportLimits
+from asyncua.crypto.permission_rules import User, UserRole
+
+from ..devices.commands import CATALOGUE, InvalidArguments
+from .config import LOOPBACK_HOSTS, DeviceEndpoint, EmulatorSettings, OpcUaConfig
+from .model import (
+    ARG_NAMES_IN,
+    ARG_NAMES_OUT,
+    DEVICE_CLASS,
+    MODEL,
+    NS_URI,
+    functional_unit,
+    is_record,
+    model_readings,
+    nid_fault,
+    nid_folder,
+    nid_method,
+    nid_reading,
+    nid_record,
+    nid_simtime,
+    record_json,
+)
+
+log = logging.getLogger("aseptic_cell.emulator")
+
+
+class DeviceUserManager:
+    """Device level: anonymous sessions get the User role; any user name is refused.
+
+    (Only the Anonymous token type is offered, so X509 user tokens never get here; the
+    ``certificate`` argument is the channel's peer certificate, empty on a None channel.)
+    """
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> User | None:
+        if username:
+            return None
+        return User(role=UserRole.User)
+
+
+def _variant(value: Any, declared: ua.VariantType | None) -> ua.Variant:
+    if value is None:
+        return ua.Variant(None, ua.VariantType.Null)
+    if isinstance(value, bool):
+        return ua.Variant(value, ua.VariantType.Boolean)
+    if isinstance(value, int):
+        if declared == ua.VariantType.Double:
+            return ua.Variant(float(value), ua.VariantType.Double)
+        return ua.Variant(value, ua.VariantType.Int64)
+    if isinstance(value, float):
+        return ua.Variant(value, ua.VariantType.Double)
+    return ua.Variant(str(value), ua.VariantType.String)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def _arg(name: str, vtype: ua.VariantType, desc: str) -> ua.Argument:
+    a = ua.Argument()
+    a.Name = name
+    a.DataType = ua.NodeId(vtype.value)
+    a.ValueRank = -1
+    a.ArrayDimensions = []
+    a.Description = ua.LocalizedText(desc)
+    return a
+
+
+IN_ARGS = [_arg("ArgsJson", ua.VariantType.String, "JSON object of the catalogue arguments"),
+           _arg("User", ua.VariantType.String, "user id of the requester"),
+           _arg("Reason", ua.VariantType.String, "reason, for the record")]
+OUT_ARGS = [_arg("Accepted", ua.VariantType.Boolean, "the device accepted and executed the command"),
+            _arg("Code", ua.VariantType.String, "OK or the refusal code"),
+            _arg("Reason", ua.VariantType.String, "why it was refused"),
+            _arg("PayloadJson", ua.VariantType.String, "command result (JSON object)")]
+assert tuple(a.Name for a in IN_ARGS) == ARG_NAMES_IN and tuple(a.Name for a in OUT_ARGS) == ARG_NAMES_OUT
+
+
+class DeviceServer:
+    """One device's OPC UA server over the shared SimCell."""
+
+    def __init__(self, world: EmulatedWorld, device_id: str, kind: str, ep: DeviceEndpoint,
+                 settings: EmulatorSettings) -> None:
+        self.world = world
+        self.device_id = device_id
+        self.kind = kind
+        self.ep = ep
+        self.settings = settings
+        self.server: Server | None = None
+        self.ns = 0
+        self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType | None, bool]] = {}  # key -> (id, type, record)
+        self._last: dict[str, Any] = {}
+        self._simtime: ua.NodeId | None = None
+        self._item_state: ua.NodeId | None = None
+
+    def _nid(self, s: str) -> ua.NodeId:
+        return ua.NodeId(s, self.ns)
+
+    async def start(self) -> None:
+        if self.settings.loopback_only and self.ep.host not in LOOPBACK_HOSTS:
+            raise ValueError(f"{self.device_id}: refusing to bind {self.ep.host} (emulator.loopback_only)")
+        server = Server(user_manager=DeviceUserManager())
+        await server.init()
+        server.set_endpoint(self.ep.endpoint)
+        server.set_server_name(f"aseptic_cell emulated {self.kind} {self.device_id}")
+        await server.set_application_uri(f"urn:aseptic-cell:emulator:{self.device_id}")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.set_identity_tokens([ua.AnonymousIdentityToken])
+        server.limits = TransportLimits(max_recv_buffer=65535, max_send_buffer=65535,
+                                        max_chunk_count=self.settings.max_chunk_count,
+                                        max_message_size=self.settings.max_message_size)
+        self.ns = await server.register_namespace(NS_URI)
+        self.server = server
+        await self._build()
+
+    async def listen(self) -> None:
+        assert self.server is not None
+        await self.server.start()
+        log.info("%s (%s) serving on %s", self.device_id, self.kind, self.ep.endpoint)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            try:
+                await self.server.stop()
+            except Exception:  # noqa: BLE001 - shutting down
+                pass
+            self.server = None
+
+    # ------------------------------------------------------------------ address space
+    async def _folder(self, parent: Any, path: str, name: str) -> Any:
+        return await parent.add_folder(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns))
+
+    async def _object(self, parent: Any, path: str, name: str) -> Any:
+        return await parent.add_object(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns))
+
+    async def _prop(self, parent: Any, path: str, name: str, value: Any) -> Any:
+        return await parent.add_property(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns),
+                                         ua.Variant(value, ua.VariantType.String))
+
+    async def _build(self) -> None:
+        assert self.server is not None
+        dev, ns = self.device_id, self.ns
+        objects = self.server.nodes.objects
+        devset = await objects.add_folder(ua.NodeId(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns))
+        root = await devset.add_object(self._nid(dev), ua.QualifiedName(dev, ns))
+        ident = await self._object(root, "Identification", "Identification")
+        for name, value in (("Manufacturer", "aseptic_cell emulator"), ("Model", MODEL[self.kind]),
+                            ("SerialNumber", f"EMU-{dev}"), ("ProductInstanceUri", f"urn:aseptic-cell:device:{dev}"),
+                            ("DeviceClass", DEVICE_CLASS[self.kind]), ("SoftwareRevision", "1")):
+            await self._prop(ident, f"Identification/{name}", name, value)
+        mis = await self._object(root, "MachineryItemState", "MachineryItemState")
+        st = await mis.add_variable(self._nid(f"{dev}/MachineryItemState/CurrentState"),
+                                    ua.QualifiedName("CurrentState", ns),
+                                    ua.Variant("NotExecuting", ua.VariantType.String))
+        self._item_state = st.nodeid
+        mom = await self._object(root, "MachineryOperationMode", "MachineryOperationMode")
+        await mom.add_variable(self._nid(f"{dev}/MachineryOperationMode/CurrentState"),
+                               ua.QualifiedName("CurrentState", ns), ua.Variant("Processing", ua.VariantType.String))
+        simtime = await root.add_variable(self._nid(nid_simtime(dev)), ua.QualifiedName("SimTime", ns),
+                                          ua.Variant(self.world.cell.now(), ua.VariantType.Double))
+        self._simtime = simtime.nodeid
+        await self._set_sampling(simtime)
+
+        pi = await self._folder(root, "ProcessImage", "ProcessImage")
+        rec = await self._folder(root, "Records", "Records")
+        values = self.world.readings(dev)
+        for key, value in values.items():
+            if key == "t":
+                continue
+            if is_record(value) or (value is None and key.startswith("status.")):
+                node = await rec.add_variable(self._nid(nid_record(dev, key)), ua.QualifiedName(key, ns),
+                                              ua.Variant(record_json(value), ua.VariantType.String))
+                self._nodes[key] = (node.nodeid, ua.VariantType.String, True)
+                self._last[key] = value
+                continue
+            v = _variant(value, None)
+            datatype = None if value is None else ua.NodeId(v.VariantType.value)
+            if datatype is None:
+                node = await pi.add_variable(self._nid(nid_reading(dev, key)), ua.QualifiedName(key, ns), v,
+                                             datatype=ua.NodeId(ua.ObjectIds.BaseDataType))
+            else:
+                node = await pi.add_variable(self._nid(nid_reading(dev, key)), ua.QualifiedName(key, ns), v,
+                                             datatype=datatype)
+            await self._set_sampling(node)
+            self._nodes[key] = (node.nodeid, None if value is None else v.VariantType, False)
+            self._last[key] = value
+        await self._companion_shape(root, values)
+        await self._methods(root)
+
+    async def _set_sampling(self, node: Any) -> None:
+        await node.write_attribute(ua.AttributeIds.MinimumSamplingInterval,
+                                   ua.DataValue(ua.Variant(float(self.settings.min_sampling_interval_ms),
+                                                           ua.VariantType.Double)))
+
+    async def _organize(self, folder: Any, key: str) -> None:
+        if key in self._nodes:
+            await folder.add_reference(self._nodes[key][0], ua.ObjectIds.Organizes, forward=True, bidirectional=False)
+
+    async def _companion_shape(self, root: Any, values: dict[str, Any]) -> None:
+        dev = self.device_id
+        if self.kind == "arm":
+            mds = await self._folder(root, "MotionDevices", "MotionDevices")
+            md = await self._object(mds, f"MotionDevices/{dev}", dev)
+            axes = await self._folder(md, f"MotionDevices/{dev}/Axes", "Axes")
+            joints = sorted({k.split(".")[1] for k in values if k.startswith("joint.")})
+            for j in joints:
+                ax = await self._object(axes, f"Axes/{j}", j)
+                ps = await self._object(ax, f"Axes/{j}/ParameterSet", "ParameterSet")
+                for name, key in (("ActualPosition", f"joint.{j}.position_rad"),
+                                  ("ActualSpeed", f"joint.{j}.velocity_rad_s")):
+                    f = await self._folder(ps, f"Axes/{j}/ParameterSet/{name}", name)
+                    await self._organize(f, key)
+            ss = await self._folder(root, "SafetyStates", "SafetyStates")
+            s = await self._object(ss, "SafetyStates/Safety", f"{dev}_Safety")
+            ps = await self._object(s, "SafetyStates/Safety/ParameterSet", "ParameterSet")
+            for name, key in (("OperationalMode", "mode"), ("ProtectiveStop", "protective_stop"),
+                              ("EmergencyStop", "protective_stop_reason")):
+                f = await self._folder(ps, f"SafetyStates/Safety/{name}", name)
+                await self._organize(f, key)
+            ctl = await self._folder(root, "Controllers", "Controllers")
+            c = await self._object(ctl, "Controllers/Main", f"{dev}_Controller")
+            for key in ("drives_enabled", "moving", "speed_class", "tcp_speed_m_s", "at_park", "at_decon"):
+                await self._organize(c, key)
+            return
+        fus = await self._folder(root, "FunctionalUnitSet", "FunctionalUnitSet")
+        made: dict[str, Any] = {}
+        for key in self._nodes:
+            if key.startswith("status."):
+                continue
+            fu = functional_unit(self.kind, key)
+            if fu is None:
+                continue
+            if fu not in made:
+                unit = await self._object(fus, f"FU/{fu}", fu)
+                made[fu] = await self._folder(unit, f"FU/{fu}/FunctionSet", "FunctionSet")
+            await self._organize(made[fu], key)
+        if self.kind in ("vhp", "autoclave"):
+            pm = await self._object(root, "ProgramManager", "ProgramManager")
+            tset = await self._folder(pm, "ProgramManager/ProgramTemplateSet", "ProgramTemplateSet")
+            cfg = self.world.cell.cfg
+            templates = ([c.id for c in cfg.vhp_cycles.cycles] if self.kind == "vhp"
+                         else [p.id for p in cfg.autoclave_programs.programs])
+            for t in templates:
+                await self._object(tset, f"ProgramManager/ProgramTemplateSet/{t}", t)
+            ap = await self._object(pm, "ProgramManager/ActiveProgram", "ActiveProgram")
+            for key in ("phase", "status.run_id", "status.recipe_id", "status.program_id", "status.phase_elapsed_s",
+                        "status.state", "cycle_active", "cycle_running"):
+                await self._organize(ap, key)
+
+    async def _methods(self, root: Any) -> None:
+        dev, ns = self.device_id, self.ns
+        mf = await self._folder(root, "Methods", "Methods")
+        for name in CATALOGUE[self.kind]:
+            await mf.add_method(self._nid(nid_method(dev, name)), ua.QualifiedName(name, ns),
+                                self._make_handler(name), IN_ARGS, OUT_ARGS)
+        if self.settings.expose_fault_methods:
+            emu = await self._object(root, "Emulator", "Emulator")
+            await emu.add_method(self._nid(nid_fault(dev, "InjectFault")), ua.QualifiedName("InjectFault", ns),
+                                 self._inject, [_arg("Fault", ua.VariantType.String, "fault name, e.g. sensor:dp_pa"),
+                                                _arg("ParamsJson", ua.VariantType.String, "JSON object, e.g. "
+                                                     '{"mode": "nan"}')], OUT_ARGS)
+            await emu.add_method(self._nid(nid_fault(dev, "ClearFault")), ua.QualifiedName("ClearFault", ns),
+                                 self._clear, [_arg("Fault", ua.VariantType.String, "fault name ('' = all)")],
+                                 OUT_ARGS)
+
+    # ------------------------------------------------------------------ methods
+    def _make_handler(self, name: str) -> Any:
+        async def handler(parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+            vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+            args_json = vals[0] if vals else ""
+            user = vals[1] if len(vals) > 1 else ""
+            reason = vals[2] if len(vals) > 2 else ""
+            return await self.world.command(self.device_id, name, args_json or "", user or "", reason or "")
+
+        return handler
+
+    async def _inject(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+        return await self.world.fault(self.device_id, "inject", vals[0] if vals else "",
+                                      vals[1] if len(vals) > 1 else "")
+
+    async def _clear(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+        return await self.world.fault(self.device_id, "clear", vals[0] if vals else "", "")
+
+    # ------------------------------------------------------------------ values
+    async def publish(self, values: dict[str, Any]) -> None:
+        server = self.server
+        if server is None:
+            return
+        now = self.world.cell.now()
+        for key, value in values.items():
+            entry = self._nodes.get(key)
+            if entry is None or _same(self._last.get(key, object()), value):
+                continue
+            self._last[key] = value
+            nodeid, declared, record = entry
+            if record or is_record(value):
+                v = ua.Variant(record_json(value), ua.VariantType.String)
+            else:
+                v = _variant(value, declared)
+            await server.write_attribute_value(nodeid, ua.DataValue(v))
+        executing = any(bool(values.get(k)) for k in ("cycle_active", "cycle_running", "moving", "leak_test.running"))
+        state = "Executing" if executing else "NotExecuting"
+        if self._item_state is not None and self._last.get("__item_state") != state:
+            self._last["__item_state"] = state
+            await server.write_attribute_value(self._item_state, ua.DataValue(ua.Variant(state, ua.VariantType.String)))
+        if self._simtime is not None:
+            await server.write_attribute_value(self._simtime, ua.DataValue(ua.Variant(float(now), ua.VariantType.Double)))
+
+
+class EmulatedWorld:
+    """The SimCell, its stepping, and the device servers over it."""
+
+    def __init__(self, cell_cfg: Any, ocfg: OpcUaConfig, devices: list[str] | None = None,
+                 sim_speed: float | None = None, update_period_s: float | None = None) -> None:
+        from ..sim.cell import SimCell
+
+        self.cfg = cell_cfg
+        self.ocfg = ocfg
+        self.cell = SimCell(cell_cfg)
+        self.speed = float(sim_speed if sim_speed is not None else ocfg.emulator.sim_speed)
+        self.step_s = float(ocfg.emulator.step_s or cell_cfg.layout.sim.step_s)
+        self.update_period_s = float(update_period_s if update_period_s is not None else ocfg.emulator.update_period_s)
+        wanted = devices or [d for d in self.cell.models if d in ocfg.devices]
+        unknown = [d for d in wanted if d not in self.cell.models or d not in ocfg.devices]
+        if unknown:
+            raise ValueError(f"unknown or unconfigured device(s) {unknown}; cell: {sorted(self.cell.models)}, "
+                             f"opcua.yaml: {sorted(ocfg.devices)}")
+        self.servers = {d: DeviceServer(self, d, self.cell.kinds[d], ocfg.devices[d], ocfg.emulator) for d in wanted}
+        self.trip = {"hazard_t": None, "last_latency_ms": None}  # benchmark hook (monotonic clock, system-wide)
+        self._stop = asyncio.Event()
+
+    def readings(self, device_id: str) -> dict[str, Any]:
+        return model_readings(self.cell.models[device_id], self.cell.now())
+
+    async def publish(self, device_id: str | None = None) -> None:
+        for d, srv in self.servers.items():
+            if device_id is None or d == device_id:
+                await srv.publish(self.readings(d))
+
+    async def command(self, device_id: str, name: str, args_json: str, user: str, reason: str) -> list[ua.Variant]:
+        from ..sim.common import CommandRefused, InvalidCommand
+
+        accepted, code, why, payload = False, "INVALID", "", {}
+        try:
+            args = json.loads(args_json) if args_json.strip() else {}
+            if not isinstance(args, dict):
+                raise InvalidArguments("ArgsJson must be a JSON object")
+            payload = self.cell.command(device_id, name, args)
+            accepted, code = True, "OK"
+        except CommandRefused as exc:
+            code, why = exc.code, exc.reason
+        except (InvalidArguments, InvalidCommand, ValueError, TypeError) as exc:
+            code, why = "INVALID", str(exc)
+        if name == "safe_state" and self.trip["hazard_t"] is not None:
+            self.trip["last_latency_ms"] = (time.monotonic() - self.trip["hazard_t"]) * 1000.0
+            self.trip["hazard_t"] = None
+        log.info("%s.%s(%s) by %r: %s %s", device_id, name, args_json, user, code, why)
+        await self.publish(device_id)
+        return [ua.Variant(accepted, ua.VariantType.Boolean), ua.Variant(code, ua.VariantType.String),
+                ua.Variant(why, ua.VariantType.String), ua.Variant(record_json(payload or {}), ua.VariantType.String)]
+
+    async def fault(self, device_id: str, op: str, fault: str, params_json: str) -> list[ua.Variant]:
+        accepted, code, why = True, "OK", ""
+        try:
+            params = json.loads(params_json) if params_json.strip() else {}
+            if not isinstance(params, dict):
+                raise ValueError("ParamsJson must be a JSON object")
+            if op == "inject":
+                if not fault:
+                    raise ValueError("InjectFault needs a fault name")
+                self.cell.inject_fault(device_id, fault, **params)
+                self.trip["hazard_t"] = time.monotonic()
+            else:
+                self.cell.clear_fault(device_id, fault or None)
+            log.warning("fault %s %s on %s %s", op, fault, device_id, params)
+        except Exception as exc:  # noqa: BLE001 - a precise refusal, nothing changed
+            accepted, code, why = False, "INVALID", str(exc)
+        await self.publish(device_id)
+        return [ua.Variant(accepted, ua.VariantType.Boolean), ua.Variant(code, ua.VariantType.String),
+                ua.Variant(why, ua.VariantType.String), ua.Variant("{}", ua.VariantType.String)]
+
+    async def start(self) -> None:
+        """Build every address space, then open every endpoint (no server answers half-built)."""
+        for srv in self.servers.values():
+            await srv.start()
+        for srv in self.servers.values():
+            await srv.listen()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for srv in self.servers.values():
+            await srv.stop()
+
+    async def run(self) -> None:
+        """Step the world at ``speed`` and publish every ``update_period_s`` until stopped."""
+        wall0, sim0 = time.monotonic(), self.cell.now()
+        next_pub = time.monotonic()
+        while not self._stop.is_set():
+            target = sim0 + (time.monotonic() - wall0) * self.speed
+            budget_end = time.monotonic() + 0.5 * self.update_period_s
+            while self.cell.now() + self.step_s <= target:
+                self.cell.step(self.step_s)
+                if time.monotonic() > budget_end:  # falling behind: re-anchor, never burst
+                    wall0, sim0 = time.monotonic(), self.cell.now()
+                    break
+            now = time.monotonic()
+            if now >= next_pub:
+                await self.publish()
+                next_pub = max(next_pub + self.update_period_s, now)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_pub - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+
+async def serve(cell_cfg: Any, ocfg: OpcUaConfig, devices: list[str] | None = None, *,
+                sim_speed: float | None = None, update_period_s: float | None = None,
+                ready: Any = None) -> None:
+    world = EmulatedWorld(cell_cfg, ocfg, devices, sim_speed=sim_speed, update_period_s=update_period_s)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, world._stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    await world.start()
+    try:
+        msg = {"ready": True, "devices": {d: s.ep.endpoint for d, s in world.servers.items()},
+               "sim_speed": world.speed}
+        print(json.dumps(msg), flush=True)
+        if ready is not None:
+            ready(world)
+        await world.run()
+    finally:
+        await world.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import add_emulate_parser
+
+    parser = argparse.ArgumentParser(prog="aseptic_cell.opcua.emulator")
+    sub = parser.add_subparsers(dest="cmd")
+    add_emulate_parser(sub)
+    args = parser.parse_args(["emulate", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
