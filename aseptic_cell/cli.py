@@ -4,7 +4,10 @@ Sub-commands:
   check-config [DIR]   validate every configuration file; exit 2 naming file, field and reason
   schema [--out DIR]   write the JSON schema of every configuration file
   sim                  run the simulated cell headless in one process (a VHP and an autoclave cycle)
-  run                  run the cell on the simulated devices
+  run                  run the cell: the ROS 2 node graph on the simulated devices (until Ctrl-C)
+  demo                 start the graph and run one batch sequence end to end
+  record verify FILE   check a batch record's hash chain
+  ros list | echo      graph inspection
 """
 
 from __future__ import annotations
@@ -70,6 +73,21 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return run_headless(cfg, speed=args.speed, json_out=args.json)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_cell
+
+    directory = Path(args.config) if args.config else default_config_dir()
+    try:
+        cfg = load_config(directory)
+    except ConfigError as exc:
+        print(f"configuration in {directory} is INVALID:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+    speed = args.speed if args.speed is not None else cfg.layout.sim.speedup
+    return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -108,14 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="directory to write <file>.schema.json into (default: stdout)")
     s.set_defaults(func=_cmd_schema)
 
-    for name, helptext in (("sim", "run the simulated cell headless, in one process (no ROS)"),
-                           ("run", "run the cell (simulated devices)")):
-        r = sub.add_parser(name, help=helptext)
-        r.add_argument("--config", help="configuration directory")
-        r.add_argument("--speed", type=_speed, default=None,
-                       help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
-        r.add_argument("--json", action="store_true", help="print the summary as JSON")
-        r.set_defaults(func=_cmd_sim)
+    r = sub.add_parser("sim", help="run the simulated cell headless, in one process (no ROS)")
+    r.add_argument("--config", help="configuration directory")
+    r.add_argument("--speed", type=_speed, default=None,
+                   help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.set_defaults(func=_cmd_sim)
+
+    r = sub.add_parser("run", help="run the cell: the ROS 2 node graph as OS processes (until Ctrl-C)")
+    r.add_argument("--config", help="configuration directory")
+    r.add_argument("--speed", type=_speed, default=None,
+                   help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
+    r.add_argument("--hardware", choices=("sim", "opcua"), default="sim",
+                   help="device backends: sim (simulated devices, default) or opcua")
+    r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser
 
     add_record_parser(sub)

@@ -121,6 +121,8 @@ class ArmNode(DeviceNode):
             return CommandOutcome(False, "INVALID", str(exc))
         if self.backend is None:
             return CommandOutcome(False, "NOT_CONFIGURED", f"{self.get_name()} is not configured")
+        if name == "move_to_pose" and typed["pose"] not in self.cfg.arm.poses:
+            return CommandOutcome(False, "INVALID", f"unknown pose {typed['pose']!r}; known: {sorted(self.cfg.arm.poses)}")
         if not self.active:
             return CommandOutcome(False, "NOT_ACTIVE", f"{self.get_name()} is {self._lifecycle_label}: nothing moves")
         if self.latched:
@@ -138,8 +140,6 @@ class ArmNode(DeviceNode):
             from ..motion.planning import plan_joint_move
 
             pose = typed["pose"]
-            if pose not in self.cfg.arm.poses:
-                return CommandOutcome(False, "INVALID", f"unknown pose {pose!r}; known: {sorted(self.cfg.arm.poses)}")
             limit = self.cfg.arm.speed_classes[speed_class].max_tcp_speed_m_s
             q, dt = plan_joint_move(self.scene, q0, np.array(self.cfg.arm.poses[pose]), self._vmax, self._amax,
                                     speed_limit_m_s=limit, dt=float(self.get_parameter("plan_dt_s").value))

@@ -142,6 +142,7 @@ class _Managed:
     last_state_msg: float | None = None  # monotonic; None until the first message after activation
     alarm_id: str = ""
     fault_time: float = 0.0  # monotonic time of the last fault
+    up_since: float = 0.0  # monotonic time the node was last brought up (activate ok)
 
 
 @dataclass
@@ -354,6 +355,7 @@ class LifecycleManager(Node):
     def _node_up(self, op: _Op, m: _Managed) -> None:
         m.health = OK
         m.last_ok = time.monotonic()
+        m.up_since = m.last_ok
         m.last_state_msg = None
         was_faulted = bool(m.fault)
         m.fault = ""
@@ -420,7 +422,10 @@ class LifecycleManager(Node):
                 if label != m.label:
                     self.get_logger().info(f"{m.name}: lifecycle state {m.label} -> {label}")
                 m.label = label
-                if m.health in (OK, BLOCKED) and m.name not in busy and label != "active":
+                # A reply to a request sent before the node was (re)activated describes the
+                # old state (e.g. "inactive" during bring-up): it cannot mean "left ACTIVE".
+                stale_reply = m.hb_sent < m.up_since
+                if m.health in (OK, BLOCKED) and m.name not in busy and label != "active" and not stale_reply:
                     self._fault(m, f"{m.name} left ACTIVE unexpectedly (now {label})", cascade=True)
             elif f is not None and now - m.hb_sent > self.timeout:
                 m.get_state.remove_pending_request(f)

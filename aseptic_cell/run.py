@@ -1,0 +1,95 @@
+"""``cellctl run``: start the cell's node graph as real OS processes and supervise it.
+
+One process per node (``default_graph``), parameters from ``config/``; each in its own
+process group. Nothing is restarted silently: a node that exits is reported loudly and the
+lifecycle manager drives its dependants to their safe state; recovery is an operator action.
+On Ctrl-C / SIGTERM every process group is stopped (SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import tempfile
+import time
+from typing import Any
+
+from .client import CellClient
+
+
+def _fmt_state(client: CellClient) -> str:
+    iso, vhp, ac, arm = (client.state(n) for n in ("isolator", "vhp", "autoclave", "arm"))
+    parts = []
+    if iso is not None:
+        parts.append(f"isolator dP {iso.dp_pa:5.1f} Pa {iso.decon_status}{'' if iso.comm_ok else ' COMM LOST'}")
+    if vhp is not None:
+        parts.append(f"VHP {vhp.phase} {vhp.h2o2_ppm:.1f} ppm")
+    if ac is not None:
+        parts.append(f"autoclave {ac.phase} {ac.chamber_t_c:.1f} C")
+    if arm is not None:
+        parts.append(f"arm {'moving' if arm.moving else 'park' if arm.at_park else 'decon' if arm.at_decon else 'idle'}"
+                     f"{' PSTOP' if arm.protective_stop else ''}")
+    return " | ".join(parts) or "(no device state yet)"
+
+
+def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: list[Any] | None = None,
+             status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None) -> int:
+    """Run the graph until interrupted (or for ``duration_s``); returns 0 on a clean stop."""
+    from .launcher import CellProcesses, wait_for_nodes
+    from .nodes.graph import default_graph
+
+    specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra or [])
+    log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-run-")
+    stop = {"flag": False}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"aseptic_cell: starting {len(specs)} node processes ({hardware} hardware, speed "
+          f"{'max' if math.isinf(speed) else f'{speed:g}x'}); logs in {log_dir}", flush=True)
+    t0 = time.monotonic()
+    code = 0
+    try:
+        with CellProcesses(specs, log_dir=log_dir, env=dict(os.environ)) as procs:
+            try:
+                wait_for_nodes(specs, timeout_s=120.0, check=lambda: _raise_if_dead(procs))
+            except (TimeoutError, RuntimeError) as exc:
+                print(f"bring-up FAILED: {exc}", flush=True)
+                return 1
+            print(f"graph ACTIVE after {time.monotonic() - t0:.1f} s: {', '.join(s.name for s in specs)}", flush=True)
+            for s in specs:
+                url = s.params.get("url") if isinstance(s.params, dict) else None
+                if url:
+                    print(f"{s.name}: {url}", flush=True)
+            print("Ctrl-C stops the cell.", flush=True)
+            client = CellClient()
+            try:
+                last = 0.0
+                end = math.inf if duration_s is None else time.monotonic() + duration_s
+                while not stop["flag"] and time.monotonic() < end:
+                    for name, rc in procs.poll():
+                        print(f"!! {name} exited with code {rc}; NOT restarted (the lifecycle manager drives its "
+                              "dependants safe; recovery is an operator action)", flush=True)
+                        code = 1
+                    if time.monotonic() - last >= status_period_s:
+                        last = time.monotonic()
+                        print(f"[{time.strftime('%H:%M:%S')}] {_fmt_state(client)}", flush=True)
+                    time.sleep(0.2)
+            finally:
+                client.close()
+            exits = procs.stop()
+            print(f"stopped: {exits}", flush=True)
+            if any(rc != 0 for rc in exits.values()):
+                code = 1
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return code
+
+
+def _raise_if_dead(procs: Any) -> None:
+    dead = procs.poll()
+    if dead:
+        raise RuntimeError(f"process(es) exited during bring-up: {dead}")
