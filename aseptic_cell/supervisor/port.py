@@ -1,0 +1,389 @@
+"""How the supervisor talks to the devices: the :class:`CellPort` protocol and the in-process
+implementation used by unit tests, the stateful test, the soak and the benchmark.
+
+Behaviours never block: :meth:`CellPort.send` returns a :class:`Handle` at once, and the
+behaviour polls ``handle.done`` in ``update()``. The latest device signals (the names of
+:data:`aseptic_cell.interlocks.KNOWN_SIGNALS`) are pushed into the interlock engine's
+:class:`~aseptic_cell.interlocks.SignalTable` by :meth:`CellPort.refresh`.
+
+:class:`InProcessCell` wraps a :class:`~aseptic_cell.sim.cell.SimCell` behind the same
+command path as the device nodes (``aseptic_cell/nodes/device_node.py``): catalogue
+validation, latch after ``safe_state`` (process commands refused until an explicit
+``recover``), the device layer's own hard interlocks on the readings
+(:mod:`aseptic_cell.devices.hard_interlocks`), and for the arm, planning and the collision
+check of every motion against the keep-out zones the live cell state activates.
+Time is the SimClock (ARCHITECTURE rule 5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..devices.commands import InvalidArguments, spec, validate
+from ..devices.hard_interlocks import precheck
+from ..devices.signals import signals_from_readings
+from ..interlocks import SignalTable
+
+NODES = ("isolator", "vhp", "autoclave", "arm")
+
+
+@dataclass
+class Handle:
+    """A device command in flight. ``done`` turns True when the device answered."""
+
+    node: str
+    command: str
+    args: dict[str, Any]
+    t_sent: float
+    done: bool = False
+    accepted: bool = False
+    code: str = ""
+    reason: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+
+    def finish(self, accepted: bool, code: str, reason: str, payload: Mapping[str, Any] | None = None) -> None:
+        self.done, self.accepted, self.code, self.reason = True, accepted, code, reason
+        self.payload = dict(payload or {})
+
+
+class CellPort(Protocol):
+    """What the supervisor core needs from the cell (in-process sim, or the ROS graph)."""
+
+    node_devices: Mapping[str, str]
+    """node name -> device id (``isolator`` -> ``ISO1``)."""
+
+    def now(self) -> float:
+        """Time in the signals' time base (sim time)."""
+
+    def send(self, node: str, command: str, args: Mapping[str, Any] | None = None, *,
+             user: str = "supervisor", reason: str = "") -> Handle:
+        """Send a catalogue command; never blocks. The handle completes later (or at once)."""
+
+    def cancel(self, handle: Handle) -> None:
+        """Forget a pending command (its effect, if any, stays; the caller makes things safe)."""
+
+    def recover(self, node: str, *, user: str, reason: str) -> Handle:
+        """Explicit operator recovery of a latched device node."""
+
+    def refresh(self, table: SignalTable) -> None:
+        """Push the latest signals of every device into ``table`` (lost devices marked)."""
+
+    def latched(self, node: str) -> str | None:
+        """Why the node is latched in its safe state, or None."""
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Device events since the last call (command, refusal, latched, recovered, ...)."""
+
+
+def door_box_ids(cfg: Any) -> list[str]:
+    """Door ids that have a swept-volume keep-out box in geometry.yaml (``door_closed:<id>``)."""
+    out = []
+    for b in cfg.geometry.boxes:
+        kind, _, ref = b.active.partition(":")
+        if kind == "door_closed" and ref not in out:
+            out.append(ref)
+    return out
+
+
+def all_door_ids(cfg: Any) -> list[str]:
+    """Every door the robot rules name (hatch, autoclave, RTP alphas, equipment doors)."""
+    doors = ["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload",
+             *(f"{r.id.lower()}_alpha" for r in cfg.layout.isolator.rtps)]
+    return list(dict.fromkeys([*doors, *door_box_ids(cfg)]))
+
+
+def clear_of_doors(scene: Any, q: Any, cfg: Any) -> dict[str, bool]:
+    """``arm.clear_of.<door>`` for joint positions ``q``: False if the arm occupies the door's
+    swept-volume box; doors without a box in the isolator are outside the arm's reach (True)."""
+    if q is None or len(q) != 6 or any(not isinstance(x, float) or not math.isfinite(x) for x in q):
+        return {}
+    boxes = set(door_box_ids(cfg))
+    qa = np.array([q], dtype=float)
+    return {d: (bool(scene.check_configs(qa, conditions={f"door_closed:{d}"}, refine=True)[0]) if d in boxes
+                else True) for d in all_door_ids(cfg)}
+
+
+def arm_conditions(iso: Mapping[str, Any] | None, ac: Mapping[str, Any] | None, cfg: Any) -> set[str] | None:
+    """Scene conditions (keep-outs) from the isolator/autoclave readings; None if unknown.
+
+    Same policy as the arm node: a door's swept volume is a keep-out unless the door is
+    confirmed fully open (and locked open) (domain spec §4.3); gloves in use add their reach
+    envelope.
+    """
+    if iso is None:
+        return None
+    known = {b.active for b in cfg.geometry.boxes}
+    cond = {f"glove_in_use:{g.id}" for g in cfg.layout.isolator.glove_ports if iso.get(f"glove.{g.id}.in_use")}
+    fully_open = set()
+    for r in cfg.layout.isolator.rtps:
+        if iso.get(f"rtp.{r.id}.alpha_door") == "open":  # end position = locked open (isolator node)
+            fully_open.add(f"{r.id.lower()}_alpha")
+    if iso.get("hatch.door_B") == "open":
+        fully_open.add("hatch_b")
+    if ac is not None and ac.get("unload_door_state") == "OPEN":
+        fully_open.add("autoclave_unload")
+    cond |= {a for a in known if a.startswith("door_closed:") and a.split(":", 1)[1] not in fully_open}
+    return {c for c in cond if c in known}
+
+
+class InProcessCell:
+    """The simulated cell in-process, behind the device nodes' command path.
+
+    Args:
+        cfg: loaded :class:`~aseptic_cell.config.CellConfig`.
+        sim: an existing :class:`~aseptic_cell.sim.cell.SimCell` (a new one by default).
+        check_mode: motion check mode for arm moves (``certified`` like the arm node;
+            ``samples`` is faster for the stateful test).
+    """
+
+    def __init__(self, cfg: Any, sim: Any = None, *, check_mode: str = "certified") -> None:
+        from ..motion import Scene
+        from ..sim.cell import SimCell
+
+        self.cfg = cfg
+        self.sim = sim if sim is not None else SimCell(cfg)
+        lay = cfg.layout
+        self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
+                             "autoclave": lay.autoclave.id, "arm": lay.robot.id}
+        self.kinds = {n: n for n in NODES}
+        self._latched: dict[str, str | None] = {n: None for n in NODES}
+        self.comm_lost: set[str] = set()
+        """Nodes whose communication is (simulated as) lost: signals unknown, commands refused."""
+        self.events: list[dict[str, Any]] = []
+        self.scene = Scene.from_config(cfg.arm, cfg.geometry)
+        self.check_mode = check_mode
+        self._vmax = np.array([j.max_velocity for j in cfg.arm.joints])
+        self._amax = np.array([j.max_acceleration for j in cfg.arm.joints])
+        self._joint_names = [j.name for j in cfg.arm.joints]
+        self._clear_key: tuple[Any, ...] = ()
+        self._clear: dict[str, bool] = {}
+        self._cache_t = -math.inf
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._arm_rest: dict[str, Any] | None = None
+        self.listeners: list[Callable[[str, str, dict[str, Any], bool], None]] = []
+        """Called as ``listener(node, command, args, accepted)`` after every command (tests)."""
+
+    # ------------------------------------------------------------------ time
+    def now(self) -> float:
+        return self.sim.now()
+
+    def step(self, dt: float) -> None:
+        self.sim.step(dt)
+
+    # ------------------------------------------------------------------ observation
+    def sensors(self, node: str) -> dict[str, Any]:
+        """The device's readings (sensors + ``t``), cached per sim instant."""
+        t = self.sim.now()
+        if t != self._cache_t:
+            self._cache, self._cache_t = {}, t
+        r = self._cache.get(node)
+        if r is None:
+            if node == "arm":
+                r = self._arm_sensors()
+            else:
+                r = dict(self.sim.models[self.node_devices[node]].sensors())
+            r["t"] = t
+            self._cache[node] = r
+        return r
+
+    def _arm_sensors(self) -> dict[str, Any]:
+        # a resting arm reports the same values: reuse them (forward kinematics is the cost);
+        # any command or fault invalidates the cache
+        arm = self.sim.arm
+        if arm.moving or self._arm_rest is None:
+            r = dict(arm.sensors())
+            self._arm_rest = None if arm.moving else r
+            return dict(r)
+        return dict(self._arm_rest)
+
+    def invalidate(self) -> None:
+        self._cache_t = -math.inf
+        self._arm_rest = None
+
+    def signals(self, node: str) -> dict[str, Any]:
+        return signals_from_readings(node, self.sensors(node), self.cfg)
+
+    def refresh(self, table: SignalTable) -> None:
+        t = self.sim.now()
+        for node in NODES:
+            dev = self.node_devices[node]
+            if node in self.comm_lost:
+                table.mark_comm_lost(dev)
+                continue
+            table.mark_comm_ok(dev)
+            for name, value in self.signals(node).items():
+                if value is None:
+                    table.remove(name)
+                else:
+                    table.update(name, value, t, dev)
+        if "arm" not in self.comm_lost and "isolator" not in self.comm_lost:
+            for door, clear in self.arm_clear_of().items():
+                table.update(f"arm.clear_of.{door}", clear, t, self.node_devices["arm"])
+
+    def arm_clear_of(self) -> dict[str, bool]:
+        """Is the arm outside each door's swept volume? (signal ``arm.clear_of.<door>``)."""
+        arm = self.sensors("arm")
+        q = [arm.get(f"joint.{n}.position_rad") for n in self._joint_names]
+        key = tuple(q)
+        if key != self._clear_key:
+            self._clear_key, self._clear = key, clear_of_doors(self.scene, q, self.cfg)
+        return self._clear
+
+    def latched(self, node: str) -> str | None:
+        return self._latched[node]
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        out, self.events = self.events, []
+        return out
+
+    # ------------------------------------------------------------------ commands
+    def send(self, node: str, command: str, args: Mapping[str, Any] | None = None, *,
+             user: str = "supervisor", reason: str = "") -> Handle:
+        h = Handle(node, command, dict(args or {}), self.sim.now())
+        accepted, code, why, payload = self.execute(node, command, dict(args or {}), user=user, reason=reason)
+        h.finish(accepted, code, why, payload)
+        return h
+
+    def cancel(self, handle: Handle) -> None:
+        handle.cancelled = True
+
+    def execute(self, node: str, name: str, args: dict[str, Any], *, user: str = "", reason: str = ""
+                ) -> tuple[bool, str, str, dict[str, Any]]:
+        """The single command path (as ``DeviceNode.execute``). Never raises for bad input."""
+        out = self._execute(node, name, args, user, reason)
+        self.invalidate()
+        accepted, code, detail, _payload = out
+        self.events.append({"event": "command" if accepted else "refusal", "node": node,
+                            "device": self.node_devices.get(node, node), "t": self.sim.now(),
+                            "command": name, "args": _safe_args(args), "user": user, "reason": reason,
+                            "code": code, "detail": detail})
+        for listener in tuple(self.listeners):
+            listener(node, name, args, accepted)
+        return out
+
+    def _execute(self, node: str, name: str, args: dict[str, Any], user: str, reason: str
+                 ) -> tuple[bool, str, str, dict[str, Any]]:
+        from ..sim.common import CommandRefused, InvalidCommand
+
+        if node not in self.node_devices:
+            return False, "INVALID", f"unknown device node {node!r}; known: {list(NODES)}", {}
+        kind = self.kinds[node]
+        try:
+            s = spec(kind, name)
+            typed = validate(kind, name, args)
+        except InvalidArguments as exc:
+            return False, "INVALID", str(exc), {}
+        if s.moves and self._latched[node]:
+            return (False, "LATCHED", f"{self.node_devices[node]} is held in its safe state "
+                    f"({self._latched[node]}); recovery needs an operator action (recover)", {})
+        if node in self.comm_lost:
+            if s.moves:
+                return False, "COMM_STALE", f"no fresh data from {self.node_devices[node]}", {}
+            if name == "safe_state":
+                self._latch(node, reason or "safe state requested")
+            return False, "COMM_LOST", f"no connection to {self.node_devices[node]}", {}
+        values = self.sensors(node)
+        refusal = precheck(kind, name, typed, values, self.cfg)
+        if refusal is not None:
+            return False, refusal[0], refusal[1], {}
+        if name == "safe_state":
+            self._latch(node, reason or "safe state requested")
+        dev = self.node_devices[node]
+        try:
+            if kind == "arm" and name in ("move_to_pose", "execute_trajectory"):
+                return self._arm_motion(name, typed)
+            payload = self.sim.command(dev, name, typed)
+        except CommandRefused as exc:
+            return False, exc.code, exc.reason, {}
+        except (InvalidCommand, InvalidArguments) as exc:
+            return False, "INVALID", str(exc), {}
+        return True, "OK", "", payload or {}
+
+    def _arm_motion(self, name: str, typed: dict[str, Any]) -> tuple[bool, str, str, dict[str, Any]]:
+        from ..motion.planning import plan_joint_move
+
+        arm = self.sensors("arm")
+        q0 = np.array([float(arm[f"joint.{n}.position_rad"]) for n in self._joint_names])
+        speed_class = typed.get("speed_class", "transit")
+        if name == "move_to_pose":
+            pose = typed["pose"]
+            if pose not in self.cfg.arm.poses:
+                return False, "INVALID", f"unknown pose {pose!r}; known: {sorted(self.cfg.arm.poses)}", {}
+            limit = self.cfg.arm.speed_classes[speed_class].max_tcp_speed_m_s
+            q, dt = plan_joint_move(self.scene, q0, np.array(self.cfg.arm.poses[pose]), self._vmax, self._amax,
+                                    speed_limit_m_s=limit, dt=0.02)
+            q[0] = q0
+        else:
+            q, dt = np.asarray(typed["q"], dtype=np.float64), typed["dt"]
+        conditions = arm_conditions(None if "isolator" in self.comm_lost else self.sensors("isolator"),
+                                    self.sensors("autoclave"), self.cfg)
+        if conditions is None:
+            return False, "NO_CELL_STATE", "isolator state unknown: keep-out zones unknown, motion refused", {}
+        try:
+            res = self.scene.check_trajectory(q, dt, mode=self.check_mode, speed_class=speed_class,
+                                              conditions=conditions)
+        except ValueError as exc:
+            return False, "INVALID", f"trajectory rejected: {exc}", {}
+        if not res.ok:
+            return (False, f"MOTION_{res.kind.upper()}",
+                    f"{res.reason}; minimum clearance {res.clearance * 1000:.1f} mm", {})
+        self.sim.command(self.node_devices["arm"], "execute_trajectory",
+                         {"q": q.tolist(), "dt": dt, "speed_class": speed_class})
+        return True, "OK", "", {"samples": len(q), "duration_s": dt * (len(q) - 1)}
+
+    def _latch(self, node: str, why: str) -> None:
+        if not self._latched[node]:
+            self._latched[node] = why
+            self.events.append({"event": "latched", "node": node, "device": self.node_devices[node],
+                                "t": self.sim.now(), "reason": why})
+
+    def recover(self, node: str, *, user: str, reason: str) -> Handle:
+        h = Handle(node, "recover", {}, self.sim.now())
+        if node not in self._latched:
+            h.finish(False, "INVALID", f"unknown node {node!r}")
+        elif not user.strip() or not reason.strip():
+            h.finish(False, "INVALID", "recovery needs the operator's user id and a reason")
+        elif node in self.comm_lost:
+            h.finish(False, "COMM_LOST", f"{self.node_devices[node]}: no fresh data; cannot recover")
+        else:
+            was = self._latched[node]
+            self._latched[node] = None
+            self.events.append({"event": "recovered", "node": node, "device": self.node_devices[node],
+                                "t": self.sim.now(), "user": user, "reason": reason, "was": was or ""})
+            h.finish(True, "OK", f"recovered (was: {was or 'not latched'})")
+        return h
+
+    # ------------------------------------------------------------------ faults (tests, scenarios)
+    def inject_fault(self, device_id: str, fault: str, **params: Any) -> None:
+        if fault == "comm_loss":
+            self.comm_lost.add(self._node_of(device_id))
+            return
+        self.sim.inject_fault(device_id, fault, **params)
+        self.invalidate()
+
+    def clear_fault(self, device_id: str, fault: str | None = None) -> None:
+        if fault in (None, "comm_loss"):
+            self.comm_lost.discard(self._node_of(device_id))
+            if fault == "comm_loss":
+                return
+        self.sim.clear_fault(device_id, fault)
+        self.invalidate()
+
+    def _node_of(self, device_id: str) -> str:
+        for n, d in self.node_devices.items():
+            if device_id in (n, d):
+                return n
+        raise InvalidArguments(f"unknown device {device_id!r}; known: {sorted(self.node_devices.values())}")
+
+
+def _safe_args(args: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = {}
+    for k, v in (args or {}).items():
+        out[k] = f"<{len(v)} samples>" if isinstance(v, list) and v and isinstance(v[0], list) else v
+    return out
