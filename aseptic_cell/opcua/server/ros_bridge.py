@@ -1,0 +1,188 @@
+"""ROS side of the cell server: subscriptions and the batch command client, on a background
+thread with its own rclpy Context (ARCHITECTURE rule 4: observation never becomes control).
+
+Messages are converted to plain dicts on the ROS thread; the latest one per source is handed
+to the asyncio loop (coalesced: a slow OPC UA side drops intermediate values, it never queues
+without bound or slows the ROS executor). Every callback is wrapped: an exception is logged
+and dropped. The bridge publishes nothing; its only call into the cell is
+``/cell/batch/command`` on an authenticated, role-checked OPC UA method call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[str, Any], Awaitable[None]]
+"""``sink(source, payload)`` on the asyncio loop; source = batch | interlocks | alarms | device:<node>."""
+
+STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "get_fields_and_field_types"):
+        if type(v).__name__ == "Time" and hasattr(v, "sec") and hasattr(v, "nanosec"):
+            if v.sec == 0 and v.nanosec == 0:
+                return None
+            return dt.datetime.fromtimestamp(v.sec + v.nanosec * 1e-9, dt.timezone.utc)
+        return {k: _plain(getattr(v, k)) for k in v.get_fields_and_field_types()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    tolist = getattr(v, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return v
+
+
+class RosBridge:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Sink, *, devices: Sequence[str],
+                 ros_args: Sequence[str] | None = None, domain_id: int | None = None,
+                 node_name: str = "opcua_server") -> None:
+        self._loop = loop
+        self._sink = sink
+        self._devices = [d for d in devices if d in STATE_TYPES]
+        self._ros_args = list(ros_args or [])
+        self._domain_id = domain_id
+        self._node_name = node_name
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] = {}
+        self._flush_scheduled = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx: Any = None
+        self.node: Any = None
+        self._batch_client: Any = None
+        self.received: dict[str, int] = {}
+        self.callback_errors = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import qos_profile_best_available
+        from rclpy.signals import SignalHandlerOptions
+
+        import cell_interfaces.msg as cim
+        from cell_interfaces.srv import BatchCommand
+
+        self._ctx = rclpy.Context()
+        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO,
+                                  "args": ["opcua_server", *self._ros_args]}
+        if self._domain_id is not None:
+            kwargs["domain_id"] = self._domain_id
+        rclpy.init(**kwargs)
+        self.node = rclpy.create_node(self._node_name, context=self._ctx)
+        qos = qos_profile_best_available
+        self.node.create_subscription(cim.BatchStatus, "/cell/batch/status",
+                                      lambda m: self._on("batch", m), qos)
+        self.node.create_subscription(cim.InterlockStatusArray, "/cell/interlocks",
+                                      lambda m: self._on("interlocks", m), qos)
+        self.node.create_subscription(cim.AlarmArray, "/cell/alarms/active",
+                                      lambda m: self._on("alarms", m), qos)
+        for name in self._devices:
+            self.node.create_subscription(getattr(cim, STATE_TYPES[name]), f"/cell/{name}/state",
+                                          lambda m, n=name: self._on(f"device:{n}", m), qos)
+        self._batch_client = self.node.create_client(BatchCommand, "/cell/batch/command")
+        self._executor = SingleThreadedExecutor(context=self._ctx)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="opcua-ros-bridge", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.1)
+            except Exception:  # noqa: BLE001 - never let the bridge thread die silently
+                if self._stop.is_set():
+                    break
+                log.exception("ROS bridge executor error")
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3.0)
+        try:
+            self._executor.shutdown()
+            self.node.destroy_node()
+        except Exception:  # noqa: BLE001
+            log.debug("ROS bridge node teardown failed", exc_info=True)
+        try:
+            rclpy.try_shutdown(context=self._ctx)
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ data path
+    def _on(self, source: str, msg: Any) -> None:
+        try:
+            payload = _plain(msg)
+            if source == "interlocks":
+                payload = payload.get("rules", [])
+            with self._lock:
+                self._pending[source] = payload
+                self.received[source] = self.received.get(source, 0) + 1
+                if self._flush_scheduled:
+                    return
+                self._flush_scheduled = True
+            self._loop.call_soon_threadsafe(self._start_flush)
+        except Exception:  # noqa: BLE001 - observation never becomes control
+            self.callback_errors += 1
+            log.exception("ROS bridge: could not take %s message", source)
+
+    def _start_flush(self) -> None:
+        self._loop.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flush_scheduled = False
+        for source, payload in pending.items():
+            try:
+                await self._sink(source, payload)
+            except Exception:  # noqa: BLE001
+                self.callback_errors += 1
+                log.exception("OPC UA update from %s failed", source)
+
+    # ------------------------------------------------------------------ commands
+    def batch_service_ready(self) -> bool:
+        try:
+            return bool(self._batch_client is not None and self._batch_client.service_is_ready())
+        except Exception:  # noqa: BLE001
+            return False
+
+    async def batch_command(self, command: str, *, user: str, password: str, meaning: str, reason: str,
+                            timeout_s: float) -> dict[str, Any]:
+        """Call ``/cell/batch/command``; returns ``{accepted, code, reason, state}``."""
+        from cell_interfaces.srv import BatchCommand
+
+        if not self.batch_service_ready():
+            return {"accepted": False, "code": "UNAVAILABLE", "reason": "/cell/batch/command is not available",
+                    "state": ""}
+        req = BatchCommand.Request(command=command, user=user, password=password, meaning=meaning, reason=reason)
+        fut = self._batch_client.call_async(req)
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def _done(f: Any) -> None:
+            try:
+                done.set_result(f.result())
+            except Exception as exc:  # noqa: BLE001
+                done.set_exception(exc)
+
+        fut.add_done_callback(_done)
+        try:
+            r = await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
+        except asyncio.TimeoutError:
+            fut.cancel()
+            return {"accepted": False, "code": "TIMEOUT", "reason": f"no reply within {timeout_s:.1f} s",
+                    "state": ""}
+        return {"accepted": bool(r.accepted), "code": r.code, "reason": r.reason, "state": r.state}

@@ -1,0 +1,189 @@
+"""Helpers for tests and benchmarks of the cell server: client certificates, a server in its
+own process on a free loopback port, and a configured asyncua client."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .pki import make_self_signed
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIG_DIR = REPO / "config"
+
+
+def free_port(lo: int = 48500, hi: int = 48599) -> int:
+    """A free TCP port on 127.0.0.1 in [lo, hi] (project rule: OPC UA ports 48500-48599)."""
+    start = lo + (os.getpid() * 7 + int(time.monotonic() * 1000)) % (hi - lo + 1)
+    for i in range(hi - lo + 1):
+        port = lo + (start - lo + i) % (hi - lo + 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    cert: Path  # DER
+    key: Path  # PEM
+    cert_pem: Path
+    application_uri: str
+
+
+def make_client_identity(directory: Path, name: str, application_uri: str | None = None,
+                         days: int = 30) -> ClientIdentity:
+    directory.mkdir(parents=True, exist_ok=True)
+    uri = application_uri or f"urn:aseptic-cell:test:{name}"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = make_self_signed(key, common_name=name, application_uri=uri, hostnames=["localhost"], days=days,
+                            server=False)
+    der, pem, kp = directory / f"{name}.der", directory / f"{name}.pem", directory / f"{name}.key.pem"
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return ClientIdentity(der, kp, pem, uri)
+
+
+def trust(pki_dir: Path, ident: ClientIdentity) -> None:
+    d = pki_dir / "trusted"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / ident.cert.name).write_bytes(ident.cert.read_bytes())
+
+
+class ServerProcess:
+    """``python -m aseptic_cell.opcua.server`` in a child process on a free loopback port."""
+
+    def __init__(self, workdir: Path, *, ros: bool = False, env: Mapping[str, str] | None = None,
+                 overrides: Mapping[str, Any] | None = None, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.pki_dir = self.workdir / "pki"
+        self.port = port or free_port()
+        self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/aseptic_cell/"
+        data = yaml.safe_load((CONFIG_DIR / "opcua_server.yaml").read_text())
+        data.update({"endpoint": self.endpoint, "pki_dir": str(self.pki_dir),
+                     "users_file": str(CONFIG_DIR / "users.yaml")})
+        data.update(overrides or {})
+        self.config = self.workdir / "opcua_server.yaml"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(yaml.safe_dump(data))
+        self.ready = self.workdir / "ready.json"
+        self.log = self.workdir / "server.log"
+        self.ros = ros
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server_cert(self) -> Path:
+        return self.pki_dir / "own" / "cert.der"
+
+    def start(self, timeout_s: float = 30.0) -> ServerProcess:
+        self.ready.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "aseptic_cell.opcua.server", "--config", str(self.config),
+               "--config-dir", str(CONFIG_DIR), "--ready-file", str(self.ready)]
+        if not self.ros:
+            cmd.append("--no-ros")
+        env = {**os.environ, **self.env}
+        self._logf = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"server not ready within {timeout_s} s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        self.pid = json.loads(self.ready.read_text())["pid"]
+        return self
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._logf.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def client_for(endpoint: str, ident: ClientIdentity, server_cert: Path, *, user: str | None = None,
+               password: str | None = None, timeout_s: float = 10.0) -> Any:
+    """An asyncua Client set up for Basic256Sha256/SignAndEncrypt (not connected; ``set_security`` is
+    a coroutine in asyncua 2.x, so call :func:`secure` on it before connecting)."""
+    from asyncua import Client
+
+    c = Client(endpoint, timeout=timeout_s)
+    c.application_uri = ident.application_uri
+    c.name = "aseptic_cell test client"
+    if user is not None:
+        c.set_user(user)
+    if password is not None:
+        c.set_password(password)
+    c._cell_ident, c._cell_server_cert = ident, server_cert  # noqa: SLF001
+    return c
+
+
+async def secure(client: Any) -> Any:
+    from asyncua import ua
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    await client.set_security(SecurityPolicyBasic256Sha256, str(client._cell_ident.cert),  # noqa: SLF001
+                              str(client._cell_ident.key), server_certificate=str(client._cell_server_cert),  # noqa: SLF001
+                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    return client
+
+
+@contextlib.contextmanager
+def env_domain(domain: int) -> Iterator[None]:
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = old
