@@ -83,3 +83,17 @@ if [[ -f package.json ]]; then
 ' "$npm_hash" > "$VENV/.stamp-npm"
   fi
 fi
+
+# --- 5. colcon, in its own venv (colcon-core pins an older setuptools than ours) ---------
+# Used by tests/ros/test_colcon.py (colcon build of ros2_ws/) through $VENV/colcon/bin/colcon.
+COLCON_PINS=(colcon-common-extensions==0.3.0 colcon-core==0.21.3)
+colcon_hash=$(scripts/stamp.sh "$base_id ${COLCON_PINS[*]}" scripts/ensure_venv.sh)
+if [[ "$(cat "$VENV/.stamp-colcon" 2>/dev/null)" != "$colcon_hash" ]]; then
+  log "colcon venv ($VENV/colcon)"
+  rm -rf "$VENV/colcon" "$VENV/.stamp-colcon"
+  "$base_py" -m venv "$VENV/colcon"
+  CPIP=("$VENV/colcon/bin/python" -m pip --disable-pip-version-check)
+  { "${CPIP[@]}" install -q "${COLCON_PINS[@]}" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  "$VENV/colcon/bin/colcon" --help > /dev/null
+  printf '%s\n' "$colcon_hash" > "$VENV/.stamp-colcon"
+fi
