@@ -1,0 +1,574 @@
+"""The HMI web application: static front end, REST command API, WebSocket state stream.
+
+Security (issue 7, Part 11 §11.10(d)(g), Annex 11 §12):
+
+* every ``/api`` route except ``POST /api/login`` and ``GET /api/health`` needs a session
+  cookie (``HttpOnly; SameSite=Strict``; idle time-out) -> 401 ``NOT_AUTHENTICATED``;
+* every state-changing request also needs the session's CSRF token in ``X-CSRF-Token`` and,
+  when the browser sends an ``Origin``, the HMI's own origin -> 403 ``CSRF_FAILED``;
+* the role is checked against ``users.yaml`` before anything is forwarded -> 403
+  ``ROLE_FORBIDDEN`` whose detail names the role and the action;
+* actions that need an e-signature (abort, restart = releasing a held batch, override) need
+  user id + password again + a meaning; the signer must be the logged-in user; the password
+  is re-checked here and forwarded to the supervisor, which records the signature;
+* malformed bodies -> 422 ``VALIDATION`` naming the field.
+
+The WebSocket is read-only: nothing a browser sends on it is ever acted upon
+(ARCHITECTURE rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from aseptic_cell.auth import MEANINGS, AuthError, PermissionDenied, UserDirectory, record_signature
+from aseptic_cell.records import verify_file
+
+from .backend import CellBackend, CellUnavailable, CommandResult
+from .config import HmiConfig
+from .errors import HmiError, catalogue_json
+from .hub import Hub
+
+log = logging.getLogger("aseptic_cell.hmi")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+COOKIE = "hmi_session"
+CSRF_HEADER = "x-csrf-token"
+OPEN_PATHS = {("POST", "/api/login"), ("GET", "/api/health")}
+
+Text = Annotated[str, Field(max_length=500)]
+Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+
+
+# ---------------------------------------------------------------------------- request bodies
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LoginBody(Body):
+    user: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class SignatureBody(Body):
+    """Part 11 §11.200: both components re-entered; §11.50: the meaning is stated."""
+
+    user: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+    meaning: Literal[MEANINGS]  # type: ignore[valid-type]
+
+
+class BatchStartBody(Body):
+    recipe_id: Ident
+    batch_id: Ident
+    reason: Text = ""
+
+
+class BatchCommandBody(Body):
+    reason: Text = ""
+    signature: SignatureBody | None = None
+
+
+class DoorBody(Body):
+    door: Literal["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload"]
+    command: Literal["open", "close"]
+    reason: Text = ""
+
+
+class PortBody(Body):
+    rtp: Ident
+    command: Literal["dock_beta", "lock_beta", "unlock_beta", "undock_beta", "open_alpha", "close_alpha"]
+    beta_id: Ident | None = None
+    sterile_status: Literal["sterile", "not_sterile", "unknown"] | None = None
+    reason: Text = ""
+
+
+class GloveBody(Body):
+    port: Ident
+    command: Literal["test", "use", "release", "extend", "retract"]
+    reason: Text = ""
+
+
+class AckBody(Body):
+    comment: Text = ""
+
+
+class OverrideBody(Body):
+    device: Literal["autoclave"]
+    command: Literal["override_unload"]
+    reason: Annotated[str, Field(min_length=5, max_length=500)]
+    signature: SignatureBody | None = None
+
+
+BatchVerb = Literal["hold", "restart", "pause", "resume", "stop", "abort", "reset"]
+
+# ---------------------------------------------------------------------------- command mapping
+# HMI request -> (permission action in users.yaml, device node, catalogue command, args)
+_HATCH = {"hatch_a": "A", "hatch_b": "B"}
+_AUTOCLAVE = {"autoclave_load": "load", "autoclave_unload": "unload"}
+PORT_ACTIONS = {"dock_beta": "rtp.dock_beta", "lock_beta": "rtp.dock_beta", "unlock_beta": "rtp.undock_beta",
+                "undock_beta": "rtp.undock_beta", "open_alpha": "rtp.open_alpha", "close_alpha": "door.close"}
+GLOVE = {"test": ("glove.test", "start_glove_test"), "use": ("glove.use", "use_glove"),
+         "release": ("glove.use", "release_glove"), "extend": ("glove.use", "extend_glove"),
+         "retract": ("glove.use", "retract_glove")}
+
+
+def door_command(body: DoorBody) -> tuple[str, str, str, dict[str, Any]]:
+    if body.door in _HATCH:
+        action = "hatch.open_door" if body.command == "open" else "door.close"
+        return action, "isolator", f"{body.command}_door", {"door": _HATCH[body.door]}
+    side = _AUTOCLAVE[body.door]
+    action = f"autoclave.open_{side}" if body.command == "open" else "door.close"
+    return action, "autoclave", f"{body.command}_door", {"side": side}
+
+
+# ---------------------------------------------------------------------------- sessions
+@dataclass
+class Session:
+    token: str
+    user: str
+    full_name: str
+    role: str
+    csrf: str
+    created: float
+    last_seen: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Sessions:
+    """In-memory sessions with an idle time-out (a restart logs everybody out)."""
+
+    def __init__(self, idle_timeout_s: float, max_sessions: int) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._by_token: dict[str, Session] = {}
+
+    def create(self, user: str, full_name: str, role: str) -> Session:
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            if len(self._by_token) >= self.max_sessions:
+                raise HmiError("TOO_MANY_SESSIONS", f"{self.max_sessions} sessions open; log out elsewhere first")
+            s = Session(secrets.token_urlsafe(32), user, full_name, role, secrets.token_urlsafe(32), now, now)
+            self._by_token[s.token] = s
+            return s
+
+    def _expire(self, now: float) -> None:
+        for tok in [t for t, s in self._by_token.items() if now - s.last_seen > self.idle_timeout_s]:
+            del self._by_token[tok]
+
+    def get(self, token: str | None, *, touch: bool = True) -> Session:
+        """The live session of ``token``.
+
+        Raises:
+            HmiError: NOT_AUTHENTICATED (no/unknown cookie) or SESSION_EXPIRED (idle too long).
+        """
+        if not token:
+            raise HmiError("NOT_AUTHENTICATED", "no session: log in first")
+        now = time.monotonic()
+        with self._lock:
+            s = self._by_token.get(token)
+            if s is None:
+                raise HmiError("NOT_AUTHENTICATED", "unknown or ended session: log in again")
+            if now - s.last_seen > self.idle_timeout_s:
+                del self._by_token[token]
+                raise HmiError("SESSION_EXPIRED", f"session idle for more than {self.idle_timeout_s:.0f} s")
+            if touch:
+                s.last_seen = now
+            return s
+
+    def drop(self, token: str | None) -> None:
+        with self._lock:
+            self._by_token.pop(token or "", None)
+
+
+# ---------------------------------------------------------------------------- record reading
+def read_record(path: str, batch_id: str, limit: int = 400) -> dict[str, Any]:
+    """Entries of ``batch_id`` (newest ``limit``), the chain check and every signature (read-only)."""
+    from aseptic_cell.records import signature_manifest
+
+    report = verify_file(path)
+    entries: list[dict[str, Any]] = []
+    p = Path(path)
+    if p.is_file():
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            sql = "SELECT seq, ts_iso, batch_id, kind, actor, role, action, reason, payload, hash FROM entries"
+            args: list[Any] = []
+            if batch_id:
+                sql += " WHERE batch_id IN (?, '')"
+                args.append(batch_id)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            args.append(limit)
+            rows = conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            rows = []
+            report_problem = f"cannot read entries: {exc}"
+            log.warning(report_problem)
+        finally:
+            conn.close()
+        for seq, ts_iso, bid, kind, actor, role, action, reason, payload, h in reversed(rows):
+            try:
+                pl = json.loads(payload)
+            except ValueError:
+                pl = {}
+            sig = pl if kind == "signature" else pl.get("signature") if isinstance(pl.get("signature"), dict) else None
+            entries.append({"seq": seq, "ts_iso": ts_iso, "batch_id": bid, "kind": kind, "actor": actor,
+                            "role": role, "action": action, "reason": reason, "hash": h,
+                            "signature": signature_manifest(sig) if sig else None})
+    return {"path": str(path), "batch_id": batch_id, "verify": report.to_dict(),
+            "verified_text": str(report), "entries": entries,
+            "signatures": [e["signature"] for e in entries if e["signature"]]}
+
+
+# ---------------------------------------------------------------------------- the app
+class _WallClock:
+    def now(self) -> float:
+        return time.time()
+
+
+def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
+               hub: Hub | None = None, plant: dict[str, Any] | None = None) -> FastAPI:
+    """The HMI application. ``plant``: static display facts (:func:`.plant.plant_info`)."""
+    hub = hub or Hub(queue_len=cfg.ws_queue_len, send_timeout_s=cfg.ws_send_timeout_s)
+    sessions = Sessions(cfg.session_idle_timeout_s, cfg.max_sessions)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.attach_loop(asyncio.get_running_loop())
+        backend.start(hub)
+        try:
+            yield
+        finally:
+            backend.stop()
+
+    app = FastAPI(title="aseptic_cell operator HMI", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json")
+    app.state.hub = hub
+    app.state.sessions = sessions
+    app.state.backend = backend
+    app.state.cfg = cfg
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(HmiError)
+    async def _hmi_error(_req: Request, exc: HmiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "path", "query")]
+        fieldname = ".".join(loc) or "body"
+        detail = f"{fieldname}: {first.get('msg', 'invalid')}"
+        err = HmiError("VALIDATION", detail, field=fieldname,
+                       extra={"errors": [{"field": ".".join(str(x) for x in e.get("loc", ())
+                                                            if x not in ("body", "path", "query")),
+                                          "message": e.get("msg", "")} for e in errs]})
+        return JSONResponse(err.body(), status_code=422)
+
+    # ------------------------------------------------------------------ auth middleware
+    @app.middleware("http")
+    async def _auth(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if path.startswith("/api/") and (request.method, path) not in OPEN_PATHS:
+            try:
+                s = sessions.get(request.cookies.get(COOKIE))
+                if request.method not in ("GET", "HEAD", "OPTIONS"):
+                    _check_csrf(request, s)
+            except HmiError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            request.state.session = s
+        elif request.method == "POST" and path == "/api/login":
+            try:
+                _check_origin(request)
+            except HmiError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+        response = await call_next(request)
+        if path == "/" or path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+        return response
+
+    def _check_origin(request: Request) -> None:
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+            raise HmiError("CSRF_FAILED", f"request from foreign origin {origin!r} refused")
+
+    def _check_csrf(request: Request, s: Session) -> None:
+        _check_origin(request)
+        token = request.headers.get(CSRF_HEADER, "")
+        if not token or not secrets.compare_digest(token, s.csrf):
+            raise HmiError("CSRF_FAILED", "missing or wrong X-CSRF-Token header")
+
+    def _session(request: Request) -> Session:
+        s = getattr(request.state, "session", None)
+        if s is None:
+            raise HmiError("NOT_AUTHENTICATED")
+        return s
+
+    def _authorize(s: Session, action: str) -> Any:
+        try:
+            return users.authorize(s.user, action)
+        except PermissionDenied as exc:
+            raise HmiError("ROLE_FORBIDDEN", exc.reason, extra={"role": s.role, "action": action}) from None
+
+    def _signature(s: Session, action: str, sig: SignatureBody | None) -> SignatureBody | None:
+        """Check the e-signature an action needs (None when it needs none).
+
+        The password is re-verified here (a wrong one never reaches the supervisor); the
+        supervisor verifies it again and records the signature.
+        """
+        rule = _authorize(s, action)
+        if not rule.signature:
+            return None
+        if sig is None:
+            raise HmiError("SIGNATURE_REQUIRED",
+                           f"{action} needs an electronic signature (user id, password, meaning"
+                           f"{' ' + repr(rule.meaning) if rule.meaning else ''})",
+                           field="signature", extra={"action": action, "meaning": rule.meaning})
+        if sig.user != s.user:
+            raise HmiError("SIGNER_MISMATCH", f"signed as {sig.user!r} but logged in as {s.user!r}")
+        try:
+            users.authenticate(sig.user, sig.password)
+        except AuthError as exc:
+            raise HmiError("SIGNATURE_REFUSED", exc.reason) from None
+        return sig
+
+    def _result(res: CommandResult, what: str) -> dict[str, Any]:
+        if not res.accepted:
+            raise HmiError("COMMAND_REFUSED", f"{what} refused: {res.reason or res.code}",
+                           upstream_code=res.code or "REFUSED")
+        return {"accepted": True, "code": res.code, "reason": res.reason, "state": res.state,
+                "payload": res.payload}
+
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> CommandResult:
+        try:
+            return fn(*args, **kwargs)
+        except CellUnavailable as exc:
+            raise HmiError("CELL_UNAVAILABLE", str(exc)) from None
+
+    # ------------------------------------------------------------------ pages
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # ------------------------------------------------------------------ session routes
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "browsers": hub.clients}
+
+    @app.post("/api/login")
+    def login(body: LoginBody, response: Response) -> dict[str, Any]:
+        try:
+            user = users.authenticate(body.user, body.password)
+        except AuthError as exc:
+            raise HmiError("LOGIN_FAILED", exc.reason) from None
+        s = sessions.create(user.id, user.full_name, user.role)
+        response.set_cookie(COOKIE, s.token, httponly=True, samesite="strict", secure=cfg.cookie_secure,
+                            path="/", max_age=int(cfg.session_idle_timeout_s) + 60)
+        return _session_info(s)
+
+    @app.post("/api/logout")
+    def logout(request: Request, response: Response) -> dict[str, Any]:
+        sessions.drop(request.cookies.get(COOKIE))
+        response.delete_cookie(COOKIE, path="/")
+        return {"ok": True}
+
+    def _session_info(s: Session) -> dict[str, Any]:
+        allowed, signed = [], {}
+        for action, rule in users.permissions.items():
+            if s.role in rule.roles:
+                allowed.append(action)
+                if rule.signature:
+                    signed[action] = rule.meaning or ""
+        return {"user": s.user, "full_name": s.full_name, "role": s.role, "csrf": s.csrf,
+                "allowed": sorted(allowed), "signature_actions": signed, "meanings": list(MEANINGS),
+                "idle_timeout_s": cfg.session_idle_timeout_s}
+
+    @app.get("/api/session")
+    def session(request: Request) -> dict[str, Any]:
+        return _session_info(_session(request))
+
+    @app.get("/api/plant")
+    def plant_route() -> dict[str, Any]:
+        return plant or {}
+
+    @app.get("/api/errors")
+    def errors() -> list[dict[str, Any]]:
+        return catalogue_json()
+
+    # ------------------------------------------------------------------ state
+    @app.get("/api/state")
+    def state() -> dict[str, Any]:
+        return backend.snapshot()
+
+    @app.get("/api/record")
+    def record() -> dict[str, Any]:
+        path = backend.record_path()
+        if not path:
+            raise HmiError("NO_RECORD", "no batch record yet (no batch has started)")
+        snap = backend.snapshot()
+        batch_id = str((snap.get("batch") or {}).get("batch_id") or "")
+        return read_record(path, batch_id)
+
+    # ------------------------------------------------------------------ batch commands
+    @app.post("/api/batch/start")
+    def batch_start(body: BatchStartBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        _authorize(s, "batch.start")
+        res = _call(backend.batch_start, recipe_id=body.recipe_id, batch_id=body.batch_id, user=s.user)
+        return _result(res, f"start of batch {body.batch_id}")
+
+    @app.post("/api/batch/{command}")
+    def batch_command(command: BatchVerb, body: BatchCommandBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        action = f"batch.{command}"
+        sig = _signature(s, action, body.signature)
+        res = _call(backend.batch_command, command, user=s.user, password=sig.password if sig else "",
+                    meaning=sig.meaning if sig else "", reason=body.reason)
+        out = _result(res, f"batch {command}")
+        if sig:
+            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
+        return out
+
+    # ------------------------------------------------------------------ device operations
+    @app.post("/api/devices/door")
+    def door(body: DoorBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        action, device, command, args = door_command(body)
+        _authorize(s, action)
+        res = _call(backend.operate, device, command, args, user=s.user, reason=body.reason)
+        return _result(res, f"{body.command} {body.door}")
+
+    @app.post("/api/devices/port")
+    def port(body: PortBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        _authorize(s, PORT_ACTIONS[body.command])
+        args: dict[str, Any] = {"rtp": body.rtp}
+        if body.command == "dock_beta":
+            if not body.beta_id:
+                raise HmiError("VALIDATION", "beta_id: needed to dock a beta", field="beta_id")
+            args.update(beta_id=body.beta_id, sterile_status=body.sterile_status or "unknown")
+        res = _call(backend.operate, "isolator", body.command, args, user=s.user, reason=body.reason)
+        return _result(res, f"{body.command} {body.rtp}")
+
+    @app.post("/api/devices/glove")
+    def glove(body: GloveBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        action, command = GLOVE[body.command]
+        _authorize(s, action)
+        args: dict[str, Any] = {"port": body.port}
+        if command in ("use_glove", "start_glove_test"):
+            args["user"] = s.user
+        res = _call(backend.operate, "isolator", command, args, user=s.user, reason=body.reason)
+        return _result(res, f"glove {body.command} {body.port}")
+
+    @app.post("/api/override")
+    def override(body: OverrideBody, request: Request) -> dict[str, Any]:
+        """An interlock override (IL-13): QA, e-signed; the signature is appended to the batch
+        record (the command API has no signature field) before the command is sent."""
+        s = _session(request)
+        sig = _signature(s, "override", body.signature)
+        assert sig is not None  # "override" always needs a signature (users.yaml validation)
+        path = backend.record_path()
+        if not path:
+            raise HmiError("NO_RECORD", "an override must be recorded in a batch record; no batch is active")
+        snap = backend.snapshot()
+        batch_id = str((snap.get("batch") or {}).get("batch_id") or "")
+        content = json.dumps({"device": body.device, "command": body.command, "reason": body.reason,
+                              "batch_id": batch_id, "user": s.user}, sort_keys=True)
+        try:
+            signature = users.sign(sig.user, sig.password, sig.meaning,
+                                   hashlib.sha256(content.encode()).hexdigest(), action="override")
+        except (AuthError, ValueError) as exc:
+            raise HmiError("SIGNATURE_REFUSED", getattr(exc, "reason", str(exc))) from None
+        from aseptic_cell.records import BatchRecord
+
+        with BatchRecord(path, _WallClock()) as rec:
+            record_signature(rec, signature, batch_id=batch_id, reason=body.reason)
+        res = _call(backend.operate, body.device, body.command, {"user": s.user, "reason": body.reason},
+                    user=s.user, reason=f"{body.reason} [{signature.manifest()}]")
+        out = _result(res, f"override {body.device}.{body.command}")
+        out["signed"] = signature.to_payload()
+        return out
+
+    # ------------------------------------------------------------------ alarms
+    @app.post("/api/alarms/{alarm_id}/ack")
+    def ack(alarm_id: Ident, body: AckBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        _authorize(s, "alarm.ack")
+        res = _call(backend.acknowledge, alarm_id, user=s.user, comment=body.comment)
+        return _result(res, f"acknowledge {alarm_id}")
+
+    # ------------------------------------------------------------------ WebSocket (read-only)
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        origin = websocket.headers.get("origin")
+        host = websocket.headers.get("host", "")
+        if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            await websocket.close(code=4403)
+            return
+        token = websocket.cookies.get(COOKIE)
+        await websocket.accept()
+        try:
+            s = sessions.get(token, touch=False)
+        except HmiError as exc:
+            await websocket.send_text(json.dumps({"type": "error", **exc.body()["error"]}))
+            await websocket.close(code=4401)
+            return
+        await websocket.send_text(json.dumps({"type": "hello", "user": s.user, "role": s.role,
+                                              "trends": backend.trends()}, allow_nan=False, default=str))
+        client = hub.register(f"{s.user}@{websocket.client.host if websocket.client else '?'}")
+
+        async def reader() -> None:  # drain and ignore whatever the browser sends
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                while True:
+                    await websocket.receive_text()
+
+        async def watchdog() -> None:  # end the stream when the session ends
+            while True:
+                await asyncio.sleep(2.0)
+                try:
+                    sessions.get(token, touch=False)
+                except HmiError:
+                    return
+
+        tasks = [asyncio.create_task(hub.pump(client, websocket.send_text)), asyncio.create_task(reader()),
+                 asyncio.create_task(watchdog())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except Exception:  # noqa: BLE001
+            pass
+        finally:
+            hub.unregister(client)
+            for t in tasks:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+    return app

@@ -1,0 +1,361 @@
+"""The HMI's ROS 2 side: its own rclpy Context and executor on a background thread.
+
+Subscribes (observation only) to the device states, ``/cell/events``, ``/cell/alarms`` and the
+supervisor's topics; a wall timer builds one JSON-able snapshot at ``snapshot_rate_hz`` and
+hands it to the :class:`~.hub.Hub` (which never blocks). Commands are service calls made from
+the web server's worker threads; they wait on a future with a deadline, never on the
+executor thread.
+
+Topic QoS: state-like topics (latest value wins) are subscribed BEST_EFFORT/VOLATILE so they
+match any publisher; events and alarm transitions RELIABLE/VOLATILE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from .backend import CellUnavailable, CommandResult
+from .config import HmiConfig
+from .hub import Hub
+
+log = logging.getLogger("aseptic_cell.hmi.ros")
+
+DEVICE_STATES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
+TRENDS: dict[str, tuple[str, ...]] = {
+    "isolator": ("dp_pa", "particles_0_5_per_m3", "particles_5_0_per_m3"),
+    "vhp": ("h2o2_ppm", "rh_pct", "rs_pct", "temp_c"),
+    "autoclave": ("chamber_t_c", "chamber_p_kpa", "load_probe_t_c", "f0_min"),
+    "arm": ("tcp_speed_m_s",),
+}
+STALE_AFTER_S = 2.0  # a device state older than this (wall) is shown as stale / unknown
+SUPERVISOR_TOPICS_STALE_S = 3.0
+
+
+def plain(value: Any) -> Any:
+    """ROS message -> JSON-able data; non-finite floats -> None (unknown)."""
+    from aseptic_cell.nodes.rosutil import msg_to_dict
+
+    return _finite(msg_to_dict(value))
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _stamp(msg: Any) -> float:
+    return msg.stamp.sec + msg.stamp.nanosec * 1e-9
+
+
+def isa_priority(severity: int) -> str:
+    """OPC UA severity (Alarm.priority) -> ISA-18.2 priority (bands of aseptic_cell.alarms.models)."""
+    from aseptic_cell.alarms.models import SEVERITY_BANDS
+
+    for name, (lo, hi) in SEVERITY_BANDS.items():
+        if lo <= severity <= hi:
+            return name
+    return "low"
+
+
+class RosBackend:
+    """:class:`~.backend.CellBackend` over ROS 2."""
+
+    def __init__(self, cfg: HmiConfig, *, domain_id: int | None = None, node_name: str | None = None,
+                 ros_args: Sequence[str] = ()) -> None:
+        import rclpy
+        from rclpy.action import ActionClient
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+        from rclpy.signals import SignalHandlerOptions
+        from std_msgs.msg import String
+
+        import cell_interfaces.msg as cim
+        from cell_interfaces.action import RunBatch
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
+
+        self.cfg = cfg
+        self._ctx = rclpy.Context()
+        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO,
+                                  "args": ["hmi", *ros_args]}
+        if domain_id is not None:
+            kwargs["domain_id"] = domain_id
+        rclpy.init(**kwargs)
+        self.node = rclpy.create_node(node_name or "hmi", context=self._ctx)
+        self._lock = threading.Lock()
+        self._hub: Hub | None = None
+        latest = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                            durability=QoSDurabilityPolicy.VOLATILE)
+        reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
+                              durability=QoSDurabilityPolicy.VOLATILE)
+        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self._msgs: dict[str, tuple[float, Any]] = {}  # key -> (wall monotonic, plain data)
+        self._events: deque[dict[str, Any]] = deque(maxlen=100)
+        self._raw_alarms: dict[str, dict[str, Any]] = {}
+        self._trends: dict[str, dict[str, Any]] = {
+            u: {"t": deque(maxlen=cfg.trend_points), "series": {k: deque(maxlen=cfg.trend_points) for k in ks}}
+            for u, ks in TRENDS.items()}
+        self._pending_trend: dict[str, dict[str, Any]] = {}
+        n = self.node
+        for name, typ in DEVICE_STATES.items():
+            n.create_subscription(getattr(cim, typ), f"/cell/{name}/state",
+                                  lambda m, k=name: self._on_device(k, m), latest)
+        n.create_subscription(cim.BatchStatus, "/cell/batch/status", lambda m: self._store("batch", m), latest)
+        n.create_subscription(cim.InterlockStatusArray, "/cell/interlocks",
+                              lambda m: self._store("interlocks", m), latest)
+        n.create_subscription(cim.TreeSnapshot, "/cell/tree", lambda m: self._store("tree", m), latest)
+        n.create_subscription(cim.AlarmArray, "/cell/alarms/active", lambda m: self._store("alarms", m), latest)
+        n.create_subscription(cim.Alarm, "/cell/alarms", self._on_alarm, reliable)
+        n.create_subscription(String, "/cell/events", self._on_event, reliable)
+        n.create_subscription(String, "/lifecycle_manager/status", self._on_lm_status, latched)
+        self._operate = n.create_client(DeviceCommand, "/cell/operate")
+        self._batch_cmd = n.create_client(BatchCommand, "/cell/batch/command")
+        self._ack = n.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
+        self._run = ActionClient(n, RunBatch, "/cell/batch/run")
+        self._types = {"DeviceCommand": DeviceCommand, "BatchCommand": BatchCommand,
+                       "AcknowledgeAlarm": AcknowledgeAlarm, "RunBatch": RunBatch}
+        from aseptic_cell.nodes.rosutil import wall_timer
+
+        wall_timer(n, 1.0 / cfg.snapshot_rate_hz, self._tick)
+        self._executor = SingleThreadedExecutor(context=self._ctx)
+        self._executor.add_node(n)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tick_seconds: deque[float] = deque(maxlen=200)  # snapshot build + publish time (measured)
+
+    # ------------------------------------------------------------------ life
+    def start(self, hub: Hub) -> None:
+        self._hub = hub
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._spin, daemon=True, name="hmi-ros")
+            self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - keep observing
+                if self._stop.is_set() or not self._ctx.ok():
+                    break
+                log.exception("executor error")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3.0)
+        try:
+            self._executor.shutdown(timeout_sec=1.0)
+            self.node.destroy_node()
+        except Exception:  # noqa: BLE001
+            pass
+        self._ctx.try_shutdown()
+
+    # ------------------------------------------------------------------ callbacks (executor thread)
+    def _store(self, key: str, msg: Any) -> None:
+        try:
+            data = plain(msg)
+        except Exception:  # noqa: BLE001 - observation never becomes control
+            log.exception("cannot convert %s", key)
+            return
+        with self._lock:
+            self._msgs[key] = (time.monotonic(), data)
+
+    def _on_device(self, name: str, msg: Any) -> None:
+        self._store(name, msg)
+        try:
+            t = _stamp(msg)
+            tr = self._trends[name]
+            with self._lock:
+                if tr["t"] and t < tr["t"][-1]:  # sim time restarted
+                    tr["t"].clear()
+                    for d in tr["series"].values():
+                        d.clear()
+                if not tr["t"] or t - tr["t"][-1] >= self.cfg.trend_min_dt_s:
+                    sample: dict[str, Any] = {"t": t}
+                    tr["t"].append(t)
+                    for k, d in tr["series"].items():
+                        v = float(getattr(msg, k))
+                        v2 = v if math.isfinite(v) else None
+                        d.append(v2)
+                        sample[k] = v2
+                    self._pending_trend[name] = sample
+        except Exception:  # noqa: BLE001
+            log.exception("trend update failed for %s", name)
+
+    def _on_event(self, msg: Any) -> None:
+        try:
+            ev = json.loads(msg.data)
+            if not isinstance(ev, dict):
+                return
+        except ValueError:
+            return
+        ev = _finite(ev)
+        with self._lock:
+            self._events.append(ev)
+        if self._hub is not None:
+            self._hub.publish_event({"kind": "cell_event", **ev})
+
+    def _on_alarm(self, msg: Any) -> None:
+        a = plain(msg)
+        a["isa_priority"] = isa_priority(int(msg.priority))
+        a["wall"] = time.time()
+        with self._lock:
+            self._raw_alarms[msg.alarm_id] = a
+        if self._hub is not None:
+            self._hub.publish_event({"kind": "alarm", **a})
+
+    def _on_lm_status(self, msg: Any) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._lock:
+            self._msgs["lifecycle"] = (time.monotonic(), _finite(data))
+
+    def _tick(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            snap = self.snapshot()
+            with self._lock:
+                snap["trend"], self._pending_trend = self._pending_trend, {}
+            if self._hub is not None:
+                self._hub.publish_state(snap)
+        except Exception:  # noqa: BLE001 - observation never becomes control
+            log.exception("snapshot failed")
+        self.tick_seconds.append(time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ CellBackend: state
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            msgs = dict(self._msgs)
+            events = list(self._events)[-30:]
+            raw_alarms = list(self._raw_alarms.values())
+
+        def get(key: str, stale_s: float) -> tuple[Any, float | None, bool]:
+            if key not in msgs:
+                return None, None, True
+            t, data = msgs[key]
+            return data, now - t, (now - t) > stale_s
+
+        devices: dict[str, Any] = {}
+        for name in DEVICE_STATES:
+            data, age, stale = get(name, STALE_AFTER_S)
+            if data is not None:
+                data = dict(data)
+                data["t"] = data["stamp"]["sec"] + data["stamp"]["nanosec"] * 1e-9
+                del data["stamp"]
+            devices[name] = {"present": data is not None, "age_s": age, "stale": stale, "state": data}
+        batch, b_age, b_stale = get("batch", SUPERVISOR_TOPICS_STALE_S)
+        if batch is not None:
+            batch.pop("stamp", None)
+        inter, _, i_stale = get("interlocks", SUPERVISOR_TOPICS_STALE_S)
+        tree, _, t_stale = get("tree", SUPERVISOR_TOPICS_STALE_S)
+        active, _, a_stale = get("alarms", SUPERVISOR_TOPICS_STALE_S)
+        lifecycle, _, _ = get("lifecycle", 1e9)
+        if active is not None and not a_stale:
+            alarms = [dict(a, isa_priority=isa_priority(int(a["priority"]))) for a in active["alarms"]]
+            alarm_view = {"source": "supervisor", "flood": bool(active.get("flood")), "list": alarms}
+        else:  # no supervisor: what the nodes raised (cannot be acknowledged here)
+            alarm_view = {"source": "nodes", "flood": False,
+                          "list": [a for a in raw_alarms if a.get("state") not in ("RTN", "NORMAL", "CLEARED")]}
+        rules = inter["rules"] if inter is not None else []
+        return {
+            "devices": devices,
+            "supervisor": batch is not None and not b_stale,
+            "batch": batch,
+            "batch_stale": b_stale,
+            "interlocks": {"stale": i_stale, "rules": rules,
+                           "violated": sum(1 for r in rules if r["state"] == "VIOLATED"),
+                           "unknown": sum(1 for r in rules if r["state"] == "UNKNOWN")} if inter is not None else None,
+            "tree": dict(tree, stale=t_stale) if tree is not None else None,
+            "alarms": alarm_view,
+            "lifecycle": lifecycle,
+            "events": events,
+        }
+
+    def trends(self) -> dict[str, Any]:
+        with self._lock:
+            return {u: {"t": list(tr["t"]), "series": {k: list(d) for k, d in tr["series"].items()}}
+                    for u, tr in self._trends.items()}
+
+    def record_path(self) -> str:
+        with self._lock:
+            entry = self._msgs.get("batch")
+        return str(entry[1].get("record_path") or "") if entry else ""
+
+    # ------------------------------------------------------------------ CellBackend: commands
+    def _wait(self, future: Any, timeout_s: float, what: str) -> Any:
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s):
+            future.cancel()
+            raise CellUnavailable(f"{what}: no answer within {timeout_s:.0f} s (outcome unknown: check the record)")
+        return future.result()
+
+    def _ready(self, client: Any, name: str, timeout_s: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        ready = client.server_is_ready if hasattr(client, "server_is_ready") else client.service_is_ready
+        while not ready():
+            if time.monotonic() > deadline:
+                raise CellUnavailable(f"{name} is not available (is the supervisor running?)")
+            time.sleep(0.02)
+
+    def operate(self, device: str, command: str, args: dict[str, Any], *, user: str,
+                reason: str = "") -> CommandResult:
+        self._ready(self._operate, "/cell/operate")
+        req = self._types["DeviceCommand"].Request(device_id=device, command=command, args_json=json.dumps(args),
+                                                   user=user, reason=reason)
+        r = self._wait(self._operate.call_async(req), self.cfg.command_timeout_s, f"{device}.{command}")
+        try:
+            payload = json.loads(r.payload_json or "{}")
+        except ValueError:
+            payload = {}
+        return CommandResult(r.accepted, r.code, r.reason, "", payload if isinstance(payload, dict) else {})
+
+    def batch_command(self, command: str, *, user: str, password: str = "", meaning: str = "",
+                      reason: str = "") -> CommandResult:
+        self._ready(self._batch_cmd, "/cell/batch/command")
+        req = self._types["BatchCommand"].Request(command=command, user=user, password=password, meaning=meaning,
+                                                  reason=reason)
+        r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")
+        return CommandResult(r.accepted, r.code, r.reason, r.state)
+
+    def batch_start(self, *, recipe_id: str, batch_id: str, user: str) -> CommandResult:
+        self._ready(self._run, "/cell/batch/run")
+        goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user)
+        gh = self._wait(self._run.send_goal_async(goal), self.cfg.command_timeout_s, "batch start")
+        if not gh.accepted:
+            return CommandResult(False, "REJECTED", f"the supervisor rejected batch {batch_id} "
+                                 f"(recipe {recipe_id}); see the events list for why")
+        # a refusal after acceptance arrives as a quick unsuccessful result
+        fut = gh.get_result_async()
+        done = threading.Event()
+        fut.add_done_callback(lambda _f: done.set())
+        if done.wait(1.0):
+            res = fut.result().result
+            if not res.success:
+                return CommandResult(False, res.state or "FAILED", res.reason, res.state)
+            return CommandResult(True, "OK", res.reason, res.state)
+        return CommandResult(True, "OK", f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
+                             "RUNNING")
+
+    def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult:
+        self._ready(self._ack, "/cell/alarms/acknowledge")
+        req = self._types["AcknowledgeAlarm"].Request(alarm_id=alarm_id, user=user, comment=comment)
+        r = self._wait(self._ack.call_async(req), self.cfg.command_timeout_s, f"acknowledge {alarm_id}")
+        return CommandResult(r.accepted, "OK" if r.accepted else "REFUSED", r.reason)

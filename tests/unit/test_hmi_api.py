@@ -1,0 +1,283 @@
+"""HMI command API without ROS: sessions, CSRF, roles (403 naming role and action), malformed
+requests (422 naming the field), e-signatures, refusals with their reason, record view."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aseptic_cell.auth import UserDirectory
+from aseptic_cell.hmi.app import create_app
+from aseptic_cell.hmi.backend import CellUnavailable, CommandResult
+from aseptic_cell.hmi.config import HmiConfig, HmiConfigError, load_hmi_config
+from aseptic_cell.hmi.errors import CATALOGUE
+from aseptic_cell.records import BatchRecord
+
+pytestmark = pytest.mark.timeout(60)
+REPO = Path(__file__).resolve().parents[2]
+PW = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026", "eng1": "eng1-demo-2026"}
+
+
+class Clock:
+    def now(self) -> float:
+        return time.time()
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.refuse: CommandResult | None = None
+        self.unavailable = False
+        self.path = ""
+        self.started = False
+
+    def start(self, hub: Any) -> None:
+        self.started = True
+        hub.publish_state(self.snapshot())
+
+    def stop(self) -> None:
+        self.started = False
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"devices": {}, "batch": {"batch_id": "B1", "state": "HELD", "record_path": self.path}}
+
+    def trends(self) -> dict[str, Any]:
+        return {}
+
+    def record_path(self) -> str:
+        return self.path
+
+    def _do(self, name: str, **kw: Any) -> CommandResult:
+        if self.unavailable:
+            raise CellUnavailable(f"{name}: /cell/operate is not available")
+        self.calls.append((name, kw))
+        return self.refuse or CommandResult(True, "OK", "done", "RUNNING")
+
+    def batch_start(self, **kw: Any) -> CommandResult:
+        return self._do("batch_start", **kw)
+
+    def batch_command(self, command: str, **kw: Any) -> CommandResult:
+        return self._do("batch_command", command=command, **kw)
+
+    def operate(self, device: str, command: str, args: dict[str, Any], **kw: Any) -> CommandResult:
+        return self._do("operate", device=device, command=command, args=args, **kw)
+
+    def acknowledge(self, alarm_id: str, **kw: Any) -> CommandResult:
+        return self._do("acknowledge", alarm_id=alarm_id, **kw)
+
+
+@pytest.fixture(scope="module")
+def users() -> UserDirectory:
+    return UserDirectory.from_file(REPO / "config" / "users.yaml", Clock())
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def client(users: UserDirectory, backend: FakeBackend):
+    app = create_app(HmiConfig(), backend, users, plant={"cell": {"name": "test"}})
+    with TestClient(app, base_url="http://127.0.0.1:8700") as c:
+        yield c
+
+
+def login(c: TestClient, user: str) -> dict[str, str]:
+    r = c.post("/api/login", json={"user": user, "password": PW[user]})
+    assert r.status_code == 200, r.text
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    return {"X-CSRF-Token": r.json()["csrf"]}
+
+
+def err(r: Any) -> dict[str, Any]:
+    return r.json()["error"]
+
+
+def test_unauthenticated_is_401_everywhere(client: TestClient, backend: FakeBackend) -> None:
+    for method, path in [("GET", "/api/state"), ("GET", "/api/session"), ("POST", "/api/batch/hold"),
+                         ("POST", "/api/devices/door"), ("POST", "/api/alarms/X/ack"), ("GET", "/api/record")]:
+        r = client.request(method, path, json={})
+        assert r.status_code == 401, (path, r.text)
+        assert err(r)["code"] == "NOT_AUTHENTICATED" and err(r)["number"] == 1001
+    assert backend.calls == []
+    assert client.get("/api/health").status_code == 200
+    assert client.get("/").status_code == 200  # the login page itself
+
+
+def test_login_failure_and_logout(client: TestClient) -> None:
+    r = client.post("/api/login", json={"user": "op1", "password": "wrong-password"})
+    assert r.status_code == 401 and err(r)["code"] == "LOGIN_FAILED"
+    assert err(r)["detail"] == "invalid user id or password"
+    h = login(client, "op1")
+    assert client.get("/api/session").json()["role"] == "operator"
+    client.post("/api/logout", headers=h)
+    assert client.get("/api/session").status_code == 401
+
+
+def test_csrf_needed_for_state_changes(client: TestClient, backend: FakeBackend) -> None:
+    login(client, "op1")
+    body = {"door": "hatch_a", "command": "open"}
+    r = client.post("/api/devices/door", json=body)
+    assert r.status_code == 403 and err(r)["code"] == "CSRF_FAILED"
+    r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": "guess"})
+    assert r.status_code == 403 and err(r)["code"] == "CSRF_FAILED"
+    csrf = client.get("/api/session").json()["csrf"]
+    r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
+    assert r.status_code == 403 and "foreign origin" in err(r)["detail"]
+    assert backend.calls == []
+    r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert backend.calls == [("operate", {"device": "isolator", "command": "open_door", "args": {"door": "A"},
+                                          "user": "op1", "reason": ""})]
+
+
+def test_role_without_right_gets_403_naming_role_and_action(client: TestClient, backend: FakeBackend) -> None:
+    h = login(client, "op1")
+    r = client.post("/api/batch/stop", json={}, headers=h)
+    assert r.status_code == 403
+    e = err(r)
+    assert e["code"] == "ROLE_FORBIDDEN" and e["number"] == 1101
+    assert "operator" in e["detail"] and "batch.stop" in e["detail"]
+    assert e["role"] == "operator" and e["action"] == "batch.stop"
+    h = login(client, "qa1")
+    r = client.post("/api/devices/door", json={"door": "hatch_b", "command": "open"}, headers=h)
+    assert r.status_code == 403 and "'qa' may not perform 'hatch.open_door'" in err(r)["detail"]
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/api/devices/door", {"door": "hatch_c", "command": "open"}, "door"),
+    ("/api/devices/door", {"door": "hatch_a"}, "command"),
+    ("/api/devices/door", {"door": "hatch_a", "command": "open", "extra": 1}, "extra"),
+    ("/api/devices/glove", {"port": "GP1", "command": "explode"}, "command"),
+    ("/api/devices/glove", {"port": "", "command": "test"}, "port"),
+    ("/api/devices/port", {"rtp": "RTP1", "command": "dock_beta"}, "beta_id"),
+    ("/api/batch/start", {"recipe_id": "R1"}, "batch_id"),
+    ("/api/batch/frobnicate", {}, "command"),
+    ("/api/alarms/bad%20id/ack", {}, "alarm_id"),
+    ("/api/batch/abort", {"signature": {"user": "sup1", "password": "x", "meaning": "because"}}, "signature.meaning"),
+])
+def test_malformed_is_422_naming_the_field(client: TestClient, backend: FakeBackend, path: str, body: Any,
+                                           field: str) -> None:
+    h = login(client, "sup1")
+    r = client.post(path, json=body, headers=h)
+    assert r.status_code == 422, r.text
+    e = err(r)
+    assert e["code"] == "VALIDATION" and e["number"] == 2001
+    assert e["field"] == field, e
+    assert field.split(".")[-1] in e["detail"]
+    assert backend.calls == []
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    h = login(client, "op1")
+    r = client.post("/api/devices/door", content=b"{not json", headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 422 and err(r)["code"] == "VALIDATION"
+
+
+def test_refusal_carries_reason_and_upstream_code(client: TestClient, backend: FakeBackend) -> None:
+    h = login(client, "op1")
+    backend.refuse = CommandResult(False, "IL-02", "IL-02 [rtp=RTP1] RTP alpha door needs a docked, locked beta")
+    r = client.post("/api/devices/port", json={"rtp": "RTP1", "command": "open_alpha"}, headers=h)
+    assert r.status_code == 409
+    e = err(r)
+    assert e["code"] == "COMMAND_REFUSED" and e["number"] == 3001 and e["upstream_code"] == "IL-02"
+    assert "docked, locked beta" in e["detail"]
+    backend.refuse, backend.unavailable = None, True
+    r = client.post("/api/devices/glove", json={"port": "GP1", "command": "test"}, headers=h)
+    assert r.status_code == 503 and err(r)["code"] == "CELL_UNAVAILABLE"
+
+
+def test_signature_required_then_forwarded(client: TestClient, backend: FakeBackend) -> None:
+    h = login(client, "sup1")
+    r = client.post("/api/batch/abort", json={"reason": "contamination"}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REQUIRED" and err(r)["meaning"] == "responsibility"
+    sig = {"user": "sup1", "password": "wrong-password", "meaning": "responsibility"}
+    r = client.post("/api/batch/abort", json={"reason": "x", "signature": sig}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REFUSED"
+    r = client.post("/api/batch/abort", json={"reason": "x", "signature": {**sig, "user": "qa1",
+                                                                         "password": PW["qa1"]}}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNER_MISMATCH"
+    assert backend.calls == []
+    r = client.post("/api/batch/abort", json={"reason": "x", "signature": {**sig, "password": PW["sup1"]}},
+                    headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["signed"]["meaning"] == "responsibility"
+    assert backend.calls == [("batch_command", {"command": "abort", "user": "sup1", "password": PW["sup1"],
+                                                "meaning": "responsibility", "reason": "x"})]
+    # hold needs no signature; the operator may hold
+    h = login(client, "op1")
+    assert client.post("/api/batch/hold", json={}, headers=h).status_code == 200
+
+
+def test_override_signature_goes_into_the_record(client: TestClient, backend: FakeBackend, tmp_path: Path) -> None:
+    backend.path = str(tmp_path / "B1.db")
+    with BatchRecord(backend.path, Clock()) as rec:
+        rec.append("note", batch_id="B1", actor="system", action="batch.start")
+    h = login(client, "op1")
+    body = {"device": "autoclave", "command": "override_unload", "reason": "BI result pending, QA decision"}
+    r = client.post("/api/override", json=body, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "ROLE_FORBIDDEN"
+    h = login(client, "qa1")
+    r = client.post("/api/override", json={**body, "signature": {"user": "qa1", "password": PW["qa1"],
+                                                                 "meaning": "override justification"}}, headers=h)
+    assert r.status_code == 200, r.text
+    assert backend.calls[-1][1]["command"] == "override_unload"
+    rec = client.get("/api/record").json()
+    assert rec["verify"]["ok"] is True
+    assert any("Quinn Quality (demo)" in s and "OVERRIDE JUSTIFICATION" in s for s in rec["signatures"])
+
+
+def test_ws_requires_session_and_sends_state(client: TestClient) -> None:
+    with client.websocket_connect("/ws") as ws:
+        msg = ws.receive_json()
+        assert msg["type"] == "error" and msg["code"] == "NOT_AUTHENTICATED"
+    login(client, "op1")
+    cookie = f"hmi_session={client.cookies.get('hmi_session')}"
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect):  # closed before accept: cross-site WebSocket hijacking
+        with client.websocket_connect("/ws", headers={"cookie": cookie, "origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    with client.websocket_connect("/ws", headers={"cookie": cookie}) as ws:
+        hello = ws.receive_json()
+        assert hello["type"] == "hello", hello
+        state = ws.receive_json()
+        assert state["type"] == "state" and state["data"]["batch"]["batch_id"] == "B1"
+
+
+def test_error_catalogue_numbers_unique(client: TestClient) -> None:
+    assert len({e.number for e in CATALOGUE}) == len(CATALOGUE)
+    assert len({e.code for e in CATALOGUE}) == len(CATALOGUE)
+    login(client, "op1")
+    assert {e["code"] for e in client.get("/api/errors").json()} >= {"ROLE_FORBIDDEN", "VALIDATION"}
+
+
+def test_config_loopback_unless_allowed(tmp_path: Path) -> None:
+    assert load_hmi_config(REPO / "config" / "hmi.yaml").host == "127.0.0.1"
+    bad = tmp_path / "hmi.yaml"
+    bad.write_text("host: 0.0.0.0\n")
+    with pytest.raises(HmiConfigError, match="not a loopback"):
+        load_hmi_config(bad)
+    bad.write_text("host: 0.0.0.0\nallow_remote: true\n")
+    assert load_hmi_config(bad).host == "0.0.0.0"
+    bad.write_text("port: 99999\n")
+    with pytest.raises(HmiConfigError, match="port"):
+        load_hmi_config(bad)
+    assert HmiConfig(host="::1").host == "::1"
+
+
+def test_session_idle_timeout(users: UserDirectory, backend: FakeBackend) -> None:
+    app = create_app(HmiConfig(session_idle_timeout_s=0.3), backend, users)
+    with TestClient(app, base_url="http://127.0.0.1:8700") as c:
+        login(c, "op1")
+        assert c.get("/api/state").status_code == 200
+        time.sleep(0.5)
+        r = c.get("/api/state")
+        assert r.status_code == 401 and err(r)["code"] == "SESSION_EXPIRED"
