@@ -193,7 +193,7 @@ class ArmNode(DeviceNode):
             return result
         started = time.monotonic()
         while True:
-            await self.sleep(0.05)
+            await self.sleep(0.01)
             r = self.readings()
             if goal_handle.is_cancel_requested:
                 self.execute("protective_stop", {"reason": "trajectory goal cancelled"})
@@ -209,7 +209,8 @@ class ArmNode(DeviceNode):
                     result.success, result.code = False, "PROTECTIVE_STOP"
                     result.reason = str(r.get("protective_stop_reason"))
                     return result
-                if not r.get("moving") and time.monotonic() - started > 0.2:
+                # done: the first readings taken after the command was accepted show it stopped
+                if not r.get("moving") and r.received_wall > started + 0.005:
                     break
             if self.latched and not self.comm_ok:
                 goal_handle.abort()

@@ -70,6 +70,7 @@ class DeviceNode(LifecycleNode):
         self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
         self.create_service(Recover, f"/cell/{node_name}/recover", self._on_recover)
         self._timer = None
+        self._waiter_timer = None
 
     # ================================================================== lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -103,6 +104,7 @@ class DeviceNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.on_configured()
         self._timer = wall_timer(self, period, self._tick)
+        self._waiter_timer = wall_timer(self, 0.01, self._resolve_waiters)
         self._lifecycle_label = "inactive"
         self.get_logger().info(f"configured: {self.KIND} {self.device_id} on hardware={hardware}")
         return TransitionCallbackReturn.SUCCESS
@@ -139,6 +141,9 @@ class DeviceNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
+        if getattr(self, "_waiter_timer", None) is not None:
+            self.destroy_timer(self._waiter_timer)
+            self._waiter_timer = None
         if self.backend is not None:
             self.backend.close()
             self.backend = None
@@ -278,7 +283,6 @@ class DeviceNode(LifecycleNode):
             self._state_pub.publish(msg)
             self._publish_signals(r, ok)
         self._publish_diagnostics(ok)
-        self._resolve_waiters()
 
     def _publish_signals(self, r: Readings, ok: bool) -> None:
         """Interlock signals (JSON) for the supervisor: {"device", "comm_ok", "t", "signals"}."""

@@ -190,7 +190,8 @@ def test_arm_action_follows_a_checked_trajectory(graph):
                                                            user="op1", task="to decon"), 60.0)
         assert ok and res.success, res.reason
         action_round_trip_s = time.monotonic() - t0
-        assert np.allclose(client.state("arm").joint_positions, goal, atol=0.02)
+        client.wait_state("arm", lambda s: np.allclose(s.joint_positions, goal, atol=0.02) and not s.moving, 5.0,
+                          "arm state at the goal")
         assert action_round_trip_s < 30.0
         assert client.move_arm("park", CFG.arm.poses["park"], user="op1").accepted
     finally:
