@@ -139,7 +139,7 @@ class CellServerApp:
 
     async def export_nodeset(self, path: str | Path) -> None:
         assert self.model is not None
-        await self.server.export_xml_by_ns(str(path), [self.cfg.namespace_uri])
+        await self.server.export_xml_by_ns(str(path), [self.cfg.namespace_uri], export_values=True)
 
     async def start(self) -> None:
         if self.model is None:

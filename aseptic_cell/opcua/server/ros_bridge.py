@@ -67,7 +67,7 @@ class RosBridge:
     def start(self) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import qos_profile_best_available
+        from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
 
         import cell_interfaces.msg as cim
@@ -80,7 +80,10 @@ class RosBridge:
             kwargs["domain_id"] = self._domain_id
         rclpy.init(**kwargs)
         self.node = rclpy.create_node(self._node_name, context=self._ctx)
-        qos = qos_profile_best_available
+        # best effort + volatile, depth 1: matches any publisher (reliable or not, latched or not);
+        # only the latest state matters here
+        qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                         durability=QoSDurabilityPolicy.VOLATILE)
         self.node.create_subscription(cim.BatchStatus, "/cell/batch/status",
                                       lambda m: self._on("batch", m), qos)
         self.node.create_subscription(cim.InterlockStatusArray, "/cell/interlocks",

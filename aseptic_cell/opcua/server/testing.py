@@ -187,3 +187,80 @@ def env_domain(domain: int) -> Iterator[None]:
             os.environ.pop("ROS_DOMAIN_ID", None)
         else:
             os.environ["ROS_DOMAIN_ID"] = old
+
+
+class FakeSupervisor:
+    """Stand-in for the supervisor's ROS contract (docs/ROS_API.md): publishes BatchStatus,
+    InterlockStatusArray, AlarmArray and device states on demand, and serves
+    ``/cell/batch/command`` (records requests; replies from ``replies`` or accepts)."""
+
+    def __init__(self, domain_id: int | None = None) -> None:
+        import threading
+
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        import cell_interfaces.msg as cim
+        from cell_interfaces.srv import BatchCommand
+
+        self.cim = cim
+        self._ctx = rclpy.Context()
+        kw: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO}
+        if domain_id is not None:
+            kw["domain_id"] = domain_id
+        rclpy.init(**kw)
+        self.node = rclpy.create_node(f"fake_supervisor_{os.getpid()}", context=self._ctx)
+        self.pubs = {
+            "batch": self.node.create_publisher(cim.BatchStatus, "/cell/batch/status", 10),
+            "interlocks": self.node.create_publisher(cim.InterlockStatusArray, "/cell/interlocks", 10),
+            "alarms": self.node.create_publisher(cim.AlarmArray, "/cell/alarms/active", 10),
+        }
+        for name, t in (("isolator", "IsolatorState"), ("vhp", "VhpState"), ("autoclave", "AutoclaveState"),
+                        ("arm", "ArmState")):
+            self.pubs[name] = self.node.create_publisher(getattr(cim, t), f"/cell/{name}/state", 10)
+        self.requests: list[dict[str, str]] = []
+        self.replies: dict[str, tuple[bool, str, str, str]] = {}
+        self.node.create_service(BatchCommand, "/cell/batch/command", self._serve)
+        self._exe = SingleThreadedExecutor(context=self._ctx)
+        self._exe.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._exe.spin_once(timeout_sec=0.05)
+
+    def _serve(self, req: Any, resp: Any) -> Any:
+        self.requests.append({"command": req.command, "user": req.user, "password": req.password,
+                              "meaning": req.meaning, "reason": req.reason})
+        ok, code, reason, state = self.replies.get(req.command, (True, "OK", f"{req.command} accepted", "HOLDING"))
+        resp.accepted, resp.code, resp.reason, resp.state = ok, code, reason, state
+        return resp
+
+    def subscribers(self, key: str) -> int:
+        return self.pubs[key].get_subscription_count()
+
+    def batch(self, **fields: Any) -> None:
+        self.pubs["batch"].publish(self.cim.BatchStatus(**fields))
+
+    def interlocks(self, rules: list[dict[str, Any]]) -> None:
+        self.pubs["interlocks"].publish(self.cim.InterlockStatusArray(
+            rules=[self.cim.InterlockStatus(**r) for r in rules]))
+
+    def alarms(self, alarms: list[dict[str, Any]], flood: bool = False) -> None:
+        self.pubs["alarms"].publish(self.cim.AlarmArray(flood=flood, alarms=[self.cim.Alarm(**a) for a in alarms]))
+
+    def device(self, name: str, **fields: Any) -> None:
+        t = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}[name]
+        self.pubs[name].publish(getattr(self.cim, t)(**fields))
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._exe.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self._ctx)
