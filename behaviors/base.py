@@ -138,8 +138,10 @@ class WaitFor(_CtxBehaviour):
     """RUNNING until ``predicate(ctx)`` is true; FAILURE after ``timeout_s`` of (sim) time."""
 
     def __init__(self, name: str, ctx: Context, predicate: Callable[[Context], bool], timeout_s: float,
-                 *, fail_if: Callable[[Context], str | None] | None = None) -> None:
+                 *, fail_if: Callable[[Context], str | None] | None = None,
+                 explain: Callable[[Context], str] | None = None) -> None:
         super().__init__(name, ctx)
+        self.explain = explain
         self.predicate = predicate
         self.timeout_s = timeout_s
         self.fail_if = fail_if
@@ -156,7 +158,8 @@ class WaitFor(_CtxBehaviour):
         if self.predicate(self.ctx):
             return Status.SUCCESS
         if self.ctx.now() - self.t0 > self.timeout_s:
-            return self.fail(f"{self.name}: not reached within {self.timeout_s:g} s")
+            why = f": {self.explain(self.ctx)}" if self.explain is not None else ""
+            return self.fail(f"not reached within {self.timeout_s:g} s{why}")
         return Status.RUNNING
 
 

@@ -115,7 +115,7 @@ def vhp_decontamination(ctx: Any, cycle: str, operator: str = "supervisor") -> p
         DeviceCommand("drives off (STO)", ctx, "arm", "disable_drives"),
         *[DeviceCommand(f"extend glove {p}", ctx, "isolator", "extend_glove", {"port": p}) for p in ports],
     ])
-    prechecks = WaitFor("VHP pre-checks (IL-07)", ctx, lambda c: c.check([("vhp.start_cycle", {})])[0], 600.0)
+    prechecks = permissive(ctx, "VHP pre-checks (IL-07)", [("vhp.start_cycle", {})], 600.0)
     watch = SignalGuard("IL-07 held during the cycle", ctx, [
         ("arm.at_decon", True), ("arm.drives_enabled", False), ("isolator.gloves_extended", True),
         ("isolator.any_glove_in_use", False), ("isolator.hatch.door_A.closed", True),
@@ -133,6 +133,7 @@ def vhp_decontamination(ctx: Any, cycle: str, operator: str = "supervisor") -> p
     return _seq("VHP decontamination", [
         prepare, prechecks, guarded("cycle under IL-07 watch", watch, cycle_b),
         WaitFor("released at the aeration endpoint", ctx, released, RELEASE_TIMEOUT_S),
+        *[DeviceCommand(f"retract glove {p}", ctx, "isolator", "retract_glove", {"port": p}) for p in ports],
     ])
 
 
@@ -141,7 +142,7 @@ def permissive(ctx: Any, name: str, checks: list[tuple[str, dict[str, str]]],
                timeout_s: float = PERMISSIVE_TIMEOUT_S) -> WaitFor:
     """Wait until the interlock engine allows ``checks`` (the command re-checks them when sent)."""
     return WaitFor(f"permissive: {name}", ctx, lambda c: c.check(checks)[0], timeout_s,
-                   fail_if=None)
+                   explain=lambda c: c.check(checks)[1])
 
 
 def _door_wait(ctx: Any, name: str, signal: str, value: bool) -> WaitFor:
@@ -251,8 +252,9 @@ def robot_task(ctx: Any, waypoints: list[str], speed_class: str = "transit",
              for w in waypoints]
     return _seq("robot task", [
         DeviceCommand("drives on", ctx, "arm", "enable_drives", checks=[("arm.enable", {})]),
-        guarded("process motion interlocks", InterlockGuard("IL-08/RB-01..03 (every tick)", ctx,
-                                                            [("arm.move_process", {})]),
+        guarded("process motion interlocks", InterlockGuard("IL-08/IL-09/RB-01..03 (every tick)", ctx, [
+            ("arm.move_process", {}),
+            *[("arm.move_near_port", {"port": g.id}) for g in ctx.cfg.layout.isolator.glove_ports]]),
                 _seq("waypoints", moves)),
         DeviceCommand("drives off", ctx, "arm", "disable_drives"),
     ])

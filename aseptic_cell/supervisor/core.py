@@ -42,7 +42,8 @@ from .recipes import RecipeError, resolve_recipe
 log = logging.getLogger(__name__)
 
 S = PhaseState
-BATCH_COMMANDS = ("start", "hold", "restart", "pause", "resume", "stop", "abort", "reset", "confirm")
+BATCH_COMMANDS = ("start", "hold", "restart", "pause", "resume", "stop", "abort", "reset", "confirm",
+                  "close_record")
 SAFE_ORDER = ("arm", "vhp", "autoclave", "isolator")
 """Safe-state order on a trip: stop motion first, then the process units."""
 
@@ -276,6 +277,13 @@ class Supervisor:
             target = self.active_phase.rsplit("/", 1)[-1]
             if phase and phase != target:
                 return self._refuse_batch(user, command, "STATE", f"phase {phase} is not the active phase ({target})")
+        elif command == "close_record":
+            if not self.sm.state.final:
+                return self._refuse_batch(user, command, "STATE",
+                                          f"the batch is {self.sm.state.value}; the record closes after it ended")
+            ok, why = self.check([("batch.close_record", {})])
+            if not ok:
+                return self._refuse_batch(user, command, "INTERLOCK", why)
         elif command == "start":
             if self.recipe is None or self.sm.state is not S.IDLE:
                 return self._refuse_batch(user, command, "STATE",
@@ -312,6 +320,9 @@ class Supervisor:
             self._confirmed.add(self.active_phase.rsplit("/", 1)[-1])
             self._audit("command", user, "batch.confirm", reason, {"phase": self.active_phase})
             return Outcome(True, "OK", "confirmed", state=self.sm.state.value)
+        if command == "close_record":
+            self._audit("command", user, "batch.close_record", reason, {"state": self.sm.state.value})
+            return Outcome(True, "OK", "batch record closed", state=self.sm.state.value)
         if command == "start":
             self._load_tree()
             self.sm.start(user, reason or "start")

@@ -37,8 +37,17 @@ class InProcessRun:
         while self.cell.now() < end - 1e-9:
             self.tick_once()
 
+    def tick_period(self) -> float:
+        """``tick_s``, but at most 1 s while the robot moves or a robot task runs (motion is
+        short; the interlocks must see it)."""
+        sup = self.sup
+        if self.tick_s > 1.0 and (self.cell.sim.arm.moving or (sup.active_phase and sup._phase_types.get(
+                sup.active_phase) in ("robot_task", "rtp_transfer_in"))):
+            return 1.0
+        return self.tick_s
+
     def tick_once(self) -> None:
-        remaining = self.tick_s
+        remaining = self.tick_period()
         while remaining > 1e-9:
             dt = min(self.step_s, remaining)
             self.cell.step(dt)
