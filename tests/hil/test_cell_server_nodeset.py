@@ -20,29 +20,54 @@ UA = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
 
 def test_committed_nodeset_matches_a_fresh_export(tmp_path: Path):
     fresh = tmp_path / "cell.xml"
-    r = subprocess.run([sys.executable, "-m", "aseptic_cell.opcua.server", "--export-nodeset", str(fresh)],
-                       capture_output=True, text=True, timeout=80, cwd=str(REPO))
+    r = subprocess.run(
+        [sys.executable, "-m", "aseptic_cell.opcua.server", "--export-nodeset", str(fresh)],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=str(REPO),
+    )
     assert r.returncode == 0, r.stderr
     assert fresh.read_bytes() == COMMITTED.read_bytes(), (
         "the address space changed: regenerate with "
-        "`python -m aseptic_cell.opcua.server --export-nodeset docs/opcua_cell_server.NodeSet2.xml`")
+        "`python -m aseptic_cell.opcua.server --export-nodeset docs/opcua_cell_server.NodeSet2.xml`"
+    )
 
 
 def test_nodeset_has_the_cell_model():
     root = ET.parse(COMMITTED).getroot()
     assert [u.text for u in root.iter(f"{UA}Uri")] == ["urn:aseptic-cell:opcua:cell"]
     ids = {n.get("NodeId"): n for n in root if n.get("NodeId")}
-    for path in ("ATMPCell01", "ATMPCell01.Identification", "ATMPCell01.Supervisor.CurrentState",
-                 "ATMPCell01.Supervisor.ActiveBatch.Phase", "ATMPCell01.Supervisor.ActiveBatch.RecipeVersion",
-                 "ATMPCell01.Alarms.ActiveCount", "ATMPCell01.Devices.ISO1.DifferentialPressure_Pa",
-                 "ATMPCell01.Devices.ARM1.ProtectiveStop", "ATMPCell01.Interlocks.IL-01[door=A,other=B].State"):
+    for path in (
+        "ATMPCell01",
+        "ATMPCell01.Identification",
+        "ATMPCell01.Supervisor.CurrentState",
+        "ATMPCell01.Supervisor.ActiveBatch.Phase",
+        "ATMPCell01.Supervisor.ActiveBatch.RecipeVersion",
+        "ATMPCell01.Alarms.ActiveCount",
+        "ATMPCell01.Devices.ISO1.DifferentialPressure_Pa",
+        "ATMPCell01.Devices.ARM1.ProtectiveStop",
+        "ATMPCell01.Interlocks.IL-01[door=A,other=B].State",
+    ):
         assert f"ns=1;s={path}" in ids, path
     methods = {n.get("BrowseName").split(":", 1)[1] for n in root.iter(f"{UA}UAMethod")}
-    assert methods == {"Start", "Hold", "Unhold", "Suspend", "Unsuspend", "Stop", "Abort", "Reset",
-                       "ReloadConfiguration"}
+    assert methods == {
+        "Start",
+        "Hold",
+        "Unhold",
+        "Suspend",
+        "Unsuspend",
+        "Stop",
+        "Abort",
+        "Reset",
+        "ReloadConfiguration",
+    }
     # e-signature commands take the password as an input argument
-    abort_args = [n for n in root.iter(f"{UA}UAVariable")
-                  if n.get("ParentNodeId") == "ns=1;s=ATMPCell01.Supervisor.Abort"
-                  and n.get("BrowseName") == "0:InputArguments"][0]
+    abort_args = [
+        n
+        for n in root.iter(f"{UA}UAVariable")
+        if n.get("ParentNodeId") == "ns=1;s=ATMPCell01.Supervisor.Abort"
+        and n.get("BrowseName") == "0:InputArguments"
+    ][0]
     names = [e.text for e in abort_args.iter("{http://opcfoundation.org/UA/2008/02/Types.xsd}Name")]
     assert names == ["Password", "Reason"]

@@ -111,42 +111,95 @@ def _repeat(fn, stop: threading.Event, period=0.1):
 def test_supervisor_state_interlocks_alarms_and_devices_are_mirrored(cell, fake):
     stop = threading.Event()
     alarms = [
-        {"alarm_id": "NODE_LOST_vhp", "source": "lifecycle_manager", "priority": 800, "state": "ACTIVE",
-         "message": "vhp lost"},
-        {"alarm_id": "PARTICLES_ALERT", "source": "ISO1", "priority": 300, "state": "ACKED", "message": "alert"},
+        {
+            "alarm_id": "NODE_LOST_vhp",
+            "source": "lifecycle_manager",
+            "priority": 800,
+            "state": "ACTIVE",
+            "message": "vhp lost",
+        },
+        {
+            "alarm_id": "PARTICLES_ALERT",
+            "source": "ISO1",
+            "priority": 300,
+            "state": "ACKED",
+            "message": "alert",
+        },
     ]
 
     def publish():
-        fake.batch(batch_id="B-0001", recipe_id="R-CAR-T", recipe_version=3, state="HELD", unit_procedure="UP1",
-                   operation="OP2", phase="fill", phase_state="Held", phase_progress=0.4, held_reason="IL-04")
-        fake.interlocks([{"rule_id": "IL-01", "instance": "door=A,other=B", "title": "hatch doors", "state": "VIOLATED",
-                          "severity": "critical", "reasons": ["hatch_b open"]},
-                         {"rule_id": "IL-99", "instance": "", "title": "new rule", "state": "SATISFIED",
-                          "severity": "minor", "reasons": []}])
+        fake.batch(
+            batch_id="B-0001",
+            recipe_id="R-CAR-T",
+            recipe_version=3,
+            state="HELD",
+            unit_procedure="UP1",
+            operation="OP2",
+            phase="fill",
+            phase_state="Held",
+            phase_progress=0.4,
+            held_reason="IL-04",
+        )
+        fake.interlocks(
+            [
+                {
+                    "rule_id": "IL-01",
+                    "instance": "door=A,other=B",
+                    "title": "hatch doors",
+                    "state": "VIOLATED",
+                    "severity": "critical",
+                    "reasons": ["hatch_b open"],
+                },
+                {
+                    "rule_id": "IL-99",
+                    "instance": "",
+                    "title": "new rule",
+                    "state": "SATISFIED",
+                    "severity": "minor",
+                    "reasons": [],
+                },
+            ]
+        )
         fake.alarms(alarms)
-        fake.device("isolator", device_id="ISO1", lifecycle_state="active (latched)", comm_ok=True, dp_pa=45.5,
-                    decon_status="DECONTAMINATED_RELEASED", faults=["none"])
+        fake.device(
+            "isolator",
+            device_id="ISO1",
+            lifecycle_state="active (latched)",
+            comm_ok=True,
+            dp_pa=45.5,
+            decon_status="DECONTAMINATED_RELEASED",
+            faults=["none"],
+        )
 
     _repeat(publish, stop)
 
     async def go():
         async with Session(cell, "op1", "op1-demo-2026") as s:
             good = lambda dv: dv.StatusCode.is_good()  # noqa: E731
-            assert (await s.wait("Supervisor.CurrentState", lambda dv: dv.Value.Value == "Held")).StatusCode.is_good()
+            assert (
+                await s.wait("Supervisor.CurrentState", lambda dv: dv.Value.Value == "Held")
+            ).StatusCode.is_good()
             assert (await s.read("Supervisor.CurrentStateNumber")).Value.Value == 15
             assert (await s.read("Supervisor.ISA88State")).Value.Value == "HELD"
             assert (await s.read("Supervisor.ActiveBatch.BatchId")).Value.Value == "B-0001"
             assert (await s.read("Supervisor.ActiveBatch.RecipeVersion")).Value.Value == 3
             assert (await s.read("MachineryItemState")).Value.Value == "NotExecuting"
-            il = await s.wait("Interlocks.IL-01[door=A,other=B].State", lambda dv: dv.Value.Value == "VIOLATED")
+            il = await s.wait(
+                "Interlocks.IL-01[door=A,other=B].State", lambda dv: dv.Value.Value == "VIOLATED"
+            )
             assert il.StatusCode.is_good()
             assert (await s.read("Interlocks.IL-01[door=A,other=B].Reasons")).Value.Value == ["hatch_b open"]
-            assert (await s.wait("Interlocks.IL-99.State", good)).Value.Value == "SATISFIED"  # created on the fly
+            assert (
+                await s.wait("Interlocks.IL-99.State", good)
+            ).Value.Value == "SATISFIED"  # created on the fly
             await s.wait("Alarms.ActiveCount", lambda dv: dv.Value.Value == 2)
             assert (await s.read("Alarms.HighestSeverity")).Value.Value == 800
             assert (await s.read("Alarms.Active.NODE_LOST_vhp.Priority")).Value.Value == "high"
             assert (await s.read("Alarms.Active.PARTICLES_ALERT.Priority")).Value.Value == "low"
-            assert sorted((await s.read("Alarms.ActiveIds")).Value.Value) == ["NODE_LOST_vhp", "PARTICLES_ALERT"]
+            assert sorted((await s.read("Alarms.ActiveIds")).Value.Value) == [
+                "NODE_LOST_vhp",
+                "PARTICLES_ALERT",
+            ]
             await s.wait("Devices.ISO1.DifferentialPressure_Pa", lambda dv: dv.Value.Value == 45.5)
             assert (await s.read("Devices.ISO1.Latched")).Value.Value is True
             assert (await s.read("Devices.ISO1.DeconStatus")).Value.Value == "DECONTAMINATED_RELEASED"
@@ -191,13 +244,20 @@ def test_methods_forward_the_session_user_and_signature(cell, fake):
     assert abort == [False, "SIGNATURE_FAILED", "wrong password", "HELD"]
     assert fake.requests == [
         {"command": "hold", "user": "op1", "password": "", "meaning": "", "reason": "operator hold"},
-        {"command": "abort", "user": "sup1", "password": "sup1-demo-2026", "meaning": "responsibility",
-         "reason": "contamination suspected"},
+        {
+            "command": "abort",
+            "user": "sup1",
+            "password": "sup1-demo-2026",
+            "meaning": "responsibility",
+            "reason": "contamination suspected",
+        },
     ]
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not (REPO / "node_modules" / "node-opcua").is_dir(),
-                    reason="node / node-opcua not installed (make venv)")
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (REPO / "node_modules" / "node-opcua").is_dir(),
+    reason="node / node-opcua not installed (make venv)",
+)
 def test_node_opcua_client_browses_reads_subscribes_and_calls(cell, fake):
     fake.requests.clear()
     fake.replies.pop("hold", None)
@@ -210,15 +270,29 @@ def test_node_opcua_client_browses_reads_subscribes_and_calls(cell, fake):
     _repeat(publish, stop, period=0.15)
     ident = cell.node_ident
     opts = {
-        "endpoint": cell.endpoint, "certFile": str(ident.cert_pem), "keyFile": str(ident.key),
-        "applicationUri": ident.application_uri, "pkiDir": str(cell.wd / "node-pki"),
-        "serverCert": str(cell.server_cert), "user": "op1", "password": "op1-demo-2026", "namespaceUri": NS_URI,
-        "watchMs": 1500, "calls": [{"method": "Hold", "args": ["from node-opcua"]},
-                                   {"method": "ReloadConfiguration", "args": ["op1-demo-2026", "try"]}],
+        "endpoint": cell.endpoint,
+        "certFile": str(ident.cert_pem),
+        "keyFile": str(ident.key),
+        "applicationUri": ident.application_uri,
+        "pkiDir": str(cell.wd / "node-pki"),
+        "serverCert": str(cell.server_cert),
+        "user": "op1",
+        "password": "op1-demo-2026",
+        "namespaceUri": NS_URI,
+        "watchMs": 1500,
+        "calls": [
+            {"method": "Hold", "args": ["from node-opcua"]},
+            {"method": "ReloadConfiguration", "args": ["op1-demo-2026", "try"]},
+        ],
     }
     try:
-        r = subprocess.run(["node", str(REPO / "interop" / "cell_client_session.js"), json.dumps(opts)],
-                           capture_output=True, text=True, timeout=60, cwd=str(REPO))
+        r = subprocess.run(
+            ["node", str(REPO / "interop" / "cell_client_session.js"), json.dumps(opts)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=str(REPO),
+        )
     finally:
         stop.set()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -229,12 +303,19 @@ def test_node_opcua_client_browses_reads_subscribes_and_calls(cell, fake):
     assert "Machines" in out["objects"]
     assert {"Supervisor", "Identification", "Interlocks", "Alarms", "Devices"} <= set(out["cellChildren"])
     assert {"CurrentState", "ActiveBatch", "Start", "Hold", "Unhold", "Abort", "ReloadConfiguration"} <= set(
-        out["supervisorChildren"])
-    assert out["read"]["Identification.Manufacturer"] == {"value": "aseptic_cell engineering", "status": "Good"}
+        out["supervisorChildren"]
+    )
+    assert out["read"]["Identification.Manufacturer"] == {
+        "value": "aseptic_cell engineering",
+        "status": "Good",
+    }
     assert out["read"]["Supervisor.ActiveBatch.BatchId"]["value"] == "B-0002"
     seen = {n["value"] for n in out["notifications"] if n["status"] == "Good"}
     assert {"Execute", "Held"} <= seen, out["notifications"]
-    assert out["calls"][0] == {"method": "Hold", "status": "Good",
-                               "outputs": [True, "OK", "hold accepted", "HOLDING"]}
+    assert out["calls"][0] == {
+        "method": "Hold",
+        "status": "Good",
+        "outputs": [True, "OK", "hold accepted", "HOLDING"],
+    }
     assert out["calls"][1]["status"] == "BadUserAccessDenied"
     assert fake.requests[-1]["user"] == "op1" and fake.requests[-1]["command"] == "hold"

@@ -54,7 +54,12 @@ def cell_layout(config_dir: Path) -> tuple[dict[str, str], list[tuple[str, str, 
 
         cfg = load_config(config_dir)
         lay = cfg.layout
-        ids = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id, "autoclave": lay.autoclave.id, "arm": lay.robot.id}
+        ids = {
+            "isolator": lay.isolator.id,
+            "vhp": lay.vhp_unit.id,
+            "autoclave": lay.autoclave.id,
+            "arm": lay.robot.id,
+        }
         engine = InterlockEngine.from_config(cfg, lambda: 0.0)
         instances = []
         seen: set[tuple[str, str]] = set()
@@ -65,17 +70,26 @@ def cell_layout(config_dir: Path) -> tuple[dict[str, str], list[tuple[str, str, 
                 instances.append((st.rule_id, inst, st.title, st.severity))
         return ids, instances
     except Exception as exc:  # noqa: BLE001
-        log.warning("cell configuration in %s not usable for the address space (%s); using defaults",
-                    config_dir, exc)
+        log.warning(
+            "cell configuration in %s not usable for the address space (%s); using defaults", config_dir, exc
+        )
         return dict(DEFAULT_DEVICE_IDS), []
 
 
 class CellServerApp:
     """One cell server. ``await start()``, ``await stop()``; or ``await run_forever(stop_event)``."""
 
-    def __init__(self, cfg: OpcUaServerConfig, paths: ResolvedPaths, *, ros: bool = True,
-                 ros_args: Sequence[str] = (), domain_id: int | None = None, node_name: str = "opcua_server",
-                 endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: OpcUaServerConfig,
+        paths: ResolvedPaths,
+        *,
+        ros: bool = True,
+        ros_args: Sequence[str] = (),
+        domain_id: int | None = None,
+        node_name: str = "opcua_server",
+        endpoint: str | None = None,
+    ) -> None:
         self.cfg = cfg
         self.paths = paths
         self.ros_enabled = ros
@@ -112,8 +126,12 @@ class CellServerApp:
         s.manufacturer_name = cfg.identification.manufacturer
         s.application_type = ua.ApplicationType.Server
         lim = cfg.limits
-        s.limits = TransportLimits(max_recv_buffer=lim.max_chunk_size, max_send_buffer=lim.max_chunk_size,
-                                   max_chunk_count=lim.max_chunk_count, max_message_size=lim.max_message_size)
+        s.limits = TransportLimits(
+            max_recv_buffer=lim.max_chunk_size,
+            max_send_buffer=lim.max_chunk_size,
+            max_chunk_count=lim.max_chunk_count,
+            max_message_size=lim.max_message_size,
+        )
         it = s.iserver
         it.max_connections = lim.max_connections
         it.max_pending_messages_per_connection = lim.max_pending_messages_per_connection
@@ -124,16 +142,26 @@ class CellServerApp:
         InternalSession.max_connections = lim.max_sessions
         ids, interlocks = cell_layout(self.paths.config_dir)
         ids = {n: i for n, i in ids.items() if n in self.cfg.devices}
-        ident = {"Manufacturer": cfg.identification.manufacturer, "Model": cfg.identification.model,
-                 "ProductCode": cfg.identification.product_code,
-                 "SerialNumber": cfg.identification.serial_number,
-                 "ProductInstanceUri": cfg.identification.product_instance_uri,
-                 "SoftwareRevision": cfg.identification.software_revision,
-                 "Location": cfg.identification.location}
+        ident = {
+            "Manufacturer": cfg.identification.manufacturer,
+            "Model": cfg.identification.model,
+            "ProductCode": cfg.identification.product_code,
+            "SerialNumber": cfg.identification.serial_number,
+            "ProductInstanceUri": cfg.identification.product_instance_uri,
+            "SoftwareRevision": cfg.identification.software_revision,
+            "Location": cfg.identification.location,
+        }
         self.model = CellAddressSpace(
-            s, namespace_uri=cfg.namespace_uri, machine_name=cfg.machine_name, identification=ident,
-            device_ids=ids, interlock_instances=interlocks, method_args=self.method_args(),
-            method_handler=self.handle_method, stale_after_s=cfg.stale_after_s)
+            s,
+            namespace_uri=cfg.namespace_uri,
+            machine_name=cfg.machine_name,
+            identification=ident,
+            device_ids=ids,
+            interlock_instances=interlocks,
+            method_args=self.method_args(),
+            method_handler=self.handle_method,
+            stale_after_s=cfg.stale_after_s,
+        )
         await self.model.build()
         return self.model
 
@@ -146,8 +174,12 @@ class CellServerApp:
             await self.init_model()
         host = urlparse(self.endpoint).hostname or "localhost"
         names = sorted({self.cfg.hostname, host, socket.gethostname()} - {"0.0.0.0", "::"})
-        self.pki.ensure(application_uri=self.cfg.application_uri, common_name=self.cfg.server_name,
-                        hostnames=names, days=self.cfg.certificate_days)
+        self.pki.ensure(
+            application_uri=self.cfg.application_uri,
+            common_name=self.cfg.server_name,
+            hostnames=names,
+            days=self.cfg.certificate_days,
+        )
         await self.server.load_certificate(str(self.pki.cert_path))
         await self.server.load_private_key(str(self.pki.key_path))
         n = self.trust.reload()
@@ -158,8 +190,14 @@ class CellServerApp:
             try:
                 from .ros_bridge import RosBridge
 
-                self.bridge = RosBridge(asyncio.get_running_loop(), self._apply, devices=list(self.model.device_ids),
-                                        ros_args=self.ros_args, domain_id=self.domain_id, node_name=self.node_name)
+                self.bridge = RosBridge(
+                    asyncio.get_running_loop(),
+                    self._apply,
+                    devices=list(self.model.device_ids),
+                    ros_args=self.ros_args,
+                    domain_id=self.domain_id,
+                    node_name=self.node_name,
+                )
                 self.bridge.start()
             except Exception:  # noqa: BLE001 - no ROS = no data, not a dead server
                 log.exception("ROS bridge failed to start; the server publishes no cell data")
@@ -224,12 +262,19 @@ class CellServerApp:
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         password, reason = (values[0], values[1]) if len(values) == 2 else ("", values[0])
         if rule.signature and not password:
-            return CommandReply(False, "SIGNATURE_REQUIRED", f"{action} needs an e-signature: enter your password")
+            return CommandReply(
+                False, "SIGNATURE_REQUIRED", f"{action} needs an e-signature: enter your password"
+            )
         if self.bridge is None:
             return CommandReply(False, "UNAVAILABLE", "no ROS connection")
-        r = await self.bridge.batch_command(command, user=account.id, password=password,
-                                            meaning=rule.meaning or "" if rule.signature else "",
-                                            reason=reason, timeout_s=self.cfg.command_timeout_s)
+        r = await self.bridge.batch_command(
+            command,
+            user=account.id,
+            password=password,
+            meaning=rule.meaning or "" if rule.signature else "",
+            reason=reason,
+            timeout_s=self.cfg.command_timeout_s,
+        )
         log.info("OPC UA %s by %s -> %s %s", name, account.id, r["code"], r["reason"])
         return CommandReply(r["accepted"], r["code"], r["reason"], r["state"])
 
@@ -237,17 +282,31 @@ class CellServerApp:
         try:
             rule = self.directory.authorize(account, RELOAD_ACTION)
         except PermissionDenied as exc:
-            log.warning("OPC UA ReloadConfiguration by %s (%s) refused: %s", account.id, account.role, exc.reason)
+            log.warning(
+                "OPC UA ReloadConfiguration by %s (%s) refused: %s", account.id, account.role, exc.reason
+            )
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         if not reason.strip():
             return CommandReply(False, "REASON_REQUIRED", "a reason is required for a configuration change")
-        content = json.dumps({"action": RELOAD_ACTION, "target": "opcua_server", "reason": reason,
-                              "users_file": str(self.paths.users_file), "t": time.time()}, sort_keys=True)
+        content = json.dumps(
+            {
+                "action": RELOAD_ACTION,
+                "target": "opcua_server",
+                "reason": reason,
+                "users_file": str(self.paths.users_file),
+                "t": time.time(),
+            },
+            sort_keys=True,
+        )
         digest = hashlib.sha256(content.encode()).hexdigest()
         loop = asyncio.get_running_loop()
         try:
-            sig = await loop.run_in_executor(None, lambda: self.directory.sign(
-                account.id, password, rule.meaning or "authorship", digest, action=RELOAD_ACTION))
+            sig = await loop.run_in_executor(
+                None,
+                lambda: self.directory.sign(
+                    account.id, password, rule.meaning or "authorship", digest, action=RELOAD_ACTION
+                ),
+            )
         except (AuthError, ValueError) as exc:
             return CommandReply(False, "SIGNATURE_FAILED", getattr(exc, "reason", str(exc)))
         try:
@@ -257,16 +316,27 @@ class CellServerApp:
         self.directory = new_dir
         self.users.directory = new_dir
         n = self.trust.reload()
-        log.warning("%s: reloaded users (%d) and trust list (%d certificates); reason: %s", sig.manifest(),
-                    len(new_dir.config.users), n, reason)
-        return CommandReply(True, "OK", f"reloaded {len(new_dir.config.users)} users, {n} trusted certificates")
+        log.warning(
+            "%s: reloaded users (%d) and trust list (%d certificates); reason: %s",
+            sig.manifest(),
+            len(new_dir.config.users),
+            n,
+            reason,
+        )
+        return CommandReply(
+            True, "OK", f"reloaded {len(new_dir.config.users)} users, {n} trusted certificates"
+        )
 
 
 # ---------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cell_opcua_server", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None, help="opcua_server.yaml (default: <config-dir>/opcua_server.yaml)")
-    p.add_argument("--config-dir", default=None, help="cell configuration directory (default: the repo's config/)")
+    p.add_argument(
+        "--config", default=None, help="opcua_server.yaml (default: <config-dir>/opcua_server.yaml)"
+    )
+    p.add_argument(
+        "--config-dir", default=None, help="cell configuration directory (default: the repo's config/)"
+    )
     p.add_argument("--endpoint", default=None, help="override the endpoint URL (opc.tcp://host:port/path/)")
     p.add_argument("--pki-dir", default=None, help="override the PKI directory")
     p.add_argument("--no-ros", action="store_true", help="serve the model without the ROS bridge")
@@ -276,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(config: str | None, config_dir: str | None,
-                   overrides: Mapping[str, Any] | None = None) -> tuple[OpcUaServerConfig, ResolvedPaths]:
+def resolve_config(
+    config: str | None, config_dir: str | None, overrides: Mapping[str, Any] | None = None
+) -> tuple[OpcUaServerConfig, ResolvedPaths]:
     from aseptic_cell.config.loader import default_config_dir
 
     cdir = Path(config_dir) if config_dir else default_config_dir()
@@ -293,8 +364,14 @@ def resolve_config(config: str | None, config_dir: str | None,
 
 async def _amain(args: argparse.Namespace, ros_args: Sequence[str], node_name: str = "opcua_server") -> int:
     cfg, paths = resolve_config(args.config, args.config_dir, {"pki_dir": args.pki_dir})
-    app = CellServerApp(cfg, paths, ros=not args.no_ros and not args.export_nodeset, ros_args=ros_args,
-                        endpoint=args.endpoint, node_name=node_name)
+    app = CellServerApp(
+        cfg,
+        paths,
+        ros=not args.no_ros and not args.export_nodeset,
+        ros_args=ros_args,
+        endpoint=args.endpoint,
+        node_name=node_name,
+    )
     if args.export_nodeset:
         await app.init_model()
         await app.export_nodeset(args.export_nodeset)
@@ -306,8 +383,11 @@ async def _amain(args: argparse.Namespace, ros_args: Sequence[str], node_name: s
         loop.add_signal_handler(sig, stop.set)
     await app.start()
     if args.ready_file:
-        Path(args.ready_file).write_text(json.dumps({"endpoint": app.endpoint, "pid": __import__("os").getpid(),
-                                                     "cert": str(app.pki.cert_path)}))
+        Path(args.ready_file).write_text(
+            json.dumps(
+                {"endpoint": app.endpoint, "pid": __import__("os").getpid(), "cert": str(app.pki.cert_path)}
+            )
+        )
     try:
         await stop.wait()
     finally:
@@ -322,8 +402,10 @@ def main(argv: Sequence[str] | None = None, *, node_name: str = "opcua_server") 
         i = argv.index("--ros-args")
         argv, ros_args = argv[:i], argv[i:]
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("asyncua", "asyncua.server.uaprocessor", "asyncua.server.address_space"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.INFO)
     try:
@@ -333,5 +415,3 @@ def main(argv: Sequence[str] | None = None, *, node_name: str = "opcua_server") 
     except (OSError, ValueError) as exc:
         log.error("cell OPC UA server: %s", exc)
         return 2
-
-

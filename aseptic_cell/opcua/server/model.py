@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 VT = ua.VariantType
 PACKML_NUMBER: dict[str, int] = {s.value: i for i, s in enumerate(PackMLState)}
-"""PackML state name -> number (ISA-TR88.00.02 order as in CELL_DOMAIN_SPEC §5.1: Stopped=0 ... Unholding=16)."""
+"""PackML state name -> number (ISA-TR88.00.02 order as listed in CELL_DOMAIN_SPEC §5.1:
+Stopped=0 ... Unholding=16)."""
 
 # (method name, /cell/batch/command command, permission action, description)
 BATCH_METHODS: tuple[tuple[str, str, str, str], ...] = (
@@ -60,49 +61,78 @@ RELOAD_ACTION = "config.change"
 
 DEVICE_FIELDS: dict[str, tuple[tuple[str, str, VT], ...]] = {
     "isolator": (
-        ("DifferentialPressure_Pa", "dp_pa", VT.Double), ("DpAlarm", "dp_alarm", VT.Boolean),
-        ("HatchDoorAOpen", "hatch_door_a_open", VT.Boolean), ("HatchDoorBOpen", "hatch_door_b_open", VT.Boolean),
+        ("DifferentialPressure_Pa", "dp_pa", VT.Double),
+        ("DpAlarm", "dp_alarm", VT.Boolean),
+        ("HatchDoorAOpen", "hatch_door_a_open", VT.Boolean),
+        ("HatchDoorBOpen", "hatch_door_b_open", VT.Boolean),
         ("Particles_0_5_per_m3", "particles_0_5_per_m3", VT.Double),
         ("Particles_5_0_per_m3", "particles_5_0_per_m3", VT.Double),
-        ("ParticleAlert", "particle_alert", VT.Boolean), ("ParticleAction", "particle_action", VT.Boolean),
-        ("Airflow_m_s", "airflow_m_s", VT.Double), ("Temperature_C", "temp_c", VT.Double),
-        ("RH_pct", "rh_pct", VT.Double), ("H2O2_ppm", "h2o2_ppm", VT.Double),
-        ("DeconStatus", "decon_status", VT.String), ("LeakTestResult", "leak_test_result", VT.String),
+        ("ParticleAlert", "particle_alert", VT.Boolean),
+        ("ParticleAction", "particle_action", VT.Boolean),
+        ("Airflow_m_s", "airflow_m_s", VT.Double),
+        ("Temperature_C", "temp_c", VT.Double),
+        ("RH_pct", "rh_pct", VT.Double),
+        ("H2O2_ppm", "h2o2_ppm", VT.Double),
+        ("DeconStatus", "decon_status", VT.String),
+        ("LeakTestResult", "leak_test_result", VT.String),
     ),
     "vhp": (
-        ("CycleActive", "cycle_active", VT.Boolean), ("CycleId", "cycle_id", VT.String),
-        ("RunId", "run_id", VT.String), ("Phase", "phase", VT.String),
-        ("PhaseElapsed_s", "phase_elapsed_s", VT.Double), ("H2O2_ppm", "h2o2_ppm", VT.Double),
-        ("H2O2_mg_L", "h2o2_mg_l", VT.Double), ("RH_pct", "rh_pct", VT.Double),
-        ("Injected_g", "injected_g", VT.Double), ("LastResult", "last_result", VT.String),
+        ("CycleActive", "cycle_active", VT.Boolean),
+        ("CycleId", "cycle_id", VT.String),
+        ("RunId", "run_id", VT.String),
+        ("Phase", "phase", VT.String),
+        ("PhaseElapsed_s", "phase_elapsed_s", VT.Double),
+        ("H2O2_ppm", "h2o2_ppm", VT.Double),
+        ("H2O2_mg_L", "h2o2_mg_l", VT.Double),
+        ("RH_pct", "rh_pct", VT.Double),
+        ("Injected_g", "injected_g", VT.Double),
+        ("LastResult", "last_result", VT.String),
     ),
     "autoclave": (
-        ("CycleActive", "cycle_active", VT.Boolean), ("ProgramId", "program_id", VT.String),
-        ("RunId", "run_id", VT.String), ("Phase", "phase", VT.String),
-        ("ChamberT_C", "chamber_t_c", VT.Double), ("ChamberP_kPa", "chamber_p_kpa", VT.Double),
-        ("LoadProbeT_C", "load_probe_t_c", VT.Double), ("F0_min", "f0_min", VT.Double),
-        ("DoorLoadOpen", "door_load_open", VT.Boolean), ("DoorUnloadOpen", "door_unload_open", VT.Boolean),
-        ("LastResult", "last_result", VT.String), ("SterileLoadAvailable", "sterile_load_available", VT.Boolean),
+        ("CycleActive", "cycle_active", VT.Boolean),
+        ("ProgramId", "program_id", VT.String),
+        ("RunId", "run_id", VT.String),
+        ("Phase", "phase", VT.String),
+        ("ChamberT_C", "chamber_t_c", VT.Double),
+        ("ChamberP_kPa", "chamber_p_kpa", VT.Double),
+        ("LoadProbeT_C", "load_probe_t_c", VT.Double),
+        ("F0_min", "f0_min", VT.Double),
+        ("DoorLoadOpen", "door_load_open", VT.Boolean),
+        ("DoorUnloadOpen", "door_unload_open", VT.Boolean),
+        ("LastResult", "last_result", VT.String),
+        ("SterileLoadAvailable", "sterile_load_available", VT.Boolean),
     ),
     "arm": (
-        ("Mode", "mode", VT.String), ("SpeedClass", "speed_class", VT.String),
-        ("Moving", "moving", VT.Boolean), ("DrivesEnabled", "drives_enabled", VT.Boolean),
+        ("Mode", "mode", VT.String),
+        ("SpeedClass", "speed_class", VT.String),
+        ("Moving", "moving", VT.Boolean),
+        ("DrivesEnabled", "drives_enabled", VT.Boolean),
         ("ProtectiveStop", "protective_stop", VT.Boolean),
         ("ProtectiveStopReason", "protective_stop_reason", VT.String),
-        ("AtPark", "at_park", VT.Boolean), ("InDeconPose", "at_decon", VT.Boolean),
-        ("TcpSpeed_m_s", "tcp_speed_m_s", VT.Double), ("CurrentMotion", "current_motion", VT.String),
+        ("AtPark", "at_park", VT.Boolean),
+        ("InDeconPose", "at_decon", VT.Boolean),
+        ("TcpSpeed_m_s", "tcp_speed_m_s", VT.Double),
+        ("CurrentMotion", "current_motion", VT.String),
     ),
 }
 COMMON_DEVICE_FIELDS: tuple[tuple[str, str, VT], ...] = (
-    ("LifecycleState", "lifecycle_state", VT.String), ("CommOk", "comm_ok", VT.Boolean),
+    ("LifecycleState", "lifecycle_state", VT.String),
+    ("CommOk", "comm_ok", VT.Boolean),
 )
 DEFAULT_DEVICE_IDS = {"isolator": "ISO1", "vhp": "VHP1", "autoclave": "AC1", "arm": "ARM1"}
 
 _BAD_INITIAL = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _UNCERTAIN = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)
-_EMPTY: dict[VT, Any] = {VT.String: "", VT.Double: 0.0, VT.Boolean: False, VT.UInt32: 0, VT.Int32: 0,
-                         VT.UInt16: 0, VT.DateTime: None}
+_EMPTY: dict[VT, Any] = {
+    VT.String: "",
+    VT.Double: 0.0,
+    VT.Boolean: False,
+    VT.UInt32: 0,
+    VT.Int32: 0,
+    VT.UInt16: 0,
+    VT.DateTime: None,
+}
 
 
 def priority_of_severity(severity: int) -> str:
@@ -141,8 +171,12 @@ class CommandReply:
     state: str = ""
 
     def outputs(self) -> list[ua.Variant]:
-        return [ua.Variant(self.accepted, VT.Boolean), ua.Variant(self.code, VT.String),
-                ua.Variant(self.reason, VT.String), ua.Variant(self.state, VT.String)]
+        return [
+            ua.Variant(self.accepted, VT.Boolean),
+            ua.Variant(self.code, VT.String),
+            ua.Variant(self.reason, VT.String),
+            ua.Variant(self.state, VT.String),
+        ]
 
 
 MethodHandler = Callable[[str, list[Any]], Awaitable[CommandReply | ua.StatusCode]]
@@ -161,11 +195,19 @@ class _Var:
 class CellAddressSpace:
     """Builds the address space and applies snapshots. All methods run on the server's loop."""
 
-    def __init__(self, server: Server, *, namespace_uri: str, machine_name: str,
-                 identification: Mapping[str, str], device_ids: Mapping[str, str],
-                 interlock_instances: Iterable[tuple[str, str, str, str]],
-                 method_args: Mapping[str, Sequence[str]], method_handler: MethodHandler,
-                 stale_after_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        server: Server,
+        *,
+        namespace_uri: str,
+        machine_name: str,
+        identification: Mapping[str, str],
+        device_ids: Mapping[str, str],
+        interlock_instances: Iterable[tuple[str, str, str, str]],
+        method_args: Mapping[str, Sequence[str]],
+        method_handler: MethodHandler,
+        stale_after_s: float = 3.0,
+    ) -> None:
         self.server = server
         self.namespace_uri = namespace_uri
         self.machine_name = machine_name
@@ -186,24 +228,45 @@ class CellAddressSpace:
     def nid(self, path: str) -> ua.NodeId:
         return ua.NodeId(f"{self.machine_name}.{path}" if path else self.machine_name, self.ns)
 
-    async def _obj(self, parent: Node, path: str, name: str, type_id: int = ua.ObjectIds.BaseObjectType,
-                   description: str = "") -> Node:
+    async def _obj(
+        self,
+        parent: Node,
+        path: str,
+        name: str,
+        type_id: int = ua.ObjectIds.BaseObjectType,
+        description: str = "",
+    ) -> Node:
         node = await parent.add_object(self.nid(path), ua.QualifiedName(name, self.ns), objecttype=type_id)
         if description:
-            await node.write_attribute(ua.AttributeIds.Description,
-                                       ua.DataValue(ua.Variant(ua.LocalizedText(description), VT.LocalizedText)))
+            await node.write_attribute(
+                ua.AttributeIds.Description,
+                ua.DataValue(ua.Variant(ua.LocalizedText(description), VT.LocalizedText)),
+            )
         self.nodes[path] = node
         return node
 
-    async def _var(self, parent: Node, path: str, name: str, vtype: VT, group: str, *, value: Any = None,
-                   array: bool = False, prop: bool = False) -> _Var:
+    async def _var(
+        self,
+        parent: Node,
+        path: str,
+        name: str,
+        vtype: VT,
+        group: str,
+        *,
+        value: Any = None,
+        array: bool = False,
+        prop: bool = False,
+    ) -> _Var:
         v = _Var(self.nid(path), vtype, group, array)
         if value is not None:
             v.value, v.status = value, _GOOD
         variant = ua.Variant(v.value, vtype, is_array=array) if array else ua.Variant(v.value, vtype)
         qn = ua.QualifiedName(name, self.ns)
-        node = await (parent.add_property(v.nodeid, qn, variant, vtype) if prop
-                      else parent.add_variable(v.nodeid, qn, variant, vtype))
+        node = await (
+            parent.add_property(v.nodeid, qn, variant, vtype)
+            if prop
+            else parent.add_variable(v.nodeid, qn, variant, vtype)
+        )
         if array:
             await node.write_value_rank(1)
             await node.write_array_dimensions([0])
@@ -217,41 +280,66 @@ class CellAddressSpace:
     async def build(self) -> None:
         self.ns = await self.server.register_namespace(self.namespace_uri)
         objects = self.server.nodes.objects
-        machines = await objects.add_folder(ua.NodeId("Machines", self.ns), ua.QualifiedName("Machines", self.ns))
+        machines = await objects.add_folder(
+            ua.NodeId("Machines", self.ns), ua.QualifiedName("Machines", self.ns)
+        )
         cell = await self._obj(machines, "", self.machine_name, description="Robotic ATMP isolator cell")
         ident = await self._obj(cell, "Identification", "Identification")
         for key, value in self.identification.items():
             await self._var(ident, f"Identification.{key}", key, VT.String, "static", value=value, prop=True)
-        await self._var(cell, "MachineryItemState", "MachineryItemState", VT.String, "supervisor",
-                        value="NotAvailable")
-        await self._var(cell, "MachineryOperationMode", "MachineryOperationMode", VT.String, "static",
-                        value="Processing")
+        await self._var(
+            cell, "MachineryItemState", "MachineryItemState", VT.String, "supervisor", value="NotAvailable"
+        )
+        await self._var(
+            cell, "MachineryOperationMode", "MachineryOperationMode", VT.String, "static", value="Processing"
+        )
 
-        sup = await self._obj(cell, "Supervisor", "Supervisor",
-                              description="PackML state machine of the cell (ISA-88 batch state underneath)")
+        sup = await self._obj(
+            cell,
+            "Supervisor",
+            "Supervisor",
+            description="PackML state machine of the cell (ISA-88 batch state underneath)",
+        )
         await self._var(sup, "Supervisor.CurrentState", "CurrentState", VT.String, "supervisor")
         await self._var(sup, "Supervisor.CurrentStateNumber", "CurrentStateNumber", VT.Int32, "supervisor")
         await self._var(sup, "Supervisor.ISA88State", "ISA88State", VT.String, "supervisor")
         await self._var(sup, "Supervisor.Connected", "Connected", VT.Boolean, "static", value=False)
         await self._var(sup, "Supervisor.LastUpdate", "LastUpdate", VT.DateTime, "supervisor")
         batch = await self._obj(sup, "Supervisor.ActiveBatch", "ActiveBatch")
-        for name, vt in (("BatchId", VT.String), ("RecipeId", VT.String), ("RecipeVersion", VT.UInt32),
-                         ("UnitProcedure", VT.String), ("Operation", VT.String), ("Phase", VT.String),
-                         ("PhaseState", VT.String), ("PhaseProgress", VT.Double), ("HeldReason", VT.String)):
+        for name, vt in (
+            ("BatchId", VT.String),
+            ("RecipeId", VT.String),
+            ("RecipeVersion", VT.UInt32),
+            ("UnitProcedure", VT.String),
+            ("Operation", VT.String),
+            ("Phase", VT.String),
+            ("PhaseState", VT.String),
+            ("PhaseProgress", VT.Double),
+            ("HeldReason", VT.String),
+        ):
             await self._var(batch, f"Supervisor.ActiveBatch.{name}", name, vt, "supervisor")
         for name, _cmd, action, desc in BATCH_METHODS:
             await self._method(sup, name, desc + f" (permission {action})")
-        await self._method(sup, "ReloadConfiguration",
-                           "Re-read this server's users.yaml and client trust list (engineer only, e-signature; "
-                           f"permission {RELOAD_ACTION})")
+        await self._method(
+            sup,
+            "ReloadConfiguration",
+            "Re-read this server's users.yaml and client trust list (engineer only, e-signature; "
+            f"permission {RELOAD_ACTION})",
+        )
 
-        il = await self._obj(cell, "Interlocks", "Interlocks", description="Interlock rule instances (/cell/interlocks)")
+        il = await self._obj(
+            cell, "Interlocks", "Interlocks", description="Interlock rule instances (/cell/interlocks)"
+        )
         for rule_id, inst, title, severity in self.interlock_instances:
             await self._add_interlock(il, rule_id, inst, title, severity)
 
-        al = await self._obj(cell, "Alarms", "Alarms",
-                             description="Active ISA-18.2 alarms; severity bands emergency 900-1000, high 700-899, "
-                                         "medium 400-699, low 1-399")
+        al = await self._obj(
+            cell,
+            "Alarms",
+            "Alarms",
+            description="Active ISA-18.2 alarms; severity bands emergency 900-1000, high 700-899, "
+            "medium 400-699, low 1-399",
+        )
         await self._var(al, "Alarms.ActiveCount", "ActiveCount", VT.UInt32, "alarms")
         await self._var(al, "Alarms.Flood", "Flood", VT.Boolean, "alarms")
         await self._var(al, "Alarms.HighestSeverity", "HighestSeverity", VT.UInt16, "alarms")
@@ -262,7 +350,9 @@ class CellAddressSpace:
         for node_name, device_id in self.device_ids.items():
             d = await self._obj(dev, f"Devices.{device_id}", device_id)
             g = f"device:{node_name}"
-            await self._var(d, f"Devices.{device_id}.Node", "Node", VT.String, "static", value=node_name, prop=True)
+            await self._var(
+                d, f"Devices.{device_id}.Node", "Node", VT.String, "static", value=node_name, prop=True
+            )
             for bname, _f, vt in COMMON_DEVICE_FIELDS:
                 await self._var(d, f"Devices.{device_id}.{bname}", bname, vt, g)
             await self._var(d, f"Devices.{device_id}.Latched", "Latched", VT.Boolean, g)
@@ -272,19 +362,30 @@ class CellAddressSpace:
                 await self._var(d, f"Devices.{device_id}.{bname}", bname, vt, g)
 
     async def _method(self, parent: Node, name: str, description: str) -> None:
-        args = [ua.Argument(Name=a, DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
-                            Description=ua.LocalizedText(_ARG_DOC.get(a, a)))
-                for a in self.method_args.get(name, ("Reason",))]
-        outs = [ua.Argument(Name=n, DataType=ua.NodeId(t), ValueRank=-1, Description=ua.LocalizedText(d))
-                for n, t, d in _OUTPUTS]
+        args = [
+            ua.Argument(
+                Name=a,
+                DataType=ua.NodeId(ua.ObjectIds.String),
+                ValueRank=-1,
+                Description=ua.LocalizedText(_ARG_DOC.get(a, a)),
+            )
+            for a in self.method_args.get(name, ("Reason",))
+        ]
+        outs = [
+            ua.Argument(Name=n, DataType=ua.NodeId(t), ValueRank=-1, Description=ua.LocalizedText(d))
+            for n, t, d in _OUTPUTS
+        ]
 
         async def call(parent_id: ua.NodeId, *inputs: ua.Variant) -> Any:
             return await self._call(name, list(inputs))
 
-        node = await parent.add_method(self.nid(f"Supervisor.{name}"), ua.QualifiedName(name, self.ns), call,
-                                       args, outs)
-        await node.write_attribute(ua.AttributeIds.Description,
-                                   ua.DataValue(ua.Variant(ua.LocalizedText(description), VT.LocalizedText)))
+        node = await parent.add_method(
+            self.nid(f"Supervisor.{name}"), ua.QualifiedName(name, self.ns), call, args, outs
+        )
+        await node.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(ua.LocalizedText(description), VT.LocalizedText)),
+        )
         self.nodes[f"Supervisor.{name}"] = node
 
     async def _call(self, name: str, inputs: list[ua.Variant]) -> Any:
@@ -339,23 +440,31 @@ class CellAddressSpace:
         v.value, v.status = value, _GOOD
         variant = ua.Variant(value, v.vtype, is_array=isinstance(value, list))
         await self.server.write_attribute_value(
-            v.nodeid, ua.DataValue(variant, StatusCode=_GOOD, SourceTimestamp=now, ServerTimestamp=now))
+            v.nodeid, ua.DataValue(variant, StatusCode=_GOOD, SourceTimestamp=now, ServerTimestamp=now)
+        )
 
     def _touch(self, group: str) -> None:
         self._last_update[group] = time.monotonic()
 
     async def apply_batch_status(self, s: Mapping[str, Any]) -> None:
         """``s``: BatchStatus fields (batch_id, recipe_id, recipe_version, state, packml_state, ...)."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         isa88 = str(s.get("state", ""))
         packml = packml_of(isa88, str(s.get("packml_state", "")))
         await self._set("Supervisor.ISA88State", isa88, now)
         await self._set("Supervisor.CurrentState", packml, now)
         await self._set("Supervisor.CurrentStateNumber", PACKML_NUMBER.get(packml, -1), now)
-        for name, key in (("BatchId", "batch_id"), ("RecipeId", "recipe_id"), ("RecipeVersion", "recipe_version"),
-                          ("UnitProcedure", "unit_procedure"), ("Operation", "operation"), ("Phase", "phase"),
-                          ("PhaseState", "phase_state"), ("PhaseProgress", "phase_progress"),
-                          ("HeldReason", "held_reason")):
+        for name, key in (
+            ("BatchId", "batch_id"),
+            ("RecipeId", "recipe_id"),
+            ("RecipeVersion", "recipe_version"),
+            ("UnitProcedure", "unit_procedure"),
+            ("Operation", "operation"),
+            ("Phase", "phase"),
+            ("PhaseState", "phase_state"),
+            ("PhaseProgress", "phase_progress"),
+            ("HeldReason", "held_reason"),
+        ):
             await self._set(f"Supervisor.ActiveBatch.{name}", s.get(key), now)
         executing = packml in ("Execute", "Starting", "Completing", "Unholding", "Unsuspending")
         await self._set("MachineryItemState", "Executing" if executing else "NotExecuting", now)
@@ -363,7 +472,7 @@ class CellAddressSpace:
         self._touch("supervisor")
 
     async def apply_interlocks(self, rules: Sequence[Mapping[str, Any]]) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         parent = self.nodes["Interlocks"]
         for r in rules:
             key = (str(r.get("rule_id", "")), instance_key(r.get("instance", "")))
@@ -371,8 +480,9 @@ class CellAddressSpace:
             if path is None:
                 if not key[0] or len(self._interlock_nodes) >= 2000:
                     continue
-                path = await self._add_interlock(parent, key[0], key[1], str(r.get("title", "")),
-                                                 str(r.get("severity", "")))
+                path = await self._add_interlock(
+                    parent, key[0], key[1], str(r.get("title", "")), str(r.get("severity", ""))
+                )
             await self._set(f"{path}.State", str(r.get("state", "")), now)
             await self._set(f"{path}.Severity", str(r.get("severity", "")), now)
             await self._set(f"{path}.Reasons", list(r.get("reasons", ())), now)
@@ -380,7 +490,7 @@ class CellAddressSpace:
 
     async def apply_alarms(self, snapshot: Mapping[str, Any]) -> None:
         """``snapshot``: {"flood": bool, "alarms": [{alarm_id, source, priority, state, message, raised}]}."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         alarms = {str(a.get("alarm_id", "")): a for a in snapshot.get("alarms", ()) if a.get("alarm_id")}
         if len(alarms) > 500:
             alarms = dict(sorted(alarms.items(), key=lambda kv: -int(kv[1].get("priority", 0)))[:500])
@@ -398,8 +508,14 @@ class CellAddressSpace:
             if aid not in self._alarm_nodes:
                 o = await self._obj(parent, base, aid)
                 self._alarm_nodes[aid] = o
-                for name, vt in (("Source", VT.String), ("Priority", VT.String), ("Severity", VT.UInt16),
-                                 ("State", VT.String), ("Message", VT.String), ("Raised", VT.DateTime)):
+                for name, vt in (
+                    ("Source", VT.String),
+                    ("Priority", VT.String),
+                    ("Severity", VT.UInt16),
+                    ("State", VT.String),
+                    ("Message", VT.String),
+                    ("Raised", VT.DateTime),
+                ):
                     await self._var(o, f"{base}.{name}", name, vt, "alarms")
             sev = clamp_severity(int(a.get("priority", 1) or 1))
             await self._set(f"{base}.Source", a.get("source", ""), now)
@@ -420,7 +536,7 @@ class CellAddressSpace:
         device_id = self.device_ids.get(node_name)
         if device_id is None:
             return
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         base = f"Devices.{device_id}"
         for bname, field, _vt in COMMON_DEVICE_FIELDS + DEVICE_FIELDS.get(node_name, ()):
             if field in s:
@@ -439,13 +555,15 @@ class CellAddressSpace:
         stale = [g for g, t in self._last_update.items() if now_m - t > self.stale_after_s]
         if not stale:
             return []
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for v in self.vars.values():
             if v.group in stale and v.status == _GOOD:
                 v.status = _UNCERTAIN
                 variant = ua.Variant(v.value, v.vtype, is_array=isinstance(v.value, list))
                 await self.server.write_attribute_value(
-                    v.nodeid, ua.DataValue(variant, StatusCode=_UNCERTAIN, SourceTimestamp=now, ServerTimestamp=now))
+                    v.nodeid,
+                    ua.DataValue(variant, StatusCode=_UNCERTAIN, SourceTimestamp=now, ServerTimestamp=now),
+                )
         for g in stale:
             self._last_update.pop(g, None)
         if "supervisor" in stale:

@@ -58,15 +58,20 @@ def make_self_signed(
     organization: str = "aseptic_cell",
 ) -> x509.Certificate:
     """A self-signed OPC UA application instance certificate (OPC 10000-6 §6.2.2)."""
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-    ])
-    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+        ]
+    )
+    now = dt.datetime.now(dt.UTC)
     san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     san += [x509.DNSName(h) for h in hostnames]
-    eku = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
-        ExtendedKeyUsageOID.CLIENT_AUTH]
+    eku = (
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server
+        else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     pub = key.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -78,9 +83,20 @@ def make_self_signed(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=True,
-                                     data_encipherment=True, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
     )
@@ -129,23 +145,34 @@ class ServerPki:
                 raise ValueError(f"{self.key_path}: expected an RSA key of at least 2048 bits")
         else:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            _write_private(self.key_path, key.private_bytes(serialization.Encoding.PEM,
-                                                            serialization.PrivateFormat.PKCS8,
-                                                            serialization.NoEncryption()))
+            _write_private(
+                self.key_path,
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
             self.cert_path.unlink(missing_ok=True)
             log.info("generated server key %s", self.key_path)
         regenerate = not self.cert_path.is_file()
         if not regenerate:
             cert = load_cert(self.cert_path.read_bytes())
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             regenerate = (
                 application_uri not in cert_application_uri(cert)
                 or cert.not_valid_after_utc < now + dt.timedelta(days=1)
                 or cert.public_key().public_numbers() != key.public_key().public_numbers()
             )
         if regenerate:
-            cert = make_self_signed(key, common_name=common_name, application_uri=application_uri,
-                                    hostnames=hostnames, days=days, server=True)
+            cert = make_self_signed(
+                key,
+                common_name=common_name,
+                application_uri=application_uri,
+                hostnames=hostnames,
+                days=days,
+                server=True,
+            )
             self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
             log.info("generated server certificate %s for %s", self.cert_path, application_uri)
 

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 Sink = Callable[[str, Any], Awaitable[None]]
 """``sink(source, payload)`` on the asyncio loop; source = batch | interlocks | alarms | device:<node>."""
 
-STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
+STATE_TYPES = {
+    "isolator": "IsolatorState",
+    "vhp": "VhpState",
+    "autoclave": "AutoclaveState",
+    "arm": "ArmState",
+}
 
 
 def _plain(v: Any) -> Any:
@@ -32,7 +37,7 @@ def _plain(v: Any) -> Any:
         if type(v).__name__ == "Time" and hasattr(v, "sec") and hasattr(v, "nanosec"):
             if v.sec == 0 and v.nanosec == 0:
                 return None
-            return dt.datetime.fromtimestamp(v.sec + v.nanosec * 1e-9, dt.timezone.utc)
+            return dt.datetime.fromtimestamp(v.sec + v.nanosec * 1e-9, dt.UTC)
         return {k: _plain(getattr(v, k)) for k in v.get_fields_and_field_types()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
@@ -43,9 +48,16 @@ def _plain(v: Any) -> Any:
 
 
 class RosBridge:
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Sink, *, devices: Sequence[str],
-                 ros_args: Sequence[str] | None = None, domain_id: int | None = None,
-                 node_name: str = "opcua_server") -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sink: Sink,
+        *,
+        devices: Sequence[str],
+        ros_args: Sequence[str] | None = None,
+        domain_id: int | None = None,
+        node_name: str = "opcua_server",
+    ) -> None:
         self._loop = loop
         self._sink = sink
         self._devices = [d for d in devices if d in STATE_TYPES]
@@ -65,34 +77,44 @@ class RosBridge:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        import cell_interfaces.msg as cim
         import rclpy
+        from cell_interfaces.srv import BatchCommand
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
 
-        import cell_interfaces.msg as cim
-        from cell_interfaces.srv import BatchCommand
-
         self._ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO,
-                                  "args": ["opcua_server", *self._ros_args]}
+        kwargs: dict[str, Any] = {
+            "context": self._ctx,
+            "signal_handler_options": SignalHandlerOptions.NO,
+            "args": ["opcua_server", *self._ros_args],
+        }
         if self._domain_id is not None:
             kwargs["domain_id"] = self._domain_id
         rclpy.init(**kwargs)
         self.node = rclpy.create_node(self._node_name, context=self._ctx)
         # best effort + volatile, depth 1: matches any publisher (reliable or not, latched or not);
         # only the latest state matters here
-        qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT,
-                         durability=QoSDurabilityPolicy.VOLATILE)
-        self.node.create_subscription(cim.BatchStatus, "/cell/batch/status",
-                                      lambda m: self._on("batch", m), qos)
-        self.node.create_subscription(cim.InterlockStatusArray, "/cell/interlocks",
-                                      lambda m: self._on("interlocks", m), qos)
-        self.node.create_subscription(cim.AlarmArray, "/cell/alarms/active",
-                                      lambda m: self._on("alarms", m), qos)
+        qos = QoSProfile(
+            depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT, durability=QoSDurabilityPolicy.VOLATILE
+        )
+        self.node.create_subscription(
+            cim.BatchStatus, "/cell/batch/status", lambda m: self._on("batch", m), qos
+        )
+        self.node.create_subscription(
+            cim.InterlockStatusArray, "/cell/interlocks", lambda m: self._on("interlocks", m), qos
+        )
+        self.node.create_subscription(
+            cim.AlarmArray, "/cell/alarms/active", lambda m: self._on("alarms", m), qos
+        )
         for name in self._devices:
-            self.node.create_subscription(getattr(cim, STATE_TYPES[name]), f"/cell/{name}/state",
-                                          lambda m, n=name: self._on(f"device:{n}", m), qos)
+            self.node.create_subscription(
+                getattr(cim, STATE_TYPES[name]),
+                f"/cell/{name}/state",
+                lambda m, n=name: self._on(f"device:{n}", m),
+                qos,
+            )
         self._batch_client = self.node.create_client(BatchCommand, "/cell/batch/command")
         self._executor = SingleThreadedExecutor(context=self._ctx)
         self._executor.add_node(self.node)
@@ -163,15 +185,22 @@ class RosBridge:
         except Exception:  # noqa: BLE001
             return False
 
-    async def batch_command(self, command: str, *, user: str, password: str, meaning: str, reason: str,
-                            timeout_s: float) -> dict[str, Any]:
+    async def batch_command(
+        self, command: str, *, user: str, password: str, meaning: str, reason: str, timeout_s: float
+    ) -> dict[str, Any]:
         """Call ``/cell/batch/command``; returns ``{accepted, code, reason, state}``."""
         from cell_interfaces.srv import BatchCommand
 
         if not self.batch_service_ready():
-            return {"accepted": False, "code": "UNAVAILABLE", "reason": "/cell/batch/command is not available",
-                    "state": ""}
-        req = BatchCommand.Request(command=command, user=user, password=password, meaning=meaning, reason=reason)
+            return {
+                "accepted": False,
+                "code": "UNAVAILABLE",
+                "reason": "/cell/batch/command is not available",
+                "state": "",
+            }
+        req = BatchCommand.Request(
+            command=command, user=user, password=password, meaning=meaning, reason=reason
+        )
         fut = self._batch_client.call_async(req)
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -184,8 +213,12 @@ class RosBridge:
         fut.add_done_callback(_done)
         try:
             r = await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             fut.cancel()
-            return {"accepted": False, "code": "TIMEOUT", "reason": f"no reply within {timeout_s:.1f} s",
-                    "state": ""}
+            return {
+                "accepted": False,
+                "code": "TIMEOUT",
+                "reason": f"no reply within {timeout_s:.1f} s",
+                "state": "",
+            }
         return {"accepted": bool(r.accepted), "code": r.code, "reason": r.reason, "state": r.state}

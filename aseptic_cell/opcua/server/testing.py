@@ -48,18 +48,23 @@ class ClientIdentity:
     application_uri: str
 
 
-def make_client_identity(directory: Path, name: str, application_uri: str | None = None,
-                         days: int = 30) -> ClientIdentity:
+def make_client_identity(
+    directory: Path, name: str, application_uri: str | None = None, days: int = 30
+) -> ClientIdentity:
     directory.mkdir(parents=True, exist_ok=True)
     uri = application_uri or f"urn:aseptic-cell:test:{name}"
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = make_self_signed(key, common_name=name, application_uri=uri, hostnames=["localhost"], days=days,
-                            server=False)
+    cert = make_self_signed(
+        key, common_name=name, application_uri=uri, hostnames=["localhost"], days=days, server=False
+    )
     der, pem, kp = directory / f"{name}.der", directory / f"{name}.pem", directory / f"{name}.key.pem"
     der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()))
+    kp.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return ClientIdentity(der, kp, pem, uri)
 
 
@@ -72,15 +77,27 @@ def trust(pki_dir: Path, ident: ClientIdentity) -> None:
 class ServerProcess:
     """``python -m aseptic_cell.opcua.server`` in a child process on a free loopback port."""
 
-    def __init__(self, workdir: Path, *, ros: bool = False, env: Mapping[str, str] | None = None,
-                 overrides: Mapping[str, Any] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        ros: bool = False,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.pki_dir = self.workdir / "pki"
         self.port = port or free_port()
         self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/aseptic_cell/"
         data = yaml.safe_load((CONFIG_DIR / "opcua_server.yaml").read_text())
-        data.update({"endpoint": self.endpoint, "pki_dir": str(self.pki_dir),
-                     "users_file": str(CONFIG_DIR / "users.yaml")})
+        data.update(
+            {
+                "endpoint": self.endpoint,
+                "pki_dir": str(self.pki_dir),
+                "users_file": str(CONFIG_DIR / "users.yaml"),
+            }
+        )
         data.update(overrides or {})
         self.config = self.workdir / "opcua_server.yaml"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -97,14 +114,24 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 30.0) -> ServerProcess:
         self.ready.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "aseptic_cell.opcua.server", "--config", str(self.config),
-               "--config-dir", str(CONFIG_DIR), "--ready-file", str(self.ready)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "aseptic_cell.opcua.server",
+            "--config",
+            str(self.config),
+            "--config-dir",
+            str(CONFIG_DIR),
+            "--ready-file",
+            str(self.ready),
+        ]
         if not self.ros:
             cmd.append("--no-ros")
         env = {**os.environ, **self.env}
         self._logf = open(self.log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._logf, stderr=subprocess.STDOUT, env=env, cwd=str(REPO), start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while not self.ready.exists():
             if self.proc.poll() is not None:
@@ -149,8 +176,15 @@ class ServerProcess:
         self.stop()
 
 
-def client_for(endpoint: str, ident: ClientIdentity, server_cert: Path, *, user: str | None = None,
-               password: str | None = None, timeout_s: float = 10.0) -> Any:
+def client_for(
+    endpoint: str,
+    ident: ClientIdentity,
+    server_cert: Path,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    timeout_s: float = 10.0,
+) -> Any:
     """An asyncua Client set up for Basic256Sha256/SignAndEncrypt (not connected; ``set_security`` is
     a coroutine in asyncua 2.x, so call :func:`secure` on it before connecting)."""
     from asyncua import Client
@@ -170,9 +204,13 @@ async def secure(client: Any) -> Any:
     from asyncua import ua
     from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-    await client.set_security(SecurityPolicyBasic256Sha256, str(client._cell_ident.cert),  # noqa: SLF001
-                              str(client._cell_ident.key), server_certificate=str(client._cell_server_cert),  # noqa: SLF001
-                              mode=ua.MessageSecurityMode.SignAndEncrypt)
+    await client.set_security(
+        SecurityPolicyBasic256Sha256,
+        str(client._cell_ident.cert),  # noqa: SLF001
+        str(client._cell_ident.key),
+        server_certificate=str(client._cell_server_cert),  # noqa: SLF001
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
     return client
 
 
@@ -197,12 +235,11 @@ class FakeSupervisor:
     def __init__(self, domain_id: int | None = None) -> None:
         import threading
 
+        import cell_interfaces.msg as cim
         import rclpy
+        from cell_interfaces.srv import BatchCommand
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
-
-        import cell_interfaces.msg as cim
-        from cell_interfaces.srv import BatchCommand
 
         self.cim = cim
         self._ctx = rclpy.Context()
@@ -216,8 +253,12 @@ class FakeSupervisor:
             "interlocks": self.node.create_publisher(cim.InterlockStatusArray, "/cell/interlocks", 10),
             "alarms": self.node.create_publisher(cim.AlarmArray, "/cell/alarms/active", 10),
         }
-        for name, t in (("isolator", "IsolatorState"), ("vhp", "VhpState"), ("autoclave", "AutoclaveState"),
-                        ("arm", "ArmState")):
+        for name, t in (
+            ("isolator", "IsolatorState"),
+            ("vhp", "VhpState"),
+            ("autoclave", "AutoclaveState"),
+            ("arm", "ArmState"),
+        ):
             self.pubs[name] = self.node.create_publisher(getattr(cim, t), f"/cell/{name}/state", 10)
         self.requests: list[dict[str, str]] = []
         self.replies: dict[str, tuple[bool, str, str, str]] = {}
@@ -233,9 +274,18 @@ class FakeSupervisor:
             self._exe.spin_once(timeout_sec=0.05)
 
     def _serve(self, req: Any, resp: Any) -> Any:
-        self.requests.append({"command": req.command, "user": req.user, "password": req.password,
-                              "meaning": req.meaning, "reason": req.reason})
-        ok, code, reason, state = self.replies.get(req.command, (True, "OK", f"{req.command} accepted", "HOLDING"))
+        self.requests.append(
+            {
+                "command": req.command,
+                "user": req.user,
+                "password": req.password,
+                "meaning": req.meaning,
+                "reason": req.reason,
+            }
+        )
+        ok, code, reason, state = self.replies.get(
+            req.command, (True, "OK", f"{req.command} accepted", "HOLDING")
+        )
         resp.accepted, resp.code, resp.reason, resp.state = ok, code, reason, state
         return resp
 
@@ -246,14 +296,22 @@ class FakeSupervisor:
         self.pubs["batch"].publish(self.cim.BatchStatus(**fields))
 
     def interlocks(self, rules: list[dict[str, Any]]) -> None:
-        self.pubs["interlocks"].publish(self.cim.InterlockStatusArray(
-            rules=[self.cim.InterlockStatus(**r) for r in rules]))
+        self.pubs["interlocks"].publish(
+            self.cim.InterlockStatusArray(rules=[self.cim.InterlockStatus(**r) for r in rules])
+        )
 
     def alarms(self, alarms: list[dict[str, Any]], flood: bool = False) -> None:
-        self.pubs["alarms"].publish(self.cim.AlarmArray(flood=flood, alarms=[self.cim.Alarm(**a) for a in alarms]))
+        self.pubs["alarms"].publish(
+            self.cim.AlarmArray(flood=flood, alarms=[self.cim.Alarm(**a) for a in alarms])
+        )
 
     def device(self, name: str, **fields: Any) -> None:
-        t = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}[name]
+        t = {
+            "isolator": "IsolatorState",
+            "vhp": "VhpState",
+            "autoclave": "AutoclaveState",
+            "arm": "ArmState",
+        }[name]
         self.pubs[name].publish(getattr(self.cim, t)(**fields))
 
     def close(self) -> None:
