@@ -151,7 +151,9 @@ def opcua_graph(config_dir: Path, nodes: list[str]) -> list[Any]:
     specs = [replace(s, params={**s.params, "use_sim_time": False, "stale_after_s": 2.0})
              if s.kind == "device" else s for s in specs]
     devices = [s for s in specs if s.name != LIFECYCLE_MANAGER]
-    return devices + [lifecycle_manager_spec(devices, use_sim_time=False)]
+    # generous transition/heartbeat limits: the machine is shared (load averages of 10-30 seen)
+    return devices + [lifecycle_manager_spec(devices, use_sim_time=False, heartbeat_timeout_s=5.0,
+                                             extra_params={"transition_timeout_s": 60.0})]
 
 
 @dataclass
