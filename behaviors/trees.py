@@ -196,6 +196,13 @@ def rtp_transfer_in(ctx: Any, rtp: str, beta_id: str) -> py_trees.behaviour.Beha
     ])
 
 
+def _lock_time(ctx: Any, rtp: str) -> float:
+    for r in ctx.cfg.layout.isolator.rtps:
+        if r.id == rtp:
+            return float(getattr(r, "lock_time_s", 1.0))
+    return 1.0
+
+
 def rtp_close(ctx: Any, rtp: str) -> py_trees.behaviour.Behaviour:
     door = f"{rtp.lower()}_alpha"
     return _seq(f"RTP {rtp} close and undock", [
@@ -205,6 +212,7 @@ def rtp_close(ctx: Any, rtp: str) -> py_trees.behaviour.Behaviour:
         DeviceCommand("unlock beta", ctx, "isolator", "unlock_beta", {"rtp": rtp},
                       checks=[("rtp.undock_beta", {"rtp": rtp})]),
         _door_wait(ctx, "beta unlocked", f"isolator.rtp.{rtp}.beta_locked", False),
+        HoldFor("lock travel", ctx, _lock_time(ctx, rtp) + 0.5),
         DeviceCommand("undock beta", ctx, "isolator", "undock_beta", {"rtp": rtp},
                       checks=[("rtp.undock_beta", {"rtp": rtp})]),
     ])
