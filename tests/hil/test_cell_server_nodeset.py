@@ -3,13 +3,13 @@ parses, and holds the key nodes of the cell model."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import asyncio
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from aseptic_cell.opcua.server.app import CellServerApp, resolve_config
 from aseptic_cell.opcua.server.testing import REPO
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(90)]
@@ -19,15 +19,19 @@ UA = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
 
 
 def test_committed_nodeset_matches_a_fresh_export(tmp_path: Path):
+    """Same as ``python -m aseptic_cell.opcua.server --export-nodeset``, in-process (no network)."""
     fresh = tmp_path / "cell.xml"
-    r = subprocess.run(
-        [sys.executable, "-m", "aseptic_cell.opcua.server", "--export-nodeset", str(fresh)],
-        capture_output=True,
-        text=True,
-        timeout=80,
-        cwd=str(REPO),
-    )
-    assert r.returncode == 0, r.stderr
+
+    async def export() -> None:
+        cfg, paths = resolve_config(None, str(REPO / "config"))
+        app = CellServerApp(cfg, paths, ros=False)
+        try:
+            await app.init_model()
+            await app.export_nodeset(fresh)
+        finally:
+            app.users.close()
+
+    asyncio.run(export())
     assert fresh.read_bytes() == COMMITTED.read_bytes(), (
         "the address space changed: regenerate with "
         "`python -m aseptic_cell.opcua.server --export-nodeset docs/opcua_cell_server.NodeSet2.xml`"

@@ -186,30 +186,41 @@ class CellServerApp:
         log.info("trust list %s: %d client certificate(s)", self.pki.trusted_dir, n)
         await self.server.start()
         log.info("cell OPC UA server listening on %s (Basic256Sha256/SignAndEncrypt only)", self.endpoint)
-        if self.ros_enabled:
-            try:
-                from .ros_bridge import RosBridge
-
-                self.bridge = RosBridge(
-                    asyncio.get_running_loop(),
-                    self._apply,
-                    devices=list(self.model.device_ids),
-                    ros_args=self.ros_args,
-                    domain_id=self.domain_id,
-                    node_name=self.node_name,
-                )
-                self.bridge.start()
-            except Exception:  # noqa: BLE001 - no ROS = no data, not a dead server
-                log.exception("ROS bridge failed to start; the server publishes no cell data")
-                self.bridge = None
+        if self.ros_enabled:  # in the background: a slow DDS start must not hold up OPC UA
+            self._tasks.append(asyncio.create_task(self._start_bridge()))
         self._tasks.append(asyncio.create_task(self._watch()))
+
+    async def _start_bridge(self) -> None:
+        from .ros_bridge import RosBridge
+
+        assert self.model is not None
+        bridge = RosBridge(
+            asyncio.get_running_loop(),
+            self._apply,
+            devices=list(self.model.device_ids),
+            ros_args=self.ros_args,
+            domain_id=self.domain_id,
+            node_name=self.node_name,
+        )
+        self._starting_bridge = bridge
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, bridge.start)
+        except Exception:  # noqa: BLE001 - no ROS = no data, not a dead server
+            log.exception("ROS bridge failed to start; the server publishes no cell data")
+            return
+        self.bridge = bridge
+        log.info("ROS bridge up (node %s)", self.node_name)
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self.bridge is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.bridge.close)
-            self.bridge = None
+        bridge = self.bridge or getattr(self, "_starting_bridge", None)
+        self.bridge = None
+        if bridge is not None:
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, bridge.close), 5.0)
+            except Exception:  # noqa: BLE001
+                log.warning("ROS bridge did not close cleanly", exc_info=True)
         await self.server.stop()
 
     async def run_forever(self, stop: asyncio.Event) -> None:
