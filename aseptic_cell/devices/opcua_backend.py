@@ -39,7 +39,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .backend import BackendError, CommandOutcome, Readings
 
@@ -62,9 +63,18 @@ class OpcUaBackend:
         **client_overrides: fields of ``client:`` in opcua.yaml to override (tests, benchmark).
     """
 
-    def __init__(self, *, device_id: str, kind: str, endpoint: str | None = None,
-                 config_path: str | None = None, config_dir: str | None = None, config: Any = None,
-                 on_readings: Callable[[Readings], None] | None = None, **client_overrides: Any) -> None:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        kind: str,
+        endpoint: str | None = None,
+        config_path: str | None = None,
+        config_dir: str | None = None,
+        config: Any = None,
+        on_readings: Callable[[Readings], None] | None = None,
+        **client_overrides: Any,
+    ) -> None:
         from ..opcua.config import ClientSettings, load_opcua_config
 
         self.device_id = device_id
@@ -101,8 +111,9 @@ class OpcUaBackend:
         if self._thread is None:
             self._loop = asyncio.new_event_loop()
             started = threading.Event()
-            self._thread = threading.Thread(target=self._run_loop, args=(started,),
-                                            name=f"opcua-backend-{self.device_id}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run_loop, args=(started,), name=f"opcua-backend-{self.device_id}", daemon=True
+            )
             self._thread.start()
             started.wait(5.0)
         deadline = time.monotonic() + timeout_s
@@ -112,8 +123,10 @@ class OpcUaBackend:
             time.sleep(0.02)
         err = self.last_error
         self.close()
-        raise BackendError(f"no OPC UA device {self.device_id!r} at {self.endpoint} within {timeout_s:.1f} s"
-                           + (f" (last error: {err})" if err else ""))
+        raise BackendError(
+            f"no OPC UA device {self.device_id!r} at {self.endpoint} within {timeout_s:.1f} s"
+            + (f" (last error: {err})" if err else "")
+        )
 
     def _run_loop(self, started: threading.Event) -> None:
         assert self._loop is not None
@@ -148,7 +161,9 @@ class OpcUaBackend:
             if self._snapshot is None:
                 vals = dict(self._values)
                 vals["t"] = self._device_time
-                self._snapshot = Readings(values=vals, device_time=self._device_time, received_wall=self._wall)
+                self._snapshot = Readings(
+                    values=vals, device_time=self._device_time, received_wall=self._wall
+                )
             return self._snapshot
 
     # ================================================================== session supervision
@@ -173,7 +188,7 @@ class OpcUaBackend:
                 delay = self.settings.backoff_initial_s
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             delay = min(delay * 2.0, self.settings.backoff_max_s)
         await self._drop_client()
@@ -221,10 +236,12 @@ class OpcUaBackend:
         self._methods_parent = client.get_node(ua.NodeId(nid_folder(dev, "Methods"), ns))
         # --- re-read everything before trusting anything (also after a reconnect)
         node_list = [client.get_node(n) for n in nodes]
-        dvs = await asyncio.wait_for(client.read_attributes(node_list + [simtime]), timeout=max(
-            s.request_timeout_s, 0.002 * len(node_list)))
+        dvs = await asyncio.wait_for(
+            client.read_attributes(node_list + [simtime]),
+            timeout=max(s.request_timeout_s, 0.002 * len(node_list)),
+        )
         fresh: dict[str, Any] = {}
-        for n, dv in zip(node_list, dvs[:-1]):
+        for n, dv in zip(node_list, dvs[:-1], strict=True):
             key, rec = nodes[n.nodeid]
             fresh[key] = self._decode(dv, rec)
         t = self._decode(dvs[-1], False)
@@ -238,9 +255,12 @@ class OpcUaBackend:
         params.PublishingEnabled = True
         params.Priority = 0
         sub = await asyncio.wait_for(client.create_subscription(params, handler), s.request_timeout_s)
-        await asyncio.wait_for(sub.subscribe_data_change(node_list + [simtime], queuesize=1,
-                                                         sampling_interval=s.sampling_interval_ms),
-                               timeout=max(s.request_timeout_s, 0.005 * len(node_list)))
+        await asyncio.wait_for(
+            sub.subscribe_data_change(
+                node_list + [simtime], queuesize=1, sampling_interval=s.sampling_interval_ms
+            ),
+            timeout=max(s.request_timeout_s, 0.005 * len(node_list)),
+        )
         self._sub_lost = ""
         with self._lock:
             self._values = fresh
@@ -253,7 +273,9 @@ class OpcUaBackend:
         self.connected_since = time.monotonic()
         self._connected = True
         self.last_error = ""
-        log.info("%s: connected to %s (%d variables; session %d)", dev, self.endpoint, len(nodes), self.sessions)
+        log.info(
+            "%s: connected to %s (%d variables; session %d)", dev, self.endpoint, len(nodes), self.sessions
+        )
         self._notify()
         # --- health watch
         server_state = client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_State))
@@ -262,13 +284,16 @@ class OpcUaBackend:
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=s.health_period_s)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
-                st, sim_t = await asyncio.wait_for(client.read_values([server_state, simtime]),
-                                                   timeout=s.health_timeout_s)
-            except asyncio.TimeoutError:
-                raise _Lost(f"status read not answered within {s.health_timeout_s:g} s (server frozen?)") from None
+                st, sim_t = await asyncio.wait_for(
+                    client.read_values([server_state, simtime]), timeout=s.health_timeout_s
+                )
+            except TimeoutError:
+                raise _Lost(
+                    f"status read not answered within {s.health_timeout_s:g} s (server frozen?)"
+                ) from None
             if st != ua.ServerState.Running and st != 0:
                 raise _Lost(f"server state {st}")
             if self._sub_lost:
@@ -317,27 +342,41 @@ class OpcUaBackend:
             log.error("%s: on_readings listener failed: %r", self.device_id, exc)
 
     # ================================================================== commands
-    def command(self, name: str, args: dict[str, Any], *, user: str = "", reason: str = "",
-                timeout_s: float = 5.0) -> CommandOutcome:
+    def command(
+        self, name: str, args: dict[str, Any], *, user: str = "", reason: str = "", timeout_s: float = 5.0
+    ) -> CommandOutcome:
         loop = self._loop
         if loop is None or not self._connected:
-            return CommandOutcome(False, "COMM_LOST", f"no OPC UA connection to {self.device_id} ({self.endpoint})"
-                                  + (f": {self.last_error}" if self.last_error else ""))
+            return CommandOutcome(
+                False,
+                "COMM_LOST",
+                f"no OPC UA connection to {self.device_id} ({self.endpoint})"
+                + (f": {self.last_error}" if self.last_error else ""),
+            )
         fut = asyncio.run_coroutine_threadsafe(self._call(name, args, user, reason), loop)
         try:
             accepted, code, why, payload_json = fut.result(timeout_s)
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            return CommandOutcome(False, "TIMEOUT", f"{self.device_id} did not answer {name} within {timeout_s:.1f} s "
-                                  "(it may or may not have acted)")
+            return CommandOutcome(
+                False,
+                "TIMEOUT",
+                f"{self.device_id} did not answer {name} within {timeout_s:.1f} s "
+                "(it may or may not have acted)",
+            )
         except Exception as exc:  # noqa: BLE001 - transport / status errors
-            return CommandOutcome(False, "COMM_LOST", f"{self.device_id}: {name} failed on the wire: "
-                                  f"{type(exc).__name__}: {exc}")
+            return CommandOutcome(
+                False,
+                "COMM_LOST",
+                f"{self.device_id}: {name} failed on the wire: {type(exc).__name__}: {exc}",
+            )
         try:
             payload = json.loads(payload_json) if payload_json else {}
         except ValueError:
             payload = {}
-        return CommandOutcome(bool(accepted), str(code), str(why), payload if isinstance(payload, dict) else {})
+        return CommandOutcome(
+            bool(accepted), str(code), str(why), payload if isinstance(payload, dict) else {}
+        )
 
     async def _call(self, name: str, args: dict[str, Any], user: str, reason: str) -> tuple[Any, ...]:
         from asyncua import ua
@@ -348,9 +387,12 @@ class OpcUaBackend:
         if client is None or parent is None:
             raise ConnectionError("not connected")
         method = ua.NodeId(nid_method(self.device_id, name), self._ns)
-        out = await parent.call_method(method, ua.Variant(json.dumps(args), ua.VariantType.String),
-                                       ua.Variant(user or "", ua.VariantType.String),
-                                       ua.Variant(reason or "", ua.VariantType.String))
+        out = await parent.call_method(
+            method,
+            ua.Variant(json.dumps(args), ua.VariantType.String),
+            ua.Variant(user or "", ua.VariantType.String),
+            ua.Variant(reason or "", ua.VariantType.String),
+        )
         if not isinstance(out, list) or len(out) < 4:
             raise ValueError(f"unexpected method outputs {out!r}")
         # the command changed the device: its new values arrive by subscription

@@ -21,14 +21,27 @@ def add_emulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "emulate",
         help="run the emulated hardware: the sim models behind one OPC UA server per device",
         description="Run SimCell at the configured sim speed and serve every device (or --device ...) on the "
-                    "endpoint config/opcua.yaml gives it, until SIGTERM/Ctrl-C. Prints one JSON line "
-                    '{"ready": true, "devices": {id: endpoint}} once every server listens.')
-    p.add_argument("--config-dir", default=None, help="configuration directory (default: the package's config/)")
-    p.add_argument("--opcua-config", default=None,
-                   help="opcua.yaml to use (default: $ASEPTIC_CELL_OPCUA_CONFIG, else <config-dir>/opcua.yaml)")
-    p.add_argument("--device", action="append", default=None, metavar="ID",
-                   help="serve only this device (repeatable; default: every device in opcua.yaml)")
-    p.add_argument("--speed", type=float, default=None, help="sim seconds per wall second (default: opcua.yaml)")
+        "endpoint config/opcua.yaml gives it, until SIGTERM/Ctrl-C. Prints one JSON line "
+        '{"ready": true, "devices": {id: endpoint}} once every server listens.',
+    )
+    p.add_argument(
+        "--config-dir", default=None, help="configuration directory (default: the package's config/)"
+    )
+    p.add_argument(
+        "--opcua-config",
+        default=None,
+        help="opcua.yaml to use (default: $ASEPTIC_CELL_OPCUA_CONFIG, else <config-dir>/opcua.yaml)",
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="serve only this device (repeatable; default: every device in opcua.yaml)",
+    )
+    p.add_argument(
+        "--speed", type=float, default=None, help="sim seconds per wall second (default: opcua.yaml)"
+    )
     p.add_argument("--update-period", type=float, default=None, help="variable update period, wall s")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run_emulate)
@@ -40,7 +53,9 @@ def run_emulate(args: argparse.Namespace) -> int:
     from .config import OpcUaConfigError, check_against_cell, load_opcua_config
     from .emulator import serve
 
-    logging.basicConfig(level=getattr(logging, args.log_level), format="[emulate] %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="[emulate] %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("asyncua", "asyncua.server", "asyncua.common"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
@@ -61,7 +76,9 @@ def run_emulate(args: argparse.Namespace) -> int:
         print(f"--speed must be a finite number > 0, got {args.speed}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        asyncio.run(serve(cell_cfg, ocfg, args.device, sim_speed=args.speed, update_period_s=args.update_period))
+        asyncio.run(
+            serve(cell_cfg, ocfg, args.device, sim_speed=args.speed, update_period_s=args.update_period)
+        )
     except ValueError as exc:
         print(f"emulate: {exc}", file=sys.stderr)
         return EXIT_CONFIG

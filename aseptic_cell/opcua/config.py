@@ -29,8 +29,12 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class DeviceEndpoint(Model):
-    endpoint: str = Field(description="opc.tcp URL of the device's server, e.g. opc.tcp://127.0.0.1:48410/aseptic/ISO1")
-    kind: str | None = Field(None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)")
+    endpoint: str = Field(
+        description="opc.tcp URL of the device's server, e.g. opc.tcp://127.0.0.1:48410/aseptic/ISO1"
+    )
+    kind: str | None = Field(
+        None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)"
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -50,31 +54,51 @@ class DeviceEndpoint(Model):
 
 
 class EmulatorSettings(Model):
-    sim_speed: PositiveFinite = Field(10.0, le=10000.0, description="sim seconds per wall second of the emulated world")
-    step_s: PositiveFinite | None = Field(None, le=10.0, description="sim step (s); default: cell.yaml sim.step_s")
-    update_period_s: PositiveFinite = Field(0.05, ge=0.001, le=5.0,
-                                            description="wall period of the variable updates (s)")
-    min_sampling_interval_ms: float = Field(0.0, ge=0.0, le=10000.0,
-                                            description="MinimumSamplingInterval advertised on the variables (ms)")
-    expose_fault_methods: bool = Field(True, description="create the Emulator/InjectFault and ClearFault methods "
-                                       "(test hooks; never on a real controller)")
+    sim_speed: PositiveFinite = Field(
+        10.0, le=10000.0, description="sim seconds per wall second of the emulated world"
+    )
+    step_s: PositiveFinite | None = Field(
+        None, le=10.0, description="sim step (s); default: cell.yaml sim.step_s"
+    )
+    update_period_s: PositiveFinite = Field(
+        0.05, ge=0.001, le=5.0, description="wall period of the variable updates (s)"
+    )
+    min_sampling_interval_ms: float = Field(
+        0.0, ge=0.0, le=10000.0, description="MinimumSamplingInterval advertised on the variables (ms)"
+    )
+    expose_fault_methods: bool = Field(
+        True,
+        description="create the Emulator/InjectFault and ClearFault methods "
+        "(test hooks; never on a real controller)",
+    )
     loopback_only: bool = Field(True, description="refuse to bind to anything but a loopback address")
-    max_message_size: int = Field(4 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024,
-                                  description="transport limit: largest message (bytes) (OPCUA_NOTES hole 3)")
+    max_message_size: int = Field(
+        4 * 1024 * 1024,
+        ge=65536,
+        le=64 * 1024 * 1024,
+        description="transport limit: largest message (bytes) (OPCUA_NOTES hole 3)",
+    )
     max_chunk_count: int = Field(128, ge=1, le=4096, description="transport limit: chunks per message")
 
 
 class ClientSettings(Model):
-    publishing_interval_ms: float = Field(50.0, ge=1.0, le=10000.0, description="subscription publishing interval")
-    sampling_interval_ms: float = Field(0.0, ge=0.0, le=10000.0,
-                                        description="requested sampling interval (0 = as fast as the server can)")
+    publishing_interval_ms: float = Field(
+        50.0, ge=1.0, le=10000.0, description="subscription publishing interval"
+    )
+    sampling_interval_ms: float = Field(
+        0.0, ge=0.0, le=10000.0, description="requested sampling interval (0 = as fast as the server can)"
+    )
     connect_timeout_s: PositiveFinite = Field(3.0, le=60.0, description="one connection attempt (s)")
     request_timeout_s: PositiveFinite = Field(2.0, le=60.0, description="one request (read, browse) (s)")
     health_period_s: PositiveFinite = Field(0.5, le=30.0, description="period of the status read (s)")
-    health_timeout_s: PositiveFinite = Field(1.0, le=30.0,
-                                             description="a status read slower than this = connection lost (s)")
+    health_timeout_s: PositiveFinite = Field(
+        1.0, le=30.0, description="a status read slower than this = connection lost (s)"
+    )
     silence_timeout_s: PositiveFinite = Field(
-        3.0, le=120.0, description="no notification and no successful status read for this long = connection lost (s)")
+        3.0,
+        le=120.0,
+        description="no notification and no successful status read for this long = connection lost (s)",
+    )
     backoff_initial_s: PositiveFinite = Field(0.25, le=10.0, description="first reconnect delay (s)")
     backoff_max_s: PositiveFinite = Field(2.0, le=300.0, description="reconnect delay cap (s)")
     session_timeout_s: PositiveFinite = Field(30.0, le=3600.0, description="requested session timeout (s)")
@@ -87,14 +111,17 @@ class OpcUaConfig(Model):
     emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     cell_server: dict[str, Any] | None = Field(
-        None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)")
+        None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)"
+    )
 
     def endpoint(self, device_id: str) -> DeviceEndpoint:
         try:
             return self.devices[device_id]
         except KeyError:
-            raise KeyError(f"no OPC UA endpoint for device {device_id!r} in {FILE_NAME}; "
-                           f"configured: {sorted(self.devices)}") from None
+            raise KeyError(
+                f"no OPC UA endpoint for device {device_id!r} in {FILE_NAME}; "
+                f"configured: {sorted(self.devices)}"
+            ) from None
 
 
 class OpcUaConfigError(ValueError):
@@ -118,7 +145,9 @@ def parse_opcua_config(data: Any, source: str = FILE_NAME) -> OpcUaConfig:
     try:
         return OpcUaConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        lines = [
+            f"{source}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        ]
         raise OpcUaConfigError("\n".join(lines)) from None
 
 
@@ -141,8 +170,12 @@ def load_opcua_config(path: str | Path | None = None, config_dir: str | Path | N
 def check_against_cell(cfg: OpcUaConfig, cell_cfg: Any) -> list[str]:
     """Cross-file problems: endpoints for unknown devices, wrong kinds, shared ports, non-loopback hosts."""
     problems = []
-    kinds = {cell_cfg.layout.isolator.id: "isolator", cell_cfg.layout.vhp_unit.id: "vhp",
-             cell_cfg.layout.autoclave.id: "autoclave", cell_cfg.layout.robot.id: "arm"}
+    kinds = {
+        cell_cfg.layout.isolator.id: "isolator",
+        cell_cfg.layout.vhp_unit.id: "vhp",
+        cell_cfg.layout.autoclave.id: "autoclave",
+        cell_cfg.layout.robot.id: "arm",
+    }
     seen: dict[tuple[str, int], str] = {}
     for dev, ep in cfg.devices.items():
         if dev not in kinds:
@@ -151,9 +184,13 @@ def check_against_cell(cfg: OpcUaConfig, cell_cfg: Any) -> list[str]:
             problems.append(f"{FILE_NAME}: devices.{dev}.kind: {ep.kind!r} but cell.yaml says {kinds[dev]!r}")
         key = (ep.host, ep.port)
         if key in seen:
-            problems.append(f"{FILE_NAME}: devices.{dev}.endpoint: port {ep.port} already used by {seen[key]}")
+            problems.append(
+                f"{FILE_NAME}: devices.{dev}.endpoint: port {ep.port} already used by {seen[key]}"
+            )
         seen[key] = dev
         if cfg.emulator.loopback_only and ep.host not in LOOPBACK_HOSTS:
-            problems.append(f"{FILE_NAME}: devices.{dev}.endpoint: host {ep.host} is not loopback "
-                            "(emulator.loopback_only)")
+            problems.append(
+                f"{FILE_NAME}: devices.{dev}.endpoint: host {ep.host} is not loopback "
+                "(emulator.loopback_only)"
+            )
     return problems

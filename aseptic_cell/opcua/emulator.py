@@ -65,8 +65,9 @@ class DeviceUserManager:
     ``certificate`` argument is the channel's peer certificate, empty on a None channel.)
     """
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         if username:
             return None
         return User(role=UserRole.User)
@@ -102,21 +103,26 @@ def _arg(name: str, vtype: ua.VariantType, desc: str) -> ua.Argument:
     return a
 
 
-IN_ARGS = [_arg("ArgsJson", ua.VariantType.String, "JSON object of the catalogue arguments"),
-           _arg("User", ua.VariantType.String, "user id of the requester"),
-           _arg("Reason", ua.VariantType.String, "reason, for the record")]
-OUT_ARGS = [_arg("Accepted", ua.VariantType.Boolean, "the device accepted and executed the command"),
-            _arg("Code", ua.VariantType.String, "OK or the refusal code"),
-            _arg("Reason", ua.VariantType.String, "why it was refused"),
-            _arg("PayloadJson", ua.VariantType.String, "command result (JSON object)")]
+IN_ARGS = [
+    _arg("ArgsJson", ua.VariantType.String, "JSON object of the catalogue arguments"),
+    _arg("User", ua.VariantType.String, "user id of the requester"),
+    _arg("Reason", ua.VariantType.String, "reason, for the record"),
+]
+OUT_ARGS = [
+    _arg("Accepted", ua.VariantType.Boolean, "the device accepted and executed the command"),
+    _arg("Code", ua.VariantType.String, "OK or the refusal code"),
+    _arg("Reason", ua.VariantType.String, "why it was refused"),
+    _arg("PayloadJson", ua.VariantType.String, "command result (JSON object)"),
+]
 assert tuple(a.Name for a in IN_ARGS) == ARG_NAMES_IN and tuple(a.Name for a in OUT_ARGS) == ARG_NAMES_OUT
 
 
 class DeviceServer:
     """One device's OPC UA server over the shared SimCell."""
 
-    def __init__(self, world: EmulatedWorld, device_id: str, kind: str, ep: DeviceEndpoint,
-                 settings: EmulatorSettings) -> None:
+    def __init__(
+        self, world: EmulatedWorld, device_id: str, kind: str, ep: DeviceEndpoint, settings: EmulatorSettings
+    ) -> None:
         self.world = world
         self.device_id = device_id
         self.kind = kind
@@ -124,10 +130,13 @@ class DeviceServer:
         self.settings = settings
         self.server: Server | None = None
         self.ns = 0
-        self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType | None, bool]] = {}  # key -> (id, type, record)
+        self._nodes: dict[
+            str, tuple[ua.NodeId, ua.VariantType | None, bool]
+        ] = {}  # key -> (id, type, record)
         self._last: dict[str, Any] = {}
         self._simtime: ua.NodeId | None = None
         self._item_state: ua.NodeId | None = None
+        self._trip: ua.NodeId | None = None
 
     def _nid(self, s: str) -> ua.NodeId:
         return ua.NodeId(s, self.ns)
@@ -142,9 +151,12 @@ class DeviceServer:
         await server.set_application_uri(f"urn:aseptic-cell:emulator:{self.device_id}")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_identity_tokens([ua.AnonymousIdentityToken])
-        server.limits = TransportLimits(max_recv_buffer=65535, max_send_buffer=65535,
-                                        max_chunk_count=self.settings.max_chunk_count,
-                                        max_message_size=self.settings.max_message_size)
+        server.limits = TransportLimits(
+            max_recv_buffer=65535,
+            max_send_buffer=65535,
+            max_chunk_count=self.settings.max_chunk_count,
+            max_message_size=self.settings.max_message_size,
+        )
         self.ns = await server.register_namespace(NS_URI)
         self.server = server
         await self._build()
@@ -164,36 +176,58 @@ class DeviceServer:
 
     # ------------------------------------------------------------------ address space
     async def _folder(self, parent: Any, path: str, name: str) -> Any:
-        return await parent.add_folder(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns))
+        return await parent.add_folder(
+            self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns)
+        )
 
     async def _object(self, parent: Any, path: str, name: str) -> Any:
-        return await parent.add_object(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns))
+        return await parent.add_object(
+            self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns)
+        )
 
     async def _prop(self, parent: Any, path: str, name: str, value: Any) -> Any:
-        return await parent.add_property(self._nid(nid_folder(self.device_id, path)), ua.QualifiedName(name, self.ns),
-                                         ua.Variant(value, ua.VariantType.String))
+        return await parent.add_property(
+            self._nid(nid_folder(self.device_id, path)),
+            ua.QualifiedName(name, self.ns),
+            ua.Variant(value, ua.VariantType.String),
+        )
 
     async def _build(self) -> None:
         assert self.server is not None
         dev, ns = self.device_id, self.ns
         objects = self.server.nodes.objects
-        devset = await objects.add_folder(ua.NodeId(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns))
+        devset = await objects.add_folder(
+            ua.NodeId(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns)
+        )
         root = await devset.add_object(self._nid(dev), ua.QualifiedName(dev, ns))
         ident = await self._object(root, "Identification", "Identification")
-        for name, value in (("Manufacturer", "aseptic_cell emulator"), ("Model", MODEL[self.kind]),
-                            ("SerialNumber", f"EMU-{dev}"), ("ProductInstanceUri", f"urn:aseptic-cell:device:{dev}"),
-                            ("DeviceClass", DEVICE_CLASS[self.kind]), ("SoftwareRevision", "1")):
+        for name, value in (
+            ("Manufacturer", "aseptic_cell emulator"),
+            ("Model", MODEL[self.kind]),
+            ("SerialNumber", f"EMU-{dev}"),
+            ("ProductInstanceUri", f"urn:aseptic-cell:device:{dev}"),
+            ("DeviceClass", DEVICE_CLASS[self.kind]),
+            ("SoftwareRevision", "1"),
+        ):
             await self._prop(ident, f"Identification/{name}", name, value)
         mis = await self._object(root, "MachineryItemState", "MachineryItemState")
-        st = await mis.add_variable(self._nid(f"{dev}/MachineryItemState/CurrentState"),
-                                    ua.QualifiedName("CurrentState", ns),
-                                    ua.Variant("NotExecuting", ua.VariantType.String))
+        st = await mis.add_variable(
+            self._nid(f"{dev}/MachineryItemState/CurrentState"),
+            ua.QualifiedName("CurrentState", ns),
+            ua.Variant("NotExecuting", ua.VariantType.String),
+        )
         self._item_state = st.nodeid
         mom = await self._object(root, "MachineryOperationMode", "MachineryOperationMode")
-        await mom.add_variable(self._nid(f"{dev}/MachineryOperationMode/CurrentState"),
-                               ua.QualifiedName("CurrentState", ns), ua.Variant("Processing", ua.VariantType.String))
-        simtime = await root.add_variable(self._nid(nid_simtime(dev)), ua.QualifiedName("SimTime", ns),
-                                          ua.Variant(self.world.cell.now(), ua.VariantType.Double))
+        await mom.add_variable(
+            self._nid(f"{dev}/MachineryOperationMode/CurrentState"),
+            ua.QualifiedName("CurrentState", ns),
+            ua.Variant("Processing", ua.VariantType.String),
+        )
+        simtime = await root.add_variable(
+            self._nid(nid_simtime(dev)),
+            ua.QualifiedName("SimTime", ns),
+            ua.Variant(self.world.cell.now(), ua.VariantType.Double),
+        )
         self._simtime = simtime.nodeid
         await self._set_sampling(simtime)
 
@@ -204,19 +238,27 @@ class DeviceServer:
             if key == "t":
                 continue
             if is_record(value) or (value is None and key.startswith("status.")):
-                node = await rec.add_variable(self._nid(nid_record(dev, key)), ua.QualifiedName(key, ns),
-                                              ua.Variant(record_json(value), ua.VariantType.String))
+                node = await rec.add_variable(
+                    self._nid(nid_record(dev, key)),
+                    ua.QualifiedName(key, ns),
+                    ua.Variant(record_json(value), ua.VariantType.String),
+                )
                 self._nodes[key] = (node.nodeid, ua.VariantType.String, True)
                 self._last[key] = value
                 continue
             v = _variant(value, None)
             datatype = None if value is None else ua.NodeId(v.VariantType.value)
             if datatype is None:
-                node = await pi.add_variable(self._nid(nid_reading(dev, key)), ua.QualifiedName(key, ns), v,
-                                             datatype=ua.NodeId(ua.ObjectIds.BaseDataType))
+                node = await pi.add_variable(
+                    self._nid(nid_reading(dev, key)),
+                    ua.QualifiedName(key, ns),
+                    v,
+                    datatype=ua.NodeId(ua.ObjectIds.BaseDataType),
+                )
             else:
-                node = await pi.add_variable(self._nid(nid_reading(dev, key)), ua.QualifiedName(key, ns), v,
-                                             datatype=datatype)
+                node = await pi.add_variable(
+                    self._nid(nid_reading(dev, key)), ua.QualifiedName(key, ns), v, datatype=datatype
+                )
             await self._set_sampling(node)
             self._nodes[key] = (node.nodeid, None if value is None else v.VariantType, False)
             self._last[key] = value
@@ -224,13 +266,16 @@ class DeviceServer:
         await self._methods(root)
 
     async def _set_sampling(self, node: Any) -> None:
-        await node.write_attribute(ua.AttributeIds.MinimumSamplingInterval,
-                                   ua.DataValue(ua.Variant(float(self.settings.min_sampling_interval_ms),
-                                                           ua.VariantType.Double)))
+        await node.write_attribute(
+            ua.AttributeIds.MinimumSamplingInterval,
+            ua.DataValue(ua.Variant(float(self.settings.min_sampling_interval_ms), ua.VariantType.Double)),
+        )
 
     async def _organize(self, folder: Any, key: str) -> None:
         if key in self._nodes:
-            await folder.add_reference(self._nodes[key][0], ua.ObjectIds.Organizes, forward=True, bidirectional=False)
+            await folder.add_reference(
+                self._nodes[key][0], ua.ObjectIds.Organizes, forward=True, bidirectional=False
+            )
 
     async def _companion_shape(self, root: Any, values: dict[str, Any]) -> None:
         dev = self.device_id
@@ -242,15 +287,20 @@ class DeviceServer:
             for j in joints:
                 ax = await self._object(axes, f"Axes/{j}", j)
                 ps = await self._object(ax, f"Axes/{j}/ParameterSet", "ParameterSet")
-                for name, key in (("ActualPosition", f"joint.{j}.position_rad"),
-                                  ("ActualSpeed", f"joint.{j}.velocity_rad_s")):
+                for name, key in (
+                    ("ActualPosition", f"joint.{j}.position_rad"),
+                    ("ActualSpeed", f"joint.{j}.velocity_rad_s"),
+                ):
                     f = await self._folder(ps, f"Axes/{j}/ParameterSet/{name}", name)
                     await self._organize(f, key)
             ss = await self._folder(root, "SafetyStates", "SafetyStates")
             s = await self._object(ss, "SafetyStates/Safety", f"{dev}_Safety")
             ps = await self._object(s, "SafetyStates/Safety/ParameterSet", "ParameterSet")
-            for name, key in (("OperationalMode", "mode"), ("ProtectiveStop", "protective_stop"),
-                              ("EmergencyStop", "protective_stop_reason")):
+            for name, key in (
+                ("OperationalMode", "mode"),
+                ("ProtectiveStop", "protective_stop"),
+                ("EmergencyStop", "protective_stop_reason"),
+            ):
                 f = await self._folder(ps, f"SafetyStates/Safety/{name}", name)
                 await self._organize(f, key)
             ctl = await self._folder(root, "Controllers", "Controllers")
@@ -274,30 +324,64 @@ class DeviceServer:
             pm = await self._object(root, "ProgramManager", "ProgramManager")
             tset = await self._folder(pm, "ProgramManager/ProgramTemplateSet", "ProgramTemplateSet")
             cfg = self.world.cell.cfg
-            templates = ([c.id for c in cfg.vhp_cycles.cycles] if self.kind == "vhp"
-                         else [p.id for p in cfg.autoclave_programs.programs])
+            templates = (
+                [c.id for c in cfg.vhp_cycles.cycles]
+                if self.kind == "vhp"
+                else [p.id for p in cfg.autoclave_programs.programs]
+            )
             for t in templates:
                 await self._object(tset, f"ProgramManager/ProgramTemplateSet/{t}", t)
             ap = await self._object(pm, "ProgramManager/ActiveProgram", "ActiveProgram")
-            for key in ("phase", "status.run_id", "status.recipe_id", "status.program_id", "status.phase_elapsed_s",
-                        "status.state", "cycle_active", "cycle_running"):
+            for key in (
+                "phase",
+                "status.run_id",
+                "status.recipe_id",
+                "status.program_id",
+                "status.phase_elapsed_s",
+                "status.state",
+                "cycle_active",
+                "cycle_running",
+            ):
                 await self._organize(ap, key)
 
     async def _methods(self, root: Any) -> None:
         dev, ns = self.device_id, self.ns
         mf = await self._folder(root, "Methods", "Methods")
         for name in CATALOGUE[self.kind]:
-            await mf.add_method(self._nid(nid_method(dev, name)), ua.QualifiedName(name, ns),
-                                self._make_handler(name), IN_ARGS, OUT_ARGS)
+            await mf.add_method(
+                self._nid(nid_method(dev, name)),
+                ua.QualifiedName(name, ns),
+                self._make_handler(name),
+                IN_ARGS,
+                OUT_ARGS,
+            )
         if self.settings.expose_fault_methods:
             emu = await self._object(root, "Emulator", "Emulator")
-            await emu.add_method(self._nid(nid_fault(dev, "InjectFault")), ua.QualifiedName("InjectFault", ns),
-                                 self._inject, [_arg("Fault", ua.VariantType.String, "fault name, e.g. sensor:dp_pa"),
-                                                _arg("ParamsJson", ua.VariantType.String, "JSON object, e.g. "
-                                                     '{"mode": "nan"}')], OUT_ARGS)
-            await emu.add_method(self._nid(nid_fault(dev, "ClearFault")), ua.QualifiedName("ClearFault", ns),
-                                 self._clear, [_arg("Fault", ua.VariantType.String, "fault name ('' = all)")],
-                                 OUT_ARGS)
+            await emu.add_method(
+                self._nid(nid_fault(dev, "InjectFault")),
+                ua.QualifiedName("InjectFault", ns),
+                self._inject,
+                [
+                    _arg("Fault", ua.VariantType.String, "fault name, e.g. sensor:dp_pa"),
+                    _arg("ParamsJson", ua.VariantType.String, 'JSON object, e.g. {"mode": "nan"}'),
+                ],
+                OUT_ARGS,
+            )
+            await emu.add_method(
+                self._nid(nid_fault(dev, "ClearFault")),
+                ua.QualifiedName("ClearFault", ns),
+                self._clear,
+                [_arg("Fault", ua.VariantType.String, "fault name ('' = all)")],
+                OUT_ARGS,
+            )
+            # benchmark hook: wall ms from the last InjectFault (the hazard) to the next safe_state
+            # command applied here, on this process's monotonic clock
+            trip = await emu.add_variable(
+                self._nid(nid_fault(dev, "LastTripLatencyMs")),
+                ua.QualifiedName("LastTripLatencyMs", ns),
+                ua.Variant(math.nan, ua.VariantType.Double),
+            )
+            self._trip = trip.nodeid
 
     # ------------------------------------------------------------------ methods
     def _make_handler(self, name: str) -> Any:
@@ -312,12 +396,19 @@ class DeviceServer:
 
     async def _inject(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
-        return await self.world.fault(self.device_id, "inject", vals[0] if vals else "",
-                                      vals[1] if len(vals) > 1 else "")
+        return await self.world.fault(
+            self.device_id, "inject", vals[0] if vals else "", vals[1] if len(vals) > 1 else ""
+        )
 
     async def _clear(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
         return await self.world.fault(self.device_id, "clear", vals[0] if vals else "", "")
+
+    async def set_trip_latency(self, ms: float) -> None:
+        if self.server is not None and self._trip is not None:
+            await self.server.write_attribute_value(
+                self._trip, ua.DataValue(ua.Variant(ms, ua.VariantType.Double))
+            )
 
     # ------------------------------------------------------------------ values
     async def publish(self, values: dict[str, Any]) -> None:
@@ -336,20 +427,32 @@ class DeviceServer:
             else:
                 v = _variant(value, declared)
             await server.write_attribute_value(nodeid, ua.DataValue(v))
-        executing = any(bool(values.get(k)) for k in ("cycle_active", "cycle_running", "moving", "leak_test.running"))
+        executing = any(
+            bool(values.get(k)) for k in ("cycle_active", "cycle_running", "moving", "leak_test.running")
+        )
         state = "Executing" if executing else "NotExecuting"
         if self._item_state is not None and self._last.get("__item_state") != state:
             self._last["__item_state"] = state
-            await server.write_attribute_value(self._item_state, ua.DataValue(ua.Variant(state, ua.VariantType.String)))
+            await server.write_attribute_value(
+                self._item_state, ua.DataValue(ua.Variant(state, ua.VariantType.String))
+            )
         if self._simtime is not None:
-            await server.write_attribute_value(self._simtime, ua.DataValue(ua.Variant(float(now), ua.VariantType.Double)))
+            await server.write_attribute_value(
+                self._simtime, ua.DataValue(ua.Variant(float(now), ua.VariantType.Double))
+            )
 
 
 class EmulatedWorld:
     """The SimCell, its stepping, and the device servers over it."""
 
-    def __init__(self, cell_cfg: Any, ocfg: OpcUaConfig, devices: list[str] | None = None,
-                 sim_speed: float | None = None, update_period_s: float | None = None) -> None:
+    def __init__(
+        self,
+        cell_cfg: Any,
+        ocfg: OpcUaConfig,
+        devices: list[str] | None = None,
+        sim_speed: float | None = None,
+        update_period_s: float | None = None,
+    ) -> None:
         from ..sim.cell import SimCell
 
         self.cfg = cell_cfg
@@ -357,14 +460,23 @@ class EmulatedWorld:
         self.cell = SimCell(cell_cfg)
         self.speed = float(sim_speed if sim_speed is not None else ocfg.emulator.sim_speed)
         self.step_s = float(ocfg.emulator.step_s or cell_cfg.layout.sim.step_s)
-        self.update_period_s = float(update_period_s if update_period_s is not None else ocfg.emulator.update_period_s)
+        self.update_period_s = float(
+            update_period_s if update_period_s is not None else ocfg.emulator.update_period_s
+        )
         wanted = devices or [d for d in self.cell.models if d in ocfg.devices]
         unknown = [d for d in wanted if d not in self.cell.models or d not in ocfg.devices]
         if unknown:
-            raise ValueError(f"unknown or unconfigured device(s) {unknown}; cell: {sorted(self.cell.models)}, "
-                             f"opcua.yaml: {sorted(ocfg.devices)}")
-        self.servers = {d: DeviceServer(self, d, self.cell.kinds[d], ocfg.devices[d], ocfg.emulator) for d in wanted}
-        self.trip = {"hazard_t": None, "last_latency_ms": None}  # benchmark hook (monotonic clock, system-wide)
+            raise ValueError(
+                f"unknown or unconfigured device(s) {unknown}; cell: {sorted(self.cell.models)}, "
+                f"opcua.yaml: {sorted(ocfg.devices)}"
+            )
+        self.servers = {
+            d: DeviceServer(self, d, self.cell.kinds[d], ocfg.devices[d], ocfg.emulator) for d in wanted
+        }
+        self.trip = {
+            "hazard_t": None,
+            "last_latency_ms": None,
+        }  # benchmark hook (monotonic clock, system-wide)
         self._stop = asyncio.Event()
 
     def readings(self, device_id: str) -> dict[str, Any]:
@@ -375,7 +487,9 @@ class EmulatedWorld:
             if device_id is None or d == device_id:
                 await srv.publish(self.readings(d))
 
-    async def command(self, device_id: str, name: str, args_json: str, user: str, reason: str) -> list[ua.Variant]:
+    async def command(
+        self, device_id: str, name: str, args_json: str, user: str, reason: str
+    ) -> list[ua.Variant]:
         from ..sim.common import CommandRefused, InvalidCommand
 
         accepted, code, why, payload = False, "INVALID", "", {}
@@ -392,10 +506,15 @@ class EmulatedWorld:
         if name == "safe_state" and self.trip["hazard_t"] is not None:
             self.trip["last_latency_ms"] = (time.monotonic() - self.trip["hazard_t"]) * 1000.0
             self.trip["hazard_t"] = None
+            await self.servers[device_id].set_trip_latency(self.trip["last_latency_ms"])
         log.info("%s.%s(%s) by %r: %s %s", device_id, name, args_json, user, code, why)
         await self.publish(device_id)
-        return [ua.Variant(accepted, ua.VariantType.Boolean), ua.Variant(code, ua.VariantType.String),
-                ua.Variant(why, ua.VariantType.String), ua.Variant(record_json(payload or {}), ua.VariantType.String)]
+        return [
+            ua.Variant(accepted, ua.VariantType.Boolean),
+            ua.Variant(code, ua.VariantType.String),
+            ua.Variant(why, ua.VariantType.String),
+            ua.Variant(record_json(payload or {}), ua.VariantType.String),
+        ]
 
     async def fault(self, device_id: str, op: str, fault: str, params_json: str) -> list[ua.Variant]:
         accepted, code, why = True, "OK", ""
@@ -414,8 +533,12 @@ class EmulatedWorld:
         except Exception as exc:  # noqa: BLE001 - a precise refusal, nothing changed
             accepted, code, why = False, "INVALID", str(exc)
         await self.publish(device_id)
-        return [ua.Variant(accepted, ua.VariantType.Boolean), ua.Variant(code, ua.VariantType.String),
-                ua.Variant(why, ua.VariantType.String), ua.Variant("{}", ua.VariantType.String)]
+        return [
+            ua.Variant(accepted, ua.VariantType.Boolean),
+            ua.Variant(code, ua.VariantType.String),
+            ua.Variant(why, ua.VariantType.String),
+            ua.Variant("{}", ua.VariantType.String),
+        ]
 
     async def start(self) -> None:
         """Build every address space, then open every endpoint (no server answers half-built)."""
@@ -447,13 +570,19 @@ class EmulatedWorld:
                 next_pub = max(next_pub + self.update_period_s, now)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_pub - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
-async def serve(cell_cfg: Any, ocfg: OpcUaConfig, devices: list[str] | None = None, *,
-                sim_speed: float | None = None, update_period_s: float | None = None,
-                ready: Any = None) -> None:
+async def serve(
+    cell_cfg: Any,
+    ocfg: OpcUaConfig,
+    devices: list[str] | None = None,
+    *,
+    sim_speed: float | None = None,
+    update_period_s: float | None = None,
+    ready: Any = None,
+) -> None:
     world = EmulatedWorld(cell_cfg, ocfg, devices, sim_speed=sim_speed, update_period_s=update_period_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -463,8 +592,11 @@ async def serve(cell_cfg: Any, ocfg: OpcUaConfig, devices: list[str] | None = No
             pass
     await world.start()
     try:
-        msg = {"ready": True, "devices": {d: s.ep.endpoint for d, s in world.servers.items()},
-               "sim_speed": world.speed}
+        msg = {
+            "ready": True,
+            "devices": {d: s.ep.endpoint for d, s in world.servers.items()},
+            "sim_speed": world.speed,
+        }
         print(json.dumps(msg), flush=True)
         if ready is not None:
             ready(world)

@@ -64,10 +64,18 @@ FUNCTIONAL_UNITS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         ("Sterilizer", ("",)),
     ),
 }
-DEVICE_CLASS = {"isolator": "Isolator (LADS Device)", "vhp": "VHP generator (LADS Device)",
-                "autoclave": "Steam autoclave (LADS Device)", "arm": "Robot (OPC 40010 MotionDeviceSystem)"}
-MODEL = {"isolator": "Emulated ATMP isolator", "vhp": "Emulated VHP unit", "autoclave": "Emulated steam sterilizer",
-         "arm": "UR5e (emulated controller)"}
+DEVICE_CLASS = {
+    "isolator": "Isolator (LADS Device)",
+    "vhp": "VHP generator (LADS Device)",
+    "autoclave": "Steam autoclave (LADS Device)",
+    "arm": "Robot (OPC 40010 MotionDeviceSystem)",
+}
+MODEL = {
+    "isolator": "Emulated ATMP isolator",
+    "vhp": "Emulated VHP unit",
+    "autoclave": "Emulated steam sterilizer",
+    "arm": "UR5e (emulated controller)",
+}
 
 
 def nid_device(dev: str) -> str:

@@ -30,9 +30,16 @@ from .tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT_RANGE = range(48400, 48500)
-TEST_CLIENT = {"publishing_interval_ms": 50.0, "connect_timeout_s": 3.0, "request_timeout_s": 2.0,
-               "health_period_s": 0.25, "health_timeout_s": 1.0, "silence_timeout_s": 2.0,
-               "backoff_initial_s": 0.2, "backoff_max_s": 1.0}
+TEST_CLIENT = {
+    "publishing_interval_ms": 50.0,
+    "connect_timeout_s": 3.0,
+    "request_timeout_s": 2.0,
+    "health_period_s": 0.25,
+    "health_timeout_s": 1.0,
+    "silence_timeout_s": 2.0,
+    "backoff_initial_s": 0.2,
+    "backoff_max_s": 1.0,
+}
 
 
 def free_ports(n: int) -> list[int]:
@@ -54,11 +61,19 @@ def free_ports(n: int) -> list[int]:
     raise RuntimeError("no free OPC UA test ports in 48400-48499")
 
 
-def write_opcua_yaml(path: Path, endpoints: dict[str, int], *, sim_speed: float = 200.0,
-                     update_period_s: float = 0.05, client: dict[str, Any] | None = None) -> Path:
-    data = {"devices": {d: {"endpoint": f"opc.tcp://127.0.0.1:{p}/aseptic/{d}"} for d, p in endpoints.items()},
-            "emulator": {"sim_speed": sim_speed, "update_period_s": update_period_s},
-            "client": dict(TEST_CLIENT, **(client or {}))}
+def write_opcua_yaml(
+    path: Path,
+    endpoints: dict[str, int],
+    *,
+    sim_speed: float = 200.0,
+    update_period_s: float = 0.05,
+    client: dict[str, Any] | None = None,
+) -> Path:
+    data = {
+        "devices": {d: {"endpoint": f"opc.tcp://127.0.0.1:{p}/aseptic/{d}"} for d, p in endpoints.items()},
+        "emulator": {"sim_speed": sim_speed, "update_period_s": update_period_s},
+        "client": dict(TEST_CLIENT, **(client or {})),
+    }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
@@ -66,18 +81,30 @@ def write_opcua_yaml(path: Path, endpoints: dict[str, int], *, sim_speed: float 
 class Emulator:
     """``python -m aseptic_cell.opcua.emulator`` in its own process (group)."""
 
-    def __init__(self, opcua_yaml: Path, devices: list[str], log: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, opcua_yaml: Path, devices: list[str], log: Path, extra: list[str] | None = None
+    ) -> None:
         self.yaml, self.devices, self.log, self.extra = opcua_yaml, devices, log, extra or []
         self.proc: subprocess.Popen | None = None
         self.ready_at = 0.0
 
     def start(self) -> Emulator:
-        cmd = [sys.executable, "-m", "aseptic_cell.opcua.emulator", "--opcua-config", str(self.yaml),
-               "--log-level", "WARNING", *self.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "aseptic_cell.opcua.emulator",
+            "--opcua-config",
+            str(self.yaml),
+            "--log-level",
+            "WARNING",
+            *self.extra,
+        ]
         for d in self.devices:
             cmd += ["--device", d]
         self._fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._fh, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._fh, cwd=ROOT, start_new_session=True
+        )
         return self
 
     def wait_ready(self, timeout_s: float = 90.0) -> Emulator:
@@ -137,7 +164,8 @@ def emulator_call(endpoint: str, device: str, method: str, *args: str, timeout_s
             else:
                 parent, mid = nid_folder(device, "Methods"), nid_method(device, method)
             return await c.get_node(ua.NodeId(parent, ns)).call_method(
-                ua.NodeId(mid, ns), *[ua.Variant(a, ua.VariantType.String) for a in args])
+                ua.NodeId(mid, ns), *[ua.Variant(a, ua.VariantType.String) for a in args]
+            )
 
     return asyncio.run(asyncio.wait_for(go(), timeout_s * 2))
 
@@ -148,12 +176,19 @@ def opcua_graph(config_dir: Path, nodes: list[str]) -> list[Any]:
     from aseptic_cell.nodes.graph import LIFECYCLE_MANAGER, default_graph, lifecycle_manager_spec
 
     specs = default_graph(config_dir, 1.0, hardware="opcua", nodes=nodes)
-    specs = [replace(s, params={**s.params, "use_sim_time": False, "stale_after_s": 2.0})
-             if s.kind == "device" else s for s in specs]
+    specs = [
+        replace(s, params={**s.params, "use_sim_time": False, "stale_after_s": 2.0})
+        if s.kind == "device"
+        else s
+        for s in specs
+    ]
     devices = [s for s in specs if s.name != LIFECYCLE_MANAGER]
     # generous transition/heartbeat limits: the machine is shared (load averages of 10-30 seen)
-    return devices + [lifecycle_manager_spec(devices, use_sim_time=False, heartbeat_timeout_s=5.0,
-                                             extra_params={"transition_timeout_s": 60.0})]
+    return devices + [
+        lifecycle_manager_spec(
+            devices, use_sim_time=False, heartbeat_timeout_s=5.0, extra_params={"transition_timeout_s": 60.0}
+        )
+    ]
 
 
 @dataclass
@@ -176,11 +211,11 @@ class Hil:
 
     def events(self, since: int | None = None) -> list[dict[str, Any]]:
         with self.client._lock:
-            return list(self.client.events[self.events_mark if since is None else since:])
+            return list(self.client.events[self.events_mark if since is None else since :])
 
     def alarms(self) -> list[Any]:
         with self.client._lock:
-            return list(self.client.alarms[getattr(self, "alarm_mark", 0):])
+            return list(self.client.alarms[getattr(self, "alarm_mark", 0) :])
 
     def verify_record(self, batch_id: str) -> Any:
         """Record the events since the mark into a hash-chained BatchRecord and verify it."""
@@ -211,8 +246,10 @@ def hil(tmp_path_factory: pytest.TempPathFactory) -> Any:
     emu_yaml = write_opcua_yaml(tmp / "opcua-emulator.yaml", {"ISO1": p_iso, "AC1": p_ac, "VHP1": p_vhp})
     node_yaml = write_opcua_yaml(tmp / "opcua-nodes.yaml", {"ISO1": p_iso, "AC1": p_proxy, "VHP1": p_vhp})
     proxy = TcpProxy(p_proxy, p_ac).start()
-    emulators = {"ISO1": Emulator(emu_yaml, ["ISO1"], tmp / "emu-iso.log").start(),
-                 "AC1": Emulator(emu_yaml, ["AC1", "VHP1"], tmp / "emu-ac-vhp.log").start()}
+    emulators = {
+        "ISO1": Emulator(emu_yaml, ["ISO1"], tmp / "emu-iso.log").start(),
+        "AC1": Emulator(emu_yaml, ["AC1", "VHP1"], tmp / "emu-ac-vhp.log").start(),
+    }
     procs = None
     client = None
     try:
@@ -225,10 +262,19 @@ def hil(tmp_path_factory: pytest.TempPathFactory) -> Any:
         client = CellClient(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
         for n in ("isolator", "vhp", "autoclave"):
             client.wait_state(n, lambda s: s.comm_ok and s.lifecycle_state == "active", 120.0, f"{n} active")
-        h = Hil(client, procs, emulators,
-                {"ISO1": f"opc.tcp://127.0.0.1:{p_iso}/aseptic/ISO1", "AC1": f"opc.tcp://127.0.0.1:{p_ac}/aseptic/AC1",
-                 "VHP1": f"opc.tcp://127.0.0.1:{p_vhp}/aseptic/VHP1"},
-                proxy, tmp, load_config(config_dir))
+        h = Hil(
+            client,
+            procs,
+            emulators,
+            {
+                "ISO1": f"opc.tcp://127.0.0.1:{p_iso}/aseptic/ISO1",
+                "AC1": f"opc.tcp://127.0.0.1:{p_ac}/aseptic/AC1",
+                "VHP1": f"opc.tcp://127.0.0.1:{p_vhp}/aseptic/VHP1",
+            },
+            proxy,
+            tmp,
+            load_config(config_dir),
+        )
         h.emu_yaml = emu_yaml
         yield h
     finally:

@@ -63,7 +63,8 @@ class TcpProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, self.host, self.listen_port))
+            asyncio.start_server(self._client, self.host, self.listen_port)
+        )
         self._ready.set()
         self._loop.run_forever()
 
@@ -83,7 +84,9 @@ class TcpProxy:
             return
         self.connections += 1
         self._writers.update((cwriter, swriter))
-        await asyncio.gather(self._pump(creader, swriter), self._pump(sreader, cwriter), return_exceptions=True)
+        await asyncio.gather(
+            self._pump(creader, swriter), self._pump(sreader, cwriter), return_exceptions=True
+        )
         for w in (cwriter, swriter):
             self._writers.discard(w)
             try:

@@ -35,8 +35,13 @@ def njs_cell(tmp_path_factory):
     log = open(tmp / "device_server.log", "ab")
     # the server's PKI folder (its self-signed certificate) is shared between runs: generating
     # a key pair costs tens of seconds on a loaded machine
-    proc = subprocess.Popen(["node", str(SERVER_JS), "--port", str(port), "--device", "AC1", "--door-move-s", "0.5"],
-                            stdout=subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["node", str(SERVER_JS), "--port", str(port), "--device", "AC1", "--door-move-s", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     procs = client = None
     try:
         box: dict = {}
@@ -50,14 +55,21 @@ def njs_cell(tmp_path_factory):
         t = threading.Thread(target=read_ready, daemon=True)
         t.start()
         t.join(90.0)
-        assert box.get("line") and json.loads(box["line"])["ready"], f"node-opcua server not ready (see {tmp})"
+        assert box.get("line") and json.loads(box["line"])["ready"], (
+            f"node-opcua server not ready (see {tmp})"
+        )
         node_yaml = write_opcua_yaml(tmp / "opcua.yaml", {"AC1": port})
         specs = opcua_graph(default_config_dir(), ["autoclave", "lifecycle_manager"])
-        procs = CellProcesses(specs, env=dict(os.environ, ASEPTIC_CELL_OPCUA_CONFIG=str(node_yaml)),
-                              log_dir=tmp / "logs").start()
+        procs = CellProcesses(
+            specs, env=dict(os.environ, ASEPTIC_CELL_OPCUA_CONFIG=str(node_yaml)), log_dir=tmp / "logs"
+        ).start()
         client = CellClient(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
-        client.wait_state("autoclave", lambda s: s.comm_ok and s.lifecycle_state == "active", 120.0,
-                          "autoclave active on the node-opcua server")
+        client.wait_state(
+            "autoclave",
+            lambda s: s.comm_ok and s.lifecycle_state == "active",
+            120.0,
+            "autoclave active on the node-opcua server",
+        )
         yield client, proc, endpoint, tmp
     finally:
         if client is not None:
@@ -87,7 +99,9 @@ def test_bridge_drives_a_node_opcua_device(njs_cell):
     r = c.door("autoclave", "autoclave_unload", "open", user="op1")
     assert not r.accepted and r.code == "AC_OTHER_DOOR_OPEN", r
     assert c.door("autoclave", "autoclave_load", "close", user="op1").accepted
-    c.wait_state("autoclave", lambda s: s.door_load_gasket_ok and not s.door_load_open, 15.0, "load door sealed")
+    c.wait_state(
+        "autoclave", lambda s: s.door_load_gasket_ok and not s.door_load_open, 15.0, "load door sealed"
+    )
     r = c.door("autoclave", "autoclave_unload", "open", user="op1")
     assert not r.accepted and r.code == "AC_UNLOAD_NOT_RELEASED", r
     # a refusal by the device itself comes back as the device's code
