@@ -81,7 +81,7 @@ class Supervisor:
     """
 
     def __init__(self, cfg: Any, port: CellPort, *, record: Any = None, users: Any = None, alarms: Any = None,
-                 record_clock: Any = None) -> None:
+                 record_clock: Any = None, engine: Any = None) -> None:
         from ..alarms import AlarmManager
         from ..auth import UserDirectory
 
@@ -90,7 +90,14 @@ class Supervisor:
         self.clock = _Clock(port)
         rclock = record_clock or self.clock
         self.record = record
-        self.engine = InterlockEngine.from_config(cfg, self.clock)
+        if engine is None:
+            engine = InterlockEngine.from_config(cfg, self.clock)
+        else:  # a prebuilt engine (fuzzing: compiled once), re-bound to this cell's signals and clock
+            from ..interlocks import SignalTable
+
+            engine.signals = SignalTable()
+            engine._now = self.clock.now  # noqa: SLF001
+        self.engine = engine
         self.signals = self.engine.signals
         self.users = users if users is not None else UserDirectory(cfg.users, rclock, record)
         self.alarms = alarms if alarms is not None else AlarmManager(cfg.alarms, rclock, record)

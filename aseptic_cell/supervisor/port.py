@@ -132,6 +132,22 @@ def arm_conditions(iso: Mapping[str, Any] | None, ac: Mapping[str, Any] | None, 
     return {c for c in cond if c in known}
 
 
+_SCENES: dict[int, tuple[Any, Any]] = {}
+
+
+def _shared_scene(cfg: Any) -> Any:
+    """One collision scene per configuration object (read-only: conditions are passed per call)."""
+    from ..motion import Scene
+
+    hit = _SCENES.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        hit = (cfg, Scene.from_config(cfg.arm, cfg.geometry))
+        if len(_SCENES) > 8:
+            _SCENES.clear()
+        _SCENES[id(cfg)] = hit
+    return hit[1]
+
+
 class InProcessCell:
     """The simulated cell in-process, behind the device nodes' command path.
 
@@ -143,7 +159,6 @@ class InProcessCell:
     """
 
     def __init__(self, cfg: Any, sim: Any = None, *, check_mode: str = "certified") -> None:
-        from ..motion import Scene
         from ..sim.cell import SimCell
 
         self.cfg = cfg
@@ -156,7 +171,7 @@ class InProcessCell:
         self.comm_lost: set[str] = set()
         """Nodes whose communication is (simulated as) lost: signals unknown, commands refused."""
         self.events: list[dict[str, Any]] = []
-        self.scene = Scene.from_config(cfg.arm, cfg.geometry)
+        self.scene = _shared_scene(cfg)
         self.check_mode = check_mode
         self._vmax = np.array([j.max_velocity for j in cfg.arm.joints])
         self._amax = np.array([j.max_acceleration for j in cfg.arm.joints])

@@ -20,10 +20,10 @@ class InProcessRun:
     """
 
     def __init__(self, cfg: Any, *, tick_s: float = 1.0, step_s: float | None = None, record: Any = None,
-                 users: Any = None, check_mode: str = "certified", sim: Any = None) -> None:
+                 users: Any = None, check_mode: str = "certified", sim: Any = None, engine: Any = None) -> None:
         self.cfg = cfg
         self.cell = InProcessCell(cfg, sim=sim, check_mode=check_mode)
-        self.sup = Supervisor(cfg, self.cell, record=record, users=users)
+        self.sup = Supervisor(cfg, self.cell, record=record, users=users, engine=engine)
         self.tick_s = float(tick_s)
         self.step_s = float(step_s or cfg.layout.sim.step_s)
         self.hooks: list[Callable[[InProcessRun], None]] = []
