@@ -86,7 +86,7 @@ def cell(tmp_path_factory, fake):
     trust(server.pki_dir, ident)
     trust(server.pki_dir, node_ident)
     deadline = time.monotonic() + 30
-    while fake.subscribers("batch") == 0 or fake.subscribers("isolator") == 0:
+    while fake.subscribers("batch") == 0 or fake.subscribers("isolator") == 0 or fake.command_clients() == 0:
         assert time.monotonic() < deadline, "server's ROS bridge never subscribed"
         time.sleep(0.1)
     yield server

@@ -191,6 +191,9 @@ class RosBridge:
         """Call ``/cell/batch/command``; returns ``{accepted, code, reason, state}``."""
         from cell_interfaces.srv import BatchCommand
 
+        deadline = time.monotonic() + min(2.0, timeout_s)
+        while not self.batch_service_ready() and time.monotonic() < deadline:  # discovery may lag
+            await asyncio.sleep(0.05)
         if not self.batch_service_ready():
             return {
                 "accepted": False,

@@ -292,6 +292,10 @@ class FakeSupervisor:
     def subscribers(self, key: str) -> int:
         return self.pubs[key].get_subscription_count()
 
+    def command_clients(self) -> int:
+        """Clients of ``/cell/batch/command`` this node has discovered."""
+        return self.node.count_clients("/cell/batch/command")
+
     def batch(self, **fields: Any) -> None:
         self.pubs["batch"].publish(self.cim.BatchStatus(**fields))
 
