@@ -586,3 +586,18 @@ def test_node_opcua_client_browses_reads_subscribes_and_calls(cell, fake):
     }
     assert out["calls"][1]["status"] == "BadUserAccessDenied"
     assert fake.requests[-1]["user"] == "op1" and fake.requests[-1]["command"] == "hold"
+
+
+def test_server_only_observes_ros(cell, fake):
+    """ARCHITECTURE rule 4: the bridge publishes nothing and serves nothing; its one client is
+    /cell/batch/command (used only for authenticated, role-checked method calls)."""
+    node = fake.node
+    deadline = time.monotonic() + 10
+    while "opcua_server" not in node.get_node_names() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pubs = {t for t, _ in node.get_publisher_names_and_types_by_node("opcua_server", "/")}
+    assert pubs <= {"/rosout", "/parameter_events"}, pubs
+    services = {s for s, _ in node.get_service_names_and_types_by_node("opcua_server", "/")}
+    assert all(s.startswith("/opcua_server/") for s in services), services  # parameter services only
+    clients = {s for s, _ in node.get_client_names_and_types_by_node("opcua_server", "/")}
+    assert clients == {"/cell/batch/command"}, clients
