@@ -309,7 +309,8 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+            "frame-ancestors 'none'")
         return response
 
     def _check_origin(request: Request) -> None:

@@ -156,7 +156,7 @@ class RosBackend:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=3.0)
+            self._thread.join(timeout=2.0)
         try:
             self._executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()

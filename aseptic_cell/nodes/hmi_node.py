@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     url_host = f"[{host}]" if ":" in host else host
     print(f"HMI listening on http://{url_host}:{port}/", flush=True)
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=10.0,
-                                           ws_ping_timeout=20.0, timeout_graceful_shutdown=3))
+                                           ws_ping_timeout=20.0, timeout_graceful_shutdown=2))
     try:
         server.run(sockets=[sock])
     finally:

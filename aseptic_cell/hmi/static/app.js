@@ -140,11 +140,17 @@ function appendTrend(trend) {
   }
 }
 
+window.hmiStats = { latencyMs: [], states: 0 };
 function onState(msg) {
   S.snap = msg.data; S.seq = msg.seq; S.lastWall = Date.now();
+  const st = window.hmiStats;  // publish (server) -> rendered here, same host clock
+  st.states++;
+  st.latencyMs.push(Date.now() - msg.wall * 1000);
+  if (st.latencyMs.length > 200) st.latencyMs.shift();
   const c = $("conn"); c.dataset.seq = String(msg.seq); setConn(true);
   appendTrend(msg.data.trend);
   render();
+  st.latencyMs[st.latencyMs.length - 1] = Date.now() - msg.wall * 1000;
 }
 
 // ---------------------------------------------------------------- helpers

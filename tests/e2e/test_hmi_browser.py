@@ -1,0 +1,363 @@
+"""The operator HMI in a real browser (Debian chromium driven by Playwright) against the real
+node graph: sim_world, the four device nodes, the lifecycle manager, the hmi node and a
+supervisor.
+
+Supervisor: ``HMI_E2E_SUPERVISOR=fake`` (default) starts tests/e2e/helpers/fake_supervisor.py,
+a stand-in implementing the documented supervisor contract with the real interlock engine;
+``=real`` starts ``aseptic_cell.nodes.supervisor_node`` (issue 4) instead.
+
+Screenshots of the main displays go to artifacts/screenshots/ (look at them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aseptic_cell.launcher import CellProcesses, wait_for_nodes
+from aseptic_cell.nodes.graph import LIFECYCLE_MANAGER, NodeSpec, bringup_order, default_graph
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config"
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SUPERVISOR = os.environ.get("HMI_E2E_SUPERVISOR", "fake")
+PW = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026"}
+ALARM_RGB = "rgb(212, 0, 0)"  # --emergency / --alarm in style.css
+
+
+def free_port() -> int:
+    for port in range(18700, 18800):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 18700-18799")
+
+
+class Cell:
+    def __init__(self, url: str, procs: CellProcesses, record_dir: Path) -> None:
+        self.url = url
+        self.procs = procs
+        self.record_dir = record_dir
+        import rclpy
+        from rclpy.context import Context
+
+        self.ctx = Context()
+        self.ctx.init(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node(f"hmi_e2e_{uuid.uuid4().hex[:6]}", context=self.ctx)
+
+    def fault(self, command: str, fault: str, device: str = "ISO1") -> None:
+        from cell_interfaces.srv import DeviceCommand
+
+        from aseptic_cell.nodes.rosutil import call_service
+
+        client = self.node.create_client(DeviceCommand, "/sim/fault")
+        r = call_service(self.node, client, DeviceCommand.Request(
+            device_id=device, command=command, args_json=json.dumps({"fault": fault}), user="test", reason="e2e"),
+            15.0)
+        assert r.accepted, r.reason
+        self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+def bring_up(names: list[str], timeout_s: float, check: Any) -> None:
+    """configure -> activate each lifecycle node in order; every call retried until the deadline."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rclpy.context import Context
+
+    from aseptic_cell.nodes.rosutil import call_service
+
+    ctx = Context()
+    ctx.init(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node(f"hmi_e2e_bringup_{uuid.uuid4().hex[:6]}", context=ctx)
+    deadline = time.monotonic() + timeout_s
+    try:
+        for name in names:
+            get = node.create_client(GetState, f"/{name}/get_state")
+            change = node.create_client(ChangeState, f"/{name}/change_state")
+            while True:
+                check()
+                assert time.monotonic() < deadline, f"{name} not ACTIVE within {timeout_s} s"
+                try:
+                    label = call_service(node, get, GetState.Request(), 10.0).current_state.label
+                    if label == "active":
+                        break
+                    tid = {"unconfigured": Transition.TRANSITION_CONFIGURE,
+                           "inactive": Transition.TRANSITION_ACTIVATE}.get(label)
+                    if tid is not None:
+                        call_service(node, change, ChangeState.Request(transition=Transition(id=tid)), 60.0)
+                    else:
+                        time.sleep(0.5)
+                except TimeoutError:
+                    continue
+    finally:
+        node.destroy_node()
+        ctx.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def cell():
+    port = free_port()
+    record_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-records-"))
+    log_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-logs-"))
+    hmi = NodeSpec("hmi", "aseptic_cell.nodes.hmi_node", {"config_dir": str(CONFIG), "port": port})
+    if SUPERVISOR == "real":
+        sup = NodeSpec("supervisor", "aseptic_cell.nodes.supervisor_node",
+                       {"config_dir": str(CONFIG), "use_sim_time": True})
+    else:
+        sup = NodeSpec("supervisor", str(Path(__file__).parent / "helpers" / "fake_supervisor.py"),
+                       {"config_dir": str(CONFIG), "record_dir": str(record_dir), "phase_s": 3.0})
+    # The device nodes are brought up by this fixture with retries instead of the lifecycle
+    # manager: on this shared, often heavily loaded 2-core machine a lost get_state answer
+    # (Fast DDS "failed to send response") makes the manager's one-shot bring-up wait fail.
+    # The supervisor and the HMI start after the devices are ACTIVE.
+    base = [sp for sp in default_graph(CONFIG, speed=40.0) if sp.name != LIFECYCLE_MANAGER]
+    procs = CellProcesses(base, env=dict(os.environ), log_dir=log_dir).start()
+
+    def no_deaths() -> None:
+        dead = procs.poll()
+        if dead:
+            raise RuntimeError(f"node process(es) died: {dead}; logs in {log_dir}")
+
+    try:
+        bring_up(bringup_order(base), timeout_s=150.0, check=no_deaths)
+        procs.start_one(sup)
+        procs.start_one(hmi)
+        wait_for_nodes([sup, hmi], timeout_s=60.0, check=no_deaths)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"HMI did not answer; logs in {log_dir}"
+            time.sleep(0.2)
+        c = Cell(url, procs, record_dir)
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        exits = procs.stop(timeout_s=10.0)
+    assert exits.get("hmi") == 0, f"hmi exit {exits}; logs in {log_dir}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_logged_in(browser: Any, cell: Cell, user: str, *, via_form: bool = True) -> Any:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(cell.url + "/")
+    if via_form:
+        page.wait_for_selector("#login.show")
+        page.fill("#login-user", user)
+        page.fill("#login-password", PW[user])
+        page.click("#login-submit")
+    page.wait_for_selector("#login", state="hidden")
+    page.wait_for_function("() => window.hmiStats && window.hmiStats.states > 2")
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def wait_result(page: Any, text: str, timeout_ms: int = 30_000) -> str:
+    """Wait until the command result line contains ``text``; fail with what it does say."""
+    from playwright.sync_api import TimeoutError as PwTimeout
+
+    try:
+        page.wait_for_function("t => document.querySelector('#cmd-result').textContent.includes(t)", arg=text,
+                               timeout=timeout_ms)
+    except PwTimeout:
+        raise AssertionError(f"no {text!r} in the command result: {page.text_content('#cmd-result')!r}") from None
+    return page.text_content("#cmd-result")
+
+
+def bg(page: Any, selector: str) -> str:
+    return page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")
+
+
+def test_overview_shows_every_device(browser: Any, cell: Cell) -> None:
+    page = open_logged_in(browser, cell, "op1")
+    for tile in ("isolator", "vhp", "autoclave", "arm"):
+        page.wait_for_function(
+            f"() => document.querySelector('#tile-{tile} .body').textContent.includes('active')")
+    assert "ΔP" in page.text_content("#tile-isolator")
+    assert page.text_content("#conn") == "live"
+    page.wait_for_function("() => document.querySelector('#ov-interlocks .body').textContent.includes('rules')")
+    page.wait_for_function("() => document.querySelector('#ov-batch .body').textContent.includes('IDLE')")
+    # ISA-101: the normal screen has no alarm colour anywhere
+    assert page.eval_on_selector_all(".alarm", "els => els.filter(e => e.offsetParent).length") == 0
+    shot(page, "01_overview")
+    page.context.close()
+
+
+def test_refused_commands_show_their_reason(browser: Any, cell: Cell) -> None:
+    page = open_logged_in(browser, cell, "op1")
+    page.click("nav button[data-view=isolator]")
+    page.wait_for_selector("#ai-dp")
+    # interlock refusal: RTP alpha door without a docked, locked beta (IL-02)
+    page.click("button[data-port=open_alpha]")
+    page.wait_for_selector("#cmd-result.refused")
+    text = page.text_content("#cmd-result")
+    assert "IL-02" in text and "COMMAND_REFUSED" in text and "beta" in text, text
+    shot(page, "02_isolator_refused")
+    # role refusal: an operator may not stop a batch
+    page.click("nav button[data-view=batch]")
+    page.click("button[data-batch=stop]")
+    wait_result(page, "batch stop refused")
+    text = page.text_content("#cmd-result")
+    assert "ROLE_FORBIDDEN" in text and "operator" in text and "batch.stop" in text, text
+    # an accepted command (glove integrity test) goes through the same path
+    page.click("nav button[data-view=isolator]")
+    page.click("button[data-glove=GP1][data-gcmd=test]")
+    wait_result(page, "glove test GP1: accepted")
+    page.wait_for_function("() => /PASS|FAIL/.test(document.querySelector('#glove-GP1').textContent)",
+                           timeout=90_000)
+    page.context.close()
+
+
+def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
+    page = open_logged_in(browser, cell, "sup1")
+    page.click("nav button[data-view=batch]")
+    page.fill("#batch-id", "B-E2E-1")
+    page.click("button[data-batch=start]")
+    wait_result(page, "start batch: accepted")
+    page.wait_for_function("() => document.querySelector('#batch-state') && "
+                           "document.querySelector('#batch-state').textContent === 'RUNNING'")
+    assert "alarm" not in page.get_attribute("#batch-state", "class")
+    # interlock trip: isolator fan failure -> dP out of band -> alarm + batch HELD
+    cell.fault("inject", "fan_failure")
+    page.click("nav button[data-view=overview]")
+    page.wait_for_function("() => document.querySelector('#ov-batch-state') && "
+                           "document.querySelector('#ov-batch-state').textContent === 'HELD'", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#tile-isolator').classList.contains('alarm')")
+    assert bg(page, "#tile-isolator") == ALARM_RGB
+    assert bg(page, "#ov-batch-state") == ALARM_RGB
+    assert bg(page, "#batch-banner") == ALARM_RGB
+    for other in ("vhp", "autoclave", "arm"):  # only the right elements turn
+        assert bg(page, f"#tile-{other}") != ALARM_RGB
+    assert "held" in page.text_content("#ov-batch").lower()
+    shot(page, "03_overview_trip_held")
+    page.click("nav button[data-view=isolator]")
+    page.wait_for_selector("#ai-dp[data-alarm='1']")
+    assert bg(page, "#ai-dp .val") == ALARM_RGB
+    shot(page, "04_isolator_trip")
+    # acknowledge the alarm
+    page.click("nav button[data-view=alarms]")
+    page.wait_for_selector("tr.alarm-row[data-alarm=ISO1_DP_OUT_OF_BAND][data-state=UNACK]")
+    shot(page, "05_alarms_unack")
+    page.click("button[data-ack=ISO1_DP_OUT_OF_BAND]")
+    wait_result(page, "acknowledge ISO1_DP_OUT_OF_BAND: accepted")
+    page.wait_for_selector("tr.alarm-row[data-alarm=ISO1_DP_OUT_OF_BAND][data-state=ACKED]")
+    cell.fault("clear", "fan_failure")
+    # releasing the held batch needs an e-signature; a wrong password is refused
+    page.click("nav button[data-view=batch]")
+    page.click("button[data-batch=restart]")
+    page.wait_for_selector("#sign.show")
+    assert page.input_value("#sign-meaning") == "responsibility"
+    page.fill("#sign-password", "not-my-password")
+    page.fill("#sign-reason", "dP restored after fan fault")
+    page.click("#sign-submit")
+    wait_result(page, "SIGNATURE_REFUSED")
+    page.click("button[data-batch=restart]")
+    page.wait_for_selector("#sign.show")
+    shot(page, "06_signature_dialog")
+    page.fill("#sign-password", PW["sup1"])
+    page.fill("#sign-reason", "dP restored after fan fault")
+    page.click("#sign-submit")
+    wait_result(page, "restart: accepted")
+    assert "signed by Samuel Supervisor (demo)" in page.text_content("#cmd-result")
+    page.wait_for_function("() => document.querySelector('#batch-state').textContent === 'RUNNING'")
+    # the signature is in the batch record, shown with name, date/time and meaning; chain verified
+    page.wait_for_function("() => document.querySelector('#record-sigs').textContent.includes('Samuel Supervisor')",
+                           timeout=20_000)
+    sig = page.text_content("#record-sigs")
+    assert "RESPONSIBILITY" in sig and "sup1" in sig and "20" in sig, sig
+    page.wait_for_function("() => document.querySelector('#record-verify').dataset.ok === '1'")
+    assert "chain verified" in page.text_content("#record-verify")
+    shot(page, "07_batch_record_signed")
+    from aseptic_cell.records import verify_file
+
+    rec = cell.record_dir / "B-E2E-1.db"
+    assert verify_file(rec).ok
+    page.context.close()
+
+
+def test_unit_views_and_tree_render_live_trends(browser: Any, cell: Cell) -> None:
+    page = open_logged_in(browser, cell, "op1")
+    for view, canvas in (("isolator", "#trend-iso-dp"), ("vhp", "#trend-vhp-ppm"), ("autoclave", "#trend-ac-t"),
+                         ("arm", "#trend-arm")):
+        page.click(f"nav button[data-view={view}]")
+        page.wait_for_function(f"() => +document.querySelector('{canvas}').dataset.points > 3")
+        shot(page, f"10_{view}")
+    n0 = int(page.get_attribute("#trend-arm", "data-points"))
+    page.wait_for_function(f"() => +document.querySelector('#trend-arm').dataset.points > {n0}")  # live
+    page.click("nav button[data-view=tree]")
+    page.wait_for_selector(".tree-node")
+    shot(page, "11_tree")
+    page.context.close()
+
+
+def test_ten_browsers_stay_live(browser: Any, cell: Cell) -> None:
+    first = open_logged_in(browser, cell, "op1")
+    state = first.context.storage_state()  # the same session cookie: one log-in, ten browsers
+    pages = [first]
+    for _ in range(9):
+        ctx = browser.new_context(storage_state=state, viewport={"width": 1000, "height": 700})
+        p = ctx.new_page()
+        p.set_default_timeout(30_000)
+        p.goto(cell.url + "/")
+        pages.append(p)
+    for p in pages:
+        p.wait_for_function("() => window.hmiStats && window.hmiStats.states > 2")
+    assert httpx.get(cell.url + "/api/health").json()["browsers"] >= 10
+    before = [p.evaluate("() => window.hmiStats.states") for p in pages]
+    time.sleep(3.0)
+    after = [p.evaluate("() => window.hmiStats.states") for p in pages]
+    rates = [(a - b) / 3.0 for a, b in zip(after, before, strict=True)]
+    lat = [p.evaluate("() => window.hmiStats.latencyMs.slice(-20)") for p in pages]
+    med = sorted(x for ls in lat for x in ls)[len([x for ls in lat for x in ls]) // 2]
+    print(f"10 browsers: state updates/s per browser {[round(r, 1) for r in rates]}; median publish->render "
+          f"latency {med:.0f} ms")
+    assert min(rates) >= 2.0, rates  # 10 Hz nominal; loaded CI machine: at least 2 Hz each
+    assert all(p.text_content("#conn") == "live" for p in pages)
+    for p in pages:
+        p.context.close()
