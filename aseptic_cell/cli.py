@@ -99,7 +99,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     speed = args.speed if args.speed is not None else float("inf")
-    return run_demo(str(directory), speed=speed, json_out=args.json, record_dir=args.record_dir)
+    return run_demo(str(directory), speed=speed, json_out=args.json, record_dir=args.record_dir,
+                    scenario=args.scenario, recipe_id=args.recipe)
 
 
 def _speed(value: str) -> float:
@@ -149,11 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ros_parser(sub)
 
-    d = sub.add_parser("demo", help="start the node graph and run one batch sequence end to end")
+    d = sub.add_parser("demo", help="start the node graph and run one batch of a recipe through the supervisor")
     d.add_argument("--config", help="configuration directory")
     d.add_argument("--speed", type=_speed, default=None, help="sim-time speed-up or 'max' (default max)")
     d.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     d.add_argument("--record-dir", help="where the batch record is written (default ./records)")
+    d.add_argument("--recipe", help="master recipe id (default CART-TRANSDUCTION)")
+    d.add_argument("--scenario", help="scenario YAML (config/scenarios/*.yaml): operator actions and faults "
+                   "applied while the batch runs; the summary reports trips, refusals, alarms, timeline")
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -1,0 +1,367 @@
+"""Supervisor node: the thin ROS adapter around :class:`aseptic_cell.supervisor.core.Supervisor`.
+
+Ticks the supervisor at a fixed (wall) rate; device commands go out through
+:class:`RosCellPort` (async service clients whose futures are polled by the behaviours, never
+awaited in the tick); signals come from ``/cell/<node>/signals``; device ``/cell/events`` go to
+the batch record. Interface (docs/ROS_API.md, "Supervisor"):
+
+* ``/cell/batch/status`` BatchStatus, ``/cell/interlocks`` InterlockStatusArray, ``/cell/tree``
+  TreeSnapshot, ``/cell/alarms/active`` AlarmArray, ``/cell/supervisor/signals`` (JSON: the
+  supervisor's signal table, for scenarios/HMI);
+* ``/cell/batch/run`` RunBatch action (ends when the batch is Complete/Stopped/Aborted or Held;
+  ``json_summary`` = trips, refusals, alarms, phase timeline, cycle results);
+* ``/cell/batch/command`` BatchCommand, ``/cell/operate`` DeviceCommand,
+  ``/cell/alarms/acknowledge`` AcknowledgeAlarm.
+
+Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
+``publish_hz`` (2), ``signals_stale_s`` (2.0, wall).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rclpy.action import ActionServer, CancelResponse
+from rclpy.node import Node
+from rclpy.task import Future
+
+from ..supervisor.port import NODES, Handle, clear_of_doors
+from .rosutil import stamp_now, wall_timer
+
+
+class _WallClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class RosCellPort:
+    """CellPort over the device nodes' ROS interfaces (inside the supervisor node)."""
+
+    def __init__(self, node: Node, cfg: Any, stale_s: float) -> None:
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import String
+
+        from cell_interfaces.srv import DeviceCommand, Recover
+
+        from ..supervisor.port import _shared_scene
+
+        self.node, self.cfg, self.stale_s = node, cfg, stale_s
+        lay = cfg.layout
+        self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
+                             "autoclave": lay.autoclave.id, "arm": lay.robot.id}
+        self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        self._events: list[dict[str, Any]] = []
+        self._q: list[float] | None = None
+        self._joint_names = [j.name for j in cfg.arm.joints]
+        self.scene = _shared_scene(cfg)
+        self._clients = {n: node.create_client(DeviceCommand, f"/cell/{n}/command") for n in NODES}
+        self._recover = {n: node.create_client(Recover, f"/cell/{n}/recover") for n in NODES}
+        self._req, self._rec_req = DeviceCommand.Request, Recover.Request
+        for n in NODES:
+            node.create_subscription(String, f"/cell/{n}/signals", lambda m, n=n: self._on_signals(n, m), 10)
+        node.create_subscription(String, "/cell/events", self._on_event, 100)
+        node.create_subscription(JointState, "/joint_states", self._on_joints, 10)
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _on_signals(self, n: str, msg: Any) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            return
+        self._latest[n] = (data, time.monotonic())
+
+    def _on_event(self, msg: Any) -> None:
+        try:
+            ev = json.loads(msg.data)
+        except ValueError:
+            return
+        if len(self._events) < 10_000:
+            self._events.append(ev)
+
+    def _on_joints(self, msg: Any) -> None:
+        try:
+            pos = dict(zip(msg.name, msg.position, strict=True))
+            self._q = [float(pos[j]) for j in self._joint_names]
+        except (KeyError, ValueError):
+            self._q = None
+
+    def refresh(self, table: Any) -> None:
+        now_wall = time.monotonic()
+        now = self.now()
+        for n in NODES:
+            dev = self.node_devices[n]
+            got = self._latest.get(n)
+            if got is None or now_wall - got[1] > self.stale_s or not got[0].get("comm_ok"):
+                table.mark_comm_lost(dev)
+                continue
+            data = got[0]
+            table.mark_comm_ok(dev)
+            # freshness is judged here in WALL time (received within signals_stale_s, device
+            # comm_ok); at an accelerated sim speed the device time stamp of a 10 Hz message
+            # is many sim seconds old, so the sample is stamped with the engine's time
+            t = now
+            for name, value in (data.get("signals") or {}).items():
+                if value is None:
+                    table.remove(name)
+                else:
+                    try:
+                        table.update(name, value, t, dev)
+                    except (TypeError, ValueError):
+                        table.remove(name)
+        arm = self._latest.get("arm")
+        if self._q is not None and arm is not None and now_wall - arm[1] <= self.stale_s:
+            for door, clear in clear_of_doors(self.scene, self._q, self.cfg).items():
+                table.update(f"arm.clear_of.{door}", clear, now, self.node_devices["arm"])
+
+    def latched(self, node: str) -> str | None:
+        got = self._latest.get(node)
+        return (got[0].get("latched") or None) if got else None
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        out, self._events = self._events, []
+        return out
+
+    def send(self, node: str, command: str, args: Any = None, *, user: str = "supervisor",
+             reason: str = "") -> Handle:
+        h = Handle(node, command, dict(args or {}), self.now())
+        client = self._clients.get(node)
+        if client is None or not client.service_is_ready():
+            h.finish(False, "COMM_LOST", f"/cell/{node}/command is not available")
+            return h
+        fut = client.call_async(self._req(device_id="", command=command, args_json=json.dumps(args or {}),
+                                          user=user, reason=reason))
+
+        def done(f: Future) -> None:
+            try:
+                r = f.result()
+                payload = json.loads(r.payload_json or "{}")
+                h.finish(r.accepted, r.code, r.reason, payload if isinstance(payload, dict) else {})
+            except Exception as exc:  # noqa: BLE001
+                h.finish(False, "COMM_LOST", f"{node}.{command}: {exc!r}")
+
+        fut.add_done_callback(done)
+        h.future = fut  # type: ignore[attr-defined]
+        return h
+
+    def cancel(self, handle: Handle) -> None:
+        handle.cancelled = True
+
+    def recover(self, node: str, *, user: str, reason: str) -> Handle:
+        h = Handle(node, "recover", {}, self.now())
+        c = self._recover[node]
+        if not c.service_is_ready():
+            h.finish(False, "COMM_LOST", f"/cell/{node}/recover is not available")
+            return h
+        fut = c.call_async(self._rec_req(device_id=node, user=user, reason=reason))
+        fut.add_done_callback(lambda f: h.finish(bool(f.result().accepted), "OK" if f.result().accepted else
+                                                 "REFUSED", f.result().reason))
+        return h
+
+
+class SupervisorNode(Node):
+    def __init__(self, node_name: str = "supervisor", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        from std_msgs.msg import String
+
+        from cell_interfaces.action import RunBatch
+        from cell_interfaces.msg import AlarmArray, BatchStatus, InterlockStatusArray, TreeSnapshot
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
+
+        from ..config import default_config_dir, load_config
+        from ..records import BatchRecord
+        from ..supervisor.core import Supervisor
+
+        self.declare_parameter("config_dir", "")
+        self.declare_parameter("record_dir", "")
+        self.declare_parameter("tick_hz", 10.0)
+        self.declare_parameter("publish_hz", 2.0)
+        self.declare_parameter("signals_stale_s", 2.0)
+        cfg_dir = self.get_parameter("config_dir").value or str(default_config_dir())
+        self.cfg = load_config(cfg_dir)
+        rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
+        rdir.mkdir(parents=True, exist_ok=True)
+        self.record_path = str(rdir / time.strftime("supervisor-%Y%m%d-%H%M%S.db"))
+        self.record = BatchRecord(self.record_path, _WallClock())
+        self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
+        self.sup = Supervisor(self.cfg, self.port, record=self.record, record_clock=_WallClock())
+        self._status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
+        self._il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
+        self._tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)
+        self._alarm_pub = self.create_publisher(AlarmArray, "/cell/alarms/active", 10)
+        self._sig_pub = self.create_publisher(String, "/cell/supervisor/signals", 10)
+        self._string = String
+        self.create_service(BatchCommand, "/cell/batch/command", self._on_batch_command)
+        self.create_service(DeviceCommand, "/cell/operate", self._on_operate)
+        self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._on_ack)
+        self._action = ActionServer(self, RunBatch, "/cell/batch/run", execute_callback=self._run_batch,
+                                    cancel_callback=lambda _g: CancelResponse.REJECT)
+        self._waiters: list[tuple[float, Future]] = []
+        self._tick_timer = wall_timer(self, 1.0 / float(self.get_parameter("tick_hz").value), self._tick)
+        self._pub_timer = wall_timer(self, 1.0 / float(self.get_parameter("publish_hz").value), self._publish)
+        self.get_logger().info(f"supervisor up: record {self.record_path}")
+
+    # ------------------------------------------------------------------ tick
+    def _tick(self) -> None:
+        try:
+            self.sup.tick()
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision silently
+            self.get_logger().error(f"tick failed: {exc!r}")
+        self._publish_status()
+        now = time.monotonic()
+        keep = []
+        for due, f in self._waiters:
+            if due <= now and not f.done():
+                f.set_result(True)
+            elif not f.done():
+                keep.append((due, f))
+        self._waiters = keep
+
+    def _sleep(self, s: float) -> Future:
+        f = Future()
+        self._waiters.append((time.monotonic() + s, f))
+        return f
+
+    def _publish_status(self) -> None:
+        from cell_interfaces.msg import BatchStatus
+
+        st = self.sup.status()
+        msg = BatchStatus(stamp=stamp_now(self), batch_id=st["batch_id"], recipe_id=st["recipe_id"],
+                          recipe_version=int(st["recipe_version"]), state=st["state"].upper(),
+                          packml_state=st["packml_state"], unit_procedure=st["unit_procedure"],
+                          operation=st["operation"], phase=st["phase"], phase_state=st["phase_state"],
+                          phase_progress=float(st["progress"]), held_reason=st["held_reason"][:1000],
+                          record_path=self.record_path)
+        self._status_pub.publish(msg)
+
+    def _publish(self) -> None:
+        """Observation (interlocks, tree, alarms, signals): never alters supervision."""
+        try:
+            from cell_interfaces.msg import (Alarm, AlarmArray, InterlockStatus, InterlockStatusArray,
+                                             TreeSnapshot)
+
+            stamp = stamp_now(self)
+            rules = []
+            for s in self.sup.statuses:
+                rule = next((r for r in self.cfg.interlocks.rules if r.id == s.rule_id), None)
+                rules.append(InterlockStatus(
+                    rule_id=s.rule_id, instance=",".join(f"{k}={v}" for k, v in sorted(s.binding.items())),
+                    title=s.title, state={"satisfied": "SATISFIED", "not_satisfied": "VIOLATED"}.get(s.state,
+                                                                                                     "UNKNOWN"),
+                    severity=s.severity, basis=rule.basis if rule else "", guards=list(s.guards),
+                    reasons=[c.text for c in s.clauses]))
+            self._il_pub.publish(InterlockStatusArray(stamp=stamp, rules=rules))
+            snap = self.sup.tree_snapshot()
+            self._tree_pub.publish(TreeSnapshot(
+                stamp=stamp, tree_id=self.sup.recipe.id if self.sup.recipe else "", tick=self.sup.tick_count,
+                names=[x[0] for x in snap], types=[x[1] for x in snap], statuses=[x[2] for x in snap],
+                parents=[x[3] for x in snap], messages=[x[4][:200] for x in snap]))
+            alarms = [Alarm(alarm_id=a.id, source=str(a.source or ""),
+                            priority=int(a.severity or 0), state=str(a.state.value),
+                            message=str(a.message or a.description or "")[:500], raised=stamp)
+                      for a in self.sup.alarms.active()]
+            self._alarm_pub.publish(AlarmArray(stamp=stamp, flood=bool(self.sup.alarms.in_flood), alarms=alarms))
+            table = {n: self.sup.signal(n) for n in self.sup.signals.names()}
+            self._sig_pub.publish(self._string(data=json.dumps({"t": self.sup.now(), "batch": self.sup.status(),
+                                                                 "signals": table}, default=str)))
+        except Exception as exc:  # noqa: BLE001 - observation never becomes control
+            self.get_logger().error(f"publish failed: {exc!r}")
+
+    # ------------------------------------------------------------------ services / action
+    def _on_batch_command(self, req: Any, resp: Any) -> Any:
+        out = self.sup.batch_command(req.command, req.user, req.password, req.meaning, req.reason)
+        resp.accepted, resp.code, resp.reason, resp.state = out.accepted, out.code, out.reason, self.sup.sm.state.value
+        return resp
+
+    async def _on_operate(self, req: Any, resp: Any) -> Any:
+        try:
+            args = json.loads(req.args_json) if req.args_json.strip() else {}
+            if not isinstance(args, dict):
+                raise ValueError("args_json must be a JSON object")
+        except ValueError as exc:
+            self.sup._op_refuse(req.user, req.device_id, req.command, {}, "INVALID", f"args_json: {exc}")  # noqa: SLF001
+            resp.accepted, resp.code, resp.reason, resp.payload_json = False, "INVALID", f"args_json: {exc}", "{}"
+            return resp
+        out, h = self.sup.operate(req.device_id, req.command, args, req.user, req.reason)
+        if h is None:
+            resp.accepted, resp.code, resp.reason, resp.payload_json = False, out.code, out.reason, "{}"
+            return resp
+        deadline = time.monotonic() + 10.0
+        while not h.done and time.monotonic() < deadline:
+            await self._sleep(0.02)
+        resp.accepted, resp.code = h.accepted, h.code if h.done else "TIMEOUT"
+        resp.reason, resp.payload_json = h.reason, json.dumps(h.payload, default=str)
+        return resp
+
+    def _on_ack(self, req: Any, resp: Any) -> Any:
+        out = self.sup.acknowledge_alarm(req.alarm_id, req.user, req.comment)
+        resp.accepted, resp.reason = out.accepted, out.reason
+        return resp
+
+    async def _run_batch(self, goal_handle: Any) -> Any:
+        from cell_interfaces.action import RunBatch
+
+        g = goal_handle.request
+        result = RunBatch.Result(record_path=self.record_path)
+        out = self.sup.run_batch(g.recipe_id, g.batch_id, g.user)
+        if not out.accepted:
+            goal_handle.abort()
+            result.success, result.state, result.reason = False, self.sup.sm.state.value, f"{out.code}: {out.reason}"
+            result.json_summary = json.dumps(self.sup.summary(), default=str)
+            return result
+        while True:
+            await self._sleep(0.2)
+            st = self.sup.status()
+            fb = RunBatch.Feedback(unit_procedure=st["unit_procedure"], operation=st["operation"],
+                                   phase=st["phase"], state=st["state"], progress=float(st["progress"]))
+            goal_handle.publish_feedback(fb)
+            if self.sup.sm.state.final or st["state"] == "Held":
+                break
+        summary = self.sup.summary()
+        result.success = self.sup.sm.state.value == "Complete"
+        result.state = self.sup.sm.state.value
+        result.reason = self.sup.held_reason
+        result.json_summary = json.dumps(summary, default=_json_default)
+        if result.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    def destroy_node(self) -> None:
+        try:
+            self.record.close()
+        finally:
+            super().destroy_node()
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)
+
+
+def supervisor_spec(config_dir: str, record_dir: str = "", tick_hz: float = 10.0) -> Any:
+    """The supervisor's NodeSpec for ``default_graph(..., extra=[supervisor_spec(...)])``."""
+    from .graph import NodeSpec
+
+    params: dict[str, Any] = {"use_sim_time": True, "config_dir": str(config_dir), "tick_hz": float(tick_hz)}
+    if record_dir:
+        params["record_dir"] = str(record_dir)
+    return NodeSpec("supervisor", "aseptic_cell.nodes.supervisor_node", params, tuple(NODES), False, "service")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .rosutil import run_node
+
+    return run_node(SupervisorNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
