@@ -122,7 +122,7 @@ class CellClient:
         if key not in self._clients:
             self._clients[key] = self.node.create_client(srv_type, name)
         c = self._clients[key]
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + 30.0
         while not c.service_is_ready():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service {name} not available")
@@ -151,7 +151,7 @@ class CellClient:
 
     # ------------------------------------------------------------------ commands
     def command(self, node_name: str, command: str, args: dict[str, Any] | None = None, *,
-                user: str = "operator", reason: str = "", timeout_s: float = 10.0) -> Reply:
+                user: str = "operator", reason: str = "", timeout_s: float = 20.0) -> Reply:
         from cell_interfaces.srv import DeviceCommand
 
         c = self._client(DeviceCommand, f"/cell/{node_name}/command")
@@ -164,7 +164,7 @@ class CellClient:
 
         c = self._client(DoorCommand, f"/cell/{node_name}/door")
         r = self._wait_future(c.call_async(DoorCommand.Request(door=door, command=command, user=user,
-                                                               reason=reason)), 10.0)
+                                                               reason=reason)), 20.0)
         return Reply(r.accepted, r.code, r.reason, {})
 
     def port(self, rtp: str, command: str, *, beta_id: str = "", sterile: str = "", user: str = "operator",
@@ -173,7 +173,7 @@ class CellClient:
 
         c = self._client(PortCommand, "/cell/isolator/port")
         r = self._wait_future(c.call_async(PortCommand.Request(
-            rtp_id=rtp, command=command, beta_id=beta_id, beta_sterile_status=sterile, user=user, reason=reason)), 10.0)
+            rtp_id=rtp, command=command, beta_id=beta_id, beta_sterile_status=sterile, user=user, reason=reason)), 20.0)
         return Reply(r.accepted, r.code, r.reason, {})
 
     def glove(self, port: str, command: str, *, user: str = "operator", reason: str = "") -> Reply:
@@ -181,14 +181,14 @@ class CellClient:
 
         c = self._client(GloveCommand, "/cell/isolator/glove")
         r = self._wait_future(c.call_async(GloveCommand.Request(port_id=port, command=command, user=user,
-                                                                reason=reason)), 10.0)
+                                                                reason=reason)), 20.0)
         return Reply(r.accepted, r.code, r.reason, {})
 
     def recover(self, node_name: str, *, user: str, reason: str) -> Reply:
         from cell_interfaces.srv import Recover
 
         c = self._client(Recover, f"/cell/{node_name}/recover")
-        r = self._wait_future(c.call_async(Recover.Request(device_id=node_name, user=user, reason=reason)), 10.0)
+        r = self._wait_future(c.call_async(Recover.Request(device_id=node_name, user=user, reason=reason)), 20.0)
         return Reply(r.accepted, "OK" if r.accepted else "REFUSED", r.reason, {})
 
     # ------------------------------------------------------------------ actions
@@ -198,7 +198,7 @@ class CellClient:
         if name not in self._actions:
             self._actions[name] = ActionClient(self.node, action_type, name)
         ac = self._actions[name]
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + 30.0
         while not ac.server_is_ready():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"action server {name} not available")
@@ -210,7 +210,7 @@ class CellClient:
         """Send a goal and wait for its result: (accepted, result)."""
         ac = self._action_client(action_type, name)
         gh = self._wait_future(ac.send_goal_async(goal, feedback_callback=(
-            (lambda fb: feedback(fb.feedback)) if feedback else None)), 10.0)
+            (lambda fb: feedback(fb.feedback)) if feedback else None)), 30.0)
         if not gh.accepted:
             return False, None
         res = self._wait_future(gh.get_result_async(), timeout_s)

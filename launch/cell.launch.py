@@ -86,7 +86,7 @@ def generate_launch_description():
                         "managed_nodes": ["isolator", "autoclave", "arm", "vhp"],
                         "dependencies": ["vhp:isolator,arm", "autoclave:isolator", "arm:isolator"],
                         "heartbeat_period_s": 0.5,
-                        "heartbeat_timeout_s": 2.0,
+                        "heartbeat_timeout_s": 3.0,
                         "autostart": True,
                     }
                 ],

@@ -140,7 +140,7 @@ def lifecycle_manager_spec(
     *,
     use_sim_time: bool = True,
     heartbeat_period_s: float = 0.5,
-    heartbeat_timeout_s: float = 2.0,
+    heartbeat_timeout_s: float = 3.0,
     autostart: bool = True,
     extra_params: Mapping[str, Any] | None = None,
     name: str = LIFECYCLE_MANAGER,
