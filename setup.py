@@ -98,6 +98,7 @@ setup(
             "autoclave_node = aseptic_cell.nodes.autoclave_node:main",
             "arm_node = aseptic_cell.nodes.arm_node:main",
             "lifecycle_manager = aseptic_cell.nodes.lifecycle_manager:main",
+            "opcua_server_node = aseptic_cell.nodes.opcua_server_node:main",
             "supervisor = aseptic_cell.nodes.supervisor_node:main",
             "supervisor_node = aseptic_cell.nodes.supervisor_node:main",
         ],

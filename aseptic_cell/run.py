@@ -37,9 +37,11 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
              status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None) -> int:
     """Run the graph until interrupted (or for ``duration_s``); returns 0 on a clean stop."""
     from .launcher import CellProcesses, wait_for_nodes
-    from .nodes.graph import default_graph
+    from .nodes.graph import default_graph, service_specs
 
-    specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra or [])
+    if extra is None:
+        extra = service_specs(config_dir)
+    specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra)
     log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-run-")
     stop = {"flag": False}
 
@@ -59,10 +61,8 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
                 print(f"bring-up FAILED: {exc}", flush=True)
                 return 1
             print(f"graph ACTIVE after {time.monotonic() - t0:.1f} s: {', '.join(s.name for s in specs)}", flush=True)
-            for s in specs:
-                url = s.params.get("url") if isinstance(s.params, dict) else None
-                if url:
-                    print(f"{s.name}: {url}", flush=True)
+            for line in _endpoints(config_dir, specs):
+                print(line, flush=True)
             print("Ctrl-C stops the cell.", flush=True)
             client = CellClient()
             try:
@@ -87,6 +87,31 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
         for s, h in old.items():
             signal.signal(s, h)
     return code
+
+
+def _endpoints(config_dir: str, specs: list[Any]) -> list[str]:
+    """Where the operator and MES/SCADA connect."""
+    from pathlib import Path
+
+    names = {s.name for s in specs}
+    out = []
+    if "hmi" in names:
+        try:
+            from .hmi.config import load_hmi_config  # type: ignore[import-not-found]
+
+            h = load_hmi_config(Path(config_dir) / "hmi.yaml")
+            out.append(f"operator HMI: http://{h.host}:{h.port}/")
+        except Exception as exc:  # noqa: BLE001 - a display problem must not stop the cell
+            out.append(f"operator HMI: (address unknown: {exc})")
+    if "opcua_server" in names:
+        try:
+            from .opcua.server.config import load_server_config
+
+            cfg, _paths = load_server_config(Path(config_dir) / "opcua_server.yaml")
+            out.append(f"OPC UA cell server (Basic256Sha256 SignAndEncrypt): {cfg.endpoint}")
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"OPC UA cell server: (endpoint unknown: {exc})")
+    return out
 
 
 def _raise_if_dead(procs: Any) -> None:

@@ -223,3 +223,15 @@ def default_graph(
 
 def graph_by_name(specs: Iterable[NodeSpec]) -> dict[str, NodeSpec]:
     return {s.name: s for s in specs}
+
+
+def service_specs(config_dir: str | Path, *, opcua_server: bool = True) -> list[NodeSpec]:
+    """The cell's service processes for ``cellctl run`` (``extra=`` of :func:`default_graph`):
+    observers and operator front ends. Nothing depends on them: if one dies, supervision of
+    the devices is unaffected (ARCHITECTURE rule 4)."""
+    cfg = str(Path(config_dir))
+    specs: list[NodeSpec] = []
+    if opcua_server:
+        specs.append(NodeSpec("opcua_server", "aseptic_cell.nodes.opcua_server_node", {"config_dir": cfg}, (),
+                              False, KIND_SERVICE))
+    return specs
