@@ -49,6 +49,9 @@ class Context(Protocol):
     def confirmed(self, phase_id: str) -> bool:
         """Has an operator confirmed the prompt of ``phase_id``?"""
 
+    def updated_since(self, node: str, handle: Any) -> bool:
+        """Do ``node``'s signals already reflect the answer of ``handle`` (transport lag)?"""
+
 
 class _CtxBehaviour(py_trees.behaviour.Behaviour):
     def __init__(self, name: str, ctx: Context) -> None:
@@ -216,6 +219,7 @@ class RunCycle(_CtxBehaviour):
         self.reason = ""
         self.t0 = self.ctx.now()
         self.seen_active = False
+        self.t_running = self.t0
         self.stage = "starting"
         command = "start_cycle" if self.node == "vhp" else "start_program"
         self.handle = self.ctx.send(self.node, command, self.start_args, reason=self.name, checks=self.checks)
@@ -227,13 +231,16 @@ class RunCycle(_CtxBehaviour):
                 return Status.RUNNING
             if not h.accepted:
                 return self.fail(f"{self.node} cycle refused: {h.code}: {h.reason}")
+            if not self.ctx.updated_since(self.node, h):  # signals older than the start (ROS lag)
+                return Status.RUNNING
             self.stage = "running"
+            self.t_running = self.ctx.now()
         if self.stage == "running":
             active = self.ctx.signal(self.ACTIVE[self.node])
             self.seen_active = self.seen_active or active is True
             self.feedback_message = f"{self.node} {self.ctx.signal('vhp.phase') if self.node == 'vhp' else ''}"
             # the cycle ended: seen running and now not, or never seen running (failed at once)
-            if active is False and (self.seen_active or self.ctx.now() - self.t0 > 30.0):
+            if active is False and (self.seen_active or self.ctx.now() - self.t_running > 60.0):
                 self.stage = "result"
                 self.handle = self.ctx.send(self.node, "get_result", {}, reason=self.name)
                 return Status.RUNNING
@@ -294,6 +301,8 @@ class MoveArm(_CtxBehaviour):
             return Status.RUNNING
         if not h.accepted:
             return self.fail(f"move to {self.pose} refused: {h.code}: {h.reason}")
+        if not self.ctx.updated_since("arm", h):  # signals older than the accepted move (ROS lag)
+            return Status.RUNNING
         if not self.t_end:
             self.t_end = h.t_sent + float(h.payload.get("duration_s", 0.0))
         if self.ctx.signal("arm.protective_stop"):

@@ -120,6 +120,11 @@ class RosCellPort:
             for door, clear in clear_of_doors(self.scene, self._q, self.cfg).items():
                 table.update(f"arm.clear_of.{door}", clear, now, self.node_devices["arm"])
 
+    def updated_since(self, node: str, t_wall: float) -> bool:
+        """A signals message of ``node`` was received after ``t_wall`` (monotonic)."""
+        got = self._latest.get(node)
+        return got is not None and got[1] > t_wall
+
     def latched(self, node: str) -> str | None:
         got = self._latest.get(node)
         return (got[0].get("latched") or None) if got else None

@@ -120,6 +120,7 @@ class Supervisor:
         self._robot_done = False
         self._tripped: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._comm_lost: set[str] = set()
+        self._all_seen = False
         self.statuses: list[RuleStatus] = []
         self.tick_count = 0
         # observation (summary, HMI): bounded in-memory copies of what goes to the record
@@ -191,6 +192,11 @@ class Supervisor:
         if isinstance(value, dict) and value.get("result") == "FAIL":
             self._raise_alarm("VHP1_CYCLE_ABORT" if key == "vhp" else "AC1_CYCLE_FAIL",
                               "; ".join(str(r) for r in value.get("reasons", []) or []))
+
+    def updated_since(self, node: str, handle: Handle) -> bool:
+        """Do the signals of ``node`` already reflect the answer of ``handle``?"""
+        fn = getattr(self.port, "updated_since", None)
+        return True if fn is None else bool(fn(node, handle.t_done_wall))
 
     def confirmed(self, phase_id: str) -> bool:
         return phase_id in self._confirmed
@@ -449,6 +455,11 @@ class Supervisor:
         return act
 
     def _on_tick_rules(self, statuses: Sequence[RuleStatus]) -> None:
+        if not self._all_seen:  # devices still coming up (lifecycle manager's job): nothing to trip yet
+            self._all_seen = all(any(s.source == dev for s in self.signals._entries.values())  # noqa: SLF001
+                                 for dev in self.port.node_devices.values())
+            if not self._all_seen:
+                return
         active = self._active_actions()
         for s in statuses:
             if s.on_tick is None:

@@ -46,8 +46,13 @@ class Handle:
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
+    t_done_wall: float = 0.0
+    """monotonic wall time of the answer (signals received later reflect the command)."""
 
     def finish(self, accepted: bool, code: str, reason: str, payload: Mapping[str, Any] | None = None) -> None:
+        import time
+
+        self.t_done_wall = time.monotonic()
         self.done, self.accepted, self.code, self.reason = True, accepted, code, reason
         self.payload = dict(payload or {})
 
@@ -252,6 +257,10 @@ class InProcessCell:
 
     def latched(self, node: str) -> str | None:
         return self._latched[node]
+
+    def updated_since(self, node: str, t_wall: float) -> bool:
+        """Signals refreshed after ``t_wall``? (in-process: always, commands are synchronous)."""
+        return True
 
     def drain_events(self) -> list[dict[str, Any]]:
         out, self.events = self.events, []

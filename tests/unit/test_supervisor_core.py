@@ -106,6 +106,7 @@ def test_bad_input_is_refused_and_recorded_nothing_moves(cfg, tmp_path):
     run = InProcessRun(cfg, tick_s=5.0, record=rec)
     sup = run.sup
     before = dict(run.cell.sensors("isolator"))
+    run.advance(2)  # signals known
     cases = [
         (sup.run_batch("NO-SUCH-RECIPE", "B1", "op1"), "RECIPE", "unknown batch recipe 'NO-SUCH-RECIPE'"),
         (sup.run_batch("CART-TRANSDUCTION", "B1", "qa1"), "PERMISSION", "role 'qa' may not perform 'batch.start'"),
@@ -121,8 +122,10 @@ def test_bad_input_is_refused_and_recorded_nothing_moves(cfg, tmp_path):
     assert not out.accepted and out.code == "PERMISSION"
     out, h = sup.operate("reactor", "open", {}, "op1")
     assert not out.accepted and "unknown device node" in out.reason
-    out, h = sup.operate("isolator", "open_door", {"door": "C"}, "op1")  # forwarded: the catalogue refuses
-    assert h is not None and not h.accepted and h.code == "INVALID"
+    out, h = sup.operate("isolator", "open_door", {"door": "C"}, "op1")  # no such hatch door
+    assert not out.accepted and h is None and "'C'" in out.reason
+    out, h = sup.operate("isolator", "close_door", {"door": "A", "speed": 3}, "op1")  # the catalogue refuses
+    assert h is not None and not h.accepted and h.code == "INVALID" and "speed" in h.reason
     run.advance(10)
     assert run.cell.sensors("isolator")["hatch.door_A"] == before["hatch.door_A"] == "closed"
     assert sup.sm.state.value == "Idle"

@@ -1,0 +1,85 @@
+"""The supervisor node in the real node graph (sim world, device nodes, lifecycle manager,
+supervisor as separate processes over DDS): interlocks tried through the supervisor and
+directly at the device node, bad input refused precisely, status published."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from aseptic_cell.client import CellClient
+from aseptic_cell.config import default_config_dir
+from aseptic_cell.launcher import CellProcesses, wait_for_nodes
+from aseptic_cell.nodes.graph import default_graph
+from aseptic_cell.nodes.supervisor_node import supervisor_spec
+
+pytestmark = pytest.mark.timeout(420)
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    cfg_dir = str(default_config_dir())
+    rec = tmp_path_factory.mktemp("records")
+    specs = default_graph(cfg_dir, speed=float("inf"), extra=[supervisor_spec(cfg_dir, str(rec))])
+    with CellProcesses(specs, env=dict(os.environ), log_dir=tmp_path_factory.mktemp("logs")) as procs:
+        wait_for_nodes(specs, timeout_s=240.0, check=lambda: procs.poll() and pytest.fail(f"died: {procs.poll()}"))
+        client = CellClient()
+        try:
+            for n in ("isolator", "vhp", "autoclave", "arm"):
+                client.wait_state(n, lambda s: s.comm_ok, 60.0)
+            yield client, rec
+        finally:
+            client.close()
+            procs.stop()
+
+
+def _operate(client, node, command, args, user="op1"):
+    from cell_interfaces.srv import DeviceCommand
+
+    c = client._client(DeviceCommand, "/cell/operate")
+    return client._wait_future(c.call_async(DeviceCommand.Request(device_id=node, command=command,
+                                                                  args_json=json.dumps(args), user=user,
+                                                                  reason="test")), 20.0)
+
+
+def test_interlocks_hold_through_the_supervisor_and_at_the_device(cell):
+    client, _ = cell
+    r = _operate(client, "isolator", "open_alpha", {"rtp": "RTP1"})
+    assert not r.accepted and r.code == "INTERLOCK" and "IL-02" in r.reason
+    d = client.command("isolator", "open_alpha", {"rtp": "RTP1"})
+    assert not d.accepted and d.code == "RTP_NO_BETA"
+    r = _operate(client, "vhp", "start_cycle", {"cycle_id": "VHP-ISO-STD", "operator": "op1"})
+    assert not r.accepted and "IL-07" in r.reason
+    r = _operate(client, "arm", "move_to_pose", {"pose": "park"}, user="op1")
+    assert not r.accepted and r.code == "PERMISSION"
+    assert client.state("isolator").rtps[0].alpha_open is False
+
+
+def test_bad_batch_input_is_refused_with_a_reason(cell):
+    from cell_interfaces.action import RunBatch
+    from cell_interfaces.srv import BatchCommand
+
+    client, _ = cell
+    _acc, res = client.run_action(RunBatch, "/cell/batch/run",
+                                  RunBatch.Goal(recipe_id="NO-SUCH", batch_id="B1", user="op1"), timeout_s=30.0)
+    assert res is not None and not res.success and "unknown batch recipe 'NO-SUCH'" in res.reason
+    c = client._client(BatchCommand, "/cell/batch/command")
+    r = client._wait_future(c.call_async(BatchCommand.Request(command="restart", user="sup1")), 20.0)
+    assert not r.accepted and r.code == "STATE"
+    r = client._wait_future(c.call_async(BatchCommand.Request(command="hold", user="nobody")), 20.0)
+    assert not r.accepted and r.code == "PERMISSION"
+
+
+def test_status_and_interlocks_are_published(cell):
+    from cell_interfaces.msg import BatchStatus, InterlockStatusArray
+
+    client, rec = cell
+    got: dict = {}
+    client.node.create_subscription(BatchStatus, "/cell/batch/status", lambda m: got.__setitem__("s", m), 10)
+    client.node.create_subscription(InterlockStatusArray, "/cell/interlocks", lambda m: got.__setitem__("i", m), 10)
+    client.wait_for(lambda: "s" in got and "i" in got, 30.0, "supervisor topics")
+    assert got["s"].record_path.startswith(str(rec))
+    ids = {r.rule_id for r in got["i"].rules}
+    assert {"IL-01", "IL-13", "RB-05"} <= ids
