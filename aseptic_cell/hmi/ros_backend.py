@@ -349,7 +349,8 @@ class RosBackend:
         if done.wait(1.0):
             res = fut.result().result
             if not res.success:
-                return CommandResult(False, res.state or "FAILED", res.reason, res.state)
+                return CommandResult(False, res.state or "FAILED",
+                                     res.reason or "the batch ended at once (see the events)", res.state)
             return CommandResult(True, "OK", res.reason, res.state)
         return CommandResult(True, "OK", f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
                              "RUNNING")

@@ -130,7 +130,7 @@ class FakeSupervisor(Node):
                                reason=reason, payload=payload or {})
 
     def _transition(self, to: str, reason: str, actor: str) -> None:
-        self._rec("phase", actor, f"batch.state.{to}", reason, {"from": self.state, "to": to})
+        self._rec("phase_transition", actor, f"batch.state.{to}", reason, {"from": self.state, "to": to})
         self.state = to
         self.held_reason = reason if to == "HELD" else ""
 
