@@ -224,7 +224,7 @@ def test_overview_shows_every_device(browser: Any, cell: Cell) -> None:
     page.wait_for_function("() => document.querySelector('#ov-interlocks .body').textContent.includes('rules')")
     page.wait_for_function("() => document.querySelector('#ov-batch .body').textContent.includes('IDLE')")
     # ISA-101: the normal screen has no alarm colour anywhere
-    assert page.eval_on_selector_all(".alarm", "els => els.filter(e => e.offsetParent).length") == 0
+    assert page.eval_on_selector_all(".alarm, .tile-alarm", "els => els.filter(e => e.offsetParent).length") == 0
     shot(page, "01_overview")
     page.context.close()
 
@@ -268,12 +268,13 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.click("nav button[data-view=overview]")
     page.wait_for_function("() => document.querySelector('#ov-batch-state') && "
                            "document.querySelector('#ov-batch-state').textContent === 'HELD'", timeout=60_000)
-    page.wait_for_function("() => document.querySelector('#tile-isolator').classList.contains('alarm')")
-    assert bg(page, "#tile-isolator") == ALARM_RGB
+    page.wait_for_function("() => document.querySelector('#tile-isolator').classList.contains('tile-alarm')")
+    assert bg(page, "#tile-isolator h2") == ALARM_RGB
+    assert bg(page, "#tile-iso-dp") == ALARM_RGB  # the abnormal value itself
     assert bg(page, "#ov-batch-state") == ALARM_RGB
     assert bg(page, "#batch-banner") == ALARM_RGB
     for other in ("vhp", "autoclave", "arm"):  # only the right elements turn
-        assert bg(page, f"#tile-{other}") != ALARM_RGB
+        assert bg(page, f"#tile-{other} h2") != ALARM_RGB
     assert "held" in page.text_content("#ov-batch").lower()
     shot(page, "03_overview_trip_held")
     page.click("nav button[data-view=isolator]")

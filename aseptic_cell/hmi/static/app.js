@@ -174,7 +174,7 @@ function ai(id, label, value, unit, lo, hi, min, max, alarm) {
 }
 function tileState(id, bad, stale) {
   const el = $(id); if (!el) return;
-  el.classList.toggle("alarm", !!bad && !stale);
+  el.classList.toggle("tile-alarm", !!bad && !stale);
   el.classList.toggle("stale", !!stale);
 }
 function permitted(action) { return S.session && S.session.allowed.includes(action); }
@@ -266,9 +266,10 @@ function renderOverview() {
   else {
     const bad = il.rules.filter(r => r.state !== "SATISFIED");
     ih = `<div>${il.rules.length} rules: ${il.rules.length - bad.length} satisfied, <b>${il.violated}</b> violated, <b>${il.unknown}</b> unknown${il.stale ? " (STALE)" : ""}</div>` +
-      `<table id="interlock-table"><thead><tr><th>Rule</th><th>Holding</th><th>Why</th></tr></thead><tbody>` +
-      bad.map(r => `<tr class="il-row" data-rule="${esc(r.rule_id)}"><td class="${r.state === "VIOLATED" && r.severity === "critical" ? "" : ""}"><b>${esc(r.rule_id)}</b>${r.instance ? ` [${esc(r.instance)}]` : ""}<br><span class="muted">${esc(r.title)}</span><br><span class="tag">${esc(r.state)}</span></td>` +
-        `<td>${r.guards.map(g => `<span class="tag">${esc(g)}</span>`).join(" ")}</td><td>${r.reasons.map(esc).join("<br>")}</td></tr>`).join("") + `</tbody></table>`;
+      `<div class="scroll"><table id="interlock-table" class="il"><colgroup><col style="width:34%"><col style="width:22%"><col></colgroup>` +
+      `<thead><tr><th>Rule (not satisfied)</th><th>Holds back</th><th>Why</th></tr></thead><tbody>` +
+      bad.map(r => `<tr class="il-row" data-rule="${esc(r.rule_id)}"><td><b>${esc(r.rule_id)}</b>${r.instance ? ` [${esc(r.instance)}]` : ""} <span class="tag">${esc(r.state)}</span><br><span class="muted">${esc(r.title)}</span></td>` +
+        `<td>${r.guards.map(esc).join(", ")}</td><td>${r.reasons.map(esc).join("; ")}</td></tr>`).join("") + `</tbody></table></div>`;
   }
   const oi = document.querySelector("#ov-interlocks .body"); if (S.cache.ovi !== ih) { oi.innerHTML = ih; S.cache.ovi = ih; }
   // alarms
@@ -394,7 +395,8 @@ function renderAlarms() {
   const rows = [...a].sort((x, y) => (rank[x.isa_priority] - rank[y.isa_priority]) || (y.raised.sec - x.raised.sec));
   setHTML("alarm-rows", rows.map(x => {
     const unack = x.state === "UNACK" || x.state === "RTN_UNACK";
-    const t = x.raised ? Plot.fmtT(x.raised.sec + x.raised.nanosec * 1e-9) : "";
+    const ts = x.raised ? x.raised.sec + x.raised.nanosec * 1e-9 : 0;  // sim time, or wall epoch
+    const t = !ts ? "" : ts > 1e8 ? new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" : "sim " + Plot.fmtT(ts);
     return `<tr class="alarm-row ${unack ? "unack" : ""}" data-alarm="${esc(x.alarm_id)}" data-state="${esc(x.state)}"><td class="${PRIO_CLASS[x.isa_priority]}">${esc(x.isa_priority)} (${x.priority})</td><td>${t}</td><td>${esc(x.source)}</td><td>${esc(x.alarm_id)}</td><td>${esc(x.message)}</td><td>${esc(x.state)}</td>
       <td>${unack && S.snap.alarms.source === "supervisor" ? `<button class="cmd" data-ack="${esc(x.alarm_id)}">Acknowledge</button>` : ""}</td></tr>`;
   }).join("") || `<tr><td colspan="7" class="muted">no alarms</td></tr>`);
@@ -402,6 +404,7 @@ function renderAlarms() {
 }
 
 function renderEvents() {
+  if (!S.events.length && S.snap && S.snap.events) S.events = S.snap.events.slice().reverse();
   setHTML("event-list", S.events.slice(0, 60).map(e => {
     const refused = e.event === "refusal";
     return `<div class="${refused ? "p-medium" : ""}">${esc(new Date((e.wall || 0) * 1000).toISOString().slice(11, 19))} <b>${esc(e.kind === "alarm" ? "alarm" : e.event)}</b> ${esc(e.device || e.source || "")} ${esc(e.command || e.alarm_id || "")} ${esc(e.user || "")} ${esc(e.detail || e.reason || e.message || e.state || "")}</div>`;
