@@ -151,7 +151,7 @@ class Hub:
             for text in c.take():
                 try:
                     await asyncio.wait_for(send(text), self.send_timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.disconnected_slow += 1
                     log.warning("browser %s too slow (> %.1f s for one message): disconnected",
                                 c.name, self.send_timeout_s)

@@ -75,16 +75,15 @@ class RosBackend:
 
     def __init__(self, cfg: HmiConfig, *, domain_id: int | None = None, node_name: str | None = None,
                  ros_args: Sequence[str] = ()) -> None:
+        import cell_interfaces.msg as cim
         import rclpy
+        from cell_interfaces.action import RunBatch
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
         from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import String
-
-        import cell_interfaces.msg as cim
-        from cell_interfaces.action import RunBatch
-        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
 
         self.cfg = cfg
         self._ctx = rclpy.Context()

@@ -26,9 +26,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cell_interfaces.action import RunBatch
+from cell_interfaces.msg import (
+    Alarm,
+    AlarmArray,
+    BatchStatus,
+    InterlockStatus,
+    InterlockStatusArray,
+    IsolatorState,
+    TreeSnapshot,
+)
+from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -37,10 +48,6 @@ from aseptic_cell.config import load_config
 from aseptic_cell.interlocks import InterlockEngine, SignalTable
 from aseptic_cell.nodes.rosutil import init_ros, spin_until_shutdown, stamp_now, wall_timer
 from aseptic_cell.records import BatchRecord
-from cell_interfaces.action import RunBatch
-from cell_interfaces.msg import (Alarm, AlarmArray, BatchStatus, InterlockStatus, InterlockStatusArray,
-                                 IsolatorState, TreeSnapshot)
-from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
 
 NODES = ("isolator", "vhp", "autoclave", "arm")
 # device command -> permission action (same table as the HMI's); interlock args
