@@ -124,11 +124,21 @@ BatchVerb = Literal["hold", "restart", "pause", "resume", "stop", "abort", "rese
 # HMI request -> (permission action in users.yaml, device node, catalogue command, args)
 _HATCH = {"hatch_a": "A", "hatch_b": "B"}
 _AUTOCLAVE = {"autoclave_load": "load", "autoclave_unload": "unload"}
-PORT_ACTIONS = {"dock_beta": "rtp.dock_beta", "lock_beta": "rtp.dock_beta", "unlock_beta": "rtp.undock_beta",
-                "undock_beta": "rtp.undock_beta", "open_alpha": "rtp.open_alpha", "close_alpha": "door.close"}
-GLOVE = {"test": ("glove.test", "start_glove_test"), "use": ("glove.use", "use_glove"),
-         "release": ("glove.use", "release_glove"), "extend": ("glove.use", "extend_glove"),
-         "retract": ("glove.use", "retract_glove")}
+PORT_ACTIONS = {
+    "dock_beta": "rtp.dock_beta",
+    "lock_beta": "rtp.dock_beta",
+    "unlock_beta": "rtp.undock_beta",
+    "undock_beta": "rtp.undock_beta",
+    "open_alpha": "rtp.open_alpha",
+    "close_alpha": "door.close",
+}
+GLOVE = {
+    "test": ("glove.test", "start_glove_test"),
+    "use": ("glove.use", "use_glove"),
+    "release": ("glove.use", "release_glove"),
+    "extend": ("glove.use", "extend_glove"),
+    "retract": ("glove.use", "retract_glove"),
+}
 
 
 def door_command(body: DoorBody) -> tuple[str, str, str, dict[str, Any]]:
@@ -167,7 +177,9 @@ class Sessions:
         with self._lock:
             self._expire(now)
             if len(self._by_token) >= self.max_sessions:
-                raise HmiError("TOO_MANY_SESSIONS", f"{self.max_sessions} sessions open; log out elsewhere first")
+                raise HmiError(
+                    "TOO_MANY_SESSIONS", f"{self.max_sessions} sessions open; log out elsewhere first"
+                )
             s = Session(secrets.token_urlsafe(32), user, full_name, role, secrets.token_urlsafe(32), now, now)
             self._by_token[s.token] = s
             return s
@@ -212,7 +224,9 @@ def read_record(path: str, batch_id: str, limit: int = 400) -> dict[str, Any]:
     if p.is_file():
         conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
-            sql = "SELECT seq, ts_iso, batch_id, kind, actor, role, action, reason, payload, hash FROM entries"
+            sql = (
+                "SELECT seq, ts_iso, batch_id, kind, actor, role, action, reason, payload, hash FROM entries"
+            )
             args: list[Any] = []
             if batch_id:
                 sql += " WHERE batch_id IN (?, '')"
@@ -231,13 +245,35 @@ def read_record(path: str, batch_id: str, limit: int = 400) -> dict[str, Any]:
                 pl = json.loads(payload)
             except ValueError:
                 pl = {}
-            sig = pl if kind == "signature" else pl.get("signature") if isinstance(pl.get("signature"), dict) else None
-            entries.append({"seq": seq, "ts_iso": ts_iso, "batch_id": bid, "kind": kind, "actor": actor,
-                            "role": role, "action": action, "reason": reason, "hash": h,
-                            "signature": signature_manifest(sig) if sig else None})
-    return {"path": str(path), "batch_id": batch_id, "verify": report.to_dict(),
-            "verified_text": str(report), "entries": entries,
-            "signatures": [e["signature"] for e in entries if e["signature"]]}
+            sig = (
+                pl
+                if kind == "signature"
+                else pl.get("signature")
+                if isinstance(pl.get("signature"), dict)
+                else None
+            )
+            entries.append(
+                {
+                    "seq": seq,
+                    "ts_iso": ts_iso,
+                    "batch_id": bid,
+                    "kind": kind,
+                    "actor": actor,
+                    "role": role,
+                    "action": action,
+                    "reason": reason,
+                    "hash": h,
+                    "signature": signature_manifest(sig) if sig else None,
+                }
+            )
+    return {
+        "path": str(path),
+        "batch_id": batch_id,
+        "verify": report.to_dict(),
+        "verified_text": str(report),
+        "entries": entries,
+        "signatures": [e["signature"] for e in entries if e["signature"]],
+    }
 
 
 # ---------------------------------------------------------------------------- the app
@@ -246,8 +282,14 @@ class _WallClock:
         return time.time()
 
 
-def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
-               hub: Hub | None = None, plant: dict[str, Any] | None = None) -> FastAPI:
+def create_app(
+    cfg: HmiConfig,
+    backend: CellBackend,
+    users: UserDirectory,
+    *,
+    hub: Hub | None = None,
+    plant: dict[str, Any] | None = None,
+) -> FastAPI:
     """The HMI application. ``plant``: static display facts (:func:`.plant.plant_info`)."""
     hub = hub or Hub(queue_len=cfg.ws_queue_len, send_timeout_s=cfg.ws_send_timeout_s)
     sessions = Sessions(cfg.session_idle_timeout_s, cfg.max_sessions)
@@ -261,8 +303,13 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         finally:
             backend.stop()
 
-    app = FastAPI(title="aseptic_cell operator HMI", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="aseptic_cell operator HMI",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.hub = hub
     app.state.sessions = sessions
     app.state.backend = backend
@@ -280,10 +327,22 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "path", "query")]
         fieldname = ".".join(loc) or "body"
         detail = f"{fieldname}: {first.get('msg', 'invalid')}"
-        err = HmiError("VALIDATION", detail, field=fieldname,
-                       extra={"errors": [{"field": ".".join(str(x) for x in e.get("loc", ())
-                                                            if x not in ("body", "path", "query")),
-                                          "message": e.get("msg", "")} for e in errs]})
+        err = HmiError(
+            "VALIDATION",
+            detail,
+            field=fieldname,
+            extra={
+                "errors": [
+                    {
+                        "field": ".".join(
+                            str(x) for x in e.get("loc", ()) if x not in ("body", "path", "query")
+                        ),
+                        "message": e.get("msg", ""),
+                    }
+                    for e in errs
+                ]
+            },
+        )
         return JSONResponse(err.body(), status_code=422)
 
     # ------------------------------------------------------------------ auth middleware
@@ -309,8 +368,10 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-            "frame-ancestors 'none'")
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; "
+            "img-src 'self' data:; "
+            "frame-ancestors 'none'"
+        )
         return response
 
     def _check_origin(request: Request) -> None:
@@ -346,10 +407,13 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         if not rule.signature:
             return None
         if sig is None:
-            raise HmiError("SIGNATURE_REQUIRED",
-                           f"{action} needs an electronic signature (user id, password, meaning"
-                           f"{' ' + repr(rule.meaning) if rule.meaning else ''})",
-                           field="signature", extra={"action": action, "meaning": rule.meaning})
+            raise HmiError(
+                "SIGNATURE_REQUIRED",
+                f"{action} needs an electronic signature (user id, password, meaning"
+                f"{' ' + repr(rule.meaning) if rule.meaning else ''})",
+                field="signature",
+                extra={"action": action, "meaning": rule.meaning},
+            )
         if sig.user != s.user:
             raise HmiError("SIGNER_MISMATCH", f"signed as {sig.user!r} but logged in as {s.user!r}")
         try:
@@ -360,10 +424,18 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
 
     def _result(res: CommandResult, what: str) -> dict[str, Any]:
         if not res.accepted:
-            raise HmiError("COMMAND_REFUSED", f"{what} refused: {res.reason or res.code}",
-                           upstream_code=res.code or "REFUSED")
-        return {"accepted": True, "code": res.code, "reason": res.reason, "state": res.state,
-                "payload": res.payload}
+            raise HmiError(
+                "COMMAND_REFUSED",
+                f"{what} refused: {res.reason or res.code}",
+                upstream_code=res.code or "REFUSED",
+            )
+        return {
+            "accepted": True,
+            "code": res.code,
+            "reason": res.reason,
+            "state": res.state,
+            "payload": res.payload,
+        }
 
     def _call(fn: Any, *args: Any, **kwargs: Any) -> CommandResult:
         try:
@@ -390,8 +462,15 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         except AuthError as exc:
             raise HmiError("LOGIN_FAILED", exc.reason) from None
         s = sessions.create(user.id, user.full_name, user.role)
-        response.set_cookie(COOKIE, s.token, httponly=True, samesite="strict", secure=cfg.cookie_secure,
-                            path="/", max_age=int(cfg.session_idle_timeout_s) + 60)
+        response.set_cookie(
+            COOKIE,
+            s.token,
+            httponly=True,
+            samesite="strict",
+            secure=cfg.cookie_secure,
+            path="/",
+            max_age=int(cfg.session_idle_timeout_s) + 60,
+        )
         return _session_info(s)
 
     @app.post("/api/logout")
@@ -407,9 +486,16 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
                 allowed.append(action)
                 if rule.signature:
                     signed[action] = rule.meaning or ""
-        return {"user": s.user, "full_name": s.full_name, "role": s.role, "csrf": s.csrf,
-                "allowed": sorted(allowed), "signature_actions": signed, "meanings": list(MEANINGS),
-                "idle_timeout_s": cfg.session_idle_timeout_s}
+        return {
+            "user": s.user,
+            "full_name": s.full_name,
+            "role": s.role,
+            "csrf": s.csrf,
+            "allowed": sorted(allowed),
+            "signature_actions": signed,
+            "meanings": list(MEANINGS),
+            "idle_timeout_s": cfg.session_idle_timeout_s,
+        }
 
     @app.get("/api/session")
     def session(request: Request) -> dict[str, Any]:
@@ -450,8 +536,14 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
         s = _session(request)
         action = f"batch.{command}"
         sig = _signature(s, action, body.signature)
-        res = _call(backend.batch_command, command, user=s.user, password=sig.password if sig else "",
-                    meaning=sig.meaning if sig else "", reason=body.reason)
+        res = _call(
+            backend.batch_command,
+            command,
+            user=s.user,
+            password=sig.password if sig else "",
+            meaning=sig.meaning if sig else "",
+            reason=body.reason,
+        )
         out = _result(res, f"batch {command}")
         if sig:
             out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
@@ -501,19 +593,38 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
             raise HmiError("NO_RECORD", "an override must be recorded in a batch record; no batch is active")
         snap = backend.snapshot()
         batch_id = str((snap.get("batch") or {}).get("batch_id") or "")
-        content = json.dumps({"device": body.device, "command": body.command, "reason": body.reason,
-                              "batch_id": batch_id, "user": s.user}, sort_keys=True)
+        content = json.dumps(
+            {
+                "device": body.device,
+                "command": body.command,
+                "reason": body.reason,
+                "batch_id": batch_id,
+                "user": s.user,
+            },
+            sort_keys=True,
+        )
         try:
-            signature = users.sign(sig.user, sig.password, sig.meaning,
-                                   hashlib.sha256(content.encode()).hexdigest(), action="override")
+            signature = users.sign(
+                sig.user,
+                sig.password,
+                sig.meaning,
+                hashlib.sha256(content.encode()).hexdigest(),
+                action="override",
+            )
         except (AuthError, ValueError) as exc:
             raise HmiError("SIGNATURE_REFUSED", getattr(exc, "reason", str(exc))) from None
         from aseptic_cell.records import BatchRecord
 
         with BatchRecord(path, _WallClock()) as rec:
             record_signature(rec, signature, batch_id=batch_id, reason=body.reason)
-        res = _call(backend.operate, body.device, body.command, {"user": s.user, "reason": body.reason},
-                    user=s.user, reason=f"{body.reason} [{signature.manifest()}]")
+        res = _call(
+            backend.operate,
+            body.device,
+            body.command,
+            {"user": s.user, "reason": body.reason},
+            user=s.user,
+            reason=f"{body.reason} [{signature.manifest()}]",
+        )
         out = _result(res, f"override {body.device}.{body.command}")
         out["signed"] = signature.to_payload()
         return out
@@ -542,8 +653,13 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
             await websocket.send_text(json.dumps({"type": "error", **exc.body()["error"]}))
             await websocket.close(code=4401)
             return
-        await websocket.send_text(json.dumps({"type": "hello", "user": s.user, "role": s.role,
-                                              "trends": backend.trends()}, allow_nan=False, default=str))
+        await websocket.send_text(
+            json.dumps(
+                {"type": "hello", "user": s.user, "role": s.role, "trends": backend.trends()},
+                allow_nan=False,
+                default=str,
+            )
+        )
         client = hub.register(f"{s.user}@{websocket.client.host if websocket.client else '?'}")
 
         async def reader() -> None:  # drain and ignore whatever the browser sends
@@ -559,8 +675,11 @@ def create_app(cfg: HmiConfig, backend: CellBackend, users: UserDirectory, *,
                 except HmiError:
                     return
 
-        tasks = [asyncio.create_task(hub.pump(client, websocket.send_text)), asyncio.create_task(reader()),
-                 asyncio.create_task(watchdog())]
+        tasks = [
+            asyncio.create_task(hub.pump(client, websocket.send_text)),
+            asyncio.create_task(reader()),
+            asyncio.create_task(watchdog()),
+        ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except Exception:  # noqa: BLE001

@@ -31,7 +31,9 @@ class HmiConfig(Model):
     max_sessions: int = Field(64, ge=1, le=10000, description="concurrent log-in sessions")
     snapshot_rate_hz: PositiveFinite = Field(10.0, le=50.0, description="max state pushes per second")
     ws_queue_len: int = Field(256, ge=8, le=100000, description="per-browser event queue (drop-oldest)")
-    ws_send_timeout_s: PositiveFinite = Field(5.0, le=120.0, description="disconnect a browser stuck this long")
+    ws_send_timeout_s: PositiveFinite = Field(
+        5.0, le=120.0, description="disconnect a browser stuck this long"
+    )
     trend_points: int = Field(1800, ge=10, le=100000, description="samples kept per trend series")
     trend_min_dt_s: float = Field(1.0, ge=0.0, le=3600.0, description="sim seconds between trend samples")
     command_timeout_s: PositiveFinite = Field(10.0, le=300.0, description="wait for a command's answer (s)")
@@ -41,7 +43,9 @@ class HmiConfig(Model):
     @model_validator(mode="after")
     def _loopback(self) -> HmiConfig:
         if not self.allow_remote and not is_loopback(self.host):
-            raise ValueError(f"host {self.host!r} is not a loopback address; set allow_remote: true to serve it")
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address; set allow_remote: true to serve it"
+            )
         return self
 
 

@@ -42,8 +42,15 @@ BY_CODE: dict[str, ErrorDef] = {e.code: e for e in CATALOGUE}
 class HmiError(Exception):
     """Raised by the routes; turned into the JSON body above by the app's handler."""
 
-    def __init__(self, code: str, detail: str = "", *, field: str | None = None,
-                 upstream_code: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str = "",
+        *,
+        field: str | None = None,
+        upstream_code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail or code)
         self.defn = BY_CODE[code]
         self.detail = detail or self.defn.title
@@ -56,8 +63,12 @@ class HmiError(Exception):
         return self.defn.status
 
     def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"number": self.defn.number, "code": self.defn.code, "title": self.defn.title,
-                               "detail": self.detail}
+        err: dict[str, Any] = {
+            "number": self.defn.number,
+            "code": self.defn.code,
+            "title": self.defn.title,
+            "detail": self.detail,
+        }
         if self.field is not None:
             err["field"] = self.field
         if self.upstream_code is not None:

@@ -90,8 +90,11 @@ class Hub:
         try:
             with self._lock:
                 self._seq += 1
-                text = json.dumps({"type": "state", "seq": self._seq, "wall": time.time(), "data": snapshot},
-                                  allow_nan=False, default=str)
+                text = json.dumps(
+                    {"type": "state", "seq": self._seq, "wall": time.time(), "data": snapshot},
+                    allow_nan=False,
+                    default=str,
+                )
                 self._latest = text
             self._schedule(self._fan_state, text)
         except Exception:  # noqa: BLE001 - observation never becomes control
@@ -99,7 +102,9 @@ class Hub:
 
     def publish_event(self, event: dict[str, Any]) -> None:
         try:
-            text = json.dumps({"type": "event", "wall": time.time(), "data": event}, allow_nan=False, default=str)
+            text = json.dumps(
+                {"type": "event", "wall": time.time(), "data": event}, allow_nan=False, default=str
+            )
             self._schedule(self._fan_event, text)
         except Exception:  # noqa: BLE001
             log.exception("could not publish an event")
@@ -153,7 +158,10 @@ class Hub:
                     await asyncio.wait_for(send(text), self.send_timeout_s)
                 except TimeoutError:
                     self.disconnected_slow += 1
-                    log.warning("browser %s too slow (> %.1f s for one message): disconnected",
-                                c.name, self.send_timeout_s)
+                    log.warning(
+                        "browser %s too slow (> %.1f s for one message): disconnected",
+                        c.name,
+                        self.send_timeout_s,
+                    )
                     return
                 c.sent += 1

@@ -35,27 +35,46 @@ def plant_info(config_dir: str | Path) -> dict[str, Any]:
             "glove_ports": [g.id for g in iso.glove_ports],
             "rtps": [r.id for r in iso.rtps],
         },
-        "vhp_cycles": {c.id: {"version": c.version, "description": c.description,
-                              "dwell_s": c.decontaminate.dwell_s, "target_ppm": c.condition.target_ppm,
-                              "min_ppm": c.decontaminate.min_ppm, "max_rs_pct": c.decontaminate.max_rs_pct,
-                              "release_ppm": c.aerate.release_ppm,
-                              "timeouts": {"PRECHECK": c.precheck.timeout_s, "DEHUMIDIFY": c.dehumidify.timeout_s,
-                                           "CONDITION": c.condition.timeout_s, "AERATE": c.aerate.timeout_s}}
-                       for c in cfg.vhp_cycles.cycles},
+        "vhp_cycles": {
+            c.id: {
+                "version": c.version,
+                "description": c.description,
+                "dwell_s": c.decontaminate.dwell_s,
+                "target_ppm": c.condition.target_ppm,
+                "min_ppm": c.decontaminate.min_ppm,
+                "max_rs_pct": c.decontaminate.max_rs_pct,
+                "release_ppm": c.aerate.release_ppm,
+                "timeouts": {
+                    "PRECHECK": c.precheck.timeout_s,
+                    "DEHUMIDIFY": c.dehumidify.timeout_s,
+                    "CONDITION": c.condition.timeout_s,
+                    "AERATE": c.aerate.timeout_s,
+                },
+            }
+            for c in cfg.vhp_cycles.cycles
+        },
         "autoclave_programs": {},
         "recipes": {},
         "arm_poses": sorted(cfg.arm.poses),
     }
     for prog in cfg.autoclave_programs.programs:
-        d: dict[str, Any] = {"kind": prog.kind, "description": prog.description,
-                             "f0_target_min": getattr(prog, "f0_target_min", None)}
+        d: dict[str, Any] = {
+            "kind": prog.kind,
+            "description": prog.description,
+            "f0_target_min": getattr(prog, "f0_target_min", None),
+        }
         plateau = getattr(prog, "plateau", None)
         if plateau is not None:
             d.update(setpoint_c=plateau.setpoint_c, band_c=plateau.band_c, hold_s=plateau.hold_s)
         out["autoclave_programs"][prog.id] = d
     for rid, recipe in cfg.recipes.items():
-        out["recipes"][rid] = {"version": recipe.version, "description": recipe.description,
-                               "product": recipe.product,
-                               "phases": [{"unit_procedure": up.id, "operation": op.id, "phase": ph.id,
-                                           "type": ph.type} for up, op, ph in recipe.phases()]}
+        out["recipes"][rid] = {
+            "version": recipe.version,
+            "description": recipe.description,
+            "product": recipe.product,
+            "phases": [
+                {"unit_procedure": up.id, "operation": op.id, "phase": ph.id, "type": ph.type}
+                for up, op, ph in recipe.phases()
+            ],
+        }
     return out

@@ -28,7 +28,12 @@ from .hub import Hub
 
 log = logging.getLogger("aseptic_cell.hmi.ros")
 
-DEVICE_STATES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
+DEVICE_STATES = {
+    "isolator": "IsolatorState",
+    "vhp": "VhpState",
+    "autoclave": "AutoclaveState",
+    "arm": "ArmState",
+}
 TRENDS: dict[str, tuple[str, ...]] = {
     "isolator": ("dp_pa", "particles_0_5_per_m3", "particles_5_0_per_m3"),
     "vhp": ("h2o2_ppm", "rh_pct", "rs_pct", "temp_c"),
@@ -73,8 +78,14 @@ def isa_priority(severity: int) -> str:
 class RosBackend:
     """:class:`~.backend.CellBackend` over ROS 2."""
 
-    def __init__(self, cfg: HmiConfig, *, domain_id: int | None = None, node_name: str | None = None,
-                 ros_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        cfg: HmiConfig,
+        *,
+        domain_id: int | None = None,
+        node_name: str | None = None,
+        ros_args: Sequence[str] = (),
+    ) -> None:
         import cell_interfaces.msg as cim
         import rclpy
         from cell_interfaces.action import RunBatch
@@ -87,36 +98,52 @@ class RosBackend:
 
         self.cfg = cfg
         self._ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO,
-                                  "args": ["hmi", *ros_args]}
+        kwargs: dict[str, Any] = {
+            "context": self._ctx,
+            "signal_handler_options": SignalHandlerOptions.NO,
+            "args": ["hmi", *ros_args],
+        }
         if domain_id is not None:
             kwargs["domain_id"] = domain_id
         rclpy.init(**kwargs)
         self.node = rclpy.create_node(node_name or "hmi", context=self._ctx)
         self._lock = threading.Lock()
         self._hub: Hub | None = None
-        latest = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT,
-                            durability=QoSDurabilityPolicy.VOLATILE)
-        reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
-                              durability=QoSDurabilityPolicy.VOLATILE)
-        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        latest = QoSProfile(
+            depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT, durability=QoSDurabilityPolicy.VOLATILE
+        )
+        reliable = QoSProfile(
+            depth=100, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.VOLATILE
+        )
+        latched = QoSProfile(
+            depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+        )
         self._msgs: dict[str, tuple[float, Any]] = {}  # key -> (wall monotonic, plain data)
         self._events: deque[dict[str, Any]] = deque(maxlen=100)
         self._raw_alarms: dict[str, dict[str, Any]] = {}
         self._trends: dict[str, dict[str, Any]] = {
-            u: {"t": deque(maxlen=cfg.trend_points), "series": {k: deque(maxlen=cfg.trend_points) for k in ks}}
-            for u, ks in TRENDS.items()}
+            u: {
+                "t": deque(maxlen=cfg.trend_points),
+                "series": {k: deque(maxlen=cfg.trend_points) for k in ks},
+            }
+            for u, ks in TRENDS.items()
+        }
         self._pending_trend: dict[str, dict[str, Any]] = {}
         n = self.node
         for name, typ in DEVICE_STATES.items():
-            n.create_subscription(getattr(cim, typ), f"/cell/{name}/state",
-                                  lambda m, k=name: self._on_device(k, m), latest)
-        n.create_subscription(cim.BatchStatus, "/cell/batch/status", lambda m: self._store("batch", m), latest)
-        n.create_subscription(cim.InterlockStatusArray, "/cell/interlocks",
-                              lambda m: self._store("interlocks", m), latest)
+            n.create_subscription(
+                getattr(cim, typ), f"/cell/{name}/state", lambda m, k=name: self._on_device(k, m), latest
+            )
+        n.create_subscription(
+            cim.BatchStatus, "/cell/batch/status", lambda m: self._store("batch", m), latest
+        )
+        n.create_subscription(
+            cim.InterlockStatusArray, "/cell/interlocks", lambda m: self._store("interlocks", m), latest
+        )
         n.create_subscription(cim.TreeSnapshot, "/cell/tree", lambda m: self._store("tree", m), latest)
-        n.create_subscription(cim.AlarmArray, "/cell/alarms/active", lambda m: self._store("alarms", m), latest)
+        n.create_subscription(
+            cim.AlarmArray, "/cell/alarms/active", lambda m: self._store("alarms", m), latest
+        )
         n.create_subscription(cim.Alarm, "/cell/alarms", self._on_alarm, reliable)
         n.create_subscription(String, "/cell/events", self._on_event, reliable)
         n.create_subscription(String, "/lifecycle_manager/status", self._on_lm_status, latched)
@@ -124,8 +151,12 @@ class RosBackend:
         self._batch_cmd = n.create_client(BatchCommand, "/cell/batch/command")
         self._ack = n.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
         self._run = ActionClient(n, RunBatch, "/cell/batch/run")
-        self._types = {"DeviceCommand": DeviceCommand, "BatchCommand": BatchCommand,
-                       "AcknowledgeAlarm": AcknowledgeAlarm, "RunBatch": RunBatch}
+        self._types = {
+            "DeviceCommand": DeviceCommand,
+            "BatchCommand": BatchCommand,
+            "AcknowledgeAlarm": AcknowledgeAlarm,
+            "RunBatch": RunBatch,
+        }
         from aseptic_cell.nodes.rosutil import wall_timer
 
         wall_timer(n, 1.0 / cfg.snapshot_rate_hz, self._tick)
@@ -270,17 +301,25 @@ class RosBackend:
             alarms = [dict(a, isa_priority=isa_priority(int(a["priority"]))) for a in active["alarms"]]
             alarm_view = {"source": "supervisor", "flood": bool(active.get("flood")), "list": alarms}
         else:  # no supervisor: what the nodes raised (cannot be acknowledged here)
-            alarm_view = {"source": "nodes", "flood": False,
-                          "list": [a for a in raw_alarms if a.get("state") not in ("RTN", "NORMAL", "CLEARED")]}
+            alarm_view = {
+                "source": "nodes",
+                "flood": False,
+                "list": [a for a in raw_alarms if a.get("state") not in ("RTN", "NORMAL", "CLEARED")],
+            }
         rules = inter["rules"] if inter is not None else []
         return {
             "devices": devices,
             "supervisor": batch is not None and not b_stale,
             "batch": batch,
             "batch_stale": b_stale,
-            "interlocks": {"stale": i_stale, "rules": rules,
-                           "violated": sum(1 for r in rules if r["state"] == "VIOLATED"),
-                           "unknown": sum(1 for r in rules if r["state"] == "UNKNOWN")} if inter is not None else None,
+            "interlocks": {
+                "stale": i_stale,
+                "rules": rules,
+                "violated": sum(1 for r in rules if r["state"] == "VIOLATED"),
+                "unknown": sum(1 for r in rules if r["state"] == "UNKNOWN"),
+            }
+            if inter is not None
+            else None,
             "tree": dict(tree, stale=t_stale) if tree is not None else None,
             "alarms": alarm_view,
             "lifecycle": lifecycle,
@@ -289,8 +328,10 @@ class RosBackend:
 
     def trends(self) -> dict[str, Any]:
         with self._lock:
-            return {u: {"t": list(tr["t"]), "series": {k: list(d) for k, d in tr["series"].items()}}
-                    for u, tr in self._trends.items()}
+            return {
+                u: {"t": list(tr["t"]), "series": {k: list(d) for k, d in tr["series"].items()}}
+                for u, tr in self._trends.items()
+            }
 
     def record_path(self) -> str:
         with self._lock:
@@ -303,7 +344,9 @@ class RosBackend:
         future.add_done_callback(lambda _f: done.set())
         if not done.wait(timeout_s):
             future.cancel()
-            raise CellUnavailable(f"{what}: no answer within {timeout_s:.0f} s (outcome unknown: check the record)")
+            raise CellUnavailable(
+                f"{what}: no answer within {timeout_s:.0f} s (outcome unknown: check the record)"
+            )
         return future.result()
 
     def _ready(self, client: Any, name: str, timeout_s: float = 2.0) -> None:
@@ -314,11 +357,13 @@ class RosBackend:
                 raise CellUnavailable(f"{name} is not available (is the supervisor running?)")
             time.sleep(0.02)
 
-    def operate(self, device: str, command: str, args: dict[str, Any], *, user: str,
-                reason: str = "") -> CommandResult:
+    def operate(
+        self, device: str, command: str, args: dict[str, Any], *, user: str, reason: str = ""
+    ) -> CommandResult:
         self._ready(self._operate, "/cell/operate")
-        req = self._types["DeviceCommand"].Request(device_id=device, command=command, args_json=json.dumps(args),
-                                                   user=user, reason=reason)
+        req = self._types["DeviceCommand"].Request(
+            device_id=device, command=command, args_json=json.dumps(args), user=user, reason=reason
+        )
         r = self._wait(self._operate.call_async(req), self.cfg.command_timeout_s, f"{device}.{command}")
         try:
             payload = json.loads(r.payload_json or "{}")
@@ -326,11 +371,13 @@ class RosBackend:
             payload = {}
         return CommandResult(r.accepted, r.code, r.reason, "", payload if isinstance(payload, dict) else {})
 
-    def batch_command(self, command: str, *, user: str, password: str = "", meaning: str = "",
-                      reason: str = "") -> CommandResult:
+    def batch_command(
+        self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = ""
+    ) -> CommandResult:
         self._ready(self._batch_cmd, "/cell/batch/command")
-        req = self._types["BatchCommand"].Request(command=command, user=user, password=password, meaning=meaning,
-                                                  reason=reason)
+        req = self._types["BatchCommand"].Request(
+            command=command, user=user, password=password, meaning=meaning, reason=reason
+        )
         r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")
         return CommandResult(r.accepted, r.code, r.reason, r.state)
 
@@ -339,8 +386,11 @@ class RosBackend:
         goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user)
         gh = self._wait(self._run.send_goal_async(goal), self.cfg.command_timeout_s, "batch start")
         if not gh.accepted:
-            return CommandResult(False, "REJECTED", f"the supervisor rejected batch {batch_id} "
-                                 f"(recipe {recipe_id}); see the events list for why")
+            return CommandResult(
+                False,
+                "REJECTED",
+                f"the supervisor rejected batch {batch_id} (recipe {recipe_id}); see the events list for why",
+            )
         # a refusal after acceptance arrives as a quick unsuccessful result
         fut = gh.get_result_async()
         done = threading.Event()
@@ -348,11 +398,19 @@ class RosBackend:
         if done.wait(1.0):
             res = fut.result().result
             if not res.success:
-                return CommandResult(False, res.state or "FAILED",
-                                     res.reason or "the batch ended at once (see the events)", res.state)
+                return CommandResult(
+                    False,
+                    res.state or "FAILED",
+                    res.reason or "the batch ended at once (see the events)",
+                    res.state,
+                )
             return CommandResult(True, "OK", res.reason, res.state)
-        return CommandResult(True, "OK", f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
-                             "RUNNING")
+        return CommandResult(
+            True,
+            "OK",
+            f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
+            "RUNNING",
+        )
 
     def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult:
         self._ready(self._ack, "/cell/alarms/acknowledge")

@@ -34,7 +34,7 @@ def ros_params(argv: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "--ros-args" not in argv:
         return out
-    args = argv[argv.index("--ros-args") + 1:]
+    args = argv[argv.index("--ros-args") + 1 :]
     for i, a in enumerate(args):
         if a in ("-p", "--param") and i + 1 < len(args) and ":=" in args[i + 1]:
             key, _, value = args[i + 1].partition(":=")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hmi: bad configuration: {exc}", file=sys.stderr)
         return 2
     users = UserDirectory.from_file(config_dir / "users.yaml", _WallClock())
-    ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
+    ros_args = argv[argv.index("--ros-args") :] if "--ros-args" in argv else []
     sock = bind_socket(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
     backend = RosBackend(cfg, ros_args=ros_args)
@@ -99,8 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(cfg, backend, users, plant=plant_info(config_dir))
     url_host = f"[{host}]" if ":" in host else host
     print(f"HMI listening on http://{url_host}:{port}/", flush=True)
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=10.0,
-                                           ws_ping_timeout=20.0, timeout_graceful_shutdown=2))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            ws_ping_interval=10.0,
+            ws_ping_timeout=20.0,
+            timeout_graceful_shutdown=2,
+        )
+    )
     try:
         server.run(sockets=[sock])
     finally:

@@ -32,8 +32,15 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
 SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SUPERVISOR = os.environ.get("HMI_E2E_SUPERVISOR", "fake")
 PW = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026"}
 ALARM_RGB = "rgb(212, 0, 0)"  # --emergency / --alarm in style.css
@@ -68,9 +75,18 @@ class Cell:
         from aseptic_cell.nodes.rosutil import call_service
 
         client = self.node.create_client(DeviceCommand, "/sim/fault")
-        r = call_service(self.node, client, DeviceCommand.Request(
-            device_id=device, command=command, args_json=json.dumps({"fault": fault}), user="test", reason="e2e"),
-            15.0)
+        r = call_service(
+            self.node,
+            client,
+            DeviceCommand.Request(
+                device_id=device,
+                command=command,
+                args_json=json.dumps({"fault": fault}),
+                user="test",
+                reason="e2e",
+            ),
+            15.0,
+        )
         assert r.accepted, r.reason
         self.node.destroy_client(client)
 
@@ -103,8 +119,10 @@ def bring_up(names: list[str], timeout_s: float, check: Any) -> None:
                     label = call_service(node, get, GetState.Request(), 10.0).current_state.label
                     if label == "active":
                         break
-                    tid = {"unconfigured": Transition.TRANSITION_CONFIGURE,
-                           "inactive": Transition.TRANSITION_ACTIVATE}.get(label)
+                    tid = {
+                        "unconfigured": Transition.TRANSITION_CONFIGURE,
+                        "inactive": Transition.TRANSITION_ACTIVATE,
+                    }.get(label)
                     if tid is not None:
                         call_service(node, change, ChangeState.Request(transition=Transition(id=tid)), 60.0)
                     else:
@@ -123,11 +141,17 @@ def cell():
     log_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-logs-"))
     hmi = NodeSpec("hmi", "aseptic_cell.nodes.hmi_node", {"config_dir": str(CONFIG), "port": port})
     if SUPERVISOR == "real":
-        sup = NodeSpec("supervisor", "aseptic_cell.nodes.supervisor_node",
-                       {"config_dir": str(CONFIG), "use_sim_time": True})
+        sup = NodeSpec(
+            "supervisor",
+            "aseptic_cell.nodes.supervisor_node",
+            {"config_dir": str(CONFIG), "record_dir": str(record_dir), "use_sim_time": True},
+        )
     else:
-        sup = NodeSpec("supervisor", str(Path(__file__).parent / "helpers" / "fake_supervisor.py"),
-                       {"config_dir": str(CONFIG), "record_dir": str(record_dir), "phase_s": 3.0})
+        sup = NodeSpec(
+            "supervisor",
+            str(Path(__file__).parent / "helpers" / "fake_supervisor.py"),
+            {"config_dir": str(CONFIG), "record_dir": str(record_dir), "phase_s": 3.0},
+        )
     # The device nodes are brought up by this fixture with retries instead of the lifecycle
     # manager: on this shared, often heavily loaded 2-core machine a lost get_state answer
     # (Fast DDS "failed to send response") makes the manager's one-shot bring-up wait fail.
@@ -203,10 +227,13 @@ def wait_result(page: Any, text: str, timeout_ms: int = 30_000) -> str:
     from playwright.sync_api import TimeoutError as PwTimeout
 
     try:
-        page.wait_for_function("t => document.querySelector('#cmd-result').textContent.includes(t)", arg=text,
-                               timeout=timeout_ms)
+        page.wait_for_function(
+            "t => document.querySelector('#cmd-result').textContent.includes(t)", arg=text, timeout=timeout_ms
+        )
     except PwTimeout:
-        raise AssertionError(f"no {text!r} in the command result: {page.text_content('#cmd-result')!r}") from None
+        raise AssertionError(
+            f"no {text!r} in the command result: {page.text_content('#cmd-result')!r}"
+        ) from None
     return page.text_content("#cmd-result")
 
 
@@ -218,13 +245,18 @@ def test_overview_shows_every_device(browser: Any, cell: Cell) -> None:
     page = open_logged_in(browser, cell, "op1")
     for tile in ("isolator", "vhp", "autoclave", "arm"):
         page.wait_for_function(
-            f"() => document.querySelector('#tile-{tile} .body').textContent.includes('active')")
+            f"() => document.querySelector('#tile-{tile} .body').textContent.includes('active')"
+        )
     assert "ΔP" in page.text_content("#tile-isolator")
     assert page.text_content("#conn") == "live"
-    page.wait_for_function("() => document.querySelector('#ov-interlocks .body').textContent.includes('rules')")
+    page.wait_for_function(
+        "() => document.querySelector('#ov-interlocks .body').textContent.includes('rules')"
+    )
     page.wait_for_function("() => document.querySelector('#ov-batch .body').textContent.includes('IDLE')")
     # ISA-101: the normal screen has no alarm colour anywhere
-    assert page.eval_on_selector_all(".alarm, .tile-alarm", "els => els.filter(e => e.offsetParent).length") == 0
+    assert (
+        page.eval_on_selector_all(".alarm, .tile-alarm", "els => els.filter(e => e.offsetParent).length") == 0
+    )
     shot(page, "01_overview")
     page.context.close()
 
@@ -249,8 +281,9 @@ def test_refused_commands_show_their_reason(browser: Any, cell: Cell) -> None:
     page.click("nav button[data-view=isolator]")
     page.click("button[data-glove=GP1][data-gcmd=test]")
     wait_result(page, "glove test GP1: accepted")
-    page.wait_for_function("() => /PASS|FAIL/.test(document.querySelector('#glove-GP1').textContent)",
-                           timeout=90_000)
+    page.wait_for_function(
+        "() => /PASS|FAIL/.test(document.querySelector('#glove-GP1').textContent)", timeout=90_000
+    )
     page.context.close()
 
 
@@ -260,14 +293,19 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.fill("#batch-id", "B-E2E-1")
     page.click("button[data-batch=start]")
     wait_result(page, "start batch: accepted")
-    page.wait_for_function("() => document.querySelector('#batch-state') && "
-                           "document.querySelector('#batch-state').textContent === 'RUNNING'")
+    page.wait_for_function(
+        "() => document.querySelector('#batch-state') && "
+        "document.querySelector('#batch-state').textContent === 'RUNNING'"
+    )
     assert "alarm" not in page.get_attribute("#batch-state", "class")
     # interlock trip: isolator fan failure -> dP out of band -> alarm + batch HELD
     cell.fault("inject", "fan_failure")
     page.click("nav button[data-view=overview]")
-    page.wait_for_function("() => document.querySelector('#ov-batch-state') && "
-                           "document.querySelector('#ov-batch-state').textContent === 'HELD'", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('#ov-batch-state') && "
+        "document.querySelector('#ov-batch-state').textContent === 'HELD'",
+        timeout=60_000,
+    )
     page.wait_for_function("() => document.querySelector('#tile-isolator').classList.contains('tile-alarm')")
     assert bg(page, "#tile-isolator h2") == ALARM_RGB
     assert bg(page, "#tile-iso-dp") == ALARM_RGB  # the abnormal value itself
@@ -308,8 +346,10 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     assert "signed by Samuel Supervisor (demo)" in page.text_content("#cmd-result")
     page.wait_for_function("() => document.querySelector('#batch-state').textContent === 'RUNNING'")
     # the signature is in the batch record, shown with name, date/time and meaning; chain verified
-    page.wait_for_function("() => document.querySelector('#record-sigs').textContent.includes('Samuel Supervisor')",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelector('#record-sigs').textContent.includes('Samuel Supervisor')",
+        timeout=20_000,
+    )
     sig = page.text_content("#record-sigs")
     assert "RESPONSIBILITY" in sig and "sup1" in sig and "20" in sig, sig
     page.wait_for_function("() => document.querySelector('#record-verify').dataset.ok === '1'")
@@ -324,8 +364,12 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
 
 def test_unit_views_and_tree_render_live_trends(browser: Any, cell: Cell) -> None:
     page = open_logged_in(browser, cell, "op1")
-    for view, canvas in (("isolator", "#trend-iso-dp"), ("vhp", "#trend-vhp-ppm"), ("autoclave", "#trend-ac-t"),
-                         ("arm", "#trend-arm")):
+    for view, canvas in (
+        ("isolator", "#trend-iso-dp"),
+        ("vhp", "#trend-vhp-ppm"),
+        ("autoclave", "#trend-ac-t"),
+        ("arm", "#trend-arm"),
+    ):
         page.click(f"nav button[data-view={view}]")
         page.wait_for_function(f"() => +document.querySelector('{canvas}').dataset.points > 3")
         shot(page, f"10_{view}")
@@ -356,8 +400,10 @@ def test_ten_browsers_stay_live(browser: Any, cell: Cell) -> None:
     rates = [(a - b) / 3.0 for a, b in zip(after, before, strict=True)]
     lat = [p.evaluate("() => window.hmiStats.latencyMs.slice(-20)") for p in pages]
     med = sorted(x for ls in lat for x in ls)[len([x for ls in lat for x in ls]) // 2]
-    print(f"10 browsers: state updates/s per browser {[round(r, 1) for r in rates]}; median publish->render "
-          f"latency {med:.0f} ms")
+    print(
+        f"10 browsers: state updates/s per browser {[round(r, 1) for r in rates]}; median publish->render "
+        f"latency {med:.0f} ms"
+    )
     assert min(rates) >= 2.0, rates  # 10 Hz nominal; loaded CI machine: at least 2 Hz each
     assert all(p.text_content("#conn") == "live" for p in pages)
     for p in pages:

@@ -100,8 +100,14 @@ def err(r: Any) -> dict[str, Any]:
 
 
 def test_unauthenticated_is_401_everywhere(client: TestClient, backend: FakeBackend) -> None:
-    for method, path in [("GET", "/api/state"), ("GET", "/api/session"), ("POST", "/api/batch/hold"),
-                         ("POST", "/api/devices/door"), ("POST", "/api/alarms/X/ack"), ("GET", "/api/record")]:
+    for method, path in [
+        ("GET", "/api/state"),
+        ("GET", "/api/session"),
+        ("POST", "/api/batch/hold"),
+        ("POST", "/api/devices/door"),
+        ("POST", "/api/alarms/X/ack"),
+        ("GET", "/api/record"),
+    ]:
         r = client.request(method, path, json={})
         assert r.status_code == 401, (path, r.text)
         assert err(r)["code"] == "NOT_AUTHENTICATED" and err(r)["number"] == 1001
@@ -128,13 +134,25 @@ def test_csrf_needed_for_state_changes(client: TestClient, backend: FakeBackend)
     r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": "guess"})
     assert r.status_code == 403 and err(r)["code"] == "CSRF_FAILED"
     csrf = client.get("/api/session").json()["csrf"]
-    r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"})
+    r = client.post(
+        "/api/devices/door", json=body, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+    )
     assert r.status_code == 403 and "foreign origin" in err(r)["detail"]
     assert backend.calls == []
     r = client.post("/api/devices/door", json=body, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200, r.text
-    assert backend.calls == [("operate", {"device": "isolator", "command": "open_door", "args": {"door": "A"},
-                                          "user": "op1", "reason": ""})]
+    assert backend.calls == [
+        (
+            "operate",
+            {
+                "device": "isolator",
+                "command": "open_door",
+                "args": {"door": "A"},
+                "user": "op1",
+                "reason": "",
+            },
+        )
+    ]
 
 
 def test_role_without_right_gets_403_naming_role_and_action(client: TestClient, backend: FakeBackend) -> None:
@@ -151,20 +169,28 @@ def test_role_without_right_gets_403_naming_role_and_action(client: TestClient, 
     assert backend.calls == []
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/api/devices/door", {"door": "hatch_c", "command": "open"}, "door"),
-    ("/api/devices/door", {"door": "hatch_a"}, "command"),
-    ("/api/devices/door", {"door": "hatch_a", "command": "open", "extra": 1}, "extra"),
-    ("/api/devices/glove", {"port": "GP1", "command": "explode"}, "command"),
-    ("/api/devices/glove", {"port": "", "command": "test"}, "port"),
-    ("/api/devices/port", {"rtp": "RTP1", "command": "dock_beta"}, "beta_id"),
-    ("/api/batch/start", {"recipe_id": "R1"}, "batch_id"),
-    ("/api/batch/frobnicate", {}, "command"),
-    ("/api/alarms/bad%20id/ack", {}, "alarm_id"),
-    ("/api/batch/abort", {"signature": {"user": "sup1", "password": "x", "meaning": "because"}}, "signature.meaning"),
-])
-def test_malformed_is_422_naming_the_field(client: TestClient, backend: FakeBackend, path: str, body: Any,
-                                           field: str) -> None:
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/api/devices/door", {"door": "hatch_c", "command": "open"}, "door"),
+        ("/api/devices/door", {"door": "hatch_a"}, "command"),
+        ("/api/devices/door", {"door": "hatch_a", "command": "open", "extra": 1}, "extra"),
+        ("/api/devices/glove", {"port": "GP1", "command": "explode"}, "command"),
+        ("/api/devices/glove", {"port": "", "command": "test"}, "port"),
+        ("/api/devices/port", {"rtp": "RTP1", "command": "dock_beta"}, "beta_id"),
+        ("/api/batch/start", {"recipe_id": "R1"}, "batch_id"),
+        ("/api/batch/frobnicate", {}, "command"),
+        ("/api/alarms/bad%20id/ack", {}, "alarm_id"),
+        (
+            "/api/batch/abort",
+            {"signature": {"user": "sup1", "password": "x", "meaning": "because"}},
+            "signature.meaning",
+        ),
+    ],
+)
+def test_malformed_is_422_naming_the_field(
+    client: TestClient, backend: FakeBackend, path: str, body: Any, field: str
+) -> None:
     h = login(client, "sup1")
     r = client.post(path, json=body, headers=h)
     assert r.status_code == 422, r.text
@@ -177,13 +203,17 @@ def test_malformed_is_422_naming_the_field(client: TestClient, backend: FakeBack
 
 def test_malformed_json_is_422(client: TestClient) -> None:
     h = login(client, "op1")
-    r = client.post("/api/devices/door", content=b"{not json", headers={**h, "Content-Type": "application/json"})
+    r = client.post(
+        "/api/devices/door", content=b"{not json", headers={**h, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422 and err(r)["code"] == "VALIDATION"
 
 
 def test_refusal_carries_reason_and_upstream_code(client: TestClient, backend: FakeBackend) -> None:
     h = login(client, "op1")
-    backend.refuse = CommandResult(False, "IL-02", "IL-02 [rtp=RTP1] RTP alpha door needs a docked, locked beta")
+    backend.refuse = CommandResult(
+        False, "IL-02", "IL-02 [rtp=RTP1] RTP alpha door needs a docked, locked beta"
+    )
     r = client.post("/api/devices/port", json={"rtp": "RTP1", "command": "open_alpha"}, headers=h)
     assert r.status_code == 409
     e = err(r)
@@ -197,26 +227,46 @@ def test_refusal_carries_reason_and_upstream_code(client: TestClient, backend: F
 def test_signature_required_then_forwarded(client: TestClient, backend: FakeBackend) -> None:
     h = login(client, "sup1")
     r = client.post("/api/batch/abort", json={"reason": "contamination"}, headers=h)
-    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REQUIRED" and err(r)["meaning"] == "responsibility"
+    assert (
+        r.status_code == 403
+        and err(r)["code"] == "SIGNATURE_REQUIRED"
+        and err(r)["meaning"] == "responsibility"
+    )
     sig = {"user": "sup1", "password": "wrong-password", "meaning": "responsibility"}
     r = client.post("/api/batch/abort", json={"reason": "x", "signature": sig}, headers=h)
     assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REFUSED"
-    r = client.post("/api/batch/abort", json={"reason": "x", "signature": {**sig, "user": "qa1",
-                                                                         "password": PW["qa1"]}}, headers=h)
+    r = client.post(
+        "/api/batch/abort",
+        json={"reason": "x", "signature": {**sig, "user": "qa1", "password": PW["qa1"]}},
+        headers=h,
+    )
     assert r.status_code == 403 and err(r)["code"] == "SIGNER_MISMATCH"
     assert backend.calls == []
-    r = client.post("/api/batch/abort", json={"reason": "x", "signature": {**sig, "password": PW["sup1"]}},
-                    headers=h)
+    r = client.post(
+        "/api/batch/abort", json={"reason": "x", "signature": {**sig, "password": PW["sup1"]}}, headers=h
+    )
     assert r.status_code == 200, r.text
     assert r.json()["signed"]["meaning"] == "responsibility"
-    assert backend.calls == [("batch_command", {"command": "abort", "user": "sup1", "password": PW["sup1"],
-                                                "meaning": "responsibility", "reason": "x"})]
+    assert backend.calls == [
+        (
+            "batch_command",
+            {
+                "command": "abort",
+                "user": "sup1",
+                "password": PW["sup1"],
+                "meaning": "responsibility",
+                "reason": "x",
+            },
+        )
+    ]
     # hold needs no signature; the operator may hold
     h = login(client, "op1")
     assert client.post("/api/batch/hold", json={}, headers=h).status_code == 200
 
 
-def test_override_signature_goes_into_the_record(client: TestClient, backend: FakeBackend, tmp_path: Path) -> None:
+def test_override_signature_goes_into_the_record(
+    client: TestClient, backend: FakeBackend, tmp_path: Path
+) -> None:
     backend.path = str(tmp_path / "B1.db")
     with BatchRecord(backend.path, Clock()) as rec:
         rec.append("note", batch_id="B1", actor="system", action="batch.start")
@@ -225,8 +275,14 @@ def test_override_signature_goes_into_the_record(client: TestClient, backend: Fa
     r = client.post("/api/override", json=body, headers=h)
     assert r.status_code == 403 and err(r)["code"] == "ROLE_FORBIDDEN"
     h = login(client, "qa1")
-    r = client.post("/api/override", json={**body, "signature": {"user": "qa1", "password": PW["qa1"],
-                                                                 "meaning": "override justification"}}, headers=h)
+    r = client.post(
+        "/api/override",
+        json={
+            **body,
+            "signature": {"user": "qa1", "password": PW["qa1"], "meaning": "override justification"},
+        },
+        headers=h,
+    )
     assert r.status_code == 200, r.text
     assert backend.calls[-1][1]["command"] == "override_unload"
     rec = client.get("/api/record").json()
@@ -243,7 +299,9 @@ def test_ws_requires_session_and_sends_state(client: TestClient) -> None:
     from starlette.websockets import WebSocketDisconnect
 
     with pytest.raises(WebSocketDisconnect):  # closed before accept: cross-site WebSocket hijacking
-        with client.websocket_connect("/ws", headers={"cookie": cookie, "origin": "http://evil.example"}) as ws:
+        with client.websocket_connect(
+            "/ws", headers={"cookie": cookie, "origin": "http://evil.example"}
+        ) as ws:
             ws.receive_json()
     with client.websocket_connect("/ws", headers={"cookie": cookie}) as ws:
         hello = ws.receive_json()

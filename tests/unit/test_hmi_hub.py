@@ -101,9 +101,13 @@ def test_stalled_browser_does_not_slow_producer_or_others() -> None:
         # the stalled browser: connects, reads nothing, keeps its TCP window closed
         stalled = socket.create_connection(("127.0.0.1", port))
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                         f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         f"Sec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n").encode())
+        stalled.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+        )
         assert b" 101 " in stalled.recv(200)  # upgraded; from now on it never reads
         live = connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"Cookie": cookie}, max_size=2**24)
         got, t_end = 0, time.monotonic() + 4.0
@@ -114,9 +118,11 @@ def test_stalled_browser_does_not_slow_producer_or_others() -> None:
         hub: Hub = app.state.hub
         ps = sorted(producer.publish_s)
         p50, p99, worst_ms = ps[len(ps) // 2] * 1000, ps[int(len(ps) * 0.99)] * 1000, ps[-1] * 1000
-        print(f"\nlive browser: {got / 4.0:.1f} states/s while another is stalled; publish call (200 kB "
-              f"snapshot, JSON encoding included) p50 {p50:.2f} ms p99 {p99:.2f} ms max {worst_ms:.1f} ms; "
-              f"stalled browsers dropped: {hub.disconnected_slow}")
+        print(
+            f"\nlive browser: {got / 4.0:.1f} states/s while another is stalled; publish call (200 kB "
+            f"snapshot, JSON encoding included) p50 {p50:.2f} ms p99 {p99:.2f} ms max {worst_ms:.1f} ms; "
+            f"stalled browsers dropped: {hub.disconnected_slow}"
+        )
         assert got / 4.0 >= 20, got  # producer at ~50 Hz; the live browser keeps up (coalesced)
         # publish never waits for a browser: blocking would cost the 1 s send timeout per call;
         # the spread left is JSON encoding and CPU scheduling on a shared machine

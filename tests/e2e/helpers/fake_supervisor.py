@@ -51,11 +51,22 @@ from aseptic_cell.records import BatchRecord
 
 NODES = ("isolator", "vhp", "autoclave", "arm")
 # device command -> permission action (same table as the HMI's); interlock args
-ACTIONS = {"open_door": "hatch.open_door", "close_door": "door.close", "dock_beta": "rtp.dock_beta",
-           "lock_beta": "rtp.dock_beta", "unlock_beta": "rtp.undock_beta", "undock_beta": "rtp.undock_beta",
-           "open_alpha": "rtp.open_alpha", "close_alpha": "door.close", "start_glove_test": "glove.test",
-           "use_glove": "glove.use", "release_glove": "glove.use", "extend_glove": "glove.use",
-           "retract_glove": "glove.use", "override_unload": "override"}
+ACTIONS = {
+    "open_door": "hatch.open_door",
+    "close_door": "door.close",
+    "dock_beta": "rtp.dock_beta",
+    "lock_beta": "rtp.dock_beta",
+    "unlock_beta": "rtp.undock_beta",
+    "undock_beta": "rtp.undock_beta",
+    "open_alpha": "rtp.open_alpha",
+    "close_alpha": "door.close",
+    "start_glove_test": "glove.test",
+    "use_glove": "glove.use",
+    "release_glove": "glove.use",
+    "extend_glove": "glove.use",
+    "retract_glove": "glove.use",
+    "override_unload": "override",
+}
 STATE_NUM = {"satisfied": "SATISFIED", "not_satisfied": "VIOLATED", "unknown": "UNKNOWN"}
 
 
@@ -84,14 +95,25 @@ class FakeSupervisor(Node):
             self.create_subscription(String, f"/cell/{n}/signals", lambda m, n=n: self._on_signals(n, m), 10)
         self.create_subscription(IsolatorState, "/cell/isolator/state", self._on_iso, 10)
         self.lock = threading.RLock()
-        self.dev = {n: self.create_client(DeviceCommand, f"/cell/{n}/command", callback_group=cb) for n in NODES}
+        self.dev = {
+            n: self.create_client(DeviceCommand, f"/cell/{n}/command", callback_group=cb) for n in NODES
+        }
         self.create_service(DeviceCommand, "/cell/operate", self._on_operate, callback_group=cb)
-        self.create_service(BatchCommand, "/cell/batch/command", self._locked(self._on_batch_command),
-                            callback_group=cb)
-        self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._locked(self._on_ack),
-                            callback_group=cb)
-        ActionServer(self, RunBatch, "/cell/batch/run", self._execute, goal_callback=self._on_goal,
-                     cancel_callback=lambda _g: CancelResponse.ACCEPT, callback_group=cb)
+        self.create_service(
+            BatchCommand, "/cell/batch/command", self._locked(self._on_batch_command), callback_group=cb
+        )
+        self.create_service(
+            AcknowledgeAlarm, "/cell/alarms/acknowledge", self._locked(self._on_ack), callback_group=cb
+        )
+        ActionServer(
+            self,
+            RunBatch,
+            "/cell/batch/run",
+            self._execute,
+            goal_callback=self._on_goal,
+            cancel_callback=lambda _g: CancelResponse.ACCEPT,
+            callback_group=cb,
+        )
         self.status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
         self.il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
         self.tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)
@@ -103,6 +125,7 @@ class FakeSupervisor(Node):
         def run(*a: Any) -> Any:
             with self.lock:
                 return fn(*a)
+
         return run
 
     # ------------------------------------------------------------------ inputs
@@ -112,16 +135,24 @@ class FakeSupervisor(Node):
             self.signals.mark_comm_ok(node)
         else:
             self.signals.mark_comm_lost(node)
-        self.signals.update_many({k: v for k, v in d["signals"].items() if v is not None}, time.monotonic(), node)
+        self.signals.update_many(
+            {k: v for k, v in d["signals"].items() if v is not None}, time.monotonic(), node
+        )
 
     def _on_iso(self, msg: IsolatorState) -> None:
         aid = "ISO1_DP_OUT_OF_BAND"
         if msg.dp_alarm and (aid not in self.alarms or self.alarms[aid]["state"] in ("RTN_UNACK",)):
-            self.alarms[aid] = {"priority": 800, "state": "UNACK", "raised": stamp_now(self), "source": "ISO1",
-                                "message": f"isolator dP {msg.dp_pa:.1f} Pa out of band (IL-04 guard)"}
+            self.alarms[aid] = {
+                "priority": 800,
+                "state": "UNACK",
+                "raised": stamp_now(self),
+                "source": "ISO1",
+                "message": f"isolator dP {msg.dp_pa:.1f} Pa out of band (IL-04 guard)",
+            }
             if self.state == "RUNNING":
-                self._transition("HELD", f"interlock trip: isolator dP {msg.dp_pa:.1f} Pa out of band",
-                                 actor="system")
+                self._transition(
+                    "HELD", f"interlock trip: isolator dP {msg.dp_pa:.1f} Pa out of band", actor="system"
+                )
         elif not msg.dp_alarm and aid in self.alarms:
             a = self.alarms[aid]
             if a["state"] == "UNACK":
@@ -130,11 +161,25 @@ class FakeSupervisor(Node):
                 del self.alarms[aid]
 
     # ------------------------------------------------------------------ record
-    def _rec(self, kind: str, actor: str, action: str, reason: str = "", payload: dict | None = None,
-             role: str = "") -> None:
+    def _rec(
+        self,
+        kind: str,
+        actor: str,
+        action: str,
+        reason: str = "",
+        payload: dict | None = None,
+        role: str = "",
+    ) -> None:
         if self.record is not None:
-            self.record.append(kind, batch_id=self.batch_id, actor=actor, role=role, action=action,
-                               reason=reason, payload=payload or {})
+            self.record.append(
+                kind,
+                batch_id=self.batch_id,
+                actor=actor,
+                role=role,
+                action=action,
+                reason=reason,
+                payload=payload or {},
+            )
 
     def _transition(self, to: str, reason: str, actor: str) -> None:
         self._rec("phase_transition", actor, f"batch.state.{to}", reason, {"from": self.state, "to": to})
@@ -164,8 +209,13 @@ class FakeSupervisor(Node):
             resp.reason = decision.message
             self._rec("refusal", req.user, action, decision.message, {"rules": decision.denied_by})
             return resp
-        fwd = DeviceCommand.Request(device_id=req.device_id, command=req.command, args_json=req.args_json,
-                                    user=req.user, reason=req.reason)
+        fwd = DeviceCommand.Request(
+            device_id=req.device_id,
+            command=req.command,
+            args_json=req.args_json,
+            user=req.user,
+            reason=req.reason,
+        )
         client = self.dev[req.device_id]
         deadline = time.monotonic() + 10.0
         while not client.service_is_ready() and time.monotonic() < deadline:
@@ -177,14 +227,24 @@ class FakeSupervisor(Node):
             resp.accepted, resp.code, resp.reason = False, "TIMEOUT", f"{req.device_id} did not answer"
             return resp
         r = fut.result()
-        resp.accepted, resp.code, resp.reason, resp.payload_json = r.accepted, r.code, r.reason, r.payload_json
+        resp.accepted, resp.code, resp.reason, resp.payload_json = (
+            r.accepted,
+            r.code,
+            r.reason,
+            r.payload_json,
+        )
         self._rec("command" if r.accepted else "refusal", req.user, action, req.reason or r.reason)
         return resp
 
     def _on_batch_command(self, req: Any, resp: Any) -> Any:
         action = f"batch.{req.command}"
-        allowed_from = {"hold": ("RUNNING",), "restart": ("HELD",), "stop": ("RUNNING", "HELD"),
-                        "abort": ("RUNNING", "HELD"), "reset": ("COMPLETE", "STOPPED", "ABORTED")}
+        allowed_from = {
+            "hold": ("RUNNING",),
+            "restart": ("HELD",),
+            "stop": ("RUNNING", "HELD"),
+            "abort": ("RUNNING", "HELD"),
+            "reset": ("COMPLETE", "STOPPED", "ABORTED"),
+        }
         resp.state = self.state
         try:
             rule = self.users.authorize(req.user, action)
@@ -246,39 +306,91 @@ class FakeSupervisor(Node):
         if self.state == "RUNNING":
             self._transition("COMPLETE", "all phases done", actor="system")
         gh.succeed()
-        return RunBatch.Result(success=self.state == "COMPLETE", state=self.state, reason="",
-                               record_path=str(self.record.path) if self.record else "")
+        return RunBatch.Result(
+            success=self.state == "COMPLETE",
+            state=self.state,
+            reason="",
+            record_path=str(self.record.path) if self.record else "",
+        )
 
     # ------------------------------------------------------------------ outputs
     def _publish(self) -> None:
         self.tick += 1
         up, op, ph = self.phases[min(self.phase_idx, len(self.phases) - 1)] if self.phases else ("", "", "")
-        self.status_pub.publish(BatchStatus(
-            stamp=stamp_now(self), batch_id=self.batch_id, recipe_id=self.recipe_id, recipe_version=1,
-            state=self.state, packml_state={"RUNNING": "Execute", "HELD": "Held"}.get(self.state, self.state.title()),
-            unit_procedure=up, operation=op, phase=ph, phase_state=self.state,
-            phase_progress=min(1.0, self.phase_t / self.phase_s), held_reason=self.held_reason,
-            record_path=str(self.record.path) if self.record else ""))
+        self.status_pub.publish(
+            BatchStatus(
+                stamp=stamp_now(self),
+                batch_id=self.batch_id,
+                recipe_id=self.recipe_id,
+                recipe_version=1,
+                state=self.state,
+                packml_state={"RUNNING": "Execute", "HELD": "Held"}.get(self.state, self.state.title()),
+                unit_procedure=up,
+                operation=op,
+                phase=ph,
+                phase_state=self.state,
+                phase_progress=min(1.0, self.phase_t / self.phase_s),
+                held_reason=self.held_reason,
+                record_path=str(self.record.path) if self.record else "",
+            )
+        )
         rules = []
         for st in self.engine.evaluate_all():
-            rules.append(InterlockStatus(
-                rule_id=st.rule_id, instance=",".join(f"{k}={v}" for k, v in sorted(st.binding.items())),
-                title=st.title, state=STATE_NUM[st.state], severity=st.severity, basis="",
-                guards=list(st.guards), reasons=[c.text for c in st.clauses]))
+            rules.append(
+                InterlockStatus(
+                    rule_id=st.rule_id,
+                    instance=",".join(f"{k}={v}" for k, v in sorted(st.binding.items())),
+                    title=st.title,
+                    state=STATE_NUM[st.state],
+                    severity=st.severity,
+                    basis="",
+                    guards=list(st.guards),
+                    reasons=[c.text for c in st.clauses],
+                )
+            )
         self.il_pub.publish(InterlockStatusArray(stamp=stamp_now(self), rules=rules))
         names = ["batch", "interlocks ok", *[p[2] for p in self.phases]]
-        sts = ["RUNNING" if self.state == "RUNNING" else "INVALID",
-               "FAILURE" if self.state == "HELD" else "SUCCESS"]
-        sts += ["SUCCESS" if i < self.phase_idx else "RUNNING" if i == self.phase_idx and self.state == "RUNNING"
-                else "INVALID" for i in range(len(self.phases))]
-        self.tree_pub.publish(TreeSnapshot(stamp=stamp_now(self), tree_id=f"batch:{self.recipe_id or '-'}",
-                                           tick=self.tick, names=names, types=["Sequence", "EternalGuard",
-                                                                               *["Phase"] * len(self.phases)],
-                                           statuses=sts, parents=[-1, 0, *[0] * len(self.phases)],
-                                           messages=[self.state, self.held_reason, *[""] * len(self.phases)]))
-        self.alarm_pub.publish(AlarmArray(stamp=stamp_now(self), flood=False, alarms=[
-            Alarm(alarm_id=k, source=a["source"], priority=a["priority"], state=a["state"], message=a["message"],
-                  raised=a["raised"]) for k, a in self.alarms.items()]))
+        sts = [
+            "RUNNING" if self.state == "RUNNING" else "INVALID",
+            "FAILURE" if self.state == "HELD" else "SUCCESS",
+        ]
+        sts += [
+            "SUCCESS"
+            if i < self.phase_idx
+            else "RUNNING"
+            if i == self.phase_idx and self.state == "RUNNING"
+            else "INVALID"
+            for i in range(len(self.phases))
+        ]
+        self.tree_pub.publish(
+            TreeSnapshot(
+                stamp=stamp_now(self),
+                tree_id=f"batch:{self.recipe_id or '-'}",
+                tick=self.tick,
+                names=names,
+                types=["Sequence", "EternalGuard", *["Phase"] * len(self.phases)],
+                statuses=sts,
+                parents=[-1, 0, *[0] * len(self.phases)],
+                messages=[self.state, self.held_reason, *[""] * len(self.phases)],
+            )
+        )
+        self.alarm_pub.publish(
+            AlarmArray(
+                stamp=stamp_now(self),
+                flood=False,
+                alarms=[
+                    Alarm(
+                        alarm_id=k,
+                        source=a["source"],
+                        priority=a["priority"],
+                        state=a["state"],
+                        message=a["message"],
+                        raised=a["raised"],
+                    )
+                    for k, a in self.alarms.items()
+                ],
+            )
+        )
 
 
 def main() -> int:
