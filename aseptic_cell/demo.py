@@ -97,8 +97,16 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
                 from .supervisor.scenario import evaluate
 
                 summary["events"] = sup_state.get("_fired", [])
-                latched = {n: "latched" in (client.state(n).lifecycle_state if client.state(n) else "")
-                           for n in ("isolator", "vhp", "autoclave", "arm")}
+                def latched_now() -> dict[str, bool]:
+                    return {n: "latched" in (client.state(n).lifecycle_state if client.state(n) else "")
+                            for n in ("isolator", "vhp", "autoclave", "arm")}
+
+                if sc.expect.devices_latched:  # the 10 Hz device states lag the safe_state commands
+                    try:
+                        client.wait_for(lambda: all(latched_now().values()), 5.0, "devices latched")
+                    except TimeoutError:
+                        pass
+                latched = latched_now()
                 summary["latched"] = latched
                 failures = evaluate(sc, {**summary, "batch_state": body.get("batch_state")}, latched)
                 summary["failures"] = failures
