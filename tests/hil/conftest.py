@@ -35,8 +35,8 @@ TEST_CLIENT = {
     "connect_timeout_s": 3.0,
     "request_timeout_s": 2.0,
     "health_period_s": 0.25,
-    "health_timeout_s": 1.0,
-    "silence_timeout_s": 2.0,
+    "health_timeout_s": 2.0,
+    "silence_timeout_s": 3.0,
     "backoff_initial_s": 0.2,
     "backoff_max_s": 1.0,
 }
@@ -170,6 +170,44 @@ def emulator_call(endpoint: str, device: str, method: str, *args: str, timeout_s
     return asyncio.run(asyncio.wait_for(go(), timeout_s * 2))
 
 
+# device-node events (docs/ROS_API.md /cell/events) -> batch record kinds
+RECORD_KINDS = {
+    "command": "command",
+    "refusal": "refusal",
+    "cycle_result": "cycle_result",
+    "latched": "trip",
+    "recovered": "command",
+    "comm_lost": "alarm",
+    "comm_restored": "alarm",
+}
+
+
+def record_events(record: Any, batch_id: str, events: list[dict[str, Any]]) -> int:
+    """Append the record-relevant device events to a BatchRecord; returns how many."""
+    import math
+
+    n = 0
+    for ev in events:
+        kind = RECORD_KINDS.get(ev.get("event", ""))
+        if kind is None:
+            continue
+        payload = {
+            k: v
+            for k, v in ev.items()
+            if k != "event" and v is not None and not (isinstance(v, float) and not math.isfinite(v))
+        }
+        record.append(
+            kind,
+            batch_id=batch_id,
+            actor=str(ev.get("user") or "system"),
+            action=f"{ev.get('device', '')}.{ev.get('command', ev.get('event'))}",
+            reason=str(ev.get("detail") or ev.get("reason") or ""),
+            payload=payload,
+        )
+        n += 1
+    return n
+
+
 def opcua_graph(config_dir: Path, nodes: list[str]) -> list[Any]:
     """The cell graph's device nodes with ``hardware: opcua`` on wall time (no sim_world: the
     emulator is the physical world and has its own clock)."""
@@ -177,7 +215,7 @@ def opcua_graph(config_dir: Path, nodes: list[str]) -> list[Any]:
 
     specs = default_graph(config_dir, 1.0, hardware="opcua", nodes=nodes)
     specs = [
-        replace(s, params={**s.params, "use_sim_time": False, "stale_after_s": 2.0})
+        replace(s, params={**s.params, "use_sim_time": False, "stale_after_s": 3.0})
         if s.kind == "device"
         else s
         for s in specs
@@ -219,7 +257,6 @@ class Hil:
 
     def verify_record(self, batch_id: str) -> Any:
         """Record the events since the mark into a hash-chained BatchRecord and verify it."""
-        from aseptic_cell.demo import record_events
         from aseptic_cell.records import BatchRecord
 
         class _Wall:
@@ -239,6 +276,7 @@ class Hil:
 def hil(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from aseptic_cell.client import CellClient
     from aseptic_cell.config import default_config_dir, load_config
+    from aseptic_cell.devices.opcua_backend import OpcUaBackend
     from aseptic_cell.launcher import CellProcesses
 
     tmp = tmp_path_factory.mktemp("hil")
@@ -252,9 +290,14 @@ def hil(tmp_path_factory: pytest.TempPathFactory) -> Any:
     }
     procs = None
     client = None
+    raw = None
     try:
         for e in emulators.values():
             e.wait_ready()
+        # the backend of this process on the isolator's emulator (its contract is checked in the
+        # fault tests), connected before the nodes so its browse/subscribe load is out of the way
+        raw = OpcUaBackend(device_id="ISO1", kind="isolator", config_path=str(emu_yaml))
+        raw.connect(60.0)
         config_dir = default_config_dir()
         specs = opcua_graph(config_dir, ["isolator", "vhp", "autoclave", "lifecycle_manager"])
         env = dict(os.environ, ASEPTIC_CELL_OPCUA_CONFIG=str(node_yaml))
@@ -276,8 +319,11 @@ def hil(tmp_path_factory: pytest.TempPathFactory) -> Any:
             load_config(config_dir),
         )
         h.emu_yaml = emu_yaml
+        h.raw = raw
         yield h
     finally:
+        if raw is not None:
+            raw.close()
         if client is not None:
             client.close()
         if procs is not None:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .conftest import ROOT, emulator_call, free_ports, opcua_graph, write_opcua_yaml
+from .conftest import ROOT, emulator_call, free_ports, opcua_graph, record_events, write_opcua_yaml
 
 pytestmark = [pytest.mark.hil]
 SERVER_JS = ROOT / "interop" / "device_server.js"
@@ -87,7 +87,6 @@ def njs_cell(tmp_path_factory):
 
 @pytest.mark.timeout(120)
 def test_bridge_drives_a_node_opcua_device(njs_cell):
-    from aseptic_cell.demo import record_events
     from aseptic_cell.records import BatchRecord
 
     c, proc, endpoint, tmp = njs_cell

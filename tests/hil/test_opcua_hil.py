@@ -209,14 +209,32 @@ def test_nan_and_out_of_range_values_are_unsafe(hil):
 
 
 # ======================================================================= communication faults
+def _wait(cond, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 @pytest.mark.timeout(120)
 def test_emulator_killed_then_restarted(hil):
-    h = hil
+    """Also the backend's own contract (``h.raw``: an OpcUaBackend of this process on the same
+    emulator): COMM_LOST while down; after the restart a new session whose values were re-read
+    (the restarted device has its hatch closed again; nothing kept from before)."""
+    h, c = hil, hil.client
     h.mark()
+    assert c.door("isolator", "hatch_a", "open", user="op1").accepted
+    c.wait_state("isolator", lambda s: s.hatch_door_a_open, 20.0, "hatch door A open before the kill")
+    _wait(lambda: h.raw.latest().values["hatch.door_A"] == "open", 10.0, "raw backend sees door A open")
+    sessions = h.raw.sessions
     emu = h.emulators["ISO1"]
     emu.kill()
 
     def restart() -> None:
+        _wait(lambda: not h.raw.connected(), 10.0, "raw backend: dead server detected")
+        out = h.raw.command("close_door", {"door": "A"}, user="t")
+        assert not out.accepted and out.code == "COMM_LOST", out
         h.emulators["ISO1"] = Emulator(emu.yaml, emu.devices, emu.log).start().wait_ready()
 
     _comm_fault_then_recover(
@@ -227,25 +245,43 @@ def test_emulator_killed_then_restarted(hil):
         undo=restart,
         probe=lambda: h.client.door("isolator", "hatch_a", "open", user="op1"),
     )
+    _wait(lambda: h.raw.connected() and h.raw.sessions > sessions, 30.0, "raw backend reconnected")
+    assert h.raw.latest().values["hatch.door_A"] == "closed" and h.raw.latest().age_s() < 1.0
+    assert not c.state("isolator").hatch_door_a_open  # the node re-read too: nothing jumps back
 
 
 @pytest.mark.timeout(90)
 def test_emulator_frozen(hil):
+    """Also the backend's contract on a frozen server: a command times out (TIMEOUT) or finds the
+    link already down (COMM_LOST); ``received_wall`` stops, so the readings age."""
     h = hil
     h.mark()
     emu = h.emulators["ISO1"]
+    sessions = h.raw.sessions
     emu.signal(signal.SIGSTOP)
+
+    def check_then_thaw() -> None:
+        _wait(lambda: not h.raw.connected(), 10.0, "raw backend: frozen server detected")
+        wall = h.raw.latest().received_wall
+        time.sleep(0.5)
+        assert h.raw.latest().received_wall == wall and h.raw.latest().age_s() > 0.5
+        assert h.raw.command("close_door", {"door": "A"}, user="t").code == "COMM_LOST"
+        emu.signal(signal.SIGCONT)
+
     try:
+        out = h.raw.command("close_door", {"door": "A"}, user="t", timeout_s=0.5)
+        assert not out.accepted and out.code in ("TIMEOUT", "COMM_LOST"), out
         _comm_fault_then_recover(
             h,
             node="isolator",
             device="ISO1",
             batch="HIL-FREEZE",
-            undo=lambda: emu.signal(signal.SIGCONT),
+            undo=check_then_thaw,
             probe=lambda: h.client.door("isolator", "hatch_a", "open", user="op1"),
         )
     finally:
         emu.signal(signal.SIGCONT)
+    _wait(lambda: h.raw.connected() and h.raw.sessions > sessions, 30.0, "raw backend reconnected")
 
 
 @pytest.mark.timeout(90)
@@ -266,3 +302,69 @@ def test_link_delayed_or_dropped(hil, mode):
         )
     finally:
         h.proxy.set_mode("pass")
+
+
+# ======================================================================= device-level server rules
+@pytest.mark.timeout(60)
+def test_device_server_access_rules(hil):
+    """No default admin (any user name refused), variables read-only for the anonymous role."""
+    import asyncio
+
+    from asyncua import Client, ua
+    from asyncua.ua.uaerrors import UaStatusCodeError
+
+    from aseptic_cell.opcua.model import NS_URI, nid_reading
+
+    url = hil.endpoints["VHP1"]
+
+    async def admin() -> str:
+        cl = Client(url.replace("opc.tcp://", "opc.tcp://admin:whatever@"), timeout=10)
+        try:
+            await cl.connect()
+        except UaStatusCodeError as exc:
+            return type(exc).__name__
+        await cl.disconnect()
+        return "accepted"
+
+    async def write_as_anonymous() -> str:
+        async with Client(url, timeout=10) as cl:
+            ns = await cl.get_namespace_index(NS_URI)
+            node = cl.get_node(ua.NodeId(nid_reading("VHP1", "cycle_active"), ns))
+            try:
+                await node.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+            except UaStatusCodeError as exc:
+                return type(exc).__name__
+            return "written"
+
+    assert asyncio.run(admin()) in ("BadIdentityTokenRejected", "BadUserAccessDenied")
+    assert asyncio.run(write_as_anonymous()) in ("BadUserAccessDenied", "BadNotWritable")
+
+
+def test_opcua_yaml_cross_checks():
+    from aseptic_cell.config import default_config_dir, load_config
+    from aseptic_cell.opcua.config import (
+        OpcUaConfigError,
+        check_against_cell,
+        load_opcua_config,
+        parse_opcua_config,
+    )
+
+    cell = load_config(default_config_dir())
+    shipped = load_opcua_config(config_dir=default_config_dir())
+    assert check_against_cell(shipped, cell) == []
+    bad = parse_opcua_config(
+        {
+            "devices": {
+                "ISO1": {"endpoint": "opc.tcp://127.0.0.1:48410/x", "kind": "vhp"},
+                "AC1": {"endpoint": "opc.tcp://127.0.0.1:48410/y"},
+                "XX9": {"endpoint": "opc.tcp://10.0.0.5:48411/z"},
+            }
+        }
+    )
+    problems = "\n".join(check_against_cell(bad, cell))
+    assert "devices.ISO1.kind" in problems and "already used by ISO1" in problems
+    assert "XX9: not a device" in problems and "not loopback" in problems
+    with pytest.raises(OpcUaConfigError, match="endpoint"):
+        parse_opcua_config({"devices": {"ISO1": {"endpoint": "http://nope"}}})
+    with pytest.raises(OpcUaConfigError, match="client.backoff_max_s"):
+        parse_opcua_config({"devices": {}, "client": {"backoff_max_s": math.inf}})
