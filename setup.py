@@ -99,6 +99,7 @@ setup(
             "arm_node = aseptic_cell.nodes.arm_node:main",
             "lifecycle_manager = aseptic_cell.nodes.lifecycle_manager:main",
             "opcua_server_node = aseptic_cell.nodes.opcua_server_node:main",
+            "hmi = aseptic_cell.nodes.hmi_node:main",
             "supervisor = aseptic_cell.nodes.supervisor_node:main",
             "supervisor_node = aseptic_cell.nodes.supervisor_node:main",
         ],

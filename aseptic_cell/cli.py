@@ -34,6 +34,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
+    service_issues = _check_service_configs(directory, cfg)
+    if service_issues:
+        print(f"configuration in {directory} is INVALID ({len(service_issues)} problem(s)):", file=sys.stderr)
+        for issue in service_issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
     layout = cfg.layout
     print(f"configuration in {directory} is valid")
     print(f"  cell {layout.cell.id}: devices {', '.join(layout.device_ids())}")
@@ -43,6 +49,39 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  autoclave programs {', '.join(p.id for p in cfg.autoclave_programs.programs)}")
     print(f"  interlock rules {len(cfg.interlocks.rules)}; recipes {', '.join(sorted(cfg.recipes)) or '-'}")
     return EXIT_OK
+
+
+def _check_service_configs(directory: Path, cfg) -> list[str]:
+    """The service front ends' files (HMI, OPC UA bridge and cell server). They are checked here
+    but not by ``load_config``: a broken HMI file must never stop a device node (rule 4)."""
+    problems: list[str] = []
+    checks = []
+    if (directory / "hmi.yaml").is_file():
+        def _hmi() -> list[str]:
+            from .hmi.config import load_hmi_config
+
+            load_hmi_config(directory / "hmi.yaml")
+            return []
+        checks.append(("hmi.yaml", _hmi))
+    if (directory / "opcua.yaml").is_file():
+        def _opcua() -> list[str]:
+            from .opcua.config import check_against_cell, load_opcua_config
+
+            return check_against_cell(load_opcua_config(config_dir=directory), cfg)
+        checks.append(("opcua.yaml", _opcua))
+    if (directory / "opcua_server.yaml").is_file():
+        def _server() -> list[str]:
+            from .opcua.server.config import load_server_config
+
+            load_server_config(directory / "opcua_server.yaml")
+            return []
+        checks.append(("opcua_server.yaml", _server))
+    for name, check in checks:
+        try:
+            problems += [f"{name}: {p}" for p in check()]
+        except Exception as exc:  # each loader raises its own error type with a precise message
+            problems.append(f"{name}: {exc}")
+    return problems
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -40,7 +40,9 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
     from .nodes.graph import default_graph, service_specs
 
     if extra is None:
-        extra = service_specs(config_dir)
+        record_dir = os.path.join(os.getcwd(), "records")
+        os.makedirs(record_dir, exist_ok=True)
+        extra = service_specs(config_dir, record_dir=record_dir)
     specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra)
     log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-run-")
     stop = {"flag": False}

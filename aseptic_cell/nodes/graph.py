@@ -225,12 +225,20 @@ def graph_by_name(specs: Iterable[NodeSpec]) -> dict[str, NodeSpec]:
     return {s.name: s for s in specs}
 
 
-def service_specs(config_dir: str | Path, *, opcua_server: bool = True) -> list[NodeSpec]:
+def service_specs(config_dir: str | Path, *, record_dir: str = "", supervisor: bool = True, hmi: bool = True,
+                  opcua_server: bool = True) -> list[NodeSpec]:
     """The cell's service processes for ``cellctl run`` (``extra=`` of :func:`default_graph`):
-    observers and operator front ends. Nothing depends on them: if one dies, supervision of
-    the devices is unaffected (ARCHITECTURE rule 4)."""
+    the supervisor (batch executive, interlock engine, record), the operator HMI and the OPC UA
+    cell server. The HMI and the cell server only observe and forward commands: if one dies,
+    supervision is unaffected (ARCHITECTURE rule 4)."""
     cfg = str(Path(config_dir))
     specs: list[NodeSpec] = []
+    if supervisor:
+        from .supervisor_node import supervisor_spec
+
+        specs.append(supervisor_spec(cfg, record_dir))
+    if hmi:
+        specs.append(NodeSpec("hmi", "aseptic_cell.nodes.hmi_node", {"config_dir": cfg}, (), False, KIND_SERVICE))
     if opcua_server:
         specs.append(NodeSpec("opcua_server", "aseptic_cell.nodes.opcua_server_node", {"config_dir": cfg}, (),
                               False, KIND_SERVICE))

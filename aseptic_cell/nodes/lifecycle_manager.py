@@ -152,6 +152,12 @@ class _Op:
     purpose: str  # "bringup" | "recover"
     deadline: float = 0.0
     future: Future | None = None
+    sent_at: float = 0.0
+    retries: int = 0  # transition re-probes after a lost reply
+
+
+PROBE_RESEND_S = 3.0  # a get_state reply can be lost on a loaded machine: ask again
+TRANSITION_REPROBES = 2  # a change_state reply lost: re-read the state instead of failing
 
 
 class LifecycleManager(Node):
@@ -284,6 +290,20 @@ class LifecycleManager(Node):
                     break  # waiting (for services)
                 continue
             if not op.future.done():
+                client = m.get_state if op.step == "probe" else m.change_state
+                if op.step == "probe" and now - op.sent_at > PROBE_RESEND_S and now <= op.deadline:
+                    client.remove_pending_request(op.future)
+                    op.future = None  # re-sent by _start_op on the next pass
+                    self.get_logger().warning(f"{op.purpose}: no get_state answer from {op.node} yet; asking again")
+                    break
+                if op.step != "probe" and now > op.deadline and op.retries < TRANSITION_REPROBES:
+                    client.remove_pending_request(op.future)
+                    self._ops.popleft()
+                    self.get_logger().warning(
+                        f"{op.purpose}: no answer to {op.step} of {op.node} within {self.transition_timeout} s; "
+                        "re-reading its lifecycle state")
+                    self._ops.appendleft(_Op(op.node, "probe", op.purpose, retries=op.retries + 1))
+                    continue
                 if now > op.deadline:
                     client = m.get_state if op.step == "probe" else m.change_state
                     client.remove_pending_request(op.future)
@@ -313,6 +333,7 @@ class LifecycleManager(Node):
                     return True
                 return False
             op.future = m.get_state.call_async(GetState.Request())
+            op.sent_at = now
         else:
             tid, _ = _TRANSITIONS[op.step]
             self.get_logger().info(f"{op.purpose}: {op.step} {op.node}")
@@ -339,7 +360,7 @@ class LifecycleManager(Node):
                 return
             self.get_logger().info(f"{op.purpose}: {op.node} is {label}")
             for step in reversed(steps):
-                self._ops.appendleft(_Op(op.node, step, op.purpose))
+                self._ops.appendleft(_Op(op.node, step, op.purpose, retries=op.retries))
             if not steps:
                 self._node_up(op, m)
             return
