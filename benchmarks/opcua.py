@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from aseptic_cell.launcher import _pdeathsig_term  # noqa: E402 - emulators die with the benchmark
+
 GOALS = {"trip_latency_p99_ms": 50.0}
 PORTS = range(48490, 48500)  # the benchmark's slice of the project's 48400-48499
 
@@ -92,6 +94,7 @@ class _Emulator:
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
             start_new_session=True,
+            preexec_fn=_pdeathsig_term,
         )
         box: dict[str, Any] = {}
         t = threading.Thread(target=lambda: box.update(line=self.proc.stdout.readline()), daemon=True)

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from aseptic_cell.launcher import _pdeathsig_term  # noqa: F401 - children die with pytest
+
 from .tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +105,12 @@ class Emulator:
             cmd += ["--device", d]
         self._fh = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._fh, cwd=ROOT, start_new_session=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self._fh,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_pdeathsig_term,
         )
         return self
 

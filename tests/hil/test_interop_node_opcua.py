@@ -15,7 +15,15 @@ import time
 
 import pytest
 
-from .conftest import ROOT, emulator_call, free_ports, opcua_graph, record_events, write_opcua_yaml
+from .conftest import (
+    ROOT,
+    _pdeathsig_term,
+    emulator_call,
+    free_ports,
+    opcua_graph,
+    record_events,
+    write_opcua_yaml,
+)
 
 pytestmark = [pytest.mark.hil]
 SERVER_JS = ROOT / "interop" / "device_server.js"
@@ -41,6 +49,7 @@ def njs_cell(tmp_path_factory):
         stderr=log,
         cwd=ROOT,
         start_new_session=True,
+        preexec_fn=_pdeathsig_term,  # dies with pytest even if a timeout skips the teardown
     )
     procs = client = None
     try:
