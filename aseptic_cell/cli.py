@@ -8,6 +8,7 @@ Sub-commands:
   demo                 start the graph and run one batch sequence end to end
   record verify FILE   check a batch record's hash chain
   ros list | echo      graph inspection
+  emulate              the emulated hardware: one OPC UA server per simulated device
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     speed = args.speed if args.speed is not None else cfg.layout.sim.speedup
-    return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration)
+    return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration,
+                    emulate=args.hardware == "opcua" and not args.external_hardware)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -179,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim-time speed-up (sim s per wall s) or 'max'; default from cell.yaml")
     r.add_argument("--hardware", choices=("sim", "opcua"), default="sim",
                    help="device backends: sim (simulated devices, default) or opcua")
+    r.add_argument("--external-hardware", action="store_true",
+                   help="with --hardware opcua: do not start the emulator (real controllers or an emulator "
+                        "started elsewhere serve config/opcua.yaml's endpoints)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser
@@ -188,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .ros_tools import add_ros_parser
 
     add_ros_parser(sub)
+
+    from .opcua.cli import add_emulate_parser
+
+    add_emulate_parser(sub)
 
     d = sub.add_parser("demo", help="start the node graph and run one batch of a recipe through the supervisor")
     d.add_argument("--config", help="configuration directory")

@@ -34,16 +34,24 @@ def _fmt_state(client: CellClient) -> str:
 
 
 def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: list[Any] | None = None,
-             status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None) -> int:
+             status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None,
+             emulate: bool = False) -> int:
     """Run the graph until interrupted (or for ``duration_s``); returns 0 on a clean stop."""
     from .launcher import CellProcesses, wait_for_nodes
-    from .nodes.graph import default_graph, service_specs
+    from .nodes.graph import default_graph, emulator_spec, service_specs
 
     if extra is None:
         record_dir = os.path.join(os.getcwd(), "records")
         os.makedirs(record_dir, exist_ok=True)
         extra = service_specs(config_dir, record_dir=record_dir)
     specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra)
+    if hardware != "sim":  # no /clock: every node on wall time
+        from dataclasses import replace
+
+        specs = [replace(s, params={**s.params, "use_sim_time": False}) if "use_sim_time" in s.params else s
+                 for s in specs]
+    if emulate:
+        specs = [emulator_spec(config_dir, speed)] + specs
     log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-run-")
     stop = {"flag": False}
 
@@ -58,7 +66,8 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
     try:
         with CellProcesses(specs, log_dir=log_dir, env=dict(os.environ)) as procs:
             try:
-                wait_for_nodes(specs, timeout_s=120.0, check=lambda: _raise_if_dead(procs))
+                wait_for_nodes([s for s in specs if s.argv is None], timeout_s=120.0,
+                               check=lambda: _raise_if_dead(procs))
             except (TimeoutError, RuntimeError) as exc:
                 print(f"bring-up FAILED: {exc}", flush=True)
                 return 1

@@ -96,7 +96,8 @@ class DeviceNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.device_id = self.get_parameter("device_id").value or self.default_device_id()
         try:
-            self.backend = make_backend(hardware, device_id=self.device_id, kind=self.KIND)
+            options = {"config_dir": config_dir} if hardware == "opcua" else {}
+            self.backend = make_backend(hardware, device_id=self.device_id, kind=self.KIND, **options)
             self.backend.connect(float(self.get_parameter("connect_timeout_s").value))
         except Exception as exc:  # BackendError, ValueError: the reason goes to the log
             self.get_logger().error(f"configure failed: cannot connect to {self.device_id} ({hardware}): {exc}")

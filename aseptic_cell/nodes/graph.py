@@ -61,6 +61,7 @@ class NodeSpec:
     depends_on: tuple[str, ...] = ()
     lifecycle: bool = False
     kind: str = KIND_SERVICE
+    argv: tuple[str, ...] | None = None  # a plain (non-ROS) process: these arguments instead of --ros-args
 
     @property
     def executable(self) -> str:
@@ -78,7 +79,7 @@ class NodeSpec:
         """The full argv of this node's process."""
         py = python or sys.executable
         head = [py, self.module] if self.module.endswith(".py") else [py, "-m", self.module]
-        return head + self.ros_args()
+        return head + (list(self.argv) if self.argv is not None else self.ros_args())
 
 
 def param_to_yaml(value: Any) -> str:
@@ -188,18 +189,16 @@ def default_graph(
     if speed != speed or speed < 0:
         raise ValueError(f"speed must be >= 0 or inf, got {speed!r}")
     sim_speed = 0.0 if math.isinf(speed) else float(speed)
-    specs: list[NodeSpec] = [
-        NodeSpec(
-            SIM_WORLD,
-            "aseptic_cell.nodes.sim_world",
-            {"config_dir": cfg, "speed": sim_speed},
-            (),
-            False,
-            KIND_SIM,
-        )
-    ]
+    # hardware "sim": sim_world is the physical world and publishes /clock (sim time).
+    # hardware "opcua": the devices are OPC UA servers (real controllers, or `cellctl emulate`
+    # with its own clock): no sim_world, every node on wall time.
+    sim = hardware == "sim"
+    specs: list[NodeSpec] = []
+    if sim:
+        specs.append(NodeSpec(SIM_WORLD, "aseptic_cell.nodes.sim_world", {"config_dir": cfg, "speed": sim_speed},
+                              (), False, KIND_SIM))
     for name, module, deps in _DEVICES:
-        params = {"use_sim_time": True, "config_dir": cfg, "hardware": hardware}
+        params = {"use_sim_time": sim, "config_dir": cfg, "hardware": hardware}
         specs.append(NodeSpec(name, module, params, deps, True, KIND_DEVICE))
     specs.extend(extra)
 
@@ -217,8 +216,17 @@ def default_graph(
         ]
         if LIFECYCLE_MANAGER not in kept:
             return specs
-    specs.append(lifecycle_manager_spec(specs))
+    specs.append(lifecycle_manager_spec(specs, use_sim_time=sim))
     return specs
+
+
+def emulator_spec(config_dir: str | Path, speed: float | None = None) -> NodeSpec:
+    """``cellctl emulate`` as a process: the emulated hardware (SimCell behind one OPC UA server
+    per device, its own clock) for ``hardware: opcua`` when no real controllers are attached."""
+    argv = ["--config-dir", str(Path(config_dir))]
+    if speed is not None and math.isfinite(speed) and speed > 0:
+        argv += ["--speed", repr(float(speed))]
+    return NodeSpec("emulator", "aseptic_cell.opcua.emulator", {}, (), False, KIND_SIM, argv=tuple(argv))
 
 
 def graph_by_name(specs: Iterable[NodeSpec]) -> dict[str, NodeSpec]:

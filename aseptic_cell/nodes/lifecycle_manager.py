@@ -299,6 +299,8 @@ class LifecycleManager(Node):
                 if op.step != "probe" and now > op.deadline and op.retries < TRANSITION_REPROBES:
                     client.remove_pending_request(op.future)
                     self._ops.popleft()
+                    # the node's remaining queued steps are re-derived from the state the probe reads
+                    self._ops = type(self._ops)(o for o in self._ops if not (o.node == op.node and o.purpose == op.purpose))
                     self.get_logger().warning(
                         f"{op.purpose}: no answer to {op.step} of {op.node} within {self.transition_timeout} s; "
                         "re-reading its lifecycle state")

@@ -28,6 +28,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.signals import SignalHandlerOptions
 from rclpy.timer import Timer
 
@@ -97,7 +98,14 @@ def spin_until_shutdown(
         exe.add_node(n)
     try:
         while not _shutdown.is_set() and (ctx is None or ctx.ok()):
-            exe.spin_once(timeout_sec=period_s)
+            try:
+                exe.spin_once(timeout_sec=period_s)
+            except RCLError as exc:
+                # e.g. a lifecycle change_state request for a transition the current state does
+                # not have: rclpy raises inside its service handler. A bad request must never
+                # take a device node down; it is logged and refused (no response is sent).
+                if nodes:
+                    nodes[0].get_logger().error(f"request failed and was ignored: {exc}")
     except KeyboardInterrupt:  # handlers not installed (not the main thread) or a second ^C
         pass
     finally:
