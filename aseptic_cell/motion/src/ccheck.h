@@ -28,6 +28,8 @@
 #define CC_MAX_SPHERES 256
 #define CC_MAX_ENT (CC_MAX_LINKS + CC_MAX_PAIRS)
 #define CC_NJ 6
+#define CC_FPAD 16   /* fast path: per-link sphere arrays padded to this multiple */
+#define CC_FSPH (CC_MAX_SPHERES + CC_FPAD * CC_MAX_LINKS)
 
 typedef struct {
     /* kinematics */
@@ -71,6 +73,20 @@ typedef struct {
     float sph_r_env[CC_MAX_SPHERES], sph_r_self[CC_MAX_SPHERES];
     float bound_r_env[CC_MAX_LINKS], bound_r_self[CC_MAX_LINKS];  /* around t = 0.5 */
     float fbox_c[CC_MAX_BOXES][3], fbox_ax[CC_MAX_BOXES][9], fbox_h[CC_MAX_BOXES][3];
+
+    /* Derived by cc_fast_prepare (fast.c) for the fast path kernels. */
+    uint64_t aligned_mask;                        /* bit b: box_aligned[b] */
+    /* sphere data of each link padded with copies of its last sphere to a multiple
+     * of CC_FPAD, so one configuration's spheres are tested a vector at a time */
+    int fsph_off[CC_MAX_LINKS], fsph_n[CC_MAX_LINKS];
+    float fsph_t[CC_FSPH];
+    float fsph_rr_env[CC_FSPH];  /* r_env * r_env (float) */
+    float fsph_r_self[CC_FSPH];
+    /* Axis-aligned cull of link k against aligned box b: a configuration whose link
+     * k end points (both, per axis) lie above cull_hi[k][b][i] or below
+     * cull_lo[k][b][i] on some axis i cannot make any of the link's spheres hit
+     * the box in the float32 test (argument in cc_fast_prepare). */
+    float cull_lo[CC_MAX_LINKS][CC_MAX_BOXES][4], cull_hi[CC_MAX_LINKS][CC_MAX_BOXES][4];
 } cc_scene;
 
 /* Frames for one configuration: frame k rotation R[k] (row-major) and origin p[k]. */
@@ -194,5 +210,7 @@ typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, uint64_t 
 void cc_fast_generic(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
 void cc_fast_avx2(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
 void cc_fast_avx512(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
+/* Fill the derived fast-path fields of a scene whose other fields are set. */
+void cc_fast_prepare(cc_scene *S);
 
 #endif

@@ -1,11 +1,19 @@
 /* Float32 fast path kernel, written once and compiled for several instruction
- * sets by fast.c (which defines KFN(name) and KATTR before including this file).
+ * sets by fast.c (which defines KFN(name), KATTR, KVL and the vector helpers
+ * KVMAX, KVMIN, KVBITS, KVSET1 before including this file).
  *
- * Works on blocks of CC_W configurations in structure-of-arrays form; every inner
- * loop runs over the CC_W lanes so the compiler vectorises it (SSE2, AVX2 or
- * AVX-512 depending on KATTR). Only IEEE-exact operations (+ - * / sqrt, compare,
- * select) are used and FMA contraction is off, so every level produces the same
- * bits and therefore the same verdicts.
+ * Works on blocks of CC_W configurations ("lanes") in three phases:
+ *   1. kinematics for all lanes at once (structure of arrays, double), link
+ *      segments rounded to float;
+ *   2. branch-free culls: for every (link, active box) and every self pair, one
+ *      lane bit mask of the configurations that might touch; non-empty masks go
+ *      to a work list (no early exit inside this phase);
+ *   3. exact float32 sphere tests only for the listed (link, box, lane) hits, one
+ *      configuration at a time with its spheres across the vector, skipping lanes
+ *      already known to collide; stop once every lane collides.
+ * Only IEEE-exact operations (+ - * / sqrt, compare, select, min/max, abs by
+ * clearing the sign bit) are used and FMA contraction is off, so every level
+ * produces the same bits and therefore the same verdicts.
  *
  * Soundness: FK runs in double (error ~1e-15 m). Link segment end points are then
  * rounded to float and every link is covered by spheres whose radii contain the
@@ -13,110 +21,127 @@
  * rounding error of the sphere/box test (computed in scene.py). A lane is "free"
  * only if no covering sphere touches any active box and no self-collision pair's
  * spheres touch, so a configuration whose exact clearance is below the margin is
- * never reported free. Bounding spheres around each link's cover cull the boxes
- * and pairs that are far away.
+ * never reported free. The culls only skip sphere tests that provably miss in
+ * float32: aligned boxes by the per-axis interval test of cc_fast_prepare (fast.c,
+ * with its rounding argument), oriented boxes and self pairs by bounding spheres
+ * around each link's cover (radius >= half length + sphere radius + eps) tested
+ * with the same float32 arithmetic. The verdict of every lane is therefore
+ * exactly "joint limits violated or some sphere test hits".
  */
 
 #define W CC_W
+#define NV (W / KVL)
+
+typedef float KFN(vf) __attribute__((vector_size(KVL * 4)));
+typedef int32_t KFN(vi) __attribute__((vector_size(KVL * 4)));
+#define VF KFN(vf)
+#define VI KFN(vi)
+
+#ifdef KPORTABLE
+static inline VF KFN(vsel)(VI m, VF a, VF b) { return (VF)((m & (VI)a) | (~m & (VI)b)); }
+static inline uint32_t KFN(vbits)(VI m)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < KVL; i++) r |= (uint32_t)(m[i] & 1) << i;
+    return r;
+}
+#endif
 
 CC_SINCOS_DEF(KFN(sincos), KATTR)
 
-/* Sphere(s) vs axis-aligned box (rotation exactly the identity). */
-KATTR static int KFN(sph_aabb)(const float *cx, const float *cy, const float *cz, float rr,
-                               const float *bc, const float *h, const int32_t *col,
-                               int32_t *hit)
+KATTR static inline VF KFN(ld)(const float *p)
 {
-    int32_t any = 0;
-    for (int l = 0; l < W; l++) {
-        float ex = (cx[l] - bc[0] < 0.0f ? bc[0] - cx[l] : cx[l] - bc[0]) - h[0];
-        float ey = (cy[l] - bc[1] < 0.0f ? bc[1] - cy[l] : cy[l] - bc[1]) - h[1];
-        float ez = (cz[l] - bc[2] < 0.0f ? bc[2] - cz[l] : cz[l] - bc[2]) - h[2];
-        ex = ex > 0.0f ? ex : 0.0f;
-        ey = ey > 0.0f ? ey : 0.0f;
-        ez = ez > 0.0f ? ez : 0.0f;
-        float d2 = ex * ex + ey * ey + ez * ez;
-        int32_t hl = d2 <= rr ? 1 : 0;
-        hit[l] = hl;
-        any |= hl & (col[l] ^ 1);
+    VF v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+KATTR static inline VF KFN(bcast)(float x) { return KVSET1(x); }
+
+KATTR static inline VF KFN(vabs)(VF x) { return (VF)((VI)x & 0x7fffffff); }
+
+/* Does any sphere of link k (configuration with segment start x0 and float
+ * direction d) touch box b? Spheres across the vector; same float32 arithmetic
+ * as the scalar definition c = e0 + t d, e = max(|R^T (c - bc)| - h, 0),
+ * hit iff e.e <= r * r. */
+KATTR static inline int KFN(narrow_box)(const cc_scene *S, int k, int b, int aligned,
+                                        const float x0[3], const float d[3])
+{
+    const VF X = KFN(bcast)(x0[0]), Y = KFN(bcast)(x0[1]), Z = KFN(bcast)(x0[2]);
+    const VF DX = KFN(bcast)(d[0]), DY = KFN(bcast)(d[1]), DZ = KFN(bcast)(d[2]);
+    const float *bcf = S->fbox_c[b], *hf = S->fbox_h[b], *ax = S->fbox_ax[b];
+    const VF BX = KFN(bcast)(bcf[0]), BY = KFN(bcast)(bcf[1]), BZ = KFN(bcast)(bcf[2]);
+    const VF HX = KFN(bcast)(hf[0]), HY = KFN(bcast)(hf[1]), HZ = KFN(bcast)(hf[2]);
+    const VF zero = KFN(bcast)(0.0f);
+    const int off = S->fsph_off[k], n = S->fsph_n[k];
+    for (int g = 0; g < n; g += KVL) {
+        const VF t = KFN(ld)(S->fsph_t + off + g);
+        VF cx = X + t * DX, cy = Y + t * DY, cz = Z + t * DZ;
+        VF lx = cx - BX, ly = cy - BY, lz = cz - BZ;
+        if (!aligned) {
+            VF dx = lx, dy = ly, dz = lz;
+            lx = KFN(bcast)(ax[0]) * dx + KFN(bcast)(ax[3]) * dy + KFN(bcast)(ax[6]) * dz;
+            ly = KFN(bcast)(ax[1]) * dx + KFN(bcast)(ax[4]) * dy + KFN(bcast)(ax[7]) * dz;
+            lz = KFN(bcast)(ax[2]) * dx + KFN(bcast)(ax[5]) * dy + KFN(bcast)(ax[8]) * dz;
+        }
+        VF ex = KVMAX(KFN(vabs)(lx) - HX, zero);
+        VF ey = KVMAX(KFN(vabs)(ly) - HY, zero);
+        VF ez = KVMAX(KFN(vabs)(lz) - HZ, zero);
+        VF d2 = ex * ex + ey * ey + ez * ez;
+        if (KVBITS(d2 <= KFN(ld)(S->fsph_rr_env + off + g))) return 1;
     }
-    return any;
+    return 0;
 }
 
-/* Sphere(s) vs oriented box. */
-
-KATTR static int KFN(sph_box)(const float *cx, const float *cy, const float *cz, float rr,
-                              const float *bc, const float *ax, const float *h,
-                              const int32_t *col, int32_t *hit)
+/* Does any sphere pair of links a and b touch (self-collision, radii r_self)? */
+KATTR static inline int KFN(narrow_pair)(const cc_scene *S, int a, int b, const float a0[3],
+                                         const float ad[3], const float b0[3], const float bd[3])
 {
-    int32_t any = 0;
-    for (int l = 0; l < W; l++) {
-        float dx = cx[l] - bc[0], dy = cy[l] - bc[1], dz = cz[l] - bc[2];
-        float lx = ax[0] * dx + ax[3] * dy + ax[6] * dz;
-        float ly = ax[1] * dx + ax[4] * dy + ax[7] * dz;
-        float lz = ax[2] * dx + ax[5] * dy + ax[8] * dz;
-        float ex = (lx < 0.0f ? -lx : lx) - h[0];
-        float ey = (ly < 0.0f ? -ly : ly) - h[1];
-        float ez = (lz < 0.0f ? -lz : lz) - h[2];
-        ex = ex > 0.0f ? ex : 0.0f;
-        ey = ey > 0.0f ? ey : 0.0f;
-        ez = ez > 0.0f ? ez : 0.0f;
-        float d2 = ex * ex + ey * ey + ez * ez;
-        int32_t hl = d2 <= rr ? 1 : 0;
-        hit[l] = hl;
-        any |= hl & (col[l] ^ 1);
+    const VF X = KFN(bcast)(b0[0]), Y = KFN(bcast)(b0[1]), Z = KFN(bcast)(b0[2]);
+    const VF DX = KFN(bcast)(bd[0]), DY = KFN(bcast)(bd[1]), DZ = KFN(bcast)(bd[2]);
+    const int offa = S->fsph_off[a], na = S->fsph_n[a];
+    const int offb = S->fsph_off[b], nb = S->fsph_n[b];
+    for (int g = 0; g < nb; g += KVL) {
+        const VF t = KFN(ld)(S->fsph_t + offb + g), rb = KFN(ld)(S->fsph_r_self + offb + g);
+        const VF cx = X + t * DX, cy = Y + t * DY, cz = Z + t * DZ;
+        VI acc = (VI)KFN(bcast)(0.0f);
+        for (int s = 0; s < na; s++) {
+            const float ta = S->fsph_t[offa + s];
+            const float px = a0[0] + ta * ad[0], py = a0[1] + ta * ad[1], pz = a0[2] + ta * ad[2];
+            const VF dx = KFN(bcast)(px) - cx, dy = KFN(bcast)(py) - cy, dz = KFN(bcast)(pz) - cz;
+            const VF d2 = dx * dx + dy * dy + dz * dz;
+            const VF r = KFN(bcast)(S->fsph_r_self[offa + s]) + rb;
+            acc |= d2 <= r * r;
+        }
+        if (KVBITS(acc)) return 1;
     }
-    return any;
+    return 0;
 }
 
-KATTR static int KFN(sph_sph)(const float *ax_, const float *ay, const float *az,
-                              const float *bx, const float *by, const float *bz, float rr,
-                              const int32_t *col, int32_t *hit)
-{
-    int32_t any = 0;
-    for (int l = 0; l < W; l++) {
-        float dx = ax_[l] - bx[l], dy = ay[l] - by[l], dz = az[l] - bz[l];
-        float d2 = dx * dx + dy * dy + dz * dz;
-        int32_t hl = d2 <= rr ? 1 : 0;
-        hit[l] = hl;
-        any |= hl & (col[l] ^ 1);
-    }
-    return any;
-}
-
-KATTR static int KFN(all_set)(const int32_t *col)
-{
-    int32_t a = 1;
-    for (int l = 0; l < W; l++) a &= col[l];
-    return a;
-}
-
-KATTR static void KFN(or_into)(int32_t *col, const int32_t *hit)
-{
-    for (int l = 0; l < W; l++) col[l] |= hit[l];
-}
-
-KATTR static void KFN(sphere_center)(float e0[3][W], float d[3][W], float t,
-                                     float c[3][W])
-{
-    for (int i = 0; i < 3; i++)
-        for (int l = 0; l < W; l++) c[i][l] = e0[i][l] + t * d[i][l];
-}
+typedef struct {
+    uint16_t a, b;   /* link, box (environment) or link, link (self pair) */
+    uint32_t lanes;
+} KFN(entry);
 
 KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t active,
                              uint8_t *out)
 {
+    const uint32_t full = (uint32_t)((1ull << W) - 1);
     double qd[CC_NJ][W];
-    int32_t col[W], hit[W];
+    int32_t bad[W];
     for (int l = 0; l < W; l++) {
         int src = l < m ? l : m - 1;
         for (int j = 0; j < CC_NJ; j++) qd[j][l] = q[CC_NJ * src + j];
     }
-    /* joint position limits: outside = not free */
-    for (int l = 0; l < W; l++) col[l] = 0;
+    /* joint position limits: outside = not free; lanes past m are padding */
+    for (int l = 0; l < W; l++) bad[l] = 0;
     for (int j = 0; j < CC_NJ; j++) {
         const double lo = S->qmin[j], hi = S->qmax[j];
-        for (int l = 0; l < W; l++) col[l] |= (qd[j][l] >= lo && qd[j][l] <= hi) ? 0 : 1;
+        for (int l = 0; l < W; l++) bad[l] |= (qd[j][l] >= lo && qd[j][l] <= hi) ? 0 : 1;
     }
+    uint32_t col = full & ~(uint32_t)((1ull << m) - 1);
+    for (int l = 0; l < W; l++) col |= (uint32_t)bad[l] << l;
+    if (col == full) goto done;
 
     /* forward kinematics in double, link segments to float */
     const int L = S->nlinks;
@@ -125,7 +150,8 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
         for (int l = 0; l < W; l++) R[i][l] = S->base_R[i];
     for (int i = 0; i < 3; i++)
         for (int l = 0; l < W; l++) p[i][l] = S->base_p[i];
-    float e0[CC_MAX_LINKS][3][W], dd[CC_MAX_LINKS][3][W];
+    float e0[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));
+    float dd[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));
     for (int f = 0; f <= CC_NJ; f++) {
         if (f > 0) {
             const int k = f - 1;
@@ -147,68 +173,138 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
         for (int k = 0; k < L; k++) {
             if (S->link_frame[k] != f) continue;
             const double *v0 = S->link_p0[k], *v1 = S->link_p1[k];
+            /* p + R v, skipping the terms with an exactly zero component of v: they
+             * add +-0, which changes no value (at most the sign of a zero) */
             for (int i = 0; i < 3; i++) {
+                double a0[W], a1[W];
+                for (int l = 0; l < W; l++) a0[l] = a1[l] = p[i][l];
+                for (int c = 0; c < 3; c++) {
+                    const double *Rc = R[3 * i + c];
+                    if (v0[c] != 0.0)
+                        for (int l = 0; l < W; l++) a0[l] = a0[l] + Rc[l] * v0[c];
+                    if (v1[c] != 0.0)
+                        for (int l = 0; l < W; l++) a1[l] = a1[l] + Rc[l] * v1[c];
+                }
                 for (int l = 0; l < W; l++) {
-                    double a0 = p[i][l] + R[3 * i][l] * v0[0] + R[3 * i + 1][l] * v0[1] +
-                                R[3 * i + 2][l] * v0[2];
-                    double a1 = p[i][l] + R[3 * i][l] * v1[0] + R[3 * i + 1][l] * v1[1] +
-                                R[3 * i + 2][l] * v1[2];
-                    float f0 = (float)a0;
+                    float f0 = (float)a0[l];
                     e0[k][i][l] = f0;
-                    dd[k][i][l] = (float)a1 - f0;
+                    dd[k][i][l] = (float)a1[l] - f0;
                 }
             }
         }
     }
 
-    /* link covers vs active boxes */
-    float mc[CC_MAX_LINKS][3][W];
-    for (int k = 0; k < L; k++) KFN(sphere_center)(e0[k], dd[k], 0.5f, mc[k]);
-    if (KFN(all_set)(col)) goto done;
-    for (int k = 0; k < L; k++) {
-        uint64_t mk = S->fast_box_mask[k] & active;
-        const float rb = S->bound_r_env[k];
-        while (mk) {
-            int b = __builtin_ctzll(mk);
-            mk &= mk - 1;
-            const int al = S->box_aligned[b];
-            const float *bc = S->fbox_c[b], *bax = S->fbox_ax[b], *bh = S->fbox_h[b];
-            int any = al ? KFN(sph_aabb)(mc[k][0], mc[k][1], mc[k][2], rb * rb, bc, bh, col, hit)
-                         : KFN(sph_box)(mc[k][0], mc[k][1], mc[k][2], rb * rb, bc, bax, bh, col, hit);
-            if (!any) continue;
-            for (int s = S->sph_first[k]; s < S->sph_first[k] + S->sph_count[k]; s++) {
-                float c[3][W];
-                const float r = S->sph_r_env[s];
-                KFN(sphere_center)(e0[k], dd[k], S->sph_t[s], c);
-                any = al ? KFN(sph_aabb)(c[0], c[1], c[2], r * r, bc, bh, col, hit)
-                         : KFN(sph_box)(c[0], c[1], c[2], r * r, bc, bax, bh, col, hit);
-                if (any) KFN(or_into)(col, hit);
+    /* ---- phase 2: culls -> work list */
+    KFN(entry) ent[CC_MAX_LINKS * CC_MAX_BOXES + CC_MAX_PAIRS];
+    int ne = 0;
+    float mc[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));  /* cover centres, t = 0.5 */
+    for (int k = 0; k < L; k++)
+        for (int i = 0; i < 3; i++)
+            for (int v = 0; v < NV; v++) {
+                VF c = KFN(ld)(&e0[k][i][v * KVL]) +
+                       KFN(bcast)(0.5f) * KFN(ld)(&dd[k][i][v * KVL]);
+                memcpy(&mc[k][i][v * KVL], &c, sizeof c);
             }
-            if (KFN(all_set)(col)) goto done;
+    for (int k = 0; k < L; k++) {
+        const uint64_t mk = S->fast_box_mask[k] & active;
+        if (!mk) continue;
+        /* per-axis range of the sphere centres: between e0 and fl(e0 + d) */
+        VF lo[3][NV], hi[3][NV];
+        for (int i = 0; i < 3; i++)
+            for (int v = 0; v < NV; v++) {
+                VF a = KFN(ld)(&e0[k][i][v * KVL]);
+                VF b = a + KFN(ld)(&dd[k][i][v * KVL]);
+                lo[i][v] = KVMIN(a, b);
+                hi[i][v] = KVMAX(a, b);
+            }
+        uint64_t ma = mk & S->aligned_mask;
+        while (ma) {
+            const int b = __builtin_ctzll(ma);
+            ma &= ma - 1;
+            const float *cl = S->cull_lo[k][b], *ch = S->cull_hi[k][b];
+            const VF lx = KFN(bcast)(cl[0]), ly = KFN(bcast)(cl[1]), lz = KFN(bcast)(cl[2]);
+            const VF hx = KFN(bcast)(ch[0]), hy = KFN(bcast)(ch[1]), hz = KFN(bcast)(ch[2]);
+            uint32_t bits = 0;
+            for (int v = 0; v < NV; v++) {
+                VI sep = (lo[0][v] > hx) | (hi[0][v] < lx) | (lo[1][v] > hy) | (hi[1][v] < ly) |
+                         (lo[2][v] > hz) | (hi[2][v] < lz);
+                bits |= KVBITS(~sep) << (v * KVL);
+            }
+            ent[ne].a = (uint16_t)k;
+            ent[ne].b = (uint16_t)b;
+            ent[ne].lanes = bits & ~col;
+            ne += (bits & ~col) != 0;
+        }
+        uint64_t mo = mk & ~S->aligned_mask;
+        while (mo) {
+            /* oriented box: bounding sphere of the cover, float32 sphere/box test */
+            const int b = __builtin_ctzll(mo);
+            mo &= mo - 1;
+            const float rb = S->bound_r_env[k];
+            const VF rr = KFN(bcast)(rb * rb), zero = KFN(bcast)(0.0f);
+            const float *bcf = S->fbox_c[b], *hf = S->fbox_h[b], *ax = S->fbox_ax[b];
+            uint32_t bits = 0;
+            for (int v = 0; v < NV; v++) {
+                VF dx = KFN(ld)(&mc[k][0][v * KVL]) - KFN(bcast)(bcf[0]);
+                VF dy = KFN(ld)(&mc[k][1][v * KVL]) - KFN(bcast)(bcf[1]);
+                VF dz = KFN(ld)(&mc[k][2][v * KVL]) - KFN(bcast)(bcf[2]);
+                VF lx = KFN(bcast)(ax[0]) * dx + KFN(bcast)(ax[3]) * dy + KFN(bcast)(ax[6]) * dz;
+                VF ly = KFN(bcast)(ax[1]) * dx + KFN(bcast)(ax[4]) * dy + KFN(bcast)(ax[7]) * dz;
+                VF lz = KFN(bcast)(ax[2]) * dx + KFN(bcast)(ax[5]) * dy + KFN(bcast)(ax[8]) * dz;
+                VF ex = KVMAX(KFN(vabs)(lx) - KFN(bcast)(hf[0]), zero);
+                VF ey = KVMAX(KFN(vabs)(ly) - KFN(bcast)(hf[1]), zero);
+                VF ez = KVMAX(KFN(vabs)(lz) - KFN(bcast)(hf[2]), zero);
+                VF d2 = ex * ex + ey * ey + ez * ez;
+                bits |= KVBITS(d2 <= rr) << (v * KVL);
+            }
+            ent[ne].a = (uint16_t)k;
+            ent[ne].b = (uint16_t)b;
+            ent[ne].lanes = bits & ~col;
+            ne += (bits & ~col) != 0;
         }
     }
-    /* self-collision pairs */
+    const int ne_env = ne;
     for (int pi = 0; pi < S->npairs; pi++) {
         const int a = S->pair_a[pi], b = S->pair_b[pi];
         const float rb = S->bound_r_self[a] + S->bound_r_self[b];
-        if (!KFN(sph_sph)(mc[a][0], mc[a][1], mc[a][2], mc[b][0], mc[b][1], mc[b][2], rb * rb,
-                          col, hit))
-            continue;
-        for (int sa = S->sph_first[a]; sa < S->sph_first[a] + S->sph_count[a]; sa++) {
-            float ca[3][W];
-            KFN(sphere_center)(e0[a], dd[a], S->sph_t[sa], ca);
-            for (int sb = S->sph_first[b]; sb < S->sph_first[b] + S->sph_count[b]; sb++) {
-                float cb[3][W];
-                const float r = S->sph_r_self[sa] + S->sph_r_self[sb];
-                KFN(sphere_center)(e0[b], dd[b], S->sph_t[sb], cb);
-                if (KFN(sph_sph)(ca[0], ca[1], ca[2], cb[0], cb[1], cb[2], r * r, col, hit))
-                    KFN(or_into)(col, hit);
-            }
+        const VF rr = KFN(bcast)(rb * rb);
+        uint32_t bits = 0;
+        for (int v = 0; v < NV; v++) {
+            VF dx = KFN(ld)(&mc[a][0][v * KVL]) - KFN(ld)(&mc[b][0][v * KVL]);
+            VF dy = KFN(ld)(&mc[a][1][v * KVL]) - KFN(ld)(&mc[b][1][v * KVL]);
+            VF dz = KFN(ld)(&mc[a][2][v * KVL]) - KFN(ld)(&mc[b][2][v * KVL]);
+            VF d2 = dx * dx + dy * dy + dz * dz;
+            bits |= KVBITS(d2 <= rr) << (v * KVL);
         }
-        if (KFN(all_set)(col)) goto done;
+        ent[ne].a = (uint16_t)a;
+        ent[ne].b = (uint16_t)b;
+        ent[ne].lanes = bits & ~col;
+        ne += (bits & ~col) != 0;
+    }
+
+    /* ---- phase 3: sphere tests for the hits only */
+    for (int i = 0; i < ne; i++) {
+        uint32_t lanes = ent[i].lanes & ~col;
+        const int a = ent[i].a, b = ent[i].b;
+        while (lanes) {
+            const int l = __builtin_ctz(lanes);
+            lanes &= lanes - 1;
+            const float x0[3] = {e0[a][0][l], e0[a][1][l], e0[a][2][l]};
+            const float xd[3] = {dd[a][0][l], dd[a][1][l], dd[a][2][l]};
+            int hit;
+            if (i < ne_env) {
+                hit = KFN(narrow_box)(S, a, b, (int)((S->aligned_mask >> b) & 1u), x0, xd);
+            } else {
+                const float y0[3] = {e0[b][0][l], e0[b][1][l], e0[b][2][l]};
+                const float yd[3] = {dd[b][0][l], dd[b][1][l], dd[b][2][l]};
+                hit = KFN(narrow_pair)(S, a, b, x0, xd, y0, yd);
+            }
+            col |= (uint32_t)hit << l;
+        }
+        if (col == full) break;
     }
 done:
-    for (int l = 0; l < m; l++) out[l] = col[l] ? 0 : 1;
+    for (int l = 0; l < m; l++) out[l] = (col >> l) & 1u ? 0 : 1;
 }
 
 KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, uint64_t active,
@@ -221,3 +317,6 @@ KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, uint64_t act
 }
 
 #undef W
+#undef NV
+#undef VF
+#undef VI

@@ -276,6 +276,7 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "every link needs at least one covering sphere");
             goto out;
         }
+    cc_fast_prepare(S);
     res = PyCapsule_New(S, CAPSULE_NAME, scene_free);
     if (res) S = NULL;
 out:
