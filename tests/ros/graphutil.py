@@ -14,16 +14,61 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
 
 
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def opcua_config_dir(tmp: Path, sim_speed: float) -> Path:
+    """A copy of config/ whose opcua.yaml puts the emulated devices on free loopback ports."""
+    import shutil
+
+    import yaml
+
+    target = tmp / "config"
+    shutil.copytree(CONFIG, target)
+    data = yaml.safe_load((target / "opcua.yaml").read_text())
+    for (dev, entry), port in zip(data["devices"].items(), _free_ports(len(data["devices"]))):
+        entry["endpoint"] = f"opc.tcp://127.0.0.1:{port}/aseptic/{dev}"
+    data["emulator"]["sim_speed"] = sim_speed
+    (target / "opcua.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
 @contextlib.contextmanager
-def running_graph(tmp: Path, *, speed: float = 2000.0, nodes=None, config_dir: Path = CONFIG):
+def running_graph(tmp: Path, *, speed: float = 2000.0, nodes=None, config_dir: Path = CONFIG,
+                  hardware: str = "sim"):
     """Yield (procs, client, specs) with every node ACTIVE; on exit stop everything and
-    check the exit codes (the caller may inspect ``procs.exit_codes``)."""
-    specs = default_graph(str(config_dir), speed=speed, nodes=nodes)
+    check the exit codes (the caller may inspect ``procs.exit_codes``).
+
+    ``hardware="opcua"``: the device nodes use the OPC UA backend against ``cellctl emulate``
+    (one asyncua server per device, free ports, its own clock) — no sim_world, wall time."""
+    from dataclasses import replace
+
+    from aseptic_cell.nodes.graph import emulator_spec
+
+    if hardware == "opcua":
+        config_dir = opcua_config_dir(tmp, speed)
+        specs = default_graph(str(config_dir), speed=speed, nodes=nodes, hardware="opcua")
+        specs = [replace(s, params={**s.params, "use_sim_time": False}) if "use_sim_time" in s.params else s
+                 for s in specs]
+        specs = [emulator_spec(config_dir, speed)] + specs
+    else:
+        specs = default_graph(str(config_dir), speed=speed, nodes=nodes)
     procs = CellProcesses(specs, log_dir=tmp / "logs")
     procs.start()
     client = None
     try:
-        wait_for_nodes(specs, timeout_s=90.0, check=lambda: _no_deaths(procs))
+        wait_for_nodes([s for s in specs if s.argv is None], timeout_s=120.0, check=lambda: _no_deaths(procs))
         client = CellClient()
         for n in ("isolator", "vhp", "autoclave", "arm"):
             if nodes is None or n in nodes:
