@@ -87,6 +87,13 @@ typedef struct {
      * cull_lo[k][b][i] on some axis i cannot make any of the link's spheres hit
      * the box in the float32 test (argument in cc_fast_prepare). */
     float cull_lo[CC_MAX_LINKS][CC_MAX_BOXES][4], cull_hi[CC_MAX_LINKS][CC_MAX_BOXES][4];
+    /* Self pair p as tested by the fast path: spheres of fpair_outer one at a
+     * time against those of fpair_inner across the vector (the link with fewer
+     * spheres is the outer one). A configuration where, on some axis, the sphere
+     * centre ranges of the two links are more than pair_cull[p] apart (computed as
+     * fl(lo_a - hi_b) or fl(lo_b - hi_a) > pair_cull[p]) has no sphere pair hit. */
+    int fpair_outer[CC_MAX_PAIRS], fpair_inner[CC_MAX_PAIRS];
+    float pair_cull[CC_MAX_PAIRS];
 } cc_scene;
 
 /* Frames for one configuration: frame k rotation R[k] (row-major) and origin p[k]. */

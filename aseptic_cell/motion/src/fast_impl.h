@@ -1,6 +1,7 @@
 /* Float32 fast path kernel, written once and compiled for several instruction
  * sets by fast.c (which defines KFN(name), KATTR, KVL and the vector helpers
- * KVMAX, KVMIN, KVBITS, KVSET1 before including this file).
+ * KVMAX, KVMIN, KVBITS, KVSET1, KVLE and optionally KVOVERLAP before including
+ * this file).
  *
  * Works on blocks of CC_W configurations ("lanes") in three phases:
  *   1. kinematics for all lanes at once (structure of arrays, double), link
@@ -47,6 +48,14 @@ static inline uint32_t KFN(vbits)(VI m)
 }
 #endif
 
+#ifndef KVOVERLAP
+/* not separated on any axis; a NaN compares as "not separated" (conservative) */
+#define KVOVERLAP(lo, hi, l, h)                                                        \
+    KVBITS(~((lo[0] > h[0]) | (hi[0] < l[0]) | (lo[1] > h[1]) | (hi[1] < l[1]) |      \
+             (lo[2] > h[2]) | (hi[2] < l[2])))
+#define KVOVERLAP_DEFAULT 1
+#endif
+
 CC_SINCOS_DEF(KFN(sincos), KATTR)
 
 KATTR static inline VF KFN(ld)(const float *p)
@@ -88,7 +97,7 @@ KATTR static inline int KFN(narrow_box)(const cc_scene *S, int k, int b, int ali
         VF ey = KVMAX(KFN(vabs)(ly) - HY, zero);
         VF ez = KVMAX(KFN(vabs)(lz) - HZ, zero);
         VF d2 = ex * ex + ey * ey + ez * ez;
-        if (KVBITS(d2 <= KFN(ld)(S->fsph_rr_env + off + g))) return 1;
+        if (KVLE(d2, KFN(ld)(S->fsph_rr_env + off + g))) return 1;
     }
     return 0;
 }
@@ -104,16 +113,16 @@ KATTR static inline int KFN(narrow_pair)(const cc_scene *S, int a, int b, const 
     for (int g = 0; g < nb; g += KVL) {
         const VF t = KFN(ld)(S->fsph_t + offb + g), rb = KFN(ld)(S->fsph_r_self + offb + g);
         const VF cx = X + t * DX, cy = Y + t * DY, cz = Z + t * DZ;
-        VI acc = (VI)KFN(bcast)(0.0f);
+        uint32_t acc = 0;
         for (int s = 0; s < na; s++) {
             const float ta = S->fsph_t[offa + s];
             const float px = a0[0] + ta * ad[0], py = a0[1] + ta * ad[1], pz = a0[2] + ta * ad[2];
             const VF dx = KFN(bcast)(px) - cx, dy = KFN(bcast)(py) - cy, dz = KFN(bcast)(pz) - cz;
             const VF d2 = dx * dx + dy * dy + dz * dz;
             const VF r = KFN(bcast)(S->fsph_r_self[offa + s]) + rb;
-            acc |= d2 <= r * r;
+            acc |= KVLE(d2, r * r);
         }
-        if (KVBITS(acc)) return 1;
+        if (acc) return 1;
     }
     return 0;
 }
@@ -197,38 +206,34 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
     /* ---- phase 2: culls -> work list */
     KFN(entry) ent[CC_MAX_LINKS * CC_MAX_BOXES + CC_MAX_PAIRS];
     int ne = 0;
-    float mc[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));  /* cover centres, t = 0.5 */
+    /* per-axis range of each link's sphere centres: between e0 and fl(e0 + d) */
+    float lo[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));
+    float hi[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));
     for (int k = 0; k < L; k++)
         for (int i = 0; i < 3; i++)
             for (int v = 0; v < NV; v++) {
-                VF c = KFN(ld)(&e0[k][i][v * KVL]) +
-                       KFN(bcast)(0.5f) * KFN(ld)(&dd[k][i][v * KVL]);
-                memcpy(&mc[k][i][v * KVL], &c, sizeof c);
+                const VF a = KFN(ld)(&e0[k][i][v * KVL]);
+                const VF b = a + KFN(ld)(&dd[k][i][v * KVL]);
+                const VF mn = KVMIN(a, b), mx = KVMAX(a, b);
+                memcpy(&lo[k][i][v * KVL], &mn, sizeof mn);
+                memcpy(&hi[k][i][v * KVL], &mx, sizeof mx);
             }
     for (int k = 0; k < L; k++) {
         const uint64_t mk = S->fast_box_mask[k] & active;
-        if (!mk) continue;
-        /* per-axis range of the sphere centres: between e0 and fl(e0 + d) */
-        VF lo[3][NV], hi[3][NV];
-        for (int i = 0; i < 3; i++)
-            for (int v = 0; v < NV; v++) {
-                VF a = KFN(ld)(&e0[k][i][v * KVL]);
-                VF b = a + KFN(ld)(&dd[k][i][v * KVL]);
-                lo[i][v] = KVMIN(a, b);
-                hi[i][v] = KVMAX(a, b);
-            }
         uint64_t ma = mk & S->aligned_mask;
         while (ma) {
             const int b = __builtin_ctzll(ma);
             ma &= ma - 1;
             const float *cl = S->cull_lo[k][b], *ch = S->cull_hi[k][b];
-            const VF lx = KFN(bcast)(cl[0]), ly = KFN(bcast)(cl[1]), lz = KFN(bcast)(cl[2]);
-            const VF hx = KFN(bcast)(ch[0]), hy = KFN(bcast)(ch[1]), hz = KFN(bcast)(ch[2]);
+            const VF bl[3] = {KFN(bcast)(cl[0]), KFN(bcast)(cl[1]), KFN(bcast)(cl[2])};
+            const VF bh[3] = {KFN(bcast)(ch[0]), KFN(bcast)(ch[1]), KFN(bcast)(ch[2])};
             uint32_t bits = 0;
             for (int v = 0; v < NV; v++) {
-                VI sep = (lo[0][v] > hx) | (hi[0][v] < lx) | (lo[1][v] > hy) | (hi[1][v] < ly) |
-                         (lo[2][v] > hz) | (hi[2][v] < lz);
-                bits |= KVBITS(~sep) << (v * KVL);
+                const VF vlo[3] = {KFN(ld)(&lo[k][0][v * KVL]), KFN(ld)(&lo[k][1][v * KVL]),
+                                   KFN(ld)(&lo[k][2][v * KVL])};
+                const VF vhi[3] = {KFN(ld)(&hi[k][0][v * KVL]), KFN(ld)(&hi[k][1][v * KVL]),
+                                   KFN(ld)(&hi[k][2][v * KVL])};
+                bits |= KVOVERLAP(vlo, vhi, bl, bh) << (v * KVL);
             }
             ent[ne].a = (uint16_t)k;
             ent[ne].b = (uint16_t)b;
@@ -237,17 +242,21 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
         }
         uint64_t mo = mk & ~S->aligned_mask;
         while (mo) {
-            /* oriented box: bounding sphere of the cover, float32 sphere/box test */
+            /* oriented box: bounding sphere of the cover (centre t = 0.5), float32
+             * sphere/box test */
             const int b = __builtin_ctzll(mo);
             mo &= mo - 1;
             const float rb = S->bound_r_env[k];
-            const VF rr = KFN(bcast)(rb * rb), zero = KFN(bcast)(0.0f);
+            const VF rr = KFN(bcast)(rb * rb), zero = KFN(bcast)(0.0f), half = KFN(bcast)(0.5f);
             const float *bcf = S->fbox_c[b], *hf = S->fbox_h[b], *ax = S->fbox_ax[b];
             uint32_t bits = 0;
             for (int v = 0; v < NV; v++) {
-                VF dx = KFN(ld)(&mc[k][0][v * KVL]) - KFN(bcast)(bcf[0]);
-                VF dy = KFN(ld)(&mc[k][1][v * KVL]) - KFN(bcast)(bcf[1]);
-                VF dz = KFN(ld)(&mc[k][2][v * KVL]) - KFN(bcast)(bcf[2]);
+                const VF mx = KFN(ld)(&e0[k][0][v * KVL]) + half * KFN(ld)(&dd[k][0][v * KVL]);
+                const VF my = KFN(ld)(&e0[k][1][v * KVL]) + half * KFN(ld)(&dd[k][1][v * KVL]);
+                const VF mz = KFN(ld)(&e0[k][2][v * KVL]) + half * KFN(ld)(&dd[k][2][v * KVL]);
+                VF dx = mx - KFN(bcast)(bcf[0]);
+                VF dy = my - KFN(bcast)(bcf[1]);
+                VF dz = mz - KFN(bcast)(bcf[2]);
                 VF lx = KFN(bcast)(ax[0]) * dx + KFN(bcast)(ax[3]) * dy + KFN(bcast)(ax[6]) * dz;
                 VF ly = KFN(bcast)(ax[1]) * dx + KFN(bcast)(ax[4]) * dy + KFN(bcast)(ax[7]) * dz;
                 VF lz = KFN(bcast)(ax[2]) * dx + KFN(bcast)(ax[5]) * dy + KFN(bcast)(ax[8]) * dz;
@@ -255,7 +264,7 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
                 VF ey = KVMAX(KFN(vabs)(ly) - KFN(bcast)(hf[1]), zero);
                 VF ez = KVMAX(KFN(vabs)(lz) - KFN(bcast)(hf[2]), zero);
                 VF d2 = ex * ex + ey * ey + ez * ez;
-                bits |= KVBITS(d2 <= rr) << (v * KVL);
+                bits |= KVLE(d2, rr) << (v * KVL);
             }
             ent[ne].a = (uint16_t)k;
             ent[ne].b = (uint16_t)b;
@@ -264,24 +273,26 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
         }
     }
     const int ne_env = ne;
+    /* self pairs: per-axis gap between the two centre ranges (cc_fast_prepare) */
     for (int pi = 0; pi < S->npairs; pi++) {
-        const int a = S->pair_a[pi], b = S->pair_b[pi];
-        const float rb = S->bound_r_self[a] + S->bound_r_self[b];
-        const VF rr = KFN(bcast)(rb * rb);
+        const int a = S->fpair_outer[pi], b = S->fpair_inner[pi];
+        const float T = S->pair_cull[pi];
+        const VF pl[3] = {KFN(bcast)(-T), KFN(bcast)(-T), KFN(bcast)(-T)};
+        const VF ph[3] = {KFN(bcast)(T), KFN(bcast)(T), KFN(bcast)(T)};
         uint32_t bits = 0;
         for (int v = 0; v < NV; v++) {
-            VF dx = KFN(ld)(&mc[a][0][v * KVL]) - KFN(ld)(&mc[b][0][v * KVL]);
-            VF dy = KFN(ld)(&mc[a][1][v * KVL]) - KFN(ld)(&mc[b][1][v * KVL]);
-            VF dz = KFN(ld)(&mc[a][2][v * KVL]) - KFN(ld)(&mc[b][2][v * KVL]);
-            VF d2 = dx * dx + dy * dy + dz * dz;
-            bits |= KVBITS(d2 <= rr) << (v * KVL);
+            VF glo[3], ghi[3];   /* fl(lo_a - hi_b) and fl(hi_a - lo_b) */
+            for (int i = 0; i < 3; i++) {
+                glo[i] = KFN(ld)(&lo[a][i][v * KVL]) - KFN(ld)(&hi[b][i][v * KVL]);
+                ghi[i] = KFN(ld)(&hi[a][i][v * KVL]) - KFN(ld)(&lo[b][i][v * KVL]);
+            }
+            bits |= KVOVERLAP(glo, ghi, pl, ph) << (v * KVL);
         }
         ent[ne].a = (uint16_t)a;
         ent[ne].b = (uint16_t)b;
         ent[ne].lanes = bits & ~col;
         ne += (bits & ~col) != 0;
     }
-
     /* ---- phase 3: sphere tests for the hits only */
     for (int i = 0; i < ne; i++) {
         uint32_t lanes = ent[i].lanes & ~col;
@@ -320,3 +331,7 @@ KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, uint64_t act
 #undef NV
 #undef VF
 #undef VI
+#ifdef KVOVERLAP_DEFAULT
+#undef KVOVERLAP
+#undef KVOVERLAP_DEFAULT
+#endif
