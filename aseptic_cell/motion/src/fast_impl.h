@@ -23,11 +23,12 @@
  * only if no covering sphere touches any active box and no self-collision pair's
  * spheres touch, so a configuration whose exact clearance is below the margin is
  * never reported free. The culls only skip sphere tests that provably miss in
- * float32: aligned boxes by the per-axis interval test of cc_fast_prepare (fast.c,
- * with its rounding argument), oriented boxes and self pairs by bounding spheres
- * around each link's cover (radius >= half length + sphere radius + eps) tested
- * with the same float32 arithmetic. The verdict of every lane is therefore
- * exactly "joint limits violated or some sphere test hits".
+ * float32: aligned boxes and self pairs by the per-axis interval tests of
+ * cc_fast_prepare (fast.c, with their rounding arguments), oriented boxes by a
+ * bounding sphere around the link's cover (radius >= half length + sphere radius +
+ * eps) tested with the same float32 arithmetic. The verdict of every lane is
+ * therefore exactly "joint limits violated or some sphere test hits" (checked
+ * against an uncull'd float32 reference in tests/motion/test_motion_fastpath_blocks.py).
  */
 
 #define W CC_W
