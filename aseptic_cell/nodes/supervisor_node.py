@@ -203,7 +203,13 @@ class SupervisorNode(Node):
         self._sig_pub = self.create_publisher(String, "/cell/supervisor/signals", 10)
         self._string = String
         self.create_service(BatchCommand, "/cell/batch/command", self._on_batch_command)
-        self.create_service(DeviceCommand, "/cell/operate", self._on_operate)
+        # _on_operate is a coroutine awaiting the device's answer: an async callback holds a
+        # mutually exclusive group until it returns, which would block the timers that resolve
+        # its waits (deadlock). It gets a reentrant group of its own.
+        from rclpy.callback_groups import ReentrantCallbackGroup
+
+        self._operate_group = ReentrantCallbackGroup()
+        self.create_service(DeviceCommand, "/cell/operate", self._on_operate, callback_group=self._operate_group)
         self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._on_ack)
         self._action = ActionServer(self, RunBatch, "/cell/batch/run", execute_callback=self._run_batch,
                                     cancel_callback=lambda _g: CancelResponse.REJECT)

@@ -441,6 +441,7 @@ class Supervisor:
             if self.sm.state is before:
                 break
         self._record_events()
+        self._process_alarms()
         self.alarms.tick()
         self.tick_count += 1
 
@@ -613,6 +614,48 @@ class Supervisor:
                                    "event": getattr(ev, "event", ""), "state": str(getattr(ev, "state", ""))})
         except Exception:  # noqa: BLE001 - observation
             pass
+
+    def _process_alarms(self) -> None:
+        """ISA-18.2 process alarms (config/alarms.yaml) evaluated from the device signals every
+        tick: raised when the condition appears, cleared (return to normal) when it goes. An
+        unknown signal does not clear an active alarm (unknown is not normal)."""
+        lay = self.cfg.layout
+        iso, vhp, arm = lay.isolator.id, lay.vhp_unit.id, lay.robot.id
+        p = lay.isolator.pressure
+        release = float(self.cfg.interlocks.parameters.get("h2o2_release_ppm", 1.0))
+        dp = self.signal("isolator.dp_pa")
+        ppm = self.signal("vhp.h2o2_ppm")
+        active_cycle = self.signal("vhp.cycle_active")
+        flow_ok = self.signal("isolator.particles.sample_flow_ok")
+        pstop = self.signal("arm.protective_stop")
+        conditions = {
+            # (condition: True raise / False clear / None unknown, message)
+            f"{iso}_DP_LOW": (None if dp is None else dp < p.alarm_low_pa,
+                              f"isolator dP {dp} Pa below {p.alarm_low_pa} Pa"),
+            f"{iso}_DP_HIGH": (None if dp is None else dp > p.alarm_high_pa,
+                               f"isolator dP {dp} Pa above {p.alarm_high_pa} Pa"),
+            f"{iso}_PART_SAMPLE_FLOW": (None if flow_ok is None else not flow_ok, "particle counter sample flow low"),
+            f"{iso}_H2O2_ABOVE_RELEASE": (None if ppm is None or active_cycle is None else
+                                          (ppm >= release and not active_cycle),
+                                          f"H2O2 {ppm} ppm at or above the release limit {release} ppm"),
+            f"{arm}_PROTECTIVE_STOP": (None if pstop is None else bool(pstop), "robot protective stop"),
+        }
+        _ = vhp
+        active = getattr(self, "_process_alarm_active", None)
+        if active is None:
+            active = self._process_alarm_active = set()
+        for aid, (cond, message) in conditions.items():
+            try:
+                if cond and aid not in active:
+                    self.alarms.raise_(aid, message=message)
+                    active.add(aid)
+                elif cond is False and aid in active:
+                    self.alarms.clear(aid)
+                    active.discard(aid)
+            except KeyError:  # not defined in this site's alarms.yaml
+                continue
+            except Exception as exc:  # noqa: BLE001 - alarm handling must never stop supervision
+                log.error("process alarm %s: %r", aid, exc)
 
     def _raise_alarm(self, alarm_id: str, message: str) -> None:
         try:

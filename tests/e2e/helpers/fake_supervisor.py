@@ -9,7 +9,7 @@ tested against the real device graph while the real supervisor is being built:
 * ``/cell/batch/run`` (RunBatch) walks the recipe's phases (``phase_s`` wall seconds each);
   ``/cell/batch/command`` hold/restart/stop/abort/reset with role checks and e-signatures
   (``UserDirectory.sign``) recorded in the hash-chained batch record;
-* a trip: isolator ΔP alarm -> alarm ``ISO1_DP_OUT_OF_BAND`` (high) + batch HELD;
+* a trip: isolator ΔP alarm -> alarm ``ISO1_DP_LOW`` (high) + batch HELD;
 * ``/cell/batch/status``, ``/cell/interlocks``, ``/cell/tree``, ``/cell/alarms/active``,
   ``/cell/alarms/acknowledge``.
 
@@ -140,7 +140,7 @@ class FakeSupervisor(Node):
         )
 
     def _on_iso(self, msg: IsolatorState) -> None:
-        aid = "ISO1_DP_OUT_OF_BAND"
+        aid = "ISO1_DP_LOW"
         if msg.dp_alarm and (aid not in self.alarms or self.alarms[aid]["state"] in ("RTN_UNACK",)):
             self.alarms[aid] = {
                 "priority": 800,
