@@ -424,7 +424,11 @@ class LifecycleManager(Node):
         now = time.monotonic()
         for m in self.nodes.values():
             if m.hb_future is not None:
-                continue  # one outstanding request per node; _check_heartbeats ages it
+                if now - m.hb_sent < 2 * self.period:
+                    continue  # one outstanding request per node
+                # a reply can be lost on a loaded machine: ask again rather than wait it out
+                m.get_state.remove_pending_request(m.hb_future)
+                m.hb_future = None
             if not m.get_state.service_is_ready():
                 continue
             m.hb_future = m.get_state.call_async(GetState.Request())
@@ -455,7 +459,8 @@ class LifecycleManager(Node):
                 m.hb_future = None
             if m.health not in (OK, BLOCKED) or m.name in busy:
                 continue
-            if now - m.last_ok > self.timeout:
+            state_alive = m.last_state_msg is not None and now - m.last_state_msg <= self.timeout
+            if now - m.last_ok > self.timeout and not state_alive:
                 self._fault(
                     m,
                     f"{m.name} lost: no get_state answer for {now - m.last_ok:.1f} s "

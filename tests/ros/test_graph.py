@@ -154,6 +154,7 @@ def test_arm_refuses_a_colliding_trajectory_before_any_motion(graph):
 
     _procs, client = graph
     assert client.command("arm", "enable_drives", user="op1").accepted
+    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
     try:
         q0 = np.array(client.state("arm").joint_positions)
         q1 = q0.copy()
@@ -184,6 +185,7 @@ def test_arm_action_follows_a_checked_trajectory(graph):
 
     _procs, client = graph
     assert client.command("arm", "enable_drives", user="op1").accepted
+    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
     try:
         scene = Scene.from_config(CFG.arm, CFG.geometry)
         q0 = np.array(client.state("arm").joint_positions)
@@ -230,6 +232,7 @@ def test_rtp_pick_is_refused_while_the_alpha_door_is_closed(graph):
     """The RTP door's swept volume is a keep-out unless the door is fully open (spec §4.3)."""
     _procs, client = graph
     assert client.command("arm", "enable_drives", user="op1").accepted
+    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
     try:
         r = client.command("arm", "move_to_pose", {"pose": "rtp_pick"}, user="op1")
         assert not r.accepted and r.code == "MOTION_COLLISION" and "rtp_door_swept" in r.reason

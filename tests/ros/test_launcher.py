@@ -168,7 +168,7 @@ def test_children_start_become_visible_and_stop_cleanly_on_sigterm(tmp_path, ros
         assert states == {talker.name: "present", lc.name: "present"}
         # an unconfigured lifecycle node is present but not active: wait_for_nodes says so
         with pytest.raises(TimeoutError, match=rf"{lc.name}.*unconfigured"):
-            wait_for_nodes([lc], 0.5, context=ros_context)
+            wait_for_nodes([lc], 5.0, context=ros_context)  # long enough to discover it under load
         pids = [p.pid for p in cp.procs]
         codes = cp.stop(timeout_s=5.0)
     # rosutil handles SIGTERM itself (rclpy's handler is off): both exit 0, not -9
