@@ -22,11 +22,8 @@ from cell_interfaces.action import ExecuteTrajectory
 from cell_interfaces.msg import ArmState, AutoclaveState, IsolatorState
 
 from ..devices.backend import CommandOutcome, Readings
-from .device_node import DeviceNode, run_device_node
+from .device_node import DeviceNode, num as _f, run_device_node
 
-
-def _f(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 class ArmNode(DeviceNode):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -11,13 +10,10 @@ from cell_interfaces.msg import AutoclaveState
 
 from ..devices.backend import Readings
 from .cycle_node import CycleNode
-from .device_node import run_device_node
+from .device_node import num as _f, run_device_node
 
 DOORS = {"autoclave_load": "load", "autoclave_unload": "unload"}
 
-
-def _f(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 class AutoclaveNode(CycleNode):

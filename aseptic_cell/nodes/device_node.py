@@ -356,6 +356,11 @@ class DeviceNode(LifecycleNode):
         return CancelResponse.ACCEPT
 
 
+def num(v: Any) -> float:
+    """A reading as a float; NaN when it is missing or not a number (never a safe-looking 0)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
 def _safe_args(args: dict[str, Any] | None) -> dict[str, Any]:
     """Arguments for logs/events: large matrices summarised."""
     out = {}

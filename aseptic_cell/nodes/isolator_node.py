@@ -15,16 +15,13 @@ from typing import Any
 from cell_interfaces.msg import GlovePortState, IsolatorState, RtpState
 
 from ..devices.backend import Readings
-from .device_node import DeviceNode, run_device_node
+from .device_node import DeviceNode, num as _f, run_device_node
 
 HATCH_DOORS = {"hatch_a": "A", "hatch_b": "B"}
 PORT_COMMANDS = {"dock_beta", "lock_beta", "unlock_beta", "undock_beta", "open_alpha", "close_alpha"}
 GLOVE_COMMANDS = {"use": "use_glove", "release": "release_glove", "extend": "extend_glove",
                   "retract": "retract_glove", "test": "start_glove_test"}
 
-
-def _f(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 class IsolatorNode(DeviceNode):

@@ -33,7 +33,7 @@ from typing import Any
 import py_trees
 from py_trees.common import Status
 
-from ..batch.states import IllegalCommand, PhaseCommand, PhaseState, PhaseStateMachine
+from ..batch.states import IllegalCommand, PhaseState, PhaseStateMachine
 from ..interlocks import InterlockEngine, RuleStatus
 from .actions import SAFE_COMMANDS, classify
 from .port import NODES, CellPort, Handle
@@ -219,7 +219,6 @@ class Supervisor:
         if sm.state is S.RUNNING:
             sm.done("phase_logic", "phase logic complete")
         self.active_phase = None
-        ph = path.rsplit("/", 1)[-1]
         ptype = self._phase_types.get(path)
         if ptype == "robot_task":
             self._robot_done = True
@@ -620,7 +619,7 @@ class Supervisor:
         tick: raised when the condition appears, cleared (return to normal) when it goes. An
         unknown signal does not clear an active alarm (unknown is not normal)."""
         lay = self.cfg.layout
-        iso, vhp, arm = lay.isolator.id, lay.vhp_unit.id, lay.robot.id
+        iso, arm = lay.isolator.id, lay.robot.id
         p = lay.isolator.pressure
         release = float(self.cfg.interlocks.parameters.get("h2o2_release_ppm", 1.0))
         dp = self.signal("isolator.dp_pa")
@@ -640,7 +639,6 @@ class Supervisor:
                                           f"H2O2 {ppm} ppm at or above the release limit {release} ppm"),
             f"{arm}_PROTECTIVE_STOP": (None if pstop is None else bool(pstop), "robot protective stop"),
         }
-        _ = vhp
         active = getattr(self, "_process_alarm_active", None)
         if active is None:
             active = self._process_alarm_active = set()
