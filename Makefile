@@ -48,7 +48,7 @@ test: venv interfaces
 	@logdir=$$(mktemp -d "$${TMPDIR:-/tmp}/aseptic_cell-roslog.XXXXXX"); \
 	rc=0; \
 	env $(ROS_ENV) ROS_LOG_DIR="$$logdir" ROS_PYTHON_CHECK_FIELDS=1 \
-	  $(PY) -m pytest -q $(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(PYTEST_ARGS) || rc=$$?; \
+	  $(PY) -m pytest -q $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist loadscope) $(PYTEST_ARGS) || rc=$$?; \
 	rm -rf "$$logdir"; \
 	exit $$rc
 

@@ -132,6 +132,7 @@ class CellProcesses:
         echo_to: IO[str] | None = None,
         python: str | None = None,
         guard: bool = True,
+        autostart: bool = True,
     ) -> None:
         names = [s.name for s in specs]
         dupes = {n for n in names if names.count(n) > 1}
@@ -149,15 +150,23 @@ class CellProcesses:
         self._threads: list[threading.Thread] = []
         self._old_handlers: dict[int, Any] = {}
         self._stopped = False
+        self.autostart = autostart
+        self._prepared = False
 
     # --- start ---------------------------------------------------------------------------
 
-    def start(self) -> CellProcesses:
-        """Spawn every process (each in a new session = its own process group)."""
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        self._prepared = True
         self.log_dir.mkdir(parents=True, exist_ok=True)
         Path(self.env["ROS_LOG_DIR"]).mkdir(parents=True, exist_ok=True)
         if self.guard:
             self._install_guard()
+
+    def start(self) -> CellProcesses:
+        """Spawn every process (each in a new session = its own process group)."""
+        self._prepare()
         for spec in self.specs:
             self.start_one(spec)
         return self
@@ -168,6 +177,7 @@ class CellProcesses:
         Raises:
             RuntimeError: a process of that name is still running.
         """
+        self._prepare()
         for old in self.procs:
             if old.name == spec.name and old.popen.poll() is None:
                 raise RuntimeError(f"{spec.name} is still running (pid {old.pid}); stop it first")
@@ -306,7 +316,7 @@ class CellProcesses:
         return code
 
     def __enter__(self) -> CellProcesses:
-        return self.start()
+        return self.start() if self.autostart else self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
@@ -459,3 +469,24 @@ def wait_for_nodes(
         node.destroy_node()
         if own:
             context.try_shutdown()
+
+
+def wait_for_output(procs: "CellProcesses", name: str, text: str, timeout_s: float = 120.0) -> None:
+    """Wait until process ``name`` printed ``text`` in its log (e.g. the emulator's ready line).
+
+    Raises:
+        TimeoutError: not printed in time; RuntimeError: the process exited first.
+    """
+    path = procs.log_dir / f"{name}.log"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if text in path.read_text(errors="replace"):
+                return
+        except FileNotFoundError:
+            pass
+        for dead, rc in procs.poll():
+            if dead == name:
+                raise RuntimeError(f"{name} exited with code {rc} before printing {text!r} (log: {path})")
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} did not print {text!r} within {timeout_s:.0f} s (log: {path})")

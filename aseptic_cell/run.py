@@ -64,8 +64,18 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
     t0 = time.monotonic()
     code = 0
     try:
-        with CellProcesses(specs, log_dir=log_dir, env=dict(os.environ)) as procs:
+        with CellProcesses(specs, log_dir=log_dir, env=dict(os.environ), autostart=False) as procs:
             try:
+                if emulate:  # the emulated hardware first: device nodes connect to it on configure
+                    from .launcher import wait_for_output
+
+                    procs.start_one(specs[0])
+                    wait_for_output(procs, "emulator", '"ready": true', 180.0)
+                    print("emulated hardware ready", flush=True)
+                    for spec in specs[1:]:
+                        procs.start_one(spec)
+                else:
+                    procs.start()
                 wait_for_nodes([s for s in specs if s.argv is None], timeout_s=120.0,
                                check=lambda: _raise_if_dead(procs))
             except (TimeoutError, RuntimeError) as exc:

@@ -65,9 +65,17 @@ def running_graph(tmp: Path, *, speed: float = 2000.0, nodes=None, config_dir: P
     else:
         specs = default_graph(str(config_dir), speed=speed, nodes=nodes)
     procs = CellProcesses(specs, log_dir=tmp / "logs")
-    procs.start()
     client = None
     try:
+        if hardware == "opcua":  # the hardware first: the device nodes connect to it on configure
+            from aseptic_cell.launcher import wait_for_output
+
+            procs.start_one(specs[0])
+            wait_for_output(procs, "emulator", '"ready": true', 180.0)
+            for spec in specs[1:]:
+                procs.start_one(spec)
+        else:
+            procs.start()
         wait_for_nodes([s for s in specs if s.argv is None], timeout_s=120.0, check=lambda: _no_deaths(procs))
         client = CellClient()
         for n in ("isolator", "vhp", "autoclave", "arm"):

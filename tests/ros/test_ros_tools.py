@@ -41,7 +41,7 @@ def _parse(argv):
 @pytest.mark.timeout(40)
 def test_ros_list(talker, capsys):
     name, topic, lc = talker
-    args = _parse(["ros", "list", "--json", "--wait", "1.0"])
+    args = _parse(["ros", "list", "--json", "--wait", "3.0"])
     assert args.func is cmd_ros_list
     assert args.func(args) == 0
     snap = json.loads(capsys.readouterr().out)
@@ -49,7 +49,7 @@ def test_ros_list(talker, capsys):
     assert snap["topics"][topic] == ["cell_interfaces/msg/DeviceState"]
     assert snap["services"][f"/cell/{lc}/command"] == ["cell_interfaces/srv/DeviceCommand"]
     assert f"/{lc}/get_state" not in snap["services"]  # plumbing hidden unless --all
-    assert cmd_ros_list(_parse(["ros", "list"])) == 0
+    assert cmd_ros_list(_parse(["ros", "list", "--wait", "3.0"])) == 0  # a new context discovers again
     text = capsys.readouterr().out
     assert f"  {topic} [cell_interfaces/msg/DeviceState]" in text and "actions (" in text
 
