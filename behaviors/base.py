@@ -13,6 +13,8 @@ invalidates the running subtree, whose ``terminate()`` makes things safe — HAB
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -137,6 +139,14 @@ class DeviceCommand(_CtxBehaviour):
         self.handle = None if new_status == Status.INVALID else self.handle
 
 
+def _transport_allowance_passed(ctx: Any, wall_start: float) -> bool:
+    """Timeouts are in sim time, but device state crosses a transport in wall time: at a high
+    sim speed-up many sim seconds pass before a device's answer can arrive. A wait therefore
+    expires only once the port's wall-time transport allowance has passed too (0 in process)."""
+    allowance = float(getattr(ctx.port, "transport_allowance_s", 0.0))
+    return time.monotonic() - wall_start >= allowance
+
+
 class WaitFor(_CtxBehaviour):
     """RUNNING until ``predicate(ctx)`` is true; FAILURE after ``timeout_s`` of (sim) time."""
 
@@ -152,6 +162,7 @@ class WaitFor(_CtxBehaviour):
 
     def initialise(self) -> None:
         self.t0 = self.ctx.now()
+        self.w0 = time.monotonic()
 
     def update(self) -> Status:
         if self.fail_if is not None:
@@ -160,7 +171,7 @@ class WaitFor(_CtxBehaviour):
                 return self.fail(why)
         if self.predicate(self.ctx):
             return Status.SUCCESS
-        if self.ctx.now() - self.t0 > self.timeout_s:
+        if self.ctx.now() - self.t0 > self.timeout_s and _transport_allowance_passed(self.ctx, self.w0):
             why = f": {self.explain(self.ctx)}" if self.explain is not None else ""
             return self.fail(f"not reached within {self.timeout_s:g} s{why}")
         return Status.RUNNING

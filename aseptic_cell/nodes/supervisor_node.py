@@ -42,6 +42,10 @@ class _WallClock:
 class RosCellPort:
     """CellPort over the device nodes' ROS interfaces (inside the supervisor node)."""
 
+    # wall seconds a behaviour's wait always allows for a device's state to cross ROS (10 Hz
+    # state topics, service round trips), however many sim seconds pass meanwhile
+    transport_allowance_s = 5.0
+
     def __init__(self, node: Node, cfg: Any, stale_s: float) -> None:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
