@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, require_finite
+from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, read_sensors, require_finite
 
 REDUCED_SPEED_M_S = 0.25
 """TCP speed limit in MANUAL_REDUCED_SPEED: 250 mm/s, ISO 10218-1 reduced speed [V] [GT-ENG]
@@ -472,24 +472,7 @@ class ArmModel:
 
     def sensors(self) -> dict[str, float | bool | str]:
         """What the robot controller reports, with ``sensor:<key>`` faults applied."""
-        out: dict[str, float | bool | str] = {}
-        for key, value in self._raw_sensors().items():
-            f = self.faults.active(f"sensor:{key}")
-            if isinstance(value, float):
-                ch = self._channels.get(key)
-                if ch is None:
-                    ch = self._channels[key] = SensorChannel(key)
-                out[key] = ch.read(value, self._t, self.faults)
-            elif f is None:
-                self._held.pop(key, None)
-                out[key] = value
-            elif f["mode"] == "nan":
-                out[key] = math.nan
-            elif f["mode"] == "stuck":
-                out[key] = self._held.setdefault(key, f.get("value", value))
-            else:
-                out[key] = value
-        return out
+        return read_sensors(self._raw_sensors(), self._t, self.faults, self._channels, self._held)
 
     def truth(self) -> dict[str, Any]:
         return {

@@ -137,3 +137,31 @@ def first_order(value: float, target: float, tau_s: float, dt: float) -> float:
     if tau_s <= 0:
         return target
     return target + (value - target) * math.exp(-dt / tau_s)
+
+
+def read_sensors(raw: dict[str, Any], now: float, faults: FaultHooks, channels: dict[str, SensorChannel],
+                 held: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``sensor:<key>`` faults to a model's raw readings.
+
+    Numbers go through their :class:`SensorChannel` (created on first use in ``channels``);
+    digital and text readings support ``stuck`` (value latched in ``held``) and ``nan``;
+    drift and offset have no meaning for them and leave them unchanged.
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = faults.active(f"sensor:{key}")
+        if isinstance(value, float):
+            ch = channels.get(key)
+            if ch is None:
+                ch = channels[key] = SensorChannel(key)
+            out[key] = ch.read(value, now, faults)
+        elif f is None:
+            held.pop(key, None)
+            out[key] = value
+        elif f["mode"] == "nan":
+            out[key] = math.nan
+        elif f["mode"] == "stuck":
+            out[key] = held.setdefault(key, f.get("value", value))
+        else:
+            out[key] = value
+    return out

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .common import (
+    read_sensors,
     Atmosphere,
     CommandRefused,
     DeconStatus,
@@ -1008,21 +1009,7 @@ class IsolatorModel:
 
     def sensors(self) -> dict[str, float | bool | str]:
         """What the real isolator reports, with sensor faults (``sensor:<key>``) applied."""
-        raw = self._raw_sensors()
-        out: dict[str, float | bool | str] = {}
-        for key, value in raw.items():
-            f = self.faults.active(f"sensor:{key}")
-            if isinstance(value, float):
-                out[key] = self._channel(key).read(value, self._t, self.faults)
-            elif f is None:
-                self._held.pop(key, None)
-                out[key] = value
-            elif f["mode"] == "nan":
-                out[key] = math.nan
-            elif f["mode"] == "stuck":
-                out[key] = self._held.setdefault(key, f.get("value", value))
-            else:  # drift/offset have no meaning for a digital or text signal
-                out[key] = value
+        out = read_sensors(self._raw_sensors(), self._t, self.faults, self._channels, self._held)
         # derived flags are computed from the (possibly faulty) readings, as the counter does
         pc = self.cfg.particles
         p = self.cfg.pressure
