@@ -85,7 +85,7 @@ def running_graph(tmp: Path, *, speed: float = 2000.0, nodes=None, config_dir: P
     finally:
         if client is not None:
             client.close()
-        procs.exit_codes = procs.stop()
+        procs.exit_codes = procs.stop(timeout_s=15.0)  # the emulator stops four OPC UA servers
 
 
 def _no_deaths(procs: CellProcesses) -> None:
