@@ -208,12 +208,16 @@ class CellClient:
     def run_action(self, action_type: Any, name: str, goal: Any, timeout_s: float,
                    feedback: Callable[[Any], None] | None = None) -> tuple[bool, Any]:
         """Send a goal and wait for its result: (accepted, result)."""
+        from aseptic_cell.nodes.rosutil import on_executor
+
         ac = self._action_client(action_type, name)
-        gh = self._wait_future(ac.send_goal_async(goal, feedback_callback=(
-            (lambda fb: feedback(fb.feedback)) if feedback else None)), 30.0)
+        # sent from the executor thread: see rosutil.on_executor (a race in rclpy's action client)
+        sent = on_executor(self._executor, ac.send_goal_async, goal,
+                           (lambda fb: feedback(fb.feedback)) if feedback else None)
+        gh = self._wait_future(sent, 30.0)
         if not gh.accepted:
             return False, None
-        res = self._wait_future(gh.get_result_async(), timeout_s)
+        res = self._wait_future(on_executor(self._executor, gh.get_result_async), timeout_s)
         return True, res.result
 
     def run_cycle(self, node_name: str, program_id: str, *, batch_id: str = "", timeout_s: float = 600.0,

@@ -382,9 +382,13 @@ class RosBackend:
         return CommandResult(r.accepted, r.code, r.reason, r.state)
 
     def batch_start(self, *, recipe_id: str, batch_id: str, user: str) -> CommandResult:
+        from aseptic_cell.nodes.rosutil import on_executor
+
         self._ready(self._run, "/cell/batch/run")
         goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user)
-        gh = self._wait(self._run.send_goal_async(goal), self.cfg.command_timeout_s, "batch start")
+        # sent from the executor thread: see rosutil.on_executor (a race in rclpy's action client)
+        gh = self._wait(on_executor(self._executor, self._run.send_goal_async, goal),
+                        self.cfg.command_timeout_s, "batch start")
         if not gh.accepted:
             return CommandResult(
                 False,
@@ -392,7 +396,7 @@ class RosBackend:
                 f"the supervisor rejected batch {batch_id} (recipe {recipe_id}); see the events list for why",
             )
         # a refusal after acceptance arrives as a quick unsuccessful result
-        fut = gh.get_result_async()
+        fut = on_executor(self._executor, gh.get_result_async)
         done = threading.Event()
         fut.add_done_callback(lambda _f: done.set())
         if done.wait(1.0):

@@ -6,6 +6,11 @@
   runs the shutdown hooks, destroys the nodes and shuts rclpy down -> exit code 0.
 * ``call_service``: ``call_async`` + ``spin_once`` loop with a wall deadline (Jazzy's
   ``spin_until_future_complete`` adds ~17 ms per call). Only OUTSIDE executor callbacks.
+* ``on_executor``: run a call on an executor's own thread. rclpy 7.1.5's
+  ``ActionClient.send_goal_async``/``get_result_async`` register the pending request only after
+  sending it, without a lock: called from another thread while the executor spins, a fast reply
+  can be taken first and dropped ("Ignoring unexpected goal response"), and the caller waits
+  forever. Sending from the executor thread closes that window.
 * ``wall_timer``: a timer on the steady clock, so a 1000x sim speed-up does not multiply
   callback rates of nodes running with ``use_sim_time``.
 * ``msg_to_dict`` / ``import_type``: stand-ins for rosidl_runtime_py (not installable here).
@@ -186,6 +191,30 @@ def _call(
             raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
         executor.spin_once(timeout_sec=min(0.05, remaining))
     return future.result()
+
+
+def on_executor(executor: Executor, fn: Callable[..., Any], *args: Any, timeout_s: float = 10.0) -> Any:
+    """Run ``fn(*args)`` on ``executor``'s spinning thread; return its result (or raise its error).
+
+    Only from a thread other than the one spinning ``executor`` (it would wait for itself).
+    """
+    box: dict[str, Any] = {}
+    ran = threading.Event()
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:  # handed back to the caller below
+            box["error"] = exc
+        finally:
+            ran.set()
+
+    executor.create_task(run)
+    if not ran.wait(timeout_s):
+        raise TimeoutError(f"the executor did not run {getattr(fn, '__name__', fn)} within {timeout_s:.1f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def steady_clock() -> Clock:
