@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import py_trees
@@ -117,6 +117,7 @@ class Supervisor:
         self._restart_user = ""
         self._confirmed: set[str] = set()
         self._end_glove_done = False
+        self._refreshed_at = -math.inf
         self._robot_done = False
         self._tripped: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._comm_lost: set[str] = set()
@@ -147,7 +148,19 @@ class Supervisor:
         v = e.value
         return None if isinstance(v, float) and math.isnan(v) else v
 
+    def refresh_signals(self) -> None:
+        """Fresh device and supervisor signals, stamped now (every tick and before every check).
+
+        Between two ticks an accelerated sim clock runs on (at 8,000x, 800 s per 0.1 s tick), so
+        a command checked against the tick's samples would see every signal stale.
+        """
+        self._refreshed_at = self.now()
+        self.port.refresh(self.signals)
+        self.signals.update("batch.end_glove_test_done", self._end_glove_done, self._refreshed_at, "supervisor")
+
     def check(self, checks: Sequence[tuple[str, Mapping[str, str]]]) -> tuple[bool, str]:
+        if checks and abs(self.now() - self._refreshed_at) > self.engine.stale_after_s / 4:
+            self.refresh_signals()
         reasons = []
         for action, args in checks:
             try:
@@ -224,6 +237,7 @@ class Supervisor:
             self._robot_done = True
         if ptype == "glove_test" and self._robot_done:
             self._end_glove_done = True
+            self.signals.update("batch.end_glove_test_done", True, self.now(), "supervisor")
 
     def phase_failed(self, path: str, reason: str) -> None:
         # acted on after the tick (the tree is never stopped from inside its own tick)
@@ -367,6 +381,11 @@ class Supervisor:
             return self._op_refuse(user, node, command, args, "INVALID",
                                    f"unknown device node {node!r}; known: {list(NODES)}"), None
         g = classify(node, command, args)
+        if node == "arm" and command in ("move_to_pose", "execute_trajectory"):
+            # a manual move passes every glove port too (IL-09: port free or reduced speed),
+            # as a recipe's robot task does (behaviors.trees.motion_checks)
+            g = replace(g, checks=g.checks + tuple(("arm.move_near_port", {"port": p.id})
+                                                   for p in self.cfg.layout.isolator.glove_ports))
         who = self.users.get(user) if isinstance(user, str) else None
         if who is None or who.disabled:
             return self._op_refuse(user, node, command, args, "PERMISSION",
@@ -428,9 +447,7 @@ class Supervisor:
 
     # ================================================================== tick
     def tick(self) -> None:
-        self.port.refresh(self.signals)
-        t = self.now()
-        self.signals.update("batch.end_glove_test_done", self._end_glove_done, t, "supervisor")
+        self.refresh_signals()
         self._watch_comm()
         self.statuses = self.engine.evaluate_all()
         self._on_tick_rules(self.statuses)

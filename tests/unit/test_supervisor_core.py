@@ -209,3 +209,20 @@ def test_abort_needs_signature_and_makes_every_device_safe(cfg):
     assert all(run.cell.latched(n) for n in ("isolator", "vhp", "autoclave", "arm"))
     assert sup.batch_command("reset", "op1").code == "PERMISSION"
     assert sup.batch_command("reset", "sup1").accepted and sup.sm.state.value == "Idle"
+
+
+def test_manual_arm_move_checks_every_glove_port_il09(cfg):
+    """IL-09 on the operator path: a manual move near a glove port in use is refused unless the
+    arm is in its reduced (near-product) speed class."""
+    run = InProcessRun(cfg)
+    sup = run.sup
+    run.advance(5)
+    out, h = sup.operate("arm", "move_to_pose", {"pose": "park"}, "sup1")
+    assert "IL-09" not in out.reason  # every port free: IL-09 holds nothing
+    run.cell.sim.models["ISO1"].use_glove("GP3", "op1")  # an arm in the glove, at the isolator
+    run.advance(5)
+    assert run.cell.sensors("isolator")["glove.GP3.in_use"] is True
+    out, h = sup.operate("arm", "move_to_pose", {"pose": "park"}, "sup1")
+    assert not out.accepted and h is None and out.code == "INTERLOCK"
+    assert "IL-09 [port=GP3]" in out.reason and "IL-09 [port=GP1]" not in out.reason
+    assert any(r["command"] == "move_to_pose" and "IL-09" in r["reason"] for r in sup.refusals)
