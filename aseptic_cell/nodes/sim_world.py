@@ -7,8 +7,9 @@ controller reports) and serves ``/sim/<id>/command`` (cell_interfaces/DeviceComm
 for tests and scenarios are injected through ``/sim/fault``.
 
 Parameters: ``config_dir``, ``speed`` (sim s per wall s; 0 = max), ``step_s`` (sim step;
-default from cell.yaml), ``publish_period_s`` (wall), ``clock_period_s`` (wall),
-``start_paused`` (bool).
+default from cell.yaml), ``publish_period_s`` (wall), ``clock_period_s`` (wall), ``paused``
+(bool). ``speed`` and ``paused`` may be changed while running (``/sim_world/set_parameters``,
+e.g. ``CellClient.set_sim_speed``): scenario runs slow the world down around their events.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ class SimWorld:
         return resp
 
     # ------------------------------------------------------------------ time
+    def set_speed(self, speed: float) -> None:
+        """New speed-up from now on (re-anchored: no catch-up burst, no jump back)."""
+        self._wall0, self._sim0 = time.monotonic(), self.cell.now()
+        self.speed = speed
+
+    def set_paused(self, paused: bool) -> None:
+        if not paused and self.paused:
+            self._wall0, self._sim0 = time.monotonic(), self.cell.now()
+        self.paused = paused
+
     def _publish_readings(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_pub < self.publish_period_s:
@@ -139,8 +150,35 @@ class SimWorld:
         self._publish_readings()
 
 
+def _on_set_parameters(world: SimWorld, params: list[Any]) -> Any:
+    """Runtime ``speed`` (finite, >= 0; 0 = max) and ``paused``; anything else is read-only."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    changes = {}
+    for p in params:
+        if p.name == "speed":
+            v = p.value
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                return SetParametersResult(successful=False, reason=f"speed must be a finite number >= 0 "
+                                                                    f"(0 = max), got {v!r}")
+            changes["speed"] = float(v)
+        elif p.name == "paused":
+            if not isinstance(p.value, bool):
+                return SetParametersResult(successful=False, reason=f"paused must be a bool, got {p.value!r}")
+            changes["paused"] = p.value
+        else:
+            return SetParametersResult(successful=False, reason=f"{p.name} cannot change while running")
+    if "speed" in changes:
+        world.set_speed(changes["speed"])
+        log.info("speed now %s", "max" if changes["speed"] == 0 else f"{changes['speed']:g}x")
+    if "paused" in changes:
+        world.set_paused(changes["paused"])
+    return SetParametersResult(successful=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     import rclpy
+    from rclpy.parameter import Parameter
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
@@ -182,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
             f"simulating {', '.join(f'{d} ({k})' for d, k in cell.kinds.items())}; "
             f"speed {'max' if speed == 0 else f'{speed:g}x'}, step {step_s:g} s"
         )
+        world.set_paused(bool(node.declare_parameter("paused", False).value))
+        node.set_parameters([Parameter("speed", value=float(speed))])  # the effective value
+        node.add_on_set_parameters_callback(lambda ps: _on_set_parameters(world, ps))
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop["flag"] and rclpy.ok():
             world.advance()
-            executor.spin_once(timeout_sec=0.0 if speed == 0 else 0.002)
+            executor.spin_once(timeout_sec=0.0 if world.speed == 0 and not world.paused else 0.002)
         executor.shutdown()
         return 0
     finally:
