@@ -35,6 +35,7 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
     from .launcher import CellProcesses, wait_for_nodes
     from .nodes.graph import default_graph
     from .nodes.supervisor_node import supervisor_spec
+    from .supervisor.recipes import resolve_recipe
     from .supervisor.scenario import ScenarioError, load_scenario, recipe_ref
 
     cfg = load_config(config_dir)
@@ -55,7 +56,10 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
     env = dict(os.environ)
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
-    specs = default_graph(config_dir, speed=speed, extra=[supervisor_spec(config_dir, record_dir)])
+    # a scenario starts the world at its focus speed and steers it from there (_scenario_events);
+    # its runner watches the supervisor at 10 Hz
+    specs = default_graph(config_dir, speed=sc.focus_speed if sc is not None else speed,
+                          extra=[supervisor_spec(config_dir, record_dir, publish_hz=10.0 if sc is not None else 2.0)])
     summary: dict[str, Any] = {"result": "FAIL", "batch_id": batch_id, "recipe": recipe, "logs": log_dir}
     if sc is not None:
         summary.update(scenario=sc.id, interlock=sc.interlock)
@@ -67,8 +71,11 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
         try:
             from std_msgs.msg import String
 
-            client.node.create_subscription(String, "/cell/supervisor/signals",
-                                            lambda m: sup_state.update(json.loads(m.data)), 10)
+            def on_sup(m: Any) -> None:
+                sup_state.update(json.loads(m.data))
+                sup_state["_n"] = sup_state.get("_n", 0) + 1
+
+            client.node.create_subscription(String, "/cell/supervisor/signals", on_sup, 10)
             say(f"starting the node graph ({len(specs)} processes; logs in {log_dir})")
             wait_for_nodes(specs, timeout_s=120.0, check=lambda: _no_deaths(procs), domain_id=domain_id)
             summary["bringup_s"] = round(time.monotonic() - wall0, 2)
@@ -78,13 +85,18 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
                             "supervisor signals")
             say(f"graph up after {summary['bringup_s']} s; running batch {batch_id} of {recipe} via /cell/batch/run")
             sim0, run0 = _sim_time(client), time.monotonic()
-            result = _run_batch(client, recipe, batch_id, sc, sup_state, say)
+            phase_order = ([ph.id for _u, _o, ph in resolve_recipe(recipe, cfg).phases()]
+                           if sc is not None else [])
+            max_speed = 0.0 if math.isinf(speed) else float(speed)
+            result = _run_batch(client, recipe, batch_id, sc, sup_state, say, phase_order, max_speed)
             sim1 = _sim_time(client)
             summary["sim_time_s"] = round(sim1 - sim0, 1) if math.isfinite(sim0) else None
             summary["wall_time_s"] = round(time.monotonic() - run0, 2)
             summary["speedup"] = (round(summary["sim_time_s"] / summary["wall_time_s"], 1)
                                   if summary["sim_time_s"] and summary["wall_time_s"] > 0 else None)
             body = json.loads(result.json_summary or "{}") if result is not None else {}
+            if sc is not None:  # events after a Held batch's RunBatch result are in the summary now
+                body = _batch_summary(client) or body
             summary.update({k: body.get(k) for k in ("batch_state", "held_reason", "vhp", "autoclave", "trips",
                                                      "refusals", "alarms", "timeline")})
             summary["record"] = result.record_path if result is not None else ""
@@ -97,6 +109,7 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
                 from .supervisor.scenario import evaluate
 
                 summary["events"] = sup_state.get("_fired", [])
+                summary["sim_speeds"] = sup_state.get("_speeds", [])
                 def latched_now() -> dict[str, bool]:
                     return {n: "latched" in (client.state(n).lifecycle_state if client.state(n) else "")
                             for n in ("isolator", "vhp", "autoclave", "arm")}
@@ -108,7 +121,11 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
                         pass
                 latched = latched_now()
                 summary["latched"] = latched
-                failures = evaluate(sc, {**summary, "batch_state": body.get("batch_state")}, latched)
+                observed = sup_state.get("_observed_state") or body.get("batch_state")
+                summary["observed_batch_state"] = observed
+                summary["observed_at_t"] = sup_state.get("_observed_t")
+                failures = evaluate(sc, {**summary, "batch_state": observed}, latched)
+                failures += [f"event never fired before the batch ended: {e}" for e in sup_state.get("_unfired", [])]
                 summary["failures"] = failures
                 summary["result"] = "PASS" if not failures else "FAIL"
             code = 0 if summary["result"] == "PASS" else 1
@@ -138,7 +155,8 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
     return code
 
 
-def _run_batch(client: CellClient, recipe: str, batch_id: str, sc: Any, sup_state: dict[str, Any], say: Any) -> Any:
+def _run_batch(client: CellClient, recipe: str, batch_id: str, sc: Any, sup_state: dict[str, Any], say: Any,
+               phase_order: list[str], max_speed: float) -> Any:
     from cell_interfaces.action import RunBatch
 
     box: dict[str, Any] = {}
@@ -154,7 +172,7 @@ def _run_batch(client: CellClient, recipe: str, batch_id: str, sc: Any, sup_stat
     th = threading.Thread(target=go, daemon=True)
     th.start()
     if sc is not None:
-        _scenario_events(client, sc, sup_state, th, say)
+        _scenario_events(client, sc, sup_state, th, say, phase_order, max_speed)
     th.join()
     if "e" in box:
         raise DemoFailed(f"RunBatch: {box['e']}")
@@ -162,7 +180,21 @@ def _run_batch(client: CellClient, recipe: str, batch_id: str, sc: Any, sup_stat
     return result
 
 
-def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th: threading.Thread, say: Any) -> None:
+_FINAL = ("Complete", "Stopped", "Aborted")
+
+
+def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th: threading.Thread, say: Any,
+                     phase_order: list[str], max_speed: float) -> None:
+    """Fire the scenario's events on the live graph, then observe for ``observe_s`` sim seconds.
+
+    At max speed the world runs thousands of sim seconds per wall second, far faster than any
+    operator (or this runner, which sees the supervisor's state at 10 Hz) can act. So the
+    runner steers sim_world's speed: ``focus_speed`` while an event is due soon, while its phase
+    runs, or while the outcome is observed; ``approach_speed`` during the phase before an
+    event's phase; ``max_speed`` otherwise. Events keep firing after RunBatch has returned at
+    Held (a held batch is not over). After each event the runner waits for two supervisor
+    updates, so the next event is judged on states that include this one's effect.
+    """
     from cell_interfaces.srv import BatchCommand, DeviceCommand
 
     from .supervisor.scenario import _fires
@@ -171,9 +203,67 @@ def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th:
     armed: dict[int, float] = {}
     fired: list[dict[str, Any]] = []
     sup_state["_fired"] = fired
-    t0 = None
-    while pending and th.is_alive():
-        time.sleep(0.02)
+    sup_state["_speeds"] = speeds = []
+    t0: float | None = None
+    end_t: float | None = None
+    current = [math.nan]
+    wall_end = time.monotonic() + 900.0
+    last_fire = [time.monotonic()]
+
+    def state() -> str:
+        return str((sup_state.get("batch") or {}).get("state", ""))
+
+    def over() -> bool:
+        # max_sim_s bounds the in-process runner; here the batch's end does (unless an event
+        # waits for exactly that state), or a held batch on which nothing has fired for 30 wall
+        # seconds, or a wall limit
+        if not th.is_alive() and not armed:
+            waits = any(ev.when.batch_state == state() for _i, ev in pending)
+            if (state() in _FINAL and not waits) or time.monotonic() - last_fire[0] > 30.0:
+                return True
+        return time.monotonic() > wall_end
+
+    def steer(now: float, phase: str) -> None:
+        due: list[float] = []
+        speed = max_speed if max_speed > 0 else math.inf
+        for i, ev in pending:
+            w = ev.when
+            if i in armed:
+                due.append(armed[i] - now)
+            elif w.phase is not None:
+                ahead = (phase_order.index(w.phase) - phase_order.index(phase)
+                         if w.phase in phase_order and phase in phase_order else None)
+                if ahead == 0:
+                    speed = min(speed, sc.focus_speed)
+                elif ahead == 1:
+                    speed = min(speed, sc.approach_speed)
+            elif w.signal is not None:
+                speed = min(speed, sc.focus_speed)
+            elif w.at_s is not None and w.batch_state is None:
+                due.append(t0 + w.at_s - now if t0 is not None else 0.0)
+        if end_t is not None:
+            due.append(end_t - now)
+        if due:  # cover what is left in about one wall second: overshoot <= one 10 Hz update
+            speed = min(speed, max(sc.focus_speed, min(due)))
+        if math.isinf(speed):
+            speed = 0.0  # sim_world: 0 = as fast as possible
+        cur = current[0]
+        if math.isnan(cur) or (speed == 0.0) != (cur == 0.0) or (speed and abs(speed - cur) > 0.25 * cur):
+            try:
+                client.set_sim_speed(speed)
+                current[0] = speed
+                speeds.append({"t": round(now, 1), "speed": speed or "max"})
+            except (TimeoutError, ValueError) as exc:
+                say(f"  could not set the sim speed: {exc}")
+
+    def settle() -> None:
+        n = sup_state.get("_n", 0)
+        deadline = time.monotonic() + 5.0
+        while sup_state.get("_n", 0) < n + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    while pending and not over():
+        time.sleep(0.01)
         if "t" not in sup_state:
             continue
         now = float(sup_state["t"])
@@ -186,33 +276,72 @@ def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th:
                 armed[i] = now + ev.when.delay_s
             if i in armed and now >= armed[i]:
                 pending.remove((i, ev))
-                try:
-                    if ev.operate is not None:
-                        o = ev.operate
-                        r = client._wait_future(client._client(DeviceCommand, "/cell/operate").call_async(
-                            DeviceCommand.Request(device_id=o.node, command=o.command, args_json=json.dumps(o.args),
-                                                  user=o.user, reason=o.reason)), 15.0)
-                        res = {"accepted": r.accepted, "code": r.code, "reason": r.reason}
-                    elif ev.device is not None:
-                        d = ev.device
-                        r = client.command(d.node, d.command, d.args, user=d.user, reason=d.reason)
-                        res = {"accepted": r.accepted, "code": r.code, "reason": r.reason}
-                    elif ev.fault is not None:
-                        f = ev.fault
-                        r = client._wait_future(client._client(DeviceCommand, "/sim/fault").call_async(
-                            DeviceCommand.Request(device_id=f.device, command="clear" if f.clear else "inject",
-                                                  args_json=json.dumps({"fault": f.fault, **f.params}))), 15.0)
-                        res = {"accepted": r.accepted, "code": r.code, "reason": r.reason}
-                    else:
-                        b = ev.batch
-                        r = client._wait_future(client._client(BatchCommand, "/cell/batch/command").call_async(
-                            BatchCommand.Request(command=b.command, user=b.user, password=b.password,
-                                                 meaning=b.meaning, reason=b.reason)), 30.0)
-                        res = {"accepted": r.accepted, "code": r.code, "reason": r.reason}
-                except TimeoutError as exc:
-                    res = {"accepted": False, "code": "TIMEOUT", "reason": str(exc)}
+                del armed[i]
+                res = _fire(client, ev, DeviceCommand, BatchCommand)
                 fired.append({"t": now, "event": ev.label(), **res})
                 say(f"  t={now:.0f} {ev.label()}: {'accepted' if res['accepted'] else 'REFUSED ' + res['code']}")
+                settle()
+                last_fire[0] = time.monotonic()
+                if not pending:  # observe from here on, at focus speed
+                    end_t = now + sc.observe_s
+                break  # re-read the state before judging the next event
+        steer(float(sup_state["t"]), str((sup_state.get("batch") or {}).get("phase", "")))
+    # like the in-process runner: the batch state is judged observe_s sim seconds after the last
+    # event (at max speed the batch would otherwise have run on to its end)
+    if end_t is None:
+        end_t = (float(fired[-1]["t"]) if fired else float(sup_state.get("t", 0.0))) + sc.observe_s
+    while float(sup_state.get("t", 0.0)) < end_t and not over():
+        time.sleep(0.01)
+        steer(float(sup_state.get("t", 0.0)), "")
+    sup_state["_unfired"] = [ev.label() for _i, ev in pending]
+    end_t = None
+    pending.clear()
+    armed.clear()
+    steer(float(sup_state.get("t", 0.0)), "")  # the rest of the batch at full speed
+    # Over the graph every supervisor step waits for device states to arrive, which costs sim
+    # time the in-process runner does not spend; a scenario that expects the batch to stop
+    # (Held, Aborted...) is judged when it leaves Running, not at a sim instant tuned in-process.
+    # (Held is absorbing: nothing resumes without an operator.)
+    expected = sc.expect.batch_state
+    if expected and expected != "Running":
+        settle_end = time.monotonic() + 120.0
+        while state() in ("Running", "") and th.is_alive() and time.monotonic() < settle_end:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the supervisor's next update
+    sup_state["_observed_state"] = state()
+    sup_state["_observed_t"] = float(sup_state.get("t", 0.0))
+
+
+def _fire(client: CellClient, ev: Any, DeviceCommand: Any, BatchCommand: Any) -> dict[str, Any]:  # noqa: N803
+    try:
+        if ev.operate is not None:
+            o = ev.operate
+            r = client._wait_future(client._client(DeviceCommand, "/cell/operate").call_async(
+                DeviceCommand.Request(device_id=o.node, command=o.command, args_json=json.dumps(o.args),
+                                      user=o.user, reason=o.reason)), 15.0)
+        elif ev.device is not None:
+            d = ev.device
+            r = client.command(d.node, d.command, d.args, user=d.user, reason=d.reason)
+        elif ev.fault is not None:
+            f = ev.fault
+            r = client._wait_future(client._client(DeviceCommand, "/sim/fault").call_async(
+                DeviceCommand.Request(device_id=f.device, command="clear" if f.clear else "inject",
+                                      args_json=json.dumps({"fault": f.fault, **f.params}))), 15.0)
+        else:
+            b = ev.batch
+            r = client._wait_future(client._client(BatchCommand, "/cell/batch/command").call_async(
+                BatchCommand.Request(command=b.command, user=b.user, password=b.password,
+                                     meaning=b.meaning, reason=b.reason)), 30.0)
+    except TimeoutError as exc:
+        return {"accepted": False, "code": "TIMEOUT", "reason": str(exc)}
+    return {"accepted": r.accepted, "code": r.code, "reason": r.reason}
+
+
+def _batch_summary(client: CellClient) -> dict[str, Any]:
+    from std_srvs.srv import Trigger
+
+    r = client._wait_future(client._client(Trigger, "/cell/batch/summary").call_async(Trigger.Request()), 15.0)
+    return json.loads(r.message) if r.success else {}
 
 
 def _no_deaths(procs: Any) -> None:

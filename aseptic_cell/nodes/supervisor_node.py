@@ -10,7 +10,8 @@ the batch record. Interface (docs/ROS_API.md, "Supervisor"):
   supervisor's signal table, for scenarios/HMI);
 * ``/cell/batch/run`` RunBatch action (ends when the batch is Complete/Stopped/Aborted or Held;
   ``json_summary`` = trips, refusals, alarms, phase timeline, cycle results);
-* ``/cell/batch/command`` BatchCommand, ``/cell/operate`` DeviceCommand,
+* ``/cell/batch/summary`` std_srvs/Trigger (read-only: the summary JSON in ``message``),
+  ``/cell/batch/command`` BatchCommand, ``/cell/operate`` DeviceCommand,
   ``/cell/alarms/acknowledge`` AcknowledgeAlarm.
 
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
@@ -215,6 +216,9 @@ class SupervisorNode(Node):
         self._operate_group = ReentrantCallbackGroup()
         self.create_service(DeviceCommand, "/cell/operate", self._on_operate, callback_group=self._operate_group)
         self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._on_ack)
+        from std_srvs.srv import Trigger
+
+        self.create_service(Trigger, "/cell/batch/summary", self._on_summary)
         self._action = ActionServer(self, RunBatch, "/cell/batch/run", execute_callback=self._run_batch,
                                     cancel_callback=lambda _g: CancelResponse.REJECT)
         self._waiters: list[tuple[float, Future]] = []
@@ -314,6 +318,12 @@ class SupervisorNode(Node):
         resp.reason, resp.payload_json = h.reason, json.dumps(h.payload, default=str)
         return resp
 
+    def _on_summary(self, _req: Any, resp: Any) -> Any:
+        """The batch summary now (the same JSON as RunBatch's json_summary; read-only)."""
+        resp.success = True
+        resp.message = json.dumps({**self.sup.summary(), "record_path": self.record_path}, default=_json_default)
+        return resp
+
     def _on_ack(self, req: Any, resp: Any) -> Any:
         out = self.sup.acknowledge_alarm(req.alarm_id, req.user, req.comment)
         resp.accepted, resp.reason = out.accepted, out.reason
@@ -362,11 +372,12 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def supervisor_spec(config_dir: str, record_dir: str = "", tick_hz: float = 10.0) -> Any:
+def supervisor_spec(config_dir: str, record_dir: str = "", tick_hz: float = 10.0, publish_hz: float = 2.0) -> Any:
     """The supervisor's NodeSpec for ``default_graph(..., extra=[supervisor_spec(...)])``."""
     from .graph import NodeSpec
 
-    params: dict[str, Any] = {"use_sim_time": True, "config_dir": str(config_dir), "tick_hz": float(tick_hz)}
+    params: dict[str, Any] = {"use_sim_time": True, "config_dir": str(config_dir), "tick_hz": float(tick_hz),
+                              "publish_hz": float(publish_hz)}
     if record_dir:
         params["record_dir"] = str(record_dir)
     return NodeSpec("supervisor", "aseptic_cell.nodes.supervisor_node", params, tuple(NODES), False, "service")

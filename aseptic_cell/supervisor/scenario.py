@@ -17,7 +17,9 @@ trigger, an unknown device node are errors naming the field)::
         fault: {device: AC1, fault: steam_failure}
       - batch: {command: hold, user: op1}
     observe_s: 600                    # keep running after the last event (no auto-resume)
-    max_sim_s: 20000
+    max_sim_s: 20000                  # in-process bound (graph runs end with the batch)
+    focus_speed: 50                   # graph runs: sim speed-up while an event is near or observed
+    approach_speed: 400               # graph runs: ... while the phase before an event's phase runs
     expect:
       batch_state: Held
       refused: [{command: open_door, rule: IL-08}]
@@ -148,6 +150,8 @@ class Scenario(_M):
     events: list[Event] = []
     observe_s: float = Field(default=300.0, ge=0)
     max_sim_s: float = Field(default=30000.0, gt=0)
+    focus_speed: float = Field(default=50.0, gt=0, le=10000)
+    approach_speed: float = Field(default=400.0, gt=0, le=100000)
     expect: Expect = Expect()
 
     @model_validator(mode="after")

@@ -29,3 +29,37 @@ def test_demo_runs_a_batch_end_to_end(tmp_path):
     assert isinstance(summary["refusals"], list)
     assert verify_file(summary["record"]).ok
     assert all(rc == 0 for rc in summary["exit_codes"].values())
+
+
+# Scenarios against the real graph (all of them run in-process in tests/unit/test_supervisor_scenarios.py):
+# operator + direct device refusals at batch start (IL-01), a command after the batch reached a
+# final state (IL-06), and a trip during the VHP dwell reached through phase + signal triggers (IL-08).
+@pytest.mark.parametrize("name", ["IL-01-hatch-both-doors", "IL-06-close-record-no-end-glove-test",
+                                  "IL-08-hatch-during-vhp-dwell"])
+def test_demo_scenario_on_the_graph(tmp_path, name):
+    proc = subprocess.run([sys.executable, "-m", "aseptic_cell.cli", "demo", "--speed", "max", "--json",
+                           "--config", str(CONFIG), "--record-dir", str(tmp_path),
+                           "--scenario", str(CONFIG / "scenarios" / f"{name}.yaml")],
+                          capture_output=True, text=True, timeout=380)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0 and summary["result"] == "PASS", (summary.get("failures"), summary.get("error"),
+                                                                  proc.stderr[-3000:])
+    assert summary["failures"] == [] and summary["scenario"] == name
+    fired = summary["events"]
+    assert fired and all(e["code"] != "TIMEOUT" for e in fired)
+    # the runner slowed the world down around its events and ran the rest at full speed
+    speeds = [s["speed"] for s in summary["sim_speeds"]]
+    assert any(isinstance(v, float) and v <= 50.0 for v in speeds) and speeds[-1] == "max"
+    assert verify_file(summary["record"]).ok
+    assert all(rc == 0 for rc in summary["exit_codes"].values())
+    if name.startswith("IL-01"):
+        refused = {(r["source"], r["code"]) for r in summary["refusals"] if r["command"] == "open_door"}
+        assert {("operate", "INTERLOCK"), ("device", "HATCH_OTHER_DOOR_OPEN")} <= refused
+        assert summary["observed_batch_state"] == "Running"
+    elif name.startswith("IL-06"):
+        assert summary["observed_batch_state"] == "Aborted"
+        assert any(r["command"] == "close_record" and "IL-06" in r["reason"] for r in summary["refusals"])
+    else:
+        assert any("isolator.hatch.door_B.closed" in t["reason"] for t in summary["trips"])
+        assert summary["observed_batch_state"] == "Held"
+        assert any(r["source"] == "operate" and "IL-08" in r["reason"] for r in summary["refusals"])
