@@ -194,14 +194,25 @@ class CellClient:
     # ------------------------------------------------------------------ actions
     def set_sim_speed(self, speed: float, *, node: str = "/sim_world") -> None:
         """Change sim_world's speed-up while it runs (0 = as fast as possible)."""
-        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.msg import ParameterType, ParameterValue
+
+        self._set_parameter(node, "speed", ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                           double_value=float(speed)))
+
+    def pause_sim(self, paused: bool = True, *, node: str = "/sim_world") -> None:
+        """Stop (or restart) sim time; the nodes keep running and answering."""
+        from rcl_interfaces.msg import ParameterType, ParameterValue
+
+        self._set_parameter(node, "paused", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=paused))
+
+    def _set_parameter(self, node: str, name: str, value: Any) -> None:
+        from rcl_interfaces.msg import Parameter
         from rcl_interfaces.srv import SetParameters
 
-        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(speed))
         r = self._wait_future(self._client(SetParameters, f"{node}/set_parameters").call_async(
-            SetParameters.Request(parameters=[Parameter(name="speed", value=value)])), 10.0)
+            SetParameters.Request(parameters=[Parameter(name=name, value=value)])), 10.0)
         if not r.results or not r.results[0].successful:
-            raise ValueError(f"{node} refused speed {speed!r}: {r.results[0].reason if r.results else 'no result'}")
+            raise ValueError(f"{node} refused {name}: {r.results[0].reason if r.results else 'no result'}")
 
     def _action_client(self, action_type: Any, name: str) -> Any:
         from rclpy.action import ActionClient

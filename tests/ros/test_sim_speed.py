@@ -48,10 +48,14 @@ def test_speed_changes_at_run_time_and_bad_values_are_refused(tmp_path):
             client.set_sim_speed(400.0)
             assert 300 < _rate(client, latest) < 500
             for bad in (-1.0, float("nan"), float("inf")):
-                with pytest.raises(ValueError, match="speed must be a finite number >= 0"):
+                with pytest.raises(ValueError, match="refused speed: speed must be a finite number >= 0"):
                     client.set_sim_speed(bad)
             assert 300 < _rate(client, latest) < 500  # a refused value changed nothing
             client.set_sim_speed(10.0)
+            assert 6 < _rate(client, latest) < 14
+            client.pause_sim(True)
+            assert _rate(client, latest) == 0.0  # /clock still published, time stands still
+            client.pause_sim(False)
             assert 6 < _rate(client, latest) < 14
             assert not backwards  # re-anchored: no jump back, no catch-up burst
         finally:
