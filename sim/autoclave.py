@@ -65,7 +65,7 @@ from ..config.devices import (
     Prevacuum,
 )
 from .clock import Clock
-from .common import CommandRefused, InvalidCommand, SensorChannel, require_finite
+from .common import CommandRefused, InvalidCommand, SensorChannel, SubSteppedModel, require_finite
 from .steam import ATMOSPHERIC_KPA, IF97_P_MIN_KPA, F0Integrator, p_sat_kpa, t_sat_c
 from .vhp import AlarmRecord, CheckedFaultHooks, PhaseRecord, json_safe
 
@@ -240,7 +240,7 @@ class _Run:
         return self.program.heatup_timeout_s
 
 
-class AutoclaveModel:
+class AutoclaveModel(SubSteppedModel):
     """Deterministic model of a double-ended pre-vacuum steam steriliser.
 
     Args:
@@ -250,6 +250,8 @@ class AutoclaveModel:
         record_interval_s: spacing of the downsampled cycle record.
         bd_pack_volume_l: free volume of the Bowie-Dick test pack (default: EN 285 pack).
     """
+
+    substep_max_s = SUBSTEP_MAX_S
 
     def __init__(
         self,
@@ -525,23 +527,7 @@ class AutoclaveModel:
         }
 
     # ------------------------------------------------------------------ stepping
-    def step(self, dt: float) -> None:
-        """Advance by ``dt`` sim seconds (sub-stepped internally)."""
-        dt = require_finite("dt", dt)
-        if dt < 0:
-            raise InvalidCommand("dt must be non-negative")
-        self._t = max(self._t, self.clock.now() - dt)
-        if dt == 0:
-            return
-        n = max(1, math.ceil(dt / SUBSTEP_MAX_S - 1e-9))
-        h = dt / n
-        for _ in range(n):
-            self._substep(h)
-
     # ------------------------------------------------------------------ internals
-    def _now(self) -> float:
-        return max(self._t, self.clock.now())
-
     def _p(self) -> float:
         return self._p_s + self._p_air
 

@@ -165,3 +165,32 @@ def read_sensors(raw: dict[str, Any], now: float, faults: FaultHooks, channels: 
         else:
             out[key] = value
     return out
+
+
+class SubSteppedModel:
+    """``step(dt)``: advance by ``dt`` sim seconds in equal sub-steps of at most
+    ``substep_max_s`` (each one ``self._substep(h)``); models keep their own time ``_t`` next to
+    the shared ``clock`` (the VHP unit and the autoclave)."""
+
+    substep_max_s: float
+    clock: Any
+    _t: float
+
+    def _substep(self, h: float) -> None:
+        raise NotImplementedError
+
+    def step(self, dt: float) -> None:
+        """Advance the process by ``dt`` sim seconds (sub-stepped internally)."""
+        dt = require_finite("dt", dt)
+        if dt < 0:
+            raise InvalidCommand("dt must be non-negative")
+        self._t = max(self._t, self.clock.now() - dt)
+        if dt == 0:
+            return
+        n = max(1, math.ceil(dt / self.substep_max_s - 1e-9))
+        h = dt / n
+        for _ in range(n):
+            self._substep(h)
+
+    def _now(self) -> float:
+        return max(self._t, self.clock.now())

@@ -67,6 +67,7 @@ from .common import (
     FaultHooks,
     InvalidCommand,
     SensorChannel,
+    SubSteppedModel,
     require_finite,
 )
 from .steam import ATMOSPHERIC_KPA, KELVIN_OFFSET, p_sat_kpa
@@ -372,7 +373,7 @@ class _Run:
         self.series: dict[str, list[Any]] = {k: [] for k in VHPSeries.__dataclass_fields__}
 
 
-class VHPUnitModel:
+class VHPUnitModel(SubSteppedModel):
     """Deterministic model of a VHP generator connected to an enclosure.
 
     Args:
@@ -384,6 +385,8 @@ class VHPUnitModel:
         record_interval_s: spacing of the downsampled cycle record.
         ppm_disagreement_max_ppm: redundant ppm sensor tolerance (default 5 % of range).
     """
+
+    substep_max_s = SUBSTEP_MAX_S
 
     def __init__(
         self,
@@ -555,22 +558,6 @@ class VHPUnitModel:
         return self._phase
 
     # ------------------------------------------------------------------ stepping
-    def step(self, dt: float) -> None:
-        """Advance the process by ``dt`` sim seconds (sub-stepped internally)."""
-        dt = require_finite("dt", dt)
-        if dt < 0:
-            raise InvalidCommand("dt must be non-negative")
-        self._t = max(self._t, self.clock.now() - dt)
-        if dt == 0:
-            return
-        n = max(1, math.ceil(dt / SUBSTEP_MAX_S - 1e-9))
-        h = dt / n
-        for _ in range(n):
-            self._substep(h)
-
-    def _now(self) -> float:
-        return max(self._t, self.clock.now())
-
     def _stopped(self) -> bool:
         return "e_stop" in self.faults or "power_loss" in self.faults
 
