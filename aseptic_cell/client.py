@@ -23,6 +23,9 @@ class Reply:
     payload: dict[str, Any]
 
 
+NEW_CLIENT_SETTLE_S = 0.3
+"""Wall seconds a newly created service client waits after it first sees the service."""
+
 STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "AutoclaveState", "arm": "ArmState"}
 
 
@@ -119,7 +122,8 @@ class CellClient:
 
     def _client(self, srv_type: Any, name: str) -> Any:
         key = (srv_type.__name__, name)
-        if key not in self._clients:
+        new = key not in self._clients
+        if new:
             self._clients[key] = self.node.create_client(srv_type, name)
         c = self._clients[key]
         deadline = time.monotonic() + 30.0
@@ -127,6 +131,11 @@ class CellClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service {name} not available")
             time.sleep(0.02)
+        if new:
+            # "ready" means our request writer matched the server; its reply writer may not have
+            # matched our reader yet, and a reply sent before that is lost (commands are not
+            # retried: they are not all idempotent). Give discovery a moment on first use.
+            time.sleep(NEW_CLIENT_SETTLE_S)
         return c
 
     # ------------------------------------------------------------------ waiting
@@ -217,7 +226,8 @@ class CellClient:
     def _action_client(self, action_type: Any, name: str) -> Any:
         from rclpy.action import ActionClient
 
-        if name not in self._actions:
+        new = name not in self._actions
+        if new:
             self._actions[name] = ActionClient(self.node, action_type, name)
         ac = self._actions[name]
         deadline = time.monotonic() + 30.0
@@ -225,6 +235,8 @@ class CellClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"action server {name} not available")
             time.sleep(0.02)
+        if new:
+            time.sleep(NEW_CLIENT_SETTLE_S)  # as in _client: let the reply paths match too
         return ac
 
     def run_action(self, action_type: Any, name: str, goal: Any, timeout_s: float,

@@ -436,15 +436,20 @@ def wait_for_nodes(
                 elif n not in lc:
                     states[n] = "present"
                 else:
-                    f = pending.get(n)
+                    f, sent = pending.get(n, (None, 0.0))
                     if f is not None and f.done():
                         del pending[n]
                         try:
                             states[n] = f.result().current_state.label
                         except Exception:  # noqa: BLE001
                             states[n] = "no answer"
+                    elif f is not None and time.monotonic() - sent > ASK_AGAIN_S:
+                        # a reply can be lost while discovery is still matching the service's
+                        # reader and writer: ask again rather than wait for it forever
+                        clients[n].remove_pending_request(f)
+                        del pending[n]
                     if states[n] != "active" and n not in pending and clients[n].service_is_ready():
-                        pending[n] = clients[n].call_async(GetState.Request())
+                        pending[n] = (clients[n].call_async(GetState.Request()), time.monotonic())
                     elif states[n] == "missing":
                         states[n] = "no get_state service"
             if all(states[n] == ("active" if n in lc else "present") for n in wanted):
@@ -462,13 +467,17 @@ def wait_for_nodes(
                 )
             exe.spin_once(timeout_sec=poll_s)
     finally:
-        for n, f in pending.items():
+        for n, (f, _sent) in pending.items():
             clients[n].remove_pending_request(f)
         exe.remove_node(node)
         exe.shutdown(timeout_sec=0)
         node.destroy_node()
         if own:
             context.try_shutdown()
+
+
+ASK_AGAIN_S = 2.0
+"""wait_for_nodes: a get_state request unanswered this long (wall s) is dropped and sent again."""
 
 
 def wait_for_output(procs: "CellProcesses", name: str, text: str, timeout_s: float = 120.0) -> None:
