@@ -42,6 +42,9 @@ from .recipes import RecipeError, resolve_recipe
 log = logging.getLogger(__name__)
 
 S = PhaseState
+RESTART_TIMEOUT_S = 20.0
+"""Wall seconds the signed restart waits for the devices' recoveries before holding again."""
+
 BATCH_COMMANDS = ("start", "hold", "restart", "pause", "resume", "stop", "abort", "reset", "confirm",
                   "close_record")
 SAFE_ORDER = ("arm", "vhp", "autoclave", "isolator")
@@ -118,6 +121,7 @@ class Supervisor:
         self._confirmed: set[str] = set()
         self._end_glove_done = False
         self._refreshed_at = -math.inf
+        self._restart_step: tuple[str, list[Handle], float] | None = None
         self._robot_done = False
         self._tripped: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._comm_lost: set[str] = set()
@@ -525,8 +529,40 @@ class Supervisor:
             self.sm.resume("system", "hold requested while paused")
             self._hold(reason, trip=trip, source=source, actor=actor)
 
+    def _restart_ready(self) -> bool:
+        """The signed restart's device steps, in order, across ticks: recover every latched node,
+        then reset the arm's protective stop (ISO 10218-1: a deliberate manual action; the signed
+        restart is that action, recorded as an intervention). True once all have been answered;
+        a refusal or no answer within RESTART_TIMEOUT_S holds the batch again with the reason."""
+        user = self._restart_user or "system"
+        if self._restart_step is None:
+            self._tripped.clear()  # re-arm the on-tick rules: a still-violated rule trips again
+            self._restart_step = ("recover", [self.recover(node, user, f"batch restart: {self.held_reason}")
+                                              for node in NODES if self.port.latched(node)], time.monotonic())
+        while True:
+            step, handles, t0 = self._restart_step
+            failed = [h for h in handles if h.done and not h.accepted]
+            if failed or (time.monotonic() - t0 > RESTART_TIMEOUT_S and not all(h.done for h in handles)):
+                why = "; ".join(f"{h.node}.{h.command} refused: {h.code}: {h.reason}" for h in failed) or (
+                    f"no answer to {', '.join(f'{h.node}.{h.command}' for h in handles if not h.done)} "
+                    f"within {RESTART_TIMEOUT_S:g} s")
+                self._restart_step = None
+                self._hold(f"restart failed: {why}", trip=True, source="restart")
+                return False
+            if not all(h.done for h in handles):
+                return False
+            if step == "recover" and self.signal("arm.protective_stop") is not False:
+                self._audit("intervention", user, "arm.reset_protective_stop", "batch restart", {"node": "arm"})
+                self._restart_step = ("reset", [self.port.send("arm", "reset_protective_stop", {}, user=user,
+                                                               reason="batch restart")], time.monotonic())
+                continue  # answered at once by an in-process cell; over ROS on a later tick
+            self._restart_step = None
+            return True
+
     def _drive_batch(self) -> None:
         st = self.sm.state
+        if st is not S.RESTARTING:
+            self._restart_step = None  # an abort/stop during Restarting drops its unfinished steps
         if st is S.HOLDING:
             self._stop_tree()
             if self.active_phase and self.phases[self.active_phase].can("hold"):
@@ -536,11 +572,9 @@ class Supervisor:
                 self._all_safe(self.held_reason)
             self.sm.done("system", "held: devices safe")
         elif st is S.RESTARTING:
+            if not self._restart_ready():
+                return  # recoveries in flight: stay Restarting (nothing moves meanwhile)
             user = self._restart_user or "system"
-            self._tripped.clear()  # re-arm the on-tick rules: a still-violated rule trips again
-            for node in NODES:
-                if self.port.latched(node):
-                    self.recover(node, user, f"batch restart: {self.held_reason}")
             if self.active_phase and self.phases[self.active_phase].state is S.HELD:
                 self.phases[self.active_phase].restart(user, "batch restart")
                 self.phases[self.active_phase].done("system", "restarted")

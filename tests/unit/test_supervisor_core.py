@@ -175,7 +175,10 @@ def test_trip_holds_with_all_devices_safe_and_restart_needs_supervisor_signature
     assert out.accepted, out
     run.advance(5)
     assert not any(run.cell.latched(n) for n in ("isolator", "vhp", "autoclave", "arm"))
-    assert sup.sm.state.value in ("Running", "Held")
+    # the trip put the arm in a protective stop; the signed restart reset it (else the next
+    # "drives on" would be refused and the batch would hold again at once)
+    assert run.cell.sensors("arm")["protective_stop"] is False
+    assert sup.sm.state.value == "Running", sup.held_reason
     restarts = [e for e in sup.timeline if e["level"] == "batch" and e["from"] == "Held"]
     assert restarts and restarts[0]["by"] == "sup1"
 
@@ -226,3 +229,25 @@ def test_manual_arm_move_checks_every_glove_port_il09(cfg):
     assert not out.accepted and h is None and out.code == "INTERLOCK"
     assert "IL-09 [port=GP3]" in out.reason and "IL-09 [port=GP1]" not in out.reason
     assert any(r["command"] == "move_to_pose" and "IL-09" in r["reason"] for r in sup.refusals)
+
+
+def test_restart_holds_again_when_a_recovery_is_refused(cfg):
+    """The signed restart's device steps must all succeed; a refusal holds the batch again with
+    the reason instead of restarting into a device that is not ready."""
+    run = InProcessRun(cfg, tick_s=5.0)
+    sup = run.sup
+    run.cell.inject_fault("ISO1", "glove_breach:GP1")
+    assert sup.run_batch("CART-TRANSDUCTION", "B1", "op1").accepted
+    run.advance(3000)
+    assert sup.sm.state.value == "Held"
+    run.cell.inject_fault("ARM1", "arm_fault", reason="drive fault")  # the reset must be refused now
+    run.cell.clear_fault("ISO1", "glove_breach:GP1")
+    out = sup.batch_command("restart", "sup1", password="sup1-demo-2026", meaning="responsibility",
+                            reason="glove replaced")
+    assert out.accepted, out
+    run.advance(30)
+    assert sup.sm.state.value == "Held"
+    assert sup.held_reason == ("restart failed: arm.reset_protective_stop refused: ARM_FAULT_ACTIVE: "
+                               "arm fault still present; clear it before reset")
+    assert run.cell.sensors("arm")["protective_stop"] is True  # nothing was forced
+    assert any(t["rule"] == "restart" for t in sup.trips)
