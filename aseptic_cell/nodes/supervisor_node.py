@@ -56,6 +56,7 @@ class RosCellPort:
         from ..supervisor.port import _shared_scene
 
         self.node, self.cfg, self.stale_s = node, cfg, stale_s
+        self._last_refresh_wall = time.monotonic()
         lay = cfg.layout
         self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
                              "autoclave": lay.autoclave.id, "arm": lay.robot.id}
@@ -100,10 +101,15 @@ class RosCellPort:
     def refresh(self, table: Any) -> None:
         now_wall = time.monotonic()
         now = self.now()
+        # After the supervisor itself stalled (e.g. building a batch's trees inside a callback),
+        # the device messages of that time are still queued behind this call: their silence is
+        # ours, not the devices'. Judge comm loss again on the next refresh, once they drained.
+        stalled = now_wall - self._last_refresh_wall > self.stale_s / 2
+        self._last_refresh_wall = now_wall
         for n in NODES:
             dev = self.node_devices[n]
             got = self._latest.get(n)
-            if got is None or now_wall - got[1] > self.stale_s or not got[0].get("comm_ok"):
+            if got is None or (now_wall - got[1] > self.stale_s and not stalled) or not got[0].get("comm_ok"):
                 table.mark_comm_lost(dev)
                 continue
             data = got[0]
@@ -121,7 +127,7 @@ class RosCellPort:
                     except (TypeError, ValueError):
                         table.remove(name)
         arm = self._latest.get("arm")
-        if self._q is not None and arm is not None and now_wall - arm[1] <= self.stale_s:
+        if self._q is not None and arm is not None and (now_wall - arm[1] <= self.stale_s or stalled):
             for door, clear in clear_of_doors(self.scene, self._q, self.cfg).items():
                 table.update(f"arm.clear_of.{door}", clear, now, self.node_devices["arm"])
 

@@ -417,7 +417,10 @@ def test_ten_browsers_stay_live(browser: Any, cell: Cell) -> None:
         pages.append(p)
     for p in pages:
         p.wait_for_function("() => window.hmiStats && window.hmiStats.states > 2")
-    assert httpx.get(cell.url + "/api/health").json()["browsers"] >= 10
+    deadline = time.monotonic() + 15.0  # a dropped slow browser reconnects (see below)
+    while (n := httpx.get(cell.url + "/api/health").json()["browsers"]) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert n >= 10, n
     before = [p.evaluate("() => window.hmiStats.states") for p in pages]
     time.sleep(3.0)
     after = [p.evaluate("() => window.hmiStats.states") for p in pages]
@@ -429,6 +432,9 @@ def test_ten_browsers_stay_live(browser: Any, cell: Cell) -> None:
         f"latency {med:.0f} ms"
     )
     assert min(rates) >= 2.0, rates  # 10 Hz nominal; loaded CI machine: at least 2 Hz each
-    assert all(p.text_content("#conn") == "live" for p in pages)
+    # every browser is live (one that was too slow is dropped by the server and reconnects by
+    # design: on a loaded machine that can be the moment this line samples it)
+    for p in pages:
+        p.wait_for_function("() => document.querySelector('#conn').textContent === 'live'", timeout=10_000)
     for p in pages:
         p.context.close()
