@@ -57,12 +57,19 @@ def test_every_device_publishes_typed_state_and_standard_messages(graph):
 
 def test_graph_lists_device_services_and_actions(graph):
     _procs, client = graph
+    wanted_topics = ("/joint_states", "/diagnostics", "/cell/isolator/state")
+    # graph discovery is eventually consistent: on a loaded machine give it a few seconds
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        topics = dict(client.node.get_topic_names_and_types())
+        if all(t in topics for t in wanted_topics):
+            break
+        time.sleep(0.2)
     names = {n for n, _ in client.node.get_service_names_and_types()}
     for srv in ("/cell/isolator/door", "/cell/isolator/port", "/cell/isolator/glove", "/cell/autoclave/door",
                 "/cell/arm/command", "/cell/isolator/recover", "/isolator/change_state",
                 "/cell/vhp/run_cycle/_action/send_goal", "/cell/arm/execute_trajectory/_action/send_goal"):
         assert srv in names, srv
-    topics = dict(client.node.get_topic_names_and_types())
     assert topics["/joint_states"] == ["sensor_msgs/msg/JointState"]
     assert topics["/diagnostics"] == ["diagnostic_msgs/msg/DiagnosticArray"]
     assert topics["/cell/isolator/state"] == ["cell_interfaces/msg/IsolatorState"]
