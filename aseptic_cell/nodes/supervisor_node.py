@@ -15,7 +15,8 @@ the batch record. Interface (docs/ROS_API.md, "Supervisor"):
   ``/cell/alarms/acknowledge`` AcknowledgeAlarm.
 
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
-``publish_hz`` (2), ``signals_stale_s`` (2.0, wall).
+``publish_hz`` (2), ``signals_stale_s`` (2.0, wall), ``confirm_timeout_s`` (2.0, wall: how long an
+operator command waits for the states of devices that accepted a command to include its effect).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class RosCellPort:
         self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
                              "autoclave": lay.autoclave.id, "arm": lay.robot.id}
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        # signals messages received per node, and the count each node must reach before its state
+        # includes the effect of the last command it accepted (see unconfirmed())
+        self._received: dict[str, int] = dict.fromkeys(NODES, 0)
+        self._confirm_at: dict[str, int] = dict.fromkeys(NODES, 0)
         self._events: list[dict[str, Any]] = []
         self._q: list[float] | None = None
         self._joint_names = [j.name for j in cfg.arm.joints]
@@ -82,6 +87,7 @@ class RosCellPort:
         except ValueError:
             return
         self._latest[n] = (data, time.monotonic())
+        self._received[n] = self._received.get(n, 0) + 1
 
     def _on_event(self, msg: Any) -> None:
         try:
@@ -131,6 +137,17 @@ class RosCellPort:
             for door, clear in clear_of_doors(self.scene, self._q, self.cfg).items():
                 table.update(f"arm.clear_of.{door}", clear, now, self.node_devices["arm"])
 
+    def confirmation_marks(self) -> dict[str, int]:
+        """Per node, the count of received state messages that includes every command accepted
+        so far (pass to :meth:`unconfirmed` later)."""
+        return dict(self._confirm_at)
+
+    def unconfirmed(self, marks: dict[str, int]) -> list[str]:
+        """Nodes whose published state does not yet include the effect of the commands they had
+        accepted when ``marks`` was taken (a state message published after the reply has not
+        arrived yet)."""
+        return [n for n in NODES if self._received.get(n, 0) < marks.get(n, 0)]
+
     def updated_since(self, node: str, t_wall: float) -> bool:
         """A signals message of ``node`` was received after ``t_wall`` (monotonic)."""
         got = self._latest.get(node)
@@ -158,6 +175,10 @@ class RosCellPort:
             try:
                 r = f.result()
                 payload = json.loads(r.payload_json or "{}")
+                if r.accepted:
+                    # the state message in flight when the reply came may predate the command:
+                    # the second one received after it is the first certainly published after
+                    self._confirm_at[node] = self._received.get(node, 0) + 2
                 h.finish(r.accepted, r.code, r.reason, payload if isinstance(payload, dict) else {})
             except Exception as exc:  # noqa: BLE001
                 h.finish(False, "COMM_LOST", f"{node}.{command}: {exc!r}")
@@ -199,6 +220,7 @@ class SupervisorNode(Node):
         self.declare_parameter("tick_hz", 10.0)
         self.declare_parameter("publish_hz", 2.0)
         self.declare_parameter("signals_stale_s", 2.0)
+        self.declare_parameter("confirm_timeout_s", 2.0)
         cfg_dir = self.get_parameter("config_dir").value or str(default_config_dir())
         self.cfg = load_config(cfg_dir)
         rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
@@ -206,6 +228,7 @@ class SupervisorNode(Node):
         self.record_path = str(rdir / time.strftime("supervisor-%Y%m%d-%H%M%S.db"))
         self.record = BatchRecord(self.record_path, _WallClock())
         self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
+        self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
         self.sup = Supervisor(self.cfg, self.port, record=self.record, record_clock=_WallClock())
         self._status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
         self._il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
@@ -312,6 +335,20 @@ class SupervisorNode(Node):
         except ValueError as exc:
             self.sup._op_refuse(req.user, req.device_id, req.command, {}, "INVALID", f"args_json: {exc}")  # noqa: SLF001
             resp.accepted, resp.code, resp.reason, resp.payload_json = False, "INVALID", f"args_json: {exc}", "{}"
+            return resp
+        # An operator command is judged on device states that include every command already
+        # forwarded: "open hatch door B" sent just after "open door A" was accepted must meet
+        # IL-01 here, not only at the device (the supervisor is one layer, never the only one).
+        marks = self.port.confirmation_marks()
+        deadline = time.monotonic() + self.confirm_timeout_s
+        while self.port.unconfirmed(marks) and time.monotonic() < deadline:
+            await self._sleep(0.02)
+        waiting = self.port.unconfirmed(marks)
+        if waiting:
+            why = (f"state of {', '.join(waiting)} not confirmed since its last accepted command "
+                   f"(no state message within {self.confirm_timeout_s:g} s): refused, retry")
+            self.sup._op_refuse(req.user, req.device_id, req.command, args, "UNCONFIRMED", why)  # noqa: SLF001
+            resp.accepted, resp.code, resp.reason, resp.payload_json = False, "UNCONFIRMED", why, "{}"
             return resp
         out, h = self.sup.operate(req.device_id, req.command, args, req.user, req.reason)
         if h is None:

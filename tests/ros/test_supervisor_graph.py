@@ -23,6 +23,9 @@ def cell(tmp_path_factory):
     cfg_dir = str(default_config_dir())
     rec = tmp_path_factory.mktemp("records")
     specs = default_graph(cfg_dir, speed=float("inf"), extra=[supervisor_spec(cfg_dir, str(rec))])
+    # the isolator publishes its state at 2 Hz (as a slower controller link would): a command's
+    # effect then reaches the supervisor well after the command's reply (see the last test)
+    next(s for s in specs if s.name == "isolator").params["publish_period_s"] = 0.5
     with CellProcesses(specs, env=dict(os.environ), log_dir=tmp_path_factory.mktemp("logs")) as procs:
         wait_for_nodes(specs, timeout_s=240.0, check=lambda: procs.poll() and pytest.fail(f"died: {procs.poll()}"))
         client = CellClient()
@@ -83,3 +86,19 @@ def test_status_and_interlocks_are_published(cell):
     assert got["s"].record_path.startswith(str(rec))
     ids = {r.rule_id for r in got["i"].rules}
     assert {"IL-01", "IL-13", "RB-05"} <= ids
+
+
+def test_operator_command_right_after_another_is_judged_on_the_new_state(cell):
+    """Hatch door B asked for straight after door A was accepted: the supervisor's state of the
+    isolator must include door A opening before it judges B, so IL-01 refuses B here (an
+    INTERLOCK refusal naming the rule), not only the device's own hard interlock."""
+    client, _ = cell
+    a = _operate(client, "isolator", "open_door", {"door": "A"})
+    assert a.accepted, (a.code, a.reason)
+    try:
+        b = _operate(client, "isolator", "open_door", {"door": "B"})
+        assert not b.accepted and b.code == "INTERLOCK" and "IL-01" in b.reason, (b.code, b.reason)
+    finally:
+        client.wait_for(lambda: _operate(client, "isolator", "close_door", {"door": "A"}).accepted, 30.0,
+                        "door A closed again")
+    assert client.state("isolator").hatch_door_b_open is False
