@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from ..client import NEW_CLIENT_SETTLE_S
 from .backend import CellUnavailable, CommandResult
 from .config import HmiConfig
 from .hub import Hub
@@ -151,6 +152,7 @@ class RosBackend:
         self._batch_cmd = n.create_client(BatchCommand, "/cell/batch/command")
         self._ack = n.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
         self._run = ActionClient(n, RunBatch, "/cell/batch/run")
+        self._ready_since: dict[str, float] = {}
         self._types = {
             "DeviceCommand": DeviceCommand,
             "BatchCommand": BatchCommand,
@@ -356,6 +358,13 @@ class RosBackend:
             if time.monotonic() > deadline:
                 raise CellUnavailable(f"{name} is not available (is the supervisor running?)")
             time.sleep(0.02)
+        # "ready" means our request writer matched the server; its reply writer may match our
+        # reader a moment later and a reply sent before that is lost (commands are not retried):
+        # the first use waits until the server has been seen ready for NEW_CLIENT_SETTLE_S
+        first = self._ready_since.setdefault(name, time.monotonic())
+        wait = first + NEW_CLIENT_SETTLE_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def operate(
         self, device: str, command: str, args: dict[str, Any], *, user: str, reason: str = ""

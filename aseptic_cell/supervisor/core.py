@@ -137,6 +137,8 @@ class Supervisor:
         self.alarm_log: list[dict[str, Any]] = []
         self.safe_commands: list[tuple[float, str, str]] = []
         """(wall time, node, command) of every safe command sent (trip-latency benchmark)."""
+        self._process_alarm_active: set[str] = set()
+        """Process alarms (config/alarms.yaml) raised and not yet returned to normal."""
         self.alarms.subscribe(self._on_alarm)
 
     # ================================================================== behaviour context
@@ -690,9 +692,7 @@ class Supervisor:
                                           f"H2O2 {ppm} ppm at or above the release limit {release} ppm"),
             f"{arm}_PROTECTIVE_STOP": (None if pstop is None else bool(pstop), "robot protective stop"),
         }
-        active = getattr(self, "_process_alarm_active", None)
-        if active is None:
-            active = self._process_alarm_active = set()
+        active = self._process_alarm_active
         for aid, (cond, message) in conditions.items():
             try:
                 if cond and aid not in active:
