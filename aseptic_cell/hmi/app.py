@@ -118,6 +118,12 @@ class OverrideBody(Body):
     signature: SignatureBody | None = None
 
 
+class RecoverBody(Body):
+    reason: Annotated[str, Field(min_length=5, max_length=500)]
+    signature: SignatureBody | None = None
+
+
+DeviceNode = Literal["isolator", "vhp", "autoclave", "arm"]
 BatchVerb = Literal["hold", "restart", "pause", "resume", "stop", "abort", "reset"]
 
 # ---------------------------------------------------------------------------- command mapping
@@ -580,6 +586,25 @@ def create_app(
             args["user"] = s.user
         res = _call(backend.operate, "isolator", command, args, user=s.user, reason=body.reason)
         return _result(res, f"glove {body.command} {body.port}")
+
+    @app.post("/api/devices/{device}/recover")
+    def recover(device: DeviceNode, body: RecoverBody, request: Request) -> dict[str, Any]:
+        """Release one device latched by a trip or a communication loss: supervisor or engineer,
+        e-signed, with a stated reason; the supervisor re-checks and records it (intervention)."""
+        s = _session(request)
+        sig = _signature(s, "device.recover", body.signature)
+        res = _call(
+            backend.recover_device,
+            device,
+            user=s.user,
+            password=sig.password if sig else "",
+            meaning=sig.meaning if sig else "",
+            reason=body.reason,
+        )
+        out = _result(res, f"recovery of {device}")
+        if sig:
+            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
+        return out
 
     @app.post("/api/override")
     def override(body: OverrideBody, request: Request) -> dict[str, Any]:

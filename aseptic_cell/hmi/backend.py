@@ -1,6 +1,7 @@
 """What the web application needs from the cell. :class:`~.ros_backend.RosBackend` provides it
 over ROS 2; unit tests provide a fake. Commands go to the supervisor's narrow API
-(``/cell/batch/command``, ``/cell/batch/run``, ``/cell/operate``, ``/cell/alarms/acknowledge``)
+(``/cell/batch/command``, ``/cell/batch/run``, ``/cell/operate``, ``/cell/recover``,
+``/cell/alarms/acknowledge``)
 so every one passes the same role and interlock checks as any other command.
 """
 
@@ -51,3 +52,8 @@ class CellBackend(Protocol):
     ) -> CommandResult: ...
 
     def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult: ...
+
+    def recover_device(
+        self, device: str, *, user: str, password: str, meaning: str, reason: str
+    ) -> CommandResult:
+        """Signed recovery of one latched device node (``/cell/recover``)."""

@@ -90,7 +90,7 @@ class RosBackend:
         import cell_interfaces.msg as cim
         import rclpy
         from cell_interfaces.action import RunBatch
-        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice
         from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
@@ -151,12 +151,14 @@ class RosBackend:
         self._operate = n.create_client(DeviceCommand, "/cell/operate")
         self._batch_cmd = n.create_client(BatchCommand, "/cell/batch/command")
         self._ack = n.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
+        self._recover = n.create_client(RecoverDevice, "/cell/recover")
         self._run = ActionClient(n, RunBatch, "/cell/batch/run")
         self._ready_since: dict[str, float] = {}
         self._types = {
             "DeviceCommand": DeviceCommand,
             "BatchCommand": BatchCommand,
             "AcknowledgeAlarm": AcknowledgeAlarm,
+            "RecoverDevice": RecoverDevice,
             "RunBatch": RunBatch,
         }
         from aseptic_cell.nodes.rosutil import wall_timer
@@ -424,6 +426,16 @@ class RosBackend:
             f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
             "RUNNING",
         )
+
+    def recover_device(
+        self, device: str, *, user: str, password: str, meaning: str, reason: str
+    ) -> CommandResult:
+        self._ready(self._recover, "/cell/recover")
+        req = self._types["RecoverDevice"].Request(
+            device_id=device, user=user, password=password, meaning=meaning, reason=reason
+        )
+        r = self._wait(self._recover.call_async(req), self.cfg.command_timeout_s + 10.0, f"recover {device}")
+        return CommandResult(r.accepted, r.code, r.reason)
 
     def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult:
         self._ready(self._ack, "/cell/alarms/acknowledge")

@@ -12,6 +12,7 @@ the batch record. Interface (docs/ROS_API.md, "Supervisor"):
   ``json_summary`` = trips, refusals, alarms, phase timeline, cycle results);
 * ``/cell/batch/summary`` std_srvs/Trigger (read-only: the summary JSON in ``message``),
   ``/cell/batch/command`` BatchCommand, ``/cell/operate`` DeviceCommand,
+  ``/cell/recover`` RecoverDevice (signed recovery of a latched device),
   ``/cell/alarms/acknowledge`` AcknowledgeAlarm.
 
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
@@ -209,7 +210,7 @@ class SupervisorNode(Node):
 
         from cell_interfaces.action import RunBatch
         from cell_interfaces.msg import AlarmArray, BatchStatus, InterlockStatusArray, TreeSnapshot
-        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice
 
         from ..config import default_config_dir, load_config
         from ..records import BatchRecord
@@ -244,6 +245,7 @@ class SupervisorNode(Node):
 
         self._operate_group = ReentrantCallbackGroup()
         self.create_service(DeviceCommand, "/cell/operate", self._on_operate, callback_group=self._operate_group)
+        self.create_service(RecoverDevice, "/cell/recover", self._on_recover, callback_group=self._operate_group)
         self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._on_ack)
         from std_srvs.srv import Trigger
 
@@ -359,6 +361,20 @@ class SupervisorNode(Node):
             await self._sleep(0.02)
         resp.accepted, resp.code = h.accepted, h.code if h.done else "TIMEOUT"
         resp.reason, resp.payload_json = h.reason, json.dumps(h.payload, default=str)
+        return resp
+
+    async def _on_recover(self, req: Any, resp: Any) -> Any:
+        """An operator's signed recovery of one latched device (Supervisor.recover_device)."""
+        out, h = self.sup.recover_device(req.device_id, req.user, req.password, req.meaning, req.reason)
+        if h is None:
+            resp.accepted, resp.code, resp.reason = False, out.code, out.reason
+            return resp
+        deadline = time.monotonic() + 10.0
+        while not h.done and time.monotonic() < deadline:
+            await self._sleep(0.02)
+        resp.accepted = bool(h.done and h.accepted)
+        resp.code = ("OK" if h.accepted else (h.code or "REFUSED")) if h.done else "TIMEOUT"
+        resp.reason = h.reason if h.done else f"{req.device_id} did not answer the recovery within 10 s"
         return resp
 
     def _on_summary(self, _req: Any, resp: Any) -> Any:

@@ -443,6 +443,51 @@ class Supervisor:
         self._audit("intervention", user, f"{node}.recover", reason, {"node": node})
         return self.port.recover(node, user=user, reason=reason)
 
+    def recover_device(self, node: str, user: str, password: str = "", meaning: str = "", reason: str = ""
+                       ) -> tuple[Outcome, Handle | None]:
+        """An operator's recovery of one latched device outside a batch restart (HMI, ``/cell/recover``).
+
+        Releasing a device that an interlock or a communication loss made safe is a critical
+        action: users.yaml ``device.recover`` (role, e-signature with meaning, stated reason).
+        Refused while a batch is Running or Restarting (its devices are not latched then, or the
+        signed restart is already recovering them). Returns the outcome of the checks and, when
+        sent, the device's handle (poll ``handle.done``). Refusals are recorded.
+        """
+        def refuse(code: str, why: str) -> tuple[Outcome, None]:
+            return self._op_refuse(user, node, "recover", {}, code, why), None
+
+        if node not in NODES:
+            return refuse("INVALID", f"unknown device node {node!r}; known: {list(NODES)}")
+        try:
+            rule = self.users.authorize(user, "device.recover")
+        except Exception as exc:  # AuthError
+            return refuse("PERMISSION", getattr(exc, "reason", str(exc)))
+        if not isinstance(reason, str) or not reason.strip():
+            return refuse("INVALID", "a recovery needs a stated reason (what was found and put right)")
+        if self.sm.state in (S.RUNNING, S.RESTARTING):
+            return refuse("STATE", f"the batch is {self.sm.state.value}: hold it first (a signed restart "
+                                   "recovers the latched devices)")
+        if not self.port.latched(node):
+            return refuse("STATE", f"{node} is not latched: nothing to recover")
+        if rule.signature:
+            if not password:
+                return refuse("SIGNATURE", "device.recover needs an e-signature (password and meaning)")
+            subject = hashlib.sha256(json.dumps({"batch": self.batch_id, "recover": node, "user": user,
+                                                 "reason": reason, "t": self.now()}).encode()).hexdigest()
+            try:
+                signature = self.users.sign(user, password, meaning or rule.meaning or "responsibility", subject,
+                                            action="device.recover")
+            except Exception as exc:  # AuthError, ValueError
+                return refuse("SIGNATURE", getattr(exc, "reason", str(exc)))
+            if self.record is not None:
+                from ..auth import record_signature
+
+                try:
+                    record_signature(self.record, signature, batch_id=self.batch_id, reason=reason)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("signature not recorded: %r", exc)
+        return Outcome(True, "FORWARDED", f"recovery of {node} sent"), self.recover(node, user, reason)
+
     def acknowledge_alarm(self, alarm_id: str, user: str, comment: str = "") -> Outcome:
         try:
             self.users.authorize(user, "alarm.ack")

@@ -1,10 +1,5 @@
 """The operator HMI in a real browser (Debian chromium driven by Playwright) against the real
-node graph: sim_world, the four device nodes, the lifecycle manager, the hmi node and a
-supervisor.
-
-Supervisor: the real ``aseptic_cell.nodes.supervisor_node`` (default); ``HMI_E2E_SUPERVISOR=fake``
-starts tests/e2e/helpers/fake_supervisor.py instead, a stand-in implementing the documented
-supervisor contract with the real interlock engine (for HMI development without the supervisor).
+node graph: sim_world, the four device nodes, the real supervisor node and the hmi node.
 
 Screenshots of the main displays go to artifacts/screenshots/ (look at them).
 """
@@ -41,7 +36,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SUPERVISOR = os.environ.get("HMI_E2E_SUPERVISOR", "real")
 PW = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026"}
 ALARM_RGB = "rgb(212, 0, 0)"  # --emergency / --alarm in style.css
 
@@ -140,18 +134,11 @@ def cell():
     record_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-records-"))
     log_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-logs-"))
     hmi = NodeSpec("hmi", "aseptic_cell.nodes.hmi_node", {"config_dir": str(CONFIG), "port": port})
-    if SUPERVISOR == "real":
-        sup = NodeSpec(
-            "supervisor",
-            "aseptic_cell.nodes.supervisor_node",
-            {"config_dir": str(CONFIG), "record_dir": str(record_dir), "use_sim_time": True},
-        )
-    else:
-        sup = NodeSpec(
-            "supervisor",
-            str(Path(__file__).parent / "helpers" / "fake_supervisor.py"),
-            {"config_dir": str(CONFIG), "record_dir": str(record_dir), "phase_s": 3.0},
-        )
+    sup = NodeSpec(
+        "supervisor",
+        "aseptic_cell.nodes.supervisor_node",
+        {"config_dir": str(CONFIG), "record_dir": str(record_dir), "use_sim_time": True},
+    )
     # The device nodes are brought up by this fixture with retries instead of the lifecycle
     # manager: on this shared, often heavily loaded 2-core machine a lost get_state answer
     # (Fast DDS "failed to send response") makes the manager's one-shot bring-up wait fail.
@@ -340,6 +327,17 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     wait_result(page, "acknowledge ISO1_DP_LOW: accepted")
     page.wait_for_selector("tr.alarm-row[data-alarm=ISO1_DP_LOW][data-state=ACKED]")
     cell.fault("clear", "fan_failure")
+    # one latched device can be recovered on its own from its tile (signed, with a reason)
+    page.click("nav button[data-view=overview]")
+    page.wait_for_selector("#recover-autoclave")
+    page.click("#recover-autoclave")
+    page.wait_for_selector("#sign.show")
+    page.fill("#sign-password", PW["sup1"])
+    page.fill("#sign-reason", "autoclave checked after the trip")
+    page.click("#sign-submit")
+    wait_result(page, "recover autoclave: accepted")
+    page.wait_for_selector("#recover-autoclave", state="detached", timeout=30_000)
+    assert page.is_visible("#recover-vhp")  # the others stay latched until the restart
     # releasing the held batch needs an e-signature; a wrong password is refused
     page.click("nav button[data-view=batch]")
     page.click("button[data-batch=restart]")

@@ -102,3 +102,30 @@ def test_operator_command_right_after_another_is_judged_on_the_new_state(cell):
         client.wait_for(lambda: _operate(client, "isolator", "close_door", {"door": "A"}).accepted, 30.0,
                         "door A closed again")
     assert client.state("isolator").hatch_door_b_open is False
+
+
+def test_signed_recovery_of_one_latched_device_through_the_supervisor(cell):
+    from cell_interfaces.srv import RecoverDevice
+
+    client, _ = cell
+    c = client._client(RecoverDevice, "/cell/recover")
+
+    def recover(**kw):
+        req = RecoverDevice.Request(device_id="isolator", user="sup1", password="sup1-demo-2026",
+                                    meaning="responsibility", reason="door seals inspected")
+        for k, v in kw.items():
+            setattr(req, k, v)
+        return client._wait_future(c.call_async(req), 30.0)
+
+    r = recover()
+    assert not r.accepted and r.code == "STATE" and "not latched" in r.reason
+    assert client.command("isolator", "safe_state", {"reason": "test"}).accepted
+    client.wait_state("isolator", lambda s: "latched" in s.lifecycle_state, 20.0, "isolator latched")
+    for kw, code in (({"user": "op1"}, "PERMISSION"), ({"password": "wrong-password"}, "SIGNATURE"),
+                     ({"reason": ""}, "INVALID")):
+        r = recover(**kw)
+        assert not r.accepted and r.code == code, (kw, r.code, r.reason)
+    assert "latched" in client.state("isolator").lifecycle_state  # nothing released by a refusal
+    r = recover()
+    assert r.accepted and r.code == "OK", (r.code, r.reason)
+    client.wait_state("isolator", lambda s: "latched" not in s.lifecycle_state, 20.0, "isolator recovered")

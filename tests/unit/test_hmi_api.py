@@ -69,6 +69,9 @@ class FakeBackend:
     def acknowledge(self, alarm_id: str, **kw: Any) -> CommandResult:
         return self._do("acknowledge", alarm_id=alarm_id, **kw)
 
+    def recover_device(self, device: str, **kw: Any) -> CommandResult:
+        return self._do("recover_device", device=device, **kw)
+
 
 @pytest.fixture(scope="module")
 def users() -> UserDirectory:
@@ -262,6 +265,33 @@ def test_signature_required_then_forwarded(client: TestClient, backend: FakeBack
     # hold needs no signature; the operator may hold
     h = login(client, "op1")
     assert client.post("/api/batch/hold", json={}, headers=h).status_code == 200
+
+
+def test_device_recovery_needs_role_reason_and_signature(client: TestClient, backend: FakeBackend) -> None:
+    h = login(client, "op1")
+    sig = {"user": "op1", "password": PW["op1"], "meaning": "responsibility"}
+    r = client.post("/api/devices/isolator/recover", json={"reason": "seal replaced", "signature": sig}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "ROLE_FORBIDDEN" and err(r)["action"] == "device.recover"
+    h = login(client, "sup1")
+    r = client.post("/api/devices/pump/recover", json={"reason": "seal replaced"}, headers=h)
+    assert r.status_code == 422
+    r = client.post("/api/devices/isolator/recover", json={"reason": "ok"}, headers=h)
+    assert r.status_code == 422  # a stated reason, not a token
+    r = client.post("/api/devices/isolator/recover", json={"reason": "seal replaced"}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REQUIRED"
+    sig = {"user": "sup1", "password": "wrong-password", "meaning": "responsibility"}
+    r = client.post("/api/devices/isolator/recover", json={"reason": "seal replaced", "signature": sig}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REFUSED"
+    assert backend.calls == []
+    backend.refuse = CommandResult(False, "STATE", "isolator is not latched: nothing to recover")
+    sig["password"] = PW["sup1"]
+    r = client.post("/api/devices/isolator/recover", json={"reason": "seal replaced", "signature": sig}, headers=h)
+    assert r.status_code == 409 and err(r)["upstream_code"] == "STATE" and "not latched" in err(r)["detail"]
+    backend.refuse = None
+    r = client.post("/api/devices/isolator/recover", json={"reason": "seal replaced", "signature": sig}, headers=h)
+    assert r.status_code == 200 and r.json()["signed"]["meaning"] == "responsibility"
+    assert backend.calls[-1] == ("recover_device", {"device": "isolator", "user": "sup1", "password": PW["sup1"],
+                                                    "meaning": "responsibility", "reason": "seal replaced"})
 
 
 def test_override_signature_goes_into_the_record(

@@ -251,3 +251,42 @@ def test_restart_holds_again_when_a_recovery_is_refused(cfg):
                                "arm fault still present; clear it before reset")
     assert run.cell.sensors("arm")["protective_stop"] is True  # nothing was forced
     assert any(t["rule"] == "restart" for t in sup.trips)
+
+
+def test_recover_one_device_needs_role_reason_signature_and_a_held_batch(cfg, tmp_path):
+    """An operator's recovery of a latched device outside a restart (HMI, /cell/recover): each
+    missing element is refused and recorded; the signed recovery releases that device only and
+    is recorded as a signature and an intervention."""
+    rec = BatchRecord(tmp_path / "b.db", _Clock())
+    run = InProcessRun(cfg, tick_s=5.0, record=rec)
+    sup = run.sup
+    assert sup.run_batch("CART-TRANSDUCTION", "B-REC", "op1").accepted
+    run.advance(10)
+    good = {"password": "sup1-demo-2026", "meaning": "responsibility", "reason": "seal checked"}
+    out, h = sup.recover_device("isolator", "sup1", **good)
+    assert h is None and out.code == "STATE" and "Running" in out.reason  # nothing latched mid-batch
+    out = sup.batch_command("abort", "qa1", password="qa1-demo-2026", meaning="responsibility", reason="test")
+    assert out.accepted and all(run.cell.latched(n) for n in ("isolator", "vhp", "autoclave", "arm"))
+    tries = [
+        (("pump", "sup1"), good, "INVALID"),
+        (("isolator", "op1"), good, "PERMISSION"),  # operators may not release a latched device
+        (("isolator", "sup1"), {**good, "reason": " "}, "INVALID"),
+        (("isolator", "sup1"), {**good, "password": ""}, "SIGNATURE"),
+        (("isolator", "sup1"), {**good, "password": "wrong-password"}, "SIGNATURE"),
+    ]
+    for (node, user), kw, code in tries:
+        out, h = sup.recover_device(node, user, **kw)
+        assert h is None and not out.accepted and out.code == code, (node, user, kw, out)
+    assert all(run.cell.latched(n) for n in ("isolator", "vhp", "autoclave", "arm"))
+    assert sum(r["command"] == "recover" for r in sup.refusals) == len(tries) + 1
+    out, h = sup.recover_device("isolator", "sup1", **good)
+    assert out.accepted and h is not None and h.done and h.accepted, (out, h.reason)
+    assert not run.cell.latched("isolator")
+    assert all(run.cell.latched(n) for n in ("vhp", "autoclave", "arm"))  # only the one asked for
+    out, h = sup.recover_device("isolator", "sup1", **good)
+    assert out.code == "STATE" and "not latched" in out.reason
+    actions = [(e.kind, e.action) for e in rec.entries("B-REC")]
+    assert ("intervention", "isolator.recover") in actions
+    assert actions.index(("signature", "device.recover")) < actions.index(("intervention", "isolator.recover"))
+    assert rec.verify().ok
+    rec.close()

@@ -221,7 +221,10 @@ function renderBanners() {
 function deviceSummary(name) {
   const st = dev(name);
   if (!st) return `<div class="big">no data</div>`;
-  const common = `<div class="kv">${kv([["lifecycle", esc(st.lifecycle_state)], ["communication", st.comm_ok ? "ok" : "LOST", st.comm_ok ? "" : "alarm"]])}`;
+  // a latched device offers its (signed) recovery: nothing resumes until a person decides it may
+  const recover = /latched/.test(st.lifecycle_state || "")
+    ? `<button class="cmd${permitted("device.recover") ? "" : " noright"}" data-recover="${name}" id="recover-${name}">Recover ${name}</button>` : "";
+  const common = recover + `<div class="kv">${kv([["lifecycle", esc(st.lifecycle_state)], ["communication", st.comm_ok ? "ok" : "LOST", st.comm_ok ? "" : "alarm"]])}`;
   if (name === "isolator") {
     return common + kv([["ΔP", `${F(st.dp_pa)} Pa`, st.dp_alarm ? "alarm" : "", "tile-iso-dp"], ["decon", esc(st.decon_status)],
       ["particles ≥0.5 µm", `${F(st.particles_0_5_per_m3)} /m³`, st.particle_action ? "alarm" : st.particle_alert ? "p-medium" : ""],
@@ -470,6 +473,7 @@ document.addEventListener("click", ev => {
     command(`${el.dataset.port} ${body.rtp}`, "/api/devices/port", body); return;
   }
   if (el.dataset.glove) { command(`glove ${el.dataset.gcmd} ${el.dataset.glove}`, "/api/devices/glove", { port: el.dataset.glove, command: el.dataset.gcmd }); return; }
+  if (el.dataset.recover) { command(`recover ${el.dataset.recover}`, `/api/devices/${el.dataset.recover}/recover`, { reason: "" }, "device.recover"); return; }
   if (el.dataset.ack) { command(`acknowledge ${el.dataset.ack}`, `/api/alarms/${encodeURIComponent(el.dataset.ack)}/ack`, { comment: "acknowledged at HMI" }); return; }
   if (el.dataset.batch) {
     const verb = el.dataset.batch;
