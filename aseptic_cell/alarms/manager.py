@@ -596,6 +596,13 @@ class AlarmManager:
         )
         return out
 
+    def shelved(self) -> list[AlarmStatus]:
+        """Shelved alarms (ISA-18.2: kept visible in a shelved list, with their expiry)."""
+        self.tick()
+        with self._lock:
+            out = [self._status(a) for a in self._alarms.values() if a.state() is AlarmState.SHELVED]
+        return sorted(out, key=lambda s: (s.shelved_until or 0.0, s.id))
+
     @property
     def in_flood(self) -> bool:
         self.tick()

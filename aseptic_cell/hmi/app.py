@@ -118,6 +118,16 @@ class OverrideBody(Body):
     signature: SignatureBody | None = None
 
 
+class ShelveBody(Body):
+    duration_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+    reason: Annotated[str, Field(min_length=5, max_length=500)]
+    signature: SignatureBody | None = None
+
+
+class UnshelveBody(Body):
+    reason: Text = ""
+
+
 class RecoverBody(Body):
     reason: Annotated[str, Field(min_length=5, max_length=500)]
     signature: SignatureBody | None = None
@@ -661,6 +671,34 @@ def create_app(
         _authorize(s, "alarm.ack")
         res = _call(backend.acknowledge, alarm_id, user=s.user, comment=body.comment)
         return _result(res, f"acknowledge {alarm_id}")
+
+    @app.post("/api/alarms/{alarm_id}/shelve")
+    def shelve(alarm_id: Ident, body: ShelveBody, request: Request) -> dict[str, Any]:
+        """Shelve an alarm (ISA-18.2): supervisor, e-signed, with a reason; the alarm manager
+        refuses alarms rationalised as not shelvable and durations above max_shelve_s."""
+        s = _session(request)
+        sig = _signature(s, "alarm.shelve", body.signature)
+        res = _call(
+            backend.shelve_alarm,
+            alarm_id,
+            user=s.user,
+            password=sig.password if sig else "",
+            meaning=sig.meaning if sig else "",
+            reason=body.reason,
+            duration_s=body.duration_s,
+        )
+        out = _result(res, f"shelve {alarm_id}")
+        if sig:
+            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
+        return out
+
+    @app.post("/api/alarms/{alarm_id}/unshelve")
+    def unshelve(alarm_id: Ident, body: UnshelveBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        _authorize(s, "alarm.shelve")
+        res = _call(backend.shelve_alarm, alarm_id, user=s.user, password="", meaning="", reason=body.reason,
+                    duration_s=0.0)
+        return _result(res, f"unshelve {alarm_id}")
 
     # ------------------------------------------------------------------ WebSocket (read-only)
     @app.websocket("/ws")

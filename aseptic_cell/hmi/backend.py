@@ -53,6 +53,11 @@ class CellBackend(Protocol):
 
     def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult: ...
 
+    def shelve_alarm(
+        self, alarm_id: str, *, user: str, password: str, meaning: str, reason: str, duration_s: float
+    ) -> CommandResult:
+        """Shelve (``duration_s`` > 0) or unshelve (<= 0) an alarm (``/cell/alarms/shelve``)."""
+
     def recover_device(
         self, device: str, *, user: str, password: str, meaning: str, reason: str
     ) -> CommandResult:

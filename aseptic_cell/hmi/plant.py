@@ -77,4 +77,7 @@ def plant_info(config_dir: str | Path) -> dict[str, Any]:
                 for up, op, ph in recipe.phases()
             ],
         }
+    # alarms.yaml rationalisation: which alarms may be shelved, and for how long at most
+    out["alarms_shelvable"] = sorted(a.id for a in cfg.alarms.alarms if a.shelvable)
+    out["max_shelve_s"] = cfg.alarms.settings.max_shelve_s
     return out

@@ -90,7 +90,7 @@ class RosBackend:
         import cell_interfaces.msg as cim
         import rclpy
         from cell_interfaces.action import RunBatch
-        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice, ShelveAlarm
         from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
@@ -152,6 +152,7 @@ class RosBackend:
         self._batch_cmd = n.create_client(BatchCommand, "/cell/batch/command")
         self._ack = n.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
         self._recover = n.create_client(RecoverDevice, "/cell/recover")
+        self._shelve = n.create_client(ShelveAlarm, "/cell/alarms/shelve")
         self._run = ActionClient(n, RunBatch, "/cell/batch/run")
         self._ready_since: dict[str, float] = {}
         self._types = {
@@ -159,6 +160,7 @@ class RosBackend:
             "BatchCommand": BatchCommand,
             "AcknowledgeAlarm": AcknowledgeAlarm,
             "RecoverDevice": RecoverDevice,
+            "ShelveAlarm": ShelveAlarm,
             "RunBatch": RunBatch,
         }
         from aseptic_cell.nodes.rosutil import wall_timer
@@ -426,6 +428,18 @@ class RosBackend:
             f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
             "RUNNING",
         )
+
+    def shelve_alarm(
+        self, alarm_id: str, *, user: str, password: str, meaning: str, reason: str, duration_s: float
+    ) -> CommandResult:
+        self._ready(self._shelve, "/cell/alarms/shelve")
+        req = self._types["ShelveAlarm"].Request(
+            alarm_id=alarm_id, user=user, password=password, meaning=meaning, reason=reason,
+            duration_s=float(duration_s),
+        )
+        what = f"{'shelve' if duration_s > 0 else 'unshelve'} {alarm_id}"
+        r = self._wait(self._shelve.call_async(req), self.cfg.command_timeout_s, what)
+        return CommandResult(r.accepted, r.code, r.reason)
 
     def recover_device(
         self, device: str, *, user: str, password: str, meaning: str, reason: str

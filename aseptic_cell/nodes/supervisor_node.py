@@ -13,7 +13,7 @@ the batch record. Interface (docs/ROS_API.md, "Supervisor"):
 * ``/cell/batch/summary`` std_srvs/Trigger (read-only: the summary JSON in ``message``),
   ``/cell/batch/command`` BatchCommand, ``/cell/operate`` DeviceCommand,
   ``/cell/recover`` RecoverDevice (signed recovery of a latched device),
-  ``/cell/alarms/acknowledge`` AcknowledgeAlarm.
+  ``/cell/alarms/acknowledge`` AcknowledgeAlarm, ``/cell/alarms/shelve`` ShelveAlarm.
 
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
 ``publish_hz`` (2), ``signals_stale_s`` (2.0, wall), ``confirm_timeout_s`` (2.0, wall: how long an
@@ -210,7 +210,7 @@ class SupervisorNode(Node):
 
         from cell_interfaces.action import RunBatch
         from cell_interfaces.msg import AlarmArray, BatchStatus, InterlockStatusArray, TreeSnapshot
-        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice
+        from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice, ShelveAlarm
 
         from ..config import default_config_dir, load_config
         from ..records import BatchRecord
@@ -247,6 +247,7 @@ class SupervisorNode(Node):
         self.create_service(DeviceCommand, "/cell/operate", self._on_operate, callback_group=self._operate_group)
         self.create_service(RecoverDevice, "/cell/recover", self._on_recover, callback_group=self._operate_group)
         self.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._on_ack)
+        self.create_service(ShelveAlarm, "/cell/alarms/shelve", self._on_shelve)
         from std_srvs.srv import Trigger
 
         self.create_service(Trigger, "/cell/batch/summary", self._on_summary)
@@ -316,6 +317,13 @@ class SupervisorNode(Node):
                             priority=int(a.severity or 0), state=str(a.state.value),
                             message=str(a.message or a.description or "")[:500], raised=stamp)
                       for a in self.sup.alarms.active()]
+            # shelved alarms stay visible (ISA-18.2 shelved list), with their expiry
+            alarms += [Alarm(alarm_id=a.id, source=str(a.source or ""), priority=int(a.severity or 0),
+                             state=str(a.state.value),
+                             message=(f"{a.message or a.description or ''} (shelved until "
+                                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.shelved_until or 0))} "
+                                      "UTC)")[:500], raised=stamp)
+                       for a in self.sup.alarms.shelved()]
             self._alarm_pub.publish(AlarmArray(stamp=stamp, flood=bool(self.sup.alarms.in_flood), alarms=alarms))
             table = {n: self.sup.signal(n) for n in self.sup.signals.names()}
             self._sig_pub.publish(self._string(data=json.dumps({"t": self.sup.now(), "batch": self.sup.status(),
@@ -381,6 +389,11 @@ class SupervisorNode(Node):
         """The batch summary now (the same JSON as RunBatch's json_summary; read-only)."""
         resp.success = True
         resp.message = json.dumps({**self.sup.summary(), "record_path": self.record_path}, default=_json_default)
+        return resp
+
+    def _on_shelve(self, req: Any, resp: Any) -> Any:
+        out = self.sup.shelve_alarm(req.alarm_id, req.user, req.password, req.meaning, req.reason, req.duration_s)
+        resp.accepted, resp.code, resp.reason = out.accepted, out.code, out.reason
         return resp
 
     def _on_ack(self, req: Any, resp: Any) -> Any:

@@ -496,6 +496,47 @@ class Supervisor:
             return Outcome(False, "REFUSED", getattr(exc, "reason", str(exc)))
         return Outcome(True, "OK", "acknowledged")
 
+    def shelve_alarm(self, alarm_id: str, user: str, password: str = "", meaning: str = "", reason: str = "",
+                     duration_s: float = 0.0) -> Outcome:
+        """Shelve an alarm for ``duration_s`` (ISA-18.2 §11.3; users.yaml ``alarm.shelve``:
+        supervisor, e-signed, with a reason; only alarms rationalised as shelvable, at most
+        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (same role, no
+        signature). The alarm manager records both."""
+        from ..alarms import AlarmError
+
+        try:
+            rule = self.users.authorize(user, "alarm.shelve")
+        except Exception as exc:  # AuthError
+            return Outcome(False, "PERMISSION", getattr(exc, "reason", str(exc)))
+        who = self.users.get(user) or user
+        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
+            return Outcome(False, "INVALID", f"duration_s must be a number, got {duration_s!r}")
+        try:
+            if duration_s <= 0:
+                self.alarms.unshelve(alarm_id, who, reason)
+                return Outcome(True, "OK", f"{alarm_id} unshelved")
+            signature = None
+            if rule.signature:
+                if not password:
+                    return Outcome(False, "SIGNATURE", "alarm.shelve needs an e-signature (password and meaning)")
+                subject = self.alarms.shelve_subject_hash(alarm_id, who, reason, float(duration_s))
+                try:
+                    signature = self.users.sign(user, password, meaning or rule.meaning or "responsibility",
+                                                subject, action="alarm.shelve")
+                except Exception as exc:  # AuthError, ValueError
+                    return Outcome(False, "SIGNATURE", getattr(exc, "reason", str(exc)))
+            self.alarms.shelve(alarm_id, who, reason, float(duration_s), signature=signature)
+        except (AlarmError, KeyError) as exc:
+            return Outcome(False, "REFUSED", str(exc).strip("'\""))
+        if signature is not None and self.record is not None:
+            from ..auth import record_signature
+
+            try:
+                record_signature(self.record, signature, batch_id=self.batch_id, reason=reason)
+            except Exception as exc:  # noqa: BLE001
+                log.error("signature not recorded: %r", exc)
+        return Outcome(True, "OK", f"{alarm_id} shelved for {float(duration_s):g} s")
+
     # ================================================================== tick
     def tick(self) -> None:
         self.refresh_signals()

@@ -326,6 +326,20 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.click("button[data-ack=ISO1_DP_LOW]")
     wait_result(page, "acknowledge ISO1_DP_LOW: accepted")
     page.wait_for_selector("tr.alarm-row[data-alarm=ISO1_DP_LOW][data-state=ACKED]")
+    # shelving (ISA-18.2): the trip's arm protective stop alarm may be shelved (e-signed), the
+    # dP-low alarm may not (no Shelve button); a shelved alarm stays listed and can be unshelved
+    page.click("button[data-shelve=ARM1_PROTECTIVE_STOP]")
+    page.wait_for_selector("#sign.show")
+    page.fill("#sign-password", PW["sup1"])
+    page.fill("#sign-reason", "arm stop expected during the hold")
+    page.click("#sign-submit")
+    wait_result(page, "shelve ARM1_PROTECTIVE_STOP: accepted")
+    page.wait_for_selector("tr.alarm-row[data-alarm=ARM1_PROTECTIVE_STOP][data-state=SHELVED]")
+    shot(page, "05b_alarm_shelved")
+    assert page.query_selector("button[data-shelve=ISO1_DP_LOW]") is None
+    page.click("button[data-unshelve=ARM1_PROTECTIVE_STOP]")
+    wait_result(page, "unshelve ARM1_PROTECTIVE_STOP: accepted")
+    page.wait_for_selector("tr.alarm-row[data-alarm=ARM1_PROTECTIVE_STOP]:not([data-state=SHELVED])")
     cell.fault("clear", "fan_failure")
     # one latched device can be recovered on its own from its tile (signed, with a reason)
     page.click("nav button[data-view=overview]")

@@ -3,6 +3,8 @@ requests (422 naming the field), e-signatures, refusals with their reason, recor
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,9 @@ class FakeBackend:
 
     def acknowledge(self, alarm_id: str, **kw: Any) -> CommandResult:
         return self._do("acknowledge", alarm_id=alarm_id, **kw)
+
+    def shelve_alarm(self, alarm_id: str, **kw: Any) -> CommandResult:
+        return self._do("shelve_alarm", alarm_id=alarm_id, **kw)
 
     def recover_device(self, device: str, **kw: Any) -> CommandResult:
         return self._do("recover_device", device=device, **kw)
@@ -292,6 +297,32 @@ def test_device_recovery_needs_role_reason_and_signature(client: TestClient, bac
     assert r.status_code == 200 and r.json()["signed"]["meaning"] == "responsibility"
     assert backend.calls[-1] == ("recover_device", {"device": "isolator", "user": "sup1", "password": PW["sup1"],
                                                     "meaning": "responsibility", "reason": "seal replaced"})
+
+
+def test_alarm_shelve_needs_supervisor_reason_and_signature_unshelve_no_signature(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    h = login(client, "op1")
+    r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", json={"duration_s": 3600, "reason": "sensor swap"}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "ROLE_FORBIDDEN"
+    assert client.post("/api/alarms/ISO1_DP_HIGH/unshelve", json={}, headers=h).status_code == 403
+    h = login(client, "sup1")
+    for bad in ({"duration_s": 0, "reason": "sensor swap"}, {"duration_s": float("nan"), "reason": "sensor swap"},
+                {"duration_s": 3600, "reason": "x"}):
+        r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", content=json.dumps(bad), headers={**h, "content-type": "application/json"})
+        assert r.status_code == 422, (bad, r.text)
+    r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", json={"duration_s": 3600, "reason": "sensor swap"}, headers=h)
+    assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REQUIRED"
+    assert backend.calls == []
+    sig = {"user": "sup1", "password": PW["sup1"], "meaning": "responsibility"}
+    r = client.post("/api/alarms/ISO1_DP_HIGH/shelve",
+                    json={"duration_s": 3600, "reason": "sensor swap", "signature": sig}, headers=h)
+    assert r.status_code == 200, r.text
+    assert backend.calls[-1] == ("shelve_alarm", {"alarm_id": "ISO1_DP_HIGH", "user": "sup1", "password": PW["sup1"],
+                                                  "meaning": "responsibility", "reason": "sensor swap",
+                                                  "duration_s": 3600.0})
+    r = client.post("/api/alarms/ISO1_DP_HIGH/unshelve", json={"reason": "sensor back"}, headers=h)
+    assert r.status_code == 200 and backend.calls[-1][1]["duration_s"] == 0.0
 
 
 def test_override_signature_goes_into_the_record(

@@ -290,3 +290,35 @@ def test_recover_one_device_needs_role_reason_signature_and_a_held_batch(cfg, tm
     assert actions.index(("signature", "device.recover")) < actions.index(("intervention", "isolator.recover"))
     assert rec.verify().ok
     rec.close()
+
+
+def test_shelving_an_alarm_needs_the_role_a_signature_and_a_shelvable_alarm(cfg, tmp_path):
+    rec = BatchRecord(tmp_path / "b.db", _Clock())
+    run = InProcessRun(cfg, record=rec)
+    sup = run.sup
+    sup.alarms.raise_("ISO1_DP_HIGH", "ISO1.dP", 95.0)
+    sup.alarms.raise_("ISO1_DP_LOW", "ISO1.dP", 5.0)
+    sig = {"password": "sup1-demo-2026", "meaning": "responsibility", "reason": "sensor being replaced"}
+    for user, kw, code in (("op1", sig, "PERMISSION"), ("sup1", {**sig, "password": ""}, "SIGNATURE"),
+                           ("sup1", {**sig, "password": "wrong-password"}, "SIGNATURE"),
+                           ("sup1", {**sig, "duration_s": float("nan")}, "INVALID")):
+        out = sup.shelve_alarm("ISO1_DP_HIGH", user, **{"duration_s": 3600.0, **kw})
+        assert not out.accepted and out.code == code, (user, kw, out)
+    out = sup.shelve_alarm("ISO1_DP_LOW", "sup1", duration_s=3600.0, **sig)
+    assert not out.accepted and "may not be shelved" in out.reason  # rationalised as not shelvable
+    out = sup.shelve_alarm("ISO1_DP_HIGH", "sup1", duration_s=10 * 3600.0, **sig)
+    assert not out.accepted and "28800" in out.reason  # at most one shift (alarms.yaml max_shelve_s)
+    out = sup.shelve_alarm("NO_SUCH", "sup1", duration_s=60.0, **sig)
+    assert not out.accepted and "unknown alarm id" in out.reason
+    assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_HIGH", "ISO1_DP_LOW"}
+    out = sup.shelve_alarm("ISO1_DP_HIGH", "sup1", duration_s=3600.0, **sig)
+    assert out.accepted, out
+    assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_LOW"}
+    assert [a.id for a in sup.alarms.shelved()] == ["ISO1_DP_HIGH"]
+    assert ("signature", "alarm.shelve") in [(e.kind, e.action) for e in rec.entries()]
+    assert sup.shelve_alarm("ISO1_DP_HIGH", "op1", duration_s=0).code == "PERMISSION"
+    out = sup.shelve_alarm("ISO1_DP_HIGH", "sup1", duration_s=0, reason="sensor back")
+    assert out.accepted and sup.alarms.shelved() == []
+    assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_HIGH", "ISO1_DP_LOW"}  # annunciated again
+    assert rec.verify().ok
+    rec.close()

@@ -401,9 +401,16 @@ function renderAlarms() {
     const ts = x.raised ? x.raised.sec + x.raised.nanosec * 1e-9 : 0;  // sim time, or wall epoch
     const t = !ts ? "" : ts > 1e8 ? new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" : "sim " + Plot.fmtT(ts);
     return `<tr class="alarm-row ${unack ? "unack" : ""}" data-alarm="${esc(x.alarm_id)}" data-state="${esc(x.state)}"><td class="${PRIO_CLASS[x.isa_priority]}">${esc(x.isa_priority)} (${x.priority})</td><td>${t}</td><td>${esc(x.source)}</td><td>${esc(x.alarm_id)}</td><td>${esc(x.message)}</td><td>${esc(x.state)}</td>
-      <td>${unack && S.snap.alarms.source === "supervisor" ? `<button class="cmd" data-ack="${esc(x.alarm_id)}">Acknowledge</button>` : ""}</td></tr>`;
+      <td>${unack && S.snap.alarms.source === "supervisor" ? `<button class="cmd" data-ack="${esc(x.alarm_id)}">Acknowledge</button>` : ""}${shelveButton(x)}</td></tr>`;
   }).join("") || `<tr><td colspan="7" class="muted">no alarms</td></tr>`);
   renderEvents();
+}
+
+function shelveButton(x) {
+  if (S.snap.alarms.source !== "supervisor" || !permitted("alarm.shelve")) return "";
+  if (x.state === "SHELVED") return `<button class="cmd" data-unshelve="${esc(x.alarm_id)}">Unshelve</button>`;
+  if (!(S.plant.alarms_shelvable || []).includes(x.alarm_id)) return "";
+  return `<button class="cmd" data-shelve="${esc(x.alarm_id)}">Shelve</button>`;
 }
 
 function renderEvents() {
@@ -474,6 +481,8 @@ document.addEventListener("click", ev => {
   }
   if (el.dataset.glove) { command(`glove ${el.dataset.gcmd} ${el.dataset.glove}`, "/api/devices/glove", { port: el.dataset.glove, command: el.dataset.gcmd }); return; }
   if (el.dataset.recover) { command(`recover ${el.dataset.recover}`, `/api/devices/${el.dataset.recover}/recover`, { reason: "" }, "device.recover"); return; }
+  if (el.dataset.shelve) { const d = Number($("shelve-duration").value); command(`shelve ${el.dataset.shelve}`, `/api/alarms/${encodeURIComponent(el.dataset.shelve)}/shelve`, { duration_s: d, reason: "" }, "alarm.shelve"); return; }
+  if (el.dataset.unshelve) { command(`unshelve ${el.dataset.unshelve}`, `/api/alarms/${encodeURIComponent(el.dataset.unshelve)}/unshelve`, { reason: "unshelved at HMI" }); return; }
   if (el.dataset.ack) { command(`acknowledge ${el.dataset.ack}`, `/api/alarms/${encodeURIComponent(el.dataset.ack)}/ack`, { comment: "acknowledged at HMI" }); return; }
   if (el.dataset.batch) {
     const verb = el.dataset.batch;
