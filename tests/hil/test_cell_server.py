@@ -392,6 +392,13 @@ def test_supervisor_state_interlocks_alarms_and_devices_are_mirrored(cell, fake)
             "state": "ACKED",
             "message": "alert",
         },
+        {  # shelved alarms are not active (ISA-18.2): not in the OPC UA Active list or counts
+            "alarm_id": "ARM1_PROTECTIVE_STOP",
+            "source": "ARM1",
+            "priority": 950,
+            "state": "SHELVED",
+            "message": "robot protective stop (shelved until ...)",
+        },
     ]
 
     def publish():
@@ -472,6 +479,8 @@ def test_supervisor_state_interlocks_alarms_and_devices_are_mirrored(cell, fake)
             assert (await s.read("Devices.ISO1.DeconStatus")).Value.Value == "DECONTAMINATED_RELEASED"
             await s.wait("Supervisor.Connected", lambda dv: dv.Value.Value is True, timeout=5)
 
+            dv = await s.read("Alarms.Active.ARM1_PROTECTIVE_STOP.Priority")
+            assert dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown
             # an alarm that clears disappears from the address space
             del alarms[1]
             await s.wait("Alarms.ActiveCount", lambda dv: dv.Value.Value == 1)

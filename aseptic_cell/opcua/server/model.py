@@ -491,7 +491,9 @@ class CellAddressSpace:
     async def apply_alarms(self, snapshot: Mapping[str, Any]) -> None:
         """``snapshot``: {"flood": bool, "alarms": [{alarm_id, source, priority, state, message, raised}]}."""
         now = dt.datetime.now(dt.UTC)
-        alarms = {str(a.get("alarm_id", "")): a for a in snapshot.get("alarms", ()) if a.get("alarm_id")}
+        # shelved alarms are published for the HMI's shelved list; they are not active (ISA-18.2)
+        alarms = {str(a.get("alarm_id", "")): a for a in snapshot.get("alarms", ())
+                  if a.get("alarm_id") and a.get("state") != "SHELVED"}
         if len(alarms) > 500:
             alarms = dict(sorted(alarms.items(), key=lambda kv: -int(kv[1].get("priority", 0)))[:500])
         parent = self.nodes["Alarms.Active"]
