@@ -459,6 +459,18 @@ def create_app(
         except CellUnavailable as exc:
             raise HmiError("CELL_UNAVAILABLE", str(exc)) from None
 
+    def _signed(s: Session, action: str, sig_body: SignatureBody | None, what: str, fn: Any, *args: Any,
+                **kwargs: Any) -> dict[str, Any]:
+        """A command whose permission may need an e-signature: checked here, then sent with the
+        password and meaning for the supervisor to verify again and record."""
+        sig = _signature(s, action, sig_body)
+        res = _call(fn, *args, password=sig.password if sig else "", meaning=sig.meaning if sig else "",
+                    user=s.user, **kwargs)
+        out = _result(res, what)
+        if sig:
+            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
+        return out
+
     # ------------------------------------------------------------------ pages
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -549,21 +561,8 @@ def create_app(
 
     @app.post("/api/batch/{command}")
     def batch_command(command: BatchVerb, body: BatchCommandBody, request: Request) -> dict[str, Any]:
-        s = _session(request)
-        action = f"batch.{command}"
-        sig = _signature(s, action, body.signature)
-        res = _call(
-            backend.batch_command,
-            command,
-            user=s.user,
-            password=sig.password if sig else "",
-            meaning=sig.meaning if sig else "",
-            reason=body.reason,
-        )
-        out = _result(res, f"batch {command}")
-        if sig:
-            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
-        return out
+        return _signed(_session(request), f"batch.{command}", body.signature, f"batch {command}",
+                       backend.batch_command, command, reason=body.reason)
 
     # ------------------------------------------------------------------ device operations
     @app.post("/api/devices/door")
@@ -601,20 +600,8 @@ def create_app(
     def recover(device: DeviceNode, body: RecoverBody, request: Request) -> dict[str, Any]:
         """Release one device latched by a trip or a communication loss: supervisor or engineer,
         e-signed, with a stated reason; the supervisor re-checks and records it (intervention)."""
-        s = _session(request)
-        sig = _signature(s, "device.recover", body.signature)
-        res = _call(
-            backend.recover_device,
-            device,
-            user=s.user,
-            password=sig.password if sig else "",
-            meaning=sig.meaning if sig else "",
-            reason=body.reason,
-        )
-        out = _result(res, f"recovery of {device}")
-        if sig:
-            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
-        return out
+        return _signed(_session(request), "device.recover", body.signature, f"recovery of {device}",
+                       backend.recover_device, device, reason=body.reason)
 
     @app.post("/api/override")
     def override(body: OverrideBody, request: Request) -> dict[str, Any]:
@@ -676,21 +663,8 @@ def create_app(
     def shelve(alarm_id: Ident, body: ShelveBody, request: Request) -> dict[str, Any]:
         """Shelve an alarm (ISA-18.2): supervisor, e-signed, with a reason; the alarm manager
         refuses alarms rationalised as not shelvable and durations above max_shelve_s."""
-        s = _session(request)
-        sig = _signature(s, "alarm.shelve", body.signature)
-        res = _call(
-            backend.shelve_alarm,
-            alarm_id,
-            user=s.user,
-            password=sig.password if sig else "",
-            meaning=sig.meaning if sig else "",
-            reason=body.reason,
-            duration_s=body.duration_s,
-        )
-        out = _result(res, f"shelve {alarm_id}")
-        if sig:
-            out["signed"] = {"user": s.user, "full_name": s.full_name, "meaning": sig.meaning}
-        return out
+        return _signed(_session(request), "alarm.shelve", body.signature, f"shelve {alarm_id}",
+                       backend.shelve_alarm, alarm_id, reason=body.reason, duration_s=body.duration_s)
 
     @app.post("/api/alarms/{alarm_id}/unshelve")
     def unshelve(alarm_id: Ident, body: UnshelveBody, request: Request) -> dict[str, Any]:

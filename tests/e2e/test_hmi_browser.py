@@ -224,6 +224,14 @@ def wait_result(page: Any, text: str, timeout_ms: int = 30_000) -> str:
     return page.text_content("#cmd-result")
 
 
+def sign(page: Any, reason: str, password: str = PW["sup1"]) -> None:
+    """Fill in and submit the e-signature dialog the last click opened."""
+    page.wait_for_selector("#sign.show")
+    page.fill("#sign-password", password)
+    page.fill("#sign-reason", reason)
+    page.click("#sign-submit")
+
+
 def bg(page: Any, selector: str) -> str:
     return page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")
 
@@ -329,10 +337,7 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     # shelving (ISA-18.2): the trip's arm protective stop alarm may be shelved (e-signed), the
     # dP-low alarm may not (no Shelve button); a shelved alarm stays listed and can be unshelved
     page.click("button[data-shelve=ARM1_PROTECTIVE_STOP]")
-    page.wait_for_selector("#sign.show")
-    page.fill("#sign-password", PW["sup1"])
-    page.fill("#sign-reason", "arm stop expected during the hold")
-    page.click("#sign-submit")
+    sign(page, "arm stop expected during the hold")
     wait_result(page, "shelve ARM1_PROTECTIVE_STOP: accepted")
     page.wait_for_selector("tr.alarm-row[data-alarm=ARM1_PROTECTIVE_STOP][data-state=SHELVED]")
     shot(page, "05b_alarm_shelved")
@@ -345,10 +350,7 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.click("nav button[data-view=overview]")
     page.wait_for_selector("#recover-autoclave")
     page.click("#recover-autoclave")
-    page.wait_for_selector("#sign.show")
-    page.fill("#sign-password", PW["sup1"])
-    page.fill("#sign-reason", "autoclave checked after the trip")
-    page.click("#sign-submit")
+    sign(page, "autoclave checked after the trip")
     wait_result(page, "recover autoclave: accepted")
     page.wait_for_selector("#recover-autoclave", state="detached", timeout=30_000)
     assert page.is_visible("#recover-vhp")  # the others stay latched until the restart
