@@ -17,7 +17,7 @@ from .graphutil import CONFIG
 pytestmark = pytest.mark.timeout(120)
 
 
-def _rate(client: CellClient, latest: dict, wall_s: float = 1.5) -> float:
+def _rate(client: CellClient, latest: dict, wall_s: float = 2.0) -> float:
     """Sim seconds per wall second over ``wall_s`` (from /clock)."""
     time.sleep(0.3)  # let the new speed take hold
     s0, w0 = latest["t"], time.monotonic()
@@ -44,19 +44,21 @@ def test_speed_changes_at_run_time_and_bad_values_are_refused(tmp_path):
         client.node.create_subscription(Clock, "/clock", on_clock, 10)
         try:
             assert got.wait(20.0), "no /clock"
-            assert 35 < _rate(client, latest) < 65
-            client.set_sim_speed(400.0)
-            assert 300 < _rate(client, latest) < 500
+            # speeds the world keeps up with even on a loaded 2-core machine (a CI run with two
+            # busy loops reached ~235x at most); the bounds tell the speeds apart, they are no benchmark
+            assert 30 < _rate(client, latest) < 65
+            client.set_sim_speed(150.0)
+            assert 90 < _rate(client, latest) < 170
             for bad in (-1.0, float("nan"), float("inf")):
                 with pytest.raises(ValueError, match="refused speed: speed must be a finite number >= 0"):
                     client.set_sim_speed(bad)
-            assert 300 < _rate(client, latest) < 500  # a refused value changed nothing
+            assert 90 < _rate(client, latest) < 170  # a refused value changed nothing
             client.set_sim_speed(10.0)
-            assert 6 < _rate(client, latest) < 14
+            assert 5 < _rate(client, latest) < 14
             client.pause_sim(True)
             assert _rate(client, latest) == 0.0  # /clock still published, time stands still
             client.pause_sim(False)
-            assert 6 < _rate(client, latest) < 14
+            assert 5 < _rate(client, latest) < 14
             assert not backwards  # re-anchored: no jump back, no catch-up burst
         finally:
             client.close()
