@@ -192,8 +192,9 @@ def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th:
     runner steers sim_world's speed: ``focus_speed`` while an event is due soon, while its phase
     runs, or while the outcome is observed; ``approach_speed`` during the phase before an
     event's phase; ``max_speed`` otherwise. Events keep firing after RunBatch has returned at
-    Held (a held batch is not over). After each event the runner waits for two supervisor
-    updates, so the next event is judged on states that include this one's effect.
+    Held (a held batch is not over). Sim time is paused while an event is applied; after each
+    event the runner waits for two supervisor updates, so the next event is judged on states
+    that include this one's effect.
     """
     from cell_interfaces.srv import BatchCommand, DeviceCommand
 
@@ -277,10 +278,17 @@ def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th:
             if i in armed and now >= armed[i]:
                 pending.remove((i, ev))
                 del armed[i]
-                res = _fire(client, ev, DeviceCommand, BatchCommand)
-                fired.append({"t": now, "event": ev.label(), **res})
-                say(f"  t={now:.0f} {ev.label()}: {'accepted' if res['accepted'] else 'REFUSED ' + res['code']}")
-                settle()
+                # sim time stands still while the event is applied and its effect reaches the
+                # supervisor (as in-process, where an event happens between two ticks): a
+                # phase that lasts less than that round trip in wall time is not passed meanwhile
+                _pause(client, True)
+                try:
+                    res = _fire(client, ev, DeviceCommand, BatchCommand)
+                    fired.append({"t": now, "event": ev.label(), **res})
+                    say(f"  t={now:.0f} {ev.label()}: {'accepted' if res['accepted'] else 'REFUSED ' + res['code']}")
+                    settle()
+                finally:
+                    _pause(client, False)
                 last_fire[0] = time.monotonic()
                 if not pending:  # observe from here on, at focus speed
                     end_t = now + sc.observe_s
@@ -310,6 +318,13 @@ def _scenario_events(client: CellClient, sc: Any, sup_state: dict[str, Any], th:
         time.sleep(0.2)  # the supervisor's next update
     sup_state["_observed_state"] = state()
     sup_state["_observed_t"] = float(sup_state.get("t", 0.0))
+
+
+def _pause(client: CellClient, paused: bool) -> None:
+    try:
+        client.pause_sim(paused)
+    except (TimeoutError, ValueError) as exc:
+        raise DemoFailed(f"could not {'pause' if paused else 'resume'} sim time: {exc}") from None
 
 
 def _fire(client: CellClient, ev: Any, DeviceCommand: Any, BatchCommand: Any) -> dict[str, Any]:  # noqa: N803
