@@ -315,14 +315,15 @@ class SupervisorNode(Node):
                 parents=[x[3] for x in snap], messages=[x[4][:200] for x in snap]))
             alarms = [Alarm(alarm_id=a.id, source=str(a.source or ""),
                             priority=int(a.severity or 0), state=str(a.state.value),
-                            message=str(a.message or a.description or "")[:500], raised=stamp)
+                            message=str(a.message or a.description or "")[:500],
+                            raised=_epoch_time(a.raised_at, stamp))
                       for a in self.sup.alarms.active()]
             # shelved alarms stay visible (ISA-18.2 shelved list), with their expiry
             alarms += [Alarm(alarm_id=a.id, source=str(a.source or ""), priority=int(a.severity or 0),
                              state=str(a.state.value),
                              message=(f"{a.message or a.description or ''} (shelved until "
                                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.shelved_until or 0))} "
-                                      "UTC)")[:500], raised=stamp)
+                                      "UTC)")[:500], raised=_epoch_time(a.raised_at, stamp))
                        for a in self.sup.alarms.shelved()]
             self._alarm_pub.publish(AlarmArray(stamp=stamp, flood=bool(self.sup.alarms.in_flood), alarms=alarms))
             table = {n: self.sup.signal(n) for n in self.sup.signals.names()}
@@ -436,6 +437,16 @@ class SupervisorNode(Node):
             self.record.close()
         finally:
             super().destroy_node()
+
+
+def _epoch_time(t: float | None, default: Any) -> Any:
+    """builtin_interfaces/Time of an alarm's raise time (the alarm manager's wall clock, epoch s)."""
+    from builtin_interfaces.msg import Time
+
+    if t is None or not math.isfinite(t) or t < 0:
+        return default
+    sec = int(t)
+    return Time(sec=sec, nanosec=min(int((t - sec) * 1e9), 999_999_999))
 
 
 def _json_default(v: Any) -> Any:

@@ -334,6 +334,10 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.click("button[data-ack=ISO1_DP_LOW]")
     wait_result(page, "acknowledge ISO1_DP_LOW: accepted")
     page.wait_for_selector("tr.alarm-row[data-alarm=ISO1_DP_LOW][data-state=ACKED]")
+    raised = page.text_content("tr.alarm-row[data-alarm=ISO1_DP_LOW] td:nth-child(2)")
+    page.wait_for_timeout(1500)  # several supervisor publishes later: still the time it was raised
+    assert page.text_content("tr.alarm-row[data-alarm=ISO1_DP_LOW] td:nth-child(2)") == raised
+    assert raised.endswith(" UTC") and raised.startswith("20"), raised
     # shelving (ISA-18.2): the trip's arm protective stop alarm may be shelved (e-signed), the
     # dP-low alarm may not (no Shelve button); a shelved alarm stays listed and can be unshelved
     page.click("button[data-shelve=ARM1_PROTECTIVE_STOP]")
@@ -411,8 +415,9 @@ def test_unit_views_and_tree_render_live_trends(browser: Any, cell: Cell) -> Non
         page.click(f"nav button[data-view={view}]")
         page.wait_for_function(f"() => +document.querySelector('{canvas}').dataset.points > 3")
         shot(page, f"10_{view}")
-    n0 = int(page.get_attribute("#trend-arm", "data-points"))
-    page.wait_for_function(f"() => +document.querySelector('#trend-arm').dataset.points > {n0}")  # live
+    # live: the newest sample's time moves on (the point count saturates at the trend length)
+    t0 = float(page.get_attribute("#trend-arm", "data-last-t"))
+    page.wait_for_function(f"() => +document.querySelector('#trend-arm').dataset.lastT > {t0}")
     page.click("nav button[data-view=tree]")
     page.wait_for_selector(".tree-node")
     shot(page, "11_tree")

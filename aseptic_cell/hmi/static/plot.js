@@ -69,6 +69,7 @@ const Plot = (() => {
       g.fillStyle = "#202020"; g.fillText(label, x + 15, 11); x += g.measureText(label).width + 30;
     });
     canvas.dataset.points = String(n);
+    canvas.dataset.lastT = n ? String(t[n - 1]) : "";
   }
   return { draw, fmt, fmtT, COLORS };
 })();
