@@ -211,6 +211,11 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         t_restart = time.time()
         cp.start_one(specs[0])
         obs.spin_until(lambda: obs.get_state(a, 0.5) == "unconfigured", 15, "restarted node answering")
+        # the operator recovers once the manager's own status shows the node answering again
+        # (its heartbeat client may discover the new process later than we did)
+        obs.spin_until(
+            lambda: obs.status["nodes"][a]["state"] == "unconfigured", 15, "manager sees the restarted node"
+        )
         time.sleep(2 * TIMEOUT)
         obs.exe.spin_once(timeout_sec=0.05)
         assert obs.health(a) == "faulted"
