@@ -24,6 +24,14 @@ pytestmark = pytest.mark.timeout(240)
 CFG = load_config(CONFIG)
 
 
+def _drives(client, on: bool) -> None:
+    """Drives on/off and wait until the arm's state shows it. Every test leaves them off *as
+    seen in the state*, so the next test's wait for "on" cannot pass on a stale message."""
+    reply = client.command("arm", "enable_drives" if on else "disable_drives", user="op1")
+    assert reply.accepted, reply
+    client.wait_state("arm", lambda s: s.drives_enabled == on, 10.0, f"drives {'on' if on else 'off'}")
+
+
 @pytest.fixture(scope="module", params=["sim", "opcua"])
 def graph(request, tmp_path_factory):
     """The same device and interlock tests against both backends (one switch: ``hardware``):
@@ -160,8 +168,7 @@ def test_arm_refuses_a_colliding_trajectory_before_any_motion(graph):
     from cell_interfaces.action import ExecuteTrajectory
 
     _procs, client = graph
-    assert client.command("arm", "enable_drives", user="op1").accepted
-    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
+    _drives(client, True)
     try:
         q0 = np.array(client.state("arm").joint_positions)
         q1 = q0.copy()
@@ -182,7 +189,7 @@ def test_arm_refuses_a_colliding_trajectory_before_any_motion(graph):
                                     ExecuteTrajectory.Goal(trajectory=_trajectory(qn, 0.05), user="op1"), 30.0)
         assert ok and not res.success and res.code == "INVALID"
     finally:
-        client.command("arm", "disable_drives", user="op1")
+        _drives(client, False)
 
 
 def test_arm_action_follows_a_checked_trajectory(graph):
@@ -191,8 +198,7 @@ def test_arm_action_follows_a_checked_trajectory(graph):
     from aseptic_cell.motion.planning import plan_joint_move
 
     _procs, client = graph
-    assert client.command("arm", "enable_drives", user="op1").accepted
-    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
+    _drives(client, True)
     try:
         scene = Scene.from_config(CFG.arm, CFG.geometry)
         q0 = np.array(client.state("arm").joint_positions)
@@ -211,7 +217,7 @@ def test_arm_action_follows_a_checked_trajectory(graph):
         assert action_round_trip_s < 30.0
         assert client.move_arm("park", CFG.arm.poses["park"], user="op1").accepted
     finally:
-        client.command("arm", "disable_drives", user="op1")
+        _drives(client, False)
 
 
 def test_autoclave_program_action_reports_f0(graph):
@@ -241,12 +247,10 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
     carries the §1.4 data, and the isolator released only below the aeration endpoint."""
     _procs, client = graph
     ports = [g.id for g in CFG.layout.isolator.glove_ports]
-    assert client.command("arm", "enable_drives", user="op1").accepted
-    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
+    _drives(client, True)
     reply = client.move_arm("decon", CFG.arm.poses["decon"], user="op1")
     assert reply.accepted, reply
-    assert client.command("arm", "disable_drives", user="op1").accepted
-    client.wait_state("arm", lambda s: not s.drives_enabled, 10.0, "drives off")
+    _drives(client, False)
     try:
         for p in ports:
             reply = client.command("isolator", "extend_glove", {"port": p}, user="op1")
@@ -266,25 +270,22 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
         assert report["dwell_mean_ppm"] >= recipe.decontaminate.min_ppm, report
         client.wait_state("isolator", lambda s: s.decon_status == "DECONTAMINATED_RELEASED", 10.0,
                           "isolator released")
-        assert client.state("vhp").h2o2_ppm < release_ppm
+        client.wait_state("vhp", lambda s: not s.cycle_active and s.h2o2_ppm < release_ppm, 10.0,
+                          "VHP unit idle below the release concentration")
     finally:
         for p in ports:
             client.command("isolator", "retract_glove", {"port": p}, user="op1")
-        client.command("arm", "enable_drives", user="op1")
-        client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
+        _drives(client, True)
         client.move_arm("park", CFG.arm.poses["park"], user="op1")
-        client.command("arm", "disable_drives", user="op1")
-        # the next test waits for drives on: let the state show them off first
-        client.wait_state("arm", lambda s: not s.drives_enabled, 10.0, "drives off")
+        _drives(client, False)
 
 
 def test_rtp_pick_is_refused_while_the_alpha_door_is_closed(graph):
     """The RTP door's swept volume is a keep-out unless the door is fully open (spec §4.3)."""
     _procs, client = graph
-    assert client.command("arm", "enable_drives", user="op1").accepted
-    client.wait_state("arm", lambda s: s.drives_enabled, 10.0, "drives enabled")
+    _drives(client, True)
     try:
         r = client.command("arm", "move_to_pose", {"pose": "rtp_pick"}, user="op1")
         assert not r.accepted and r.code == "MOTION_COLLISION" and "rtp_door_swept" in r.reason
     finally:
-        client.command("arm", "disable_drives", user="op1")
+        _drives(client, False)
