@@ -294,8 +294,7 @@ class SupervisorNode(Node):
     def _publish(self) -> None:
         """Observation (interlocks, tree, alarms, signals): never alters supervision."""
         try:
-            from cell_interfaces.msg import (Alarm, AlarmArray, InterlockStatus, InterlockStatusArray,
-                                             TreeSnapshot)
+            from cell_interfaces.msg import AlarmArray, InterlockStatus, InterlockStatusArray, TreeSnapshot
 
             stamp = stamp_now(self)
             rules = []
@@ -313,18 +312,11 @@ class SupervisorNode(Node):
                 stamp=stamp, tree_id=self.sup.recipe.id if self.sup.recipe else "", tick=self.sup.tick_count,
                 names=[x[0] for x in snap], types=[x[1] for x in snap], statuses=[x[2] for x in snap],
                 parents=[x[3] for x in snap], messages=[x[4][:200] for x in snap]))
-            alarms = [Alarm(alarm_id=a.id, source=str(a.source or ""),
-                            priority=int(a.severity or 0), state=str(a.state.value),
-                            message=str(a.message or a.description or "")[:500],
-                            raised=_epoch_time(a.raised_at, stamp))
-                      for a in self.sup.alarms.active()]
+            alarms = [_alarm_msg(a, stamp) for a in self.sup.alarms.active()]
             # shelved alarms stay visible (ISA-18.2 shelved list), with their expiry
-            alarms += [Alarm(alarm_id=a.id, source=str(a.source or ""), priority=int(a.severity or 0),
-                             state=str(a.state.value),
-                             message=(f"{a.message or a.description or ''} (shelved until "
-                                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.shelved_until or 0))} "
-                                      "UTC)")[:500], raised=_epoch_time(a.raised_at, stamp))
-                       for a in self.sup.alarms.shelved()]
+            alarms += [_alarm_msg(a, stamp, " (shelved until " + time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.gmtime(a.shelved_until or 0)) + " UTC)")
+                for a in self.sup.alarms.shelved()]
             self._alarm_pub.publish(AlarmArray(stamp=stamp, flood=bool(self.sup.alarms.in_flood), alarms=alarms))
             table = {n: self.sup.signal(n) for n in self.sup.signals.names()}
             self._sig_pub.publish(self._string(data=json.dumps({"t": self.sup.now(), "batch": self.sup.status(),
@@ -439,14 +431,17 @@ class SupervisorNode(Node):
             super().destroy_node()
 
 
-def _epoch_time(t: float | None, default: Any) -> Any:
-    """builtin_interfaces/Time of an alarm's raise time (the alarm manager's wall clock, epoch s)."""
-    from builtin_interfaces.msg import Time
+def _alarm_msg(a: Any, stamp: Any, suffix: str = "") -> Any:
+    """cell_interfaces/Alarm of one of the alarm manager's alarms; ``raised`` is the time it was
+    raised (the manager's wall clock, epoch s), or ``stamp`` if that is unknown."""
+    from cell_interfaces.msg import Alarm
+    from rclpy.time import Time
 
-    if t is None or not math.isfinite(t) or t < 0:
-        return default
-    sec = int(t)
-    return Time(sec=sec, nanosec=min(int((t - sec) * 1e9), 999_999_999))
+    t = a.raised_at
+    raised = Time(nanoseconds=int(t * 1e9)).to_msg() if t is not None and math.isfinite(t) and t >= 0 else stamp
+    return Alarm(alarm_id=a.id, source=str(a.source or ""), priority=int(a.severity or 0),
+                 state=str(a.state.value), message=(str(a.message or a.description or "") + suffix)[:500],
+                 raised=raised)
 
 
 def _json_default(v: Any) -> Any:

@@ -253,7 +253,7 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
     _drives(client, False)
     try:
         for p in ports:
-            reply = client.command("isolator", "extend_glove", {"port": p}, user="op1")
+            reply = client.glove(p, "extend", user="op1")
             assert reply.accepted, reply
         reply = client.command("isolator", "start_leak_test", user="op1", reason="VHP pre-check")
         assert reply.accepted, reply
@@ -262,7 +262,7 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
         res = client.run_cycle("vhp", "VHP-ISO-SHORT", batch_id="T-VHP-PASS", timeout_s=180.0)
         assert res.success and res.result == "PASS", res.reason
         report = json.loads(res.json_report)
-        recipe = next(c for c in CFG.vhp_cycles.cycles if c.id == "VHP-ISO-SHORT")
+        recipe = CFG.vhp_cycles.get("VHP-ISO-SHORT")
         release_ppm = recipe.aerate.release_ppm
         assert report["recipe_id"] == "VHP-ISO-SHORT" and report["passed"] is True, report
         assert report["aeration_end_ppm"] < release_ppm, report
@@ -274,7 +274,7 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
                           "VHP unit idle below the release concentration")
     finally:
         for p in ports:
-            client.command("isolator", "retract_glove", {"port": p}, user="op1")
+            client.glove(p, "retract", user="op1")
         _drives(client, True)
         client.move_arm("park", CFG.arm.poses["park"], user="op1")
         _drives(client, False)
