@@ -3,7 +3,8 @@
 # Fast no-op (one dpkg-query call) when everything is there.
 set -euo pipefail
 
-PKGS=(build-essential cmake python3-dev python3-venv git chromium)
+PKGS=(build-essential cmake python3-dev python3-venv git chromium
+      liburdfdom-tools libsdformat-dev sdformat-sdf ignition-tools)  # asset validators: check_urdf, ign sdf -k
 # Node.js and npm come with the machine (node 20, npm 11); Debian's nodejs conflicts with them.
 
 missing=()
