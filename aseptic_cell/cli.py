@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_emulate_parser(sub)
 
+    from .assets.cli import add_assets_parser  # issue 16: Gazebo/MuJoCo assets
+
+    add_assets_parser(sub)
+
     d = sub.add_parser("demo", help="start the node graph and run one batch of a recipe through the supervisor")
     d.add_argument("--config", help="configuration directory")
     d.add_argument("--speed", type=_speed, default=None, help="sim-time speed-up or 'max' (default max)")
