@@ -24,7 +24,8 @@ RUN_ARGS ?=
 PY := $(VENV)/bin/python
 
 export VENV PYTHON
-# Never leak another venv / a sourced ROS installation into ours (see ROS2_FROM_PYPI.md).
+# Never leak another venv / a sourced ROS installation into ours (the ROS wheels' bootstrapper
+# re-execs Python with its own LD_LIBRARY_PATH; a foreign marker or prefix breaks it).
 unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE PYTHONPATH PYTHONHOME AMENT_PREFIX_PATH CMAKE_PREFIX_PATH VIRTUAL_ENV
 
 # ROS settings for everything started from make: loopback-only discovery, and the venv

@@ -54,8 +54,8 @@ def child_env(
     Inherits ``env`` (default ``os.environ``). ``ROS_LOG_DIR`` is set when missing (rclpy.init
     fails without HOME/ROS_LOG_DIR) and output is unbuffered. The ros-wheels bootstrap marker
     and ``LD_LIBRARY_PATH`` are kept when the child runs this interpreter (same venv: the
-    bootstrapped library path is right) and cleared for another interpreter (ROS2_FROM_PYPI.md
-    gotcha 1: another venv must bootstrap itself).
+    bootstrapped library path is right) and cleared for another interpreter (the ROS wheels'
+    bootstrapper re-execs Python with its own library path: another venv must bootstrap itself).
     """
     out = dict(os.environ if env is None else env)
     if not out.get("ROS_LOG_DIR"):

@@ -1,6 +1,6 @@
 """``cellctl ros list`` / ``cellctl ros echo``: graph inspection without the ros2 CLI.
 
-The ``ros2`` CLI is not installable from the reachable registries (ROS2_FROM_PYPI.md), so
+The ``ros2`` CLI is not installable from the reachable registries (not among the PyPI wheels), so
 this is the small stand-in: ``list`` shows nodes, topics (with types), services and actions
 (detected from their ``/_action/`` services); ``echo`` prints messages of a topic whose type
 is looked up in the graph. The domain is ``ROS_DOMAIN_ID`` as usual.

@@ -2,7 +2,9 @@
 # Build ros2_ws/src/cell_interfaces with plain cmake and install it into the venv prefix
 # (the ros-jazzy-* wheels' prefix). Skipped when the sources are unchanged since the
 # last successful build (content-hash stamp inside the venv).
-# See /work/shared/design/ROS2_FROM_PYPI.md, "Custom interfaces".
+# Plain cmake with the ament_cmake + rosidl wheels: AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH are
+# the venv (typesupport lookup), and the typesupport .so files are found through the
+# LD_LIBRARY_PATH that the wheels' bootstrapper sets to <venv>/lib.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

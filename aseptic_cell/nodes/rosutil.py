@@ -1,4 +1,4 @@
-"""Helpers shared by every node process (see /work/shared/design/ROS2_FROM_PYPI.md).
+"""Helpers shared by every node process (rclpy 7.1.x from the ros-jazzy-* PyPI wheels).
 
 * ``init_ros`` / ``spin_until_shutdown``: rclpy's own signal handler can swallow the first
   SIGTERM, so nodes init with ``SignalHandlerOptions.NO`` and handle SIGTERM/SIGINT here:

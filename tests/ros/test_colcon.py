@@ -57,7 +57,7 @@ def test_colcon_build_of_the_workspace(tmp_path):
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     if Path(colcon).resolve().parent != Path(sys.executable).parent.resolve():
-        # a colcon from another venv: it must bootstrap its own environment (ROS2_FROM_PYPI gotcha 1)
+        # a colcon from another venv: it must bootstrap its own environment (the ROS wheels' bootstrapper)
         env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
         env.pop("LD_LIBRARY_PATH", None)
     before = _git_status()
