@@ -8,7 +8,7 @@ Trees:
 
 * ``glove_integrity_test``   start the pressure-decay test of each port, wait for the results
   (a FAIL fails the phase: IL-05).
-* ``isolator_leak_test``     enclosure pressure-hold test (VHP pre-check, spec §2.1 phase 0).
+* ``isolator_leak_test``     enclosure pressure-hold test (VHP pre-check [QB-ROOM]).
 * ``vhp_decontamination``    robot to its decon pose, drives off, gloves extended → IL-07
   pre-checks → the cycle, with the pre-check conditions re-checked on every tick while it
   runs → release at the measured aeration endpoint (decon status DECONTAMINATED_RELEASED,
@@ -97,7 +97,7 @@ def glove_integrity_test(ctx: Any, ports: Any = "all", batch_id: str = "", opera
 
 def isolator_leak_test(ctx: Any) -> py_trees.behaviour.Behaviour:
     return _seq("enclosure leak test", [
-        DeviceCommand("start leak test", ctx, "isolator", "start_leak_test", reason="VHP pre-check (spec §2.1)"),
+        DeviceCommand("start leak test", ctx, "isolator", "start_leak_test", reason="VHP pre-check [QB-ROOM]"),
         WaitFor("leak test passed", ctx, lambda c: c.signal("isolator.leak_test_passed") is True,
                 LEAK_TEST_TIMEOUT_S),
     ])

@@ -1,4 +1,7 @@
-"""ISA-18.2 / IEC 62682 alarm management with the GMP overlay (domain spec §1.6, §5.4, §6)."""
+"""ISA-18.2 / IEC 62682 alarm management [ISA18.2] [IEC62682] with the GMP overlay.
+
+The overlay: shelving and out-of-service are e-signed (21 CFR 11.50 [CFR11]).
+"""
 
 from .manager import (
     ANNUNCIATED,

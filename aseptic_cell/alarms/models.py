@@ -1,5 +1,5 @@
 """Pydantic model of ``config/alarms.yaml``: the master alarm database (ISA-18.2 / IEC 62682
-rationalisation: every alarm has a consequence, an operator response and a priority; spec §5.4).
+rationalisation: every alarm has a consequence, an operator response and a priority [ISA18.2]).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aseptic_cell.config.base import Identifier, Model, PositiveFinite
 Priority = Literal["emergency", "high", "medium", "low"]
 
 SEVERITY_BANDS: dict[str, tuple[int, int]] = {
-    # ISA-18.2 priority -> OPC UA A&C severity (domain spec §6, Alarms node)
+    # ISA-18.2 priority -> OPC UA A&C severity 1-1000 [OPC10000-9]; the bands are this project's choice
     "emergency": (900, 1000),
     "high": (700, 899),
     "medium": (400, 699),
@@ -71,7 +71,7 @@ class AlarmDef(Model):
         description="design states any of which suppresses the alarm by design (e.g. the H2O2 "
         "release alarm while a VHP cycle runs)",
     )
-    basis: str = Field(default="", description="source of the limit / requirement (domain spec keys)")
+    basis: str = Field(default="", description="source of the limit / requirement (keys: docs/REFERENCES.md)")
 
     @model_validator(mode="after")
     def _severity(self) -> AlarmDef:

@@ -1,7 +1,7 @@
 """Pydantic model of ``config/users.yaml``: users, password policy and the permission catalogue.
 
 Part 11 §11.10(d)(g) (authority checks), §11.50 (signature meaning), §11.300 (password
-controls); domain spec IL-13 (role + e-signature for override, shelve, release, recipe change).
+controls) [CFR11]; interlock IL-13 (role + e-signature for override, shelve, release, recipe change).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ MEANINGS: tuple[str, ...] = get_args(SignatureMeaning)
 ActionName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=64)]
 
 SIGNED_ACTIONS: tuple[str, ...] = (
-    "batch.abort",  # abort: may leave an unsafe state needing investigation (spec §5.1)
+    "batch.abort",  # abort: may leave an unsafe state needing investigation [ISA88]
     "batch.restart",  # releasing a held batch
     "batch.release",  # QA release (IL-13)
     "batch.qa_release",  # QA release (IL-06 wording)
-    "override",  # any interlock / intervention override (IL-13, spec §1.7)
-    "alarm.shelve",  # ISA-18.2 GMP overlay (spec §5.4)
-    "alarm.out_of_service",  # ISA-18.2 GMP overlay (spec §5.4)
+    "override",  # any interlock / intervention override (IL-13; Annex 1 §8.16-8.18 [ANNEX1-2022] [M])
+    "alarm.shelve",  # ISA-18.2 [ISA18.2] with the GMP overlay (signed)
+    "alarm.out_of_service",  # ISA-18.2 [ISA18.2] with the GMP overlay (signed)
     "recipe.change",  # IL-13
 )
 """Actions that must always need an e-signature; the file cannot switch that off."""

@@ -1,10 +1,11 @@
-"""ISA-88 (IEC 61512) phase state machine, domain spec §5.1, and its PackML (OPC 30050) view.
+"""ISA-88 (IEC 61512) phase state machine [ISA88], and its PackML (OPC 30050) view [OPC30050].
 
 Pure: no I/O, no threads, time from an injected clock. Listeners are told about every
 transition; a listener that raises is logged and never affects the state machine
 (ARCHITECTURE rule 4, observation never becomes control).
 
-Transitions (spec §5.1 table; ``done`` is the internal event that ends a transient state)::
+Transitions (ISA-88 phase states [ISA88] [DELTAV]; ``done`` is the internal event that ends a
+transient state)::
 
     Idle        --start-->   Running     --done--> Complete
     Running     --hold-->    Holding     --done--> Held
@@ -149,7 +150,7 @@ PACKML_STATE: dict[PhaseState, PackMLState] = {
     S.RUNNING: PackMLState.EXECUTE,
     S.COMPLETE: PackMLState.COMPLETE,
     S.HOLDING: PackMLState.HOLDING,
-    S.HELD: PackMLState.HELD,  # internal cause (spec §5.1)
+    S.HELD: PackMLState.HELD,  # internal cause (ISA-88 Held ~ PackML Held [ISA-TR88.00.02])
     S.RESTARTING: PackMLState.UNHOLDING,
     S.PAUSING: PackMLState.SUSPENDING,
     S.PAUSED: PackMLState.SUSPENDED,  # external cause: starved/blocked, e.g. waiting for the autoclave

@@ -101,7 +101,7 @@ def iter_comparisons(cond: "Condition"):
 
 
 class InterlockRule(Model):
-    id: str = Field(pattern=r"^(IL|RB)-\d{2}[A-Z]?$", description="IL-nn (spec §1.9) or RB-nn (robot, §4.3)")
+    id: str = Field(pattern=r"^(IL|RB)-\d{2}[A-Z]?$", description="IL-nn (cell rule) or RB-nn (robot rule)")
     title: str = Field(min_length=3)
     guards: list[str] = Field(min_length=1, description="actions this rule guards")
     when: Condition

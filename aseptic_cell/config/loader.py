@@ -227,7 +227,7 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
     for rid in REQUIRED_INTERLOCKS:
         if rid not in rule_ids:
             issues.append(ConfigIssue("interlocks.yaml", "rules",
-                                      f"required interlock {rid} (domain spec §1.9) is missing"))
+                                      f"required interlock {rid} (interlock catalogue) is missing"))
 
     # alarms -> layout
     from ..alarms.models import cross_check as alarms_cross_check

@@ -149,7 +149,7 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "decontamination state: RELEASED = last VHP cycle PASS, aeration endpoint met, no breach since",
         "isolator/vhp"),
     "isolator.leak_test_passed": SignalDoc(
-        "bool", "enclosure pressure-hold (leak) test passed with no breach since (VHP pre-check, spec §2.1)",
+        "bool", "enclosure pressure-hold (leak) test passed with no breach since (VHP pre-check [QB-ROOM])",
         "isolator"),
     "isolator.gloves_extended": SignalDoc(
         "bool", "all gloves extended on their racks, fingers spread (VHP exposure)", "isolator"),

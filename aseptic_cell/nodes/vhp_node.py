@@ -49,7 +49,7 @@ class VhpNode(CycleNode):
         msg.phase = str(v.get("phase") or "")
         msg.phase_elapsed_s = _f(v.get("status.phase_elapsed_s"))
         msg.h2o2_ppm = _f(v.get("h2o2_ppm"))
-        msg.h2o2_mg_l = msg.h2o2_ppm / 720.0  # 1 mg/L ~ 720 ppm [EPA-SUM] (domain spec §2.1)
+        msg.h2o2_mg_l = msg.h2o2_ppm / 720.0  # 1 mg/L ~ 720 ppm (1 ppm = 1.39 mg/m3) [NIOSH-H2O2] [EPA-SUM]
         msg.rh_pct = _f(v.get("rh_pct"))
         msg.rs_pct = _f(v.get("rs_pct"))
         msg.temp_c = _f(v.get("temp_c"))

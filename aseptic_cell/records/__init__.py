@@ -1,4 +1,4 @@
-"""Batch record and audit trail (hash-chained, append-only SQLite; domain spec §1.8, §5.2, §5.3).
+"""Batch record and audit trail (hash-chained, append-only SQLite; 21 CFR 11.10 [CFR11], Annex 11).
 
 ``cellctl record verify FILE`` calls :func:`verify_file`: exit 0 when ``report.ok``, else 1
 with ``report.problem`` printed.

@@ -1,6 +1,7 @@
 """The batch record and audit trail: one append-only, hash-chained SQLite table.
 
-Design (domain spec §1.8 ALCOA+, §5.2 EBR content, §5.3 Part 11 §11.10(c)(e)):
+Design (ALCOA+ [MHRA-DI-2018] [PICS-PI041]; batch production records [ISA88] (Part 4);
+Part 11 §11.10(c)(e) [CFR11]; Annex 11 §9 [ANNEX11-2011]):
 
 * One file per cell (or per campaign), SQLite in WAL mode with ``synchronous=FULL`` so a
   committed entry has been fsync'ed before :meth:`BatchRecord.append` returns.
@@ -40,21 +41,21 @@ SCHEMA_VERSION = "1"
 
 KINDS: frozenset[str] = frozenset(
     {
-        "phase_transition",  # ISA-88 phase/unit state change (time, trigger, actor) - spec §5.2
+        "phase_transition",  # ISA-88 phase/unit state change (time, trigger, actor) [ISA88]
         "command",  # an accepted operator or system command
         "refusal",  # a refused command with its reason (interlock, permission) - ARCHITECTURE rule 3
         "trip",  # an interlock trip / safe-state transition
-        "cycle_result",  # VHP or autoclave cycle result - spec §1.4, §3
-        "glove_test",  # glove integrity test result - spec §1.3
-        "intervention",  # inherent / corrective intervention - spec §1.7
-        "alarm",  # ISA-18.2 alarm events - spec §1.6, §5.4
+        "cycle_result",  # VHP or autoclave cycle result (Annex 1 §8.50 [ANNEX1-2022]; [EN285-2015 §6.5])
+        "glove_test",  # glove integrity test result (Annex 1 §4.24 [ANNEX1-2022] [M])
+        "intervention",  # inherent / corrective intervention (Annex 1 §8.16-8.18 [ANNEX1-2022] [M])
+        "alarm",  # ISA-18.2 alarm events [ISA18.2]
         "signature",  # Part 11 §11.50 e-signature manifestation
         "deviation",  # deviation raised / linked / closed
-        "material",  # materials, Beta container and autoclave load IDs - spec §5.2
-        "environment",  # environmental monitoring summaries and excursions - spec §5.2
+        "material",  # materials, Beta container and autoclave load IDs (EBR content)
+        "environment",  # environmental monitoring summaries and excursions (EBR content)
         "correction",  # a correction of an earlier entry (old/new values, reason) - Annex 11 §9
         "auth",  # failed log-ins, lock-outs (Part 11 §11.300(d))
-        "clock",  # clock synchronisation / change events - spec §1.8
+        "clock",  # clock synchronisation / change events [ECA-TS]
         "config",  # configuration or recipe changes
         "note",  # free-text operator / QA note
     }
@@ -174,7 +175,7 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str = ""
     clock_regressions: tuple[int, ...] = field(default=())
-    """Seqs whose time stamp is earlier than the previous entry's (a clock change, spec §1.8).
+    """Seqs whose time stamp is earlier than the previous entry's (a clock change [ECA-TS]).
     A warning shown on printouts; it does not make the chain invalid."""
 
     def __str__(self) -> str:
@@ -528,7 +529,7 @@ class BatchRecord:
     def record_cycle_result(
         self, kind: str, result: Mapping[str, Any], *, batch_id: str, actor: str = "system", role: str = ""
     ) -> Entry:
-        """Record a VHP or autoclave cycle result (spec §1.4 record per cycle, §3, IL-10).
+        """Record a VHP or autoclave cycle result (Annex 1 §8.50 [ANNEX1-2022], [EN285-2015 §6.5], IL-10).
 
         ``result`` must hold ``result`` = "PASS" or "FAIL" and an identifier of the run
         (``run_id``); recommended keys: recipe/program id and version, phase start/end times,

@@ -1,4 +1,4 @@
-"""The cell's OPC UA address space (domain spec §6), ROS-free.
+"""The cell's OPC UA address space (Machinery [OPC40001-1], LADS [OPC30500-1], Robotics [OPC40010]), ROS-free.
 
 Machinery-style at the top, in the cell namespace (string NodeIds ``<Machine>.<path>``)::
 
@@ -136,7 +136,7 @@ _EMPTY: dict[VT, Any] = {
 
 
 def priority_of_severity(severity: int) -> str:
-    """ISA-18.2 priority of an OPC UA severity (spec §6 bands)."""
+    """ISA-18.2 priority of an OPC UA severity (1-1000 [OPC10000-9]; this project's bands)."""
     for name, (lo, hi) in SEVERITY_BANDS.items():
         if lo <= severity <= hi:
             return name
