@@ -1,4 +1,4 @@
-"""ISA-88 phase state machine (domain spec §5.1): the full (state, command) table written out
+"""ISA-88 phase state machine [ISA88] [DELTAV]: the full (state, command) table written out
 independently here, typed errors that change nothing, listeners, the PackML view, and a
 hypothesis stateful test over random command sequences."""
 
@@ -21,7 +21,7 @@ from aseptic_cell.batch.states import (
     to_packml,
 )
 
-# Written from the spec table, by state (not derived from the module's TRANSITIONS).
+# Written from the ISA-88 phase state table [ISA88], by state (not derived from the module's TRANSITIONS).
 EXPECTED: dict[str, dict[str, str]] = {
     "Idle": {"start": "Running", "abort": "Aborting"},
     "Running": {"hold": "Holding", "pause": "Pausing", "stop": "Stopping", "abort": "Aborting",

@@ -49,7 +49,7 @@ def test_out_of_range_and_nan_rejected():
 def test_lethal_rate_reference_points():
     assert lethal_rate(121.1) == pytest.approx(1.0)
     assert lethal_rate(111.1) == pytest.approx(0.1)
-    # spec §3.1: at 134 C L ~ 19.5; at 126 C L ~ 3.1
+    # lethal rate [FEDF0]: at 134 C L ~ 19.5; at 126 C L ~ 3.1
     assert lethal_rate(134.0) == pytest.approx(10**1.29)
     assert lethal_rate(134.0) == pytest.approx(19.5, abs=0.05)
     assert lethal_rate(126.0) == pytest.approx(3.1, abs=0.01)

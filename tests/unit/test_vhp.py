@@ -153,7 +153,7 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
     assert res.aeration_end_ppm <= recipe.aerate.release_ppm
     assert enc.air.h2o2_ppm <= recipe.aerate.release_ppm
     duration_h = (res.end_time - res.start_time) / 3600.0
-    assert 1.0 <= duration_h <= 3.0  # spec §2.1: about 1-3 h for isolators
+    assert 1.0 <= duration_h <= 3.0  # about 1-3 h for isolators [V] [PATALERT]
     # phases chain without gaps; dwell lasted exactly the recipe's dwell time (sub-step grid)
     for a, b in zip(res.phases, res.phases[1:], strict=False):
         assert a.end == b.start
