@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices.codes import RefusalCode
 from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, read_sensors, require_finite
 
 REDUCED_SPEED_M_S = 0.25
@@ -241,25 +242,29 @@ class ArmModel:
         tcp_limit = self._speed_limit(speed_class)
 
         if self._pstop:
-            raise CommandRefused("PROTECTIVE_STOP_ACTIVE", f"protective stop latched: {self._pstop_reason}")
+            raise CommandRefused(
+                RefusalCode.PROTECTIVE_STOP, f"protective stop latched: {self._pstop_reason}"
+            )
         if not self._drives:
-            raise CommandRefused("DRIVES_DISABLED", "drives are off (safe torque off); enable drives first")
+            raise CommandRefused(
+                RefusalCode.DRIVES_OFF, "drives are off (safe torque off); enable drives first"
+            )
         if self._traj is not None:
-            raise CommandRefused("ARM_MOVING", "a trajectory is still being executed")
+            raise CommandRefused(RefusalCode.ARM_MOVING, "a trajectory is still being executed")
 
         # first sample must be where the arm is (no jumps)
         dev = np.abs(q[0] - self._q)
         j = int(np.argmax(dev))
         if dev[j] > self.cfg.pose_tolerance_rad:
             raise CommandRefused(
-                "TRAJECTORY_START_MISMATCH",
+                RefusalCode.TRAJECTORY_START_MISMATCH,
                 f"first sample joint {self.names[j]} = {q[0, j]:.4f} rad is {dev[j]:.4f} rad from the "
                 f"current position {self._q[j]:.4f} rad (tolerance {self.cfg.pose_tolerance_rad} rad)",
             )
         # position limits
         for k, j in np.argwhere((q < self._qmin) | (q > self._qmax))[:1]:
             raise CommandRefused(
-                "JOINT_POSITION_LIMIT",
+                RefusalCode.JOINT_POSITION_LIMIT,
                 f"sample {k}: joint {self.names[j]} = {q[k, j]:.4f} rad outside "
                 f"[{self._qmin[j]:.4f}, {self._qmax[j]:.4f}] rad",
             )
@@ -269,13 +274,13 @@ class ArmModel:
         acc = np.diff(vel, axis=0) / dt
         for k, j in np.argwhere(np.abs(vel) > self._vmax * (1.0 + 1e-9))[:1]:
             raise CommandRefused(
-                "JOINT_VELOCITY_LIMIT",
+                RefusalCode.JOINT_VELOCITY_LIMIT,
                 f"segment {k - 1}->{k}: joint {self.names[j]} velocity {vel[k, j]:.4f} rad/s exceeds "
                 f"{self._vmax[j]:.4f} rad/s",
             )
         for k, j in np.argwhere(np.abs(acc) > self._amax * (1.0 + 1e-9))[:1]:
             raise CommandRefused(
-                "JOINT_ACCELERATION_LIMIT",
+                RefusalCode.JOINT_ACCELERATION_LIMIT,
                 f"sample {k}: joint {self.names[j]} acceleration {acc[k, j]:.4f} rad/s^2 exceeds "
                 f"{self._amax[j]:.4f} rad/s^2",
             )
@@ -286,7 +291,7 @@ class ArmModel:
             k = int(np.argmax(speed))
             if speed[k] > tcp_limit * (1.0 + 1e-9):
                 raise CommandRefused(
-                    "TCP_SPEED_LIMIT",
+                    RefusalCode.TCP_SPEED_LIMIT,
                     f"segment {k}->{k + 1}: TCP speed {speed[k]:.3f} m/s exceeds the {speed_class!r} "
                     f"limit {tcp_limit:.3f} m/s (mode {self._mode.value})",
                 )
@@ -295,7 +300,7 @@ class ArmModel:
             res = self.checker(q, dt, speed_class)
             if not res.ok:
                 raise CommandRefused(
-                    "COLLISION_CHECK_FAILED",
+                    RefusalCode.COLLISION_CHECK_FAILED,
                     f"collision check failed at sample {res.first_failing_index}: {res.reason}",
                 )
         return q, dt
@@ -363,7 +368,9 @@ class ArmModel:
         if self._drives:
             return
         if self._pstop:
-            raise CommandRefused("PROTECTIVE_STOP_ACTIVE", f"protective stop latched: {self._pstop_reason}")
+            raise CommandRefused(
+                RefusalCode.PROTECTIVE_STOP, f"protective stop latched: {self._pstop_reason}"
+            )
         self._hold = self._q.copy()
         self._drives = True
 
@@ -388,7 +395,9 @@ class ArmModel:
         if not self._pstop:
             return
         if "arm_fault" in self.faults:
-            raise CommandRefused("ARM_FAULT_ACTIVE", "arm fault still present; clear it before reset")
+            raise CommandRefused(
+                RefusalCode.ARM_FAULT_ACTIVE, "arm fault still present; clear it before reset"
+            )
         self._halt()
         self._pstop = False
         self._pstop_reason = ""
@@ -407,7 +416,7 @@ class ArmModel:
         if m == self._mode:
             return
         if self._traj is not None:
-            raise CommandRefused("ARM_MOVING", "operational mode cannot change while moving")
+            raise CommandRefused(RefusalCode.ARM_MOVING, "operational mode cannot change while moving")
         self._mode = m
 
     # ================================================================== queries

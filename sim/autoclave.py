@@ -64,6 +64,7 @@ from ..config.devices import (
     Plateau,
     Prevacuum,
 )
+from ..devices.codes import RefusalCode
 from .clock import Clock
 from .common import CommandRefused, InvalidCommand, SensorChannel, SubSteppedModel, require_finite
 from .steam import ATMOSPHERIC_KPA, IF97_P_MIN_KPA, F0Integrator, p_sat_kpa, t_sat_c
@@ -319,15 +320,15 @@ class AutoclaveModel(SubSteppedModel):
             raise InvalidCommand("run_id must be a non-empty string")
         if self.cycle_running:
             raise CommandRefused(
-                "AC_CYCLE_RUNNING",
+                RefusalCode.AC_CYCLE_RUNNING,
                 f"cycle {self._run.run_id if self._run else ''} in phase {self._phase.value}",
             )
         if self._stopped():
-            raise CommandRefused("AC_E_STOP", "e-stop or power loss active")
+            raise CommandRefused(RefusalCode.AC_E_STOP, "e-stop or power loss active")
         for side in SIDES:
             if not self._door_sealed(side):
                 raise CommandRefused(
-                    "AC_DOOR_NOT_SEALED",
+                    RefusalCode.AC_DOOR_NOT_SEALED,
                     f"{side} door must be closed, locked and its gasket "
                     f"pressurised (state {self.doors[side].state.value}"
                     f"{', gasket pressure lost' if self._seal_lost(side) else ''})",
@@ -373,10 +374,10 @@ class AutoclaveModel(SubSteppedModel):
         if door.state in (DoorState.CLOSING, DoorState.SEALING, DoorState.SEALED):
             return
         if self._stopped():
-            raise CommandRefused("AC_E_STOP", "doors do not move during e-stop or power loss")
+            raise CommandRefused(RefusalCode.AC_E_STOP, "doors do not move during e-stop or power loss")
         if door.state != DoorState.OPEN:
             raise CommandRefused(
-                "AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is open"
+                RefusalCode.AC_DOOR_MOVING, f"{side} door is {door.state.value}; wait until it is open"
             )
         door.state, door.timer = DoorState.CLOSING, 0.0
 
@@ -392,36 +393,36 @@ class AutoclaveModel(SubSteppedModel):
             return
         if door.state != DoorState.SEALED:
             raise CommandRefused(
-                "AC_DOOR_MOVING", f"{side} door is {door.state.value}; wait until it is sealed"
+                RefusalCode.AC_DOOR_MOVING, f"{side} door is {door.state.value}; wait until it is sealed"
             )
         refusal = self.door_open_refusal(side)
         if refusal is not None:
             raise CommandRefused(*refusal)
         door.state, door.timer = DoorState.UNSEALING, 0.0
 
-    def door_open_refusal(self, side: str) -> tuple[str, str] | None:
+    def door_open_refusal(self, side: str) -> tuple[RefusalCode, str] | None:
         """(code, reason) why ``side`` may not open now, or None if it may."""
         self._door(side)
         other = "unload" if side == "load" else "load"
         if self._stopped():
-            return ("AC_E_STOP", "doors stay locked during e-stop or power loss")
+            return (RefusalCode.AC_E_STOP, "doors stay locked during e-stop or power loss")
         gauge = self._p() - ATMOSPHERIC_KPA
         if abs(gauge) > self.cfg.door_open_max_gauge_kpa:
             return (
-                "AC_CHAMBER_PRESSURE",
+                RefusalCode.AC_PRESSURISED,
                 f"chamber at {gauge:+.1f} kPa gauge; must be within "
                 f"{self.cfg.door_open_max_gauge_kpa} kPa of atmospheric",
             )
         if self._t_ch >= self.cfg.door_open_max_temp_c:
             return (
-                "AC_CHAMBER_HOT",
+                RefusalCode.AC_HOT,
                 f"chamber at {self._t_ch:.1f} C; must be below {self.cfg.door_open_max_temp_c} C",
             )
         if self.cycle_running:
-            return ("AC_CYCLE_RUNNING", f"a cycle is running (phase {self._phase.value})")
+            return (RefusalCode.AC_CYCLE_RUNNING, f"a cycle is running (phase {self._phase.value})")
         if self.doors[other].state != DoorState.SEALED:
             return (
-                "AC_OTHER_DOOR_OPEN",
+                RefusalCode.AC_OTHER_DOOR_OPEN,
                 f"the {other} door is {self.doors[other].state.value}, not closed, locked "
                 "and sealed: the two doors never open together",
             )
@@ -434,7 +435,7 @@ class AutoclaveModel(SubSteppedModel):
                 f"{'a test cycle' if last.passed else 'not successful'}"
             )
             return (
-                "AC_UNLOAD_NOT_RELEASED",
+                RefusalCode.AC_UNLOAD_NOT_RELEASED,
                 f"clean-side door opens only after a complete, successful sterilisation cycle: {why}",
             )
         return None
@@ -454,7 +455,7 @@ class AutoclaveModel(SubSteppedModel):
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidCommand("override needs a reason")
         if self.cycle_running:
-            raise CommandRefused("AC_CYCLE_RUNNING", "no override while a cycle is running")
+            raise CommandRefused(RefusalCode.AC_CYCLE_RUNNING, "no override while a cycle is running")
         entry = {
             "time": self._now(),
             "user": user,

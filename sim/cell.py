@@ -12,7 +12,8 @@ Commands arrive by name with arguments checked against the device command catalo
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -15,19 +15,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices.codes import RefusalCode
+
 
 class CommandRefused(Exception):
     """A command was refused by the device's own hard interlock.
 
     Attributes:
-        code: stable machine-readable code (e.g. ``"HATCH_OTHER_DOOR_OPEN"``).
+        code: a member of the one catalogue :class:`~aseptic_cell.devices.codes.RefusalCode`
+            (e.g. ``RefusalCode.HATCH_OTHER_DOOR_OPEN``); a plain string is converted, and a
+            string that is not in the catalogue raises :class:`ValueError` at once.
         reason: human-readable explanation naming the failed condition.
     """
 
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
+    def __init__(self, code: RefusalCode | str, reason: str) -> None:
+        self.code = RefusalCode(code)
         self.reason = reason
+        super().__init__(f"{self.code.value}: {reason}")
 
 
 class InvalidCommand(ValueError):
@@ -45,7 +49,7 @@ def require_finite(name: str, value: float) -> float:
     return v
 
 
-class DeconStatus(str, enum.Enum):
+class DeconStatus(str, enum.Enum):  # noqa: UP042 (str() of a member is its name, as before)
     NOT_DECONTAMINATED = "NOT_DECONTAMINATED"
     CYCLE_RUNNING = "CYCLE_RUNNING"
     AERATING = "AERATING"

@@ -40,8 +40,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices.codes import RefusalCode
 from .common import (
-    read_sensors,
     Atmosphere,
     CommandRefused,
     DeconStatus,
@@ -49,6 +49,7 @@ from .common import (
     InvalidCommand,
     SensorChannel,
     first_order,
+    read_sensors,
     require_finite,
 )
 
@@ -712,33 +713,33 @@ class IsolatorModel:
         other = self._doors[_other(door)]
         hid = self.cfg.hatch.id
         if self._leak.running:
-            raise CommandRefused("LEAK_TEST_RUNNING", f"{hid}: enclosure leak test in progress")
+            raise CommandRefused(RefusalCode.LEAK_TEST_RUNNING, f"{hid}: enclosure leak test in progress")
         if not other.closed:
             raise CommandRefused(
-                "HATCH_OTHER_DOOR_NOT_CLOSED", f"{hid}: door {other.name} is {other.phase} (IL-01)"
+                RefusalCode.HATCH_OTHER_DOOR_OPEN, f"{hid}: door {other.name} is {other.phase} (IL-01)"
             )
         if not other.seal_inflated:
             raise CommandRefused(
-                "HATCH_OTHER_SEAL_NOT_INFLATED",
+                RefusalCode.HATCH_SEAL_DEFLATED,
                 f"{hid}: seal of door {other.name} is not inflated ({other.seal:.0%}) (IL-01)",
             )
         remaining = self._hatch_dwell_remaining(door)
         if remaining > 0.0:
             raise CommandRefused(
-                "HATCH_DWELL_NOT_ELAPSED",
+                RefusalCode.HATCH_DWELL,
                 f"{hid}: {remaining:.1f} s of the {self.cfg.hatch.dwell_s} s dwell since door "
                 f"{other.name} closed still to run (IL-01)",
             )
         if not self._dp_in_band():
             p = self.cfg.pressure
             raise CommandRefused(
-                "HATCH_DP_OUT_OF_BAND",
+                RefusalCode.DP_OUT_OF_BAND,
                 f"{hid}: isolator ΔP {self._dp_measured():.1f} Pa not within "
                 f"[{p.alarm_low_pa}, {p.alarm_high_pa}] Pa (IL-01)",
             )
         if door == "B" and not self._hatch_decontaminated:
             raise CommandRefused(
-                "HATCH_NOT_DECONTAMINATED",
+                RefusalCode.HATCH_NOT_DECONTAMINATED,
                 f"{hid}: chamber not decontaminated since door A was last opened (spec §1.5)",
             )
         if door == "A":
@@ -763,7 +764,7 @@ class IsolatorModel:
         for d in self._doors.values():
             if not (d.closed and d.seal_inflated):
                 raise CommandRefused(
-                    "HATCH_NOT_SEALED", f"{self.cfg.hatch.id}: door {d.name} not closed and sealed"
+                    RefusalCode.HATCH_NOT_SEALED, f"{self.cfg.hatch.id}: door {d.name} not closed and sealed"
                 )
         self._hatch_decontaminated = True
 
@@ -783,10 +784,10 @@ class IsolatorModel:
         if r.beta_docked:
             if r.beta_id == beta_id:
                 return
-            raise CommandRefused("RTP_OCCUPIED", f"{rtp}: beta {r.beta_id} already docked")
+            raise CommandRefused(RefusalCode.RTP_OCCUPIED, f"{rtp}: beta {r.beta_id} already docked")
         if sterile_status != "sterile":
             raise CommandRefused(
-                "BETA_NOT_STERILE",
+                RefusalCode.BETA_NOT_STERILE,
                 f"{rtp}: beta {beta_id} sterile status is {sterile_status!r}, not 'sterile' "
                 "(spec §1.5 rule 4)",
             )
@@ -796,9 +797,9 @@ class IsolatorModel:
     def lock_beta(self, rtp: str) -> None:
         r = self._rtp(rtp)
         if not r.beta_docked:
-            raise CommandRefused("RTP_NO_BETA", f"{rtp}: no beta docked")
+            raise CommandRefused(RefusalCode.RTP_NO_BETA, f"{rtp}: no beta docked")
         if f"beta_lock_failure:{rtp}" in self.faults:
-            raise CommandRefused("BETA_LOCK_FAILED", f"{rtp}: beta lock does not engage")
+            raise CommandRefused(RefusalCode.BETA_LOCK_FAILED, f"{rtp}: beta lock does not engage")
         r.lock_target = 1.0
 
     def unlock_beta(self, rtp: str) -> None:
@@ -806,7 +807,7 @@ class IsolatorModel:
         if not r.beta_docked or r.lock_target == 0.0:
             return
         if not r.alpha_closed:
-            raise CommandRefused("RTP_ALPHA_OPEN", f"{rtp}: alpha door is {r.alpha_phase} (IL-03)")
+            raise CommandRefused(RefusalCode.RTP_ALPHA_OPEN, f"{rtp}: alpha door is {r.alpha_phase} (IL-03)")
         r.lock_target = 0.0
 
     def undock_beta(self, rtp: str) -> None:
@@ -814,9 +815,11 @@ class IsolatorModel:
         if not r.beta_docked:
             return
         if not r.alpha_closed:
-            raise CommandRefused("RTP_ALPHA_OPEN", f"{rtp}: alpha door is {r.alpha_phase} (IL-03)")
+            raise CommandRefused(RefusalCode.RTP_ALPHA_OPEN, f"{rtp}: alpha door is {r.alpha_phase} (IL-03)")
         if r.lock > 0.0 or r.lock_target > 0.0:
-            raise CommandRefused("BETA_LOCKED", f"{rtp}: beta {r.beta_id} is still locked; unlock first")
+            raise CommandRefused(
+                RefusalCode.BETA_LOCKED, f"{rtp}: beta {r.beta_id} is still locked; unlock first"
+            )
         r.beta_docked, r.beta_id, r.beta_sterile_status = False, "", ""
 
     def open_alpha(self, rtp: str) -> None:
@@ -825,11 +828,13 @@ class IsolatorModel:
         if r.alpha_phase in ("opening", "open"):
             return
         if self._leak.running:
-            raise CommandRefused("LEAK_TEST_RUNNING", "enclosure leak test in progress")
+            raise CommandRefused(RefusalCode.LEAK_TEST_RUNNING, "enclosure leak test in progress")
         if not r.beta_docked:
-            raise CommandRefused("RTP_NO_BETA", f"{rtp}: no beta docked (IL-02)")
+            raise CommandRefused(RefusalCode.RTP_NO_BETA, f"{rtp}: no beta docked (IL-02)")
         if not r.beta_locked:
-            raise CommandRefused("RTP_BETA_NOT_LOCKED", f"{rtp}: beta {r.beta_id} not locked (IL-02)")
+            raise CommandRefused(
+                RefusalCode.RTP_BETA_NOT_LOCKED, f"{rtp}: beta {r.beta_id} not locked (IL-02)"
+            )
         r.alpha_phase = "opening"
         self._door_event(f"rtp {rtp} alpha opening", self._t)
         self._check_breaches()
@@ -853,14 +858,15 @@ class IsolatorModel:
             return
         if g.last_test is not None and g.last_test["result"] == "FAIL":
             raise CommandRefused(
-                "GLOVE_TEST_FAILED", f"{port}: last integrity test FAILED; port blocked (spec §1.3, IL-05)"
+                RefusalCode.GLOVE_FAILED,
+                f"{port}: last integrity test FAILED; port blocked (spec §1.3, IL-05)",
             )
         if g.test is not None:
-            raise CommandRefused("GLOVE_TEST_RUNNING", f"{port}: integrity test in progress")
+            raise CommandRefused(RefusalCode.GLOVE_TEST_RUNNING, f"{port}: integrity test in progress")
         if g.extended:
-            raise CommandRefused("GLOVE_EXTENDED", f"{port}: glove is extended on its rack")
+            raise CommandRefused(RefusalCode.GLOVE_EXTENDED, f"{port}: glove is extended on its rack")
         if self._leak.running:
-            raise CommandRefused("LEAK_TEST_RUNNING", "enclosure leak test in progress")
+            raise CommandRefused(RefusalCode.LEAK_TEST_RUNNING, "enclosure leak test in progress")
         g.in_use = True
         self.note_intervention("glove", port)
         self.interventions[-1]["user"] = user
@@ -877,9 +883,9 @@ class IsolatorModel:
         if g.extended:
             return
         if g.in_use:
-            raise CommandRefused("GLOVE_IN_USE", f"{port}: glove in use")
+            raise CommandRefused(RefusalCode.GLOVE_IN_USE, f"{port}: glove in use")
         if g.test is not None:
-            raise CommandRefused("GLOVE_TEST_RUNNING", f"{port}: integrity test in progress")
+            raise CommandRefused(RefusalCode.GLOVE_TEST_RUNNING, f"{port}: integrity test in progress")
         g.extended = True
 
     def retract_glove(self, port: str) -> None:
@@ -891,7 +897,7 @@ class IsolatorModel:
         if not glove_lot or not fitted:
             raise InvalidCommand("glove_lot and fitted are required")
         if g.in_use or g.test is not None:
-            raise CommandRefused("GLOVE_IN_USE", f"{port}: glove in use or under test")
+            raise CommandRefused(RefusalCode.GLOVE_IN_USE, f"{port}: glove in use or under test")
         g.glove_lot, g.fitted, g.last_test = glove_lot, fitted, None
         self.faults.clear(f"glove_breach:{port}")
 
@@ -908,9 +914,11 @@ class IsolatorModel:
         if g.test is not None:
             return
         if g.in_use:
-            raise CommandRefused("GLOVE_IN_USE", f"{port}: glove in use; cannot start a test")
+            raise CommandRefused(RefusalCode.GLOVE_IN_USE, f"{port}: glove in use; cannot start a test")
         if g.extended:
-            raise CommandRefused("GLOVE_EXTENDED", f"{port}: glove extended on its rack; retract first")
+            raise CommandRefused(
+                RefusalCode.GLOVE_EXTENDED, f"{port}: glove extended on its rack; retract first"
+            )
         g.test = {
             "phase": "stabilising",
             "p_pa": self.cfg.glove_test.test_pressure_pa,
@@ -938,9 +946,11 @@ class IsolatorModel:
             return
         b = self.breaches()
         if b:
-            raise CommandRefused("LEAK_TEST_NOT_SEALED", "enclosure not sealed: " + "; ".join(b))
+            raise CommandRefused(RefusalCode.LEAK_TEST_NOT_SEALED, "enclosure not sealed: " + "; ".join(b))
         if self._decon_status in (DeconStatus.CYCLE_RUNNING, DeconStatus.AERATING):
-            raise CommandRefused("DECON_CYCLE_ACTIVE", f"decon status is {self._decon_status.value}")
+            raise CommandRefused(
+                RefusalCode.DECON_CYCLE_ACTIVE, f"decon status is {self._decon_status.value}"
+            )
         lt = self.cfg.leak_test
         self._leak.running = True
         self._leak.valid = False

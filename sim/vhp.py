@@ -59,6 +59,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from ..config.devices import VHPCycleRecipe, VHPUnitConfig
+from ..devices.codes import RefusalCode
 from .clock import Clock
 from .common import (
     Atmosphere,
@@ -456,12 +457,12 @@ class VHPUnitModel(SubSteppedModel):
             raise InvalidCommand("run_id must be a non-empty string")
         if self._phase in _ACTIVE:
             raise CommandRefused(
-                "VHP_CYCLE_ACTIVE",
+                RefusalCode.VHP_CYCLE_ACTIVE,
                 f"cycle {self._run.run_id if self._run else ''} is "
                 f"in phase {self._phase.value}; abort or wait for it to finish",
             )
         if self._stopped():
-            raise CommandRefused("VHP_E_STOP", "e-stop or power loss active")
+            raise CommandRefused(RefusalCode.VHP_E_STOP, "e-stop or power loss active")
         now = self._now()
         self._runs_started += 1
         rid = run_id or f"{self.cfg.id}-{self._runs_started:04d}"
@@ -506,7 +507,7 @@ class VHPUnitModel(SubSteppedModel):
         if g <= 0:
             raise InvalidCommand("solution_g must be positive")
         if self._phase in _ACTIVE:
-            raise CommandRefused("VHP_CYCLE_ACTIVE", "cannot refill while a cycle is active")
+            raise CommandRefused(RefusalCode.VHP_CYCLE_ACTIVE, "cannot refill while a cycle is active")
         self._reservoir_g += g
 
     # ------------------------------------------------------------------ observation

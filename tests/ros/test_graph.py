@@ -106,7 +106,7 @@ def test_hatch_interlock_refuses_second_door_with_reason_and_event(graph):
     client.wait_state("isolator", lambda s: s.hatch_door_a_open, 30.0, "door A open")
     r = client.door("isolator", "hatch_b", "open", user="op1", reason="try both")
     assert not r.accepted
-    assert r.code in ("HATCH_OTHER_DOOR_OPEN", "HATCH_OTHER_DOOR_NOT_CLOSED")
+    assert r.code == "HATCH_OTHER_DOOR_OPEN"
     assert "door A" in r.reason
     time.sleep(0.3)
     assert not client.state("isolator").hatch_door_b_open  # nothing moved
@@ -153,6 +153,41 @@ def test_autoclave_clean_side_refused_before_a_pass(graph):
     _procs, client = graph
     r = client.door("autoclave", "autoclave_unload", "open", user="op1")
     assert not r.accepted and r.code == "AC_UNLOAD_NOT_RELEASED"
+
+
+def test_one_command_path_gives_the_same_refusal_in_process_on_sim_and_on_opcua(graph):
+    """The same refused commands through the in-process cell and through a device node of this
+    graph's backend (sim or OPC UA) give the same code, reason and payload: one command path.
+    (Runs before any test that completes an autoclave program: the clean side is not released.)"""
+    from aseptic_cell.supervisor.port import InProcessCell
+
+    _procs, client = graph
+    cell = InProcessCell(CFG)
+    q0 = np.array(client.state("arm").joint_positions)
+    assert np.allclose(q0, cell.motion.current_q(cell.sensors("arm")), atol=1e-6)  # both at park
+    q1 = q0.copy()
+    q1[1] += 1.2  # the upper arm down into the work tray
+    colliding = {"q": np.linspace(q0, q1, 101).tolist(), "dt": 0.05, "speed_class": "transit"}
+    cases = [
+        ("isolator", "open_alpha", {"rtp": "RTP1"}, "RTP_NO_BETA"),
+        ("autoclave", "open_door", {"side": "unload"}, "AC_UNLOAD_NOT_RELEASED"),
+        ("isolator", "open_door", {"door": "A", "force": True}, "INVALID"),
+        ("arm", "move_to_pose", {"pose": "moon"}, "INVALID"),
+        ("arm", "execute_trajectory", colliding, "MOTION_COLLISION"),
+    ]
+    _drives(client, True)
+    try:
+        accepted, code, *_ = cell.execute("arm", "enable_drives", {})
+        assert accepted, code
+        for node, command, args, expected in cases:
+            graph_reply = client.command(node, command, args, user="op1")
+            accepted, code, reason, payload = cell.execute(node, command, dict(args), user="op1")
+            assert not graph_reply.accepted and not accepted, (node, command)
+            assert graph_reply.code == code == expected, (node, command, graph_reply.code, code)
+            assert graph_reply.reason == reason, (node, command)
+            assert graph_reply.payload == payload, (node, command)
+    finally:
+        _drives(client, False)
 
 
 def _trajectory(q: np.ndarray, dt: float) -> JointTrajectory:
@@ -225,7 +260,7 @@ def test_autoclave_program_action_reports_f0(graph):
     res = client.run_cycle("autoclave", "P134-3", batch_id="T-AC", timeout_s=120.0)
     assert res.success, res.reason
     report = json.loads(res.json_report)
-    # F0 >= 3 min x 10^((134 - 121.1)/10) = 58.5 min at the plateau alone (domain spec §3.1)
+    # F0 >= 3 min x 10^((134 - 121.1)/10) = 58.5 min at the plateau alone [FEDF0]
     assert report["f0_min"] >= 58.0
     client.wait_state("autoclave", lambda s: s.sterile_load_available and s.last_result == "PASS", 5.0,
                       "autoclave state shows the released load")
@@ -266,7 +301,7 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
         release_ppm = recipe.aerate.release_ppm
         assert report["recipe_id"] == "VHP-ISO-SHORT" and report["passed"] is True, report
         assert report["aeration_end_ppm"] < release_ppm, report
-        # the recorded dwell concentration (spec §1.4) held the recipe's band on average
+        # the recorded dwell concentration (cycle record) held the recipe's band on average
         assert report["dwell_mean_ppm"] >= recipe.decontaminate.min_ppm, report
         client.wait_state("isolator", lambda s: s.decon_status == "DECONTAMINATED_RELEASED", 10.0,
                           "isolator released")
@@ -281,7 +316,7 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
 
 
 def test_rtp_pick_is_refused_while_the_alpha_door_is_closed(graph):
-    """The RTP door's swept volume is a keep-out unless the door is fully open (spec §4.3)."""
+    """The RTP door's swept volume is a keep-out unless the door is fully open (robot rule RB-04)."""
     _procs, client = graph
     _drives(client, True)
     try:
@@ -289,3 +324,4 @@ def test_rtp_pick_is_refused_while_the_alpha_door_is_closed(graph):
         assert not r.accepted and r.code == "MOTION_COLLISION" and "rtp_door_swept" in r.reason
     finally:
         _drives(client, False)
+

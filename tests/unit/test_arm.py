@@ -263,7 +263,7 @@ def test_protective_stop_halts_latches_and_reset_does_not_jump(cfg):
     assert s["protective_stop"] and s["protective_stop_reason"] == "light curtain" and not s["moving"]
     r.run(3.0)
     assert r.arm.joint_positions() == pytest.approx(stopped, abs=1e-12)  # latched, no auto-resume
-    refused("PROTECTIVE_STOP_ACTIVE", r.arm.execute_trajectory, q, 0.02)
+    refused("PROTECTIVE_STOP", r.arm.execute_trajectory, q, 0.02)
     r.arm.reset_protective_stop()
     r.run(3.0)
     # command re-seeded from the measured position: nothing jumps, the old goal is not resumed
@@ -292,8 +292,8 @@ def test_arm_fault_triggers_protective_stop(cfg):
 def test_sto_refuses_motion_and_halts(cfg):
     r = Rig(cfg, drives=False)
     q = cosine_move(r.arm.joint_positions(), joint=0, delta=0.5, duration=3.0, dt=0.02)
-    refused("DRIVES_DISABLED", r.arm.execute_trajectory, q, 0.02)
-    refused("DRIVES_DISABLED", r.arm.move_to_pose, "decon")
+    refused("DRIVES_OFF", r.arm.execute_trajectory, q, 0.02)
+    refused("DRIVES_OFF", r.arm.move_to_pose, "decon")
     r.arm.enable_drives()
     r.arm.execute_trajectory(q, 0.02)
     r.run(1.0)

@@ -192,7 +192,7 @@ def test_steam_failure_on_plateau_fails_and_vents(cfg, programs):
     # a door never opens on a pressurised, hot chamber
     with pytest.raises(CommandRefused) as exc:
         model.open_door("load")
-    assert exc.value.code == "AC_CHAMBER_PRESSURE"
+    assert exc.value.code == "AC_PRESSURISED"
     res = run_to_end(model, clock)
     _assert_failed_and_vented(model, res, "STEAM_SUPPLY_FAILURE")
 
@@ -351,7 +351,7 @@ def test_doors_never_open_together_and_unload_only_after_pass(cfg, programs):
     for side in ("load", "unload"):
         with pytest.raises(CommandRefused) as exc:
             model.open_door(side)
-        assert exc.value.code == "AC_CHAMBER_PRESSURE"
+        assert exc.value.code == "AC_PRESSURISED"
     res = run_to_end(model, clock)
     assert res.result == "PASS"
     cool_down(model, clock, cfg)
@@ -398,7 +398,7 @@ def test_after_fail_only_load_side_unless_logged_override(cfg, programs):
     model.faults.clear()
     with pytest.raises(CommandRefused) as exc:  # vented but still hot
         model.open_door("load")
-    assert exc.value.code == "AC_CHAMBER_HOT"
+    assert exc.value.code == "AC_HOT"
     cool_down(model, clock, cfg)
     with pytest.raises(CommandRefused) as exc:
         model.open_door("unload")

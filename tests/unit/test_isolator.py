@@ -100,7 +100,7 @@ def test_door_dip_recovers_within_the_hatch_dwell(cfg):
     t_wait = r.run_until(lambda: iso.sensors()["hatch.seal_A.inflated"], 10)
     iso.mark_hatch_decontaminated()
     # door B is refused until the dwell has run ...
-    refused("HATCH_DWELL_NOT_ELAPSED", iso.open_door, "B")
+    refused("HATCH_DWELL", iso.open_door, "B")
     r.run_until(lambda: iso.sensors()["hatch.dwell_remaining_s"] <= 0.0, h.dwell_s)
     # ... and by then the dip has recovered: 25 Pa * exp(-10 s / 3 s) = 0.89 Pa left
     residual = p.door_event_drop_pa * math.exp(-h.dwell_s / p.recovery_time_constant_s)
@@ -121,20 +121,20 @@ def test_hatch_interlock_refusals_change_nothing(cfg):
     iso.open_door("A")
     r.run(5)
     before = hatch_state(iso)
-    e = refused("HATCH_OTHER_DOOR_NOT_CLOSED", iso.open_door, "B")
+    e = refused("HATCH_OTHER_DOOR_OPEN", iso.open_door, "B")
     assert "door A" in e.reason
     assert hatch_state(iso) == before
     iso.close_door("A")
     r.run_until(lambda: iso.sensors()["hatch.door_A.closed"], 10)
     # seal still inflating
     before = hatch_state(iso)
-    e = refused("HATCH_OTHER_SEAL_NOT_INFLATED", iso.open_door, "B")
+    e = refused("HATCH_SEAL_DEFLATED", iso.open_door, "B")
     assert "seal of door A" in e.reason
     assert hatch_state(iso) == before
     r.run_until(lambda: iso.sensors()["hatch.seal_A.inflated"], 10)
     iso.mark_hatch_decontaminated()
     before = hatch_state(iso)
-    e = refused("HATCH_DWELL_NOT_ELAPSED", iso.open_door, "B")
+    e = refused("HATCH_DWELL", iso.open_door, "B")
     assert "dwell" in e.reason
     assert hatch_state(iso) == before
     r.run(cfg.hatch.dwell_s)
@@ -142,7 +142,7 @@ def test_hatch_interlock_refusals_change_nothing(cfg):
     iso.faults.inject("seal_loss", door="A")
     r.run(cfg.hatch.seal_deflate_s + 0.5)
     before = hatch_state(iso)
-    refused("HATCH_OTHER_SEAL_NOT_INFLATED", iso.open_door, "B")
+    refused("HATCH_SEAL_DEFLATED", iso.open_door, "B")
     assert hatch_state(iso) == before
     iso.faults.clear("seal_loss")
     r.run(cfg.hatch.seal_inflate_s + 0.5)
@@ -160,7 +160,7 @@ def test_door_b_needs_decontaminated_chamber_and_dp_in_band(cfg):
     iso.mark_hatch_decontaminated()
     iso.faults.inject("fan_failure")
     r.run(10)
-    e = refused("HATCH_DP_OUT_OF_BAND", iso.open_door, "B")
+    e = refused("DP_OUT_OF_BAND", iso.open_door, "B")
     assert "ΔP" in e.reason
     # opening A clears the chamber's decontaminated flag
     iso.faults.clear("fan_failure")
@@ -276,7 +276,7 @@ def test_glove_test_fails_with_breach_and_blocks_port(cfg):
     assert hole == pytest.approx(713.6, abs=1.0)
     assert rec["drop_pa"] == pytest.approx(hole, rel=0.01)  # permeation is minor next to the hole
     assert rec["result"] == "FAIL"
-    e = refused("GLOVE_TEST_FAILED", iso.use_glove, "GP2")
+    e = refused("GLOVE_FAILED", iso.use_glove, "GP2")
     assert "GP2" in e.reason
     assert not iso.sensors()["glove.GP2.in_use"]
     # a small hole (20 um) still fails: orifice loss alone > limit
@@ -514,7 +514,7 @@ def test_nan_and_drift_sensor_faults(cfg):
     r.iso.mark_hatch_decontaminated()
     r.iso.faults.inject("sensor:dp_pa", mode="nan")
     assert not r.iso.sensors()["dp_in_band"]
-    refused("HATCH_DP_OUT_OF_BAND", r.iso.open_door, "A")
+    refused("DP_OUT_OF_BAND", r.iso.open_door, "A")
     # non-numeric sensor stuck
     r.iso.faults.inject("sensor:glove.GP1.in_use", mode="stuck")
     r.iso.sensors()
