@@ -50,10 +50,8 @@ caller steps first; event times are model time.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -65,24 +63,38 @@ from .common import (
     Atmosphere,
     CommandRefused,
     DeconStatus,
-    FaultHooks,
     InvalidCommand,
     SensorChannel,
     SubSteppedModel,
     require_finite,
 )
-from .steam import ATMOSPHERIC_KPA, KELVIN_OFFSET, p_sat_kpa
+from .cycle import AlarmRecord, CheckedFaultHooks, PhaseRecord, json_safe
+from .vhp_cycle import ACTIVE_PHASES, VHPCycleResult, VHPCycleSupervisor, VHPPhase, VHPRun, VHPSeries
+from .vhp_physics import (
+    PPM_TO_MG_M3,
+    TwoPoolStep,
+    g_m3_to_ppm,
+    h2o2_p_sat_kpa,
+    ppm_to_g_m3,
+    relative_saturation_pct,
+    water_sat_density_g_m3,
+)
 
-# --- physical constants -------------------------------------------------------------------
-PPM_TO_MG_M3 = 1.39  # 1 ppm H2O2 = 1.39 mg/m^3 (25 C, 1 atm); 1 mg/L ~ 720 ppm [V] [EPA-SUM] (spec §2.3)
-M_H2O_G_MOL = 18.015  # molar mass of water (IUPAC standard atomic weights)
-R_J_MOL_K = 8.314462618  # molar gas constant (CODATA 2018, exact)
-MMHG_KPA = ATMOSPHERIC_KPA / 760.0  # 1 mmHg = 101.325/760 kPa (definition)
-# Vapour pressure of pure H2O2: log10(p/mmHg) = A - B/T - C log10(T) + D T, T in K.
-# Schumb, Satterfield & Wentworth, "Hydrogen Peroxide", ACS Monograph 128 (1955), as used
-# by Manatt & Manatt, Chem. Eur. J. 10 (2004) 6540 [M]; it reproduces the extrapolated
-# normal boiling point 150.2 C [BQ] (checked in the tests).
-_H2O2_VP = (44.5760, 4025.3, 12.996, 0.0046055)
+__all__ = [
+    "PPM_TO_MG_M3",
+    "AlarmRecord",
+    "CheckedFaultHooks",
+    "Enclosure",
+    "PhaseRecord",
+    "RobotSafe",
+    "VHPCycleResult",
+    "VHPPhase",
+    "VHPSeries",
+    "VHPUnitModel",
+    "h2o2_p_sat_kpa",
+    "json_safe",
+    "relative_saturation_pct",
+]
 
 # --- numerical choices (not physics) ----------------------------------------------------
 SUBSTEP_MAX_S = 0.5  # internal sub-step: control decisions and checks happen at this grid
@@ -91,93 +103,6 @@ DEFAULT_PPM_DISAGREEMENT_FRAC_FS = 0.05  # redundant ppm sensors: 2 x (+-2 % FS)
 
 KNOWN_FAULTS = {"injector_failure", "catalyst_failure", "leak", "dryer_failure", "e_stop", "power_loss"}
 SENSOR_NAMES = ("h2o2_ppm", "h2o2_ppm_b", "rh_pct", "rs_pct", "temp_c", "dp_pa")
-
-
-def h2o2_p_sat_kpa(temp_c: float) -> float:
-    """Saturation vapour pressure of pure H2O2 (kPa) at ``temp_c`` ([M], see ``_H2O2_VP``)."""
-    t_k = float(temp_c) + KELVIN_OFFSET
-    a, b, c, d = _H2O2_VP
-    return 10.0 ** (a - b / t_k - c * math.log10(t_k) + d * t_k) * MMHG_KPA
-
-
-def relative_saturation_pct(temp_c: float, rh_pct: float, h2o2_ppm: float) -> float:
-    """Relative saturation (%) of the H2O/H2O2 vapour mixture, ideal-mixture approximation.
-
-    RS = 100 * (p_w / p_ws(T) + p_h / p_hs(T)), with p_w / p_ws(T) = RH / 100 and
-    p_h = ppm * 1e-6 * p_atm (see the module docstring for the basis).
-    """
-    p_h = h2o2_ppm * 1e-6 * ATMOSPHERIC_KPA
-    return rh_pct + 100.0 * p_h / h2o2_p_sat_kpa(temp_c)
-
-
-def water_sat_density_g_m3(temp_c: float) -> float:
-    """Saturated water-vapour density (g/m^3), ideal gas: rho = p_ws M / (R T)."""
-    t_k = temp_c + KELVIN_OFFSET
-    return p_sat_kpa(temp_c) * 1000.0 * M_H2O_G_MOL / (R_J_MOL_K * t_k)
-
-
-def ppm_to_g_m3(ppm: float) -> float:
-    return ppm * PPM_TO_MG_M3 / 1000.0
-
-
-def g_m3_to_ppm(c_g_m3: float) -> float:
-    return c_g_m3 * 1000.0 / PPM_TO_MG_M3
-
-
-class _TwoPoolStep:
-    """Exact step of x' = A x + [g, 0] for the two-pool model, x = (C, S).
-
-    A = [[-a, kd/V], [kaA, -(kd+ks)]] has real, distinct eigenvalues whenever k_a A and
-    k_d are positive (off-diagonal product > 0). e^{Ah} and its integral are written with
-    the two eigenvalues (Sylvester's formula); coefficients are cached per (A, h).
-    """
-
-    def __init__(self) -> None:
-        self._key: tuple[float, ...] | None = None
-        self._coef: tuple[float, ...] = ()
-
-    def __call__(
-        self, c: float, s: float, g_per_v: float, a: float, kd_v: float, ka_a: float, kk: float, h: float
-    ) -> tuple[float, float]:
-        key = (a, kd_v, ka_a, kk, h)
-        if key != self._key:
-            self._key = key
-            self._coef = self._coefficients(a, kd_v, ka_a, kk, h)
-        e00, e01, e10, e11, i0, i1 = self._coef
-        return (e00 * c + e01 * s + i0 * g_per_v, e10 * c + e11 * s + i1 * g_per_v)
-
-    @staticmethod
-    def _coefficients(a: float, kd_v: float, ka_a: float, kk: float, h: float) -> tuple[float, ...]:
-        a00, a01, a10, a11 = -a, kd_v, ka_a, -kk
-        tr = a00 + a11
-        disc = (a00 - a11) ** 2 + 4.0 * a01 * a10
-        sq = math.sqrt(disc)
-
-        def integral(lam: float) -> float:  # int_0^h e^{lam s} ds
-            z = lam * h
-            return h * (math.expm1(z) / z if abs(z) > 1e-12 else 1.0)
-
-        if sq < 1e-15 * max(1.0, abs(tr)):
-            # repeated eigenvalue (not reachable with positive k_a, k_d; kept for safety)
-            lam = tr / 2.0
-            el = math.exp(lam * h)
-            e00, e01, e10, e11 = (
-                el * (1 + (a00 - lam) * h),
-                el * a01 * h,
-                el * a10 * h,
-                el * (1 + (a11 - lam) * h),
-            )
-            i_l = integral(lam)
-            # int s e^{lam s} ds over [0, h]
-            j = (h * el - i_l) / lam if abs(lam) > 1e-15 else h * h / 2.0
-            return (e00, e01, e10, e11, i_l + (a00 - lam) * j, a10 * j)
-        l1, l2 = (tr + sq) / 2.0, (tr - sq) / 2.0
-        x1, x2 = math.exp(l1 * h), math.exp(l2 * h)
-        d = l1 - l2
-        c0, c1 = (l1 * x2 - l2 * x1) / d, (x1 - x2) / d
-        j1, j2 = integral(l1), integral(l2)
-        k0, k1 = (l1 * j2 - l2 * j1) / d, (j1 - j2) / d
-        return (c0 + c1 * a00, c1 * a01, c1 * a10, c0 + c1 * a11, k0 + k1 * a00, k1 * a10)
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -206,175 +131,7 @@ class Enclosure(Protocol):
 RobotSafe = Callable[[], tuple[bool, str]]
 
 
-class CheckedFaultHooks(FaultHooks):
-    """:class:`FaultHooks` that rejects bad fault parameters (NaN, out of range) with
-    :class:`InvalidCommand` before anything changes, so a fault can never push NaN into
-    the physics.
-
-    Args:
-        known: device fault names.
-        numeric: {fault: {param: (min, max)}} for numeric parameters.
-        choices: {fault: {param: allowed values}} for string parameters.
-    """
-
-    _SENSOR_NUMERIC = ("offset", "rate", "value")
-
-    def __init__(
-        self,
-        known: set[str],
-        numeric: dict[str, dict[str, tuple[float, float]]] | None = None,
-        choices: dict[str, dict[str, tuple[str, ...]]] | None = None,
-    ) -> None:
-        super().__init__(known=known)
-        self._numeric = numeric or {}
-        self._choices = choices or {}
-
-    def inject(self, name: str, **params: Any) -> None:
-        checked = dict(params)
-        if name.startswith("sensor:"):
-            for key in self._SENSOR_NUMERIC:
-                if key in checked:
-                    checked[key] = require_finite(f"{name}.{key}", checked[key])
-        for key, (lo, hi) in self._numeric.get(name, {}).items():
-            if key in checked:
-                val = require_finite(f"{name}.{key}", checked[key])
-                if not lo <= val <= hi:
-                    raise InvalidCommand(f"fault {name}: {key}={val} outside [{lo}, {hi}]")
-                checked[key] = val
-        for key, allowed in self._choices.get(name, {}).items():
-            if key in checked and checked[key] not in allowed:
-                raise InvalidCommand(f"fault {name}: {key}={checked[key]!r} not one of {list(allowed)}")
-        super().inject(name, **checked)
-
-
-class VHPPhase(enum.StrEnum):
-    IDLE = "IDLE"
-    PRECHECK = "PRECHECK"
-    DEHUMIDIFY = "DEHUMIDIFY"
-    CONDITION = "CONDITION"
-    DECONTAMINATE = "DECONTAMINATE"
-    AERATE = "AERATE"
-    HOLD_CLOSED = "HOLD_CLOSED"
-    COMPLETE = "COMPLETE"
-    FAILED = "FAILED"
-
-
-_ACTIVE = {
-    VHPPhase.PRECHECK,
-    VHPPhase.DEHUMIDIFY,
-    VHPPhase.CONDITION,
-    VHPPhase.DECONTAMINATE,
-    VHPPhase.AERATE,
-    VHPPhase.HOLD_CLOSED,
-}
-_GASSING = {VHPPhase.CONDITION, VHPPhase.DECONTAMINATE}
-
-
-def json_safe(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists, enums -> values."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class PhaseRecord:
-    phase: str
-    start: float
-    end: float | None
-
-
-@dataclass(frozen=True)
-class AlarmRecord:
-    time: float
-    code: str
-    text: str
-
-
-@dataclass(frozen=True)
-class VHPSeries:
-    """Downsampled cycle record (measured values, as the unit reports them)."""
-
-    t: tuple[float, ...] = ()
-    phase: tuple[str, ...] = ()
-    h2o2_ppm: tuple[float, ...] = ()
-    h2o2_ppm_b: tuple[float, ...] = ()
-    rh_pct: tuple[float, ...] = ()
-    rs_pct: tuple[float, ...] = ()
-    temp_c: tuple[float, ...] = ()
-    dp_pa: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class VHPCycleResult:
-    """Per-cycle record of spec §1.4. ``passed`` is True only for a complete, in-limit cycle."""
-
-    unit_id: str
-    recipe_id: str
-    recipe_version: int
-    run_id: str
-    operator: str
-    start_time: float
-    end_time: float
-    phases: tuple[PhaseRecord, ...]
-    injected_g: float
-    dwell_time_s: float
-    dwell_min_ppm: float | None
-    dwell_max_ppm: float | None
-    dwell_mean_ppm: float | None
-    aeration_end_ppm: float | None
-    max_rs_pct: float | None
-    alarms: tuple[AlarmRecord, ...]
-    passed: bool
-    reasons: tuple[str, ...]
-    series: VHPSeries = field(default_factory=VHPSeries)
-
-    @property
-    def result(self) -> str:
-        return "PASS" if self.passed else "FAIL"
-
-    def phase_times(self, phase: str) -> PhaseRecord | None:
-        for rec in self.phases:
-            if rec.phase == phase:
-                return rec
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = json_safe(asdict(self))
-        d["result"] = self.result
-        return d
-
-
-class _Run:
-    """Mutable book-keeping of the running cycle."""
-
-    def __init__(self, recipe: VHPCycleRecipe, operator: str, run_id: str, t: float) -> None:
-        self.recipe = recipe
-        self.operator = operator
-        self.run_id = run_id
-        self.start = t
-        self.phases: list[list[Any]] = []
-        self.alarms: list[AlarmRecord] = []
-        self.reasons: list[str] = []
-        self.failed = False
-        self.injected_g = 0.0
-        self.dwell_time = 0.0
-        self.dwell_min = math.inf
-        self.dwell_max = -math.inf
-        self.dwell_int = 0.0
-        self.low_since: float | None = None
-        self.max_rs = -math.inf
-        self.next_record = t
-        self.series: dict[str, list[Any]] = {k: [] for k in VHPSeries.__dataclass_fields__}
-
-
-class VHPUnitModel(SubSteppedModel):
+class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
     """Deterministic model of a VHP generator connected to an enclosure.
 
     Args:
@@ -420,7 +177,7 @@ class VHPUnitModel(SubSteppedModel):
         self._t = clock.now()
         self._phase = VHPPhase.IDLE
         self._phase_start = self._t
-        self._run: _Run | None = None
+        self._run: VHPRun | None = None
         self._runs_started = 0
         self._reservoir_g = cfg.reservoir_g  # solution mass in the reservoir (g)
         self._g_cmd = 0.0  # commanded H2O2 injection (g/s)
@@ -429,7 +186,7 @@ class VHPUnitModel(SubSteppedModel):
         self._dryer_on = False
         self._hold_closed = False
         self.last_result: VHPCycleResult | None = None
-        self._solver = _TwoPoolStep()
+        self._solver = TwoPoolStep()
         # constant flows (SI)
         self._qc = cfg.catalyst_loop_m3_h / 3600.0
         self._qe = cfg.exhaust_m3_h / 3600.0
@@ -455,7 +212,7 @@ class VHPUnitModel(SubSteppedModel):
             raise InvalidCommand("operator must be a non-empty user id")
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise InvalidCommand("run_id must be a non-empty string")
-        if self._phase in _ACTIVE:
+        if self._phase in ACTIVE_PHASES:
             raise CommandRefused(
                 RefusalCode.VHP_CYCLE_ACTIVE,
                 f"cycle {self._run.run_id if self._run else ''} is "
@@ -466,7 +223,7 @@ class VHPUnitModel(SubSteppedModel):
         now = self._now()
         self._runs_started += 1
         rid = run_id or f"{self.cfg.id}-{self._runs_started:04d}"
-        self._run = _Run(recipe, operator, rid, now)
+        self._run = VHPRun(recipe, operator, rid, now)
         self._hold_closed = False
         self.last_result = None
         self._enter(VHPPhase.PRECHECK, now)
@@ -498,7 +255,7 @@ class VHPUnitModel(SubSteppedModel):
         """
         if not isinstance(user, str) or not user.strip() or not isinstance(reason, str) or not reason.strip():
             raise InvalidCommand("abort needs a user and a reason")
-        if self._phase in _ACTIVE and self._run is not None:
+        if self._phase in ACTIVE_PHASES and self._run is not None:
             self._abort("OPERATOR_ABORT", f"operator abort by {user}: {reason}", self._now())
 
     def refill_reservoir(self, solution_g: float) -> None:
@@ -506,7 +263,7 @@ class VHPUnitModel(SubSteppedModel):
         g = require_finite("solution_g", solution_g)
         if g <= 0:
             raise InvalidCommand("solution_g must be positive")
-        if self._phase in _ACTIVE:
+        if self._phase in ACTIVE_PHASES:
             raise CommandRefused(RefusalCode.VHP_CYCLE_ACTIVE, "cannot refill while a cycle is active")
         self._reservoir_g += g
 
@@ -523,7 +280,7 @@ class VHPUnitModel(SubSteppedModel):
             "phase": self._phase.value,
             "catalyst_loop_on": self._loop_on,
             "dryer_on": self._dryer_on,
-            "cycle_active": self._phase in _ACTIVE,
+            "cycle_active": self._phase in ACTIVE_PHASES,
             "hold_closed": self._hold_closed,
         }
 
@@ -565,7 +322,7 @@ class VHPUnitModel(SubSteppedModel):
     def _substep(self, h: float) -> None:
         t_next = self._t + h
         run = self._run
-        if run is None or self._phase not in _ACTIVE:
+        if run is None or self._phase not in ACTIVE_PHASES:
             self._g_cmd = self._g_act = 0.0
             self._loop_on = self._dryer_on = False
             self._t = t_next
@@ -633,248 +390,3 @@ class VHPUnitModel(SubSteppedModel):
         self._reservoir_g = max(0.0, self._reservoir_g - g_act * h / self.cfg.solution_w_w)
         self._t = t_next
         self._supervise(run, h)
-
-    # ------------------------------------------------------------------ supervision
-    def _measure(self, now: float) -> dict[str, float]:
-        air = self.enclosure.air
-        rng = self.cfg.sensor_range_ppm
-
-        def ppm(name: str) -> float:
-            val = self._ch[name].read(air.h2o2_ppm, now, self.faults)
-            return min(max(val, 0.0), rng) if math.isfinite(val) else val
-
-        rs_true = relative_saturation_pct(air.temp_c, air.rh_pct, air.h2o2_ppm)
-        return {
-            "h2o2_ppm": ppm("h2o2_ppm"),
-            "h2o2_ppm_b": ppm("h2o2_ppm_b"),
-            "rh_pct": self._ch["rh_pct"].read(air.rh_pct, now, self.faults),
-            "rs_pct": self._ch["rs_pct"].read(rs_true, now, self.faults),
-            "temp_c": self._ch["temp_c"].read(air.temp_c, now, self.faults),
-            "dp_pa": self._ch["dp_pa"].read(float(self.enclosure.dp_pa()), now, self.faults),
-        }
-
-    def _safety_faults(self, m: dict[str, float], recipe: VHPCycleRecipe) -> list[tuple[str, str]]:
-        """Abort conditions checked in every active phase (spec §2.2), except ΔP."""
-        out: list[tuple[str, str]] = []
-        if "e_stop" in self.faults:
-            out.append(("E_STOP", "e-stop pressed"))
-        if "power_loss" in self.faults:
-            out.append(("POWER_LOSS", "loss of power"))
-        bad = [k for k, val in m.items() if not math.isfinite(val)]
-        if bad:
-            out.append(("SENSOR_FAULT", f"sensor fault: no valid reading from {', '.join(bad)}"))
-        a, b = m["h2o2_ppm"], m["h2o2_ppm_b"]
-        if math.isfinite(a) and math.isfinite(b) and abs(a - b) > self.ppm_disagreement_max_ppm:
-            out.append(
-                (
-                    "SENSOR_DISAGREEMENT",
-                    f"redundant H2O2 sensors disagree: {a:.1f} vs {b:.1f} ppm "
-                    f"(> {self.ppm_disagreement_max_ppm:.1f} ppm)",
-                )
-            )
-        breaches = list(self.enclosure.breaches())
-        if breaches:
-            out.append(("ENCLOSURE_BREACH", "enclosure breach: " + "; ".join(breaches)))
-        if self.robot_safe is not None:
-            try:
-                ok, why = self.robot_safe()
-            except Exception as exc:  # an unreadable robot state is not a safe robot state
-                ok, why = False, f"robot state unavailable ({exc})"
-            if not ok:
-                out.append(("ROBOT_NOT_SAFE", f"robot not parked/safe: {why}"))
-        lim = recipe.limits
-        t = m["temp_c"]
-        if math.isfinite(t) and not lim.temp_min_c <= t <= lim.temp_max_c:
-            out.append(
-                ("TEMP_OUT_OF_RANGE", f"temperature {t:.1f} C outside [{lim.temp_min_c}, {lim.temp_max_c}] C")
-            )
-        return out
-
-    def _dp_fault(self, m: dict[str, float], recipe: VHPCycleRecipe) -> tuple[str, str] | None:
-        dp, lim = m["dp_pa"], recipe.limits
-        if math.isfinite(dp) and not lim.dp_min_pa <= dp <= lim.dp_max_pa:
-            return (
-                "DP_OUT_OF_RANGE",
-                f"enclosure dP {dp:.1f} Pa outside [{lim.dp_min_pa}, {lim.dp_max_pa}] Pa",
-            )
-        return None
-
-    def _supervise(self, run: _Run, h: float) -> None:
-        recipe = run.recipe
-        now = self._t
-        m = self._measure(now)
-        self._record(run, m, now)
-        elapsed = now - self._phase_start
-        phase = self._phase
-
-        if not run.failed:
-            faults = self._safety_faults(m, recipe)
-            dp = self._dp_fault(m, recipe)
-            if phase == VHPPhase.PRECHECK:
-                if recipe.precheck.require_leak_test and not self.enclosure.leak_test_passed():
-                    faults.append(("LEAK_TEST_NOT_PASSED", "enclosure pressure-hold (leak) test not passed"))
-                need = recipe.precheck.min_reservoir_g
-                if self._reservoir_g < need:
-                    faults.append(
-                        ("RESERVOIR_LOW", f"H2O2 reservoir {self._reservoir_g:.0f} g < {need:.0f} g")
-                    )
-                if faults:
-                    self._abort_many(faults, now)
-                    return
-                if dp is not None:  # dP may still be settling: wait up to the precheck timeout
-                    if elapsed >= recipe.precheck.timeout_s:
-                        self._abort(*dp, now)
-                    return
-                self._enter(VHPPhase.DEHUMIDIFY, now)
-                return
-            if dp is not None:
-                faults.append(dp)
-            if phase in _GASSING:
-                rs = m["rs_pct"]
-                if math.isfinite(rs):
-                    run.max_rs = max(run.max_rs, rs)
-                    if rs >= recipe.decontaminate.max_rs_pct:
-                        faults.append(
-                            (
-                                "RS_LIMIT",
-                                f"relative saturation {rs:.1f} % >= "
-                                f"{recipe.decontaminate.max_rs_pct} % (condensation risk)",
-                            )
-                        )
-            if faults:
-                self._abort_many(faults, now)
-                return
-
-        ppm = m["h2o2_ppm"]
-        if phase == VHPPhase.DEHUMIDIFY:
-            if m["rh_pct"] <= recipe.dehumidify.target_rh_pct:
-                self._enter(VHPPhase.CONDITION, now)
-            elif elapsed >= recipe.dehumidify.timeout_s:
-                self._abort(
-                    "DEHUMIDIFY_TIMEOUT",
-                    f"RH {m['rh_pct']:.1f} % did not reach "
-                    f"{recipe.dehumidify.target_rh_pct} % within {recipe.dehumidify.timeout_s:.0f} s",
-                    now,
-                )
-        elif phase == VHPPhase.CONDITION:
-            if ppm >= recipe.condition.target_ppm:
-                self._enter(VHPPhase.DECONTAMINATE, now)
-            elif elapsed >= recipe.condition.timeout_s:
-                self._abort(
-                    "CONDITION_TIMEOUT",
-                    f"concentration {ppm:.0f} ppm did not reach "
-                    f"{recipe.condition.target_ppm} ppm within {recipe.condition.timeout_s:.0f} s",
-                    now,
-                )
-        elif phase == VHPPhase.DECONTAMINATE:
-            dc = recipe.decontaminate
-            run.dwell_time += h
-            run.dwell_min = min(run.dwell_min, ppm)
-            run.dwell_max = max(run.dwell_max, ppm)
-            run.dwell_int += ppm * h
-            if ppm < dc.min_ppm:
-                if run.low_since is None:
-                    run.low_since = now - h
-                if now - run.low_since > dc.low_tolerance_s:
-                    self._abort(
-                        "LOW_CONCENTRATION",
-                        f"concentration {ppm:.0f} ppm below minimum {dc.min_ppm} ppm "
-                        f"for more than {dc.low_tolerance_s:.0f} s",
-                        now,
-                    )
-                    return
-            else:
-                run.low_since = None
-            if elapsed >= dc.dwell_s:
-                self._enter(VHPPhase.AERATE, now)
-                self.enclosure.set_decon_status(DeconStatus.AERATING, run.run_id)
-        elif phase in (VHPPhase.AERATE, VHPPhase.HOLD_CLOSED):
-            readings = [m[k] for k in ("h2o2_ppm", "h2o2_ppm_b") if math.isfinite(m[k])]
-            if readings and max(readings) <= recipe.aerate.release_ppm:
-                self._finish(max(readings), now)
-            elif phase == VHPPhase.AERATE and elapsed >= recipe.aerate.timeout_s:
-                self._hold_closed = True
-                msg = (
-                    f"aeration endpoint {recipe.aerate.release_ppm} ppm not reached within "
-                    f"{recipe.aerate.timeout_s:.0f} s: hold closed"
-                )
-                run.alarms.append(AlarmRecord(now, "AERATION_TIMEOUT", msg))
-                run.reasons.append(msg)
-                run.failed = True
-                self._enter(VHPPhase.HOLD_CLOSED, now)
-                self.enclosure.set_decon_status(DeconStatus.NOT_DECONTAMINATED, run.run_id)
-
-    def _record(self, run: _Run, m: dict[str, float], now: float) -> None:
-        if now + 1e-9 < run.next_record:
-            return
-        run.next_record += self.record_interval_s * max(
-            1, math.floor((now - run.next_record) / self.record_interval_s) + 1
-        )
-        s = run.series
-        s["t"].append(now)
-        s["phase"].append(self._phase.value)
-        for k in ("h2o2_ppm", "h2o2_ppm_b", "rh_pct", "rs_pct", "temp_c", "dp_pa"):
-            s[k].append(m[k])
-
-    # ------------------------------------------------------------------ transitions
-    def _enter(self, phase: VHPPhase, now: float) -> None:
-        run = self._run
-        if run is not None:
-            if run.phases and run.phases[-1][2] is None:
-                run.phases[-1][2] = now
-            if phase not in (VHPPhase.COMPLETE, VHPPhase.FAILED):
-                run.phases.append([phase.value, now, None])
-        self._phase = phase
-        self._phase_start = now
-
-    def _abort_many(self, faults: list[tuple[str, str]], now: float) -> None:
-        run = self._run
-        assert run is not None
-        for code, text in faults[:-1]:
-            run.alarms.append(AlarmRecord(now, code, text))
-            run.reasons.append(text)
-        self._abort(*faults[-1], now)
-
-    def _abort(self, code: str, text: str, now: float) -> None:
-        run = self._run
-        assert run is not None
-        run.alarms.append(AlarmRecord(now, code, text))
-        run.reasons.append(text)
-        run.failed = True
-        self._g_cmd = self._g_act = 0.0
-        self.enclosure.set_decon_status(DeconStatus.NOT_DECONTAMINATED, run.run_id)
-        if self._phase != VHPPhase.AERATE:  # aeration always runs after an abort
-            self._enter(VHPPhase.AERATE, now)  # (already aerating: keep its timer)
-
-    def _finish(self, end_ppm: float, now: float) -> None:
-        run = self._run
-        assert run is not None
-        passed = not run.failed
-        self._enter(VHPPhase.COMPLETE if passed else VHPPhase.FAILED, now)
-        self.enclosure.set_decon_status(
-            DeconStatus.DECONTAMINATED_RELEASED if passed else DeconStatus.NOT_DECONTAMINATED, run.run_id
-        )
-        self._g_cmd = self._g_act = 0.0
-        self._loop_on = self._dryer_on = False
-        dwell = run.dwell_time > 0
-        self.last_result = VHPCycleResult(
-            unit_id=self.cfg.id,
-            recipe_id=run.recipe.id,
-            recipe_version=run.recipe.version,
-            run_id=run.run_id,
-            operator=run.operator,
-            start_time=run.start,
-            end_time=now,
-            phases=tuple(PhaseRecord(p, s, e) for p, s, e in run.phases),
-            injected_g=run.injected_g,
-            dwell_time_s=run.dwell_time,
-            dwell_min_ppm=run.dwell_min if dwell else None,
-            dwell_max_ppm=run.dwell_max if dwell else None,
-            dwell_mean_ppm=run.dwell_int / run.dwell_time if dwell else None,
-            aeration_end_ppm=end_ppm,
-            max_rs_pct=run.max_rs if math.isfinite(run.max_rs) else None,
-            alarms=tuple(run.alarms),
-            passed=passed,
-            reasons=tuple(run.reasons),
-            series=VHPSeries(**{k: tuple(v) for k, v in run.series.items()}),
-        )
