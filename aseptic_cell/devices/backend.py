@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from ..results import CommandResult
 
 HARDWARE_CHOICES = ("sim", "opcua")
 
@@ -47,12 +49,8 @@ class Readings:
         return float(v)
 
 
-@dataclass(frozen=True)
-class CommandOutcome:
-    accepted: bool
-    code: str = "OK"
-    reason: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
+CommandOutcome = CommandResult
+"""The backends' name for the one result type (:class:`aseptic_cell.results.CommandResult`)."""
 
 
 @runtime_checkable

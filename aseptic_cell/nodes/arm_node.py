@@ -1,15 +1,18 @@
-"""Robot arm node: every motion is proven safe before it starts (issue 6 hot path).
+"""Robot arm node: every motion is proven safe before it starts.
 
 ``/cell/arm/execute_trajectory`` (ExecuteTrajectory action) and the ``move_to_pose`` /
-``execute_trajectory`` commands all go through :meth:`ArmNode.check_motion`: the C collision
-and limit check (:mod:`aseptic_cell.motion`) on the whole trajectory, certified between
-samples, with the keep-out zones that the live cell state activates (glove ports in use,
-open doors). A refused motion returns the reason and is published on ``/cell/events``.
+``execute_trajectory`` commands take the one command path (:mod:`aseptic_cell.devices.pipeline`),
+whose arm step (:class:`aseptic_cell.devices.arm.motion.ArmMotion`) plans the move and runs the
+C collision and limit check on the whole trajectory, certified between samples, with the
+keep-out zones that the live cell state activates (glove ports in use, doors not fully open),
+read from the isolator's and autoclave's interlock signals. A refused motion returns the
+reason and is published on ``/cell/events``.
 Publishes ``/cell/arm/state`` (ArmState) and ``/joint_states`` (sensor_msgs/JointState).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -19,9 +22,11 @@ import numpy as np
 from rclpy.action import ActionServer
 
 from cell_interfaces.action import ExecuteTrajectory
-from cell_interfaces.msg import ArmState, AutoclaveState, IsolatorState
+from cell_interfaces.msg import ArmState
 
-from ..devices.backend import CommandOutcome, Readings
+from ..devices.arm.motion import ArmMotion
+from ..devices.backend import Readings
+from ..results import CommandResult
 from .device_node import DeviceNode, num as _f, run_device_node
 
 
@@ -33,19 +38,19 @@ class ArmNode(DeviceNode):
     def __init__(self, node_name: str = "arm", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         from sensor_msgs.msg import JointState
+        from std_msgs.msg import String
 
         self.declare_parameter("check_mode", "certified")
         self.declare_parameter("plan_dt_s", 0.02)
         self._joint_pub = self.create_publisher(JointState, "/joint_states", 10)
         self._joint_state = JointState
-        self.create_subscription(IsolatorState, "/cell/isolator/state", self._on_isolator, 10)
-        self.create_subscription(AutoclaveState, "/cell/autoclave/state", self._on_autoclave, 10)
-        self._isolator: IsolatorState | None = None
-        self._autoclave: AutoclaveState | None = None
-        self._isolator_wall = -math.inf
-        self.scene = None
+        # the keep-out zones come from the same interlock signals the supervisor reads
+        self._cell: dict[str, dict[str, Any]] = {}
+        self._cell_wall: dict[str, float] = {}
+        for node in ("isolator", "autoclave"):
+            self.create_subscription(String, f"/cell/{node}/signals",
+                                     lambda msg, node=node: self._on_signals(node, msg), 10)
         self.joint_names: list[str] = []
-        self._vmax = self._amax = None
         self._current_motion = ""
         self._action = ActionServer(self, ExecuteTrajectory, f"/cell/{node_name}/execute_trajectory",
                                     execute_callback=self._execute_trajectory, cancel_callback=self.accept_cancel)
@@ -56,105 +61,41 @@ class ArmNode(DeviceNode):
     def on_configured(self) -> None:
         from ..motion import Scene
 
-        self.scene = Scene.from_config(self.cfg.arm, self.cfg.geometry)
-        self.joint_names = [j.name for j in self.cfg.arm.joints]
-        self._vmax = np.array([j.max_velocity for j in self.cfg.arm.joints])
-        self._amax = np.array([j.max_acceleration for j in self.cfg.arm.joints])
+        self.motion = ArmMotion(self.cfg, Scene.from_config(self.cfg.arm, self.cfg.geometry),
+                                check_mode=self.get_parameter("check_mode").value,
+                                plan_dt_s=float(self.get_parameter("plan_dt_s").value))
+        self.joint_names = self.motion.joint_names
 
     # ------------------------------------------------------------------ live keep-out zones
-    def _on_isolator(self, msg: IsolatorState) -> None:
-        self._isolator, self._isolator_wall = msg, time.monotonic()
+    def _on_signals(self, node: str, msg: Any) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            return
+        if isinstance(data, dict):
+            self._cell[node], self._cell_wall[node] = data, time.monotonic()
 
-    def _on_autoclave(self, msg: AutoclaveState) -> None:
-        self._autoclave = msg
-
-    def active_conditions(self) -> set[str] | None:
-        """Scene conditions from the live cell state; None if the isolator state is stale."""
-        iso = self._isolator
-        if iso is None or time.monotonic() - self._isolator_wall > self.stale_after_s or not iso.comm_ok:
+    def cell_signals(self) -> dict[str, Any] | None:
+        """The isolator's and autoclave's interlock signals; None if the isolator's are stale."""
+        iso = self._cell.get("isolator")
+        now = time.monotonic()
+        if (iso is None or not iso.get("comm_ok") or now - self._cell_wall["isolator"] > self.stale_after_s):
             return None
-        cond = {f"glove_in_use:{g.port_id}" for g in iso.glove_ports if g.in_use}
-        # A door's swept volume is a keep-out unless the door is confirmed fully open (and
-        # locked open): domain spec §4.3 "the robot may enter a door's swept volume only when
-        # that door is confirmed fully open and locked". Doors we cannot see count as closed.
-        fully_open = {f"{r.rtp_id.lower()}_alpha" for r in iso.rtps if r.alpha_open and r.alpha_locked}
-        if iso.hatch_door_b_open:
-            fully_open.add("hatch_b")
-        if self._autoclave is not None and self._autoclave.door_unload_open:  # OPEN = fully open
-            fully_open.add("autoclave_unload")
-        known = {b.active for b in self.cfg.geometry.boxes}
-        cond |= {a for a in known if a.startswith("door_closed:") and a.split(":", 1)[1] not in fully_open}
-        return {c for c in cond if c in known}
+        out = dict(iso.get("signals") or {})
+        ac = self._cell.get("autoclave")
+        if ac is not None and ac.get("comm_ok") and now - self._cell_wall["autoclave"] <= self.stale_after_s:
+            out.update(ac.get("signals") or {})
+        return out
 
     def current_q(self, r: Readings) -> np.ndarray:
-        return np.array([_f(r.get(f"joint.{n}.position_rad")) for n in self.joint_names])
+        assert self.motion is not None
+        return self.motion.current_q(r.values)
 
-    def check_motion(self, q: np.ndarray, dt: float, speed_class: str) -> CommandOutcome | None:
-        """None if the motion is proven safe, else the refusal."""
-        conditions = self.active_conditions()
-        if conditions is None:
-            return CommandOutcome(False, "NO_CELL_STATE", "isolator state unknown or stale: keep-out zones "
-                                  "cannot be established, motion refused")
-        try:
-            res = self.scene.check_trajectory(q, dt, mode=self.get_parameter("check_mode").value,
-                                              speed_class=speed_class, conditions=conditions)
-        except ValueError as exc:
-            return CommandOutcome(False, "INVALID", f"trajectory rejected: {exc}")
-        if not res.ok:
-            return CommandOutcome(False, f"MOTION_{res.kind.upper()}",
-                                  f"{res.reason}; minimum clearance {res.clearance * 1000:.1f} mm",
-                                  {"first_failing_index": res.first_failing_index, "clearance_m": res.clearance})
-        return None
-
-    # ------------------------------------------------------------------ command path
-    def _execute(self, name: str, args: dict[str, Any], user: str, reason: str, timeout_s: float) -> CommandOutcome:
-        if name not in ("move_to_pose", "execute_trajectory"):
-            return super()._execute(name, args, user, reason, timeout_s)
-        from ..devices.commands import InvalidArguments, validate
-
-        try:
-            typed = validate(self.KIND, name, args)
-        except InvalidArguments as exc:
-            return CommandOutcome(False, "INVALID", str(exc))
-        if self.backend is None:
-            return CommandOutcome(False, "NOT_CONFIGURED", f"{self.get_name()} is not configured")
-        if name == "move_to_pose" and typed["pose"] not in self.cfg.arm.poses:
-            return CommandOutcome(False, "INVALID", f"unknown pose {typed['pose']!r}; known: {sorted(self.cfg.arm.poses)}")
-        if not self.active:
-            return CommandOutcome(False, "NOT_ACTIVE", f"{self.get_name()} is {self._lifecycle_label}: nothing moves")
-        if self.latched:
-            return CommandOutcome(False, "LATCHED", f"{self.device_id} is held in its safe state ({self.latched}); "
-                                  "recovery needs an operator action (recover)")
-        r = self.fresh_readings()
-        if r is None:
-            return CommandOutcome(False, "COMM_STALE", f"no fresh data from {self.device_id}")
-        refusal = self.precheck(name, typed, r)
-        if refusal is not None:
-            return CommandOutcome(False, *refusal)
-        speed_class = typed.get("speed_class", "transit")
-        q0 = self.current_q(r)
-        if name == "move_to_pose":
-            from ..motion.planning import plan_joint_move
-
-            pose = typed["pose"]
-            limit = self.cfg.arm.speed_classes[speed_class].max_tcp_speed_m_s
-            q, dt = plan_joint_move(self.scene, q0, np.array(self.cfg.arm.poses[pose]), self._vmax, self._amax,
-                                    speed_limit_m_s=limit, dt=float(self.get_parameter("plan_dt_s").value))
-            q[0] = q0  # start exactly where the arm is (within the pose tolerance of the plan)
-            task = f"to {pose}"
-        else:
-            q = np.asarray(typed["q"], dtype=np.float64)
-            dt = typed["dt"]
-            task = "trajectory"
-        refusal = self.check_motion(q, dt, speed_class)
-        if refusal is not None:
-            return refusal
-        self._current_motion = task
-        out = self.backend.command("execute_trajectory", {"q": q.tolist(), "dt": dt, "speed_class": speed_class},
-                                   user=user, reason=reason, timeout_s=timeout_s)
-        if out.accepted:
-            out = CommandOutcome(True, out.code, out.reason, {**out.payload, "samples": len(q),
-                                                                 "duration_s": dt * (len(q) - 1)})
+    def execute(self, name: str, args: dict[str, Any] | None = None, *, user: str = "", reason: str = "",
+                timeout_s: float = 5.0) -> CommandResult:
+        out = super().execute(name, args, user=user, reason=reason, timeout_s=timeout_s)
+        if out.accepted and out.payload.get("task"):
+            self._current_motion = str(out.payload["task"])
         return out
 
     # ------------------------------------------------------------------ action

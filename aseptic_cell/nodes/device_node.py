@@ -27,8 +27,11 @@ from rclpy.action import CancelResponse
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 
-from ..devices.backend import CommandOutcome, DeviceBackend, HARDWARE_CHOICES, Readings, make_backend
-from ..devices.commands import InvalidArguments, spec, validate
+from ..devices import pipeline
+from ..devices.arm.motion import ArmMotion
+from ..devices.backend import HARDWARE_CHOICES, DeviceBackend, Readings, make_backend
+from ..devices.codes import RefusalCode
+from ..results import CommandResult
 from .rosutil import stamp_now, wall_timer
 
 
@@ -55,6 +58,8 @@ class DeviceNode(LifecycleNode):
         self.cfg: Any = None
         self.device_id = ""
         self.backend: DeviceBackend | None = None
+        self.motion: ArmMotion | None = None
+        """The arm's motion step of the command path (None for the other devices)."""
         self.active = False
         self.latched: str | None = None
         self.comm_ok = False
@@ -164,12 +169,6 @@ class DeviceNode(LifecycleNode):
         """Copy readings into the typed state message."""
         raise NotImplementedError
 
-    def precheck(self, name: str, args: dict[str, Any], r: Readings) -> tuple[str, str] | None:
-        """The node's own hard interlock for a command: (code, reason) to refuse, else None."""
-        from ..devices.hard_interlocks import precheck
-
-        return precheck(self.KIND, name, args, r.values, self.cfg)
-
     # ================================================================== command path
     def readings(self) -> Readings | None:
         return self.backend.latest() if self.backend is not None else None
@@ -181,41 +180,43 @@ class DeviceNode(LifecycleNode):
         return r
 
     def execute(self, name: str, args: dict[str, Any] | None = None, *, user: str = "", reason: str = "",
-                timeout_s: float = 5.0) -> CommandOutcome:
-        """The single command path. Never raises for bad input: returns a refusal."""
-        outcome = self._execute(name, args or {}, user, reason, timeout_s)
-        self.emit("command" if outcome.accepted else "refusal", command=name, args=_safe_args(args),
-                  user=user, reason=reason, code=outcome.code, detail=outcome.reason)
-        if not outcome.accepted:
-            self.get_logger().warning(f"refused {name} {_safe_args(args)}: {outcome.code}: {outcome.reason}")
-        return outcome
+                timeout_s: float = 5.0) -> CommandResult:
+        """Run a command through the one command path (:mod:`aseptic_cell.devices.pipeline`)."""
+        return pipeline.execute(self, name, args, motion=self.motion, user=user, reason=reason,
+                                timeout_s=timeout_s)
 
-    def _execute(self, name: str, args: dict[str, Any], user: str, reason: str, timeout_s: float) -> CommandOutcome:
-        try:
-            s = spec(self.KIND, name)
-            typed = validate(self.KIND, name, args)
-        except InvalidArguments as exc:
-            return CommandOutcome(False, "INVALID", str(exc))
+    # ---------------------------------------------------------------- CommandHost (pipeline)
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    def lifecycle(self) -> str:
         if self.backend is None:
-            return CommandOutcome(False, "NOT_CONFIGURED", f"{self.get_name()} is not configured")
-        if s.moves and not self.active:
-            return CommandOutcome(False, "NOT_ACTIVE",
-                                  f"{self.get_name()} is {self._lifecycle_label}: connected, nothing moves")
-        if s.moves and self.latched:
-            return CommandOutcome(False, "LATCHED", f"{self.device_id} is held in its safe state ({self.latched}); "
-                                  "recovery needs an operator action (recover)")
+            return "unconfigured"
+        return "active" if self.active else self._lifecycle_label
+
+    def latched_reason(self) -> str | None:
+        return self.latched
+
+    def fresh_values(self) -> dict[str, Any] | None:
         r = self.fresh_readings()
-        if r is None:
-            if s.moves:
-                return CommandOutcome(False, "COMM_STALE", f"no fresh data from {self.device_id} "
-                                      f"(older than {self.stale_after_s:g} s or connection lost)")
-        else:
-            refusal = self.precheck(name, typed, r)
-            if refusal is not None:
-                return CommandOutcome(False, *refusal)
-        if name == "safe_state":
-            self.latch(reason or "safe state requested")
+        return None if r is None else r.values
+
+    def cell_signals(self) -> dict[str, Any] | None:
+        return None
+
+    def send(self, name: str, typed: dict[str, Any], *, user: str, reason: str,
+             timeout_s: float) -> CommandResult:
+        if self.backend is None:
+            return CommandResult.refuse(RefusalCode.NOT_CONFIGURED, f"{self.get_name()} is not configured")
         return self.backend.command(name, typed, user=user, reason=reason, timeout_s=timeout_s)
+
+    def report(self, name: str, args: Any, user: str, reason: str, result: CommandResult) -> None:
+        shown = pipeline.loggable_args(args)
+        self.emit("command" if result.accepted else "refusal", command=name, args=shown,
+                  user=user, reason=reason, code=result.code, detail=result.reason)
+        if not result.accepted:
+            self.get_logger().warning(f"refused {name} {shown}: {result.code}: {result.reason}")
 
     def latch(self, why: str) -> None:
         if not self.latched:
@@ -231,7 +232,7 @@ class DeviceNode(LifecycleNode):
                 raise ValueError("args_json must be a JSON object")
         except ValueError as exc:
             resp.accepted, resp.code, resp.reason, resp.payload_json = False, "INVALID", f"args_json: {exc}", "{}"
-            self.emit("refusal", command=req.command, user=req.user, code="INVALID", detail=str(exc))
+            self.emit("refusal", command=req.command, user=req.user, code=RefusalCode.INVALID, detail=str(exc))
             return resp
         if req.device_id and req.device_id not in (self.device_id, self.get_name()):
             resp.accepted, resp.code = False, "INVALID"
@@ -359,17 +360,6 @@ class DeviceNode(LifecycleNode):
 def num(v: Any) -> float:
     """A reading as a float; NaN when it is missing or not a number (never a safe-looking 0)."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
-def _safe_args(args: dict[str, Any] | None) -> dict[str, Any]:
-    """Arguments for logs/events: large matrices summarised."""
-    out = {}
-    for k, v in (args or {}).items():
-        if isinstance(v, list) and v and isinstance(v[0], list):
-            out[k] = f"<{len(v)} samples>"
-        else:
-            out[k] = v
-    return out
 
 
 def run_device_node(factory: Callable[[], DeviceNode], argv: list[str] | None = None) -> int:

@@ -24,9 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..devices.commands import InvalidArguments, spec, validate
-from ..devices.hard_interlocks import precheck
+from ..devices import pipeline
+from ..devices.arm.motion import ArmMotion
+from ..devices.codes import RefusalCode
+from ..devices.commands import InvalidArguments
 from ..devices.signals import signals_from_readings
+from ..results import CommandResult
 from ..interlocks import SignalTable
 
 NODES = ("isolator", "vhp", "autoclave", "arm")
@@ -114,29 +117,6 @@ def clear_of_doors(scene: Any, q: Any, cfg: Any) -> dict[str, bool]:
                 else True) for d in all_door_ids(cfg)}
 
 
-def arm_conditions(iso: Mapping[str, Any] | None, ac: Mapping[str, Any] | None, cfg: Any) -> set[str] | None:
-    """Scene conditions (keep-outs) from the isolator/autoclave readings; None if unknown.
-
-    Same policy as the arm node: a door's swept volume is a keep-out unless the door is
-    confirmed fully open (and locked open) (domain spec §4.3); gloves in use add their reach
-    envelope.
-    """
-    if iso is None:
-        return None
-    known = {b.active for b in cfg.geometry.boxes}
-    cond = {f"glove_in_use:{g.id}" for g in cfg.layout.isolator.glove_ports if iso.get(f"glove.{g.id}.in_use")}
-    fully_open = set()
-    for r in cfg.layout.isolator.rtps:
-        if iso.get(f"rtp.{r.id}.alpha_door") == "open":  # end position = locked open (isolator node)
-            fully_open.add(f"{r.id.lower()}_alpha")
-    if iso.get("hatch.door_B") == "open":
-        fully_open.add("hatch_b")
-    if ac is not None and ac.get("unload_door_state") == "OPEN":
-        fully_open.add("autoclave_unload")
-    cond |= {a for a in known if a.startswith("door_closed:") and a.split(":", 1)[1] not in fully_open}
-    return {c for c in cond if c in known}
-
-
 _SCENES: dict[int, tuple[Any, Any]] = {}
 
 
@@ -161,9 +141,11 @@ class InProcessCell:
         sim: an existing :class:`~aseptic_cell.sim.cell.SimCell` (a new one by default).
         check_mode: motion check mode for arm moves (``certified`` like the arm node;
             ``samples`` is faster for the stateful test).
+        plan_dt_s: sample period of planned arm moves (the arm node's ``plan_dt_s``).
     """
 
-    def __init__(self, cfg: Any, sim: Any = None, *, check_mode: str = "certified") -> None:
+    def __init__(self, cfg: Any, sim: Any = None, *, check_mode: str = "certified",
+                 plan_dt_s: float = 0.02) -> None:
         from ..sim.cell import SimCell
 
         self.cfg = cfg
@@ -177,9 +159,8 @@ class InProcessCell:
         """Nodes whose communication is (simulated as) lost: signals unknown, commands refused."""
         self.events: list[dict[str, Any]] = []
         self.scene = _shared_scene(cfg)
-        self.check_mode = check_mode
-        self._vmax = np.array([j.max_velocity for j in cfg.arm.joints])
-        self._amax = np.array([j.max_acceleration for j in cfg.arm.joints])
+        self.motion = ArmMotion(cfg, self.scene, check_mode=check_mode, plan_dt_s=plan_dt_s)
+        self._hosts = {n: _InProcessDevice(self, n) for n in NODES}
         self._joint_names = [j.name for j in cfg.arm.joints]
         self._clear_key: tuple[Any, ...] = ()
         self._clear: dict[str, bool] = {}
@@ -279,87 +260,16 @@ class InProcessCell:
 
     def execute(self, node: str, name: str, args: dict[str, Any], *, user: str = "", reason: str = ""
                 ) -> tuple[bool, str, str, dict[str, Any]]:
-        """The single command path (as ``DeviceNode.execute``). Never raises for bad input."""
-        out = self._execute(node, name, args, user, reason)
+        """The one command path (:func:`aseptic_cell.devices.pipeline.execute`), in-process."""
+        host = self._hosts.get(node)
+        if host is None:
+            return False, RefusalCode.INVALID, f"unknown device node {node!r}; known: {list(NODES)}", {}
+        out = pipeline.execute(host, name, args, motion=self.motion if node == "arm" else None,
+                               user=user, reason=reason)
         self.invalidate()
-        accepted, code, detail, _payload = out
-        self.events.append({"event": "command" if accepted else "refusal", "node": node,
-                            "device": self.node_devices.get(node, node), "t": self.sim.now(),
-                            "command": name, "args": _safe_args(args), "user": user, "reason": reason,
-                            "code": code, "detail": detail})
         for listener in tuple(self.listeners):
-            listener(node, name, args, accepted)
-        return out
-
-    def _execute(self, node: str, name: str, args: dict[str, Any], user: str, reason: str
-                 ) -> tuple[bool, str, str, dict[str, Any]]:
-        from ..sim.common import CommandRefused, InvalidCommand
-
-        if node not in self.node_devices:
-            return False, "INVALID", f"unknown device node {node!r}; known: {list(NODES)}", {}
-        kind = self.kinds[node]
-        try:
-            s = spec(kind, name)
-            typed = validate(kind, name, args)
-        except InvalidArguments as exc:
-            return False, "INVALID", str(exc), {}
-        if s.moves and self._latched[node]:
-            return (False, "LATCHED", f"{self.node_devices[node]} is held in its safe state "
-                    f"({self._latched[node]}); recovery needs an operator action (recover)", {})
-        if node in self.comm_lost:
-            if s.moves:
-                return False, "COMM_STALE", f"no fresh data from {self.node_devices[node]}", {}
-            if name == "safe_state":
-                self._latch(node, reason or "safe state requested")
-            return False, "COMM_LOST", f"no connection to {self.node_devices[node]}", {}
-        values = self.sensors(node)
-        refusal = precheck(kind, name, typed, values, self.cfg)
-        if refusal is not None:
-            return False, refusal[0], refusal[1], {}
-        if name == "safe_state":
-            self._latch(node, reason or "safe state requested")
-        dev = self.node_devices[node]
-        try:
-            if kind == "arm" and name in ("move_to_pose", "execute_trajectory"):
-                return self._arm_motion(name, typed)
-            payload = self.sim.command(dev, name, typed)
-        except CommandRefused as exc:
-            return False, exc.code, exc.reason, {}
-        except (InvalidCommand, InvalidArguments) as exc:
-            return False, "INVALID", str(exc), {}
-        return True, "OK", "", payload or {}
-
-    def _arm_motion(self, name: str, typed: dict[str, Any]) -> tuple[bool, str, str, dict[str, Any]]:
-        from ..motion.planning import plan_joint_move
-
-        arm = self.sensors("arm")
-        q0 = np.array([float(arm[f"joint.{n}.position_rad"]) for n in self._joint_names])
-        speed_class = typed.get("speed_class", "transit")
-        if name == "move_to_pose":
-            pose = typed["pose"]
-            if pose not in self.cfg.arm.poses:
-                return False, "INVALID", f"unknown pose {pose!r}; known: {sorted(self.cfg.arm.poses)}", {}
-            limit = self.cfg.arm.speed_classes[speed_class].max_tcp_speed_m_s
-            q, dt = plan_joint_move(self.scene, q0, np.array(self.cfg.arm.poses[pose]), self._vmax, self._amax,
-                                    speed_limit_m_s=limit, dt=0.02)
-            q[0] = q0
-        else:
-            q, dt = np.asarray(typed["q"], dtype=np.float64), typed["dt"]
-        conditions = arm_conditions(None if "isolator" in self.comm_lost else self.sensors("isolator"),
-                                    self.sensors("autoclave"), self.cfg)
-        if conditions is None:
-            return False, "NO_CELL_STATE", "isolator state unknown: keep-out zones unknown, motion refused", {}
-        try:
-            res = self.scene.check_trajectory(q, dt, mode=self.check_mode, speed_class=speed_class,
-                                              conditions=conditions)
-        except ValueError as exc:
-            return False, "INVALID", f"trajectory rejected: {exc}", {}
-        if not res.ok:
-            return (False, f"MOTION_{res.kind.upper()}",
-                    f"{res.reason}; minimum clearance {res.clearance * 1000:.1f} mm", {})
-        self.sim.command(self.node_devices["arm"], "execute_trajectory",
-                         {"q": q.tolist(), "dt": dt, "speed_class": speed_class})
-        return True, "OK", "", {"samples": len(q), "duration_s": dt * (len(q) - 1)}
+            listener(node, name, args, out.accepted)
+        return out.accepted, out.code, out.reason, dict(out.payload)
 
     def _latch(self, node: str, why: str) -> None:
         if not self._latched[node]:
@@ -406,8 +316,53 @@ class InProcessCell:
         raise InvalidArguments(f"unknown device {device_id!r}; known: {sorted(self.node_devices.values())}")
 
 
-def _safe_args(args: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = {}
-    for k, v in (args or {}).items():
-        out[k] = f"<{len(v)} samples>" if isinstance(v, list) and v and isinstance(v[0], list) else v
-    return out
+class _InProcessDevice:
+    """One simulated device of the in-process cell as a host of the command path."""
+
+    def __init__(self, cell: InProcessCell, node: str) -> None:
+        self.cell = cell
+        self.node = node
+        self.kind = cell.kinds[node]
+        self.device_id = cell.node_devices[node]
+        self.cfg = cell.cfg
+
+    def lifecycle(self) -> str:
+        return "active"
+
+    def latched_reason(self) -> str | None:
+        return self.cell.latched(self.node)
+
+    def latch(self, why: str) -> None:
+        self.cell._latch(self.node, why)
+
+    def fresh_values(self) -> Mapping[str, Any] | None:
+        return None if self.node in self.cell.comm_lost else self.cell.sensors(self.node)
+
+    def cell_signals(self) -> Mapping[str, Any] | None:
+        if "isolator" in self.cell.comm_lost:
+            return None
+        out = dict(self.cell.signals("isolator"))
+        if "autoclave" not in self.cell.comm_lost:
+            out.update(self.cell.signals("autoclave"))
+        return out
+
+    def send(self, name: str, typed: dict[str, Any], *, user: str, reason: str,
+             timeout_s: float) -> CommandResult:
+        from ..sim.common import CommandRefused, InvalidCommand
+
+        if self.node in self.cell.comm_lost:
+            return CommandResult.refuse(RefusalCode.COMM_LOST, f"no connection to {self.device_id}")
+        try:
+            payload = self.cell.sim.command(self.device_id, name, typed)
+        except CommandRefused as exc:
+            return CommandResult.refuse(exc.code, exc.reason)
+        except (InvalidCommand, InvalidArguments) as exc:
+            return CommandResult.refuse(RefusalCode.INVALID, str(exc))
+        return CommandResult(True, "OK", "", payload or {})
+
+    def report(self, name: str, args: Mapping[str, Any], user: str, reason: str,
+               result: CommandResult) -> None:
+        self.cell.events.append({"event": "command" if result.accepted else "refusal", "node": self.node,
+                                 "device": self.device_id, "t": self.cell.sim.now(), "command": name,
+                                 "args": pipeline.loggable_args(args), "user": user, "reason": reason,
+                                 "code": str(result.code), "detail": result.reason})
