@@ -156,6 +156,9 @@ class TrajectoryCheck:
         closest_pair: names of the pair with that clearance.
         failing_pair: names of the pair that failed (collision failures only).
         evaluations: number of exact clearance evaluations (diagnostics).
+        speed_chord_max: largest chord TCP speed |tcp[i] - tcp[i-1]| / dt (m/s).
+        speed_bound_max: largest certified bound on the TCP speed between samples
+            (m/s, certified mode; 0 otherwise).
     """
 
     ok: bool
@@ -166,6 +169,8 @@ class TrajectoryCheck:
     closest_pair: tuple[str, str] | None
     failing_pair: tuple[str, str] | None = None
     evaluations: int = 0
+    speed_chord_max: float = 0.0
+    speed_bound_max: float = 0.0
 
 
 @dataclass
@@ -188,6 +193,7 @@ class Scene:
         L, B = len(arm.links), len(geom.boxes)
         if L > _ccheck.MAX_LINKS or B > _ccheck.MAX_BOXES:
             raise ValueError(f"scene too large: {L} links (max {_ccheck.MAX_LINKS}), {B} boxes (max {_ccheck.MAX_BOXES})")
+        self._nwords = max(1, (B + 63) // 64)
         link_idx = {n: i for i, n in enumerate(self.link_names)}
         box_idx = {n: i for i, n in enumerate(self.box_names)}
 
@@ -210,12 +216,13 @@ class Scene:
 
         # --- allowed contacts: (link, box) removes a box from the link's mask,
         # (link, link) removes a self-collision pair
+        # box sets are Python ints (bit b = box b), any number of boxes
         full = (1 << B) - 1
-        self.link_box_mask = np.full(L, full, dtype=np.uint64)
+        self.link_box_mask: list[int] = [full] * L
         skip_pairs: set[frozenset[str]] = set()
         for a, b in arm.allowed_contacts:
             if b in box_idx:
-                self.link_box_mask[link_idx[a]] &= np.uint64(full & ~(1 << box_idx[b]))
+                self.link_box_mask[link_idx[a]] &= full & ~(1 << box_idx[b])
             elif b in link_idx:
                 skip_pairs.add(frozenset((a, b)))
             else:
@@ -234,6 +241,10 @@ class Scene:
         self.box_active = [b.active for b in geom.boxes]
         self.known_conditions = sorted({a for a in self.box_active if a != "always"})
         self._always_mask = sum(1 << i for i, a in enumerate(self.box_active) if a == "always")
+        self._cond_bits: dict[str, int] = {}
+        for i, a in enumerate(self.box_active):
+            if a != "always":
+                self._cond_bits[a] = self._cond_bits.get(a, 0) | (1 << i)
         self.zone_center = np.array([z.center for z in geom.near_product_zones], dtype=np.float64).reshape(-1, 3)
         self.zone_R = np.array([rpy_matrix(z.rpy) for z in geom.near_product_zones]).reshape(-1, 3, 3)
         self.zone_half = np.array([z.half_extents for z in geom.near_product_zones], dtype=np.float64).reshape(-1, 3)
@@ -287,29 +298,31 @@ class Scene:
         from . import reference as _ref  # exact segment/box distance for static links
 
         o1 = self.base[:3, 3] + self.dh[0, 1] * self.base[:3, 2]
-        box_to_o1 = _ref.point_box_distance(o1, self.box_center, self.box_R, self.box_half)
-        self.fast_box_mask = np.zeros(L, dtype=np.uint64)
+        box_to_o1 = (
+            _ref.point_box_distance(o1, self.box_center, self.box_R, self.box_half) if B else np.zeros(0)
+        )
+        self.fast_box_mask: list[int] = []
         for k in range(L):
             f = int(self.link_frame[k])
             r_cover = float(self.bound_r[k, 0])
-            keep = 0
-            for b in range(B):
-                if f == 0:
-                    e0 = self.base[:3, :3] @ self.link_p0[k] + self.base[:3, 3]
-                    e1 = self.base[:3, :3] @ self.link_p1[k] + self.base[:3, 3]
-                    dist = float(_ref.segment_box_distance(e0, e1, self.box_center[b], self.box_R[b], self.box_half[b]))
-                    reachable = dist <= float(self.spheres[self.sphere_link == k, 1].max()) + 2 * self.f32_eps
-                else:
-                    rho = abs(self.dh[0, 0]) + reach[1:f].sum() + pmax[k]
-                    reachable = float(box_to_o1[b]) <= rho + r_cover + 2 * self.f32_eps
-                if reachable:
-                    keep |= 1 << b
-            self.fast_box_mask[k] = np.uint64(keep)
+            if f == 0:
+                e0 = self.base[:3, :3] @ self.link_p0[k] + self.base[:3, 3]
+                e1 = self.base[:3, :3] @ self.link_p1[k] + self.base[:3, 3]
+                r_max = float(self.spheres[self.sphere_link == k, 1].max())
+                dists = (
+                    _ref.segment_box_distance(e0, e1, self.box_center, self.box_R, self.box_half) if B else np.zeros(0)
+                )
+                reachable = np.asarray(dists) <= r_max + 2 * self.f32_eps
+            else:
+                rho = abs(self.dh[0, 0]) + reach[1:f].sum() + pmax[k]
+                reachable = box_to_o1 <= rho + r_cover + 2 * self.f32_eps
+            self.fast_box_mask.append(sum(1 << int(b) for b in np.flatnonzero(reachable)))
         fboxes = np.zeros((B, 15), dtype=np.float32)
-        for b in range(B):
-            fboxes[b, :3] = self.box_center[b]
-            fboxes[b, 3:12] = self.box_R[b].reshape(-1)
-            fboxes[b, 12:] = [_f32_up(h) for h in self.box_half[b]]
+        fboxes[:, :3] = self.box_center
+        fboxes[:, 3:12] = self.box_R.reshape(B, 9)
+        h32 = self.box_half.astype(np.float32)
+        h32 = np.where(h32.astype(np.float64) < self.box_half, np.nextafter(h32, np.float32(np.inf)), h32)
+        fboxes[:, 12:] = h32
 
         # --- pair labels (pair id -> names), see ccheck.h
         first = [self.link_names[k] for k in range(L) for _ in range(B)]
@@ -319,7 +332,7 @@ class Scene:
         self._pair_first = np.array(first + [""], dtype=object)  # index -1 -> ""
         self._pair_second = np.array(second + [""], dtype=object)
 
-        boxes = np.concatenate([self.box_center, self.box_R.reshape(B, 9), self.box_half], axis=1)
+        boxes = np.concatenate([self.box_center, self.box_R.reshape(B, 9), self.box_half], axis=1).reshape(B, 15)
         zones = np.concatenate(
             [self.zone_center, self.zone_R.reshape(-1, 9), self.zone_half], axis=1
         ) if len(self.zone_names) else np.zeros((0, 15))
@@ -328,12 +341,19 @@ class Scene:
         c = np.ascontiguousarray
         self._capsule = _ccheck.scene_new(
             c(self.dh), c(base12), c(self.limits), c(self.tcp), c(links), c(self.link_frame),
-            c(self.link_box_mask), c(self.lip), c(self.tcp_lip), c(boxes), c(fboxes), c(self.pairs),
-            c(zones, dtype=np.float64), c(self.spheres), c(self.sphere_link), c(self.bound_r),
-            c(self.fast_box_mask), self.margin,
+            self._words_array(self.link_box_mask), c(self.lip), c(self.tcp_lip), c(boxes), c(fboxes),
+            c(self.pairs), c(zones, dtype=np.float64), c(self.spheres), c(self.sphere_link), c(self.bound_r),
+            self._words_array(self.fast_box_mask), self.margin,
         )
         self._conditions: frozenset[str] = frozenset()
         self._mask = self._always_mask
+        self._mask_words: dict[int, bytes] = {}
+
+    def _words_array(self, masks: list[int]) -> np.ndarray:
+        """Box-set ints as a (len(masks) * nwords,) uint64 array of little-endian words."""
+        nb = 8 * self._nwords
+        raw = b"".join(int(m).to_bytes(nb, "little") for m in masks)
+        return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -357,9 +377,8 @@ class Scene:
                 raise ValueError(f"malformed condition {cond!r} (expected e.g. 'door_closed:rtp1_alpha')")
             if strict and cond not in self.known_conditions:
                 raise ValueError(f"condition {cond!r} activates no box; known: {self.known_conditions}")
-        for i, a in enumerate(self.box_active):
-            if a in conds:
-                mask |= 1 << i
+        for cond in conds:
+            mask |= self._cond_bits.get(cond, 0)
         return mask
 
     def set_active(self, conditions: Iterable[str], *, strict: bool = True) -> None:
@@ -376,8 +395,15 @@ class Scene:
     def active_boxes(self) -> list[str]:
         return [n for i, n in enumerate(self.box_names) if (self._mask >> i) & 1]
 
-    def _mask_arg(self, conditions: Iterable[str] | None) -> int:
-        return self._mask if conditions is None else self.mask_for(conditions)
+    def _mask_arg(self, conditions: Iterable[str] | None) -> bytes:
+        """Active box set for the C calls, as little-endian 64-bit words (cached)."""
+        mask = self._mask if conditions is None else self.mask_for(conditions)
+        words = self._mask_words.get(mask)
+        if words is None:
+            words = mask.to_bytes(8 * self._nwords, "little")
+            if len(self._mask_words) < 256:
+                self._mask_words[mask] = words
+        return words
 
     # ------------------------------------------------------------------ queries
     def fk(self, q: object) -> FKResult:
@@ -484,13 +510,14 @@ class Scene:
         if not (math.isfinite(fixed_step) and fixed_step > 0):
             raise ValueError("fixed_step must be a positive number of radians")
         mask = self._mask_arg(conditions)
-        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals) = _ccheck.check_trajectory(
+        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals, v_chord, v_bound) = _ccheck.check_trajectory(
             self._capsule, arr, mask, float(dt), _MODES[mode], float(outside), float(zone_limit),
             float(fixed_step), int(max_depth),
         )
         closest = self.pair_names(min_pair)
+        speeds = {"speed_chord_max": float(v_chord), "speed_bound_max": float(v_bound)}
         if code == 0:
-            return TrajectoryCheck(True, None, "", "ok", float(min_c), closest, None, int(evals))
+            return TrajectoryCheck(True, None, "", "ok", float(min_c), closest, None, int(evals), **speeds)
         failing = self.pair_names(pair)
         pair_txt = f"{failing[0]} vs {failing[1]}" if failing else "unknown pair"
         jtxt = f"joint {joint + 1}"
@@ -533,9 +560,18 @@ class Scene:
                 f" (clearance bound {pair_c * 1000:.2f} mm < margin {self.margin * 1000:.1f} mm at the"
                 f" minimum subdivision)"
             )
+        elif code == 8:
+            kind = "speed"
+            where = f"in near_product zone {self.zone_names[zone]}" if zone >= 0 else f"({speed_class or 'transit'})"
+            reason = (
+                f"speed: TCP speed bound {value:.3g} m/s > {limit:.3g} m/s {where}"
+                f" between samples {index - 1} and {index}"
+            )
         else:  # pragma: no cover - the C side only returns the codes above
             raise RuntimeError(f"unknown result code {code}")
-        return TrajectoryCheck(False, int(index), reason, kind, float(min_c), closest, failing, int(evals))
+        return TrajectoryCheck(
+            False, int(index), reason, kind, float(min_c), closest, failing, int(evals), **speeds
+        )
 
 
 def scene_from_files(config_dir: str | Path, **kwargs: object) -> Scene:

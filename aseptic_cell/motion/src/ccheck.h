@@ -22,7 +22,9 @@
 #include <stddef.h>
 
 #define CC_MAX_LINKS 16
-#define CC_MAX_BOXES 64
+/* Boxes live in heap arrays sized at scene_new; this is only a sanity cap on the
+ * input (the broad phase keeps the per-configuration cost to the boxes near the arm). */
+#define CC_MAX_BOXES (1 << 20)
 #define CC_MAX_PAIRS 64
 #define CC_MAX_ZONES 16
 #define CC_MAX_SPHERES 256
@@ -43,9 +45,12 @@ typedef struct {
     int nlinks;
     int link_frame[CC_MAX_LINKS];
     double link_p0[CC_MAX_LINKS][3], link_p1[CC_MAX_LINKS][3], link_r[CC_MAX_LINKS];
-    uint64_t link_box_mask[CC_MAX_LINKS];   /* boxes link k is checked against */
-    /* subset for the fast path: boxes the link's sphere cover can reach at all */
-    uint64_t fast_box_mask[CC_MAX_LINKS];
+    /* Box sets are bitsets of nwords 64-bit words (bit b of word b / 64).
+     * link_box_mask + k * nwords: boxes link k is checked against; fast_box_mask:
+     * the subset the link's sphere cover can reach at all (fast path). */
+    int nwords;
+    uint64_t *link_box_mask;
+    uint64_t *fast_box_mask;
     /* lip[k][j]: bound on the distance of link k's segment points from joint j's
      * axis, for every configuration (Lipschitz constant of point motion in q_j). */
     double lip[CC_MAX_LINKS][CC_NJ];
@@ -53,8 +58,8 @@ typedef struct {
 
     /* boxes (double, exact path) */
     int nboxes;
-    double box_c[CC_MAX_BOXES][3], box_R[CC_MAX_BOXES][9], box_h[CC_MAX_BOXES][3];
-    int box_aligned[CC_MAX_BOXES];   /* rotation is exactly the identity */
+    double (*box_c)[3], (*box_R)[9], (*box_h)[3];
+    uint8_t *box_aligned;   /* rotation is exactly the identity */
 
     /* self-collision pairs; pair_first_joint: first joint whose motion changes the
      * relative pose of the two links (joints before it move both rigidly). */
@@ -72,10 +77,9 @@ typedef struct {
     float sph_t[CC_MAX_SPHERES];                 /* position along p0 -> p1 */
     float sph_r_env[CC_MAX_SPHERES], sph_r_self[CC_MAX_SPHERES];
     float bound_r_env[CC_MAX_LINKS], bound_r_self[CC_MAX_LINKS];  /* around t = 0.5 */
-    float fbox_c[CC_MAX_BOXES][3], fbox_ax[CC_MAX_BOXES][9], fbox_h[CC_MAX_BOXES][3];
+    float (*fbox_c)[3], (*fbox_ax)[9], (*fbox_h)[3];
 
     /* Derived by cc_fast_prepare (fast.c) for the fast path kernels. */
-    uint64_t aligned_mask;                        /* bit b: box_aligned[b] */
     /* sphere data of each link padded with copies of its last sphere to a multiple
      * of CC_FPAD, so one configuration's spheres are tested a vector at a time */
     int fsph_off[CC_MAX_LINKS], fsph_n[CC_MAX_LINKS];
@@ -86,7 +90,17 @@ typedef struct {
      * k end points (both, per axis) lie above cull_hi[k][b][i] or below
      * cull_lo[k][b][i] on some axis i cannot make any of the link's spheres hit
      * the box in the float32 test (argument in cc_fast_prepare). */
-    float cull_lo[CC_MAX_LINKS][CC_MAX_BOXES][4], cull_hi[CC_MAX_LINKS][CC_MAX_BOXES][4];
+    float (*cull_lo)[4], (*cull_hi)[4];   /* index k * nboxes + b */
+    /* Broad phase (bvh.c): a static bounding volume hierarchy over the boxes' world
+     * AABBs. Node bounds in double (exact path) and rounded outwards to float (fast
+     * path). bvh_infl[k]: float inflation of link k's per-axis sphere-centre range
+     * such that every (lane, box) pair that a leaf cull could pass overlaps every
+     * ancestor node (argument in cc_bvh_build). */
+    int use_bvh;             /* fast and exact paths: 1 = BVH, 0 = flat loop over boxes */
+    int nnodes;
+    struct cc_node *nodes;
+    int *bvh_box;            /* leaf boxes, node.first .. first + count - 1 */
+    float bvh_infl[CC_MAX_LINKS];
     /* Self pair p as tested by the fast path: spheres of fpair_outer one at a
      * time against those of fpair_inner across the vector (the link with fewer
      * spheres is the outer one). A configuration where, on some axis, the sphere
@@ -95,6 +109,23 @@ typedef struct {
     int fpair_outer[CC_MAX_PAIRS], fpair_inner[CC_MAX_PAIRS];
     float pair_cull[CC_MAX_PAIRS];
 } cc_scene;
+
+/* A BVH node: leaf if count > 0 (boxes bvh_box[first .. first + count)), else
+ * children left and right. */
+typedef struct cc_node {
+    float flo[4], fhi[4];
+    double dlo[3], dhi[3];
+    int left, right, first, count;
+} cc_node;
+
+#define CC_BVH_LEAF 4
+/* Scenes with more boxes than this use the BVH (below it a flat loop over the
+ * boxes is as fast; measured with benchmarks/collision.py). */
+#define CC_BVH_MIN_BOXES 48
+#define CC_BVH_STACK 128
+
+/* Bitset helpers. */
+static inline int cc_bit(const uint64_t *w, int b) { return (int)((w[b >> 6] >> (b & 63)) & 1u); }
 
 /* Frames for one configuration: frame k rotation R[k] (row-major) and origin p[k]. */
 typedef struct {
@@ -165,12 +196,12 @@ double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3
  * e if it is below cap[e], otherwise some value >= cap[e] (a valid lower bound is
  * all the certified check needs). out_pair[e] = pair id of the closest pair or -1.
  * Returns the number of entities. */
-int cc_entity_clearance(const cc_scene *S, const cc_frames *F, uint64_t active,
+int cc_entity_clearance(const cc_scene *S, const cc_frames *F, const uint64_t *active,
                         const double *cap, double *out_c, int *out_pair);
 
 /* Exact minimum clearance over all entities (uncapped); returns the clearance and
  * writes the closest pair id. */
-double cc_min_clearance(const cc_scene *S, const double *q, uint64_t active, int *pair);
+double cc_min_clearance(const cc_scene *S, const double *q, const uint64_t *active, int *pair);
 
 /* ---- trajectory check (exact.c) ---- */
 enum { CC_MODE_SAMPLES = 0, CC_MODE_FIXED = 1, CC_MODE_CERTIFIED = 2 };
@@ -182,7 +213,8 @@ enum {
     CC_FAIL_SPEED = 4,
     CC_FAIL_COLLISION = 5,        /* at a sample */
     CC_FAIL_COLLISION_BETWEEN = 6, /* found colliding between samples */
-    CC_FAIL_UNCERTIFIED = 7        /* could not certify at the minimum subdivision */
+    CC_FAIL_UNCERTIFIED = 7,       /* could not certify at the minimum subdivision */
+    CC_FAIL_SPEED_BETWEEN = 8      /* TCP speed bound above the limit between samples */
 };
 
 typedef struct {
@@ -205,19 +237,45 @@ typedef struct {
     double min_clearance;  /* exact min over the samples */
     int min_pair;
     long evals;       /* number of exact evaluations (diagnostics) */
+    double speed_chord_max;  /* largest chord TCP speed |tcp_i - tcp_i-1| / dt (m/s) */
+    double speed_bound_max;  /* largest certified TCP speed bound (certified mode, m/s) */
 } cc_traj_result;
 
-void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t active,
+void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint64_t *active,
                          const cc_traj_opts *o, cc_traj_result *r);
 
 /* ---- float32 fast path (fast.c) ---- */
 #define CC_W 16
-typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, uint64_t active,
+typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, const uint64_t *active,
                            uint8_t *out);
-void cc_fast_generic(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
-void cc_fast_avx2(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
-void cc_fast_avx512(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out);
+void cc_fast_generic(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);
+void cc_fast_avx2(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);
+void cc_fast_avx512(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);
 /* Fill the derived fast-path fields of a scene whose other fields are set. */
-void cc_fast_prepare(cc_scene *S);
+int cc_fast_prepare(cc_scene *S);   /* 0 ok, -1 out of memory */
+/* Build the BVH (bvh.c); 0 ok, -1 out of memory. Called by cc_fast_prepare. */
+int cc_bvh_build(cc_scene *S, double M);
+void cc_scene_free(cc_scene *S);
+
+/* ---- planner (plan.c) ---- */
+typedef struct {
+    uint64_t seed;
+    long max_samples;     /* RRT-Connect iterations budget */
+    int shortcut_iters;
+    double step;          /* max per-link Cartesian motion between checked configs (m) */
+    double extend;        /* RRT extension length in joint space (rad, max-norm) */
+} cc_plan_opts;
+enum { CC_PLAN_OK = 0, CC_PLAN_START = 1, CC_PLAN_GOAL = 2, CC_PLAN_BUDGET = 3, CC_PLAN_NOMEM = 4 };
+/* Plan a collision-free joint path from qs to qg on the fast path of S (a scene
+ * whose margin includes the planning buffer). Writes up to max_out waypoints to
+ * out (6 doubles each) and their count to *nout. Returns a CC_PLAN_ code;
+ * *samples: iterations used. */
+int cc_plan(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qs,
+            const double *qg, const cc_plan_opts *o, double *out, long max_out, long *nout,
+            long *samples);
+/* Is the straight joint motion qa -> qb free on the fast path, with configurations
+ * checked at most `step` metres of link motion apart (see plan.c)? */
+int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
+                   const double *qb, double step);
 
 #endif

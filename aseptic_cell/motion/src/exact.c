@@ -80,6 +80,45 @@ static double point_box_dist(const double x[3], const double c[3], const double 
     return sqrt(point_box_dist2_local(l, h));
 }
 
+/* Distance from x to the axis-aligned box [lo, hi]. */
+static inline double aabb_dist(const double x[3], const double lo[3], const double hi[3])
+{
+    double s = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double e = lo[i] - x[i];
+        if (x[i] - hi[i] > e) e = x[i] - hi[i];
+        if (e > 0.0) s += e * e;
+    }
+    return sqrt(s);
+}
+
+/* Lower bound on the clearance of a capsule (segment with midpoint mid, half length
+ * + radius off, AABB [slo, shi], radius r) to anything inside node nd: the larger
+ * of the sphere bound and the AABB bound. */
+struct cc_node;
+static inline double aabb_aabb_dist(const double alo[3], const double ahi[3], const double blo[3],
+                                    const double bhi[3]);
+static inline double node_lb(const double mid[3], double off, const double slo[3], const double shi[3],
+                             double r, const cc_node *nd)
+{
+    double a = aabb_dist(mid, nd->dlo, nd->dhi) - off;
+    double b = aabb_aabb_dist(slo, shi, nd->dlo, nd->dhi) - r;
+    return a > b ? a : b;
+}
+
+/* Distance between two axis-aligned boxes [alo, ahi] and [blo, bhi]. */
+static inline double aabb_aabb_dist(const double alo[3], const double ahi[3], const double blo[3],
+                                    const double bhi[3])
+{
+    double s = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double e = blo[i] - ahi[i];
+        if (alo[i] - bhi[i] > e) e = alo[i] - bhi[i];
+        if (e > 0.0) s += e * e;
+    }
+    return sqrt(s);
+}
+
 /* Distance from segment e0-e1 to an oriented box. In the box frame the squared
  * distance f(t) = sum_i max(|a_i + t d_i| - h_i, 0)^2 is convex and piecewise
  * quadratic in t, with breakpoints where a_i + t d_i = +-h_i. On each piece the
@@ -178,41 +217,104 @@ double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3
 /* Core of the exact path. cap[e]: values at or above it need not be exact. With
  * shared != 0 the cap also drops to the best clearance found so far over all
  * entities (for a plain minimum-clearance query). */
-static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, uint64_t active,
+static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const uint64_t *active,
                                  const double *cap, int shared, double *out_c, int *out_pair)
 {
     const int L = S->nlinks, B = S->nboxes;
     double e0[CC_MAX_LINKS][3], e1[CC_MAX_LINKS][3], mid[CC_MAX_LINKS][3], hl[CC_MAX_LINKS];
+    double slo[CC_MAX_LINKS][3], shi[CC_MAX_LINKS][3];   /* segment AABBs */
     double global = INFINITY;
     for (int k = 0; k < L; k++) {
         cc_link_segment(S, F, k, e0[k], e1[k]);
         double dx = e1[k][0] - e0[k][0], dy = e1[k][1] - e0[k][1], dz = e1[k][2] - e0[k][2];
         hl[k] = 0.5 * sqrt(dx * dx + dy * dy + dz * dz);
-        for (int i = 0; i < 3; i++) mid[k][i] = 0.5 * (e0[k][i] + e1[k][i]);
-    }
-    for (int k = 0; k < L; k++) {
-        double lb[CC_MAX_BOXES];
-        int idx[CC_MAX_BOXES], n = 0;
-        uint64_t m = S->link_box_mask[k] & active;
-        const double r = S->link_r[k];
-        for (int b = 0; b < B; b++) {
-            if (!((m >> b) & 1u)) continue;
-            lb[n] = point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - hl[k] - r;
-            idx[n++] = b;
+        for (int i = 0; i < 3; i++) {
+            mid[k][i] = 0.5 * (e0[k][i] + e1[k][i]);
+            slo[k][i] = e0[k][i] < e1[k][i] ? e0[k][i] : e1[k][i];
+            shi[k][i] = e0[k][i] < e1[k][i] ? e1[k][i] : e0[k][i];
         }
+    }
+    const int NW = S->nwords;
+    for (int k = 0; k < L; k++) {
+        /* branch and bound over the BVH: a node's boxes are at least
+         * dist(mid, node AABB) - half length - r away from the link's capsule */
+        const uint64_t *lm = S->link_box_mask + (size_t)k * NW;
+        const double r = S->link_r[k], off = hl[k] + r;
         double best = cap[k];
         if (shared && global < best) best = global;
         int pair = -1;
-        for (;;) {
-            int j = -1;
-            double v = INFINITY;
-            for (int i = 0; i < n; i++)
-                if (lb[i] < v) { v = lb[i]; j = i; }
-            if (j < 0 || v >= best) break;
-            int b = idx[j];
-            double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
-            if (dist < best) { best = dist; pair = k * B + b; }
-            lb[j] = INFINITY;
+        if (!S->use_bvh) {
+            /* flat: lower bounds of every active box, exact distances nearest first */
+            enum { FLAT = 64 };
+            double lb[FLAT];
+            int idx[FLAT], n = 0, over = 0;
+            for (int w = 0; w < NW && !over; w++) {
+                uint64_t m = lm[w] & active[w];
+                while (m) {
+                    const int b = 64 * w + __builtin_ctzll(m);
+                    m &= m - 1;
+                    if (n == FLAT) { over = 1; break; }
+                    lb[n] = point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off;
+                    idx[n++] = b;
+                }
+            }
+            if (!over) {
+                for (;;) {
+                    int j = -1;
+                    double v = INFINITY;
+                    for (int i = 0; i < n; i++)
+                        if (lb[i] < v) { v = lb[i]; j = i; }
+                    if (j < 0 || v >= best) break;
+                    const int b = idx[j];
+                    double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
+                    if (dist < best) { best = dist; pair = k * B + b; }
+                    lb[j] = INFINITY;
+                }
+                out_c[k] = best;
+                out_pair[k] = pair;
+                if (pair >= 0 && best < global) global = best;
+                continue;
+            }
+        }
+        int stk[CC_BVH_STACK];
+        double stb[CC_BVH_STACK];
+        int sp = 0;
+        if (S->nnodes > 0) {
+            stk[0] = 0;
+            stb[0] = node_lb(mid[k], off, slo[k], shi[k], r, &S->nodes[0]);
+            sp = 1;
+        }
+        while (sp > 0) {
+            sp--;
+            if (stb[sp] >= best) continue;
+            const cc_node *nd = &S->nodes[stk[sp]];
+            if (nd->count == 0) {
+                const cc_node *a = &S->nodes[nd->left], *c = &S->nodes[nd->right];
+                double la = node_lb(mid[k], off, slo[k], shi[k], r, a);
+                double lc = node_lb(mid[k], off, slo[k], shi[k], r, c);
+                int ia = nd->left, ic = nd->right;
+                if (la < lc) {   /* nearer child popped first */
+                    double t = la; la = lc; lc = t;
+                    int ti = ia; ia = ic; ic = ti;
+                }
+                if (la < best) { stk[sp] = ia; stb[sp++] = la; }
+                if (lc < best) { stk[sp] = ic; stb[sp++] = lc; }
+                continue;
+            }
+            for (int bi = nd->first; bi < nd->first + nd->count; bi++) {
+                const int b = S->bvh_box[bi];
+                if (!(cc_bit(active, b) & cc_bit(lm, b))) continue;
+                if (S->box_aligned[b]) {
+                    const double *c = S->box_c[b], *h = S->box_h[b];
+                    const double blo[3] = {c[0] - h[0], c[1] - h[1], c[2] - h[2]};
+                    const double bhi[3] = {c[0] + h[0], c[1] + h[1], c[2] + h[2]};
+                    if (aabb_aabb_dist(slo[k], shi[k], blo, bhi) - r >= best) continue;
+                }
+                if (point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off >= best)
+                    continue;
+                double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
+                if (dist < best) { best = dist; pair = k * B + b; }
+            }
         }
         out_c[k] = best;
         out_pair[k] = pair;
@@ -234,13 +336,13 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, uint64_t
     return L + S->npairs;
 }
 
-int cc_entity_clearance(const cc_scene *S, const cc_frames *F, uint64_t active,
+int cc_entity_clearance(const cc_scene *S, const cc_frames *F, const uint64_t *active,
                         const double *cap, double *out_c, int *out_pair)
 {
     return entity_clearance_impl(S, F, active, cap, 0, out_c, out_pair);
 }
 
-double cc_min_clearance(const cc_scene *S, const double *q, uint64_t active, int *pair)
+double cc_min_clearance(const cc_scene *S, const double *q, const uint64_t *active, int *pair)
 {
     cc_frames F;
     double cap[CC_MAX_ENT], c[CC_MAX_ENT];
@@ -284,7 +386,7 @@ static void entity_delta(const cc_scene *S, const double adq[CC_NJ], double *del
 
 typedef struct {
     const cc_scene *S;
-    uint64_t active;
+    const uint64_t *active;
     int max_depth;
     long evals;
     int pair;
@@ -360,13 +462,74 @@ static int in_box(const double x[3], const double c[3], const double R[9], const
     return fabs(l[0]) <= h[0] && fabs(l[1]) <= h[1] && fabs(l[2]) <= h[2];
 }
 
+/* ---------------------------------------------------------------- TCP speed bound */
+
+/* TCP velocity J(q) qd for frames F: sum_j qd_j z_j x (tcp - o_j), joint j turning
+ * about z of frame j. */
+static double tcp_speed(const cc_scene *S, const cc_frames *F, const double qd[CC_NJ])
+{
+    double tcp[3], v[3] = {0.0, 0.0, 0.0};
+    cc_tcp(S, F, tcp);
+    for (int j = 0; j < CC_NJ; j++) {
+        const double *R = F->R[j], *o = F->p[j];
+        const double z[3] = {R[2], R[5], R[8]};
+        const double w[3] = {tcp[0] - o[0], tcp[1] - o[1], tcp[2] - o[2]};
+        v[0] += qd[j] * (z[1] * w[2] - z[2] * w[1]);
+        v[1] += qd[j] * (z[2] * w[0] - z[0] * w[2]);
+        v[2] += qd[j] * (z[0] * w[1] - z[1] * w[0]);
+    }
+    return sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+}
+
+/* Certified TCP speed over the straight joint motion qa -> qb run at the constant
+ * joint velocity qd (rad/s) for h seconds. Along it the TCP acceleration is
+ * d/dt (J qd) = sum_j qd_j [sum_{i<j} qd_i (z_i x (z_j x w_j) + z_j x (z_i x w_j))
+ * + z_j x sum_{i>=j} qd_i z_i x w_i], w_j = tcp - o_j, whose terms are bounded by
+ * the distances of the TCP from the joint axes (tcp_lip), so |a| <= A = 3 (sum_i
+ * |qd_i|) (sum_j |qd_j| tcp_lip_j). Hence |v(t)| <= min(va + A t, vb + A (h - t))
+ * <= (va + vb + A h) / 2 over the interval. Bisects while that bound is above the
+ * limit and neither end is; returns 0 (certified), 1 (an end above the limit) or 2
+ * (undecided at max_depth). *bound receives the largest certified bound (or the
+ * failing value). */
+static int speed_cert(const cc_scene *S, const double *qa, const double *qb, const double qd[CC_NJ],
+                      double va, double vb, double h, double A, double limit, int depth,
+                      int max_depth, double *bound)
+{
+    double b = 0.5 * (va + vb + A * h);
+    if (b <= limit) {
+        if (b > *bound) *bound = b;
+        return 0;
+    }
+    if (va > limit || vb > limit) {
+        *bound = va > vb ? va : vb;
+        return 1;
+    }
+    if (depth >= max_depth) {
+        *bound = b;
+        return 2;
+    }
+    double qm[CC_NJ];
+    for (int j = 0; j < CC_NJ; j++) qm[j] = 0.5 * (qa[j] + qb[j]);
+    cc_frames F;
+    cc_fk(S, qm, &F);
+    const double vm = tcp_speed(S, &F, qd);
+    int r = speed_cert(S, qa, qm, qd, va, vm, 0.5 * h, A, limit, depth + 1, max_depth, bound);
+    if (r) return r;
+    return speed_cert(S, qm, qb, qd, vm, vb, 0.5 * h, A, limit, depth + 1, max_depth, bound);
+}
+
+static double point_in_zone_dist(const cc_scene *S, int z, const double x[3])
+{
+    return point_box_dist(x, S->zone_c[z], S->zone_R[z], S->zone_h[z]);
+}
+
 static void fail(cc_traj_result *r, int code, long index)
 {
     r->code = code;
     r->index = index;
 }
 
-void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t active,
+void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint64_t *active,
                          const cc_traj_opts *o, cc_traj_result *r)
 {
     const int ne = S->nlinks + S->npairs;
@@ -382,6 +545,7 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t ac
     double cbuf[2][CC_MAX_ENT], dbuf[2][CC_MAX_ENT], cap[CC_MAX_ENT];
     int pbuf[2][CC_MAX_ENT];
     double tcp_prev[3] = {0, 0, 0};
+    cc_frames Fprev;
     int cur = 0;
     for (int e = 0; e < ne; e++) dbuf[0][e] = dbuf[1][e] = 0.0;
     cert_ctx cx = {S, active, o->max_depth, 0, -1, 0.0};
@@ -419,10 +583,12 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t ac
         cc_frames F;
         cc_fk(S, qi, &F);
         double tcp[3];
+        if (i == 0) Fprev = F;
         cc_tcp(S, &F, tcp);
         if (!failed && i >= 1) {
             double dx = tcp[0] - tcp_prev[0], dy = tcp[1] - tcp_prev[1], dz = tcp[2] - tcp_prev[2];
             double speed = sqrt(dx * dx + dy * dy + dz * dz) / dt;
+            if (speed > r->speed_chord_max) r->speed_chord_max = speed;
             double midp[3] = {0.5 * (tcp[0] + tcp_prev[0]), 0.5 * (tcp[1] + tcp_prev[1]),
                               0.5 * (tcp[2] + tcp_prev[2])};
             int zone = -1;
@@ -441,7 +607,43 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, uint64_t ac
                 failed = 1;
             }
         }
+        if (o->mode == CC_MODE_CERTIFIED && i >= 1) {
+            /* certified TCP speed between samples i-1 and i (constant joint velocity) */
+            double qd[CC_NJ], A1 = 0.0, A2 = 0.0, D = 0.0;
+            for (int j = 0; j < CC_NJ; j++) {
+                qd[j] = (qi[j] - qi[j - CC_NJ]) / dt;
+                A1 += fabs(qd[j]);
+                A2 += fabs(qd[j]) * S->tcp_lip[j];
+                D += fabs(qi[j] - qi[j - CC_NJ]) * S->tcp_lip[j];
+            }
+            /* the TCP stays within D / 2 of one of the two ends: a zone closer than
+             * that to either end may be entered */
+            int zone = -1;
+            for (int z = 0; z < S->nzones && zone < 0; z++)
+                if (point_in_zone_dist(S, z, tcp) <= 0.5 * D ||
+                    point_in_zone_dist(S, z, tcp_prev) <= 0.5 * D)
+                    zone = z;
+            double limit = o->speed_limit_outside;
+            if (zone >= 0 && o->speed_limit_zone > 0.0 &&
+                (limit <= 0.0 || o->speed_limit_zone < limit))
+                limit = o->speed_limit_zone;
+            else
+                zone = -1;
+            if (limit > 0.0) {
+                const double va = tcp_speed(S, &Fprev, qd), vb = tcp_speed(S, &F, qd);
+                double bound = 0.0;
+                int res = speed_cert(S, qi - CC_NJ, qi, qd, va, vb, dt, 3.0 * A1 * A2, limit, 0,
+                                     o->max_depth, &bound);
+                if (bound > r->speed_bound_max) r->speed_bound_max = bound;
+                if (res && !failed) {
+                    fail(r, CC_FAIL_SPEED_BETWEEN, i);
+                    r->zone = zone; r->value = bound; r->limit = limit;
+                    failed = 1;
+                }
+            }
+        }
         memcpy(tcp_prev, tcp, sizeof tcp);
+        Fprev = F;
 
         /* motion bound of the next segment (the previous one is dbuf[1 - cur]) */
         double *dnext = dbuf[cur], *dprev = dbuf[1 - cur];

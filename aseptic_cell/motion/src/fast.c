@@ -13,6 +13,7 @@
 #include "ccheck.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -104,11 +105,11 @@
 #undef KVLE
 #undef KVOVERLAP
 #else
-void cc_fast_avx2(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out)
+void cc_fast_avx2(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out)
 {
     cc_fast_generic(S, q, n, active, out);
 }
-void cc_fast_avx512(const cc_scene *S, const double *q, long n, uint64_t active, uint8_t *out)
+void cc_fast_avx512(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out)
 {
     cc_fast_generic(S, q, n, active, out);
 }
@@ -158,12 +159,13 @@ static double norm3(const double v[3]) { return sqrt(v[0] * v[0] + v[1] * v[1] +
  * M: every float end point is within |base_p| + sum_j hypot(a_j, d_j) + max|p|
  * (rotations preserve length; + 1 m for FK and float rounding) of the origin,
  * and the centres lie between the end points; plus the largest |bc_i|. */
-void cc_fast_prepare(cc_scene *S)
+int cc_fast_prepare(cc_scene *S)
 {
     const int L = S->nlinks, B = S->nboxes;
-    S->aligned_mask = 0;
-    for (int b = 0; b < B; b++)
-        if (S->box_aligned[b]) S->aligned_mask |= (uint64_t)1 << b;
+    const size_t ncull = (size_t)L * (size_t)(B > 0 ? B : 1);
+    S->cull_lo = calloc(ncull, sizeof *S->cull_lo);
+    S->cull_hi = calloc(ncull, sizeof *S->cull_hi);
+    if (!S->cull_lo || !S->cull_hi) return -1;
 
     int off = 0;
     for (int k = 0; k < L; k++) {
@@ -201,10 +203,10 @@ void cc_fast_prepare(cc_scene *S)
         for (int b = 0; b < B; b++) {
             for (int i = 0; i < 3; i++) {
                 const double c = S->fbox_c[b][i], h = S->fbox_h[b][i];
-                S->cull_hi[k][b][i] = f32_up(c + (h + rmax + X));
-                S->cull_lo[k][b][i] = f32_down(c - (h + rmax + X));
+                S->cull_hi[(size_t)k * B + b][i] = f32_up(c + (h + rmax + X));
+                S->cull_lo[(size_t)k * B + b][i] = f32_down(c - (h + rmax + X));
             }
-            S->cull_hi[k][b][3] = S->cull_lo[k][b][3] = 0.0f;
+            S->cull_hi[(size_t)k * B + b][3] = S->cull_lo[(size_t)k * B + b][3] = 0.0f;
         }
     }
 
@@ -231,4 +233,5 @@ void cc_fast_prepare(cc_scene *S)
         const double rs = ra + rb, X = 16.0 * u * (M + rs);
         S->pair_cull[p] = f32_up((rs + X) * (1.0 + 4.0 * u));
     }
+    return cc_bvh_build(S, M);
 }

@@ -129,11 +129,55 @@ KATTR static inline int KFN(narrow_pair)(const cc_scene *S, int a, int b, const 
 }
 
 typedef struct {
-    uint16_t a, b;   /* link, box (environment) or link, link (self pair) */
+    uint16_t a;      /* link */
+    uint32_t b;      /* box */
     uint32_t lanes;
 } KFN(entry);
 
-KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t active,
+/* Cull of link k against box b: lane bits of the configurations whose spheres might
+ * touch the box. Aligned boxes: the per-axis interval test of cc_fast_prepare;
+ * oriented boxes: a bounding sphere of the cover (centre t = 0.5), float32
+ * sphere/box test. lo/hi: the link's sphere-centre ranges, e0/dd its segment. */
+KATTR static inline uint32_t KFN(cull_box)(const cc_scene *S, int k, int b, const float lo[3][W],
+                                           const float hi[3][W], const float e0[3][W],
+                                           const float dd[3][W])
+{
+    uint32_t bits = 0;
+    if (S->box_aligned[b]) {
+        const float *cl = S->cull_lo[(size_t)k * S->nboxes + b];
+        const float *ch = S->cull_hi[(size_t)k * S->nboxes + b];
+        const VF bl[3] = {KFN(bcast)(cl[0]), KFN(bcast)(cl[1]), KFN(bcast)(cl[2])};
+        const VF bh[3] = {KFN(bcast)(ch[0]), KFN(bcast)(ch[1]), KFN(bcast)(ch[2])};
+        for (int v = 0; v < NV; v++) {
+            const VF vlo[3] = {KFN(ld)(&lo[0][v * KVL]), KFN(ld)(&lo[1][v * KVL]), KFN(ld)(&lo[2][v * KVL])};
+            const VF vhi[3] = {KFN(ld)(&hi[0][v * KVL]), KFN(ld)(&hi[1][v * KVL]), KFN(ld)(&hi[2][v * KVL])};
+            bits |= KVOVERLAP(vlo, vhi, bl, bh) << (v * KVL);
+        }
+        return bits;
+    }
+    const float rb = S->bound_r_env[k];
+    const VF rr = KFN(bcast)(rb * rb), zero = KFN(bcast)(0.0f), half = KFN(bcast)(0.5f);
+    const float *bcf = S->fbox_c[b], *hf = S->fbox_h[b], *ax = S->fbox_ax[b];
+    for (int v = 0; v < NV; v++) {
+        const VF mx = KFN(ld)(&e0[0][v * KVL]) + half * KFN(ld)(&dd[0][v * KVL]);
+        const VF my = KFN(ld)(&e0[1][v * KVL]) + half * KFN(ld)(&dd[1][v * KVL]);
+        const VF mz = KFN(ld)(&e0[2][v * KVL]) + half * KFN(ld)(&dd[2][v * KVL]);
+        VF dx = mx - KFN(bcast)(bcf[0]);
+        VF dy = my - KFN(bcast)(bcf[1]);
+        VF dz = mz - KFN(bcast)(bcf[2]);
+        VF lx = KFN(bcast)(ax[0]) * dx + KFN(bcast)(ax[3]) * dy + KFN(bcast)(ax[6]) * dz;
+        VF ly = KFN(bcast)(ax[1]) * dx + KFN(bcast)(ax[4]) * dy + KFN(bcast)(ax[7]) * dz;
+        VF lz = KFN(bcast)(ax[2]) * dx + KFN(bcast)(ax[5]) * dy + KFN(bcast)(ax[8]) * dz;
+        VF ex = KVMAX(KFN(vabs)(lx) - KFN(bcast)(hf[0]), zero);
+        VF ey = KVMAX(KFN(vabs)(ly) - KFN(bcast)(hf[1]), zero);
+        VF ez = KVMAX(KFN(vabs)(lz) - KFN(bcast)(hf[2]), zero);
+        VF d2 = ex * ex + ey * ey + ez * ez;
+        bits |= KVLE(d2, rr) << (v * KVL);
+    }
+    return bits;
+}
+
+KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, const uint64_t *active,
                              uint8_t *out)
 {
     const uint32_t full = (uint32_t)((1ull << W) - 1);
@@ -204,8 +248,11 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
         }
     }
 
-    /* ---- phase 2: culls -> work list */
-    KFN(entry) ent[CC_MAX_LINKS * CC_MAX_BOXES + CC_MAX_PAIRS];
+    /* ---- phase 2: broad phase + culls -> work list of (link, box, lanes); phase 3:
+     * sphere tests of the listed lanes. The list is flushed through phase 3 when
+     * full, so any number of boxes fits. */
+    enum { NENT = 256 };
+    KFN(entry) ent[NENT];
     int ne = 0;
     /* per-axis range of each link's sphere centres: between e0 and fl(e0 + d) */
     float lo[CC_MAX_LINKS][3][W] __attribute__((aligned(64)));
@@ -219,61 +266,102 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
                 memcpy(&lo[k][i][v * KVL], &mn, sizeof mn);
                 memcpy(&hi[k][i][v * KVL], &mx, sizeof mx);
             }
+#define FLUSH_ENV()                                                                          \
+    do {                                                                                     \
+        for (int q_ = 0; q_ < ne; q_++) {                                                    \
+            uint32_t lanes = ent[q_].lanes & ~col;                                           \
+            const int a = ent[q_].a, b = ent[q_].b, al = S->box_aligned[b];                  \
+            while (lanes) {                                                                  \
+                const int l = __builtin_ctz(lanes);                                          \
+                lanes &= lanes - 1;                                                          \
+                const float x0[3] = {e0[a][0][l], e0[a][1][l], e0[a][2][l]};                 \
+                const float xd[3] = {dd[a][0][l], dd[a][1][l], dd[a][2][l]};                 \
+                col |= (uint32_t)KFN(narrow_box)(S, a, b, al, x0, xd) << l;                  \
+            }                                                                                \
+            if (col == full) goto done;                                                      \
+        }                                                                                    \
+        ne = 0;                                                                              \
+    } while (0)
+#define ADD_BOX(k_, b_, want_)                                                               \
+    do {                                                                                     \
+        const uint32_t cb_ = KFN(cull_box)(S, k_, b_, lo[k_], hi[k_], e0[k_], dd[k_]) &      \
+                             (want_) & ~col;                                                 \
+        ent[ne].a = (uint16_t)(k_);                                                          \
+        ent[ne].b = (uint32_t)(b_);                                                          \
+        ent[ne].lanes = cb_;                                                                 \
+        ne += cb_ != 0;                                                                      \
+        if (ne == NENT) FLUSH_ENV();                                                         \
+    } while (0)
+    const int NW = S->nwords;
+    const uint32_t live = full & ~col;
     for (int k = 0; k < L; k++) {
-        const uint64_t mk = S->fast_box_mask[k] & active;
-        uint64_t ma = mk & S->aligned_mask;
-        while (ma) {
-            const int b = __builtin_ctzll(ma);
-            ma &= ma - 1;
-            const float *cl = S->cull_lo[k][b], *ch = S->cull_hi[k][b];
-            const VF bl[3] = {KFN(bcast)(cl[0]), KFN(bcast)(cl[1]), KFN(bcast)(cl[2])};
-            const VF bh[3] = {KFN(bcast)(ch[0]), KFN(bcast)(ch[1]), KFN(bcast)(ch[2])};
+        const uint64_t *fm = S->fast_box_mask + (size_t)k * NW;
+        if (!S->use_bvh) {
+            /* flat: every reachable active box */
+            for (int w = 0; w < NW; w++) {
+                uint64_t mk = fm[w] & active[w];
+                while (mk) {
+                    const int b = 64 * w + __builtin_ctzll(mk);
+                    mk &= mk - 1;
+                    ADD_BOX(k, b, live);
+                }
+            }
+            FLUSH_ENV();
+            continue;
+        }
+        /* BVH, a packet of lanes: the range widened by bvh_infl[k] (argument in bvh.c) */
+        float wlo[3][W] __attribute__((aligned(64))), whi[3][W] __attribute__((aligned(64)));
+        const VF infl = KFN(bcast)(S->bvh_infl[k]);
+        for (int i = 0; i < 3; i++)
+            for (int v = 0; v < NV; v++) {
+                const VF a = KFN(ld)(&lo[k][i][v * KVL]) - infl;
+                const VF b = KFN(ld)(&hi[k][i][v * KVL]) + infl;
+                memcpy(&wlo[i][v * KVL], &a, sizeof a);
+                memcpy(&whi[i][v * KVL], &b, sizeof b);
+            }
+        int stk[CC_BVH_STACK];
+        uint32_t stl[CC_BVH_STACK];
+        int sp = 0;
+        if (S->nnodes > 0) {
+            stk[0] = 0;
+            stl[0] = live & ~col;
+            sp = 1;
+        }
+        while (sp > 0) {
+            sp--;
+            const cc_node *nd = &S->nodes[stk[sp]];
+            const uint32_t want = stl[sp];
+            const VF nl[3] = {KFN(bcast)(nd->flo[0]), KFN(bcast)(nd->flo[1]), KFN(bcast)(nd->flo[2])};
+            const VF nh[3] = {KFN(bcast)(nd->fhi[0]), KFN(bcast)(nd->fhi[1]), KFN(bcast)(nd->fhi[2])};
             uint32_t bits = 0;
             for (int v = 0; v < NV; v++) {
-                const VF vlo[3] = {KFN(ld)(&lo[k][0][v * KVL]), KFN(ld)(&lo[k][1][v * KVL]),
-                                   KFN(ld)(&lo[k][2][v * KVL])};
-                const VF vhi[3] = {KFN(ld)(&hi[k][0][v * KVL]), KFN(ld)(&hi[k][1][v * KVL]),
-                                   KFN(ld)(&hi[k][2][v * KVL])};
-                bits |= KVOVERLAP(vlo, vhi, bl, bh) << (v * KVL);
+                const VF vlo[3] = {KFN(ld)(&wlo[0][v * KVL]), KFN(ld)(&wlo[1][v * KVL]),
+                                   KFN(ld)(&wlo[2][v * KVL])};
+                const VF vhi[3] = {KFN(ld)(&whi[0][v * KVL]), KFN(ld)(&whi[1][v * KVL]),
+                                   KFN(ld)(&whi[2][v * KVL])};
+                bits |= KVOVERLAP(vlo, vhi, nl, nh) << (v * KVL);
             }
-            ent[ne].a = (uint16_t)k;
-            ent[ne].b = (uint16_t)b;
-            ent[ne].lanes = bits & ~col;
-            ne += (bits & ~col) != 0;
-        }
-        uint64_t mo = mk & ~S->aligned_mask;
-        while (mo) {
-            /* oriented box: bounding sphere of the cover (centre t = 0.5), float32
-             * sphere/box test */
-            const int b = __builtin_ctzll(mo);
-            mo &= mo - 1;
-            const float rb = S->bound_r_env[k];
-            const VF rr = KFN(bcast)(rb * rb), zero = KFN(bcast)(0.0f), half = KFN(bcast)(0.5f);
-            const float *bcf = S->fbox_c[b], *hf = S->fbox_h[b], *ax = S->fbox_ax[b];
-            uint32_t bits = 0;
-            for (int v = 0; v < NV; v++) {
-                const VF mx = KFN(ld)(&e0[k][0][v * KVL]) + half * KFN(ld)(&dd[k][0][v * KVL]);
-                const VF my = KFN(ld)(&e0[k][1][v * KVL]) + half * KFN(ld)(&dd[k][1][v * KVL]);
-                const VF mz = KFN(ld)(&e0[k][2][v * KVL]) + half * KFN(ld)(&dd[k][2][v * KVL]);
-                VF dx = mx - KFN(bcast)(bcf[0]);
-                VF dy = my - KFN(bcast)(bcf[1]);
-                VF dz = mz - KFN(bcast)(bcf[2]);
-                VF lx = KFN(bcast)(ax[0]) * dx + KFN(bcast)(ax[3]) * dy + KFN(bcast)(ax[6]) * dz;
-                VF ly = KFN(bcast)(ax[1]) * dx + KFN(bcast)(ax[4]) * dy + KFN(bcast)(ax[7]) * dz;
-                VF lz = KFN(bcast)(ax[2]) * dx + KFN(bcast)(ax[5]) * dy + KFN(bcast)(ax[8]) * dz;
-                VF ex = KVMAX(KFN(vabs)(lx) - KFN(bcast)(hf[0]), zero);
-                VF ey = KVMAX(KFN(vabs)(ly) - KFN(bcast)(hf[1]), zero);
-                VF ez = KVMAX(KFN(vabs)(lz) - KFN(bcast)(hf[2]), zero);
-                VF d2 = ex * ex + ey * ey + ez * ez;
-                bits |= KVLE(d2, rr) << (v * KVL);
+            bits &= want;
+            if (!bits) continue;
+            if (nd->count == 0) {
+                stk[sp] = nd->right;
+                stl[sp++] = bits;
+                stk[sp] = nd->left;
+                stl[sp++] = bits;
+                continue;
             }
-            ent[ne].a = (uint16_t)k;
-            ent[ne].b = (uint16_t)b;
-            ent[ne].lanes = bits & ~col;
-            ne += (bits & ~col) != 0;
+            for (int bi = nd->first; bi < nd->first + nd->count; bi++) {
+                const int b = S->bvh_box[bi];
+                if (cc_bit(active, b) & cc_bit(fm, b)) ADD_BOX(k, b, bits);
+            }
         }
+        /* sphere tests per link: lanes found colliding drop out of the next links'
+         * traversals */
+        FLUSH_ENV();
     }
-    const int ne_env = ne;
+    FLUSH_ENV();
+#undef ADD_BOX
+#undef FLUSH_ENV
     /* self pairs: per-axis gap between the two centre ranges (cc_fast_prepare) */
     for (int pi = 0; pi < S->npairs; pi++) {
         const int a = S->fpair_outer[pi], b = S->fpair_inner[pi];
@@ -289,29 +377,15 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, uint64_t
             }
             bits |= KVOVERLAP(glo, ghi, pl, ph) << (v * KVL);
         }
-        ent[ne].a = (uint16_t)a;
-        ent[ne].b = (uint16_t)b;
-        ent[ne].lanes = bits & ~col;
-        ne += (bits & ~col) != 0;
-    }
-    /* ---- phase 3: sphere tests for the hits only */
-    for (int i = 0; i < ne; i++) {
-        uint32_t lanes = ent[i].lanes & ~col;
-        const int a = ent[i].a, b = ent[i].b;
+        uint32_t lanes = bits & ~col;
         while (lanes) {
             const int l = __builtin_ctz(lanes);
             lanes &= lanes - 1;
             const float x0[3] = {e0[a][0][l], e0[a][1][l], e0[a][2][l]};
             const float xd[3] = {dd[a][0][l], dd[a][1][l], dd[a][2][l]};
-            int hit;
-            if (i < ne_env) {
-                hit = KFN(narrow_box)(S, a, b, (int)((S->aligned_mask >> b) & 1u), x0, xd);
-            } else {
-                const float y0[3] = {e0[b][0][l], e0[b][1][l], e0[b][2][l]};
-                const float yd[3] = {dd[b][0][l], dd[b][1][l], dd[b][2][l]};
-                hit = KFN(narrow_pair)(S, a, b, x0, xd, y0, yd);
-            }
-            col |= (uint32_t)hit << l;
+            const float y0[3] = {e0[b][0][l], e0[b][1][l], e0[b][2][l]};
+            const float yd[3] = {dd[b][0][l], dd[b][1][l], dd[b][2][l]};
+            col |= (uint32_t)KFN(narrow_pair)(S, a, b, x0, xd, y0, yd) << l;
         }
         if (col == full) break;
     }
@@ -319,13 +393,53 @@ done:
     for (int l = 0; l < m; l++) out[l] = (col >> l) & 1u ? 0 : 1;
 }
 
-KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, uint64_t active,
+KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, const uint64_t *active,
                         uint8_t *out)
 {
-    for (long i = 0; i < n; i += W) {
-        long m = n - i < W ? n - i : W;
-        KFN(block)(S, q + CC_NJ * i, (int)m, active, out + i);
+    /* Large batches are processed in an order that groups configurations with
+     * similar first three joints (which place the big links), so that a block's
+     * lanes visit similar BVH nodes. The verdict of a configuration does not
+     * depend on its block. */
+    enum { BINS = 8, NKEY = BINS * BINS * BINS };
+    long *perm = NULL, *cnt = NULL;
+    double *qb = NULL;
+    if (S->use_bvh && n >= 4 * W) {
+        perm = malloc((size_t)n * sizeof(long));
+        cnt = calloc(NKEY + 1, sizeof(long));
+        qb = malloc((size_t)W * CC_NJ * sizeof(double));
     }
+    if (!perm || !cnt || !qb) {
+        free(perm); free(cnt); free(qb);
+        for (long i = 0; i < n; i += W) {
+            long m = n - i < W ? n - i : W;
+            KFN(block)(S, q + CC_NJ * i, (int)m, active, out + i);
+        }
+        return;
+    }
+    const double scale = BINS / (2.0 * 3.14159265358979323846);
+    for (int pass = 0; pass < 2; pass++) {
+        for (long i = 0; i < n; i++) {
+            int key = 0;
+            for (int j = 0; j < 3; j++) {
+                double x = q[CC_NJ * i + j] * scale;
+                long b = (long)floor(x) % BINS;
+                if (b < 0) b += BINS;
+                key = key * BINS + (int)b;
+            }
+            if (pass == 0) cnt[key + 1]++;
+            else perm[cnt[key]++] = i;
+        }
+        if (pass == 0)
+            for (int k = 0; k < NKEY; k++) cnt[k + 1] += cnt[k];
+    }
+    for (long i = 0; i < n; i += W) {
+        const int m = (int)(n - i < W ? n - i : W);
+        uint8_t o[W];
+        for (int l = 0; l < m; l++) memcpy(qb + CC_NJ * l, q + CC_NJ * perm[i + l], CC_NJ * sizeof(double));
+        KFN(block)(S, qb, m, active, o);
+        for (int l = 0; l < m; l++) out[perm[i + l]] = o[l];
+    }
+    free(perm); free(cnt); free(qb);
 }
 
 #undef W

@@ -120,7 +120,49 @@ static cc_scene *get_scene(PyObject *o)
 
 static void scene_free(PyObject *cap)
 {
-    free(PyCapsule_GetPointer(cap, CAPSULE_NAME));
+    cc_scene_free((cc_scene *)PyCapsule_GetPointer(cap, CAPSULE_NAME));
+}
+
+/* Active box set: a Python int (bit b = box b) or a bytes-like object of at least
+ * nwords little-endian 64-bit words. Writes a malloc'ed copy of nwords words to
+ * *out (free it). */
+static int get_active(PyObject *o, const cc_scene *S, uint64_t **out)
+{
+    const int nw = S->nwords > 0 ? S->nwords : 1;
+    uint64_t *w = calloc((size_t)nw, sizeof(uint64_t));
+    if (!w) { PyErr_NoMemory(); return -1; }
+    PyObject *bytes = NULL;
+    if (PyLong_Check(o)) {
+        PyObject *zero = PyLong_FromLong(0);
+        const int neg = zero ? PyObject_RichCompareBool(o, zero, Py_LT) : -1;
+        Py_XDECREF(zero);
+        if (neg != 0) {
+            if (neg < 0) { free(w); return -1; }
+            free(w);
+            PyErr_SetString(PyExc_ValueError, "active: negative box mask");
+            return -1;
+        }
+        bytes = PyObject_CallMethod(o, "to_bytes", "ns", (Py_ssize_t)nw * 8, "little");
+        if (!bytes) { free(w); return -1; }
+        o = bytes;
+    }
+    Py_buffer v;
+    if (PyObject_GetBuffer(o, &v, PyBUF_C_CONTIGUOUS) < 0) {
+        Py_XDECREF(bytes);
+        free(w);
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "active: expected an int mask or a bytes-like word array");
+        return -1;
+    }
+    size_t n = (size_t)v.len < (size_t)nw * 8 ? (size_t)v.len : (size_t)nw * 8;
+    memcpy(w, v.buf, n);
+    PyBuffer_Release(&v);
+    Py_XDECREF(bytes);
+    /* bits past the last box are ignored */
+    if (S->nboxes % 64) w[nw - 1] &= ((uint64_t)1 << (S->nboxes % 64)) - 1;
+    if (S->nboxes == 0) w[0] = 0;
+    *out = w;
+    return 0;
 }
 
 /* ------------------------------------------------------------ scene_new */
@@ -156,13 +198,18 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
         goto out;
     }
     GET(o_lframe, "i", 4, L, "link_frame");
-    GET(o_lmask, "LQ", 8, L, "link_box_mask");
+    GET(o_lmask, "LQ", 8, -1, "link_box_mask");
     GET(o_lip, "d", 8, L * CC_NJ, "lip");
     GET(o_tlip, "d", 8, CC_NJ, "tcp_lip");
     GET(o_boxes, "d", 8, -1, "boxes");
     Py_ssize_t B = b[9].len / 8 / 15;
     if (B > CC_MAX_BOXES || B * 15 * 8 != b[9].len) {
-        PyErr_SetString(PyExc_ValueError, "boxes: need 0..64 rows of 15");
+        PyErr_SetString(PyExc_ValueError, "boxes: need 0..2^20 rows of 15");
+        goto out;
+    }
+    const Py_ssize_t NW = B > 0 ? (B + 63) / 64 : 1;
+    if (b[6].len != L * NW * 8) {
+        PyErr_SetString(PyExc_ValueError, "link_box_mask: need nlinks * ceil(nboxes / 64) words");
         goto out;
     }
     GET(o_fboxes, "f", 4, B * 15, "fboxes");
@@ -186,11 +233,29 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
     }
     GET(o_sphl, "i", 4, NS, "sphere_link");
     GET(o_bound, "f", 4, L * 2, "bound_r");
-    GET(o_fmask, "LQ", 8, L, "fast_box_mask");
+    GET(o_fmask, "LQ", 8, L * NW, "fast_box_mask");
 #undef GET
 
     S = (cc_scene *)calloc(1, sizeof *S);
     if (!S) { PyErr_NoMemory(); goto out; }
+    {
+        const size_t nb1 = (size_t)(B > 0 ? B : 1);
+        S->nwords = (int)NW;
+        S->link_box_mask = calloc((size_t)(L * NW), sizeof(uint64_t));
+        S->fast_box_mask = calloc((size_t)(L * NW), sizeof(uint64_t));
+        S->box_c = calloc(nb1, sizeof *S->box_c);
+        S->box_R = calloc(nb1, sizeof *S->box_R);
+        S->box_h = calloc(nb1, sizeof *S->box_h);
+        S->box_aligned = calloc(nb1, 1);
+        S->fbox_c = calloc(nb1, sizeof *S->fbox_c);
+        S->fbox_ax = calloc(nb1, sizeof *S->fbox_ax);
+        S->fbox_h = calloc(nb1, sizeof *S->fbox_h);
+        if (!S->link_box_mask || !S->fast_box_mask || !S->box_c || !S->box_R || !S->box_h ||
+            !S->box_aligned || !S->fbox_c || !S->fbox_ax || !S->fbox_h) {
+            PyErr_NoMemory();
+            goto out;
+        }
+    }
     const double *dh = b[0].buf, *base = b[1].buf, *lim = b[2].buf, *tcp = b[3].buf,
                  *links = b[4].buf, *lip = b[7].buf, *tlip = b[8].buf, *boxes = b[9].buf,
                  *zones = b[12].buf;
@@ -222,8 +287,10 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
         memcpy(S->link_p0[k], links + 7 * k, 3 * sizeof(double));
         memcpy(S->link_p1[k], links + 7 * k + 3, 3 * sizeof(double));
         S->link_r[k] = links[7 * k + 6];
-        S->link_box_mask[k] = lmask[k];
-        S->fast_box_mask[k] = lmask[k] & fmask[k];
+        for (Py_ssize_t w = 0; w < NW; w++) {
+            S->link_box_mask[k * NW + w] = lmask[k * NW + w];
+            S->fast_box_mask[k * NW + w] = lmask[k * NW + w] & fmask[k * NW + w];
+        }
         memcpy(S->lip[k], lip + CC_NJ * k, CC_NJ * sizeof(double));
         S->bound_r_env[k] = bound[2 * k];
         S->bound_r_self[k] = bound[2 * k + 1];
@@ -276,11 +343,14 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "every link needs at least one covering sphere");
             goto out;
         }
-    cc_fast_prepare(S);
+    if (cc_fast_prepare(S) < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
     res = PyCapsule_New(S, CAPSULE_NAME, scene_free);
     if (res) S = NULL;
 out:
-    free(S);
+    cc_scene_free(S);
     for (int i = 0; i < nb; i++) PyBuffer_Release(&b[i]);
     return res;
 }
@@ -322,9 +392,8 @@ static PyObject *py_fk(PyObject *self, PyObject *args)
 static PyObject *py_fast_check(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *os, *oq, *oo;
-    unsigned long long active;
-    if (!PyArg_ParseTuple(args, "OOKO", &os, &oq, &active, &oo)) return NULL;
+    PyObject *os, *oq, *oa, *oo;
+    if (!PyArg_ParseTuple(args, "OOOO", &os, &oq, &oa, &oo)) return NULL;
     const cc_scene *S = get_scene(os);
     if (!S) return NULL;
     Py_buffer vq, vo;
@@ -334,10 +403,17 @@ static PyObject *py_fast_check(PyObject *self, PyObject *args)
         PyBuffer_Release(&vq);
         return NULL;
     }
+    uint64_t *active;
+    if (get_active(oa, S, &active) < 0) {
+        PyBuffer_Release(&vq);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
     cc_fast_fn fn = fast_fns[cur_level];
     Py_BEGIN_ALLOW_THREADS
-    fn(S, vq.buf, n, (uint64_t)active, vo.buf);
+    fn(S, vq.buf, n, active, vo.buf);
     Py_END_ALLOW_THREADS
+    free(active);
     PyBuffer_Release(&vq);
     PyBuffer_Release(&vo);
     Py_RETURN_NONE;
@@ -346,9 +422,8 @@ static PyObject *py_fast_check(PyObject *self, PyObject *args)
 static PyObject *py_clearance(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *os, *oq, *od, *op;
-    unsigned long long active;
-    if (!PyArg_ParseTuple(args, "OOKOO", &os, &oq, &active, &od, &op)) return NULL;
+    PyObject *os, *oq, *oa, *od, *op;
+    if (!PyArg_ParseTuple(args, "OOOOO", &os, &oq, &oa, &od, &op)) return NULL;
     const cc_scene *S = get_scene(os);
     if (!S) return NULL;
     Py_buffer vq, vd, vp;
@@ -363,12 +438,20 @@ static PyObject *py_clearance(PyObject *self, PyObject *args)
         PyBuffer_Release(&vd);
         return NULL;
     }
+    uint64_t *active;
+    if (get_active(oa, S, &active) < 0) {
+        PyBuffer_Release(&vq);
+        PyBuffer_Release(&vd);
+        PyBuffer_Release(&vp);
+        return NULL;
+    }
     const double *q = vq.buf;
     double *d = vd.buf;
     int *p = vp.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) d[i] = cc_min_clearance(S, q + CC_NJ * i, active, &p[i]);
     Py_END_ALLOW_THREADS
+    free(active);
     PyBuffer_Release(&vq);
     PyBuffer_Release(&vd);
     PyBuffer_Release(&vp);
@@ -378,10 +461,9 @@ static PyObject *py_clearance(PyObject *self, PyObject *args)
 static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *os, *oq;
-    unsigned long long active;
+    PyObject *os, *oq, *oa;
     cc_traj_opts o;
-    if (!PyArg_ParseTuple(args, "OOKdidddi", &os, &oq, &active, &o.dt, &o.mode,
+    if (!PyArg_ParseTuple(args, "OOOdidddi", &os, &oq, &oa, &o.dt, &o.mode,
                           &o.speed_limit_outside, &o.speed_limit_zone, &o.fixed_step,
                           &o.max_depth))
         return NULL;
@@ -403,13 +485,132 @@ static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
     Py_buffer vq;
     Py_ssize_t n;
     if (get_q(oq, &vq, &n) < 0) return NULL;
+    uint64_t *active;
+    if (get_active(oa, S, &active) < 0) {
+        PyBuffer_Release(&vq);
+        return NULL;
+    }
     cc_traj_result r;
     Py_BEGIN_ALLOW_THREADS
     cc_check_trajectory(S, vq.buf, n, active, &o, &r);
     Py_END_ALLOW_THREADS
+    free(active);
     PyBuffer_Release(&vq);
-    return Py_BuildValue("iliiddiddil", r.code, r.index, r.joint, r.zone, r.value, r.limit,
-                         r.pair, r.pair_clearance, r.min_clearance, r.min_pair, r.evals);
+    return Py_BuildValue("iliiddiddildd", r.code, r.index, r.joint, r.zone, r.value, r.limit,
+                         r.pair, r.pair_clearance, r.min_clearance, r.min_pair, r.evals,
+                         r.speed_chord_max, r.speed_bound_max);
+}
+
+/* plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend,
+ * out) -> (code, n_waypoints, samples); out: float64 buffer of max_out * 6. */
+static PyObject *py_plan(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *os, *oa, *ob, *oact, *oo;
+    unsigned long long seed;
+    long max_samples;
+    int shortcut_iters;
+    double step, ext;
+    if (!PyArg_ParseTuple(args, "OOOOKlidd" "O", &os, &oa, &ob, &oact, &seed, &max_samples,
+                          &shortcut_iters, &step, &ext, &oo))
+        return NULL;
+    const cc_scene *S = get_scene(os);
+    if (!S) return NULL;
+    if (!(step > 0.0 && isfinite(step)) || !(ext > 0.0 && isfinite(ext)) || max_samples < 0 ||
+        max_samples > 100000000 || shortcut_iters < 0) {
+        PyErr_SetString(PyExc_ValueError, "invalid planner options");
+        return NULL;
+    }
+    Py_buffer va, vb, vo;
+    Py_ssize_t na, nb;
+    if (get_q(oa, &va, &na) < 0) return NULL;
+    if (get_q(ob, &vb, &nb) < 0) { PyBuffer_Release(&va); return NULL; }
+    if (na != 1 || nb != 1) {
+        PyErr_SetString(PyExc_ValueError, "q_start and q_goal must be single configurations");
+        PyBuffer_Release(&va);
+        PyBuffer_Release(&vb);
+        return NULL;
+    }
+    if (get_buf(oo, &vo, "d", 8, -1, "out", 1) < 0) {
+        PyBuffer_Release(&va);
+        PyBuffer_Release(&vb);
+        return NULL;
+    }
+    uint64_t *active;
+    if (get_active(oact, S, &active) < 0) {
+        PyBuffer_Release(&va);
+        PyBuffer_Release(&vb);
+        PyBuffer_Release(&vo);
+        return NULL;
+    }
+    cc_plan_opts o = {(uint64_t)seed, max_samples, shortcut_iters, step, ext};
+    long nout = 0, samples = 0;
+    int code;
+    cc_fast_fn fn = fast_fns[cur_level];
+    Py_BEGIN_ALLOW_THREADS
+    code = cc_plan(S, active, fn, va.buf, vb.buf, &o, vo.buf, (long)(vo.len / 8 / CC_NJ), &nout,
+                   &samples);
+    Py_END_ALLOW_THREADS
+    free(active);
+    PyBuffer_Release(&va);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&vo);
+    return Py_BuildValue("ill", code, nout, samples);
+}
+
+/* motion_free(scene, q_a, q_b, active, step) -> bool (fast path, see plan.c). */
+static PyObject *py_motion_free(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *os, *oa, *ob, *oact;
+    double step;
+    if (!PyArg_ParseTuple(args, "OOOOd", &os, &oa, &ob, &oact, &step)) return NULL;
+    const cc_scene *S = get_scene(os);
+    if (!S) return NULL;
+    if (!(step > 0.0 && isfinite(step))) {
+        PyErr_SetString(PyExc_ValueError, "step must be positive");
+        return NULL;
+    }
+    Py_buffer va, vb;
+    Py_ssize_t na, nb;
+    if (get_q(oa, &va, &na) < 0) return NULL;
+    if (get_q(ob, &vb, &nb) < 0) { PyBuffer_Release(&va); return NULL; }
+    uint64_t *active = NULL;
+    if (na != 1 || nb != 1 || get_active(oact, S, &active) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "single configurations expected");
+        PyBuffer_Release(&va);
+        PyBuffer_Release(&vb);
+        return NULL;
+    }
+    int ok;
+    cc_fast_fn fn = fast_fns[cur_level];
+    Py_BEGIN_ALLOW_THREADS
+    ok = cc_motion_free(S, active, fn, va.buf, vb.buf, step);
+    Py_END_ALLOW_THREADS
+    free(active);
+    PyBuffer_Release(&va);
+    PyBuffer_Release(&vb);
+    return PyBool_FromLong(ok);
+}
+
+/* set_broad_phase(scene, mode): "bvh" or "flat" (both give the same verdicts; for
+ * tests and benchmarks); returns the previous mode. */
+static PyObject *py_set_broad_phase(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *os;
+    const char *mode;
+    if (!PyArg_ParseTuple(args, "Os", &os, &mode)) return NULL;
+    cc_scene *S = get_scene(os);
+    if (!S) return NULL;
+    const char *prev = S->use_bvh ? "bvh" : "flat";
+    if (strcmp(mode, "bvh") == 0) S->use_bvh = 1;
+    else if (strcmp(mode, "flat") == 0) S->use_bvh = 0;
+    else {
+        PyErr_SetString(PyExc_ValueError, "broad phase must be 'bvh' or 'flat'");
+        return NULL;
+    }
+    return PyUnicode_FromString(prev);
 }
 
 /* Batched primitives for tests: seg_box_dist(e0, e1, c, R, h, out) with rows of 3/3/3/9/3
@@ -526,6 +727,13 @@ static PyMethodDef methods[] = {
      "clearance(scene, q, active_mask, out_distance, out_pair): exact minimum clearance."},
     {"check_trajectory", py_check_trajectory, METH_VARARGS,
      "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth)."},
+    {"set_broad_phase", py_set_broad_phase, METH_VARARGS,
+     "set_broad_phase(scene, 'bvh' | 'flat') -> previous mode."},
+    {"plan", py_plan, METH_VARARGS,
+     "plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend, out)"
+     " -> (code, n_waypoints, samples)."},
+    {"motion_free", py_motion_free, METH_VARARGS,
+     "motion_free(scene, q_a, q_b, active, step): straight joint motion free on the fast path."},
     {"seg_box_dist", py_seg_box_dist, METH_VARARGS, "Batched segment-to-oriented-box distance."},
     {"seg_seg_dist", py_seg_seg_dist, METH_VARARGS, "Batched segment-to-segment distance."},
     {"simd_level", py_simd_level, METH_NOARGS, "Name of the SIMD level in use."},
