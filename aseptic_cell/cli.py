@@ -199,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_emulate_parser(sub)
 
     from .assets.cli import add_assets_parser  # issue 16: Gazebo/MuJoCo assets
+    from .bag.cli import add_bag_parser  # issue 16: MCAP recording
 
     add_assets_parser(sub)
+    add_bag_parser(sub)
 
     d = sub.add_parser("demo", help="start the node graph and run one batch of a recipe through the supervisor")
     d.add_argument("--config", help="configuration directory")

@@ -32,7 +32,8 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def add_assets_parser(sub: Any) -> None:
-    a = sub.add_parser("assets", help="regenerate the URDF, SDF world, bridge and controller files from config/")
+    a = sub.add_parser("assets", help="regenerate the URDF, SDF world, bridge and controller files "
+                                      "from config/")
     a.add_argument("--config", help="configuration directory (default: the project's config/)")
     a.add_argument("--out", help="output directory (default: sim/assets of the source tree)")
     a.add_argument("--check", action="store_true", help="only compare; exit 1 if a file differs")

@@ -22,6 +22,11 @@ import numpy as np
 from .numbers import num, nums, rpy_from_matrix, rpy_matrix, z_to
 
 ROBOT_NAME = "aseptic_cell_arm"
+HW_NAMESPACE = "/arm_hw"
+"""Namespace of the arm's hardware interface (controller manager, /arm_hw/joint_states,
+/arm_hw/joint_trajectory_controller/joint_trajectory): the cell's own /joint_states stays the arm
+node's, as with every other backend."""
+
 CONTROLLERS_PLACEHOLDER = "@CONTROLLERS_YAML@"
 """Written where gz_ros2_control wants the controllers YAML's absolute path; launch/gazebo.launch.py
 replaces it (no xacro, so nothing else would substitute a package path)."""
@@ -167,8 +172,10 @@ def urdf_text(arm: Any) -> str:
                   f'        <param name="initial_value">{num(q0)}</param>', "      </state_interface>",
                   '      <state_interface name="velocity"/>', "    </joint>"]
     lines += ["  </ros2_control>", "  <gazebo>",
-              '    <plugin filename="gz_ros2_control-system" name="gz_ros2_control::GazeboSimROS2ControlPlugin">',
-              f"      <parameters>{CONTROLLERS_PLACEHOLDER}</parameters>", "    </plugin>", "  </gazebo>",
+              '    <plugin filename="gz_ros2_control-system"'
+              ' name="gz_ros2_control::GazeboSimROS2ControlPlugin">',
+              f"      <parameters>{CONTROLLERS_PLACEHOLDER}</parameters>",
+              f"      <ros><namespace>{HW_NAMESPACE}</namespace></ros>", "    </plugin>", "  </gazebo>",
               "</robot>", ""]
     return "\n".join(lines)
 
@@ -200,4 +207,4 @@ def urdf_link_frames(urdf: str, q: np.ndarray) -> dict[str, np.ndarray]:
     return frames
 
 
-__all__ = ["CONTROLLERS_PLACEHOLDER", "ROBOT_NAME", "urdf_link_frames", "urdf_text"]
+__all__ = ["CONTROLLERS_PLACEHOLDER", "HW_NAMESPACE", "ROBOT_NAME", "urdf_link_frames", "urdf_text"]

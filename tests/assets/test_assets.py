@@ -14,7 +14,7 @@ import yaml
 
 from aseptic_cell.assets import ASSET_FILES, default_assets_dir, generate
 from aseptic_cell.assets.generate import stale_assets, write_assets
-from aseptic_cell.assets.urdf import CONTROLLERS_PLACEHOLDER, urdf_link_frames
+from aseptic_cell.assets.urdf import CONTROLLERS_PLACEHOLDER, HW_NAMESPACE, urdf_link_frames
 from aseptic_cell.assets.validate import check_urdf, ign_sdf_check
 from aseptic_cell.config import default_config_dir, load_config
 
@@ -27,6 +27,16 @@ WORLD = ASSETS / "isolator.sdf"
 @pytest.fixture(scope="module")
 def cfg():
     return load_config(default_config_dir())
+
+
+def _find(el: ET.Element, path: str) -> ET.Element:
+    found = el.find(path)
+    assert found is not None, path
+    return found
+
+
+def _text(el: ET.Element, path: str) -> str:
+    return str(_find(el, path).text)
 
 
 def _dh(arm, q):
@@ -83,9 +93,9 @@ def test_urdf_structure(cfg):
     for link in root.findall("link"):
         inertial = link.find("inertial")
         if inertial is not None:
-            assert float(inertial.find("mass").get("value")) > 0
-            i = inertial.find("inertia")
-            m = np.array([[float(i.get(a)) for a in row] for row in
+            assert float(_find(inertial, "mass").get("value", "nan")) > 0
+            i = _find(inertial, "inertia")
+            m = np.array([[float(i.get(a, "nan")) for a in row] for row in
                           (("ixx", "ixy", "ixz"), ("ixy", "iyy", "iyz"), ("ixz", "iyz", "izz"))])
             ev = np.linalg.eigvalsh(m)
             assert ev.min() > 0 and ev[0] + ev[1] >= ev[2] * (1 - 1e-9)  # triangle inequality
@@ -96,7 +106,8 @@ def test_urdf_structure(cfg):
         assert {f"{c.name}_cyl", f"{c.name}_end0", f"{c.name}_end1"} <= names
     hw = root.find("ros2_control/hardware/plugin")
     assert hw is not None and hw.text == "gz_ros2_control/GazeboSimSystem"
-    assert root.find("gazebo/plugin/parameters").text == CONTROLLERS_PLACEHOLDER
+    assert _text(root, "gazebo/plugin/parameters") == CONTROLLERS_PLACEHOLDER
+    assert _text(root, "gazebo/plugin/ros/namespace") == HW_NAMESPACE
 
 
 def test_world_has_walls_and_equipment_only(cfg):
@@ -104,8 +115,8 @@ def test_world_has_walls_and_equipment_only(cfg):
     assert root.get("version") == "1.9"
     models = root.findall("world/model")
     assert [m.get("name") for m in models] == ["isolator"]  # the arm is spawned, not included
-    assert models[0].find("static").text == "true"
-    names = {c.get("name").removesuffix("_collision") for c in models[0].iter("collision")}
+    assert _text(models[0], "static") == "true"
+    names = {str(c.get("name")).removesuffix("_collision") for c in models[0].iter("collision")}
     assert names == {b.name for b in cfg.geometry.boxes if b.kind in ("wall", "equipment")}
     assert not names & {b.name for b in cfg.geometry.boxes if b.kind == "keepout"}
 
@@ -120,21 +131,24 @@ def test_bridge_and_controllers_yaml(cfg):
     clock = [e for e in entries if e.get("ros_topic_name") == "/clock"]
     assert clock and clock[0]["direction"] == "GZ_TO_ROS" and clock[0]["gz_type_name"] == "gz.msgs.Clock"
     ctl = yaml.safe_load((ASSETS / "controllers.yaml").read_text())
-    cm = ctl["controller_manager"]["ros__parameters"]
-    assert cm["joint_trajectory_controller"]["type"] == "joint_trajectory_controller/JointTrajectoryController"
+    cm = ctl["/**/controller_manager"]["ros__parameters"]
+    jtc_type = "joint_trajectory_controller/JointTrajectoryController"
+    assert cm["joint_trajectory_controller"]["type"] == jtc_type
     assert cm["joint_state_broadcaster"]["type"] == "joint_state_broadcaster/JointStateBroadcaster"
-    jtc = ctl["joint_trajectory_controller"]["ros__parameters"]
+    jtc = ctl["/**/joint_trajectory_controller"]["ros__parameters"]
     assert jtc["joints"] == [j.name for j in cfg.arm.joints] and jtc["command_interfaces"] == ["position"]
 
 
 def test_launch_file_substitutes_every_path():
     spec = importlib.util.spec_from_file_location("gazebo_launch", ROOT / "launch" / "gazebo.launch.py")
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # launch/launch_ros are imported only inside generate_launch_description
     assert tuple(mod.ASSETS) == ASSET_FILES and mod.PLACEHOLDER == CONTROLLERS_PLACEHOLDER
+    assert mod.NAMESPACE == HW_NAMESPACE
     desc = mod.robot_description(str(ASSETS))
     assert CONTROLLERS_PLACEHOLDER not in desc and "$(find" not in desc
-    path = ET.fromstring(desc).find("gazebo/plugin/parameters").text
+    path = _text(ET.fromstring(desc), "gazebo/plugin/parameters")
     assert Path(path).is_absolute() and Path(path).is_file()
 
 
@@ -168,7 +182,8 @@ def test_ign_sdf_refuses_broken_copies(tmp_path):
     bad_world.write_text(WORLD.read_text().replace("<static>true</static>", "<static>maybe</static>"))
     assert any("exit code" in p for p in ign_sdf_check(bad_world))
     bad_urdf = tmp_path / "bad.urdf"
-    bad_urdf.write_text(URDF.read_text().replace('<parent link="dh_frame_2"/>', '<parent link="nowhere"/>', 1))
+    text = URDF.read_text()
+    bad_urdf.write_text(text.replace('<parent link="dh_frame_2"/>', '<parent link="nowhere"/>', 1))
     assert any("exit code" in p for p in ign_sdf_check(bad_urdf))
 
 
