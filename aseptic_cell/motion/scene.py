@@ -28,13 +28,16 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import numpy as np
 
 from aseptic_cell.config.robot import ArmConfig, GeometryConfig
 
 from . import _ccheck
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .planner import PlanResult
 
 Mode = Literal["certified", "fixed", "samples"]
 SpeedClass = Literal["near_product", "transit"]
@@ -572,6 +575,35 @@ class Scene:
         return TrajectoryCheck(
             False, int(index), reason, kind, float(min_c), closest, failing, int(evals), **speeds
         )
+
+
+def _plan_method(
+    self: Scene,
+    q_start: object,
+    q_goal: object,
+    *,
+    conditions: Iterable[str] | None = None,
+    speed_class: SpeedClass | None = None,
+    seed: int = 0,
+    dt: float = 0.02,
+    **options: Any,
+) -> "PlanResult":
+    """Plan a collision-free, timed, certified trajectory q_start -> q_goal.
+
+    RRT-Connect (C, over the fast path, deterministic for ``seed``) with shortcutting,
+    minimum-jerk timing within the joint limits and the TCP speed class, then the
+    certified :meth:`check_trajectory` of the result under ``conditions``. Returns a
+    :class:`~aseptic_cell.motion.planner.PlanResult`; ``ok=False`` with ``code``
+    ``start_in_collision``, ``goal_in_collision``, ``no_path`` or ``not_certified``
+    and a ``reason`` otherwise. ``options``: ``max_samples``, ``shortcut_iters``,
+    ``buffer_m``.
+    """
+    from .planner import plan
+
+    return plan(self, q_start, q_goal, conditions=conditions, speed_class=speed_class, seed=seed, dt=dt, **options)
+
+
+Scene.plan = _plan_method  # type: ignore[attr-defined]
 
 
 def scene_from_files(config_dir: str | Path, **kwargs: object) -> Scene:

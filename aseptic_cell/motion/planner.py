@@ -1,0 +1,196 @@
+"""Collision-free joint-space planning: the C planner (RRT-Connect over the float32 fast
+path, shortcutting; ``src/plan.c``), then time parameterisation within the joint velocity
+and acceleration limits and the TCP speed class, then the certified trajectory check of
+the result. Use it as :meth:`aseptic_cell.motion.Scene.plan`.
+
+The search runs on a copy of the scene whose safety margin is larger by a planning
+buffer; edges are checked at configurations no more than the buffer of link motion
+apart, so a path found there keeps the real margin between its checked configurations
+(argument in ``plan.c``). If the start or the goal is free on the real scene but inside
+the buffer, the search is retried with a quarter of the buffer.
+
+Every returned trajectory has passed :meth:`Scene.check_trajectory` in certified mode
+(collisions proven free between samples, limits, certified TCP speed), with the same
+conditions; a result that does not is a refusal, never a path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from . import _ccheck
+from .planning import min_jerk_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .scene import Scene, SpeedClass, TrajectoryCheck
+
+#: Planning buffer added to the safety margin for the search (m).
+PLAN_BUFFER_M = 0.01
+#: RRT extension length (rad, largest joint move per extension).
+EXTEND_RAD = 0.5
+#: Default search budget (RRT-Connect iterations) and shortcut attempts.
+MAX_SAMPLES = 20000
+SHORTCUT_ITERS = 60
+#: Fraction of the joint velocity / acceleration limits and of the TCP speed class the
+#: time parameterisation aims at (the certified check then verifies the real limits).
+LIMIT_FRACTION = 0.9
+_MAX_WAYPOINTS = 4096
+
+_CODES = {1: "start_in_collision", 2: "goal_in_collision", 3: "no_path", 4: "no_path"}
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Outcome of :meth:`Scene.plan`.
+
+    Attributes:
+        ok: a certified trajectory was found.
+        code: ``"ok"``, ``"start_in_collision"``, ``"goal_in_collision"``, ``"no_path"``
+            (no path within the search budget) or ``"not_certified"`` (the timed path
+            failed the certified check; never returned as a path).
+        reason: human-readable refusal reason, ``""`` when ok.
+        waypoints: (M, 6) joint waypoints after shortcutting (start .. goal); empty on refusal.
+        samples: (N, 6) timed trajectory sampled every ``dt`` seconds; empty on refusal.
+        dt: sample period (s).
+        check: the certified :class:`TrajectoryCheck` of ``samples`` (None if not reached).
+        iterations: RRT-Connect iterations used (0 for a straight move).
+        plan_ms: wall time of the whole call (ms).
+    """
+
+    ok: bool
+    code: str
+    reason: str
+    waypoints: np.ndarray
+    samples: np.ndarray
+    dt: float
+    check: "TrajectoryCheck | None"
+    iterations: int
+    plan_ms: float
+
+    @property
+    def duration_s(self) -> float:
+        return float(max(len(self.samples) - 1, 0) * self.dt)
+
+
+def _planning_scene(scene: "Scene", buffer: float) -> "Scene":
+    cache: dict[float, Scene] = scene.__dict__.setdefault("_plan_scenes", {})
+    if buffer not in cache:
+        from .scene import Scene
+
+        arm = scene.arm.model_copy(update={"safety_margin_m": scene.margin + buffer})
+        cache[buffer] = Scene(arm, scene.geometry, scene.tcp_offset)
+    return cache[buffer]
+
+
+def _segment_samples(qa: np.ndarray, qb: np.ndarray, steps: int) -> np.ndarray:
+    u = np.arange(1, steps + 1) / steps
+    s = 10 * u**3 - 15 * u**4 + 6 * u**5
+    return qa[None, :] + s[:, None] * (qb - qa)[None, :]
+
+
+def time_parameterise(scene: "Scene", waypoints: np.ndarray, dt: float, speed_limit: float,
+                      stretch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rest-to-rest minimum-jerk segments between consecutive waypoints, each timed to
+    ``LIMIT_FRACTION`` of the joint limits and stretched until its chordal TCP speed is
+    within ``LIMIT_FRACTION * speed_limit``; samples every ``dt``. Returns (samples,
+    segment end indices). The samples stay on the straight joint segments."""
+    vmax, amax = scene.limits[:, 2], scene.limits[:, 3]
+    out = [waypoints[:1]]
+    ends = []
+    n = 0
+    for i in range(len(waypoints) - 1):
+        qa, qb = waypoints[i], waypoints[i + 1]
+        T = max(min_jerk_duration(qa, qb, vmax, amax, LIMIT_FRACTION), 4 * dt)
+        if stretch is not None:
+            T *= float(stretch[i])
+        for _ in range(12):
+            steps = max(4, math.ceil(T / dt - 1e-9))
+            seg = _segment_samples(qa, qb, steps)
+            tcp = scene.fk(np.concatenate([qa[None], seg])).tcp
+            peak = float((np.linalg.norm(np.diff(tcp, axis=0), axis=1) / dt).max())
+            if peak <= LIMIT_FRACTION * speed_limit:
+                break
+            T = steps * dt * max(1.05, peak / (LIMIT_FRACTION * speed_limit))
+        out.append(seg)
+        n += len(seg)
+        ends.append(n)
+    return np.ascontiguousarray(np.concatenate(out)), np.array(ends)
+
+
+def plan(
+    scene: "Scene",
+    q_start: object,
+    q_goal: object,
+    *,
+    conditions: Iterable[str] | None = None,
+    speed_class: "SpeedClass | None" = None,
+    seed: int = 0,
+    dt: float = 0.02,
+    max_samples: int = MAX_SAMPLES,
+    shortcut_iters: int = SHORTCUT_ITERS,
+    buffer_m: float = PLAN_BUFFER_M,
+) -> PlanResult:
+    """Plan q_start -> q_goal (see :meth:`Scene.plan`)."""
+    from .scene import as_joint_array
+
+    t0 = time.perf_counter()
+    qs = as_joint_array(q_start, allow_single=True).reshape(1, 6)
+    qg = as_joint_array(q_goal, allow_single=True).reshape(1, 6)
+    if not (isinstance(seed, int) and 0 <= seed < 2**64):
+        raise ValueError("seed must be an int in [0, 2**64)")
+    cls = speed_class or "transit"
+    if cls not in scene.speed_limits:
+        raise ValueError(f"speed_class must be None, 'near_product' or 'transit', got {speed_class!r}")
+    limit = scene.speed_limits[cls]  # near-product zones: stretched below on the certified check
+    conds = scene.active_conditions if conditions is None else frozenset(conditions)
+
+    def refuse(code: str, reason: str, iters: int = 0, check: "TrajectoryCheck | None" = None) -> PlanResult:
+        empty = np.zeros((0, 6))
+        return PlanResult(False, code, reason, empty, empty, dt, check, iters,
+                          (time.perf_counter() - t0) * 1e3)
+
+    # start and goal on the real scene first: a refusal names the pair
+    ends = scene.clearance(np.concatenate([qs, qg]), conditions=conds)
+    for i, (name, q) in enumerate((("start", qs), ("goal", qg))):
+        lim = scene.limits
+        if not ((q[0] >= lim[:, 0]) & (q[0] <= lim[:, 1])).all():
+            return refuse(f"{name}_in_collision", f"{name} outside the joint limits")
+        if ends.distance[i] < scene.margin:
+            return refuse(f"{name}_in_collision",
+                          f"{name} in collision: {ends.link[i]} vs {ends.other[i]} "
+                          f"(clearance {ends.distance[i] * 1000:.1f} mm < margin {scene.margin * 1000:.1f} mm)")
+    out = np.empty((_MAX_WAYPOINTS, 6))
+    code, n, iters = 1, 0, 0
+    for buf in (buffer_m, buffer_m / 4):
+        ps = _planning_scene(scene, buf)
+        active = ps._mask_arg(conds)
+        code, n, iters = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples), int(shortcut_iters),
+                                      float(buf), EXTEND_RAD, out)
+        if code not in (1, 2):  # start/goal inside the buffer only: retry with a smaller one
+            break
+    if code != 0:
+        name = _CODES.get(code, "no_path")
+        if name == "no_path":
+            return refuse(name, f"no path within the budget of {max_samples} samples", iters)
+        return refuse(name, f"{name.split('_')[0]} within {scene.margin * 1000 + buf * 1000:.1f} mm of an obstacle "
+                            f"(planning buffer); no room to plan", iters)
+    waypoints = out[:n].copy()
+    stretch = np.ones(max(n - 1, 1))
+    check = None
+    for _ in range(8):
+        samples, seg_ends = time_parameterise(scene, waypoints, dt, limit, stretch)
+        check = scene.check_trajectory(samples, dt, speed_class=cls, conditions=conds)
+        if check.ok:
+            return PlanResult(True, "ok", "", waypoints, samples, dt, check, iters,
+                              (time.perf_counter() - t0) * 1e3)
+        if check.kind not in ("speed", "limit") or check.first_failing_index is None:
+            break
+        seg = int(np.searchsorted(seg_ends, check.first_failing_index))
+        stretch[min(seg, len(stretch) - 1)] *= 1.5
+    reason = check.reason if check is not None else "not checked"
+    return refuse("not_certified", f"planned path not certified: {reason}", iters, check)
