@@ -12,27 +12,54 @@ Listeners are observers: an exception in one is logged and never reaches the cal
 (ARCHITECTURE rule 4). A record write that fails is logged and retried on the next event, in
 order, so nothing is lost while the record store recovers; the alarm itself is annunciated
 regardless.
+
+The alarm model (states, per-alarm state, events, views) is in :mod:`.state`; shelving and
+out-of-service with their e-signatures in :mod:`.shelving` (a mixin of :class:`AlarmManager`).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
 from aseptic_cell.auth._yaml import load_yaml_strict
-from aseptic_cell.records.canonical import content_hash, iso_utc
+from aseptic_cell.records.canonical import iso_utc
 
 from .models import PRIORITY_RANK, AlarmDef, AlarmSettings, AlarmsFile
+from .shelving import AlarmShelving
+from .state import (
+    ANNUNCIATED,
+    AlarmEntry,
+    AlarmError,
+    AlarmEvent,
+    AlarmState,
+    AlarmStatus,
+    Clock,
+    UnknownAlarmError,
+    jsonable,
+    who,
+)
+
+__all__ = [
+    "ANNUNCIATED",
+    "AlarmError",
+    "AlarmEvent",
+    "AlarmManager",
+    "AlarmState",
+    "AlarmStatus",
+    "AlarmsFileError",
+    "Clock",
+    "UnknownAlarmError",
+    "load_alarms_file",
+]
 
 if TYPE_CHECKING:
     from aseptic_cell.records import BatchRecord
@@ -40,172 +67,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-
-class AlarmState(enum.StrEnum):
-    NORMAL = "NORMAL"
-    UNACK = "UNACK"
-    ACKED = "ACKED"
-    RTN_UNACK = "RTN_UNACK"
-    LATCHED = "LATCHED"
-    SHELVED = "SHELVED"
-    SUPPRESSED = "SUPPRESSED"
-    OUT_OF_SERVICE = "OUT_OF_SERVICE"
-
-
-ANNUNCIATED = frozenset({AlarmState.UNACK, AlarmState.ACKED, AlarmState.RTN_UNACK, AlarmState.LATCHED})
-
-
-class AlarmError(Exception):
-    """An operator action on an alarm is not possible now; the message says why."""
-
-
-class UnknownAlarmError(AlarmError, KeyError):
-    """No alarm with that id in the master alarm database."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown alarm"
-
-
 class AlarmsFileError(ValueError):
     """``alarms.yaml`` is malformed or invalid."""
 
 
-@dataclass(frozen=True)
-class AlarmEvent:
-    """What listeners receive (and what the record entry holds in its payload)."""
-
-    event: str  # raised, acknowledged, returned, reset, shelved, unshelved, ...
-    alarm_id: str  # "" for flood_start / flood_end
-    state: str  # state after the event
-    time: float
-    actor: str = "system"
-    reason: str = ""
-    payload: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AlarmStatus:
-    """Read-only view of one alarm for the HMI / OPC UA."""
-
-    id: str
-    state: AlarmState
-    priority: str
-    severity: int
-    source: str
-    device: str
-    description: str
-    limit_type: str
-    value: Any
-    message: str
-    occurrence: int
-    raised_at: float | None
-    acked_by: str
-    acked_at: float | None
-    ack_comment: str
-    returned_at: float | None
-    shelved_until: float | None
-    chattering: bool
-    consequence: str
-    response: str
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["state"] = self.state.value
-        for k in ("raised_at", "acked_at", "returned_at", "shelved_until"):
-            d[k + "_iso"] = iso_utc(d[k]) if d[k] is not None else None
-        return d
-
-
-def _jsonable(value: Any) -> Any:
-    """Make a process value safe for the record: NaN/inf become text (they are the news)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    return str(value)
-
-
-def _who(user: Any) -> tuple[str, str]:
-    """(id, role) of a user given as an id string or an object with ``id`` / ``role``."""
-    if isinstance(user, str):
-        uid, role = user, ""
-    else:
-        uid, role = str(getattr(user, "id", "") or ""), str(getattr(user, "role", "") or "")
-    if not uid.strip():
-        raise AlarmError("an operator action on an alarm needs a user id (attributable)")
-    return uid, role
-
-
-class _Alarm:
-    __slots__ = (
-        "d",
-        "active",
-        "hidden",
-        "acked",
-        "latched_pending",
-        "occurrence",
-        "source",
-        "value",
-        "message",
-        "raised_at",
-        "acked_by",
-        "acked_at",
-        "ack_comment",
-        "returned_at",
-        "shelved_until",
-        "shelved_by",
-        "shelve_reason",
-        "oos",
-        "oos_by",
-        "oos_reason",
-        "occ_times",
-        "chattering",
-    )
-
-    def __init__(self, d: AlarmDef) -> None:
-        self.d = d
-        self.active = False  # the process condition
-        self.hidden = False  # condition active but not annunciated (suppressed by design)
-        self.acked = True
-        self.latched_pending = False
-        self.occurrence = 0
-        self.source = d.source
-        self.value: Any = None
-        self.message = ""
-        self.raised_at: float | None = None
-        self.acked_by = ""
-        self.acked_at: float | None = None
-        self.ack_comment = ""
-        self.returned_at: float | None = None
-        self.shelved_until: float | None = None
-        self.shelved_by = ""
-        self.shelve_reason = ""
-        self.oos = False
-        self.oos_by = ""
-        self.oos_reason = ""
-        self.occ_times: deque[float] = deque()
-        self.chattering = False
-
-    def state(self) -> AlarmState:
-        if self.oos:
-            return AlarmState.OUT_OF_SERVICE
-        if self.shelved_until is not None:
-            return AlarmState.SHELVED
-        if self.active and self.hidden:
-            return AlarmState.SUPPRESSED
-        if self.active:
-            return AlarmState.ACKED if self.acked else AlarmState.UNACK
-        if not self.acked:
-            return AlarmState.RTN_UNACK
-        if self.latched_pending:
-            return AlarmState.LATCHED
-        return AlarmState.NORMAL
-
-
-class AlarmManager:
+class AlarmManager(AlarmShelving):
     """ISA-18.2 alarm manager.
 
     Args:
@@ -237,11 +103,11 @@ class AlarmManager:
         self._clock = clock
         self._record = record
         self._lock = threading.RLock()
-        self._alarms: dict[str, _Alarm] = {}
+        self._alarms: dict[str, AlarmEntry] = {}
         for d in alarm_defs:
             if d.id in self._alarms:
                 raise ValueError(f"alarm id {d.id!r} defined twice")
-            self._alarms[d.id] = _Alarm(d)
+            self._alarms[d.id] = AlarmEntry(d)
         self._design: dict[str, bool] = {s: False for s in design_states}
         self._listeners: list[Callable[[AlarmEvent], None]] = []
         self._ann_times: deque[float] = deque()
@@ -301,7 +167,7 @@ class AlarmManager:
             self._housekeeping(now, events)
             if source:
                 a.source = source
-            a.value, a.message = _jsonable(value), str(message)
+            a.value, a.message = jsonable(value), str(message)
             if a.active:
                 return a.state()  # still present: no new occurrence
             a.active = True
@@ -340,7 +206,7 @@ class AlarmManager:
             was_hidden = a.hidden
             a.active, a.hidden = False, False
             if value is not None:
-                a.value = _jsonable(value)
+                a.value = jsonable(value)
             a.returned_at = now
             if a.d.latched and not was_hidden and a.shelved_until is None and not a.oos:
                 a.latched_pending = True
@@ -379,7 +245,7 @@ class AlarmManager:
             AlarmError: nothing to acknowledge (already acknowledged, normal, shelved, suppressed,
                 out of service).
         """
-        uid, role = _who(user)
+        uid, role = who(user)
         events: list[AlarmEvent] = []
         with self._lock:
             now = self._now()
@@ -401,7 +267,7 @@ class AlarmManager:
             AlarmError: the alarm is not latched, its condition is still present, or it is
                 not acknowledged yet.
         """
-        uid, role = _who(user)
+        uid, role = who(user)
         events: list[AlarmEvent] = []
         with self._lock:
             now = self._now()
@@ -421,152 +287,6 @@ class AlarmManager:
         self._notify(events)
         return state
 
-    def shelve_subject_hash(self, alarm_id: str, user: Any, reason: str, duration_s: float) -> str:
-        """The hash an e-signature for this shelve request must cover (Part 11 §11.70)."""
-        uid, _ = _who(user)
-        a = self._get(alarm_id)
-        return content_hash(
-            {
-                "request": "alarm.shelve",
-                "alarm_id": alarm_id,
-                "user": uid,
-                "reason": reason,
-                "duration_s": float(duration_s),
-                "occurrence": a.occurrence,
-            }
-        )
-
-    def out_of_service_subject_hash(self, alarm_id: str, user: Any, reason: str) -> str:
-        uid, _ = _who(user)
-        return content_hash(
-            {
-                "request": "alarm.out_of_service",
-                "alarm_id": alarm_id,
-                "user": uid,
-                "reason": reason,
-                "occurrence": self._get(alarm_id).occurrence,
-            }
-        )
-
-    def shelve(
-        self, alarm_id: str, user: Any, reason: str, duration_s: float, signature: Any = None
-    ) -> AlarmState:
-        """Shelve an alarm for ``duration_s`` (time-limited; auto-unshelved on the clock).
-
-        Args:
-            signature: an :class:`~aseptic_cell.auth.Signature` by ``user`` whose
-                ``record_hash`` is :meth:`shelve_subject_hash` of this request; required when
-                ``settings.shelve_requires_signature``.
-
-        Raises:
-            AlarmError: not shelvable, no reason, duration out of range, already shelved or out
-                of service, missing / wrong / stale signature.
-        """
-        uid, role = _who(user)
-        events: list[AlarmEvent] = []
-        with self._lock:
-            now = self._now()
-            a = self._get(alarm_id)
-            self._housekeeping(now, events)
-            if not a.d.shelvable:
-                raise AlarmError(f"alarm {alarm_id} may not be shelved (rationalised as not shelvable)")
-            if not str(reason).strip():
-                raise AlarmError("shelving needs a reason")
-            cap = min(self.settings.max_shelve_s, a.d.max_shelve_s or math.inf)
-            if not (
-                isinstance(duration_s, (int, float)) and math.isfinite(duration_s) and 0 < duration_s <= cap
-            ):
-                raise AlarmError(f"shelve duration must be > 0 and <= {cap:g} s, got {duration_s!r}")
-            if a.oos:
-                raise AlarmError(f"alarm {alarm_id} is out of service")
-            if a.shelved_until is not None:
-                raise AlarmError(f"alarm {alarm_id} is already shelved until {iso_utc(a.shelved_until)}")
-            sig_payload = None
-            if self.settings.shelve_requires_signature or signature is not None:
-                sig_payload = self._check_signature(
-                    signature,
-                    uid,
-                    now,
-                    self.shelve_subject_hash(alarm_id, uid, reason, duration_s),
-                    "shelving",
-                )
-            a.shelved_until, a.shelved_by, a.shelve_reason = now + float(duration_s), uid, str(reason)
-            extra: dict[str, Any] = {
-                "shelved_until": a.shelved_until,
-                "shelved_until_iso": iso_utc(a.shelved_until),
-                "duration_s": float(duration_s),
-            }
-            if sig_payload is not None:
-                extra["signature"] = sig_payload
-            self._emit(events, a, "shelved", now, actor=uid, role=role, reason=str(reason), extra=extra)
-            state = a.state()
-        self._notify(events)
-        return state
-
-    def unshelve(self, alarm_id: str, user: Any, reason: str = "") -> AlarmState:
-        """End a shelve early."""
-        uid, role = _who(user)
-        events: list[AlarmEvent] = []
-        with self._lock:
-            now = self._now()
-            a = self._get(alarm_id)
-            self._housekeeping(now, events)
-            if a.shelved_until is None:
-                raise AlarmError(f"alarm {alarm_id} is not shelved")
-            self._unshelve(a, now, events, actor=uid, role=role, reason=reason or "unshelved by operator")
-            state = a.state()
-        self._notify(events)
-        return state
-
-    def remove_from_service(self, alarm_id: str, user: Any, reason: str, signature: Any = None) -> AlarmState:
-        """Take an alarm out of service (maintenance, management of change; e-signature).
-
-        Raises:
-            AlarmError: no reason, or a missing / wrong / stale signature.
-        """
-        uid, role = _who(user)
-        events: list[AlarmEvent] = []
-        with self._lock:
-            now = self._now()
-            a = self._get(alarm_id)
-            self._housekeeping(now, events)
-            if not str(reason).strip():
-                raise AlarmError("taking an alarm out of service needs a reason")
-            if a.oos:
-                raise AlarmError(f"alarm {alarm_id} is already out of service")
-            extra: dict[str, Any] = {}
-            if self.settings.out_of_service_requires_signature or signature is not None:
-                extra["signature"] = self._check_signature(
-                    signature,
-                    uid,
-                    now,
-                    self.out_of_service_subject_hash(alarm_id, uid, reason),
-                    "taking an alarm out of service",
-                )
-            a.oos, a.oos_by, a.oos_reason = True, uid, str(reason)
-            a.shelved_until = None
-            self._emit(
-                events, a, "out_of_service", now, actor=uid, role=role, reason=str(reason), extra=extra
-            )
-            state = a.state()
-        self._notify(events)
-        return state
-
-    def return_to_service(self, alarm_id: str, user: Any, reason: str = "") -> AlarmState:
-        uid, role = _who(user)
-        events: list[AlarmEvent] = []
-        with self._lock:
-            now = self._now()
-            a = self._get(alarm_id)
-            self._housekeeping(now, events)
-            if not a.oos:
-                raise AlarmError(f"alarm {alarm_id} is not out of service")
-            a.oos = False
-            self._emit(events, a, "returned_to_service", now, actor=uid, role=role, reason=str(reason))
-            if a.active:
-                self._reannunciate(a, now, events)
-        self._notify(events)
-        return a.state()
 
     # ------------------------------------------------------------------ views
     def tick(self) -> None:
@@ -644,7 +364,7 @@ class AlarmManager:
             raise ValueError(f"clock returned a non-finite time {t!r}")
         return t
 
-    def _get(self, alarm_id: str) -> _Alarm:
+    def _get(self, alarm_id: str) -> AlarmEntry:
         try:
             return self._alarms[alarm_id]
         except KeyError:
@@ -652,38 +372,18 @@ class AlarmManager:
                 f"unknown alarm id {alarm_id!r} (not in the master alarm database)"
             ) from None
 
-    def _enabled(self, a: _Alarm) -> bool:
+    def _enabled(self, a: AlarmEntry) -> bool:
         return all(self._design.get(s, False) for s in a.d.enabled_when) and not any(
             self._design.get(s, False) for s in a.d.disabled_when
         )
 
-    def _disabled_states(self, a: _Alarm) -> str:
+    def _disabled_states(self, a: AlarmEntry) -> str:
         off = [f"{s}=false" for s in a.d.enabled_when if not self._design.get(s, False)]
         on = [f"{s}=true" for s in a.d.disabled_when if self._design.get(s, False)]
         return ", ".join(off + on)
 
-    def _check_signature(
-        self, signature: Any, uid: str, now: float, subject: str, what: str
-    ) -> dict[str, Any]:
-        if signature is None:
-            raise AlarmError(f"{what} needs an e-signature (spec §5.4 GMP overlay)")
-        sig_user = getattr(signature, "user_id", None)
-        if sig_user != uid:
-            raise AlarmError(f"the e-signature is by {sig_user!r}, not by {uid!r}")
-        if getattr(signature, "record_hash", None) != subject:
-            raise AlarmError("the e-signature does not cover this request (record hash differs)")
-        signed_at = getattr(signature, "signed_at", None)
-        if not isinstance(signed_at, (int, float)) or not (
-            0 <= now - signed_at <= self.settings.signature_max_age_s
-        ):
-            raise AlarmError(
-                f"the e-signature is stale or from the future "
-                f"(max age {self.settings.signature_max_age_s:g} s)"
-            )
-        to_payload = getattr(signature, "to_payload", None)
-        return dict(to_payload()) if callable(to_payload) else {"user_id": uid, "record_hash": subject}
 
-    def _annunciate(self, a: _Alarm, now: float, events: list[AlarmEvent], event: str) -> None:
+    def _annunciate(self, a: AlarmEntry, now: float, events: list[AlarmEvent], event: str) -> None:
         a.occurrence += 1
         a.acked, a.acked_by, a.acked_at, a.ack_comment = False, "", None, ""
         a.latched_pending = False
@@ -715,19 +415,12 @@ class AlarmManager:
                 f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s",
             )
 
-    def _reannunciate(self, a: _Alarm, now: float, events: list[AlarmEvent]) -> None:
+    def _reannunciate(self, a: AlarmEntry, now: float, events: list[AlarmEvent]) -> None:
         if self._enabled(a):
             self._annunciate(a, now, events, "raised")
         else:
             a.hidden = True
 
-    def _unshelve(
-        self, a: _Alarm, now: float, events: list[AlarmEvent], *, actor: str, role: str, reason: str
-    ) -> None:
-        a.shelved_until = None
-        self._emit(events, a, "unshelved", now, actor=actor, role=role, reason=reason)
-        if a.active:
-            self._reannunciate(a, now, events)
 
     @staticmethod
     def _prune(q: deque[float], now: float, window: float) -> None:
@@ -756,7 +449,7 @@ class AlarmManager:
                 f"{len(self._ann_times)} alarms within {self.settings.flood_window_s:g} s",
             )
 
-    def _status(self, a: _Alarm) -> AlarmStatus:
+    def _status(self, a: AlarmEntry) -> AlarmStatus:
         d = a.d
         return AlarmStatus(
             d.id,
@@ -781,7 +474,7 @@ class AlarmManager:
             d.response,
         )
 
-    def _alarm_payload(self, a: _Alarm) -> dict[str, Any]:
+    def _alarm_payload(self, a: AlarmEntry) -> dict[str, Any]:
         """Per-alarm record fields, spec §1.6."""
         d = a.d
 
@@ -814,7 +507,7 @@ class AlarmManager:
     def _emit(
         self,
         events: list[AlarmEvent],
-        a: _Alarm,
+        a: AlarmEntry,
         event: str,
         now: float,
         *,
