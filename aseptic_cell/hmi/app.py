@@ -15,6 +15,10 @@ Security (issue 7, Part 11 §11.10(d)(g), Annex 11 §12):
 
 The WebSocket is read-only: nothing a browser sends on it is ever acted upon
 (ARCHITECTURE rule 4).
+
+Request bodies and the request -> command mapping are in :mod:`.api_models`, sessions in
+:mod:`.sessions`, the read-only batch record view in :mod:`.record_view`; this module wires
+them into the FastAPI app (middleware, routes, WebSocket).
 """
 
 from __future__ import annotations
@@ -25,27 +29,77 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
 
 from aseptic_cell.auth import MEANINGS, AuthError, PermissionDenied, UserDirectory, record_signature
-from aseptic_cell.records import verify_file
 
+from .api_models import (
+    GLOVE,
+    PORT_ACTIONS,
+    AckBody,
+    BatchCommandBody,
+    BatchStartBody,
+    BatchVerb,
+    Body,
+    DeviceNode,
+    DoorBody,
+    GloveBody,
+    Ident,
+    LoginBody,
+    OverrideBody,
+    PortBody,
+    RecoverBody,
+    ShelveBody,
+    SignatureBody,
+    Text,
+    UnshelveBody,
+    door_command,
+)
 from .backend import CellBackend, CellUnavailable, CommandResult
 from .config import HmiConfig
 from .errors import HmiError, catalogue_json
 from .hub import Hub
+from .record_view import read_record
+from .sessions import Session, Sessions
+
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "GLOVE",
+    "OPEN_PATHS",
+    "PORT_ACTIONS",
+    "STATIC_DIR",
+    "AckBody",
+    "BatchCommandBody",
+    "BatchStartBody",
+    "BatchVerb",
+    "Body",
+    "DeviceNode",
+    "DoorBody",
+    "GloveBody",
+    "Ident",
+    "LoginBody",
+    "OverrideBody",
+    "PortBody",
+    "RecoverBody",
+    "Session",
+    "Sessions",
+    "ShelveBody",
+    "SignatureBody",
+    "Text",
+    "UnshelveBody",
+    "create_app",
+    "door_command",
+    "read_record",
+]
 
 log = logging.getLogger("aseptic_cell.hmi")
 
@@ -53,243 +107,6 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "hmi_session"
 CSRF_HEADER = "x-csrf-token"
 OPEN_PATHS = {("POST", "/api/login"), ("GET", "/api/health")}
-
-Text = Annotated[str, Field(max_length=500)]
-Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-
-
-# ---------------------------------------------------------------------------- request bodies
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class LoginBody(Body):
-    user: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
-
-
-class SignatureBody(Body):
-    """Part 11 §11.200: both components re-entered; §11.50: the meaning is stated."""
-
-    user: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
-    meaning: Literal[MEANINGS]  # type: ignore[valid-type]
-
-
-class BatchStartBody(Body):
-    recipe_id: Ident
-    batch_id: Ident
-    reason: Text = ""
-
-
-class BatchCommandBody(Body):
-    reason: Text = ""
-    signature: SignatureBody | None = None
-
-
-class DoorBody(Body):
-    door: Literal["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload"]
-    command: Literal["open", "close"]
-    reason: Text = ""
-
-
-class PortBody(Body):
-    rtp: Ident
-    command: Literal["dock_beta", "lock_beta", "unlock_beta", "undock_beta", "open_alpha", "close_alpha"]
-    beta_id: Ident | None = None
-    sterile_status: Literal["sterile", "not_sterile", "unknown"] | None = None
-    reason: Text = ""
-
-
-class GloveBody(Body):
-    port: Ident
-    command: Literal["test", "use", "release", "extend", "retract"]
-    reason: Text = ""
-
-
-class AckBody(Body):
-    comment: Text = ""
-
-
-class OverrideBody(Body):
-    device: Literal["autoclave"]
-    command: Literal["override_unload"]
-    reason: Annotated[str, Field(min_length=5, max_length=500)]
-    signature: SignatureBody | None = None
-
-
-class ShelveBody(Body):
-    duration_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
-    reason: Annotated[str, Field(min_length=5, max_length=500)]
-    signature: SignatureBody | None = None
-
-
-class UnshelveBody(Body):
-    reason: Text = ""
-
-
-class RecoverBody(Body):
-    reason: Annotated[str, Field(min_length=5, max_length=500)]
-    signature: SignatureBody | None = None
-
-
-DeviceNode = Literal["isolator", "vhp", "autoclave", "arm"]
-BatchVerb = Literal["hold", "restart", "pause", "resume", "stop", "abort", "reset"]
-
-# ---------------------------------------------------------------------------- command mapping
-# HMI request -> (permission action in users.yaml, device node, catalogue command, args)
-_HATCH = {"hatch_a": "A", "hatch_b": "B"}
-_AUTOCLAVE = {"autoclave_load": "load", "autoclave_unload": "unload"}
-PORT_ACTIONS = {
-    "dock_beta": "rtp.dock_beta",
-    "lock_beta": "rtp.dock_beta",
-    "unlock_beta": "rtp.undock_beta",
-    "undock_beta": "rtp.undock_beta",
-    "open_alpha": "rtp.open_alpha",
-    "close_alpha": "door.close",
-}
-GLOVE = {
-    "test": ("glove.test", "start_glove_test"),
-    "use": ("glove.use", "use_glove"),
-    "release": ("glove.use", "release_glove"),
-    "extend": ("glove.use", "extend_glove"),
-    "retract": ("glove.use", "retract_glove"),
-}
-
-
-def door_command(body: DoorBody) -> tuple[str, str, str, dict[str, Any]]:
-    if body.door in _HATCH:
-        action = "hatch.open_door" if body.command == "open" else "door.close"
-        return action, "isolator", f"{body.command}_door", {"door": _HATCH[body.door]}
-    side = _AUTOCLAVE[body.door]
-    action = f"autoclave.open_{side}" if body.command == "open" else "door.close"
-    return action, "autoclave", f"{body.command}_door", {"side": side}
-
-
-# ---------------------------------------------------------------------------- sessions
-@dataclass
-class Session:
-    token: str
-    user: str
-    full_name: str
-    role: str
-    csrf: str
-    created: float
-    last_seen: float
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class Sessions:
-    """In-memory sessions with an idle time-out (a restart logs everybody out)."""
-
-    def __init__(self, idle_timeout_s: float, max_sessions: int) -> None:
-        self.idle_timeout_s = idle_timeout_s
-        self.max_sessions = max_sessions
-        self._lock = threading.Lock()
-        self._by_token: dict[str, Session] = {}
-
-    def create(self, user: str, full_name: str, role: str) -> Session:
-        now = time.monotonic()
-        with self._lock:
-            self._expire(now)
-            if len(self._by_token) >= self.max_sessions:
-                raise HmiError(
-                    "TOO_MANY_SESSIONS", f"{self.max_sessions} sessions open; log out elsewhere first"
-                )
-            s = Session(secrets.token_urlsafe(32), user, full_name, role, secrets.token_urlsafe(32), now, now)
-            self._by_token[s.token] = s
-            return s
-
-    def _expire(self, now: float) -> None:
-        for tok in [t for t, s in self._by_token.items() if now - s.last_seen > self.idle_timeout_s]:
-            del self._by_token[tok]
-
-    def get(self, token: str | None, *, touch: bool = True) -> Session:
-        """The live session of ``token``.
-
-        Raises:
-            HmiError: NOT_AUTHENTICATED (no/unknown cookie) or SESSION_EXPIRED (idle too long).
-        """
-        if not token:
-            raise HmiError("NOT_AUTHENTICATED", "no session: log in first")
-        now = time.monotonic()
-        with self._lock:
-            s = self._by_token.get(token)
-            if s is None:
-                raise HmiError("NOT_AUTHENTICATED", "unknown or ended session: log in again")
-            if now - s.last_seen > self.idle_timeout_s:
-                del self._by_token[token]
-                raise HmiError("SESSION_EXPIRED", f"session idle for more than {self.idle_timeout_s:.0f} s")
-            if touch:
-                s.last_seen = now
-            return s
-
-    def drop(self, token: str | None) -> None:
-        with self._lock:
-            self._by_token.pop(token or "", None)
-
-
-# ---------------------------------------------------------------------------- record reading
-def read_record(path: str, batch_id: str, limit: int = 400) -> dict[str, Any]:
-    """Entries of ``batch_id`` (newest ``limit``), the chain check and every signature (read-only)."""
-    from aseptic_cell.records import signature_manifest
-
-    report = verify_file(path)
-    entries: list[dict[str, Any]] = []
-    p = Path(path)
-    if p.is_file():
-        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        try:
-            sql = (
-                "SELECT seq, ts_iso, batch_id, kind, actor, role, action, reason, payload, hash FROM entries"
-            )
-            args: list[Any] = []
-            if batch_id:
-                sql += " WHERE batch_id IN (?, '')"
-                args.append(batch_id)
-            sql += " ORDER BY seq DESC LIMIT ?"
-            args.append(limit)
-            rows = conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
-            rows = []
-            report_problem = f"cannot read entries: {exc}"
-            log.warning(report_problem)
-        finally:
-            conn.close()
-        for seq, ts_iso, bid, kind, actor, role, action, reason, payload, h in reversed(rows):
-            try:
-                pl = json.loads(payload)
-            except ValueError:
-                pl = {}
-            sig = (
-                pl
-                if kind == "signature"
-                else pl.get("signature")
-                if isinstance(pl.get("signature"), dict)
-                else None
-            )
-            entries.append(
-                {
-                    "seq": seq,
-                    "ts_iso": ts_iso,
-                    "batch_id": bid,
-                    "kind": kind,
-                    "actor": actor,
-                    "role": role,
-                    "action": action,
-                    "reason": reason,
-                    "hash": h,
-                    "signature": signature_manifest(sig) if sig else None,
-                }
-            )
-    return {
-        "path": str(path),
-        "batch_id": batch_id,
-        "verify": report.to_dict(),
-        "verified_text": str(report),
-        "entries": entries,
-        "signatures": [e["signature"] for e in entries if e["signature"]],
-    }
 
 
 # ---------------------------------------------------------------------------- the app
