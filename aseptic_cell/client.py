@@ -31,20 +31,18 @@ STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "Aut
 
 class CellClient:
     def __init__(self, *, domain_id: int | None = None, name: str | None = None) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import String
 
         import cell_interfaces.msg as cim
         from cell_interfaces.msg import Alarm
 
-        self._ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO}
-        if domain_id is not None:
-            kwargs["domain_id"] = domain_id
-        rclpy.init(**kwargs)
-        self.node = rclpy.create_node(name or f"cell_client_{uuid.uuid4().hex[:8]}", context=self._ctx)
+        from .nodes.background import BackgroundRos
+
+        self._ros = BackgroundRos(name or f"cell_client_{uuid.uuid4().hex[:8]}", domain_id=domain_id,
+                                  thread_name="cell-client")
+        self._ctx = self._ros.context
+        self._executor = self._ros.executor
+        self.node = self._ros.node
         self._lock = threading.Lock()
         self.states: dict[str, Any] = {}
         self.state_wall: dict[str, float] = {}
@@ -57,33 +55,11 @@ class CellClient:
         self.node.create_subscription(Alarm, "/cell/alarms", self._on_alarm, 50)
         self._clients: dict[tuple[str, str], Any] = {}
         self._actions: dict[str, Any] = {}
-        self._executor = SingleThreadedExecutor(context=self._ctx)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True, name="cell-client")
-        self._thread.start()
+        self._ros.start()
 
     # ------------------------------------------------------------------ plumbing
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.05)
-            except Exception:
-                if self._stop.is_set():
-                    break
-                time.sleep(0.05)
-
     def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self._executor.shutdown()
-        self.node.destroy_node()
-        try:
-            rclpy.shutdown(context=self._ctx)
-        except Exception:
-            pass
+        self._ros.close()
 
     def __enter__(self) -> "CellClient":
         return self

@@ -31,6 +31,9 @@ class Context(Protocol):
 
     def now(self) -> float: ...
 
+    def wall(self) -> float:
+        """Monotonic wall time (s): the transport allowance of waits is wall time."""
+
     def signal(self, name: str) -> Any:
         """Latest fresh value of a signal, or None (missing, stale, comm lost)."""
 
@@ -144,7 +147,7 @@ def _transport_allowance_passed(ctx: Any, wall_start: float) -> bool:
     sim speed-up many sim seconds pass before a device's answer can arrive. A wait therefore
     expires only once the port's wall-time transport allowance has passed too (0 in process)."""
     allowance = float(getattr(ctx.port, "transport_allowance_s", 0.0))
-    return time.monotonic() - wall_start >= allowance
+    return ctx.wall() - wall_start >= allowance
 
 
 class WaitFor(_CtxBehaviour):
@@ -162,7 +165,7 @@ class WaitFor(_CtxBehaviour):
 
     def initialise(self) -> None:
         self.t0 = self.ctx.now()
-        self.w0 = time.monotonic()
+        self.w0 = self.ctx.wall()
 
     def update(self) -> Status:
         if self.fail_if is not None:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         sup = r.sup
         n0 = len(sup.safe_commands)
         r.cell.step(0.1)
-        t0 = time.perf_counter()
+        t0 = sup.wall()
         r.cell.execute("isolator", "use_glove", {"port": "GP1", "user": "op1"}, user="op1", reason="bench")
         sup.tick()
         sent = [t for t, node, cmd in sup.safe_commands[n0:] if node == "arm"]

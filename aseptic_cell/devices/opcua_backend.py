@@ -42,7 +42,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .backend import BackendError, CommandOutcome, Readings
+from ..results import CommandResult
+from .backend import BackendError, Readings
 
 log = logging.getLogger("aseptic_cell.opcua_backend")
 
@@ -344,10 +345,10 @@ class OpcUaBackend:
     # ================================================================== commands
     def command(
         self, name: str, args: dict[str, Any], *, user: str = "", reason: str = "", timeout_s: float = 5.0
-    ) -> CommandOutcome:
+    ) -> CommandResult:
         loop = self._loop
         if loop is None or not self._connected:
-            return CommandOutcome(
+            return CommandResult(
                 False,
                 "COMM_LOST",
                 f"no OPC UA connection to {self.device_id} ({self.endpoint})"
@@ -358,14 +359,14 @@ class OpcUaBackend:
             accepted, code, why, payload_json = fut.result(timeout_s)
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            return CommandOutcome(
+            return CommandResult(
                 False,
                 "TIMEOUT",
                 f"{self.device_id} did not answer {name} within {timeout_s:.1f} s "
                 "(it may or may not have acted)",
             )
         except Exception as exc:  # noqa: BLE001 - transport / status errors
-            return CommandOutcome(
+            return CommandResult(
                 False,
                 "COMM_LOST",
                 f"{self.device_id}: {name} failed on the wire: {type(exc).__name__}: {exc}",
@@ -374,7 +375,7 @@ class OpcUaBackend:
             payload = json.loads(payload_json) if payload_json else {}
         except ValueError:
             payload = {}
-        return CommandOutcome(
+        return CommandResult(
             bool(accepted), str(code), str(why), payload if isinstance(payload, dict) else {}
         )
 

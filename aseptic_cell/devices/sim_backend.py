@@ -14,7 +14,8 @@ import time
 import uuid
 from typing import Any
 
-from .backend import BackendError, CommandOutcome, Readings
+from ..results import CommandResult
+from .backend import BackendError, Readings
 
 
 class SimBackend:
@@ -26,39 +27,25 @@ class SimBackend:
         self._node_name = node_name or f"sim_driver_{device_id.lower()}_{uuid.uuid4().hex[:6]}"
         self._lock = threading.Lock()
         self._latest: Readings | None = None
-        self._ctx = None
-        self._node = None
-        self._executor = None
-        self._client = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._ros: Any = None
+        self._client: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self, timeout_s: float) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import String
 
         from cell_interfaces.srv import DeviceCommand
 
-        if self._thread is not None:
+        from ..nodes.background import BackgroundRos
+
+        if self._ros is not None:
             return
-        ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {"context": ctx, "signal_handler_options": SignalHandlerOptions.NO}
-        if self._domain_id is not None:
-            kwargs["domain_id"] = self._domain_id
-        rclpy.init(**kwargs)
-        self._ctx = ctx
-        self._node = rclpy.create_node(self._node_name, context=ctx,
-                                       start_parameter_services=False)
-        self._node.create_subscription(String, f"/sim/{self.device_id}/readings", self._on_readings, 10)
-        self._client = self._node.create_client(DeviceCommand, f"/sim/{self.device_id}/command")
-        self._executor = SingleThreadedExecutor(context=ctx)
-        self._executor.add_node(self._node)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._spin, name=f"sim-backend-{self.device_id}", daemon=True)
-        self._thread.start()
+        self._ros = BackgroundRos(self._node_name, domain_id=self._domain_id,
+                                  thread_name=f"sim-backend-{self.device_id}", start_parameter_services=False)
+        node = self._ros.node
+        node.create_subscription(String, f"/sim/{self.device_id}/readings", self._on_readings, 10)
+        self._client = node.create_client(DeviceCommand, f"/sim/{self.device_id}/command")
+        self._ros.start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._latest is not None and self._client.service_is_ready():
@@ -70,37 +57,14 @@ class SimBackend:
             f"command service within {timeout_s:.1f} s (is the sim_world node running?)"
         )
 
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.05)
-            except Exception:  # context shut down underneath us
-                if self._stop.is_set():
-                    break
-                time.sleep(0.05)
-
     def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
-        if self._node is not None:
-            self._node.destroy_node()
-            self._node = None
-        if self._ctx is not None:
-            try:
-                rclpy.shutdown(context=self._ctx)
-            except Exception:
-                pass
-            self._ctx = None
+        if self._ros is not None:
+            self._ros.close()
+            self._ros = None
+            self._client = None
 
     def connected(self) -> bool:
-        return self._thread is not None and self._client is not None and self._client.service_is_ready()
+        return self._ros is not None and self._client is not None and self._client.service_is_ready()
 
     # ------------------------------------------------------------------ data
     def _on_readings(self, msg: Any) -> None:
@@ -117,11 +81,11 @@ class SimBackend:
             return self._latest
 
     def command(self, name: str, args: dict[str, Any], *, user: str = "", reason: str = "",
-                timeout_s: float = 5.0) -> CommandOutcome:
+                timeout_s: float = 5.0) -> CommandResult:
         from cell_interfaces.srv import DeviceCommand
 
         if self._client is None or not self._client.service_is_ready():
-            return CommandOutcome(False, "COMM_LOST", f"no connection to simulated device {self.device_id}")
+            return CommandResult(False, "COMM_LOST", f"no connection to simulated device {self.device_id}")
         req = DeviceCommand.Request(device_id=self.device_id, command=name,
                                     args_json=json.dumps(args), user=user, reason=reason)
         done = threading.Event()
@@ -129,10 +93,10 @@ class SimBackend:
         future.add_done_callback(lambda _f: done.set())
         if not done.wait(timeout_s):
             future.cancel()
-            return CommandOutcome(False, "TIMEOUT", f"{self.device_id} did not answer {name} within {timeout_s:.1f} s")
+            return CommandResult(False, "TIMEOUT", f"{self.device_id} did not answer {name} within {timeout_s:.1f} s")
         resp = future.result()
         try:
             payload = json.loads(resp.payload_json) if resp.payload_json else {}
         except ValueError:
             payload = {}
-        return CommandOutcome(resp.accepted, resp.code, resp.reason, payload)
+        return CommandResult(resp.accepted, resp.code, resp.reason, payload)

@@ -7,23 +7,16 @@ so every one passes the same role and interlock checks as any other command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..results import CommandResult
 from .hub import Hub
+
+__all__ = ["CellBackend", "CellUnavailable", "CommandResult"]
 
 
 class CellUnavailable(Exception):
     """The service did not exist or did not answer in time (nothing was done, or unknown)."""
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    accepted: bool
-    code: str = ""
-    reason: str = ""
-    state: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class CellBackend(Protocol):

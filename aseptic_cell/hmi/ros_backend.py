@@ -88,26 +88,19 @@ class RosBackend:
         ros_args: Sequence[str] = (),
     ) -> None:
         import cell_interfaces.msg as cim
-        import rclpy
         from cell_interfaces.action import RunBatch
         from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice, ShelveAlarm
         from rclpy.action import ActionClient
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
-        from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import String
 
+        from aseptic_cell.nodes.background import BackgroundRos
+
         self.cfg = cfg
-        self._ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {
-            "context": self._ctx,
-            "signal_handler_options": SignalHandlerOptions.NO,
-            "args": ["hmi", *ros_args],
-        }
-        if domain_id is not None:
-            kwargs["domain_id"] = domain_id
-        rclpy.init(**kwargs)
-        self.node = rclpy.create_node(node_name or "hmi", context=self._ctx)
+        self._ros = BackgroundRos(node_name or "hmi", domain_id=domain_id, thread_name="hmi-ros",
+                                  args=["hmi", *ros_args])
+        self._ctx = self._ros.context
+        self.node = self._ros.node
         self._lock = threading.Lock()
         self._hub: Hub | None = None
         latest = QoSProfile(
@@ -166,39 +159,16 @@ class RosBackend:
         from aseptic_cell.nodes.rosutil import wall_timer
 
         wall_timer(n, 1.0 / cfg.snapshot_rate_hz, self._tick)
-        self._executor = SingleThreadedExecutor(context=self._ctx)
-        self._executor.add_node(n)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._executor = self._ros.executor
         self.tick_seconds: deque[float] = deque(maxlen=200)  # snapshot build + publish time (measured)
 
     # ------------------------------------------------------------------ life
     def start(self, hub: Hub) -> None:
         self._hub = hub
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._spin, daemon=True, name="hmi-ros")
-            self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - keep observing
-                if self._stop.is_set() or not self._ctx.ok():
-                    break
-                log.exception("executor error")
-                time.sleep(0.05)
+        self._ros.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-        try:
-            self._executor.shutdown(timeout_sec=1.0)
-            self.node.destroy_node()
-        except Exception:  # noqa: BLE001
-            pass
-        self._ctx.try_shutdown()
+        self._ros.close()
 
     # ------------------------------------------------------------------ callbacks (executor thread)
     def _store(self, key: str, msg: Any) -> None:
@@ -382,7 +352,7 @@ class RosBackend:
             payload = json.loads(r.payload_json or "{}")
         except ValueError:
             payload = {}
-        return CommandResult(r.accepted, r.code, r.reason, "", payload if isinstance(payload, dict) else {})
+        return CommandResult(r.accepted, r.code, r.reason, payload if isinstance(payload, dict) else {})
 
     def batch_command(
         self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = ""
@@ -392,7 +362,7 @@ class RosBackend:
             command=command, user=user, password=password, meaning=meaning, reason=reason
         )
         r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")
-        return CommandResult(r.accepted, r.code, r.reason, r.state)
+        return CommandResult(r.accepted, r.code, r.reason, state=r.state)
 
     def batch_start(self, *, recipe_id: str, batch_id: str, user: str) -> CommandResult:
         from aseptic_cell.nodes.rosutil import on_executor
@@ -419,14 +389,14 @@ class RosBackend:
                     False,
                     res.state or "FAILED",
                     res.reason or "the batch ended at once (see the events)",
-                    res.state,
+                    state=res.state,
                 )
-            return CommandResult(True, "OK", res.reason, res.state)
+            return CommandResult(True, "OK", res.reason, state=res.state)
         return CommandResult(
             True,
             "OK",
             f"batch {batch_id} running (goal {uuid.UUID(bytes=bytes(gh.goal_id.uuid))})",
-            "RUNNING",
+            state="RUNNING",
         )
 
     def shelve_alarm(

@@ -421,6 +421,15 @@ class InterlockEngine:
             for action in rule.guards:
                 self._by_action.setdefault(action, []).append(info)
 
+    def rebind(self, clock: Clock | Callable[[], float], signals: SignalTable | None = None) -> None:
+        """Use this (compiled) engine for another cell: a fresh signal table and its clock."""
+        now = getattr(clock, "now", None)
+        fn = now if callable(now) else clock
+        if not callable(fn):
+            raise TypeError("clock must have a now() method or be callable")
+        self._now = fn
+        self.signals = signals if signals is not None else SignalTable()
+
     @classmethod
     def from_config(cls, cfg: Any, clock: Clock | Callable[[], float],
                     signals: SignalTable | None = None) -> InterlockEngine:

@@ -113,6 +113,10 @@ class SignalTable:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def sources(self) -> frozenset[str]:
+        """The sources (device ids, ``supervisor``) that have delivered at least one signal."""
+        return frozenset(s.source for s in self._entries.values())
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -336,7 +336,7 @@ class SupervisorNode(Node):
             if not isinstance(args, dict):
                 raise ValueError("args_json must be a JSON object")
         except ValueError as exc:
-            self.sup._op_refuse(req.user, req.device_id, req.command, {}, "INVALID", f"args_json: {exc}")  # noqa: SLF001
+            self.sup.operator.refuse(req.user, req.device_id, req.command, {}, "INVALID", f"args_json: {exc}")
             resp.accepted, resp.code, resp.reason, resp.payload_json = False, "INVALID", f"args_json: {exc}", "{}"
             return resp
         # An operator command is judged on device states that include every command already
@@ -350,7 +350,7 @@ class SupervisorNode(Node):
         if waiting:
             why = (f"state of {', '.join(waiting)} not confirmed since its last accepted command "
                    f"(no state message within {self.confirm_timeout_s:g} s): refused, retry")
-            self.sup._op_refuse(req.user, req.device_id, req.command, args, "UNCONFIRMED", why)  # noqa: SLF001
+            self.sup.operator.refuse(req.user, req.device_id, req.command, args, "UNCONFIRMED", why)
             resp.accepted, resp.code, resp.reason, resp.payload_json = False, "UNCONFIRMED", why, "{}"
             return resp
         out, h = self.sup.operate(req.device_id, req.command, args, req.user, req.reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +18,15 @@ class InProcessRun:
         tick_s: supervisor tick period in sim seconds.
         step_s: model integration step (<= tick_s); default ``cell.yaml sim.step_s``.
         record: optional :class:`~aseptic_cell.records.BatchRecord`.
+        wall: the supervisor's monotonic wall clock (tests inject a fake one).
     """
 
     def __init__(self, cfg: Any, *, tick_s: float = 1.0, step_s: float | None = None, record: Any = None,
-                 users: Any = None, check_mode: str = "certified", sim: Any = None, engine: Any = None) -> None:
+                 users: Any = None, check_mode: str = "certified", sim: Any = None, engine: Any = None,
+                 wall: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.cell = InProcessCell(cfg, sim=sim, check_mode=check_mode)
-        self.sup = Supervisor(cfg, self.cell, record=record, users=users, engine=engine)
+        self.sup = Supervisor(cfg, self.cell, record=record, users=users, engine=engine, wall=wall)
         self.tick_s = float(tick_s)
         self.step_s = float(step_s or cfg.layout.sim.step_s)
         self.hooks: list[Callable[[InProcessRun], None]] = []
@@ -41,7 +44,7 @@ class InProcessRun:
         """``tick_s``, but at most 1 s while the robot moves or a robot task runs (motion is
         short; the interlocks must see it)."""
         sup = self.sup
-        if self.tick_s > 1.0 and (self.cell.sim.arm.moving or (sup.active_phase and sup._phase_types.get(
+        if self.tick_s > 1.0 and (self.cell.sim.arm.moving or (sup.active_phase and sup.phase_type(
                 sup.active_phase) in ("robot_task", "rtp_transfer_in"))):
             return 1.0
         return self.tick_s

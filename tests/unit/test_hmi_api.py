@@ -57,7 +57,7 @@ class FakeBackend:
         if self.unavailable:
             raise CellUnavailable(f"{name}: /cell/operate is not available")
         self.calls.append((name, kw))
-        return self.refuse or CommandResult(True, "OK", "done", "RUNNING")
+        return self.refuse or CommandResult(True, "OK", "done", state="RUNNING")
 
     def batch_start(self, **kw: Any) -> CommandResult:
         return self._do("batch_start", **kw)

@@ -26,9 +26,10 @@ from asyncua.common.connection import TransportLimits
 from asyncua.server.internal_session import InternalSession
 
 from aseptic_cell.auth import AuthError, PermissionDenied, UserDirectory
+from aseptic_cell.results import CommandResult
 
 from .config import OpcUaServerConfig, ResolvedPaths, load_server_config
-from .model import BATCH_METHODS, DEFAULT_DEVICE_IDS, RELOAD_ACTION, CellAddressSpace, CommandReply
+from .model import BATCH_METHODS, DEFAULT_DEVICE_IDS, RELOAD_ACTION, CellAddressSpace
 from .pki import ServerPki, TrustList
 from .security import CellUaServer, DirectoryUserManager, session_account
 
@@ -256,7 +257,7 @@ class CellServerApp:
                 log.exception("staleness watch failed")
 
     # ------------------------------------------------------------------ methods
-    async def handle_method(self, name: str, values: list[str]) -> CommandReply | ua.StatusCode:
+    async def handle_method(self, name: str, values: list[str]) -> CommandResult | ua.StatusCode:
         account = session_account()
         if account is None:
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
@@ -273,11 +274,11 @@ class CellServerApp:
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         password, reason = (values[0], values[1]) if len(values) == 2 else ("", values[0])
         if rule.signature and not password:
-            return CommandReply(
+            return CommandResult(
                 False, "SIGNATURE_REQUIRED", f"{action} needs an e-signature: enter your password"
             )
         if self.bridge is None:
-            return CommandReply(False, "UNAVAILABLE", "no ROS connection")
+            return CommandResult(False, "UNAVAILABLE", "no ROS connection")
         r = await self.bridge.batch_command(
             command,
             user=account.id,
@@ -287,9 +288,9 @@ class CellServerApp:
             timeout_s=self.cfg.command_timeout_s,
         )
         log.info("OPC UA %s by %s -> %s %s", name, account.id, r["code"], r["reason"])
-        return CommandReply(r["accepted"], r["code"], r["reason"], r["state"])
+        return CommandResult(r["accepted"], r["code"], r["reason"], state=r["state"])
 
-    async def _reload(self, account: Any, password: str, reason: str) -> CommandReply | ua.StatusCode:
+    async def _reload(self, account: Any, password: str, reason: str) -> CommandResult | ua.StatusCode:
         try:
             rule = self.directory.authorize(account, RELOAD_ACTION)
         except PermissionDenied as exc:
@@ -298,7 +299,7 @@ class CellServerApp:
             )
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         if not reason.strip():
-            return CommandReply(False, "REASON_REQUIRED", "a reason is required for a configuration change")
+            return CommandResult(False, "REASON_REQUIRED", "a reason is required for a configuration change")
         content = json.dumps(
             {
                 "action": RELOAD_ACTION,
@@ -319,11 +320,11 @@ class CellServerApp:
                 ),
             )
         except (AuthError, ValueError) as exc:
-            return CommandReply(False, "SIGNATURE_FAILED", getattr(exc, "reason", str(exc)))
+            return CommandResult(False, "SIGNATURE_FAILED", getattr(exc, "reason", str(exc)))
         try:
             new_dir = UserDirectory.from_file(self.paths.users_file, _WallClock())
         except Exception as exc:  # noqa: BLE001
-            return CommandReply(False, "INVALID_CONFIG", str(exc))
+            return CommandResult(False, "INVALID_CONFIG", str(exc))
         self.directory = new_dir
         self.users.directory = new_dir
         n = self.trust.reload()
@@ -334,7 +335,7 @@ class CellServerApp:
             n,
             reason,
         )
-        return CommandReply(
+        return CommandResult(
             True, "OK", f"reloaded {len(new_dir.config.users)} users, {n} trusted certificates"
         )
 

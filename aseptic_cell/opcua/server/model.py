@@ -31,13 +31,13 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from asyncua import Node, Server, ua
 
 from aseptic_cell.alarms.models import SEVERITY_BANDS
 from aseptic_cell.batch.states import PackMLState, PhaseState, to_packml
+from aseptic_cell.results import CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -163,23 +163,17 @@ def packml_of(isa88: str, packml: str) -> str:
         return ""
 
 
-@dataclass
-class CommandReply:
-    accepted: bool
-    code: str
-    reason: str
-    state: str = ""
-
-    def outputs(self) -> list[ua.Variant]:
-        return [
-            ua.Variant(self.accepted, VT.Boolean),
-            ua.Variant(self.code, VT.String),
-            ua.Variant(self.reason, VT.String),
-            ua.Variant(self.state, VT.String),
-        ]
+def method_outputs(result: CommandResult) -> list[ua.Variant]:
+    """A command's result as the output arguments of a cell method (Accepted, Code, Reason, State)."""
+    return [
+        ua.Variant(result.accepted, VT.Boolean),
+        ua.Variant(str(result.code), VT.String),
+        ua.Variant(result.reason, VT.String),
+        ua.Variant(result.state, VT.String),
+    ]
 
 
-MethodHandler = Callable[[str, list[Any]], Awaitable[CommandReply | ua.StatusCode]]
+MethodHandler = Callable[[str, list[Any]], Awaitable[CommandResult | ua.StatusCode]]
 """``handler(method_name, input_values)`` -> reply, or a Bad status (access denied, bad args)."""
 
 
@@ -409,7 +403,7 @@ class CellAddressSpace:
         except Exception:  # noqa: BLE001 - a failing handler is a refused call, not a crash
             log.exception("OPC UA method %s failed", name)
             return ua.StatusCode(ua.StatusCodes.BadInternalError)
-        return result if isinstance(result, ua.StatusCode) else result.outputs()
+        return result if isinstance(result, ua.StatusCode) else method_outputs(result)
 
     async def _add_interlock(self, parent: Node, rule_id: str, inst: str, title: str, severity: str) -> str:
         name = f"{rule_id}[{inst}]" if inst else rule_id

@@ -67,9 +67,7 @@ class RosBridge:
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
         self._flush_scheduled = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._ctx: Any = None
+        self._ros: Any = None
         self.node: Any = None
         self._batch_client: Any = None
         self.received: dict[str, int] = {}
@@ -78,22 +76,14 @@ class RosBridge:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         import cell_interfaces.msg as cim
-        import rclpy
         from cell_interfaces.srv import BatchCommand
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
-        from rclpy.signals import SignalHandlerOptions
 
-        self._ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {
-            "context": self._ctx,
-            "signal_handler_options": SignalHandlerOptions.NO,
-            "args": ["opcua_server", *self._ros_args],
-        }
-        if self._domain_id is not None:
-            kwargs["domain_id"] = self._domain_id
-        rclpy.init(**kwargs)
-        self.node = rclpy.create_node(self._node_name, context=self._ctx)
+        from ...nodes.background import BackgroundRos
+
+        self._ros = BackgroundRos(self._node_name, domain_id=self._domain_id, thread_name="opcua-ros-bridge",
+                                  args=["opcua_server", *self._ros_args], spin_timeout_s=0.1)
+        self.node = self._ros.node
         # best effort + volatile, depth 1: matches any publisher (reliable or not, latched or not);
         # only the latest state matters here
         qos = QoSProfile(
@@ -116,36 +106,11 @@ class RosBridge:
                 qos,
             )
         self._batch_client = self.node.create_client(BatchCommand, "/cell/batch/command")
-        self._executor = SingleThreadedExecutor(context=self._ctx)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="opcua-ros-bridge", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except Exception:  # noqa: BLE001 - never let the bridge thread die silently
-                if self._stop.is_set():
-                    break
-                log.exception("ROS bridge executor error")
-                time.sleep(0.1)
+        self._ros.start()
 
     def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3.0)
-        try:
-            self._executor.shutdown()
-            self.node.destroy_node()
-        except Exception:  # noqa: BLE001
-            log.debug("ROS bridge node teardown failed", exc_info=True)
-        try:
-            rclpy.try_shutdown(context=self._ctx)
-        except Exception:  # noqa: BLE001
-            pass
+        if self._ros is not None:
+            self._ros.close(timeout_s=3.0)
 
     # ------------------------------------------------------------------ data path
     def _on(self, source: str, msg: Any) -> None:

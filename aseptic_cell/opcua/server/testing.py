@@ -233,21 +233,15 @@ class FakeSupervisor:
     ``/cell/batch/command`` (records requests; replies from ``replies`` or accepts)."""
 
     def __init__(self, domain_id: int | None = None) -> None:
-        import threading
-
         import cell_interfaces.msg as cim
-        import rclpy
         from cell_interfaces.srv import BatchCommand
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
+
+        from ...nodes.background import BackgroundRos
 
         self.cim = cim
-        self._ctx = rclpy.Context()
-        kw: dict[str, Any] = {"context": self._ctx, "signal_handler_options": SignalHandlerOptions.NO}
-        if domain_id is not None:
-            kw["domain_id"] = domain_id
-        rclpy.init(**kw)
-        self.node = rclpy.create_node(f"fake_supervisor_{os.getpid()}", context=self._ctx)
+        self._ros = BackgroundRos(f"fake_supervisor_{os.getpid()}", domain_id=domain_id,
+                                  thread_name="fake-supervisor")
+        self.node = self._ros.node
         self.pubs = {
             "batch": self.node.create_publisher(cim.BatchStatus, "/cell/batch/status", 10),
             "interlocks": self.node.create_publisher(cim.InterlockStatusArray, "/cell/interlocks", 10),
@@ -263,15 +257,7 @@ class FakeSupervisor:
         self.requests: list[dict[str, str]] = []
         self.replies: dict[str, tuple[bool, str, str, str]] = {}
         self.node.create_service(BatchCommand, "/cell/batch/command", self._serve)
-        self._exe = SingleThreadedExecutor(context=self._ctx)
-        self._exe.add_node(self.node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self._exe.spin_once(timeout_sec=0.05)
+        self._ros.start()
 
     def _serve(self, req: Any, resp: Any) -> Any:
         self.requests.append(
@@ -319,10 +305,4 @@ class FakeSupervisor:
         self.pubs[name].publish(getattr(self.cim, t)(**fields))
 
     def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._exe.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self._ctx)
+        self._ros.close()

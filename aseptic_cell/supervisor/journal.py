@@ -1,0 +1,151 @@
+"""What the supervisor writes down: the batch record entries (audit trail) and the bounded
+in-memory copies that the summary, the HMI and the benchmarks read.
+
+Every append to the record goes through :meth:`BatchJournal.audit`; the in-memory lists are
+bounded (the oldest entries are dropped first; the record keeps everything).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEVICE_EVENT_KINDS = {"command": "command", "refusal": "refusal", "cycle_result": "cycle_result",
+                      "latched": "trip", "recovered": "intervention", "comm_lost": "alarm",
+                      "comm_restored": "alarm"}
+"""Device event -> record entry kind (cycle results are recorded from the phase, with the report)."""
+
+
+class Bounded(list[T]):
+    """A list that keeps at most ``limit`` items: appending beyond it drops the oldest."""
+
+    def __init__(self, limit: int, items: Iterable[T] = ()) -> None:
+        super().__init__(items)
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        if len(self) > self.limit:
+            del self[: len(self) - self.limit]
+
+
+class BatchJournal:
+    """The record writer and the in-memory observation of one supervisor.
+
+    Args:
+        record: the hash-chained batch record (None: in-memory lists only).
+        now: the supervisor's time (sim time in the signals' time base).
+        batch_id: the current batch id (read at each append).
+        limit: how many entries each in-memory list keeps.
+    """
+
+    def __init__(self, record: Any, now: Callable[[], float], batch_id: Callable[[], str],
+                 limit: int = 5000) -> None:
+        self.record = record
+        self._now = now
+        self._batch_id = batch_id
+        self.timeline: Bounded[dict[str, Any]] = Bounded(limit)
+        self.trips: Bounded[dict[str, Any]] = Bounded(limit)
+        self.refusals: Bounded[dict[str, Any]] = Bounded(limit)
+        self.commands: Bounded[dict[str, Any]] = Bounded(limit)
+        self.alarm_log: Bounded[dict[str, Any]] = Bounded(limit)
+        self.safe_commands: Bounded[tuple[float, str, str]] = Bounded(limit)
+        """(wall time, node, command) of every safe command sent (trip-latency benchmark)."""
+        self.results: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ record
+    def audit(self, kind: str, actor: str, action: str, reason: str, payload: Mapping[str, Any]) -> None:
+        if self.record is None:
+            return
+        try:
+            self.record.append(kind, batch_id=self._batch_id(), actor=actor or "system", action=action,
+                               reason=str(reason)[:2000], payload=clean(payload))
+        except Exception as exc:  # noqa: BLE001 - observation never becomes control
+            log.error("record append failed (%s %s): %r", kind, action, exc)
+
+    def record_cycle_result(self, key: str, value: Mapping[str, Any]) -> None:
+        if self.record is None:
+            return
+        try:
+            rep = {k: v for k, v in value.items() if finite_json(v)}
+            rep.setdefault("run_id", str(value.get("run_id") or "unknown"))
+            self.record.record_cycle_result(key, rep, batch_id=self._batch_id())
+        except Exception as exc:  # noqa: BLE001 - the record must not stop supervision
+            log.error("cycle result not recorded: %r", exc)
+
+    # ------------------------------------------------------------------ entries
+    def refusal(self, user: str, node: str, command: str, args: Mapping[str, Any], code: str, why: str,
+                *, source: str) -> None:
+        entry = {"t": self._now(), "source": source, "user": user, "device": node, "command": command,
+                 "args": clean(args), "code": str(code), "reason": why}
+        self.refusals.append(entry)
+        self.audit("refusal", user or "system", f"{node}.{command}", why, entry)
+
+    def batch_refusal(self, user: str, command: str, code: str, why: str) -> None:
+        entry = {"t": self._now(), "source": "batch", "user": user, "command": command, "code": str(code),
+                 "reason": why}
+        self.refusals.append(entry)
+        self.audit("refusal", user if isinstance(user, str) and user.strip() else "unknown",
+                   f"batch.{command}", why, entry)
+
+    def command(self, node: str, command: str, user: str, wall: float, safe: bool) -> None:
+        self.commands.append({"t": self._now(), "node": node, "command": command, "user": user})
+        if safe:
+            self.safe_commands.append((wall, node, command))
+
+    def transition(self, level: str, what: str, tr: Any) -> None:
+        """A batch or phase state transition (ISA-88), on the timeline and in the record."""
+        self.timeline.append({"t": tr.t, "level": level, "what": what, "from": tr.old.value,
+                              "to": tr.new.value, "by": tr.actor, "reason": tr.reason})
+        payload = {"level": level, "from": tr.old.value, "to": tr.new.value}
+        if level == "phase":
+            payload["phase"] = what
+        self.audit("phase_transition", tr.actor, f"{level}.{tr.command.value}", tr.reason, payload)
+
+    def alarm_event(self, ev: Any) -> None:
+        self.alarm_log.append({"t": getattr(ev, "time", None), "alarm": getattr(ev, "alarm_id", ""),
+                               "event": getattr(ev, "event", ""), "state": str(getattr(ev, "state", ""))})
+
+    def device_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Events of the device nodes (commands, refusals, latches, recoveries) into the record."""
+        for ev in events:
+            if ev.get("event") == "refusal" and ev.get("node") and ev.get("code"):
+                self.refusals.append({"t": ev.get("t"), "source": "device", "user": ev.get("user", ""),
+                                      "device": ev.get("node"), "command": ev.get("command"),
+                                      "code": ev.get("code"), "reason": ev.get("detail")})
+            kind = DEVICE_EVENT_KINDS.get(ev.get("event", ""))
+            if kind is None or self.record is None or kind == "cycle_result":
+                continue
+            self.audit(kind, str(ev.get("user") or "system"),
+                       f"{ev.get('device', '')}.{ev.get('command', ev.get('event'))}",
+                       str(ev.get("detail") or ev.get("reason") or ""), {k: v for k, v in ev.items() if k != "event"})
+
+
+def finite_json(v: Any) -> bool:
+    try:
+        json.dumps(v, allow_nan=False)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def clean(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload the record can store: non-finite floats as None, other non-JSON values as text."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+        elif finite_json(v):
+            out[k] = v
+        else:
+            out[k] = str(v)
+    return out

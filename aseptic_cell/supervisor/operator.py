@@ -1,0 +1,170 @@
+"""Operator actions outside the recipe: device commands (role check, e-signature where
+users.yaml requires it, then the interlock engine), signed recovery of a latched device,
+alarm acknowledgement and shelving. Every refusal is recorded with its code and reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..batch.states import PhaseState as S
+from ..results import CommandResult
+from .actions import SAFE_COMMANDS, classify
+from .port import NODES, Handle
+from .signing import subject_hash
+
+if TYPE_CHECKING:
+    from .core import Supervisor
+
+
+class OperatorCommands:
+    """The operator's device and alarm actions of one supervisor."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def refuse(self, user: Any, node: str, command: str, args: Mapping[str, Any], code: str, why: str
+               ) -> CommandResult:
+        """Record an operator command's refusal and return it."""
+        self.sup.journal.refusal(user if isinstance(user, str) and user else "unknown", node, command, args,
+                                 code, why, source="operate")
+        return CommandResult.refuse(code, why)
+
+    def operate(self, node: str, command: str, args: Mapping[str, Any] | None, user: str, reason: str = "",
+                *, password: str = "", meaning: str = "") -> tuple[CommandResult, Handle | None]:
+        """Operator device command: role check + interlock engine, then forwarded to the device.
+
+        Returns the outcome of the checks and, when forwarded, the device's handle (poll
+        ``handle.done``). Refusals are recorded.
+        """
+        sup = self.sup
+        args = dict(args or {})
+        if node not in NODES:
+            return self.refuse(user, node, command, args, "INVALID",
+                               f"unknown device node {node!r}; known: {list(NODES)}"), None
+        g = classify(node, command, args)
+        if node == "arm" and command in ("move_to_pose", "execute_trajectory"):
+            # a manual move passes every glove port too (IL-09: port free or reduced speed),
+            # as a recipe's robot task does (behaviors.trees.motion_checks)
+            g = replace(g, checks=g.checks + tuple(("arm.move_near_port", {"port": p.id})
+                                                   for p in sup.cfg.layout.isolator.glove_ports))
+        who = sup.users.get(user) if isinstance(user, str) else None
+        if who is None or who.disabled:
+            return self.refuse(user, node, command, args, "PERMISSION", f"unknown or disabled user {user!r}"), None
+        signed = False
+        if g.permission is not None:
+            rule, denied = sup.signing.authorize(user, g.permission)
+            if denied is not None:
+                return self.refuse(user, node, command, args, denied.code, denied.reason), None
+            sig, bad = sup.signing.sign_if_required(
+                user, rule, password=password, meaning=meaning, action=g.permission,
+                subject=subject_hash([node, command, args, user, reason, sup.now()]), batch_id=sup.batch_id,
+                reason=reason, missing=f"{g.permission} needs an e-signature (IL-13); /cell/operate carries "
+                                       "no password: use the HMI sign dialog")
+            if bad is not None:
+                return self.refuse(user, node, command, args, bad.code, bad.reason), None
+            signed = sig is not None
+        t = sup.now()
+        if any(a == "override" for a, _ in g.checks):
+            sup.signals.update("operator.has_required_role", True, t, "supervisor")
+            sup.signals.update("operator.signature_given", signed, t, "supervisor")
+        try:
+            ok, why = sup.check(g.checks)
+        finally:
+            sup.signals.remove("operator.has_required_role")
+            sup.signals.remove("operator.signature_given")
+        if not ok:
+            return self.refuse(user, node, command, args, "INTERLOCK", why), None
+        h = sup.port.send(node, command, args, user=user, reason=reason)
+        sup.journal.command(node, command, user, sup.wall(), (node, command) in SAFE_COMMANDS)
+        return CommandResult(True, "FORWARDED", "checks passed; forwarded to the device"), h
+
+    def recover_device(self, node: str, user: str, password: str = "", meaning: str = "", reason: str = ""
+                       ) -> tuple[CommandResult, Handle | None]:
+        """An operator's recovery of one latched device outside a batch restart (HMI, ``/cell/recover``).
+
+        Releasing a device that an interlock or a communication loss made safe is a critical
+        action: users.yaml ``device.recover`` (role, e-signature with meaning, stated reason).
+        Refused while a batch is Running or Restarting (its devices are not latched then, or the
+        signed restart is already recovering them). Returns the outcome of the checks and, when
+        sent, the device's handle (poll ``handle.done``). Refusals are recorded.
+        """
+        sup = self.sup
+
+        def refuse(code: str, why: str) -> tuple[CommandResult, None]:
+            return self.refuse(user, node, "recover", {}, code, why), None
+
+        if node not in NODES:
+            return refuse("INVALID", f"unknown device node {node!r}; known: {list(NODES)}")
+        rule, denied = sup.signing.authorize(user, "device.recover")
+        if denied is not None:
+            return refuse(denied.code, denied.reason)
+        if not isinstance(reason, str) or not reason.strip():
+            return refuse("INVALID", "a recovery needs a stated reason (what was found and put right)")
+        if sup.sm.state in (S.RUNNING, S.RESTARTING):
+            return refuse("STATE", f"the batch is {sup.sm.state.value}: hold it first (a signed restart "
+                                   "recovers the latched devices)")
+        if not sup.port.latched(node):
+            return refuse("STATE", f"{node} is not latched: nothing to recover")
+        _sig, bad = sup.signing.sign_if_required(
+            user, rule, password=password, meaning=meaning, action="device.recover",
+            subject=subject_hash({"batch": sup.batch_id, "recover": node, "user": user, "reason": reason,
+                                  "t": sup.now()}),
+            batch_id=sup.batch_id, reason=reason)
+        if bad is not None:
+            return refuse(bad.code, bad.reason)
+        return CommandResult(True, "FORWARDED", f"recovery of {node} sent"), sup.recover(node, user, reason)
+
+    def acknowledge_alarm(self, alarm_id: str, user: str, comment: str = "") -> CommandResult:
+        from ..alarms import AlarmError
+
+        sup = self.sup
+        _rule, denied = sup.signing.authorize(user, "alarm.ack")
+        if denied is not None:
+            return CommandResult.refuse("REFUSED", denied.reason)
+        try:
+            sup.alarms.acknowledge(alarm_id, sup.users.get(user) or user, comment)
+        except (AlarmError, KeyError, ValueError) as exc:
+            return CommandResult.refuse("REFUSED", str(exc).strip("'\""))
+        return CommandResult(True, "OK", "acknowledged")
+
+    def shelve_alarm(self, alarm_id: str, user: str, password: str = "", meaning: str = "", reason: str = "",
+                     duration_s: float = 0.0) -> CommandResult:
+        """Shelve an alarm for ``duration_s`` (ISA-18.2 §11.3 [ISA18.2]; users.yaml ``alarm.shelve``:
+        supervisor, e-signed, with a reason; only alarms rationalised as shelvable, at most
+        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (same role, no
+        signature). The alarm manager records both."""
+        from ..alarms import AlarmError
+
+        sup = self.sup
+        rule, denied = sup.signing.authorize(user, "alarm.shelve")
+        if denied is not None:
+            return denied
+        who = sup.users.get(user) or user
+        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
+            return CommandResult.refuse("INVALID", f"duration_s must be a number, got {duration_s!r}")
+        try:
+            if duration_s <= 0:
+                sup.alarms.unshelve(alarm_id, who, reason)
+                return CommandResult(True, "OK", f"{alarm_id} unshelved")
+            signature = None
+            if rule.signature:
+                if not password:
+                    return CommandResult.refuse("SIGNATURE",
+                                                "alarm.shelve needs an e-signature (password and meaning)")
+                # signed first, recorded only once the shelve is accepted
+                subject = sup.alarms.shelve_subject_hash(alarm_id, who, reason, float(duration_s))
+                signature, bad = sup.signing.sign_if_required(
+                    user, rule, password=password, meaning=meaning, action="alarm.shelve",
+                    subject=subject, batch_id=sup.batch_id, reason=reason, record=False)
+                if bad is not None:
+                    return bad
+            sup.alarms.shelve(alarm_id, who, reason, float(duration_s), signature=signature)
+        except (AlarmError, KeyError) as exc:
+            return CommandResult.refuse("REFUSED", str(exc).strip("'\""))
+        if signature is not None:
+            sup.signing.record_signature(signature, batch_id=sup.batch_id, reason=reason)
+        return CommandResult(True, "OK", f"{alarm_id} shelved for {float(duration_s):g} s")
