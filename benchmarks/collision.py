@@ -110,7 +110,8 @@ def coal_broadphase_rate(scene, q: np.ndarray) -> tuple[float, float] | None:
     self_caps = []
     for link in links:
         length = float(np.linalg.norm(np.subtract(link.p1, link.p0)))
-        self_caps.append(coal.CollisionObject(coal.Capsule(link.radius + 0.5 * margin, length), coal.Transform3s()))
+        self_caps.append(
+            coal.CollisionObject(coal.Capsule(link.radius + 0.5 * margin, length), coal.Transform3s()))
     idx = {lk.name: i for i, lk in enumerate(links)}
     pairs = [(idx[a], idx[b]) for a, b in scene.arm.self_collision_pairs]
     req, res = coal.CollisionRequest(), coal.CollisionResult()
@@ -244,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += [(f"fast path [{lv}]", f"{r / 1e6:.2f} M configs/s", cpu(per_level_cpu[lv]))
              for lv, r in per_level.items()]
     rows += [
-        ("exact path, uniform random", f"{out['exact_configs_per_s'] / 1e3:.0f} k configs/s", "goal >= 500 k/s"),
+        ("exact path, uniform random", f"{out['exact_configs_per_s'] / 1e3:.0f} k configs/s",
+         "goal >= 500 k/s"),
         ("exact path, free configs", f"{out['exact_free_configs_per_s'] / 1e3:.0f} k configs/s", ""),
         ("certified 1000-sample trajectory", f"{out['certified_traj_1000_ms']:.2f} ms", "goal <= 3 ms"),
         ("coal from Python (broadphase)",

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class PlanResult:
     waypoints: np.ndarray
     samples: np.ndarray
     dt: float
-    check: "TrajectoryCheck | None"
+    check: TrajectoryCheck | None
     iterations: int
     plan_ms: float
 
@@ -77,7 +78,7 @@ class PlanResult:
         return float(max(len(self.samples) - 1, 0) * self.dt)
 
 
-def _planning_scene(scene: "Scene", buffer: float) -> "Scene":
+def _planning_scene(scene: Scene, buffer: float) -> Scene:
     cache: dict[float, Scene] = scene.__dict__.setdefault("_plan_scenes", {})
     if buffer not in cache:
         from .scene import Scene
@@ -93,13 +94,16 @@ def _segment_samples(qa: np.ndarray, qb: np.ndarray, steps: int) -> np.ndarray:
     return qa[None, :] + s[:, None] * (qb - qa)[None, :]
 
 
-def time_parameterise(scene: "Scene", waypoints: np.ndarray, dt: float, speed_limit: float,
-                      stretch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limit: float,
+                      stretch: np.ndarray | None = None, *, vmax: np.ndarray | None = None,
+                      amax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rest-to-rest minimum-jerk segments between consecutive waypoints, each timed to
-    ``LIMIT_FRACTION`` of the joint limits and stretched until its chordal TCP speed is
-    within ``LIMIT_FRACTION * speed_limit``; samples every ``dt``. Returns (samples,
-    segment end indices). The samples stay on the straight joint segments."""
-    vmax, amax = scene.limits[:, 2], scene.limits[:, 3]
+    ``LIMIT_FRACTION`` of the joint limits (the scene's, or ``vmax``/``amax``) and
+    stretched until its chordal TCP speed is within ``LIMIT_FRACTION * speed_limit``;
+    samples every ``dt``. Returns (samples, segment end indices). The samples stay on the
+    straight joint segments."""
+    vmax = scene.limits[:, 2] if vmax is None else vmax
+    amax = scene.limits[:, 3] if amax is None else amax
     out = [waypoints[:1]]
     ends = []
     n = 0
@@ -123,12 +127,12 @@ def time_parameterise(scene: "Scene", waypoints: np.ndarray, dt: float, speed_li
 
 
 def plan(
-    scene: "Scene",
+    scene: Scene,
     q_start: object,
     q_goal: object,
     *,
     conditions: Iterable[str] | None = None,
-    speed_class: "SpeedClass | None" = None,
+    speed_class: SpeedClass | None = None,
     seed: int = 0,
     dt: float = 0.02,
     max_samples: int = MAX_SAMPLES,
@@ -149,7 +153,7 @@ def plan(
     limit = scene.speed_limits[cls]  # near-product zones: stretched below on the certified check
     conds = scene.active_conditions if conditions is None else frozenset(conditions)
 
-    def refuse(code: str, reason: str, iters: int = 0, check: "TrajectoryCheck | None" = None) -> PlanResult:
+    def refuse(code: str, reason: str, iters: int = 0, check: TrajectoryCheck | None = None) -> PlanResult:
         empty = np.zeros((0, 6))
         return PlanResult(False, code, reason, empty, empty, dt, check, iters,
                           (time.perf_counter() - t0) * 1e3)
@@ -163,22 +167,23 @@ def plan(
         if ends.distance[i] < scene.margin:
             return refuse(f"{name}_in_collision",
                           f"{name} in collision: {ends.link[i]} vs {ends.other[i]} "
-                          f"(clearance {ends.distance[i] * 1000:.1f} mm < margin {scene.margin * 1000:.1f} mm)")
+                          f"(clearance {ends.distance[i] * 1000:.1f} mm < margin "
+                          f"{scene.margin * 1000:.1f} mm)")
     out = np.empty((_MAX_WAYPOINTS, 6))
     code, n, iters = 1, 0, 0
     for buf in (buffer_m, buffer_m / 4):
         ps = _planning_scene(scene, buf)
         active = ps._mask_arg(conds)
-        code, n, iters = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples), int(shortcut_iters),
-                                      float(buf), EXTEND_RAD, out)
+        code, n, iters = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
+                                      int(shortcut_iters), float(buf), EXTEND_RAD, out)
         if code not in (1, 2):  # start/goal inside the buffer only: retry with a smaller one
             break
     if code != 0:
         name = _CODES.get(code, "no_path")
         if name == "no_path":
             return refuse(name, f"no path within the budget of {max_samples} samples", iters)
-        return refuse(name, f"{name.split('_')[0]} within {scene.margin * 1000 + buf * 1000:.1f} mm of an obstacle "
-                            f"(planning buffer); no room to plan", iters)
+        return refuse(name, f"{name.split('_')[0]} within {scene.margin * 1000 + buf * 1000:.1f} mm of "
+                            f"an obstacle (planning buffer); no room to plan", iters)
     waypoints = out[:n].copy()
     stretch = np.ones(max(n - 1, 1))
     check = None

@@ -9,7 +9,7 @@ one-dimensional functions instead of closed forms).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

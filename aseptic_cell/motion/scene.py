@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -195,7 +196,8 @@ class Scene:
         self.speed_limits = {k: v.max_tcp_speed_m_s for k, v in arm.speed_classes.items()}
         L, B = len(arm.links), len(geom.boxes)
         if L > _ccheck.MAX_LINKS or B > _ccheck.MAX_BOXES:
-            raise ValueError(f"scene too large: {L} links (max {_ccheck.MAX_LINKS}), {B} boxes (max {_ccheck.MAX_BOXES})")
+            raise ValueError(f"scene too large: {L} links (max {_ccheck.MAX_LINKS}), "
+                             f"{B} boxes (max {_ccheck.MAX_BOXES})")
         self._nwords = max(1, (B + 63) // 64)
         link_idx = {n: i for i, n in enumerate(self.link_names)}
         box_idx = {n: i for i, n in enumerate(self.box_names)}
@@ -231,7 +233,9 @@ class Scene:
             else:
                 raise ValueError(f"allowed_contacts names unknown box or link {b!r}")
         pairs = [
-            (link_idx[a], link_idx[b]) for a, b in arm.self_collision_pairs if frozenset((a, b)) not in skip_pairs
+            (link_idx[a], link_idx[b])
+            for a, b in arm.self_collision_pairs
+            if frozenset((a, b)) not in skip_pairs
         ]
         self.pairs = np.array(
             [(a, b, min(self.link_frame[a], self.link_frame[b])) for a, b in pairs], dtype=np.int32
@@ -248,9 +252,10 @@ class Scene:
         for i, a in enumerate(self.box_active):
             if a != "always":
                 self._cond_bits[a] = self._cond_bits.get(a, 0) | (1 << i)
-        self.zone_center = np.array([z.center for z in geom.near_product_zones], dtype=np.float64).reshape(-1, 3)
-        self.zone_R = np.array([rpy_matrix(z.rpy) for z in geom.near_product_zones]).reshape(-1, 3, 3)
-        self.zone_half = np.array([z.half_extents for z in geom.near_product_zones], dtype=np.float64).reshape(-1, 3)
+        zs = geom.near_product_zones
+        self.zone_center = np.array([z.center for z in zs], dtype=np.float64).reshape(-1, 3)
+        self.zone_R = np.array([rpy_matrix(z.rpy) for z in zs]).reshape(-1, 3, 3)
+        self.zone_half = np.array([z.half_extents for z in zs], dtype=np.float64).reshape(-1, 3)
 
         # --- motion bounds: lip[k, j] >= distance of link k's segment points from joint
         # j's axis, for every configuration. Joint j turns about z of frame j; the
@@ -265,7 +270,7 @@ class Scene:
                 row[j] = abs(self.dh[j, 0]) + reach[j + 1 : frame].sum() + pnorm
             return row
 
-        self.lip = np.array([lip_row(int(f), float(p)) for f, p in zip(self.link_frame, pmax)])
+        self.lip = np.array([lip_row(int(f), float(p)) for f, p in zip(self.link_frame, pmax, strict=False)])
         self.tcp_lip = lip_row(6, float(np.linalg.norm(self.tcp)))
 
         # --- float32 fast path: rounding bound, sphere covers, float boxes
@@ -287,7 +292,9 @@ class Scene:
                 t = 0.5 if n == 1 else i / (n - 1)
                 spheres.append((np.float32(t), _f32_up(R_env), _f32_up(R_self)))
                 sphere_link.append(k)
-            bound.append((_f32_up(0.5 * length + R_env + self.f32_eps), _f32_up(0.5 * length + R_self + self.f32_eps)))
+            bound.append(
+                (_f32_up(0.5 * length + R_env + self.f32_eps), _f32_up(0.5 * length + R_self + self.f32_eps))
+            )
         if len(spheres) > _ccheck.MAX_SPHERES:
             raise ValueError(f"sphere cover needs {len(spheres)} spheres (max {_ccheck.MAX_SPHERES})")
         self.spheres = np.array(spheres, dtype=np.float32).reshape(-1, 3)
@@ -313,7 +320,9 @@ class Scene:
                 e1 = self.base[:3, :3] @ self.link_p1[k] + self.base[:3, 3]
                 r_max = float(self.spheres[self.sphere_link == k, 1].max())
                 dists = (
-                    _ref.segment_box_distance(e0, e1, self.box_center, self.box_R, self.box_half) if B else np.zeros(0)
+                    _ref.segment_box_distance(e0, e1, self.box_center, self.box_R, self.box_half)
+                    if B
+                    else np.zeros(0)
                 )
                 reachable = np.asarray(dists) <= r_max + 2 * self.f32_eps
             else:
@@ -335,7 +344,8 @@ class Scene:
         self._pair_first = np.array(first + [""], dtype=object)  # index -1 -> ""
         self._pair_second = np.array(second + [""], dtype=object)
 
-        boxes = np.concatenate([self.box_center, self.box_R.reshape(B, 9), self.box_half], axis=1).reshape(B, 15)
+        boxes = np.concatenate([self.box_center, self.box_R.reshape(B, 9), self.box_half], axis=1)
+        boxes = boxes.reshape(B, 15)
         zones = np.concatenate(
             [self.zone_center, self.zone_R.reshape(-1, 9), self.zone_half], axis=1
         ) if len(self.zone_names) else np.zeros((0, 15))
@@ -362,7 +372,7 @@ class Scene:
     @classmethod
     def from_config(
         cls, arm_cfg: ArmConfig, geom_cfg: GeometryConfig, *, tcp_offset: Iterable[float] = (0.0, 0.0, 0.0)
-    ) -> "Scene":
+    ) -> Scene:
         """Build the scene from validated configuration models."""
         return cls(arm_cfg, geom_cfg, tuple(float(v) for v in tcp_offset))  # type: ignore[arg-type]
 
@@ -387,7 +397,9 @@ class Scene:
     def set_active(self, conditions: Iterable[str], *, strict: bool = True) -> None:
         """Select the conditional boxes for subsequent checks (e.g. ``{"glove_in_use:GP1"}``)."""
         mask = self.mask_for(conditions, strict=strict)
-        self._conditions = frozenset(conditions) if not isinstance(conditions, str) else frozenset({conditions})
+        if isinstance(conditions, str):
+            conditions = {conditions}
+        self._conditions = frozenset(conditions)
         self._mask = mask
 
     @property
@@ -425,7 +437,9 @@ class Scene:
             return FKResult(frames[0], tcp[0])
         return FKResult(frames, tcp)
 
-    def check_configs(self, q: object, *, conditions: Iterable[str] | None = None, refine: bool = False) -> np.ndarray:
+    def check_configs(
+        self, q: object, *, conditions: Iterable[str] | None = None, refine: bool = False
+    ) -> np.ndarray:
         """Fast path: bool array, ``True`` = certainly free (conservative).
 
         With ``refine=True`` the configurations the fast path could not clear are
@@ -513,10 +527,11 @@ class Scene:
         if not (math.isfinite(fixed_step) and fixed_step > 0):
             raise ValueError("fixed_step must be a positive number of radians")
         mask = self._mask_arg(conditions)
-        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals, v_chord, v_bound) = _ccheck.check_trajectory(
+        res = _ccheck.check_trajectory(
             self._capsule, arr, mask, float(dt), _MODES[mode], float(outside), float(zone_limit),
             float(fixed_step), int(max_depth),
         )
+        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals, v_chord, v_bound) = res
         closest = self.pair_names(min_pair)
         speeds = {"speed_chord_max": float(v_chord), "speed_bound_max": float(v_bound)}
         if code == 0:
@@ -539,7 +554,8 @@ class Scene:
             kind = "speed"
             if zone >= 0:
                 reason = (
-                    f"speed: TCP {value:.3g} m/s > {limit:.3g} m/s in near_product zone {self.zone_names[zone]}"
+                    f"speed: TCP {value:.3g} m/s > {limit:.3g} m/s in near_product zone "
+                    f"{self.zone_names[zone]}"
                 )
             else:
                 cls_name = speed_class or "transit"
@@ -547,8 +563,8 @@ class Scene:
         elif code == 5:
             kind = "collision"
             reason = (
-                f"collision: {pair_txt} (clearance {pair_c * 1000:.2f} mm < margin {self.margin * 1000:.1f} mm)"
-                f" at sample {index}"
+                f"collision: {pair_txt} (clearance {pair_c * 1000:.2f} mm < margin "
+                f"{self.margin * 1000:.1f} mm) at sample {index}"
             )
         elif code == 6:
             kind = "collision"
@@ -565,7 +581,8 @@ class Scene:
             )
         elif code == 8:
             kind = "speed"
-            where = f"in near_product zone {self.zone_names[zone]}" if zone >= 0 else f"({speed_class or 'transit'})"
+            cls_txt = f"({speed_class or 'transit'})"
+            where = f"in near_product zone {self.zone_names[zone]}" if zone >= 0 else cls_txt
             reason = (
                 f"speed: TCP speed bound {value:.3g} m/s > {limit:.3g} m/s {where}"
                 f" between samples {index - 1} and {index}"
@@ -576,34 +593,32 @@ class Scene:
             False, int(index), reason, kind, float(min_c), closest, failing, int(evals), **speeds
         )
 
+    def plan(
+        self,
+        q_start: object,
+        q_goal: object,
+        *,
+        conditions: Iterable[str] | None = None,
+        speed_class: SpeedClass | None = None,
+        seed: int = 0,
+        dt: float = 0.02,
+        **options: Any,
+    ) -> PlanResult:
+        """Plan a collision-free, timed, certified trajectory q_start -> q_goal.
 
-def _plan_method(
-    self: Scene,
-    q_start: object,
-    q_goal: object,
-    *,
-    conditions: Iterable[str] | None = None,
-    speed_class: SpeedClass | None = None,
-    seed: int = 0,
-    dt: float = 0.02,
-    **options: Any,
-) -> "PlanResult":
-    """Plan a collision-free, timed, certified trajectory q_start -> q_goal.
+        RRT-Connect (C, over the fast path, deterministic for ``seed``) with shortcutting,
+        minimum-jerk timing within the joint limits and the TCP speed class, then the
+        certified :meth:`check_trajectory` of the result under ``conditions``. Returns a
+        :class:`~aseptic_cell.motion.planner.PlanResult`; ``ok=False`` with ``code``
+        ``start_in_collision``, ``goal_in_collision``, ``no_path`` or ``not_certified``
+        and a ``reason`` otherwise. ``options``: ``max_samples``, ``shortcut_iters``,
+        ``buffer_m``.
+        """
+        from .planner import plan
 
-    RRT-Connect (C, over the fast path, deterministic for ``seed``) with shortcutting,
-    minimum-jerk timing within the joint limits and the TCP speed class, then the
-    certified :meth:`check_trajectory` of the result under ``conditions``. Returns a
-    :class:`~aseptic_cell.motion.planner.PlanResult`; ``ok=False`` with ``code``
-    ``start_in_collision``, ``goal_in_collision``, ``no_path`` or ``not_certified``
-    and a ``reason`` otherwise. ``options``: ``max_samples``, ``shortcut_iters``,
-    ``buffer_m``.
-    """
-    from .planner import plan
-
-    return plan(self, q_start, q_goal, conditions=conditions, speed_class=speed_class, seed=seed, dt=dt, **options)
-
-
-Scene.plan = _plan_method  # type: ignore[attr-defined]
+        return plan(
+            self, q_start, q_goal, conditions=conditions, speed_class=speed_class, seed=seed, dt=dt, **options
+        )
 
 
 def scene_from_files(config_dir: str | Path, **kwargs: object) -> Scene:

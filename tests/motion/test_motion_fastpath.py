@@ -111,7 +111,8 @@ def test_shipped_poses_are_collision_free(scene):
     assert {"park", "decon"} <= set(names)
     q = np.array([scene.arm.poses[n] for n in names])
     res = scene.clearance(q)
-    bad = [(n, d, a, b) for n, d, a, b in zip(names, res.distance, res.link, res.other) if d < scene.margin]
+    bad = [(n, d, a, b) for n, d, a, b in zip(names, res.distance, res.link, res.other, strict=True)
+           if d < scene.margin]
     assert not bad, f"named poses in collision: {bad}"
     assert scene.check_configs(q, refine=True).all()
     park_decon = np.array([scene.arm.poses["park"], scene.arm.poses["decon"]])

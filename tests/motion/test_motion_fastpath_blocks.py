@@ -56,7 +56,8 @@ def _sphere_verdict(scene, q: np.ndarray, mask: int) -> np.ndarray:
                 c = e0[k] + sph_t[s] * dd[k]
                 d = c - bc
                 if not aligned:
-                    d = np.stack([ax[0, i] * d[:, 0] + ax[1, i] * d[:, 1] + ax[2, i] * d[:, 2] for i in range(3)], 1)
+                    d = np.stack([ax[0, i] * d[:, 0] + ax[1, i] * d[:, 1] + ax[2, i] * d[:, 2]
+                                  for i in range(3)], 1)
                 e = np.maximum(np.abs(d) - h, f32(0))
                 d2 = e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]
                 free &= ~(d2 <= r_env[s] * r_env[s])

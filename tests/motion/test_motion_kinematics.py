@@ -48,7 +48,7 @@ def test_exact_clearance_matches_reference_random_and_near_contact(scene):
     want, names = ref.clearance(scene.arm, scene.geometry, q)
     np.testing.assert_allclose(got.distance, want, atol=1e-9, rtol=0)
     # the closest pair agrees wherever the reference's best is clearly unique
-    agree = [(a, b) == n for a, b, n in zip(got.link, got.other, names)]
+    agree = [(a, b) == n for a, b, n in zip(got.link, got.other, names, strict=False)]
     assert np.mean(agree) > 0.95
 
 
@@ -99,10 +99,12 @@ def test_segment_primitives_match_reference():
     R = _random_rotations(rng, n)
     R[200:400] = np.eye(3)
     h = rng.uniform(0.01, 0.4, (n, 3))
-    np.testing.assert_allclose(_seg_box(e0, e1, c, R, h), ref.segment_box_distance(e0, e1, c, R, h), atol=1e-9)
+    np.testing.assert_allclose(_seg_box(e0, e1, c, R, h), ref.segment_box_distance(e0, e1, c, R, h),
+                               atol=1e-9)
     q0, q1 = rng.uniform(-1, 1, (n, 3)), rng.uniform(-1, 1, (n, 3))
     q1[:300] = q0[:300] + 0.7 * (e1[:300] - e0[:300])  # parallel segments
-    np.testing.assert_allclose(_seg_seg(e0, e1, q0, q1), ref.segment_segment_distance(e0, e1, q0, q1), atol=1e-9)
+    np.testing.assert_allclose(_seg_seg(e0, e1, q0, q1), ref.segment_segment_distance(e0, e1, q0, q1),
+                               atol=1e-9)
 
 
 @settings(max_examples=300, deadline=None)
@@ -186,7 +188,8 @@ def test_scene_clearance_matches_coal(scene):
     e0, e1 = ref.link_segments(scene.arm, frames)
     links = scene.arm.links
     allowed = {tuple(p) for p in scene.arm.allowed_contacts}
-    boxes = [(b.name, coal.Box(*(2 * np.asarray(b.half_extents))), _coal_pose(coal, ref.rpy_matrix(b.rpy), b.center))
+    boxes = [(b.name, coal.Box(*(2 * np.asarray(b.half_extents))),
+              _coal_pose(coal, ref.rpy_matrix(b.rpy), b.center))
              for b in scene.geometry.boxes if b.active == "always"]
     for i in range(len(q)):
         best = np.inf
@@ -197,7 +200,8 @@ def test_scene_clearance_matches_coal(scene):
             for name, geom, pose in boxes:
                 if (link.name, name) in allowed:
                     continue
-                best = min(best, coal.distance(caps[k][0], caps[k][1], geom, pose, req, coal.DistanceResult()))
+                best = min(best, coal.distance(caps[k][0], caps[k][1], geom, pose, req,
+                                               coal.DistanceResult()))
         idx = {lk.name: j for j, lk in enumerate(links)}
         for a, b in scene.arm.self_collision_pairs:
             ca, cb = caps[idx[a]], caps[idx[b]]

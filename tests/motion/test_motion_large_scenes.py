@@ -39,17 +39,22 @@ def restore_simd():
     _ccheck.set_simd_level(level)
 
 
+def _v3(v: object) -> tuple[float, float, float]:
+    a, b, c = (float(x) for x in np.asarray(v, dtype=float))
+    return (a, b, c)
+
+
 def _random_box_geometry(rng: np.random.Generator, n: int, base: GeometryConfig,
                          size: tuple[float, float] = (0.01, 0.08)) -> GeometryConfig:
     """n random boxes (a third of them oriented) in the arm's reach, plus the floor."""
     boxes = [base.boxes[0]]
     for i in range(n):
-        rpy = tuple(float(v) for v in rng.uniform(-np.pi, np.pi, 3)) if i % 3 == 0 else (0.0, 0.0, 0.0)
+        rpy = _v3(rng.uniform(-np.pi, np.pi, 3)) if i % 3 == 0 else (0.0, 0.0, 0.0)
         c = rng.uniform([-0.9, -0.9, 0.0], [0.9, 0.9, 1.2])
         if np.hypot(c[0], c[1]) < 0.25 and c[2] < 0.4:  # not on the base
             c[0] += 0.5
-        boxes.append(Box(name=f"b{i}", kind="equipment", center=tuple(float(v) for v in c),
-                         half_extents=tuple(float(v) for v in rng.uniform(*size, 3)), rpy=rpy))
+        boxes.append(Box(name=f"b{i}", kind="equipment", center=_v3(c),
+                         half_extents=_v3(rng.uniform(*size, 3)), rpy=rpy))
     return GeometryConfig(interior=base.interior, boxes=boxes, near_product_zones=base.near_product_zones)
 
 
@@ -76,7 +81,8 @@ def test_box_beyond_64_is_seen(arm, base_geometry):
     geom = dense_geometry(arm, base_geometry, 100, seed=2)
     park = np.array([arm.poses["park"]])
     tcp = Scene.from_config(arm, geom).fk(park[0]).tcp
-    extra = Box(name="on_the_tool", kind="keepout", center=tuple(float(v) for v in tcp), half_extents=(0.02, 0.02, 0.02))
+    extra = Box(name="on_the_tool", kind="keepout", center=_v3(tcp),
+                half_extents=(0.02, 0.02, 0.02))
     scene = Scene.from_config(arm, GeometryConfig(interior=geom.interior, boxes=[*geom.boxes, extra],
                                                   near_product_zones=geom.near_product_zones))
     assert len(scene.box_names) == 101
@@ -168,10 +174,10 @@ def _coal_collides(coal, scene: Scene, geom: GeometryConfig, q: np.ndarray) -> n
                     break
             if hit:
                 break
-        for a, b in scene.arm.self_collision_pairs:
+        for la, lb in scene.arm.self_collision_pairs:
             if hit:
                 break
-            ka, kb = idx[a], idx[b]
+            ka, kb = idx[la], idx[lb]
             res = coal.CollisionResult()
             hit = coal.collide(capsule(ka, i, links[ka].radius + 0.5 * margin),
                                capsule(kb, i, links[kb].radius + 0.5 * margin), req, res)

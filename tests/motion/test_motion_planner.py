@@ -86,7 +86,7 @@ def test_conditions_are_respected(scene):
     qa, qb = _pose(scene, "park"), _pose(scene, "decon")
     mid = scene.fk(0.5 * (qa + qb)).frames[3, :3, 3]  # the elbow half way
     box = Box(name="test_keepout", kind="keepout", active="container_open:test_station",
-              center=tuple(float(v) for v in mid), half_extents=(0.04, 0.04, 0.04))
+              center=(float(mid[0]), float(mid[1]), float(mid[2])), half_extents=(0.04, 0.04, 0.04))
     geo = scene.geometry.model_copy(update={"boxes": [*scene.geometry.boxes, box]})
     sc = Scene.from_config(scene.arm, geo)
     cond = {"container_open:test_station"}

@@ -63,7 +63,7 @@ def test_shipped_moves_pass_with_bound_close_to_chord(scene):
     names = list(scene.arm.poses)
     vmax, amax = scene.limits[:, 2], scene.limits[:, 3]
     ratios = []
-    for a, b in zip(names, names[1:]):
+    for a, b in zip(names, names[1:], strict=False):
         limit = scene.speed_limits["near_product"]
         q, dt = plan_joint_move(scene, np.array(scene.arm.poses[a]), np.array(scene.arm.poses[b]), vmax, amax,
                                 speed_limit_m_s=limit)

@@ -10,6 +10,7 @@ from aseptic_cell.motion import reference as ref
 
 from .conftest import random_configs
 
+
 def _park(scene):
     return np.array(scene.arm.poses["park"], dtype=float)
 
