@@ -137,3 +137,18 @@ def test_cli_plan_then_approve(tmp_path, monkeypatch, capsys):
     assert MotionLibrary.load(lib_file).paths[lp.name].status() == (True, "approved")
     assert "APPROVED" in capsys.readouterr().out
     assert motion_cli(["plan", "--from", "park", "--to", "nowhere", "--library", str(lib_file)]) == 2
+
+
+def test_shipped_library_is_approved_and_certified(scene):
+    """config/motion_library.yaml: every path approved, unchanged, ending at arm.yaml's poses,
+    and certified on the shipped scene under the conditions it was planned for."""
+    from aseptic_cell.motion.cli import review_of
+
+    lib = MotionLibrary.load(CONFIG_DIR / "motion_library.yaml")
+    assert len(lib.paths) >= 5
+    for lp in lib.paths.values():
+        assert lp.status() == (True, "approved"), lp.name
+        np.testing.assert_array_equal(lp.waypoints[0], scene.arm.poses[lp.from_pose])
+        np.testing.assert_array_equal(lp.waypoints[-1], scene.arm.poses[lp.to_pose])
+        review = review_of(scene, lp)
+        assert review["certified"], (lp.name, review["check_reason"])
