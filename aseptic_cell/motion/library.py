@@ -168,8 +168,8 @@ class MotionLibrary:
         header = ("# Motion library (aseptic_cell.motion.library): station-to-station joint paths.\n"
                   "# Written by `cellctl motion plan` / `cellctl motion approve`; an edit by hand voids the\n"
                   "# approval (content hash). Only QA-approved, unchanged paths are used at run time.\n"
-                  "# Approvals signed with a demo account of users.yaml are for the simulated cell only: on a\n"
-                  "# real site plan and approve every path again with named QA users.\n")
+                  "# Approvals signed with a demo account of users.yaml are for the simulated cell\n"
+                  "# only: on a real site plan and approve every path again with named QA users.\n")
         body = {"version": FORMAT_VERSION, "paths": [lp.to_dict() for lp in self.paths.values()]}
         tmp = p.with_suffix(p.suffix + ".tmp")
         tmp.write_text(header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=120),
