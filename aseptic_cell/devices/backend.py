@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..results import CommandResult
 
-HARDWARE_CHOICES = ("sim", "opcua")
+HARDWARE_CHOICES = ("sim", "opcua", "mujoco", "gazebo")  # mujoco, gazebo: the arm only (arm_jtc_backend)
 
 
 class BackendError(Exception):
@@ -94,4 +94,8 @@ def make_backend(hardware: str, *, device_id: str, kind: str, **options: Any) ->
         except ImportError as exc:
             raise ValueError("hardware 'opcua' is not available in this build") from exc
         return OpcUaBackend(device_id=device_id, kind=kind, **options)
+    if hardware in ("mujoco", "gazebo"):  # the arm's physics behind the trajectory-controller topics
+        from .arm_jtc_backend import make_jtc_backend
+
+        return make_jtc_backend(hardware, device_id=device_id, kind=kind, **options)
     raise ValueError(f"unknown hardware {hardware!r}; choose one of {list(HARDWARE_CHOICES)}")

@@ -32,9 +32,8 @@ class SimBackend:
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self, timeout_s: float) -> None:
-        from std_msgs.msg import String
-
         from cell_interfaces.srv import DeviceCommand
+        from std_msgs.msg import String
 
         from ..nodes.background import BackgroundRos
 

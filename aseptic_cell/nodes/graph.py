@@ -33,10 +33,10 @@ SIM_WORLD = "sim_world"
 
 # name -> (module, depends_on). Order = start order of the processes.
 _DEVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("isolator", "aseptic_cell.nodes.isolator_node", ()),
-    ("vhp", "aseptic_cell.nodes.vhp_node", ("isolator", "arm")),
-    ("autoclave", "aseptic_cell.nodes.autoclave_node", ("isolator",)),
-    ("arm", "aseptic_cell.nodes.arm_node", ("isolator",)),
+    ("isolator", "aseptic_cell.devices.isolator.node", ()),
+    ("vhp", "aseptic_cell.devices.vhp.node", ("isolator", "arm")),
+    ("autoclave", "aseptic_cell.devices.autoclave.node", ("isolator",)),
+    ("arm", "aseptic_cell.devices.arm.node", ("isolator",)),
 )
 
 

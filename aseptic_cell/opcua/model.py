@@ -45,37 +45,18 @@ import json
 import math
 from typing import Any
 
+from ..devices.commands import CONTRACTS
+
 NS_URI = "urn:aseptic-cell:device"
 ARG_NAMES_IN = ("ArgsJson", "User", "Reason")
 ARG_NAMES_OUT = ("Accepted", "Code", "Reason", "PayloadJson")
 
-# LADS functional units: (FU name, reading-key prefixes) per kind; first match wins.
+# Per device kind, from its contract (aseptic_cell/devices/<kind>/contract.py): the LADS
+# functional units ((FU name, reading-key prefixes); first match wins), class and model name.
 FUNCTIONAL_UNITS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "isolator": (
-        ("Transfer", ("hatch.", "rtp.")),
-        ("GloveSystem", ("glove.", "any_glove_in_use", "gloves_extended")),
-        ("Decon", ("decon_", "leak_test.")),
-        ("Environment", ("",)),
-    ),
-    "vhp": (("Decon", ("",)),),
-    "autoclave": (
-        ("DoorLoad", ("load_door_",)),
-        ("DoorUnload", ("unload_door_",)),
-        ("Sterilizer", ("",)),
-    ),
-}
-DEVICE_CLASS = {
-    "isolator": "Isolator (LADS Device)",
-    "vhp": "VHP generator (LADS Device)",
-    "autoclave": "Steam autoclave (LADS Device)",
-    "arm": "Robot (OPC 40010 MotionDeviceSystem)",
-}
-MODEL = {
-    "isolator": "Emulated ATMP isolator",
-    "vhp": "Emulated VHP unit",
-    "autoclave": "Emulated steam sterilizer",
-    "arm": "UR5e (emulated controller)",
-}
+    k: m.FUNCTIONAL_UNITS for k, m in CONTRACTS.items() if m.FUNCTIONAL_UNITS}
+DEVICE_CLASS = {k: m.DEVICE_CLASS for k, m in CONTRACTS.items()}
+MODEL = {k: m.MODEL for k, m in CONTRACTS.items()}
 
 
 def nid_device(dev: str) -> str:

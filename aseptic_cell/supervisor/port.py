@@ -7,7 +7,7 @@ behaviour polls ``handle.done`` in ``update()``. The latest device signals (the 
 :class:`~aseptic_cell.interlocks.SignalTable` by :meth:`CellPort.refresh`.
 
 :class:`InProcessCell` wraps a :class:`~aseptic_cell.sim.cell.SimCell` behind the same
-command path as the device nodes (``aseptic_cell/nodes/device_node.py``): catalogue
+command path as the device nodes (``aseptic_cell/devices/node.py``): catalogue
 validation, latch after ``safe_state`` (process commands refused until an explicit
 ``recover``), the device layer's own hard interlocks on the readings
 (:mod:`aseptic_cell.devices.hard_interlocks`), and for the arm, planning and the collision

@@ -1,7 +1,7 @@
 """Every refusal code the device layer can produce is a member of the one catalogue.
 
 The sim models (``sim/``, the devices' own controllers) raise ``CommandRefused(code, ...)``
-and the device nodes' hard interlocks (``aseptic_cell/devices/hard_interlocks.py``) return
+and the devices' hard interlocks (``aseptic_cell/devices/<kind>/contract.py``) return
 ``(code, reason)``. Both are scanned here with :mod:`ast`, so a new uncatalogued string
 fails this test before any command ever reaches it.
 """
@@ -18,7 +18,7 @@ from aseptic_cell.devices.codes import RefusalCode
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_SOURCES = sorted((ROOT / "sim").rglob("*.py"))
-HARD_INTERLOCKS = ROOT / "aseptic_cell" / "devices" / "hard_interlocks.py"
+HARD_INTERLOCKS = sorted((ROOT / "aseptic_cell" / "devices").glob("*/contract.py"))
 
 
 def _code_of(node: ast.expr) -> str | None:
@@ -85,8 +85,12 @@ def test_every_code_raised_by_the_sim_models_is_catalogued():
 
 
 def test_every_code_returned_by_the_hard_interlocks_is_catalogued():
-    tree = ast.parse(HARD_INTERLOCKS.read_text(encoding="utf-8"), str(HARD_INTERLOCKS))
-    codes, dynamic = raised_codes(tree)
+    assert len(HARD_INTERLOCKS) == 4, HARD_INTERLOCKS  # one contract per device kind
+    codes, dynamic = [], []
+    for path in HARD_INTERLOCKS:
+        c, d = raised_codes(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        codes += c
+        dynamic += d
     assert not dynamic, dynamic
     assert len(codes) >= 15, codes
     assert not _uncatalogued(codes), _uncatalogued(codes)
@@ -95,7 +99,7 @@ def test_every_code_returned_by_the_hard_interlocks_is_catalogued():
 def test_same_condition_same_code_in_sim_and_hard_interlocks():
     """The IL-01/05/10/11 and robot conditions carry one name in both layers."""
     sim_codes = {c for p in SIM_SOURCES for c in raised_codes(ast.parse(p.read_text(encoding="utf-8")))[0]}
-    hil_codes = set(raised_codes(ast.parse(HARD_INTERLOCKS.read_text(encoding="utf-8")))[0])
+    hil_codes = {c for p in HARD_INTERLOCKS for c in raised_codes(ast.parse(p.read_text(encoding="utf-8")))[0]}
     assert hil_codes <= sim_codes, sorted(hil_codes - sim_codes)
     for old in ("HATCH_OTHER_DOOR_NOT_CLOSED", "HATCH_OTHER_SEAL_NOT_INFLATED", "HATCH_DWELL_NOT_ELAPSED",
                 "HATCH_DP_OUT_OF_BAND", "DRIVES_DISABLED", "PROTECTIVE_STOP_ACTIVE", "AC_CHAMBER_HOT",

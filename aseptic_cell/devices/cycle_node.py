@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cell_interfaces.action import RunCycle
 from rclpy.action import ActionServer
 
-from cell_interfaces.action import RunCycle
-
-from .device_node import DeviceNode
+from .node import DeviceNode
 
 
 class CycleNode(DeviceNode):

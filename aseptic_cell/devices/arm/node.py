@@ -19,16 +19,15 @@ import time
 from typing import Any
 
 import numpy as np
-from rclpy.action import ActionServer
-
 from cell_interfaces.action import ExecuteTrajectory
 from cell_interfaces.msg import ArmState
+from rclpy.action import ActionServer
 
-from ..devices.arm.motion import ArmMotion
-from ..devices.backend import Readings
-from ..results import CommandResult
-from .device_node import DeviceNode, num as _f, run_device_node
-
+from ...results import CommandResult
+from ..backend import Readings
+from ..node import DeviceNode, run_device_node
+from ..node import num as _f
+from .motion import ArmMotion
 
 
 class ArmNode(DeviceNode):
@@ -59,7 +58,7 @@ class ArmNode(DeviceNode):
         return self.cfg.layout.robot.id
 
     def on_configured(self) -> None:
-        from ..motion import Scene
+        from ...motion import Scene
 
         self.motion = ArmMotion(self.cfg, Scene.from_config(self.cfg.arm, self.cfg.geometry),
                                 check_mode=self.get_parameter("check_mode").value,

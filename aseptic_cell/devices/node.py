@@ -27,12 +27,12 @@ from rclpy.action import CancelResponse
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
 
-from ..devices import pipeline
-from ..devices.arm.motion import ArmMotion
-from ..devices.backend import HARDWARE_CHOICES, DeviceBackend, Readings, make_backend
-from ..devices.codes import RefusalCode
+from ..nodes.rosutil import stamp_now, wall_timer
 from ..results import CommandResult
-from .rosutil import stamp_now, wall_timer
+from . import pipeline
+from .arm.motion import ArmMotion
+from .backend import HARDWARE_CHOICES, DeviceBackend, Readings, make_backend
+from .codes import RefusalCode
 
 
 class DeviceNode(LifecycleNode):
@@ -43,11 +43,10 @@ class DeviceNode(LifecycleNode):
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        from diagnostic_msgs.msg import DiagnosticArray
-        from std_msgs.msg import String
-
         from cell_interfaces.msg import Alarm
         from cell_interfaces.srv import DeviceCommand, Recover
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_msgs.msg import String
 
         self.declare_parameter("config_dir", "")
         self.declare_parameter("hardware", "sim")
@@ -288,7 +287,7 @@ class DeviceNode(LifecycleNode):
 
     def _publish_signals(self, r: Readings, ok: bool) -> None:
         """Interlock signals (JSON) for the supervisor: {"device", "comm_ok", "t", "signals"}."""
-        from ..devices.signals import signals_from_readings
+        from .signals import signals_from_readings
 
         try:
             sig = signals_from_readings(self.KIND, r.values, self.cfg)
@@ -363,6 +362,6 @@ def num(v: Any) -> float:
 
 
 def run_device_node(factory: Callable[[], DeviceNode], argv: list[str] | None = None) -> int:
-    from .rosutil import run_node
+    from ..nodes.rosutil import run_node
 
     return run_node(factory, argv)

@@ -7,9 +7,10 @@ from typing import Any
 
 from cell_interfaces.msg import VhpState
 
-from ..devices.backend import Readings
-from .cycle_node import CycleNode
-from .device_node import num as _f, run_device_node
+from ..backend import Readings
+from ..cycle_node import CycleNode
+from ..node import num as _f
+from ..node import run_device_node
 
 PHASES = ["PRECHECK", "DEHUMIDIFY", "CONDITION", "DECONTAMINATE", "AERATE"]
 

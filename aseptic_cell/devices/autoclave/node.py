@@ -8,9 +8,10 @@ from typing import Any
 
 from cell_interfaces.msg import AutoclaveState
 
-from ..devices.backend import Readings
-from .cycle_node import CycleNode
-from .device_node import num as _f, run_device_node
+from ..backend import Readings
+from ..cycle_node import CycleNode
+from ..node import num as _f
+from ..node import run_device_node
 
 DOORS = {"autoclave_load": "load", "autoclave_unload": "unload"}
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from cell_interfaces.msg import GlovePortState, IsolatorState, RtpState
 
-from ..devices.backend import Readings
-from .device_node import DeviceNode, num as _f, run_device_node
+from ..backend import Readings
+from ..node import DeviceNode, run_device_node
+from ..node import num as _f
 
 HATCH_DOORS = {"hatch_a": "A", "hatch_b": "B"}
 PORT_COMMANDS = {"dock_beta", "lock_beta", "unlock_beta", "undock_beta", "open_alpha", "close_alpha"}

@@ -1,0 +1,106 @@
+"""The autoclave's configuration (``config/cell.yaml`` ``autoclave``) and its programs (``config/autoclave_programs.yaml``).
+
+Field descriptions name units; sources for defaults live beside the values in the YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ...config.base import Finite, Identifier, Model, NonNegativeFinite, PositiveFinite
+
+
+class AutoclaveConfig(Model):
+    id: Identifier
+    chamber_volume_l: PositiveFinite
+    door_open_max_temp_c: PositiveFinite
+    door_open_max_gauge_kpa: PositiveFinite
+    heat_rate_c_min: PositiveFinite
+    cool_rate_c_min: PositiveFinite
+    load_probe_time_constant_s: PositiveFinite
+    probe_disagreement_max_c: PositiveFinite
+    pump_rate_kpa_s: PositiveFinite
+    steam_fill_kpa_s: PositiveFinite
+    base_leak_kpa_per_min: NonNegativeFinite
+    ambient_temp_c: Finite
+    door_travel_s: PositiveFinite
+    gasket_pressurise_s: PositiveFinite
+
+class Prevacuum(Model):
+    pulses: int = Field(ge=0, le=10)
+    vacuum_kpa: PositiveFinite
+    pulse_high_kpa: PositiveFinite
+    pulse_timeout_s: PositiveFinite
+
+class Plateau(Model):
+    setpoint_c: float = Field(ge=100.0, le=140.0, description="sterilisation temperature (C)")
+    band_c: PositiveFinite = Field(description="band above set point (K); EN 285: +3 K")
+    hold_s: PositiveFinite
+
+class Exhaust(Model):
+    target_kpa: PositiveFinite
+    timeout_s: PositiveFinite
+
+class Drying(Model):
+    vacuum_kpa: PositiveFinite
+    time_s: NonNegativeFinite
+
+class LeakTestProgram(Model):
+    vacuum_kpa: PositiveFinite
+    stabilise_s: PositiveFinite
+    hold_s: PositiveFinite
+    max_rate_kpa_min: PositiveFinite
+    evacuate_timeout_s: PositiveFinite
+
+class AutoclaveProgram(Model):
+    id: Identifier
+    kind: Literal["sterilise", "bowie_dick", "leak_test"]
+    description: str = ""
+    prevacuum: Optional[Prevacuum] = None
+    plateau: Optional[Plateau] = None
+    heatup_timeout_s: Optional[PositiveFinite] = None
+    exhaust: Optional[Exhaust] = None
+    drying: Optional[Drying] = None
+    f0_target_min: Optional[NonNegativeFinite] = None
+    equilibration_max_s: Optional[PositiveFinite] = None
+    bowie_dick_max_delta_c: Optional[PositiveFinite] = None
+    leak_test: Optional[LeakTestProgram] = None
+
+    @model_validator(mode="after")
+    def _sections(self) -> "AutoclaveProgram":
+        if self.kind == "leak_test":
+            if self.leak_test is None:
+                raise ValueError("a leak_test program needs a 'leak_test' section")
+            return self
+        missing = [
+            name
+            for name in ("prevacuum", "plateau", "heatup_timeout_s", "exhaust", "drying", "f0_target_min")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(f"a {self.kind} program needs: {', '.join(missing)}")
+        if self.kind == "bowie_dick" and self.bowie_dick_max_delta_c is None:
+            raise ValueError("a bowie_dick program needs bowie_dick_max_delta_c")
+        assert self.prevacuum is not None
+        if self.prevacuum.vacuum_kpa >= 101.3 or self.prevacuum.pulse_high_kpa <= 101.3:
+            raise ValueError("prevacuum: vacuum_kpa must be sub-atmospheric and pulse_high_kpa super-atmospheric")
+        return self
+
+class AutoclavePrograms(Model):
+    programs: list[AutoclaveProgram] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AutoclavePrograms":
+        ids = [p.id for p in self.programs]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"program ids must be unique; repeated: {dup}")
+        return self
+
+    def get(self, program_id: str) -> AutoclaveProgram:
+        for p in self.programs:
+            if p.id == program_id:
+                return p
+        raise KeyError(f"unknown autoclave program {program_id!r}; known: {[p.id for p in self.programs]}")
