@@ -13,8 +13,6 @@ invalidates the running subtree, whose ``terminate()`` makes things safe — HAB
 
 from __future__ import annotations
 
-import time
-
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -28,6 +26,8 @@ class Context(Protocol):
     """What behaviours need from the supervisor core."""
 
     cfg: Any
+    port: Any
+    """The cell port (cancel a command in flight; its transport allowance)."""
 
     def now(self) -> float: ...
 
@@ -376,6 +376,7 @@ class PhaseNode(py_trees.decorators.Decorator):
 
 def _first_failure_reason(node: py_trees.behaviour.Behaviour) -> str:
     for n in node.iterate():
-        if n.status == Status.FAILURE and getattr(n, "reason", ""):
-            return f"{n.name}: {n.reason}"
+        reason = getattr(n, "reason", "")
+        if n.status == Status.FAILURE and reason:
+            return f"{n.name}: {reason}"
     return f"{node.name} failed"

@@ -31,15 +31,25 @@ Trees:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import py_trees
 from py_trees.composites import Sequence
 
-from .base import (DeviceCommand, HoldFor, InterlockGuard, MoveArm, OperatorConfirm, PhaseNode, RunCycle,
-                   SignalGuard, WaitFor, guarded)
+from .base import (
+    DeviceCommand,
+    HoldFor,
+    InterlockGuard,
+    MoveArm,
+    OperatorConfirm,
+    PhaseNode,
+    RunCycle,
+    SignalGuard,
+    WaitFor,
+    guarded,
+)
 
 DOOR_TIMEOUT_S = 120.0
 PERMISSIVE_TIMEOUT_S = 900.0
@@ -52,9 +62,9 @@ AUTOCLAVE_TIMEOUT_S = 4 * 3600.0
 RELEASE_TIMEOUT_S = 900.0
 
 
-def _seq(name: str, children: list[py_trees.behaviour.Behaviour]) -> Sequence:
+def _seq(name: str, children: Iterable[py_trees.behaviour.Behaviour]) -> Sequence:
     s = Sequence(name, memory=True)
-    s.add_children(children)
+    s.add_children(list(children))
     return s
 
 

@@ -118,9 +118,10 @@ class SimCell:
 
     def readings(self, device_id: str) -> dict[str, Any]:
         """What the device's controller reports: its sensors plus its status, JSON-ready."""
-        model = self.models[device_id] if device_id in self.models else None
+        model = self.models.get(device_id)
         if model is None:
-            self.kind(device_id)
+            self.kind(device_id)  # raises InvalidCommand naming the known devices
+            raise KeyError(device_id)
         out = dict(model.sensors())
         status = model.status()
         for k, v in status.items():

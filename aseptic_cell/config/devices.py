@@ -79,7 +79,7 @@ class CellLayout(Model):
     autoclave: AutoclaveConfig
 
     @model_validator(mode="after")
-    def _device_ids_unique(self) -> "CellLayout":
+    def _device_ids_unique(self) -> CellLayout:
         ids = self.device_ids()
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

@@ -14,7 +14,8 @@ arguments (``{door}``, ``{other}``, ``{port}``, ``{rtp}``).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
@@ -28,11 +29,11 @@ _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 class Comparison(Model):
     signal: str
     op: Literal["eq", "ne", "lt", "le", "gt", "ge", "in"]
-    value: Optional[Union[bool, Finite, str, list[Union[bool, Finite, str]]]] = None
-    param: Optional[str] = None
+    value: bool | Finite | str | list[bool | Finite | str] | None = None
+    param: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "Comparison":
+    def _check(self) -> Comparison:
         if not _SIGNAL.match(self.signal):
             raise ValueError(f"signal {self.signal!r} is not a dotted name (lower-case words, ids, {{placeholders}})")
         for ph in re.findall(r"\{([a-z]+)\}", self.signal):
@@ -53,15 +54,15 @@ class Comparison(Model):
 
 
 class AllOf(Model):
-    all: list["Condition"] = Field(min_length=1)
+    all: list[Condition] = Field(min_length=1)
 
 
 class AnyOf(Model):
-    any: list["Condition"] = Field(min_length=1)
+    any: list[Condition] = Field(min_length=1)
 
 
 class NotOf(Model):
-    not_: "Condition" = Field(alias="not")
+    not_: Condition = Field(alias="not")
 
     model_config = Model.model_config | {"populate_by_name": True}
 
@@ -73,12 +74,13 @@ def _condition_kind(v: Any) -> str:
             if key in v:
                 return key.capitalize()
         return "Cmp"
-    return {AllOf: "All", AnyOf: "Any", NotOf: "Not"}.get(type(v), "Cmp")
+    kinds: dict[type, str] = {AllOf: "All", AnyOf: "Any", NotOf: "Not"}
+    return kinds.get(type(v), "Cmp")
 
 
 Condition = Annotated[
-    Union[Annotated[AllOf, Tag("All")], Annotated[AnyOf, Tag("Any")], Annotated[NotOf, Tag("Not")],
-          Annotated[Comparison, Tag("Cmp")]],
+    Annotated[AllOf, Tag("All")] | Annotated[AnyOf, Tag("Any")] | Annotated[NotOf, Tag("Not")]
+    | Annotated[Comparison, Tag("Cmp")],
     Discriminator(_condition_kind),
 ]
 AllOf.model_rebuild()
@@ -86,7 +88,7 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
-def iter_comparisons(cond: "Condition"):
+def iter_comparisons(cond: Condition) -> Iterator[Comparison]:
     """Yield every leaf comparison of a condition tree."""
     if isinstance(cond, Comparison):
         yield cond
@@ -108,10 +110,10 @@ class InterlockRule(Model):
     basis: str = Field(min_length=3, description="Annex 1 paragraph / standard / source key")
     severity: Literal["critical", "high", "medium", "low"]
     scope: Literal["action", "each_glove_port"] = "action"
-    on_tick: Optional[Literal["hold_batch", "abort_vhp", "protective_stop"]] = None
+    on_tick: Literal["hold_batch", "abort_vhp", "protective_stop"] | None = None
 
     @model_validator(mode="after")
-    def _actions(self) -> "InterlockRule":
+    def _actions(self) -> InterlockRule:
         for a in self.guards:
             if not _ACTION.match(a):
                 raise ValueError(f"guarded action {a!r} must look like 'device.verb'")
@@ -123,7 +125,7 @@ class InterlockCatalogue(Model):
     rules: list[InterlockRule] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "InterlockCatalogue":
+    def _consistent(self) -> InterlockCatalogue:
         ids = [r.id for r in self.rules]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

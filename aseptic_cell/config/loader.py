@@ -10,6 +10,7 @@ the field path (and YAML line where known) and the reason.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from .devices import AutoclavePrograms, CellLayout, VHPCycles
 from .interlocks import InterlockCatalogue
 from .recipes import BatchRecipe
 from .robot import ArmConfig, GeometryConfig
+
 
 def config_files() -> dict[str, type[BaseModel]]:
     """File name → model. (Alarm and user models are imported here: they build on config.base.)"""
@@ -91,7 +93,7 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last one)."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
@@ -217,7 +219,7 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
             issues.append(ConfigIssue("geometry.yaml", f"boxes[{i}].active",
                                       f"{box.active!r} refers to an unknown {kind.replace('_', ' ')} target {ref!r}"))
     link_names = {link.name for link in cfg.arm.links}
-    for i, (link, obstacle) in enumerate(cfg.arm.allowed_contacts):
+    for i, (_link, obstacle) in enumerate(cfg.arm.allowed_contacts):
         if obstacle not in box_names and obstacle not in link_names:
             issues.append(ConfigIssue("arm.yaml", f"allowed_contacts[{i}]",
                                       f"{obstacle!r} is neither a geometry box nor a link"))
@@ -239,8 +241,10 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
     params = cfg.interlocks.parameters
     for pname, value, source in (
         ("hatch_dwell_s", iso.hatch.dwell_s, "cell.yaml isolator.hatch.dwell_s"),
-        ("glove_campaign_window_h", iso.glove_test.campaign_window_h, "cell.yaml isolator.glove_test.campaign_window_h"),
-        ("autoclave_door_max_temp_c", layout.autoclave.door_open_max_temp_c, "cell.yaml autoclave.door_open_max_temp_c"),
+        ("glove_campaign_window_h", iso.glove_test.campaign_window_h,
+         "cell.yaml isolator.glove_test.campaign_window_h"),
+        ("autoclave_door_max_temp_c", layout.autoclave.door_open_max_temp_c,
+         "cell.yaml autoclave.door_open_max_temp_c"),
         ("autoclave_door_max_gauge_kpa", layout.autoclave.door_open_max_gauge_kpa,
          "cell.yaml autoclave.door_open_max_gauge_kpa"),
     ):
@@ -265,8 +269,12 @@ def cross_check(cfg: CellConfig) -> list[ConfigIssue]:
     return issues
 
 
-def _check_phase(ptype, params, ports, rtps, cycles, programs, poses, speed_classes):
-    def finite_pos(name: str):
+def _check_phase(ptype: str, params: Mapping[str, Any], ports: Collection[str], rtps: Collection[str],
+                 cycles: Collection[str], programs: Mapping[str, Any], poses: Collection[str],
+                 speed_classes: Collection[str]) -> Iterator[tuple[str, str]]:
+    """(message, parameter) for each problem of one phase's parameters."""
+
+    def finite_pos(name: str) -> Iterator[tuple[str, str]]:
         v = params.get(name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             yield f"must be a finite number > 0, got {v!r}", name

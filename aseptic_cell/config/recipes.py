@@ -7,6 +7,7 @@ of the configuration by :func:`aseptic_cell.config.loader.cross_check`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -33,7 +34,7 @@ class Phase(Model):
     params: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _known(self) -> "Phase":
+    def _known(self) -> Phase:
         if self.type not in PHASE_TYPES:
             raise ValueError(f"unknown phase type {self.type!r}; known: {sorted(PHASE_TYPES)}")
         required, optional = PHASE_TYPES[self.type]
@@ -74,7 +75,7 @@ class BatchRecipe(Model):
     procedure: Procedure
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "BatchRecipe":
+    def _unique_ids(self) -> BatchRecipe:
         seen: set[str] = set()
         for up in self.procedure.unit_procedures:
             for op in up.operations:
@@ -85,7 +86,7 @@ class BatchRecipe(Model):
                     seen.add(key)
         return self
 
-    def phases(self):
+    def phases(self) -> Iterator[tuple[UnitProcedure, Operation, Phase]]:
         """Yield (unit_procedure, operation, phase) in execution order."""
         for up in self.procedure.unit_procedures:
             for op in up.operations:

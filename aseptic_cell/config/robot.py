@@ -28,7 +28,8 @@ class Box(Model):
     active: str = Field(
         default="always",
         description="'always', or a condition 'glove_in_use:<port>', 'container_open:<station>', "
-        "'door_closed:<door>' (a door's swept volume: active unless the door is confirmed fully open and locked) under which the box is part of the scene",
+        "'door_closed:<door>' (a door's swept volume: active unless the door is confirmed fully open and "
+        "locked) under which the box is part of the scene",
     )
 
     @field_validator("active")
@@ -53,8 +54,8 @@ class Interior(Model):
     max: Vec3
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Interior":
-        if any(lo >= hi for lo, hi in zip(self.min, self.max)):
+    def _ordered(self) -> Interior:
+        if any(lo >= hi for lo, hi in zip(self.min, self.max, strict=True)):
             raise ValueError("interior.min must be below interior.max on every axis")
         return self
 
@@ -67,7 +68,7 @@ class GeometryConfig(Model):
     near_product_zones: list[Zone] = []
 
     @model_validator(mode="after")
-    def _unique(self) -> "GeometryConfig":
+    def _unique(self) -> GeometryConfig:
         names = [b.name for b in self.boxes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

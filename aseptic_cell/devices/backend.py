@@ -90,7 +90,7 @@ def make_backend(hardware: str, *, device_id: str, kind: str, **options: Any) ->
         return SimBackend(device_id=device_id, kind=kind, **options)
     if hardware == "opcua":
         try:
-            from .opcua_backend import OpcUaBackend  # type: ignore[import-not-found]
+            from .opcua_backend import OpcUaBackend
         except ImportError as exc:
             raise ValueError("hardware 'opcua' is not available in this build") from exc
         return OpcUaBackend(device_id=device_id, kind=kind, **options)

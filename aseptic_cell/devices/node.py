@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rclpy.action import CancelResponse
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future
+from rclpy.timer import Timer
 
 from ..nodes.rosutil import stamp_now, wall_timer
 from ..results import CommandResult
@@ -73,8 +75,8 @@ class DeviceNode(LifecycleNode):
         self._string = String
         self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
         self.create_service(Recover, f"/cell/{node_name}/recover", self._on_recover)
-        self._timer = None
-        self._waiter_timer = None
+        self._timer: Timer | None = None
+        self._waiter_timer: Timer | None = None
 
     # ================================================================== lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -146,7 +148,7 @@ class DeviceNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        if getattr(self, "_waiter_timer", None) is not None:
+        if self._waiter_timer is not None:
             self.destroy_timer(self._waiter_timer)
             self._waiter_timer = None
         if self.backend is not None:
@@ -174,7 +176,7 @@ class DeviceNode(LifecycleNode):
 
     def fresh_readings(self) -> Readings | None:
         r = self.readings()
-        if r is None or r.age_s() > self.stale_after_s or not self.backend.connected():
+        if r is None or self.backend is None or r.age_s() > self.stale_after_s or not self.backend.connected():
             return None
         return r
 
@@ -248,7 +250,8 @@ class DeviceNode(LifecycleNode):
             resp.accepted, resp.reason = False, "recovery needs the operator's user id and a reason"
             return resp
         if self.fresh_readings() is None:
-            resp.accepted, resp.reason = False, f"{self.device_id}: no fresh data; cannot recover while communication is lost"
+            resp.accepted = False
+            resp.reason = f"{self.device_id}: no fresh data; cannot recover while communication is lost"
             return resp
         was = self.latched
         self.latched = None

@@ -31,9 +31,14 @@ _log = logging.getLogger(__name__)
 class CommandHost(Protocol):
     """What the command path needs from the thing that owns one device."""
 
-    kind: str
-    device_id: str
-    cfg: CellConfig
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def cfg(self) -> CellConfig: ...
 
     def lifecycle(self) -> str:
         """``active`` (process commands allowed), ``inactive`` (connected, nothing moves) or

@@ -7,8 +7,10 @@ signal missing (every rule denies and builds its full explanation: the worst cas
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aseptic_cell.config.interlocks import Comparison, iter_comparisons
@@ -36,7 +38,7 @@ def _fill_safe(eng: InterlockEngine, t: float) -> None:
             eng.signals.update(name, _satisfying(c, eng.catalogue.parameters), t, name.split(".")[0])
 
 
-def _time(fn, n: int) -> tuple[float, float]:
+def _time(fn: Callable[[], object], n: int) -> tuple[float, float]:
     runs = []
     for _ in range(5):
         t0 = time.perf_counter()
@@ -59,7 +61,7 @@ def main(argv: list[str]) -> None:
         print(f"-- {label}")
         for action, args in actions:
             d = eng.check(action, args)
-            best, med = _time(lambda e=eng, a=action, g=args: e.check(a, g), 5000)
+            best, med = _time(functools.partial(eng.check, action, args), 5000)
             print(f"check({action!r}, {args}) allowed={d.allowed}: min {best:.1f} us, median {med:.1f} us")
         n = len(eng.evaluate_all())
         best, med = _time(eng.evaluate_all, 1000)

@@ -28,6 +28,7 @@ Held with every device safe; it never resumes by itself: ``restart`` needs a rol
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -305,7 +306,7 @@ class Supervisor:
         for up, op, ph in self.recipe.phases():
             path = phase_path(up, op, ph)
             sm = PhaseStateMachine(self.clock, name=path)
-            sm.add_listener(lambda tr, p=path: self._on_phase_transition(p, tr))
+            sm.add_listener(functools.partial(self._on_phase_transition, path))
             self.phases[path] = sm
             self.phase_order.append(path)
             self._phase_types[path] = ph.type
@@ -358,7 +359,7 @@ class Supervisor:
             batch_id=self.batch_id, reason=reason)
         if bad is not None:
             return self._refuse_batch(user, command, bad.code, bad.reason)
-        if command == "confirm":
+        if command == "confirm" and self.active_phase:
             self._confirmed.add(self.active_phase.rsplit("/", 1)[-1])
             self.journal.audit("command", user, "batch.confirm", reason, {"phase": self.active_phase})
             return CommandResult(True, "OK", "confirmed", state=self.sm.state.value)

@@ -140,7 +140,7 @@ def finite_json(v: Any) -> bool:
 
 def clean(d: Mapping[str, Any]) -> dict[str, Any]:
     """A payload the record can store: non-finite floats as None, other non-JSON values as text."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, float) and not math.isfinite(v):
             out[k] = None

@@ -29,8 +29,8 @@ from ..devices.arm.motion import ArmMotion
 from ..devices.codes import RefusalCode
 from ..devices.commands import InvalidArguments
 from ..devices.signals import signals_from_readings
-from ..results import CommandResult
 from ..interlocks import SignalTable
+from ..results import CommandResult
 
 NODES = ("isolator", "vhp", "autoclave", "arm")
 
@@ -63,8 +63,9 @@ class Handle:
 class CellPort(Protocol):
     """What the supervisor core needs from the cell (in-process sim, or the ROS graph)."""
 
-    node_devices: Mapping[str, str]
-    """node name -> device id (``isolator`` -> ``ISO1``)."""
+    @property
+    def node_devices(self) -> Mapping[str, str]:
+        """node name -> device id (``isolator`` -> ``ISO1``)."""
 
     def now(self) -> float:
         """Time in the signals' time base (sim time)."""
@@ -151,7 +152,7 @@ class InProcessCell:
         self.cfg = cfg
         self.sim = sim if sim is not None else SimCell(cfg)
         lay = cfg.layout
-        self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
+        self.node_devices: dict[str, str] = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
                              "autoclave": lay.autoclave.id, "arm": lay.robot.id}
         self.kinds = {n: n for n in NODES}
         self._latched: dict[str, str | None] = {n: None for n in NODES}
@@ -172,7 +173,7 @@ class InProcessCell:
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
-        return self.sim.now()
+        return float(self.sim.now())
 
     def step(self, dt: float) -> None:
         self.sim.step(dt)

@@ -55,7 +55,7 @@ def resolve_recipe(recipe_id: str, cfg: Any) -> BatchRecipe:
     """
     if not isinstance(recipe_id, str) or not recipe_id.strip():
         raise RecipeError(["recipe_id is empty"])
-    recipe = cfg.recipes.get(recipe_id)
+    recipe: BatchRecipe | None = cfg.recipes.get(recipe_id)
     if recipe is None and recipe_id.endswith((".yaml", ".yml")):
         recipe = load_recipe_file(recipe_id)
     if recipe is None:

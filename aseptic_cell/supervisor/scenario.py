@@ -205,7 +205,9 @@ def evaluate(sc: Scenario, summary: dict[str, Any], latched: dict[str, bool]) ->
         out.append(f"batch state {summary.get('batch_state')!r}, expected {e.batch_state!r}")
     for r in e.refused:
         hit = [x for x in summary.get("refusals", []) if x.get("command") == r.command
-               and (r.source is None or x.get("source") == r.source) and (r.code is None or x.get("code") == r.code) and (r.rule is None or r.rule in str(x.get("reason")))]
+               and (r.source is None or x.get("source") == r.source)
+               and (r.code is None or x.get("code") == r.code)
+               and (r.rule is None or r.rule in str(x.get("reason")))]
         if not hit:
             out.append(f"no refusal of {r.command} (code {r.code}, rule {r.rule})")
     for t in e.trips:

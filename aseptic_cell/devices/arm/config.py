@@ -26,7 +26,7 @@ class JointLimits(Model):
     max_acceleration: PositiveFinite = Field(description="rad/s^2")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "JointLimits":
+    def _ordered(self) -> JointLimits:
         if self.min >= self.max:
             raise ValueError(f"joint {self.name}: min ({self.min}) must be below max ({self.max})")
         return self
@@ -66,7 +66,7 @@ class ArmConfig(Model):
     tracking_time_constant_s: PositiveFinite = 0.05
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ArmConfig":
+    def _consistent(self) -> ArmConfig:
         names = {link.name for link in self.links}
         if len(names) != len(self.links):
             raise ValueError("link names must be unique")
@@ -86,7 +86,7 @@ class ArmConfig(Model):
         for pose_name, q in self.poses.items():
             if len(q) != 6:
                 raise ValueError(f"pose {pose_name!r} has {len(q)} joint values, expected 6")
-            for j, (value, lim) in enumerate(zip(q, self.joints)):
+            for j, (value, lim) in enumerate(zip(q, self.joints, strict=True)):
                 if not lim.min <= value <= lim.max:
                     raise ValueError(
                         f"pose {pose_name!r} joint {j} ({lim.name}) = {value} is outside "

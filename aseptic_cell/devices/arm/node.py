@@ -12,6 +12,7 @@ Publishes ``/cell/arm/state`` (ArmState) and ``/joint_states`` (sensor_msgs/Join
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -48,7 +49,7 @@ class ArmNode(DeviceNode):
         self._cell_wall: dict[str, float] = {}
         for node in ("isolator", "autoclave"):
             self.create_subscription(String, f"/cell/{node}/signals",
-                                     lambda msg, node=node: self._on_signals(node, msg), 10)
+                                     functools.partial(self._on_signals, node), 10)
         self.joint_names: list[str] = []
         self._current_motion = ""
         self._action = ActionServer(self, ExecuteTrajectory, f"/cell/{node_name}/execute_trajectory",

@@ -1,11 +1,12 @@
-"""The autoclave's configuration (``config/cell.yaml`` ``autoclave``) and its programs (``config/autoclave_programs.yaml``).
+"""The autoclave's configuration (``config/cell.yaml`` ``autoclave``) and its programs
+(``config/autoclave_programs.yaml``).
 
 Field descriptions name units; sources for defaults live beside the values in the YAML.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -58,18 +59,18 @@ class AutoclaveProgram(Model):
     id: Identifier
     kind: Literal["sterilise", "bowie_dick", "leak_test"]
     description: str = ""
-    prevacuum: Optional[Prevacuum] = None
-    plateau: Optional[Plateau] = None
-    heatup_timeout_s: Optional[PositiveFinite] = None
-    exhaust: Optional[Exhaust] = None
-    drying: Optional[Drying] = None
-    f0_target_min: Optional[NonNegativeFinite] = None
-    equilibration_max_s: Optional[PositiveFinite] = None
-    bowie_dick_max_delta_c: Optional[PositiveFinite] = None
-    leak_test: Optional[LeakTestProgram] = None
+    prevacuum: Prevacuum | None = None
+    plateau: Plateau | None = None
+    heatup_timeout_s: PositiveFinite | None = None
+    exhaust: Exhaust | None = None
+    drying: Drying | None = None
+    f0_target_min: NonNegativeFinite | None = None
+    equilibration_max_s: PositiveFinite | None = None
+    bowie_dick_max_delta_c: PositiveFinite | None = None
+    leak_test: LeakTestProgram | None = None
 
     @model_validator(mode="after")
-    def _sections(self) -> "AutoclaveProgram":
+    def _sections(self) -> AutoclaveProgram:
         if self.kind == "leak_test":
             if self.leak_test is None:
                 raise ValueError("a leak_test program needs a 'leak_test' section")
@@ -92,7 +93,7 @@ class AutoclavePrograms(Model):
     programs: list[AutoclaveProgram] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "AutoclavePrograms":
+    def _unique(self) -> AutoclavePrograms:
         ids = [p.id for p in self.programs]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

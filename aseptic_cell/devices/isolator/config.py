@@ -23,7 +23,7 @@ class PressureConfig(Model):
     recovery_time_constant_s: PositiveFinite
 
     @model_validator(mode="after")
-    def _band(self) -> "PressureConfig":
+    def _band(self) -> PressureConfig:
         if not self.alarm_low_pa < self.setpoint_pa < self.alarm_high_pa:
             raise ValueError(
                 f"need alarm_low_pa < setpoint_pa < alarm_high_pa, got "
@@ -37,7 +37,7 @@ class AirflowConfig(Model):
     max_m_s: PositiveFinite
 
     @model_validator(mode="after")
-    def _band(self) -> "AirflowConfig":
+    def _band(self) -> AirflowConfig:
         if not self.min_m_s <= self.velocity_m_s <= self.max_m_s:
             raise ValueError("need min_m_s <= velocity_m_s <= max_m_s")
         return self
@@ -55,7 +55,7 @@ class ParticleConfig(Model):
     burst_decay_s: PositiveFinite
 
     @model_validator(mode="after")
-    def _levels(self) -> "ParticleConfig":
+    def _levels(self) -> ParticleConfig:
         if self.alert_0_5_per_m3 > self.action_0_5_per_m3:
             raise ValueError("alert_0_5_per_m3 must not exceed action_0_5_per_m3")
         if self.alert_5_0_per_m3 > self.action_5_0_per_m3:
@@ -109,7 +109,7 @@ class IsolatorConfig(Model):
     leak_test: LeakTestConfig
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "IsolatorConfig":
+    def _unique_ids(self) -> IsolatorConfig:
         for label, items in (("rtps", self.rtps), ("glove_ports", self.glove_ports)):
             ids = [i.id for i in items]
             dup = sorted({i for i in ids if ids.count(i) > 1})

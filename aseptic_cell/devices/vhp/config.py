@@ -1,4 +1,5 @@
-"""The VHP unit's configuration (``config/cell.yaml`` ``vhp_unit``) and its versioned cycle recipes (``config/vhp_cycles.yaml``).
+"""The VHP unit's configuration (``config/cell.yaml`` ``vhp_unit``) and its versioned cycle recipes
+(``config/vhp_cycles.yaml``).
 
 Field descriptions name units; sources for defaults live beside the values in the YAML.
 """
@@ -46,7 +47,7 @@ class VHPDecontaminate(Model):
     max_rs_pct: Percent
 
     @model_validator(mode="after")
-    def _order(self) -> "VHPDecontaminate":
+    def _order(self) -> VHPDecontaminate:
         if self.min_ppm > self.setpoint_ppm:
             raise ValueError("min_ppm must not exceed setpoint_ppm")
         return self
@@ -62,7 +63,7 @@ class VHPLimits(Model):
     temp_max_c: Finite
 
     @model_validator(mode="after")
-    def _order(self) -> "VHPLimits":
+    def _order(self) -> VHPLimits:
         if self.dp_min_pa >= self.dp_max_pa or self.temp_min_c >= self.temp_max_c:
             raise ValueError("each min must be below its max")
         return self
@@ -82,7 +83,7 @@ class VHPCycles(Model):
     cycles: list[VHPCycleRecipe] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "VHPCycles":
+    def _unique(self) -> VHPCycles:
         ids = [c.id for c in self.cycles]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
