@@ -6,10 +6,12 @@ an unreachable device fails the transition with the reason) → INACTIVE: connec
 published, and nothing moves (process commands are refused) → ``activate`` → ACTIVE.
 
 Every command — from a service, an action or the generic ``/cell/<name>/command`` — takes
-one path (:meth:`DeviceNode.execute`): catalogue validation, lifecycle and latch checks,
-staleness, the node's own hard interlocks (like a PLC; domain spec §1.5, §3.3, §4.3), then the
-backend. A refusal returns a code and a reason, changes nothing, and is published on
-``/cell/events`` for the batch record.
+the one command path (:mod:`aseptic_cell.devices.pipeline`; the node is its
+:class:`~aseptic_cell.devices.pipeline.CommandHost`): catalogue validation, lifecycle and latch
+checks, staleness, the device's own hard interlocks (like its PLC's: hatch and RTP
+[ANNEX1-2022 §4.14] [M], steriliser doors [EN285-2015], robot [ISO10218-1]), then the backend.
+A refusal returns a code and a reason, changes nothing, and is published on ``/cell/events``
+for the batch record.
 
 Safe state is the default (ARCHITECTURE rule 6): a ``safe_state`` command (from the
 lifecycle manager or the supervisor) or a loss of communication LATCHES the node: process

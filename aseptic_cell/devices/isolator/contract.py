@@ -90,7 +90,7 @@ def signals(v: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
     s["isolator.leak_test_passed"] = bool_or_none(v.get("leak_test.passed"))
     s["isolator.particles.monitor_running"] = bool_or_none(v.get("particles.monitor_running"))
     flow = num_or_none(v.get("particles.sample_flow_l_min"))
-    # sample flow >= 28 L/min (1 ft3/min) [V] [TSI] (domain spec §1.6); configured nominal in cell.yaml
+    # sample flow >= 28.3 L/min (1 ft3/min) [TSI] [V], [ANNEX1-2022 §9] [M]; the nominal is set in cell.yaml
     s["isolator.particles.sample_flow_ok"] = None if flow is None else flow >= 0.95 * iso.particles.sample_flow_l_min
     s["isolator.particles.action_excursion"] = bool_or_none(v.get("particles.action_excursion"))
     t = num_or_none(v.get("t"))
