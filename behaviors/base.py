@@ -19,13 +19,15 @@ from typing import Any, Protocol
 import py_trees
 from py_trees.common import Status
 
+from ..config import CellConfig
+
 Check = tuple[str, dict[str, str]]
 
 
 class Context(Protocol):
     """What behaviours need from the supervisor core."""
 
-    cfg: Any
+    cfg: CellConfig
     port: Any
     """The cell port (cancel a command in flight; its transport allowance)."""
 

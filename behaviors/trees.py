@@ -38,6 +38,7 @@ import numpy as np
 import py_trees
 from py_trees.composites import Sequence
 
+from ..config import CellConfig
 from .base import (
     DeviceCommand,
     HoldFor,
@@ -232,7 +233,7 @@ def rtp_close(ctx: Any, rtp: str) -> py_trees.behaviour.Behaviour:
 _SCENES: dict[int, tuple[Any, Any]] = {}
 
 
-def _scene(cfg: Any) -> Any:
+def _scene(cfg: CellConfig) -> Any:
     hit = _SCENES.get(id(cfg))
     if hit is None or hit[0] is not cfg:
         from aseptic_cell.motion import Scene
@@ -244,7 +245,7 @@ def _scene(cfg: Any) -> Any:
     return hit[1]
 
 
-def doors_entered(cfg: Any, pose: str) -> list[str]:
+def doors_entered(cfg: CellConfig, pose: str) -> list[str]:
     """Doors whose swept volume the arm occupies at ``pose`` (RB-04 applies to moves there)."""
     scene = _scene(cfg)
     q = np.array([cfg.arm.poses[pose]], dtype=float)
@@ -257,7 +258,7 @@ def doors_entered(cfg: Any, pose: str) -> list[str]:
     return out
 
 
-def motion_checks(cfg: Any, pose: str, speed_class: str) -> list[tuple[str, dict[str, str]]]:
+def motion_checks(cfg: CellConfig, pose: str, speed_class: str) -> list[tuple[str, dict[str, str]]]:
     checks: list[tuple[str, dict[str, str]]] = [("arm.move_process", {})]
     checks += [("arm.move_near_port", {"port": g.id}) for g in cfg.layout.isolator.glove_ports]
     checks += [("arm.enter_door", {"door": d}) for d in doors_entered(cfg, pose)]

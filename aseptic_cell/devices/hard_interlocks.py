@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..config import CellConfig
 from .commands import CONTRACTS
 from .values import Refusal
 
@@ -21,6 +22,6 @@ CHECKS: dict[str, Callable[[str, dict[str, Any], Mapping[str, Any], Any], Refusa
     kind: m.hard_interlock for kind, m in CONTRACTS.items()}
 
 
-def precheck(kind: str, name: str, args: dict[str, Any], values: Mapping[str, Any], cfg: Any) -> Refusal:
+def precheck(kind: str, name: str, args: dict[str, Any], values: Mapping[str, Any], cfg: CellConfig) -> Refusal:
     """The device kind's hard interlock for ``name``; ``values`` are the device's readings."""
     return CHECKS[kind](name, args, values, cfg)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..auth import UserDirectory
+from ..config import CellConfig
 from .invariants import InvariantMonitor
 from .runner import InProcessRun
 
@@ -59,7 +60,7 @@ class FuzzCell:
 
     _engines: dict[int, Any] = {}
 
-    def __init__(self, cfg: Any, users: Any, *, tick_s: float = 2.0) -> None:
+    def __init__(self, cfg: CellConfig, users: Any, *, tick_s: float = 2.0) -> None:
         from ..interlocks import InterlockEngine
 
         engine = self._engines.get(id(cfg))

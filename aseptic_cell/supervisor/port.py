@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..config import CellConfig
 from ..devices import pipeline
 from ..devices.arm.motion import ArmMotion
 from ..devices.codes import RefusalCode
@@ -90,7 +91,7 @@ class CellPort(Protocol):
         """Device events since the last call (command, refusal, latched, recovered, ...)."""
 
 
-def door_box_ids(cfg: Any) -> list[str]:
+def door_box_ids(cfg: CellConfig) -> list[str]:
     """Door ids that have a swept-volume keep-out box in geometry.yaml (``door_closed:<id>``)."""
     out = []
     for b in cfg.geometry.boxes:
@@ -100,14 +101,14 @@ def door_box_ids(cfg: Any) -> list[str]:
     return out
 
 
-def all_door_ids(cfg: Any) -> list[str]:
+def all_door_ids(cfg: CellConfig) -> list[str]:
     """Every door the robot rules name (hatch, autoclave, RTP alphas, equipment doors)."""
     doors = ["hatch_a", "hatch_b", "autoclave_load", "autoclave_unload",
              *(f"{r.id.lower()}_alpha" for r in cfg.layout.isolator.rtps)]
     return list(dict.fromkeys([*doors, *door_box_ids(cfg)]))
 
 
-def clear_of_doors(scene: Any, q: Any, cfg: Any) -> dict[str, bool]:
+def clear_of_doors(scene: Any, q: Any, cfg: CellConfig) -> dict[str, bool]:
     """``arm.clear_of.<door>`` for joint positions ``q``: False if the arm occupies the door's
     swept-volume box; doors without a box in the isolator are outside the arm's reach (True)."""
     if q is None or len(q) != 6 or any(not isinstance(x, float) or not math.isfinite(x) for x in q):
@@ -121,7 +122,7 @@ def clear_of_doors(scene: Any, q: Any, cfg: Any) -> dict[str, bool]:
 _SCENES: dict[int, tuple[Any, Any]] = {}
 
 
-def _shared_scene(cfg: Any) -> Any:
+def _shared_scene(cfg: CellConfig) -> Any:
     """One collision scene per configuration object (read-only: conditions are passed per call)."""
     from ..motion import Scene
 
@@ -145,7 +146,7 @@ class InProcessCell:
         plan_dt_s: sample period of planned arm moves (the arm node's ``plan_dt_s``).
     """
 
-    def __init__(self, cfg: Any, sim: Any = None, *, check_mode: str = "certified",
+    def __init__(self, cfg: CellConfig, sim: Any = None, *, check_mode: str = "certified",
                  plan_dt_s: float = 0.02) -> None:
         from ..sim.cell import SimCell
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
+from ..config import CellConfig
 from ..config.recipes import PHASE_TYPES, BatchRecipe
 
 
@@ -18,7 +18,7 @@ class RecipeError(ValueError):
         self.problems = problems
 
 
-def recipe_problems(recipe: BatchRecipe, cfg: Any) -> list[str]:
+def recipe_problems(recipe: BatchRecipe, cfg: CellConfig) -> list[str]:
     """Every reference of ``recipe`` that this cell does not have (devices, phase types,
     cycles, programs, ports, RTPs, poses, speed classes)."""
     from ..config.loader import _check_phase  # the loader's own per-phase reference checks
@@ -47,7 +47,7 @@ def recipe_problems(recipe: BatchRecipe, cfg: Any) -> list[str]:
     return out
 
 
-def resolve_recipe(recipe_id: str, cfg: Any) -> BatchRecipe:
+def resolve_recipe(recipe_id: str, cfg: CellConfig) -> BatchRecipe:
     """The master recipe ``recipe_id`` of the configuration, or a recipe file path.
 
     Raises:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..config import CellConfig
 from .core import Supervisor
 from .port import InProcessCell
 
@@ -21,7 +22,7 @@ class InProcessRun:
         wall: the supervisor's monotonic wall clock (tests inject a fake one).
     """
 
-    def __init__(self, cfg: Any, *, tick_s: float = 1.0, step_s: float | None = None, record: Any = None,
+    def __init__(self, cfg: CellConfig, *, tick_s: float = 1.0, step_s: float | None = None, record: Any = None,
                  users: Any = None, check_mode: str = "certified", sim: Any = None, engine: Any = None,
                  wall: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg

@@ -37,6 +37,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..config import CellConfig
+
 NodeName = Literal["isolator", "vhp", "autoclave", "arm"]
 
 
@@ -190,7 +192,7 @@ def load_scenario(path: str | Path) -> tuple[Scenario, Path]:
     return sc, p
 
 
-def recipe_ref(sc: Scenario, path: Path, cfg: Any) -> str:
+def recipe_ref(sc: Scenario, path: Path, cfg: CellConfig) -> str:
     if sc.recipe_file:
         return str((path.parent / sc.recipe_file).resolve())
     return sc.recipe or next(iter(sorted(cfg.recipes)))
@@ -242,7 +244,7 @@ def _fires(w: When, now: float, t0: float, phase: str, signal: Any, batch_state:
 
 
 # ----------------------------------------------------------------------------- in-process run
-def run_in_process(sc: Scenario, path: Path, cfg: Any, *, record: Any = None, tick_s: float = 5.0,
+def run_in_process(sc: Scenario, path: Path, cfg: CellConfig, *, record: Any = None, tick_s: float = 5.0,
                    users: Any = None) -> dict[str, Any]:
     """Run a scenario on the in-process cell; returns the summary (with ``ok``/``failures``)."""
     from .invariants import InvariantMonitor

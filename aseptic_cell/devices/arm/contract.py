@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...config import CellConfig
 from ..catalogue import REASON, Arg, CommandSpec, command
 from ..values import Refusal, bool_or_none, num_or_none
 
@@ -27,7 +28,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 
 # --------------------------------------------------------------------------- hard interlock
-def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: Any) -> Refusal:
+def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: CellConfig) -> Refusal:
     if name in ("move_to_pose", "execute_trajectory", "enable_drives") and v.get("protective_stop"):
         return ("PROTECTIVE_STOP", f"protective stop active: {v.get('protective_stop_reason')}; reset it first")
     if name in ("move_to_pose", "execute_trajectory") and not v.get("drives_enabled"):
@@ -36,7 +37,7 @@ def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: A
 
 
 # --------------------------------------------------------------------------- signals
-def signals(v: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
+def signals(v: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
     return {
         "arm.at_decon": bool_or_none(v.get("at_decon")),
         "arm.at_park": bool_or_none(v.get("at_park")),

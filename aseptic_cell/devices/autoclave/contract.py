@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...config import CellConfig
 from ..catalogue import REASON, Arg, CommandSpec, command
 from ..values import ATMOSPHERIC_KPA, Refusal, bool_or_none, num_or_nan, num_or_none
 
@@ -24,7 +25,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 
 # --------------------------------------------------------------------------- hard interlock
-def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: Any) -> Refusal:
+def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: CellConfig) -> Refusal:
     ac = cfg.layout.autoclave
     if name == "open_door":
         side = args["side"]
@@ -51,7 +52,7 @@ def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: A
 
 
 # --------------------------------------------------------------------------- signals
-def signals(v: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
+def signals(v: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
     p = num_or_none(v.get("chamber_p_kpa"))
     phase = v.get("phase")
     s = {

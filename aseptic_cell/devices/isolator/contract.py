@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...config import CellConfig
 from ..catalogue import REASON, USER, Arg, CommandSpec, command
 from ..values import Refusal, bool_or_none, num_or_nan, num_or_none
 
@@ -36,7 +37,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 
 # --------------------------------------------------------------------------- hard interlock
-def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: Any) -> Refusal:
+def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: CellConfig) -> Refusal:
     if name == "open_door":
         door = args["door"]
         other = "B" if door == "A" else "A"
@@ -67,7 +68,7 @@ def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: A
 
 
 # --------------------------------------------------------------------------- signals
-def signals(v: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
+def signals(v: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
     iso = cfg.layout.isolator
     s: dict[str, Any] = {}
     closed = {}

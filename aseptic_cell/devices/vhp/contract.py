@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...config import CellConfig
 from ..catalogue import REASON, Arg, CommandSpec, command
 from ..values import Refusal, bool_or_none, num_or_none
 
@@ -21,14 +22,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 
 # --------------------------------------------------------------------------- hard interlock
-def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: Any) -> Refusal:
+def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: CellConfig) -> Refusal:
     if name == "start_cycle" and v.get("cycle_active"):
         return ("VHP_CYCLE_ACTIVE", "a VHP cycle is already active")
     return None
 
 
 # --------------------------------------------------------------------------- signals
-def signals(v: Mapping[str, Any], cfg: Any) -> dict[str, Any]:
+def signals(v: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
     a, b = num_or_none(v.get("h2o2_ppm")), num_or_none(v.get("h2o2_ppm_b"))
     # redundant sensors: the worse (higher) of the two counts for release
     ppm = None if a is None and b is None else max(x for x in (a, b) if x is not None)
