@@ -9,19 +9,19 @@ as well (the sim models refuse too, with the same codes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import CellConfig
 from .commands import CONTRACTS
 from .values import Refusal
 
-__all__ = ["CHECKS", "Refusal", "precheck"]
-
-CHECKS: dict[str, Callable[[str, dict[str, Any], Mapping[str, Any], Any], Refusal]] = {
-    kind: m.hard_interlock for kind, m in CONTRACTS.items()}
+__all__ = ["Refusal", "precheck"]
 
 
 def precheck(kind: str, name: str, args: dict[str, Any], values: Mapping[str, Any], cfg: CellConfig) -> Refusal:
-    """The device kind's hard interlock for ``name``; ``values`` are the device's readings."""
-    return CHECKS[kind](name, args, values, cfg)
+    """The device kind's hard interlock for ``name``; ``values`` are the device's raw readings,
+    parsed into the kind's typed readings first (missing or malformed = unknown = unsafe)."""
+    contract = CONTRACTS[kind]
+    refusal: Refusal = contract.hard_interlock(name, args, contract.Readings.parse(values, cfg), cfg)
+    return refusal

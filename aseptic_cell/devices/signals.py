@@ -9,16 +9,15 @@ a default that looks safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import CellConfig
 from .commands import CONTRACTS
 
-MAPPERS: dict[str, Callable[[Mapping[str, Any], Any], dict[str, Any]]] = {
-    kind: m.signals for kind, m in CONTRACTS.items()}
-
 
 def signals_from_readings(kind: str, values: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
     """Signal name → value (None = unknown) for one device's readings."""
-    return MAPPERS[kind](values, cfg)
+    contract = CONTRACTS[kind]
+    out: dict[str, Any] = contract.signals(contract.Readings.parse(values, cfg), cfg)
+    return out

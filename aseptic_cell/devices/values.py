@@ -26,3 +26,7 @@ def num_or_none(v: Any) -> float | None:
 
 def bool_or_none(v: Any) -> bool | None:
     return v if isinstance(v, bool) else None
+
+
+def str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None

@@ -172,3 +172,28 @@ def test_restart_waits_on_the_injected_wall_clock_then_holds_again(cfg):
     run.advance(5)
     assert sup.sm.state.value == "Held"
     assert "restart failed" in sup.held_reason and "no answer" in sup.held_reason
+
+
+def test_typed_readings_a_missing_or_malformed_permissive_refuses(cfg):
+    """Readings are parsed into each device's typed readings; unknown (missing, wrong type) is
+    unsafe in the hard interlocks, never a default that lets a door open or the arm move."""
+    from aseptic_cell.devices.autoclave.contract import AutoclaveReadings
+    from aseptic_cell.devices.hard_interlocks import precheck
+
+    cell = InProcessCell(cfg)
+    ac = dict(cell.sensors("autoclave"))
+    r = AutoclaveReadings.parse(ac, cfg)
+    assert r.cycle_running is False and isinstance(r.chamber_t_c, float) and r.doors["load"].closed is True
+    assert precheck("autoclave", "open_door", {"side": "load"}, ac, cfg) is None  # a cold, idle chamber
+    for key, bad in (("cycle_running", None), ("cycle_running", "no"), ("chamber_t_c", "cold"),
+                     ("unload_door_closed", 1)):
+        values = {k: v for k, v in ac.items() if k != key}
+        if bad is not None:
+            values[key] = bad
+        refusal = precheck("autoclave", "open_door", {"side": "load"}, values, cfg)
+        assert refusal is not None, (key, bad)
+    arm = dict(cell.sensors("arm"), drives_enabled="yes", protective_stop=False)
+    assert precheck("arm", "move_to_pose", {"pose": "park"}, arm, cfg)[0] == RefusalCode.DRIVES_OFF
+    iso = dict(cell.sensors("isolator"))
+    del iso["hatch.door_B.closed"]
+    assert precheck("isolator", "open_door", {"door": "A"}, iso, cfg)[0] == RefusalCode.HATCH_OTHER_DOOR_OPEN

@@ -6,11 +6,12 @@ its ROS node ``node.py``; its process model is in ``sim/``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ...config import CellConfig
 from ..catalogue import REASON, Arg, CommandSpec, command
-from ..values import Refusal, bool_or_none, num_or_none
+from ..values import Refusal, bool_or_none, num_or_none, str_or_none
 
 COMMANDS: tuple[CommandSpec, ...] = (
     command("start_cycle", Arg("cycle_id", "str"), Arg("operator", "str"), Arg("run_id", "str", required=False)),
@@ -21,23 +22,36 @@ COMMANDS: tuple[CommandSpec, ...] = (
 )
 
 
+# --------------------------------------------------------------------------- typed readings
+@dataclass(frozen=True)
+class VhpReadings:
+    """What the VHP unit's controller reports, typed; None = missing or malformed (unknown)."""
+
+    cycle_active: bool | None
+    phase: str | None
+    h2o2_ppm: float | None
+    h2o2_ppm_b: float | None
+    """The redundant H2O2 sensor."""
+
+    @classmethod
+    def parse(cls, v: Mapping[str, Any], cfg: CellConfig) -> VhpReadings:
+        return cls(bool_or_none(v.get("cycle_active")), str_or_none(v.get("phase")),
+                   num_or_none(v.get("h2o2_ppm")), num_or_none(v.get("h2o2_ppm_b")))
+
+
 # --------------------------------------------------------------------------- hard interlock
-def hard_interlock(name: str, args: dict[str, Any], v: Mapping[str, Any], cfg: CellConfig) -> Refusal:
-    if name == "start_cycle" and v.get("cycle_active"):
-        return ("VHP_CYCLE_ACTIVE", "a VHP cycle is already active")
+def hard_interlock(name: str, args: dict[str, Any], r: VhpReadings, cfg: CellConfig) -> Refusal:
+    if name == "start_cycle" and r.cycle_active is not False:
+        return ("VHP_CYCLE_ACTIVE", "a VHP cycle is already active (or the unit does not say it is idle)")
     return None
 
 
 # --------------------------------------------------------------------------- signals
-def signals(v: Mapping[str, Any], cfg: CellConfig) -> dict[str, Any]:
-    a, b = num_or_none(v.get("h2o2_ppm")), num_or_none(v.get("h2o2_ppm_b"))
+def signals(r: VhpReadings, cfg: CellConfig) -> dict[str, Any]:
+    a, b = r.h2o2_ppm, r.h2o2_ppm_b
     # redundant sensors: the worse (higher) of the two counts for release
     ppm = None if a is None and b is None else max(x for x in (a, b) if x is not None)
-    return {
-        "vhp.cycle_active": bool_or_none(v.get("cycle_active")),
-        "vhp.h2o2_ppm": ppm,
-        "vhp.phase": v.get("phase") if isinstance(v.get("phase"), str) else None,
-    }
+    return {"vhp.cycle_active": r.cycle_active, "vhp.h2o2_ppm": ppm, "vhp.phase": r.phase}
 
 
 # --------------------------------------------------------------------------- OPC UA mapping
@@ -45,3 +59,6 @@ FUNCTIONAL_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (("Decon", ("",)),)
 """LADS functional units: (FU name, reading-key prefixes); first match wins."""
 DEVICE_CLASS = "VHP generator (LADS Device)"
 MODEL = "Emulated VHP unit"
+
+Readings = VhpReadings
+"""This kind's typed readings (the name the aggregators use)."""
