@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
 SHOTS = REPO / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ENV = "CELL_CHROMIUM"  # path of the chromium binary; default: `chromium` on PATH
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless=new",
@@ -38,6 +39,25 @@ CHROMIUM_ARGS = [
 ]
 PW = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026"}
 ALARM_RGB = "rgb(212, 0, 0)"  # --emergency / --alarm in style.css
+
+
+def chromium_path() -> str:
+    """The chromium binary: ``$CELL_CHROMIUM`` if set, else ``chromium`` on PATH.
+
+    A missing browser fails the test (it is not skipped): the e2e suite is part of ``make test``.
+    """
+    configured = os.environ.get(CHROMIUM_ENV, "").strip()
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            pytest.fail(f"{CHROMIUM_ENV}={configured!r} is not an executable file; "
+                        f"set it to the chromium binary or unset it to use `chromium` on PATH")
+        return found
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail(f"no chromium browser: `chromium` is not on PATH and {CHROMIUM_ENV} is not set "
+                    f"(install Debian's chromium package, or set {CHROMIUM_ENV} to the browser binary)")
+    return found
 
 
 def free_port() -> int:
@@ -181,7 +201,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
