@@ -141,7 +141,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     speed = args.speed if args.speed is not None else float("inf")
     return run_demo(str(directory), speed=speed, json_out=args.json, record_dir=args.record_dir,
-                    scenario=args.scenario, recipe_id=args.recipe)
+                    scenario=args.scenario, recipe_id=args.recipe, arm=args.arm, bag=args.bag)
 
 
 def _speed(value: str) -> float:
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recipe", help="master recipe id (default CART-TRANSDUCTION)")
     d.add_argument("--scenario", help="scenario YAML (config/scenarios/*.yaml): operator actions and faults "
                    "applied while the batch runs; the summary reports trips, refusals, alarms, timeline")
+    d.add_argument("--arm", choices=("sim", "mujoco"), default="sim",
+                   help="the arm's motion: sim (the controller model, default) or mujoco (MuJoCo physics)")
+    d.add_argument("--bag", help="record the batch's topics to this MCAP file")
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -30,7 +30,7 @@ class DemoFailed(Exception):
 
 def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_dir: str | None = None,
              log_dir: str | None = None, domain_id: int | None = None, scenario: str | None = None,
-             recipe_id: str | None = None) -> int:
+             recipe_id: str | None = None, arm: str | None = None, bag: str | None = None) -> int:
     from .config import load_config
     from .launcher import CellProcesses, wait_for_nodes
     from .nodes.graph import default_graph
@@ -60,13 +60,19 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
     # its runner watches the supervisor at 10 Hz
     specs = default_graph(config_dir, speed=sc.focus_speed if sc is not None else speed,
                           extra=[supervisor_spec(config_dir, record_dir, publish_hz=10.0 if sc is not None else 2.0)])
+    from .physics.demo_hook import DemoExtras  # --arm ENGINE, --bag FILE (issue 16)
+
+    extras = DemoExtras(config_dir, arm=arm, bag=bag, speed=speed, domain_id=domain_id)
+    specs = extras.specs(specs)
     summary: dict[str, Any] = {"result": "FAIL", "batch_id": batch_id, "recipe": recipe, "logs": log_dir}
     if sc is not None:
         summary.update(scenario=sc.id, interlock=sc.interlock)
     code = 1
     wall0 = time.monotonic()
+    extras.start()
     with CellProcesses(specs, env=env, log_dir=log_dir) as procs:
         client = CellClient(domain_id=domain_id)
+        extras.attach(client)
         sup_state: dict[str, Any] = {}
         try:
             from std_msgs.msg import String
@@ -140,6 +146,7 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
             client.close()
         exits = procs.stop()
     summary["exit_codes"] = exits
+    code = extras.finish(summary, code)
     if any(c != 0 for c in exits.values()):
         summary["result"] = "FAIL"
         summary.setdefault("error", f"unclean process exit: {exits}")
