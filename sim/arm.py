@@ -11,7 +11,8 @@ Plain, deterministic Python stepped on an injected clock; no ROS, no threads.
   not depend on the step size.
 * Drives on/off (off = safe torque off, STO), a latched protective stop that never
   auto-resumes and re-seeds the command from the measured position on reset
-  (HABITS.md 6), operational modes per ISO 10218-1 §5.7 (spec §4.3).
+  (HABITS.md 6), operational modes per ISO 10218-1 §5.7 [ISO10218-1] (OPC 40010 OperationalMode
+  [OPC40010]).
 * Forward kinematics from the standard DH table (T_i = Rz(theta) Tz(d) Tx(a) Rx(alpha)).
 """
 
@@ -28,8 +29,8 @@ from ..devices.codes import RefusalCode
 from .common import CommandRefused, FaultHooks, InvalidCommand, SensorChannel, read_sensors, require_finite
 
 REDUCED_SPEED_M_S = 0.25
-"""TCP speed limit in MANUAL_REDUCED_SPEED: 250 mm/s, ISO 10218-1 reduced speed [V] [GT-ENG]
-(domain spec §4.2)."""
+"""TCP speed limit in MANUAL_REDUCED_SPEED: 250 mm/s, ISO 10218-1 reduced speed [ISO10218-1]
+[V] [GT-ENG]."""
 
 PLAN_SAMPLE_DT_S = 0.02
 """Sample period of trajectories planned by :meth:`ArmModel.move_to_pose` (s). Planner
@@ -43,7 +44,7 @@ N_JOINTS = 6
 
 
 class OperationalMode(enum.StrEnum):
-    """ISO 10218-1 §5.7 operational modes (OPC 40010 OperationalMode, spec §4.3)."""
+    """ISO 10218-1 §5.7 operational modes [ISO10218-1] (OPC 40010 OperationalMode [OPC40010])."""
 
     MANUAL_REDUCED_SPEED = "MANUAL_REDUCED_SPEED"
     MANUAL_HIGH_SPEED = "MANUAL_HIGH_SPEED"
@@ -446,7 +447,8 @@ class ArmModel:
         return bool(np.max(np.abs(self._q - np.array(self.cfg.poses[name]))) <= self.cfg.pose_tolerance_rad)
 
     def safe_for_vhp(self) -> tuple[bool, str]:
-        """IL-07 / spec §4.3: at the decon pose, not moving, drives off (STO)."""
+        """IL-07 (engineering rule, config/interlocks.yaml): at the decon pose, not moving,
+        drives off (STO)."""
         reasons = []
         if not self.at_pose("decon"):
             dev = np.abs(self._q - np.array(self.cfg.poses["decon"]))

@@ -1,6 +1,6 @@
 """Double-ended (pass-through) steam steriliser: deterministic process model.
 
-Programs (``config/autoclave_programs.yaml``, spec §3.1):
+Programs (``config/autoclave_programs.yaml``; EN 285 [EN285-2015], typical values [KIRK] [VDORN]):
 
 * ``sterilise``: N x (vacuum pulse to ``vacuum_kpa``, steam pulse to ``pulse_high_kpa``) ->
   HEATUP -> PLATEAU (hold ``hold_s`` in [set point, set point + band]) -> EXHAUST to
@@ -17,7 +17,8 @@ Physics (documented simplifications):
   saturation temperature of the *steam partial pressure*: T = T_sat(p_s) (IAPWS-IF97,
   :mod:`.steam`). So air left in the chamber shows as a pressure above p_sat(T): the
   controller's saturated-steam consistency check |T_sat(P) - T| <= tolerance detects it
-  (spec §3.2). The tolerance is ``probe_disagreement_max_c`` (no dedicated config field yet).
+  (a failure alarm, Annex 1 §8.50 [ANNEX1-2022] [AUTOPLUS]). The tolerance is
+  ``probe_disagreement_max_c`` (no dedicated config field yet).
 * Vacuum pump, exhaust and air-break valves move P linearly at ``pump_rate_kpa_s``; steam
   admission at ``steam_fill_kpa_s``; pumping/venting removes steam and air in proportion.
 * Heat-up and plateau: the controller moves the chamber temperature towards its target
@@ -28,14 +29,16 @@ Physics (documented simplifications):
   kPa/min) while P < atmospheric: constant (choked) below the critical pressure ratio of
   air, then falling linearly to zero at atmospheric.
 * Load probe: first-order lag of the chamber temperature (``load_probe_time_constant_s``).
-  F0 is integrated from the *measured* load probe over the whole cycle (spec §3.1).
+  F0 is integrated from the *measured* load probe over the whole cycle ([FEDF0]).
 * Bowie-Dick: during heat-up and hold the non-condensable gas of the chamber is swept into
   the test pack (time constant = load probe constant) and concentrated by V_chamber /
   V_pack; the pack centre sits at T_sat(P - p_air,pack), colder than the chamber.
 * Two chamber probes: control (``chamber_t_c``) and independent monitoring
-  (``chamber_t_mon_c``), Annex 1 §8.50 redundancy; disagreement > tolerance aborts.
-* Device interlocks (spec §3.3) use the true chamber state: they model the hard-wired
-  pressure/temperature switches that are independent of the controller's sensors.
+  (``chamber_t_mon_c``), Annex 1 §8.50 [ANNEX1-2022] [AUTOPLUS] redundancy; disagreement >
+  tolerance aborts.
+* Device interlocks (EN 285 §4.3.2 [EN285-2015]; [ENGN] [SPIRE]) use the true chamber
+  state: they model the hard-wired pressure/temperature switches that are independent of
+  the controller's sensors.
 * When no cycle runs the chamber is vented to atmosphere (P held at atmospheric).
 * After an abort the unit drives valves to a safe state and VENTS to atmospheric (phase
   VENTING) before the cycle is marked FAILED; a de-energised vent valve opens (fail-safe),
@@ -89,7 +92,7 @@ DEFAULT_BD_PACK_VOLUME_L = 0.25 * 0.30 * 0.22 * 1000.0
 
 # --- numerical / record choices (not physics) -----------------------------------------------
 SUBSTEP_MAX_S = 0.25
-DEFAULT_RECORD_INTERVAL_S = 5.0  # EN 285 §6.5: record time, chamber T and P, stages (spec §3.1)
+DEFAULT_RECORD_INTERVAL_S = 5.0  # record time, chamber T and P, stages [EN285-2015 §6.5]
 
 KNOWN_FAULTS = {"steam_failure", "leak", "steam_ncg", "seal_loss", "e_stop", "power_loss"}
 SENSOR_NAMES = ("chamber_t_c", "chamber_t_mon_c", "chamber_p_kpa", "load_t_c")
@@ -181,7 +184,7 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
         Raises:
             InvalidCommand: unknown program id, invalid program (NaN...), empty load id.
             CommandRefused: a cycle is running; a door not closed, locked and gasket
-                pressurised (spec §3.3, IL-11); e-stop / power loss.
+                pressurised ([SPIRE], IL-11); e-stop / power loss.
         """
         prog = self._resolve(program)
         if not isinstance(load_id, str) or not load_id.strip():
@@ -258,7 +261,7 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
 
         Raises:
             InvalidCommand: unknown side.
-            CommandRefused: the failed interlock condition (spec §3.3, IL-10, IL-11).
+            CommandRefused: the failed interlock condition (EN 285 §4.3.2 [EN285-2015], IL-10, IL-11).
         """
         door = self._door(side)
         if door.state in (DoorState.OPEN, DoorState.OPENING, DoorState.UNSEALING):

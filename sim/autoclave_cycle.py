@@ -54,7 +54,7 @@ STEAM_PHASES = {AutoclavePhase.PULSE_PRESSURE, AutoclavePhase.HEATUP, AutoclaveP
 
 @dataclass(frozen=True)
 class AutoclaveSeries:
-    """Downsampled record (measured values), EN 285 §6.5."""
+    """Downsampled record (measured values) [EN285-2015 §6.5]."""
 
     t: tuple[float, ...] = ()
     phase: tuple[str, ...] = ()

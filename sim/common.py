@@ -5,7 +5,8 @@
 - :class:`SensorChannel`: turns a true process value into what the sensor reports,
   applying sensor faults (stuck, NaN, drift, offset).
 - :class:`Atmosphere`: the isolator's air (shared between isolator and VHP unit).
-- :class:`DeconStatus`: the isolator decontamination status (spec §6 DecontStatus).
+- :class:`DeconStatus`: the isolator decontamination status (``DecontStatus`` of the cell's
+  OPC UA model, docs/opcua_cell_server.md).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Atmosphere:
     temp_c: float = 21.0
     rh_pct: float = 45.0
     h2o2_ppm: float = 0.0
-    h2o2_surface_g: float = 0.0  # sorbed H2O2 mass (two-pool model, spec §2.3)
+    h2o2_surface_g: float = 0.0  # sorbed H2O2 mass (two-pool model, engineering [PDX21])
 
 
 class FaultHooks:

@@ -4,19 +4,24 @@ Plain, deterministic Python: stepped on an injected clock, no threads, no wall c
 randomness only from a seeded :class:`random.Random`. Wrapped later by a ROS 2 node and
 by an OPC UA emulator server; nothing here knows about either.
 
-What is modelled (domain spec sections in brackets):
+What is modelled (sources by key, docs/REFERENCES.md):
 
-* ΔP to the room (§1.2): a fan/damper loop drives ΔP to the set point with
+* ΔP to the room (Annex 1 §4.15-4.18 [ANNEX1-2022] [M]; set point, band and delay are
+  site values [M] in config/): a fan/damper loop drives ΔP to the set point with
   ``fan_time_constant_s``; a laminar enclosure leak (``leak_rate_per_h``, ISO 10648-2
-  hourly leak rate) lowers the achievable ΔP; door/seal events add a dip that recovers
-  with ``recovery_time_constant_s``. ΔP alarm after ``alarm_delay_s`` out of band.
-* Pass-through hatch with doors A (room) / B (isolator) and inflatable seals (§1.5, IL-01).
-* Rapid transfer ports: alpha door, beta docking and locking (§1.5, IL-02, IL-03).
-* Glove ports: in use / extended, pressure-decay integrity test with a record per §1.3.
-* Whole-enclosure pressure-hold leak test (§2.1 phase 0).
-* Grade-A particle counts with bursts on interventions and door events (§1.1, §1.6).
+  hourly leak rate [ISO10648-2]) lowers the achievable ΔP; door/seal events add a dip that
+  recovers with ``recovery_time_constant_s``. ΔP alarm after ``alarm_delay_s`` out of band.
+* Pass-through hatch with doors A (room) / B (isolator) and inflatable seals (Annex 1 §4.14
+  [ANNEX1-2022] [M]; [METRO] [QB-APR]; IL-01).
+* Rapid transfer ports: alpha door, beta docking and locking ([MC-RTP]; IL-02, IL-03).
+* Glove ports: in use / extended, pressure-decay integrity test with a record per
+  Annex 1 §4.24 [ANNEX1-2022] [M] (ISO 14644-7 Annex E.5 [ISO14644-7]; [COM]).
+* Whole-enclosure pressure-hold leak test (the VHP pre-check; [ISO10648-2]).
+* Grade-A particle counts with bursts on interventions and door events (Annex 1
+  Tables 1, 5 [ANNEX1-2022]; [ISO14644-1]; [TSI]).
 * Airflow, temperature, RH (shared :class:`Atmosphere` with the VHP unit).
-* Decontamination status (§6 DecontStatus) and its BREACHED transition.
+* Decontamination status (``DecontStatus`` of the cell's OPC UA model) and its BREACHED
+  transition.
 
 Where each physical thing lives (mixins that :class:`IsolatorModel` composes; the model
 owns the shared state, the sub-stepping, the breach / decontamination status and the

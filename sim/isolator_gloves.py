@@ -28,7 +28,7 @@ ORIFICE_DISCHARGE_COEFFICIENT = 0.61
 
 DEFAULT_GLOVE_HOLE_UM = 100.0
 """Default hole diameter of a ``glove_breach:<port>`` fault: the hole size automated
-glove testers find (about 100 um) [V] [SPR24] (spec §1.3)."""
+glove testers find (about 100 um) [V] [SPR24]."""
 
 
 @dataclass
@@ -75,7 +75,7 @@ class IsolatorGloves:
         if g.last_test is not None and g.last_test["result"] == "FAIL":
             raise CommandRefused(
                 RefusalCode.GLOVE_FAILED,
-                f"{port}: last integrity test FAILED; port blocked (spec §1.3, IL-05)",
+                f"{port}: last integrity test FAILED; port blocked (Annex 1 §4.24 [ANNEX1-2022] [M], IL-05)",
             )
         if g.test is not None:
             raise CommandRefused(RefusalCode.GLOVE_TEST_RUNNING, f"{port}: integrity test in progress")
@@ -196,7 +196,7 @@ class IsolatorGloves:
         result = "PASS" if drop <= gt.max_drop_pa else "FAIL"
         now = self.clock.now()
         g.last_test = {
-            # spec §1.3: what to record for each glove test
+            # what to record for each glove test: Annex 1 §4.24 [ANNEX1-2022] [M]
             "port_id": g.id,
             "glove_lot": g.glove_lot,
             "fitted": g.fitted,

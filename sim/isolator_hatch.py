@@ -109,7 +109,7 @@ class IsolatorHatch:
         if door == "B" and not self._hatch_decontaminated:
             raise CommandRefused(
                 RefusalCode.HATCH_NOT_DECONTAMINATED,
-                f"{hid}: chamber not decontaminated since door A was last opened (spec §1.5)",
+                f"{hid}: chamber not decontaminated since door A was last opened ([QB-PB])",
             )
         if door == "A":
             self._hatch_decontaminated = False

@@ -29,7 +29,7 @@ about once a second. Candidate for ``particles.report_interval_s`` in config."""
 
 PARTICLE_WINDOW_S = 60.0
 """Each report is the count in the last minute's sample volume (28.3 L at 1 ft3/min,
-spec §1.6 [V] [TSI]) per m3: the 1 ft3/min sample-volume convention. One >=5 um particle in
+[V] [TSI]) per m3: the 1 ft3/min sample-volume convention. One >=5 um particle in
 that volume reads 35 /m3, above the 29 /m3 limit, as on a real counter."""
 
 

@@ -95,7 +95,8 @@ class IsolatorPressure:
         return self._dp_base - self._dip
 
     def start_leak_test(self) -> None:
-        """Start the enclosure pressure-hold test (spec §2.1 phase 0). Idempotent.
+        """Start the enclosure pressure-hold test (the VHP pre-check; pressure decay,
+        ISO 10648-2 [ISO10648-2]). Idempotent.
 
         Raises:
             CommandRefused: the enclosure is not sealed (LEAK_TEST_NOT_SEALED) or a VHP

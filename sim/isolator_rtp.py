@@ -75,7 +75,7 @@ class IsolatorRTPs:
             raise CommandRefused(
                 RefusalCode.BETA_NOT_STERILE,
                 f"{rtp}: beta {beta_id} sterile status is {sterile_status!r}, not 'sterile' "
-                "(spec §1.5 rule 4)",
+                "(beta contents are pre-sterilised [MC-RTP] [M])",
             )
         r.beta_docked, r.beta_id, r.beta_sterile_status = True, beta_id, sterile_status
         r.lock, r.lock_target = 0.0, 0.0

@@ -7,7 +7,7 @@
   autoclave (100-140 C) and by the VHP unit for the water vapour pressure at room
   temperature. IF97 verification values (Tables 35/36) are checked in the tests.
 - :func:`lethal_rate`: L(T) = 10^((T - 121.1)/10), T_ref = 121.1 C, z = 10 C
-  (spec §3.1 [V] [FEDF0], [PHG]).
+  ([V] [FEDF0], [PHG]).
 - :class:`F0Integrator`: F0 in equivalent minutes at 121.1 C, exact for a
   temperature that is piecewise linear in time between samples.
 """
@@ -33,12 +33,12 @@ _N = (
 )
 _P_STAR_KPA = 1000.0  # p* = 1 MPa (IF97 eq. 30/31)
 KELVIN_OFFSET = 273.15  # 0 C in K (ITS-90 / SI definition)
-IF97_T_MIN_K = 273.15  # region-4 validity, IAPWS R7-97(2012) §8.1
+IF97_T_MIN_K = 273.15  # region-4 validity, IAPWS R7-97(2012) §8.1 [IAPWS-IF97]
 IF97_T_CRIT_K = 647.096  # critical temperature of water, IAPWS R7-97(2012)
-IF97_P_MIN_KPA = 0.611213  # p_s(273.15 K), IAPWS R7-97(2012) §8.1
+IF97_P_MIN_KPA = 0.611213  # p_s(273.15 K), IAPWS R7-97(2012) §8.1 [IAPWS-IF97]
 IF97_P_CRIT_KPA = 22064.0  # critical pressure 22.064 MPa, IAPWS R7-97(2012)
 
-# --- F0 (spec §3.1 [V] [FEDF0]) -----------------------------------------------------------
+# --- F0 ([V] [FEDF0]) ---------------------------------------------------------------------
 F0_T_REF_C = 121.1  # reference temperature of F0 [FEDF0]
 F0_Z_C = 10.0  # z-value for F0 [FEDF0]
 
@@ -82,7 +82,7 @@ def t_sat_c(p_kpa: float) -> float:
 
 
 def lethal_rate(temp_c: float, t_ref_c: float = F0_T_REF_C, z_c: float = F0_Z_C) -> float:
-    """Lethal rate L = 10^((T - T_ref)/z) (spec §3.1 [FEDF0])."""
+    """Lethal rate L = 10^((T - T_ref)/z) ([FEDF0])."""
     return 10.0 ** ((float(temp_c) - t_ref_c) / z_c)
 
 

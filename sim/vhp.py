@@ -1,12 +1,14 @@
 """VHP (vaporised hydrogen peroxide) bio-decontamination unit: deterministic process model.
 
-The unit gasses an enclosure (the isolator) through the cycle of domain spec §2.1::
+The unit gasses an enclosure (the isolator) through this cycle (phases and typical values:
+Annex 1 §4.25 [ANNEX1-2022] [M]; [QB-ROOM] [QB-ISO] [FC04] [BQ])::
 
     IDLE -> PRECHECK -> DEHUMIDIFY -> CONDITION -> DECONTAMINATE -> AERATE -> COMPLETE
-                 \\ any abort rule (spec §2.2) -> AERATE (result FAIL) -> FAILED
+                 \\ any abort rule -> AERATE (result FAIL) -> FAILED
     AERATE timeout -> HOLD_CLOSED (keeps aerating, doors stay locked) -> FAILED
 
-Physics (spec §2.3, "two-pool model"), C = air concentration (g/m^3), S = sorbed mass (g)::
+Physics (the "two-pool model", engineering; deposition velocity [PDX21]),
+C = air concentration (g/m^3), S = sorbed mass (g)::
 
     V dC/dt = G - (eta*Q_c*[loop] + Q_e + Q_leak) C - k_a A C + k_d S
       dS/dt = k_a A C - (k_d + k_s) S
@@ -18,7 +20,7 @@ Design choices (documented, not physics):
 
 * Catalytic loop: runs in DEHUMIDIFY and AERATE only (Bioquell Clarus C style: one loop
   with catalyst and dryer for conditioning and aeration, one without for ramp and dwell,
-  spec §2.1 [FC04]). During CONDITION and DECONTAMINATE the circulation loop has no
+  [FC04]). During CONDITION and DECONTAMINATE the circulation loop has no
   catalyst, so it adds no loss term. The exhaust Q_e runs through the whole cycle (the
   bleed that holds the enclosure over-pressure); its make-up air comes through the unit's
   dryer, so the exhaust also removes water vapour.
@@ -30,7 +32,7 @@ Design choices (documented, not physics):
   RS = p_w/p_ws(T) + p_h/p_hs(T); condensation of an ideal binary mixture starts when
   the sum reaches 1 (dew-point condition sum(y_i P / P_i^sat) = 1, e.g. Smith, Van Ness &
   Abbott, *Introduction to Chemical Engineering Thermodynamics*, ch. 10). This is what
-  Vaisala's RS expresses for the H2O2/H2O mixture (spec §2.2 [VAIS]); the real mixture is
+  Vaisala's RS expresses for the H2O2/H2O mixture ([VAIS]); the real mixture is
   non-ideal and condenses somewhat earlier, hence the recipe's margin (RS < 90 %).
 * Dwell controller: proportional on the measured ppm, full injection at ``min_ppm`` and
   none at the set point (proportional band = set point - min), capped at
@@ -39,7 +41,7 @@ Design choices (documented, not physics):
   ``ppm_disagreement_max_ppm`` (default 5 % of the sensor range: two +-2 % FS sensors
   plus margin) is a sensor fault.
 * The aeration endpoint is the *measured* concentration: every finite ppm sensor must
-  read <= release_ppm (spec §2.1 phase 4); it is never a timer.
+  read <= release_ppm ([QB-PB] [PATALERT]); it is never a timer.
 * E-stop / power loss stop injection, loops and dryer; after the abort the unit aerates
   as soon as the e-stop / power fault is cleared (H2O2 is never left in the enclosure).
 
@@ -98,7 +100,7 @@ __all__ = [
 
 # --- numerical choices (not physics) ----------------------------------------------------
 SUBSTEP_MAX_S = 0.5  # internal sub-step: control decisions and checks happen at this grid
-DEFAULT_RECORD_INTERVAL_S = 10.0  # downsampled record: one point per 10 sim s (spec §1.4 record)
+DEFAULT_RECORD_INTERVAL_S = 10.0  # downsampled record: one point per 10 sim s (the cycle record)
 DEFAULT_PPM_DISAGREEMENT_FRAC_FS = 0.05  # redundant ppm sensors: 2 x (+-2 % FS) + margin
 
 KNOWN_FAULTS = {"injector_failure", "catalyst_failure", "leak", "dryer_failure", "e_stop", "power_loss"}
@@ -139,7 +141,7 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         enclosure: the enclosure being gassed (see :class:`Enclosure`).
         clock: injected clock (sim time).
         robot_safe: optional callable -> (ok, reason): robot parked in its decon pose with
-            drives off (spec §4.3). None: no robot.
+            drives off (IL-07). None: no robot.
         record_interval_s: spacing of the downsampled cycle record.
         ppm_disagreement_max_ppm: redundant ppm sensor tolerance (default 5 % of range).
     """

@@ -62,7 +62,8 @@ class VHPSeries:
 
 @dataclass(frozen=True)
 class VHPCycleResult:
-    """Per-cycle record of spec §1.4. ``passed`` is True only for a complete, in-limit cycle."""
+    """Per-cycle record (Annex 1 §4.25 [ANNEX1-2022] [M]). ``passed`` is True only for a
+    complete, in-limit cycle."""
 
     unit_id: str
     recipe_id: str
@@ -165,7 +166,8 @@ class VHPCycleSupervisor:
         }
 
     def _safety_faults(self, m: dict[str, float], recipe: VHPCycleRecipe) -> list[tuple[str, str]]:
-        """Abort conditions checked in every active phase (spec §2.2), except ΔP."""
+        """Abort conditions checked in every active phase (engineering, from [QB-ROOM] [VAIS]
+        [BSF]), except ΔP."""
         out: list[tuple[str, str]] = []
         if "e_stop" in self.faults:
             out.append(("E_STOP", "e-stop pressed"))

@@ -12,7 +12,7 @@ import math
 from .steam import ATMOSPHERIC_KPA, KELVIN_OFFSET, p_sat_kpa
 
 # --- physical constants -------------------------------------------------------------------
-PPM_TO_MG_M3 = 1.39  # 1 ppm H2O2 = 1.39 mg/m^3 (25 C, 1 atm); 1 mg/L ~ 720 ppm [V] [EPA-SUM] (spec §2.3)
+PPM_TO_MG_M3 = 1.39  # 1 ppm H2O2 = 1.39 mg/m^3 (25 C, 1 atm); 1 mg/L ~ 720 ppm [V] [EPA-SUM] [NIOSH-H2O2]
 M_H2O_G_MOL = 18.015  # molar mass of water (IUPAC standard atomic weights)
 R_J_MOL_K = 8.314462618  # molar gas constant (CODATA 2018, exact)
 MMHG_KPA = ATMOSPHERIC_KPA / 760.0  # 1 mmHg = 101.325/760 kPa (definition)

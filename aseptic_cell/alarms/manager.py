@@ -1,14 +1,17 @@
-"""ISA-18.2 (IEC 62682) alarm manager with the GMP overlay of domain spec §5.4.
+"""ISA-18.2 (IEC 62682) alarm manager [ISA18.2] [IEC62682] with the GMP overlay
+(acknowledge, shelve and out-of-service are audit-trail events; shelve and out-of-service are
+e-signed, 21 CFR 11.50 [CFR11]).
 
-States (spec §5.4): NORMAL, UNACK, ACKED, RTN_UNACK (returned to normal, unacknowledged),
+States [ISA18.2]: NORMAL, UNACK, ACKED, RTN_UNACK (returned to normal, unacknowledged),
 LATCHED (returned and acknowledged, waiting for reset), SHELVED (operator-initiated, time-limited,
 auto-unshelved on the injected clock), SUPPRESSED (by design: the alarm's ``enabled_when`` plant
 states are not all true), OUT_OF_SERVICE (maintenance, under management of change).
 
 Every raise, acknowledgement, return to normal, reset, shelve/unshelve, suppression,
 out-of-service change, flood start/end and chattering start/end is written to the batch
-record (kind ``alarm``) with the per-alarm fields of spec §1.6, and sent to listeners.
-Listeners are observers: an exception in one is logged and never reaches the caller
+record (kind ``alarm``) with the per-alarm fields (source, limit type, value, raised,
+acknowledged by / when / comment, returned, batch; Annex 1 §9 [ANNEX1-2022] [M]), and sent
+to listeners. Listeners are observers: an exception in one is logged and never reaches the caller
 (ARCHITECTURE rule 4). A record write that fails is logged and retried on the next event, in
 order, so nothing is lost while the record store recovers; the alarm itself is annunciated
 regardless.
@@ -391,7 +394,7 @@ class AlarmManager(AlarmShelving):
         a.hidden = False
         self._annunciated_total += 1
         self._emit(events, a, event, now, reason=a.message)
-        # chattering (spec §5.4: e.g. >= 3 in 1 min)
+        # chattering (e.g. >= 3 in 1 min, [ISA18.2] [M])
         a.occ_times.append(now)
         self._prune(a.occ_times, now, self.settings.chatter_window_s)
         if not a.chattering and len(a.occ_times) >= self.settings.chatter_count:
@@ -475,7 +478,7 @@ class AlarmManager(AlarmShelving):
         )
 
     def _alarm_payload(self, a: AlarmEntry) -> dict[str, Any]:
-        """Per-alarm record fields, spec §1.6."""
+        """Per-alarm record fields (Annex 1 §9 [ANNEX1-2022] [M])."""
         d = a.d
 
         def iso(t: float | None) -> str | None:

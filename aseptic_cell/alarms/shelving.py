@@ -211,7 +211,7 @@ class AlarmShelving:
         self, signature: Any, uid: str, now: float, subject: str, what: str
     ) -> dict[str, Any]:
         if signature is None:
-            raise AlarmError(f"{what} needs an e-signature (spec §5.4 GMP overlay)")
+            raise AlarmError(f"{what} needs an e-signature (GMP overlay on ISA-18.2; 21 CFR 11.50 [CFR11])")
         sig_user = getattr(signature, "user_id", None)
         if sig_user != uid:
             raise AlarmError(f"the e-signature is by {sig_user!r}, not by {uid!r}")
