@@ -279,7 +279,8 @@ def test_vhp_cycle_refused_at_precheck_when_robot_not_in_decon_pose(graph):
 def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph):
     """The whole device-level VHP sequence on each backend: robot parked in its decon pose with
     drives off, gloves extended, enclosure leak test, then every cycle phase to a PASS whose report
-    carries the §1.4 data, and the isolator released only below the aeration endpoint."""
+    carries the cycle record (phases, concentration, RH/RS, ΔP, aeration end value), and the
+    isolator released only below the aeration endpoint."""
     _procs, client = graph
     ports = [g.id for g in CFG.layout.isolator.glove_ports]
     _drives(client, True)

@@ -171,7 +171,7 @@ def test_standard_cycle_passes_and_releases(unit_cfg, iso_cfg, recipe):
     assert unit_cfg.reservoir_g - model.truth()["reservoir_g"] == pytest.approx(
         res.injected_g / unit_cfg.solution_w_w
     )
-    # the record: serialisable, downsampled to ~10 s, has the §1.4 fields
+    # the record: serialisable, downsampled to ~10 s, has the cycle-record fields
     d = res.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["recipe_id"] == "VHP-ISO-STD" and d["recipe_version"] == recipe.version

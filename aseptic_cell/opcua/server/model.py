@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 VT = ua.VariantType
 PACKML_NUMBER: dict[str, int] = {s.value: i for i, s in enumerate(PackMLState)}
-"""PackML state name -> number (ISA-TR88.00.02 order as listed in CELL_DOMAIN_SPEC §5.1:
+"""PackML state name -> number (PackML state enumeration [ISA-TR88.00.02] [TMC]:
 Stopped=0 ... Unholding=16)."""
 
 # (method name, /cell/batch/command command, permission action, description)
