@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..opcua.uatyping import node_id
 from ..results import CommandResult
 from .backend import BackendError, Readings
 
@@ -223,18 +224,18 @@ class OpcUaBackend:
         # --- the tag table
         nodes: dict[Any, tuple[str, bool]] = {}
         for folder, record in (("ProcessImage", False), ("Records", True)):
-            parent = client.get_node(ua.NodeId(nid_folder(dev, folder), ns))
+            parent = client.get_node(node_id(nid_folder(dev, folder), ns))
             refs = await asyncio.wait_for(parent.get_children_descriptions(), s.request_timeout_s)
             for ref in refs:
                 nodes[ref.NodeId] = (ref.BrowseName.Name, record)
         if not nodes:
             raise _Lost(f"{dev}: the server shows no ProcessImage variables")
-        simtime = client.get_node(ua.NodeId(nid_simtime(dev), ns))
+        simtime = client.get_node(node_id(nid_simtime(dev), ns))
         self._keys = {nid: key for nid, (key, _rec) in nodes.items()}
         self._records = {nid for nid, (_k, rec) in nodes.items() if rec}
         self._simtime_id = simtime.nodeid
         # --- methods
-        self._methods_parent = client.get_node(ua.NodeId(nid_folder(dev, "Methods"), ns))
+        self._methods_parent = client.get_node(node_id(nid_folder(dev, "Methods"), ns))
         # --- re-read everything before trusting anything (also after a reconnect)
         node_list = [client.get_node(n) for n in nodes]
         dvs = await asyncio.wait_for(
@@ -279,7 +280,7 @@ class OpcUaBackend:
         )
         self._notify()
         # --- health watch
-        server_state = client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_State))
+        server_state = client.get_node(node_id(ua.ObjectIds.Server_ServerStatus_State))
         assert self._stop is not None
         while not self._stop.is_set():
             try:
@@ -387,7 +388,7 @@ class OpcUaBackend:
         client, parent = self._client, self._methods_parent
         if client is None or parent is None:
             raise ConnectionError("not connected")
-        method = ua.NodeId(nid_method(self.device_id, name), self._ns)
+        method = node_id(nid_method(self.device_id, name), self._ns)
         out = await parent.call_method(
             method,
             ua.Variant(json.dumps(args), ua.VariantType.String),

@@ -25,20 +25,20 @@ def is_loopback(host: str) -> bool:
 
 
 class HmiConfig(Model):
-    host: str = Field("127.0.0.1", description="bind address; loopback unless allow_remote")
-    port: int = Field(8700, ge=0, le=65535, description="TCP port (0 = any free port)")
-    session_idle_timeout_s: PositiveFinite = Field(900.0, le=86400.0, description="idle log-out (s)")
-    max_sessions: int = Field(64, ge=1, le=10000, description="concurrent log-in sessions")
-    snapshot_rate_hz: PositiveFinite = Field(10.0, le=50.0, description="max state pushes per second")
-    ws_queue_len: int = Field(256, ge=8, le=100000, description="per-browser event queue (drop-oldest)")
+    host: str = Field(default="127.0.0.1", description="bind address; loopback unless allow_remote")
+    port: int = Field(default=8700, ge=0, le=65535, description="TCP port (0 = any free port)")
+    session_idle_timeout_s: PositiveFinite = Field(default=900.0, le=86400.0, description="idle log-out (s)")
+    max_sessions: int = Field(default=64, ge=1, le=10000, description="concurrent log-in sessions")
+    snapshot_rate_hz: PositiveFinite = Field(default=10.0, le=50.0, description="max state pushes per second")
+    ws_queue_len: int = Field(default=256, ge=8, le=100000, description="per-browser event queue (drop-oldest)")
     ws_send_timeout_s: PositiveFinite = Field(
-        5.0, le=120.0, description="disconnect a browser stuck this long"
+        default=5.0, le=120.0, description="disconnect a browser stuck this long"
     )
-    trend_points: int = Field(1800, ge=10, le=100000, description="samples kept per trend series")
-    trend_min_dt_s: float = Field(1.0, ge=0.0, le=3600.0, description="sim seconds between trend samples")
-    command_timeout_s: PositiveFinite = Field(10.0, le=300.0, description="wait for a command's answer (s)")
-    allow_remote: bool = Field(False, description="allow a non-loopback bind address")
-    cookie_secure: bool = Field(False, description="mark the session cookie Secure (HTTPS only)")
+    trend_points: int = Field(default=1800, ge=10, le=100000, description="samples kept per trend series")
+    trend_min_dt_s: float = Field(default=1.0, ge=0.0, le=3600.0, description="sim seconds between trend samples")
+    command_timeout_s: PositiveFinite = Field(default=10.0, le=300.0, description="wait for a command's answer (s)")
+    allow_remote: bool = Field(default=False, description="allow a non-loopback bind address")
+    cookie_secure: bool = Field(default=False, description="mark the session cookie Secure (HTTPS only)")
 
     @model_validator(mode="after")
     def _loopback(self) -> HmiConfig:

@@ -33,7 +33,7 @@ class DeviceEndpoint(Model):
         description="opc.tcp URL of the device's server, e.g. opc.tcp://127.0.0.1:48410/aseptic/ISO1"
     )
     kind: str | None = Field(
-        None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)"
+        default=None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)"
     )
 
     @field_validator("endpoint")
@@ -55,53 +55,53 @@ class DeviceEndpoint(Model):
 
 class EmulatorSettings(Model):
     sim_speed: PositiveFinite = Field(
-        10.0, le=10000.0, description="sim seconds per wall second of the emulated world"
+        default=10.0, le=10000.0, description="sim seconds per wall second of the emulated world"
     )
     step_s: PositiveFinite | None = Field(
-        None, le=10.0, description="sim step (s); default: cell.yaml sim.step_s"
+        default=None, le=10.0, description="sim step (s); default: cell.yaml sim.step_s"
     )
     update_period_s: PositiveFinite = Field(
-        0.05, ge=0.001, le=5.0, description="wall period of the variable updates (s)"
+        default=0.05, ge=0.001, le=5.0, description="wall period of the variable updates (s)"
     )
     min_sampling_interval_ms: float = Field(
-        0.0, ge=0.0, le=10000.0, description="MinimumSamplingInterval advertised on the variables (ms)"
+        default=0.0, ge=0.0, le=10000.0, description="MinimumSamplingInterval advertised on the variables (ms)"
     )
     expose_fault_methods: bool = Field(
-        True,
+        default=True,
         description="create the Emulator/InjectFault and ClearFault methods "
         "(test hooks; never on a real controller)",
     )
-    loopback_only: bool = Field(True, description="refuse to bind to anything but a loopback address")
+    loopback_only: bool = Field(default=True, description="refuse to bind to anything but a loopback address")
     max_message_size: int = Field(
-        4 * 1024 * 1024,
+        default=4 * 1024 * 1024,
         ge=65536,
         le=64 * 1024 * 1024,
         description="transport limit: largest message (bytes) (OPCUA_NOTES hole 3)",
     )
-    max_chunk_count: int = Field(128, ge=1, le=4096, description="transport limit: chunks per message")
+    max_chunk_count: int = Field(default=128, ge=1, le=4096, description="transport limit: chunks per message")
 
 
 class ClientSettings(Model):
     publishing_interval_ms: float = Field(
-        50.0, ge=1.0, le=10000.0, description="subscription publishing interval"
+        default=50.0, ge=1.0, le=10000.0, description="subscription publishing interval"
     )
     sampling_interval_ms: float = Field(
-        0.0, ge=0.0, le=10000.0, description="requested sampling interval (0 = as fast as the server can)"
+        default=0.0, ge=0.0, le=10000.0, description="requested sampling interval (0 = as fast as the server can)"
     )
-    connect_timeout_s: PositiveFinite = Field(3.0, le=60.0, description="one connection attempt (s)")
-    request_timeout_s: PositiveFinite = Field(2.0, le=60.0, description="one request (read, browse) (s)")
-    health_period_s: PositiveFinite = Field(0.5, le=30.0, description="period of the status read (s)")
+    connect_timeout_s: PositiveFinite = Field(default=3.0, le=60.0, description="one connection attempt (s)")
+    request_timeout_s: PositiveFinite = Field(default=2.0, le=60.0, description="one request (read, browse) (s)")
+    health_period_s: PositiveFinite = Field(default=0.5, le=30.0, description="period of the status read (s)")
     health_timeout_s: PositiveFinite = Field(
-        1.0, le=30.0, description="a status read slower than this = connection lost (s)"
+        default=1.0, le=30.0, description="a status read slower than this = connection lost (s)"
     )
     silence_timeout_s: PositiveFinite = Field(
-        3.0,
+        default=3.0,
         le=120.0,
         description="no notification and no successful status read for this long = connection lost (s)",
     )
-    backoff_initial_s: PositiveFinite = Field(0.25, le=10.0, description="first reconnect delay (s)")
-    backoff_max_s: PositiveFinite = Field(2.0, le=300.0, description="reconnect delay cap (s)")
-    session_timeout_s: PositiveFinite = Field(30.0, le=3600.0, description="requested session timeout (s)")
+    backoff_initial_s: PositiveFinite = Field(default=0.25, le=10.0, description="first reconnect delay (s)")
+    backoff_max_s: PositiveFinite = Field(default=2.0, le=300.0, description="reconnect delay cap (s)")
+    session_timeout_s: PositiveFinite = Field(default=30.0, le=3600.0, description="requested session timeout (s)")
 
 
 class OpcUaConfig(Model):
@@ -111,7 +111,7 @@ class OpcUaConfig(Model):
     emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     cell_server: dict[str, Any] | None = Field(
-        None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)"
+        default=None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)"
     )
 
     def endpoint(self, device_id: str) -> DeviceEndpoint:

@@ -54,6 +54,7 @@ from .model import (
     nid_simtime,
     record_json,
 )
+from .uatyping import node_id
 
 log = logging.getLogger("aseptic_cell.emulator")
 
@@ -96,7 +97,7 @@ def _same(a: Any, b: Any) -> bool:
 def _arg(name: str, vtype: ua.VariantType, desc: str) -> ua.Argument:
     a = ua.Argument()
     a.Name = name
-    a.DataType = ua.NodeId(vtype.value)
+    a.DataType = node_id(vtype.value)
     a.ValueRank = -1
     a.ArrayDimensions = []
     a.Description = ua.LocalizedText(desc)
@@ -139,7 +140,7 @@ class DeviceServer:
         self._trip: ua.NodeId | None = None
 
     def _nid(self, s: str) -> ua.NodeId:
-        return ua.NodeId(s, self.ns)
+        return node_id(s, self.ns)
 
     async def start(self) -> None:
         if self.settings.loopback_only and self.ep.host not in LOOPBACK_HOSTS:
@@ -197,7 +198,7 @@ class DeviceServer:
         dev, ns = self.device_id, self.ns
         objects = self.server.nodes.objects
         devset = await objects.add_folder(
-            ua.NodeId(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns)
+            node_id(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns)
         )
         root = await devset.add_object(self._nid(dev), ua.QualifiedName(dev, ns))
         ident = await self._object(root, "Identification", "Identification")
@@ -247,13 +248,13 @@ class DeviceServer:
                 self._last[key] = value
                 continue
             v = _variant(value, None)
-            datatype = None if value is None else ua.NodeId(v.VariantType.value)
+            datatype = None if value is None else node_id(v.VariantType.value)
             if datatype is None:
                 node = await pi.add_variable(
                     self._nid(nid_reading(dev, key)),
                     ua.QualifiedName(key, ns),
                     v,
-                    datatype=ua.NodeId(ua.ObjectIds.BaseDataType),
+                    datatype=node_id(ua.ObjectIds.BaseDataType),
                 )
             else:
                 node = await pi.add_variable(

@@ -26,6 +26,7 @@ from asyncua.common.connection import TransportLimits
 from asyncua.server.internal_session import InternalSession
 
 from aseptic_cell.auth import AuthError, PermissionDenied, UserDirectory
+from aseptic_cell.opcua.uatyping import status_code
 from aseptic_cell.results import CommandResult
 
 from .config import OpcUaServerConfig, ResolvedPaths, load_server_config
@@ -260,18 +261,18 @@ class CellServerApp:
     async def handle_method(self, name: str, values: list[str]) -> CommandResult | ua.StatusCode:
         account = session_account()
         if account is None:
-            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
         if name == "ReloadConfiguration":
             return await self._reload(account, values[0], values[1])
         spec = {m[0]: m for m in BATCH_METHODS}.get(name)
         if spec is None:
-            return ua.StatusCode(ua.StatusCodes.BadMethodInvalid)
+            return status_code(ua.StatusCodes.BadMethodInvalid)
         _name, command, action, _d = spec
         try:
             rule = self.directory.authorize(account, action)
         except PermissionDenied as exc:
             log.warning("OPC UA %s by %s (%s) refused: %s", name, account.id, account.role, exc.reason)
-            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
         password, reason = (values[0], values[1]) if len(values) == 2 else ("", values[0])
         if rule.signature and not password:
             return CommandResult(
@@ -297,7 +298,7 @@ class CellServerApp:
             log.warning(
                 "OPC UA ReloadConfiguration by %s (%s) refused: %s", account.id, account.role, exc.reason
             )
-            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
         if not reason.strip():
             return CommandResult(False, "REASON_REQUIRED", "a reason is required for a configuration change")
         content = json.dumps(

@@ -68,6 +68,8 @@ class _Handler:
 async def _collect_variables(client: Any, ns: int) -> list[Any]:
     from asyncua import ua
 
+    from aseptic_cell.opcua.uatyping import node_id
+
     out: list[Any] = []
 
     async def walk(node: Any) -> None:
@@ -80,7 +82,7 @@ async def _collect_variables(client: Any, ns: int) -> list[Any]:
                 await walk(child)
 
     for path in ("ATMPCell01.Supervisor", "ATMPCell01.Devices"):
-        await walk(client.get_node(ua.NodeId(path, ns)))
+        await walk(client.get_node(node_id(path, ns)))
     return out
 
 
@@ -165,6 +167,8 @@ def run_server_benchmark(
     async def bench() -> dict[str, Any]:
         from asyncua import ua
 
+        from aseptic_cell.opcua.uatyping import node_id
+
         cs = []
         for _ in range(clients):
             c = client_for(
@@ -174,7 +178,7 @@ def run_server_benchmark(
             await c.connect()
             cs.append(c)
         ns = await cs[0].get_namespace_index(NS_URI)
-        probe = ua.NodeId("ATMPCell01.Supervisor.ActiveBatch.PhaseProgress", ns)
+        probe = node_id("ATMPCell01.Supervisor.ActiveBatch.PhaseProgress", ns)
         n_vars = 0
         for c in cs:
             nodes = await _collect_variables(c, ns)

@@ -25,17 +25,17 @@ class Limits(Model):
     """Transport and session limits (OPCUA_NOTES hole 3)."""
 
     max_chunk_size: int = Field(
-        65535, ge=8192, le=1 << 20, description="largest chunk a client may send (bytes)"
+        default=65535, ge=8192, le=1 << 20, description="largest chunk a client may send (bytes)"
     )
-    max_message_size: int = Field(2 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024)
-    max_chunk_count: int = Field(64, ge=1, le=4096)
-    max_connections: int = Field(32, ge=1, le=1000)
-    max_pending_messages_per_connection: int = Field(32, ge=4, le=500)
+    max_message_size: int = Field(default=2 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024)
+    max_chunk_count: int = Field(default=64, ge=1, le=4096)
+    max_connections: int = Field(default=32, ge=1, le=1000)
+    max_pending_messages_per_connection: int = Field(default=32, ge=4, le=500)
     max_pending_activation_s: PositiveFinite = 10.0
-    max_sessions: int = Field(32, ge=1, le=1000)
-    max_subscriptions: int = Field(64, ge=1, le=1000)
+    max_sessions: int = Field(default=32, ge=1, le=1000)
+    max_subscriptions: int = Field(default=64, ge=1, le=1000)
     max_pending_logins: int = Field(
-        4, ge=1, le=64, description="password checks queued at once; more are refused"
+        default=4, ge=1, le=64, description="password checks queued at once; more are refused"
     )
     min_session_timeout_ms: PositiveFinite = 10_000.0
     max_session_timeout_ms: PositiveFinite = 600_000.0
@@ -57,27 +57,27 @@ class OpcUaServerConfig(Model):
     """``config/opcua_server.yaml``."""
 
     endpoint: str = Field(
-        "opc.tcp://127.0.0.1:4850/aseptic_cell/", pattern=r"^opc\.tcp://[^/\s]+:\d+(/\S*)?$"
+        default="opc.tcp://127.0.0.1:4850/aseptic_cell/", pattern=r"^opc\.tcp://[^/\s]+:\d+(/\S*)?$"
     )
     server_name: str = "aseptic_cell ATMPCell01 cell server"
     application_uri: str = "urn:aseptic-cell:ATMPCell01:cell-server"
     namespace_uri: str = "urn:aseptic-cell:opcua:cell"
-    machine_name: str = Field("ATMPCell01", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-    hostname: str = Field("localhost", description="DNS name written into the generated certificate")
+    machine_name: str = Field(default="ATMPCell01", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    hostname: str = Field(default="localhost", description="DNS name written into the generated certificate")
     pki_dir: str | None = Field(
-        None,
+        default=None,
         description="own/ (generated cert + key), trusted/ (client certs), "
         "rejected/ (copies of refused certs); "
         "relative to this file; default $XDG_STATE_HOME/aseptic_cell/opcua_server/pki",
     )
-    users_file: str = Field("users.yaml", description="relative to this file")
-    certificate_days: int = Field(365, ge=1, le=3650)
+    users_file: str = Field(default="users.yaml", description="relative to this file")
+    certificate_days: int = Field(default=365, ge=1, le=3650)
     limits: Limits = Field(default_factory=Limits)
     identification: Identification = Field(default_factory=Identification)
     stale_after_s: PositiveFinite = Field(
-        3.0, description="ROS data older than this is published as Uncertain"
+        default=3.0, description="ROS data older than this is published as Uncertain"
     )
-    command_timeout_s: PositiveFinite = Field(10.0, description="wait for /cell/batch/command")
+    command_timeout_s: PositiveFinite = Field(default=10.0, description="wait for /cell/batch/command")
     devices: list[str] = Field(default_factory=lambda: ["isolator", "vhp", "autoclave", "arm"])
 
     @field_validator("endpoint")

@@ -37,6 +37,7 @@ from asyncua import Node, Server, ua
 
 from aseptic_cell.alarms.models import SEVERITY_BANDS
 from aseptic_cell.batch.states import PackMLState, PhaseState, to_packml
+from aseptic_cell.opcua.uatyping import node_id, status_code
 from aseptic_cell.results import CommandResult
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,9 @@ COMMON_DEVICE_FIELDS: tuple[tuple[str, str, VT], ...] = (
 )
 DEFAULT_DEVICE_IDS = {"isolator": "ISO1", "vhp": "VHP1", "autoclave": "AC1", "arm": "ARM1"}
 
-_BAD_INITIAL = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
-_UNCERTAIN = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
-_GOOD = ua.StatusCode(ua.StatusCodes.Good)
+_BAD_INITIAL = status_code(ua.StatusCodes.BadWaitingForInitialData)
+_UNCERTAIN = status_code(ua.StatusCodes.UncertainLastUsableValue)
+_GOOD = status_code(ua.StatusCodes.Good)
 _EMPTY: dict[VT, Any] = {
     VT.String: "",
     VT.Double: 0.0,
@@ -220,7 +221,7 @@ class CellAddressSpace:
 
     # ------------------------------------------------------------------ ids
     def nid(self, path: str) -> ua.NodeId:
-        return ua.NodeId(f"{self.machine_name}.{path}" if path else self.machine_name, self.ns)
+        return node_id(f"{self.machine_name}.{path}" if path else self.machine_name, self.ns)
 
     async def _obj(
         self,
@@ -275,7 +276,7 @@ class CellAddressSpace:
         self.ns = await self.server.register_namespace(self.namespace_uri)
         objects = self.server.nodes.objects
         machines = await objects.add_folder(
-            ua.NodeId("Machines", self.ns), ua.QualifiedName("Machines", self.ns)
+            node_id("Machines", self.ns), ua.QualifiedName("Machines", self.ns)
         )
         cell = await self._obj(machines, "", self.machine_name, description="Robotic ATMP isolator cell")
         ident = await self._obj(cell, "Identification", "Identification")
@@ -359,14 +360,14 @@ class CellAddressSpace:
         args = [
             ua.Argument(
                 Name=a,
-                DataType=ua.NodeId(ua.ObjectIds.String),
+                DataType=node_id(ua.ObjectIds.String),
                 ValueRank=-1,
                 Description=ua.LocalizedText(_ARG_DOC.get(a, a)),
             )
             for a in self.method_args.get(name, ("Reason",))
         ]
         outs = [
-            ua.Argument(Name=n, DataType=ua.NodeId(t), ValueRank=-1, Description=ua.LocalizedText(d))
+            ua.Argument(Name=n, DataType=node_id(t), ValueRank=-1, Description=ua.LocalizedText(d))
             for n, t, d in _OUTPUTS
         ]
 
@@ -385,24 +386,24 @@ class CellAddressSpace:
     async def _call(self, name: str, inputs: list[ua.Variant]) -> Any:
         expected = self.method_args.get(name, ("Reason",))
         if len(inputs) < len(expected):
-            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
+            return status_code(ua.StatusCodes.BadArgumentsMissing)
         if len(inputs) > len(expected):
-            return ua.StatusCode(ua.StatusCodes.BadTooManyArguments)
+            return status_code(ua.StatusCodes.BadTooManyArguments)
         values: list[str] = []
         for v in inputs:
             val = v.Value if isinstance(v, ua.Variant) else v
             if val is None:
                 val = ""
             if not isinstance(val, str):
-                return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+                return status_code(ua.StatusCodes.BadTypeMismatch)
             if len(val) > 1024:
-                return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+                return status_code(ua.StatusCodes.BadInvalidArgument)
             values.append(val)
         try:
             result = await self.handler(name, values)
         except Exception:  # noqa: BLE001 - a failing handler is a refused call, not a crash
             log.exception("OPC UA method %s failed", name)
-            return ua.StatusCode(ua.StatusCodes.BadInternalError)
+            return status_code(ua.StatusCodes.BadInternalError)
         return result if isinstance(result, ua.StatusCode) else method_outputs(result)
 
     async def _add_interlock(self, parent: Node, rule_id: str, inst: str, title: str, severity: str) -> str:
