@@ -137,6 +137,7 @@ class ArmPhysics:
             owner = name[4:] if name.startswith("box:") else link_of(name)
             if owner is not None:
                 self._geom_owner[i] = owner
+        self._self_pairs = {frozenset(p): (str(p[0]), str(p[1])) for p in arm.self_collision_pairs}
         self._is_box = [m.geom(i).name.startswith("box:") for i in range(m.ngeom)]
         self.pair_geoms = [(int(m.pair_geom1[i]), int(m.pair_geom2[i])) for i in range(m.npair)]
         self.steps = 0
@@ -177,7 +178,7 @@ class ArmPhysics:
         a, b = self._geom_owner.get(g1, "?"), self._geom_owner.get(g2, "?")
         if self._is_box[g1] and not self._is_box[g2]:
             return b, a
-        return a, b
+        return self._self_pairs.get(frozenset((a, b)), (a, b))
 
     def contacts(self) -> list[Contact]:
         """Contacts of the last step / forward pass (penetrating pairs), one per owner pair."""
