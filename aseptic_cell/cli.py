@@ -9,6 +9,7 @@ Sub-commands:
   record verify FILE   check a batch record's hash chain
   ros list | echo      graph inspection
   emulate              the emulated hardware: one OPC UA server per simulated device
+  motion ...           motion library: plan, approve (QA e-signature), revoke, list (motion/cli.py)
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the arm's motion: sim (the controller model, default) or mujoco (MuJoCo physics)")
     d.add_argument("--bag", help="record the batch's topics to this MCAP file")
     d.set_defaults(func=_cmd_demo)
+    from .motion.cli import add_parser as add_motion_parser
+
+    add_motion_parser(sub)
     return p
 
 

@@ -23,14 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-
-from aseptic_cell.records.canonical import iso_utc
-
-from .library import LibraryError, LibraryPath, MotionLibrary
-from .planner import time_parameterise
-
+# numpy, the C extension and auth are imported by the commands, so that registering the
+# sub-commands on cellctl's parser stays cheap.
 if TYPE_CHECKING:  # pragma: no cover
+    from .library import LibraryPath
     from .scene import Scene, SpeedClass
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -63,6 +59,10 @@ def _scene(args: argparse.Namespace) -> Scene:
 def review_of(scene: Scene, lp: LibraryPath, dt: float = 0.02) -> dict[str, Any]:
     """Certified check of a library path under its conditions, and its review figures:
     duration, minimum clearance, TCP speed bound and a clearance profile [[t_s, m], ...]."""
+    import numpy as np
+
+    from .planner import time_parameterise
+
     cls = cast("SpeedClass", lp.speed_class)
     samples, _ = time_parameterise(scene, lp.waypoints, dt, scene.speed_limits[cls])
     chk = scene.check_trajectory(samples, dt, speed_class=cls, conditions=set(lp.conditions))
@@ -79,6 +79,10 @@ def review_of(scene: Scene, lp: LibraryPath, dt: float = 0.02) -> dict[str, Any]
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from aseptic_cell.records.canonical import iso_utc
+
+    from .library import LibraryPath, MotionLibrary
+
     scene = _scene(args)
     poses = scene.arm.poses
     for p in (args.from_pose, args.to_pose):
@@ -110,6 +114,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_approve(args: argparse.Namespace) -> int:
     from aseptic_cell.auth import AuthError, UserDirectory
 
+    from .library import LibraryError, MotionLibrary
+
     lib = MotionLibrary.load(_library_file(args))
     lp = lib.paths.get(args.name)
     if lp is None:
@@ -135,6 +141,8 @@ def _cmd_approve(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
+    from .library import LibraryError, MotionLibrary
+
     lib = MotionLibrary.load(_library_file(args))
     try:
         lib.revoke(args.name)
@@ -147,6 +155,8 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .library import MotionLibrary
+
     lib = MotionLibrary.load(_library_file(args))
     rows = []
     for lp in lib.paths.values():
