@@ -258,7 +258,8 @@ class OpcUaBackend:
         params.Priority = 0
         sub = await asyncio.wait_for(client.create_subscription(params, handler), s.request_timeout_s)
         await asyncio.wait_for(
-            sub.subscribe_data_change(
+            # sampling_interval: a float in ms (asyncua annotates its ua.Double marker subclass)
+            sub.subscribe_data_change(  # type: ignore[call-overload]
                 node_list + [simtime], queuesize=1, sampling_interval=s.sampling_interval_ms
             ),
             timeout=max(s.request_timeout_s, 0.005 * len(node_list)),

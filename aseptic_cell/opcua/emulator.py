@@ -34,6 +34,7 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.common.connection import TransportLimits
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 
 from ..devices.commands import CATALOGUE, InvalidArguments
 from .config import LOOPBACK_HOSTS, DeviceEndpoint, EmulatorSettings, OpcUaConfig
@@ -59,7 +60,7 @@ from .uatyping import node_id
 log = logging.getLogger("aseptic_cell.emulator")
 
 
-class DeviceUserManager:
+class DeviceUserManager(UserManager):
     """Device level: anonymous sessions get the User role; any user name is refused.
 
     (Only the Anonymous token type is offered, so X509 user tokens never get here; the
@@ -474,7 +475,7 @@ class EmulatedWorld:
         self.servers = {
             d: DeviceServer(self, d, self.cell.kinds[d], ocfg.devices[d], ocfg.emulator) for d in wanted
         }
-        self.trip = {
+        self.trip: dict[str, float | None] = {
             "hazard_t": None,
             "last_latency_ms": None,
         }  # benchmark hook (monotonic clock, system-wide)
@@ -505,9 +506,10 @@ class EmulatedWorld:
         except (InvalidArguments, InvalidCommand, ValueError, TypeError) as exc:
             code, why = "INVALID", str(exc)
         if name == "safe_state" and self.trip["hazard_t"] is not None:
-            self.trip["last_latency_ms"] = (time.monotonic() - self.trip["hazard_t"]) * 1000.0
+            latency_ms = (time.monotonic() - self.trip["hazard_t"]) * 1000.0
+            self.trip["last_latency_ms"] = latency_ms
             self.trip["hazard_t"] = None
-            await self.servers[device_id].set_trip_latency(self.trip["last_latency_ms"])
+            await self.servers[device_id].set_trip_latency(latency_ms)
         log.info("%s.%s(%s) by %r: %s %s", device_id, name, args_json, user, code, why)
         await self.publish(device_id)
         return [

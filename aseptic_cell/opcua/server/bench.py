@@ -162,7 +162,7 @@ def run_server_benchmark(
             nxt += period
             stop.wait(max(0.0, nxt - time.monotonic()))
 
-    stats = {"n": 0, "lat": [], "e2e": [], "measuring": False}
+    stats: dict[str, Any] = {"n": 0, "lat": [], "e2e": [], "measuring": False}
 
     async def bench() -> dict[str, Any]:
         from asyncua import ua

@@ -264,7 +264,8 @@ class CellAddressSpace:
         )
         if array:
             await node.write_value_rank(1)
-            await node.write_array_dimensions([0])
+            # ArrayDimensions is an array of UInt32 (Part 3 5.6.2); asyncua annotates the argument as int
+            await node.write_array_dimensions([0])  # type: ignore[arg-type]
         if v.status != _GOOD:
             await self.server.write_attribute_value(v.nodeid, ua.DataValue(variant, StatusCode=v.status))
         self.vars[path] = v
@@ -435,7 +436,9 @@ class CellAddressSpace:
         v.value, v.status = value, _GOOD
         variant = ua.Variant(value, v.vtype, is_array=isinstance(value, list))
         await self.server.write_attribute_value(
-            v.nodeid, ua.DataValue(variant, StatusCode=_GOOD, SourceTimestamp=now, ServerTimestamp=now)
+            v.nodeid,
+            # asyncua annotates timestamps as its ua.DateTime marker subclass; it takes any datetime
+            ua.DataValue(variant, StatusCode=_GOOD, SourceTimestamp=now, ServerTimestamp=now),  # type: ignore[arg-type]
         )
 
     def _touch(self, group: str) -> None:
@@ -559,7 +562,9 @@ class CellAddressSpace:
                 variant = ua.Variant(v.value, v.vtype, is_array=isinstance(v.value, list))
                 await self.server.write_attribute_value(
                     v.nodeid,
-                    ua.DataValue(variant, StatusCode=_UNCERTAIN, SourceTimestamp=now, ServerTimestamp=now),
+                    ua.DataValue(  # timestamps: any datetime (see _set)
+                        variant, StatusCode=_UNCERTAIN, SourceTimestamp=now, ServerTimestamp=now  # type: ignore[arg-type]
+                    ),
                 )
         for g in stale:
             self._last_update.pop(g, None)

@@ -159,10 +159,12 @@ class ServerPki:
         if not regenerate:
             cert = load_cert(self.cert_path.read_bytes())
             now = dt.datetime.now(dt.UTC)
+            cert_pub = cert.public_key()
             regenerate = (
                 application_uri not in cert_application_uri(cert)
                 or cert.not_valid_after_utc < now + dt.timedelta(days=1)
-                or cert.public_key().public_numbers() != key.public_key().public_numbers()
+                or not isinstance(cert_pub, rsa.RSAPublicKey)  # not our (RSA) key: regenerate
+                or cert_pub.public_numbers() != key.public_key().public_numbers()
             )
         if regenerate:
             cert = make_self_signed(

@@ -189,7 +189,8 @@ def client_for(
     a coroutine in asyncua 2.x, so call :func:`secure` on it before connecting)."""
     from asyncua import Client
 
-    c = Client(endpoint, timeout=timeout_s)
+    # Any: the client is tagged below with the identity and server certificate that secure() uses
+    c: Any = Client(endpoint, timeout=timeout_s)
     c.application_uri = ident.application_uri
     c.name = "aseptic_cell test client"
     if user is not None:
