@@ -7,12 +7,14 @@ latest state message of each device node and every event published on ``/cell/ev
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,9 @@ STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "Aut
 
 class CellClient:
     def __init__(self, *, domain_id: int | None = None, name: str | None = None) -> None:
-        from std_msgs.msg import String
-
         import cell_interfaces.msg as cim
         from cell_interfaces.msg import Alarm
+        from std_msgs.msg import String
 
         from .nodes.background import BackgroundRos
 
@@ -50,7 +51,7 @@ class CellClient:
         self.alarms: list[Any] = []
         for node_name, type_name in STATE_TYPES.items():
             self.node.create_subscription(getattr(cim, type_name), f"/cell/{node_name}/state",
-                                          lambda m, n=node_name: self._on_state(n, m), 10)
+                                          functools.partial(self._on_state, node_name), 10)
         self.node.create_subscription(String, "/cell/events", self._on_event, 100)
         self.node.create_subscription(Alarm, "/cell/alarms", self._on_alarm, 50)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -61,7 +62,7 @@ class CellClient:
     def close(self) -> None:
         self._ros.close()
 
-    def __enter__(self) -> "CellClient":
+    def __enter__(self) -> CellClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -251,7 +252,7 @@ class CellClient:
             s = self.state("arm")
             if s is None or s.moving or s.protective_stop:
                 return bool(s is not None and s.protective_stop)
-            return max(abs(a - b) for a, b in zip(s.joint_positions, target_q)) <= tolerance_rad
+            return max(abs(a - b) for a, b in zip(s.joint_positions, target_q, strict=False)) <= tolerance_rad
 
         self.wait_for(arrived, timeout_s, f"arm at {pose}")
         s = self.state("arm")

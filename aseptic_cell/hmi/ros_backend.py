@@ -12,6 +12,7 @@ match any publisher; events and alarm transitions RELIABLE/VOLATILE.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -126,7 +127,7 @@ class RosBackend:
         n = self.node
         for name, typ in DEVICE_STATES.items():
             n.create_subscription(
-                getattr(cim, typ), f"/cell/{name}/state", lambda m, k=name: self._on_device(k, m), latest
+                getattr(cim, typ), f"/cell/{name}/state", functools.partial(self._on_device, name), latest
             )
         n.create_subscription(
             cim.BatchStatus, "/cell/batch/status", lambda m: self._store("batch", m), latest

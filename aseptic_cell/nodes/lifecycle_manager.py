@@ -300,7 +300,9 @@ class LifecycleManager(Node):
                     client.remove_pending_request(op.future)
                     self._ops.popleft()
                     # the node's remaining queued steps are re-derived from the state the probe reads
-                    self._ops = type(self._ops)(o for o in self._ops if not (o.node == op.node and o.purpose == op.purpose))
+                    self._ops = type(self._ops)(
+                        o for o in self._ops if not (o.node == op.node and o.purpose == op.purpose)
+                    )
                     self.get_logger().warning(
                         f"{op.purpose}: no answer to {op.step} of {op.node} within {self.transition_timeout} s; "
                         "re-reading its lifecycle state")
@@ -350,6 +352,8 @@ class LifecycleManager(Node):
         except Exception as exc:  # noqa: BLE001
             self._op_failed(op, f"{op.step} of {op.node} raised {exc!r}")
             return
+        if result is None:
+            raise RuntimeError(f"{op.step} of {op.node}: finished without a service answer")
         if op.step == "probe":
             label = result.current_state.label
             m.label = label

@@ -29,11 +29,11 @@ from typing import Any
 import rclpy
 import rclpy.utilities
 from builtin_interfaces.msg import Time
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.signals import SignalHandlerOptions
 from rclpy.timer import Timer
 
@@ -163,16 +163,15 @@ def call_service(
         TimeoutError: no service / no answer within ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
-    own = executor is None
-    if own:
-        executor = SingleThreadedExecutor(context=node.context)
-        executor.add_node(node)
-    try:
+    if executor is not None:
         return _call(client, request, timeout_s, deadline, executor, wait_for_service)
+    own = SingleThreadedExecutor(context=node.context)
+    own.add_node(node)
+    try:
+        return _call(client, request, timeout_s, deadline, own, wait_for_service)
     finally:
-        if own:
-            executor.remove_node(node)
-            executor.shutdown(timeout_sec=0)
+        own.remove_node(node)
+        own.shutdown(timeout_sec=0)
 
 
 def _call(

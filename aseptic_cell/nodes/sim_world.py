@@ -30,10 +30,9 @@ class SimWorld:
 
     def __init__(self, node: Any, cell: Any, *, speed: float, step_s: float,
                  publish_period_s: float, clock_period_s: float) -> None:
+        from cell_interfaces.srv import DeviceCommand
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import String
-
-        from cell_interfaces.srv import DeviceCommand
 
         self.node = node
         self.cell = cell
@@ -154,32 +153,33 @@ def _on_set_parameters(world: SimWorld, params: list[Any]) -> Any:
     """Runtime ``speed`` (finite, >= 0; 0 = max) and ``paused``; anything else is read-only."""
     from rcl_interfaces.msg import SetParametersResult
 
-    changes = {}
+    speed: float | None = None
+    paused: bool | None = None
     for p in params:
         if p.name == "speed":
             v = p.value
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 return SetParametersResult(successful=False, reason=f"speed must be a finite number >= 0 "
                                                                     f"(0 = max), got {v!r}")
-            changes["speed"] = float(v)
+            speed = float(v)
         elif p.name == "paused":
             if not isinstance(p.value, bool):
                 return SetParametersResult(successful=False, reason=f"paused must be a bool, got {p.value!r}")
-            changes["paused"] = p.value
+            paused = p.value
         else:
             return SetParametersResult(successful=False, reason=f"{p.name} cannot change while running")
-    if "speed" in changes:
-        world.set_speed(changes["speed"])
-        log.info("speed now %s", "max" if changes["speed"] == 0 else f"{changes['speed']:g}x")
-    if "paused" in changes:
-        world.set_paused(changes["paused"])
+    if speed is not None:
+        world.set_speed(speed)
+        log.info("speed now %s", "max" if speed == 0 else f"{speed:g}x")
+    if paused is not None:
+        world.set_paused(paused)
     return SetParametersResult(successful=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     import rclpy
-    from rclpy.parameter import Parameter
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
     from ..config import ConfigError, default_config_dir, load_config

@@ -22,6 +22,7 @@ operator command waits for the states of devices that accepted a command to incl
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -50,18 +51,17 @@ class RosCellPort:
     transport_allowance_s = 5.0
 
     def __init__(self, node: Node, cfg: Any, stale_s: float) -> None:
+        from cell_interfaces.srv import DeviceCommand, Recover
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
-
-        from cell_interfaces.srv import DeviceCommand, Recover
 
         from ..supervisor.port import _shared_scene
 
         self.node, self.cfg, self.stale_s = node, cfg, stale_s
         self._last_refresh_wall = time.monotonic()
         lay = cfg.layout
-        self.node_devices = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
-                             "autoclave": lay.autoclave.id, "arm": lay.robot.id}
+        self.node_devices: dict[str, str] = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
+                                             "autoclave": lay.autoclave.id, "arm": lay.robot.id}
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
         # signals messages received per node, and the count each node must reach before its state
         # includes the effect of the last command it accepted (see unconfirmed())
@@ -75,7 +75,7 @@ class RosCellPort:
         self._recover = {n: node.create_client(Recover, f"/cell/{n}/recover") for n in NODES}
         self._req, self._rec_req = DeviceCommand.Request, Recover.Request
         for n in NODES:
-            node.create_subscription(String, f"/cell/{n}/signals", lambda m, n=n: self._on_signals(n, m), 10)
+            node.create_subscription(String, f"/cell/{n}/signals", functools.partial(self._on_signals, n), 10)
         node.create_subscription(String, "/cell/events", self._on_event, 100)
         node.create_subscription(JointState, "/joint_states", self._on_joints, 10)
 
@@ -206,11 +206,10 @@ class RosCellPort:
 class SupervisorNode(Node):
     def __init__(self, node_name: str = "supervisor", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        from std_msgs.msg import String
-
         from cell_interfaces.action import RunBatch
         from cell_interfaces.msg import AlarmArray, BatchStatus, InterlockStatusArray, TreeSnapshot
         from cell_interfaces.srv import AcknowledgeAlarm, BatchCommand, DeviceCommand, RecoverDevice, ShelveAlarm
+        from std_msgs.msg import String
 
         from ..config import default_config_dir, load_config
         from ..records import BatchRecord
