@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .config import ConfigError, default_config_dir, load_config, schemas
 
@@ -39,8 +39,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     service_issues = _check_service_configs(directory, cfg)
     if service_issues:
         print(f"configuration in {directory} is INVALID ({len(service_issues)} problem(s)):", file=sys.stderr)
-        for issue in service_issues:
-            print(f"  {issue}", file=sys.stderr)
+        for problem in service_issues:
+            print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
     layout = cfg.layout
     print(f"configuration in {directory} is valid")

@@ -48,7 +48,10 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
             out = {"result": "INVALID", "error": "scenario file is invalid", "problems": exc.problems}
             print(json.dumps(out) if json_out else "\n".join(["scenario file is INVALID:", *exc.problems]))
             return 2
-    recipe = recipe_ref(sc, sc_path, cfg) if sc is not None else (recipe_id or "CART-TRANSDUCTION")
+    # load_scenario sets both or neither
+    recipe = (
+        recipe_ref(sc, sc_path, cfg) if sc is not None and sc_path is not None else (recipe_id or "CART-TRANSDUCTION")
+    )
     batch_id = (sc.batch_id if sc is not None else "B") + time.strftime("-%Y%m%d-%H%M%S")
     record_dir = str(Path(record_dir or os.path.join(os.getcwd(), "records")).resolve())
     Path(record_dir).mkdir(parents=True, exist_ok=True)
@@ -155,7 +158,8 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
         print(json.dumps(summary, default=str))
     else:
         say(f"{summary['result']}: batch {batch_id} {summary.get('batch_state')}; {summary.get('sim_time_s')} sim s "
-            f"in {summary.get('wall_time_s')} wall s (x{summary.get('speedup')}); trips {len(summary.get('trips') or [])}; "
+            f"in {summary.get('wall_time_s')} wall s (x{summary.get('speedup')}); "
+            f"trips {len(summary.get('trips') or [])}; "
             f"refusals {len(summary.get('refusals') or [])}; record {summary.get('record')}")
         for f in summary.get("failures", []) or []:
             say(f"  expectation not met: {f}")
@@ -170,9 +174,8 @@ def _run_batch(client: CellClient, recipe: str, batch_id: str, sc: Any, sup_stat
 
     def go() -> None:
         try:
-            box["r"] = client.run_action(RunBatch, "/cell/batch/run",
-                                         RunBatch.Goal(recipe_id=recipe, batch_id=batch_id, user=sc.user if sc else "op1"),
-                                         timeout_s=4 * 3600.0)
+            goal = RunBatch.Goal(recipe_id=recipe, batch_id=batch_id, user=sc.user if sc else "op1")
+            box["r"] = client.run_action(RunBatch, "/cell/batch/run", goal, timeout_s=4 * 3600.0)
         except Exception as exc:  # noqa: BLE001
             box["e"] = exc
 

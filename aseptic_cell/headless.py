@@ -96,7 +96,8 @@ def run_headless(cfg: Any, *, speed: float | None = None, json_out: bool = False
     if json_out:
         print(json.dumps(summary), file=out)
     else:
-        say(f"VHP cycle {cycle_id}: {summary['vhp']['result']} (aeration end {summary['vhp']['aeration_end_ppm']} ppm); "
+        say(f"VHP cycle {cycle_id}: {summary['vhp']['result']} "
+            f"(aeration end {summary['vhp']['aeration_end_ppm']} ppm); "
             f"isolator {summary['isolator_decon_status']}")
         say(f"autoclave {program_id}: {summary['autoclave']['result']} (F0 {summary['autoclave']['f0_min']} min)")
         say(f"{summary['result']}: {summary['sim_time_s']:.0f} sim s in {summary['wall_time_s']:.1f} wall s")

@@ -480,7 +480,7 @@ ASK_AGAIN_S = 2.0
 """wait_for_nodes: a get_state request unanswered this long (wall s) is dropped and sent again."""
 
 
-def wait_for_output(procs: "CellProcesses", name: str, text: str, timeout_s: float = 120.0) -> None:
+def wait_for_output(procs: CellProcesses, name: str, text: str, timeout_s: float = 120.0) -> None:
     """Wait until process ``name`` printed ``text`` in its log (e.g. the emulator's ready line).
 
     Raises:

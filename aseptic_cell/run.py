@@ -118,7 +118,7 @@ def _endpoints(config_dir: str, specs: list[Any]) -> list[str]:
     out = []
     if "hmi" in names:
         try:
-            from .hmi.config import load_hmi_config  # type: ignore[import-not-found]
+            from .hmi.config import load_hmi_config
 
             h = load_hmi_config(Path(config_dir) / "hmi.yaml")
             out.append(f"operator HMI: http://{h.host}:{h.port}/")
