@@ -126,8 +126,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     speed = args.speed if args.speed is not None else cfg.layout.sim.speedup
-    return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration,
-                    emulate=args.hardware == "opcua" and not args.external_hardware)
+    from .liveview.server import live_view  # --foxglove (issue 16)
+
+    with live_view(str(directory), enabled=args.foxglove, port=args.foxglove_port):
+        return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration,
+                        emulate=args.hardware == "opcua" and not args.external_hardware)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -186,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --hardware opcua: do not start the emulator (real controllers or an emulator "
                         "started elsewhere serve config/opcua.yaml's endpoints)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    r.add_argument("--foxglove", action="store_true", help="serve a Foxglove live view on loopback")
+    r.add_argument("--foxglove-port", type=int, default=0, help="its port (default: a free one, printed)")
     r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser
 

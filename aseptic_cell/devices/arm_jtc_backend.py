@@ -37,12 +37,13 @@ SETTLED_VELOCITY_RAD_S = 0.05
 """Joint speed below which a finished trajectory counts as settled [M]."""
 
 
-def _fk_tcp(arm: Any, q: np.ndarray) -> np.ndarray:
-    """Flange position (standard DH, T = Rz(theta) Tz(d) Tx(a) Rx(alpha)) in the isolator frame."""
+def dh_frames(arm: Any, q: np.ndarray) -> list[np.ndarray]:
+    """Frames 0..6 (standard DH, T = Rz(theta) Tz(d) Tx(a) Rx(alpha)) in the isolator frame."""
     from ..assets.numbers import rpy_matrix
 
     t = np.eye(4)
     t[:3, :3], t[:3, 3] = rpy_matrix(arm.base.rpy), arm.base.xyz
+    out = [t]
     for th, row in zip(q, arm.dh, strict=True):
         ct, st, ca, sa = math.cos(th), math.sin(th), math.cos(row.alpha), math.sin(row.alpha)
         t = t @ np.array(
@@ -53,7 +54,13 @@ def _fk_tcp(arm: Any, q: np.ndarray) -> np.ndarray:
                 [0.0, 0.0, 0.0, 1.0],
             ]
         )
-    return t[:3, 3].copy()
+        out.append(t)
+    return out
+
+
+def _fk_tcp(arm: Any, q: np.ndarray) -> np.ndarray:
+    """Flange position in the isolator frame."""
+    return dh_frames(arm, q)[-1][:3, 3].copy()
 
 
 class JtcArmBackend:
