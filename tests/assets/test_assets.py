@@ -189,3 +189,18 @@ def test_ign_sdf_refuses_broken_copies(tmp_path):
 
 def test_generate_covers_every_asset():
     assert tuple(generate(default_config_dir())) == ASSET_FILES
+
+
+def test_launch_testing_files_share_the_checks():
+    """launch/*.launch_test.py run on ROS machines (launch_test); here they must compile, use the
+    shared checks that tests/ros/test_jtc_interface.py runs, and stay out of pytest's collection."""
+    from aseptic_cell.physics import checks
+
+    files = sorted((ROOT / "launch").glob("*.launch_test.py"))
+    assert {f.name for f in files} == {"gazebo_bringup.launch_test.py", "mujoco_arm.launch_test.py"}
+    for f in files:
+        src = f.read_text()
+        compile(src, str(f), "exec")
+        assert "run_interface_checks" in src and "ReadyToTest()" in src and "post_shutdown_test" in src
+        assert not f.name.startswith("test_")  # not a pytest module name (and launch/ is not a testpath)
+    assert callable(checks.run_interface_checks)
