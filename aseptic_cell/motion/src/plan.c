@@ -138,8 +138,9 @@ static int extend(tree *t, const cc_scene *S, const uint64_t *active, cc_fast_fn
     const int nn = nearest(t, q);
     double qn[CC_NJ];
     const int reached = steer(t->q + CC_NJ * nn, q, o->extend, qn);
-    if (!cc_motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step)) return EXT_TRAPPED;
+    /* the end first: one configuration, and in a cluttered scene the usual reason to stop */
     if (!config_free(S, active, fast, qn)) return EXT_TRAPPED;
+    if (!cc_motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step)) return EXT_TRAPPED;
     *added = tree_add(t, qn, nn);
     if (*added < 0) return EXT_TRAPPED;
     return reached ? EXT_REACHED : EXT_ADVANCED;
