@@ -65,8 +65,12 @@ class NodeSpec:
 
     @property
     def executable(self) -> str:
-        """Console-script name under lib/aseptic_cell (what ``ros2 run`` / launch files use)."""
-        return Path(self.module).stem if self.module.endswith(".py") else self.module.rsplit(".", 1)[-1]
+        """Console-script name under lib/aseptic_cell (what ``ros2 run`` / launch files use): the
+        module's name, or ``<kind>_node`` for a device's ``aseptic_cell.devices.<kind>.node``."""
+        if self.module.endswith(".py"):
+            return Path(self.module).stem
+        parts = self.module.split(".")
+        return f"{parts[-2]}_node" if parts[-1] == "node" and len(parts) > 1 else parts[-1]
 
     def ros_args(self) -> list[str]:
         """``--ros-args -r __node:=<name> -p k:=v ...`` (no shell quoting needed: argv list)."""
