@@ -73,3 +73,97 @@ def _latest(executor, probe):
     while probe.latest is None and time.monotonic() - t0 < 5:
         executor.spin_once(timeout_sec=0.05)
     return probe.latest
+
+
+class _Controller:
+    """Stand-in for the controller model (sim_world's arm): accepts motion, drives on."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.pstop = False
+
+    def connect(self, timeout_s: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def connected(self) -> bool:
+        return True
+
+    def latest(self):
+        from aseptic_cell.devices.backend import Readings
+
+        return Readings(values={"drives_enabled": True, "protective_stop": self.pstop, "mode": "AUTOMATIC"},
+                        device_time=0.0, received_wall=time.monotonic())
+
+    def command(self, name, args, *, user="", reason="", timeout_s=5.0):
+        from aseptic_cell.devices.backend import CommandOutcome
+
+        self.commands.append(name)
+        if name == "protective_stop":
+            self.pstop = True
+        return CommandOutcome(True)
+
+
+def _plan(q0, q1, seconds: float, dt: float = 0.02):
+    import numpy as np
+
+    s = np.linspace(0.0, 1.0, int(seconds / dt) + 1)[:, None]
+    return (q0 + (q1 - q0) * (10 * s**3 - 15 * s**4 + 6 * s**5)).tolist(), dt
+
+
+def test_backend_drives_the_physics_arm(mujoco_node):
+    import numpy as np
+
+    from aseptic_cell.devices.arm_jtc_backend import JtcArmBackend
+
+    arm = load_config(default_config_dir()).arm
+    names = [j.name for j in arm.joints]
+    ctl = _Controller()
+    backend = JtcArmBackend(device_id="ARM1", kind="arm", engine="mujoco", controller=ctl)
+    backend.connect(20.0)
+    try:
+        def q_now():
+            r = backend.latest()
+            return np.array([r.get(f"joint.{n}.position_rad") for n in names]), r
+
+        def wait(pred, timeout_s=20.0):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < timeout_s:
+                if pred(backend.latest()):
+                    return True
+                time.sleep(0.02)
+            return False
+
+        q0, r = q_now()
+        assert r.get("physics.engine") == "mujoco" and r.get("moving") is False
+        far = np.array(arm.poses["park"])
+        q, dt = _plan(q0, far, 3.0)
+        out = backend.command("execute_trajectory", {"q": q, "dt": dt, "speed_class": "transit"})
+        assert out.accepted, out
+        assert backend.latest().get("moving") is True  # at once, before the physics moved
+        busy = backend.command("execute_trajectory", {"q": q, "dt": dt})
+        assert (busy.accepted, busy.code) == (False, "ARM_MOVING")
+        assert wait(lambda r: r.get("moving") is False and r.get("at_park"))
+        # a trajectory that does not start where the physics arm is: refused before the controller
+        bad = (np.array(q) + 0.05).tolist()
+        before = list(ctl.commands)
+        out = backend.command("execute_trajectory", {"q": bad, "dt": dt})
+        assert (out.accepted, out.code) == (False, "TRAJECTORY_START_MISMATCH") and ctl.commands == before
+        # a protective stop while moving holds the arm short of the goal
+        q1, _ = q_now()
+        goal = np.array(arm.poses["decon"])
+        q, dt = _plan(q1, goal, 4.0)
+        assert backend.command("execute_trajectory", {"q": q, "dt": dt}).accepted
+        assert wait(lambda r: abs(r.get("joint.elbow_joint.velocity_rad_s") or 0.0) > 0.05, 10.0)
+        assert backend.command("protective_stop", {"reason": "test"}).accepted
+        assert wait(lambda r: r.get("moving") is False, 10.0)
+        stopped, _ = q_now()
+        time.sleep(0.5)
+        held, r = q_now()
+        assert float(np.max(np.abs(held - stopped))) < 1e-3  # held
+        assert float(np.max(np.abs(held - goal))) > 0.1  # did not go on to the goal
+        assert r.get("physics.contact_steps") == 0
+    finally:
+        backend.close()
