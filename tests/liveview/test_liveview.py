@@ -9,11 +9,12 @@ import struct
 import time
 
 import websockets
+from websockets.typing import Subprotocol
 
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.liveview.server import LOOPBACK, SCENE_TOPIC, LiveView
 
-SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
+SUBPROTOCOLS = [Subprotocol("foxglove.sdk.v1"), Subprotocol("foxglove.websocket.v1")]
 
 
 async def _client(url: str, wanted: list[str], n_per_topic: int, timeout_s: float) -> tuple[dict, dict]:

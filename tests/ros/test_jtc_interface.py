@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import rclpy
@@ -42,8 +43,11 @@ def test_shared_interface_checks_and_status(mujoco_node, ros_context):
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     status: list[dict] = []
-    node.create_subscription(String, f"{checks.NAMESPACE}/mujoco/status", lambda m: status.append(json.loads(m.data)),
-                             10)
+
+    def on_status(m: Any) -> None:
+        status.append(json.loads(m.data))
+
+    node.create_subscription(String, f"{checks.NAMESPACE}/mujoco/status", on_status, 10)
     try:
         problems = checks.run_interface_checks(node, lambda t: executor.spin_once(timeout_sec=t), arm,
                                                duration_s=2.0, settle_s=20.0)
@@ -124,8 +128,13 @@ def test_backend_drives_the_physics_arm(mujoco_node):
     backend = JtcArmBackend(device_id="ARM1", kind="arm", engine="mujoco", controller=ctl)
     backend.connect(20.0)
     try:
-        def q_now():
+        def latest() -> Any:
             r = backend.latest()
+            assert r is not None
+            return r
+
+        def q_now():
+            r = latest()
             return np.array([r.get(f"joint.{n}.position_rad") for n in names]), r
 
         def wait(pred, timeout_s=20.0):
@@ -142,7 +151,7 @@ def test_backend_drives_the_physics_arm(mujoco_node):
         q, dt = _plan(q0, far, 3.0)
         out = backend.command("execute_trajectory", {"q": q, "dt": dt, "speed_class": "transit"})
         assert out.accepted, out
-        assert backend.latest().get("moving") is True  # at once, before the physics moved
+        assert latest().get("moving") is True  # at once, before the physics moved
         busy = backend.command("execute_trajectory", {"q": q, "dt": dt})
         assert (busy.accepted, busy.code) == (False, "ARM_MOVING")
         assert wait(lambda r: r.get("moving") is False and r.get("at_park"))
