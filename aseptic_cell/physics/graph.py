@@ -9,9 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 ARM_ENGINES = ("mujoco", "gazebo")
-MAX_TIME_SCALE = 20.0
+MAX_TIME_SCALE = 10.0
 """Physics time per wall second when the sim runs faster (MuJoCo here: ~60-90k steps per CPU-s at
-1 ms, so 20x leaves the CPU to the rest of the graph)."""
+1 ms with the per-step checks; 10x takes about a quarter of a core and leaves the rest to the graph)."""
 
 
 def physics_time_scale(speed: float) -> float:
