@@ -8,8 +8,8 @@ as sub-packages: behaviors/ -> aseptic_cell.behaviors, sim/ -> aseptic_cell.sim.
 Always import them by their mapped names (aseptic_cell.sim), never as `sim`.
 """
 
-from glob import glob
 import os
+from glob import glob
 
 from setuptools import Extension, find_packages, setup
 

@@ -37,12 +37,12 @@ def main() -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", "147")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from builtin_interfaces.msg import Duration
+    from cell_interfaces.action import ExecuteTrajectory
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from aseptic_cell.client import CellClient
     from aseptic_cell.launcher import CellProcesses, wait_for_nodes
     from aseptic_cell.nodes.graph import default_graph
-    from cell_interfaces.action import ExecuteTrajectory
 
     specs = default_graph(str(REPO / "config"), speed=100.0)
     t0 = time.monotonic()
@@ -63,8 +63,9 @@ def main() -> int:
             act = []
             for _ in range(max(10, args.samples // 5)):
                 q = list(client.state("arm").joint_positions)
-                tr = JointTrajectory(points=[JointTrajectoryPoint(positions=q, time_from_start=Duration(sec=0)),
-                                             JointTrajectoryPoint(positions=q, time_from_start=Duration(nanosec=100_000_000))])
+                tr = JointTrajectory(points=[
+                    JointTrajectoryPoint(positions=q, time_from_start=Duration(sec=0)),
+                    JointTrajectoryPoint(positions=q, time_from_start=Duration(nanosec=100_000_000))])
                 t = time.perf_counter()
                 ok, res = client.run_action(ExecuteTrajectory, "/cell/arm/execute_trajectory",
                                             ExecuteTrajectory.Goal(trajectory=tr, user="bench", task="hold"), 30.0)

@@ -17,8 +17,14 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     from aseptic_cell.config import default_config_dir, load_config
-    from aseptic_cell.supervisor.fuzz import (BATCH_COMMANDS, FAULTS, OPERATOR_COMMANDS, PASSWORDS, FastSignUsers,
-                                              FuzzCell)
+    from aseptic_cell.supervisor.fuzz import (
+        BATCH_COMMANDS,
+        FAULTS,
+        OPERATOR_COMMANDS,
+        PASSWORDS,
+        FastSignUsers,
+        FuzzCell,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sequences", type=int, default=100_000)

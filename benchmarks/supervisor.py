@@ -7,8 +7,9 @@
   refresh of all device signals is included; the sim model stepping is not.
 * trip latency: wall time from an injected fault (a glove put in use, directly at the isolator,
   while the robot moves: RB-03) to the safe command (arm protective stop) being sent
-  by the supervisor (and the arm in protective stop). The fault is injected just before a tick, so this is the processing time
-  of one tick; a deployed supervisor adds up to one tick period (0.1 s at 10 Hz) of waiting.
+  by the supervisor (and the arm in protective stop). The fault is injected just before a tick,
+  so this is the processing time of one tick; a deployed supervisor adds up to one tick period
+  (0.1 s at 10 Hz) of waiting.
 """
 
 from __future__ import annotations

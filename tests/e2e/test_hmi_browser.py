@@ -398,9 +398,10 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     try:
         page.wait_for_function("() => document.querySelector('#batch-state').textContent === 'RUNNING'",
                                timeout=40_000)
-    except Exception:
+    except Exception as exc:
         raise AssertionError(f"batch not RUNNING after the signed restart: state "
-                             f"{page.text_content('#batch-state')!r}; banner {page.text_content('#batch-banner')!r}")
+                             f"{page.text_content('#batch-state')!r}; banner {page.text_content('#batch-banner')!r}"
+                             ) from exc
     # the signature is in the batch record, shown with name, date/time and meaning; chain verified
     page.wait_for_function(
         "() => document.querySelector('#record-sigs').textContent.includes('Samuel Supervisor')",
@@ -411,9 +412,9 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
     page.wait_for_function("() => document.querySelector('#record-verify').dataset.ok === '1'")
     assert "chain verified" in page.text_content("#record-verify")
     shot(page, "07_batch_record_signed")
-    from aseptic_cell.records import verify_file
-
     import sqlite3
+
+    from aseptic_cell.records import verify_file
 
     # the supervisor's record file (path published in BatchStatus.record_path) holds this batch
     files = sorted(cell.record_dir.glob("*.db"))

@@ -37,7 +37,7 @@ def opcua_config_dir(tmp: Path, sim_speed: float) -> Path:
     target = tmp / "config"
     shutil.copytree(CONFIG, target)
     data = yaml.safe_load((target / "opcua.yaml").read_text())
-    for (dev, entry), port in zip(data["devices"].items(), _free_ports(len(data["devices"]))):
+    for (dev, entry), port in zip(data["devices"].items(), _free_ports(len(data["devices"])), strict=True):
         entry["endpoint"] = f"opc.tcp://127.0.0.1:{port}/aseptic/{dev}"
     data["emulator"]["sim_speed"] = sim_speed
     # These tests are about device and interlock behaviour over OPC UA, not freeze detection

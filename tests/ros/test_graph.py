@@ -88,7 +88,8 @@ def test_signals_topic_carries_interlock_signals(graph):
 
     _procs, client = graph
     got: list[dict] = []
-    sub = client.node.create_subscription(String, "/cell/isolator/signals", lambda m: got.append(json.loads(m.data)), 10)
+    sub = client.node.create_subscription(String, "/cell/isolator/signals",
+                                          lambda m: got.append(json.loads(m.data)), 10)
     try:
         client.wait_for(lambda: got, 10.0, "isolator signals")
         sig = got[-1]["signals"]
@@ -229,6 +230,7 @@ def test_arm_refuses_a_colliding_trajectory_before_any_motion(graph):
 
 def test_arm_action_follows_a_checked_trajectory(graph):
     from cell_interfaces.action import ExecuteTrajectory
+
     from aseptic_cell.motion import Scene
     from aseptic_cell.motion.planning import plan_joint_move
 

@@ -118,7 +118,7 @@ def test_device_state_pub_sub_round_trip(ros_context):
         assert got.healthy and got.comm_ok
         assert got.faults == ["W_LOW_H2O2"]
         assert (got.stamp.sec, got.stamp.nanosec) == (1_700_000_000, 123_456_789)
-        assert dict(zip(got.keys, got.values)) == {"h2o2_ppm": 250.5, "rh_pct": 31.0, "temp_c": 24.25}
+        assert dict(zip(got.keys, got.values, strict=True)) == {"h2o2_ppm": 250.5, "rh_pct": 31.0, "temp_c": 24.25}
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -4,7 +4,6 @@ requests (422 naming the field), e-signatures, refusals with their reason, recor
 from __future__ import annotations
 
 import json
-
 import time
 from pathlib import Path
 from typing import Any
@@ -309,7 +308,8 @@ def test_alarm_shelve_needs_supervisor_reason_and_signature_unshelve_no_signatur
     h = login(client, "sup1")
     for bad in ({"duration_s": 0, "reason": "sensor swap"}, {"duration_s": float("nan"), "reason": "sensor swap"},
                 {"duration_s": 3600, "reason": "x"}):
-        r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", content=json.dumps(bad), headers={**h, "content-type": "application/json"})
+        r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", content=json.dumps(bad),
+                        headers={**h, "content-type": "application/json"})
         assert r.status_code == 422, (bad, r.text)
     r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", json={"duration_s": 3600, "reason": "sensor swap"}, headers=h)
     assert r.status_code == 403 and err(r)["code"] == "SIGNATURE_REQUIRED"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import py_trees
 import pytest
-
 from aseptic_cell.behaviors import trees
+
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.records import BatchRecord
 from aseptic_cell.supervisor.runner import InProcessRun
