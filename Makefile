@@ -2,7 +2,8 @@
 # `make venv` creates from the machine's python3 and keeps in sync (content-hash stamps:
 # a no-change run skips pip and cmake).
 #
-#   make test      set up (if needed) and run the test suite (pytest -n 2)
+#   make test      set up (if needed), run the quality gates (ruff, mypy), then the test suite (pytest -n 2)
+#   make lint      the quality gates alone: ruff check and mypy (strict on the ROS-free core)
 #   make run       set up (if needed) and start the cell: .venv/bin/cellctl run
 #   make bench     run each benchmarks/*.py
 #   make venv      create/refresh .venv (system packages, pinned deps, pip install -e .)
@@ -32,7 +33,7 @@ unexport _ROS_WHEELS_BOOTSTRAP_COMPLETE PYTHONPATH PYTHONHOME AMENT_PREFIX_PATH 
 # as the ament prefix (ament_index lookups: share/aseptic_cell, cell_interfaces, ...).
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST AMENT_PREFIX_PATH=$(abspath $(VENV))
 
-.PHONY: all venv system-deps interfaces test run bench clean
+.PHONY: all venv system-deps interfaces lint test run bench clean
 
 all: test
 
@@ -45,7 +46,11 @@ venv: system-deps
 interfaces: venv
 	@scripts/build_interfaces.sh
 
-test: venv interfaces
+lint: venv
+	@echo "ruff check"; $(VENV)/bin/ruff check --no-cache .
+	@echo "mypy (pyproject [tool.mypy])"; $(VENV)/bin/mypy
+
+test: venv interfaces lint
 	@logdir=$$(mktemp -d "$${TMPDIR:-/tmp}/aseptic_cell-roslog.XXXXXX"); \
 	rc=0; \
 	env $(ROS_ENV) ROS_LOG_DIR="$$logdir" ROS_PYTHON_CHECK_FIELDS=1 \
