@@ -130,7 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with live_view(str(directory), enabled=args.foxglove, port=args.foxglove_port):
         return run_cell(str(directory), speed=speed, hardware=args.hardware, duration_s=args.duration,
-                        emulate=args.hardware == "opcua" and not args.external_hardware)
+                        emulate=args.hardware == "opcua" and not args.external_hardware, arm=args.arm)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "started elsewhere serve config/opcua.yaml's endpoints)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.add_argument("--foxglove", action="store_true", help="serve a Foxglove live view on loopback")
+    r.add_argument("--arm", choices=("sim", "mujoco"), default="sim", help="the arm's motion: sim or mujoco physics")
     r.add_argument("--foxglove-port", type=int, default=0, help="its port (default: a free one, printed)")
     r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser

@@ -35,7 +35,7 @@ def _fmt_state(client: CellClient) -> str:
 
 def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: list[Any] | None = None,
              status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None,
-             emulate: bool = False) -> int:
+             emulate: bool = False, arm: str = "sim") -> int:
     """Run the graph until interrupted (or for ``duration_s``); returns 0 on a clean stop."""
     from .launcher import CellProcesses, wait_for_nodes
     from .nodes.graph import default_graph, emulator_spec, service_specs
@@ -52,6 +52,10 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
                  for s in specs]
     if emulate:
         specs = [emulator_spec(config_dir, speed)] + specs
+    if arm != "sim":  # the arm's motion on a physics engine (issue 16)
+        from .physics.graph import with_arm_engine
+
+        specs = with_arm_engine(specs, config_dir, arm, speed=speed)
     log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-run-")
     stop = {"flag": False}
 
