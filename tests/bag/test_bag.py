@@ -87,3 +87,35 @@ def test_record_and_decode_independently(ros_context, tmp_path, capsys):
     assert info["profile"] == "ros2" and info["messages"] == n_js + n_arm
     assert info["topics"]["/bagtest/arm_state"] == {"type": "cell_interfaces/msg/ArmState", "encoding": "cdr",
                                                      "count": n_arm}
+
+
+def test_bag_record_command(ros_context, tmp_path, capsys):
+    import threading
+
+    import rclpy
+    from std_msgs.msg import String
+
+    from aseptic_cell.cli import main
+
+    node = rclpy.create_node("bag_cli_pub", context=ros_context)
+    pub = node.create_publisher(String, "/bagcli/events", 10)
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            pub.publish(String(data="{}"))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=publish, daemon=True)
+    th.start()
+    path = tmp_path / "cli.mcap"
+    try:
+        assert main(["bag", "record", "/bagcli/events", "-o", str(path), "--duration", "2.0"]) == 0
+    finally:
+        stop.set()
+        th.join()
+        node.destroy_node()
+    out = capsys.readouterr().out
+    assert "/bagcli/events" in out and "std_msgs/msg/String" in out
+    n = len(decode_counts(path)["/bagcli/events"])
+    assert n > 10 and f"{n} messages on 1 topics" in out
