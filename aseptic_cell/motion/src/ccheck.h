@@ -241,6 +241,16 @@ typedef struct {
     double speed_bound_max;  /* largest certified TCP speed bound (certified mode, m/s) */
 } cc_traj_result;
 
+/* Distance from point x to an oriented box (exact.c). */
+double cc_point_box_dist(const double x[3], const double c[3], const double R[9], const double h[3]);
+/* TCP speed |J(q) qd| for the frames F of q (speed.c). */
+double cc_tcp_speed(const cc_scene *S, const cc_frames *F, const double qd[CC_NJ]);
+/* Certify the TCP speed over the straight joint motion qa -> qb at joint velocity qd for
+ * h seconds, given the end speeds va, vb and the acceleration bound A (speed.c). */
+int cc_speed_cert(const cc_scene *S, const double *qa, const double *qb, const double qd[CC_NJ],
+                  double va, double vb, double h, double A, double limit, int depth, int max_depth,
+                  double *bound);
+
 void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint64_t *active,
                          const cc_traj_opts *o, cc_traj_result *r);
 

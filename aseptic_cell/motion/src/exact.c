@@ -72,7 +72,7 @@ static inline double point_box_dist2_local(const double p[3], const double h[3])
     return s;
 }
 
-static double point_box_dist(const double x[3], const double c[3], const double R[9],
+double cc_point_box_dist(const double x[3], const double c[3], const double R[9],
                              const double h[3])
 {
     double v[3] = {x[0] - c[0], x[1] - c[1], x[2] - c[2]}, l[3];
@@ -254,7 +254,7 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
                     const int b = 64 * w + __builtin_ctzll(m);
                     m &= m - 1;
                     if (n == FLAT) { over = 1; break; }
-                    lb[n] = point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off;
+                    lb[n] = cc_point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off;
                     idx[n++] = b;
                 }
             }
@@ -310,7 +310,7 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
                     const double bhi[3] = {c[0] + h[0], c[1] + h[1], c[2] + h[2]};
                     if (aabb_aabb_dist(slo[k], shi[k], blo, bhi) - r >= best) continue;
                 }
-                if (point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off >= best)
+                if (cc_point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off >= best)
                     continue;
                 double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
                 if (dist < best) { best = dist; pair = k * B + b; }
@@ -462,67 +462,6 @@ static int in_box(const double x[3], const double c[3], const double R[9], const
     return fabs(l[0]) <= h[0] && fabs(l[1]) <= h[1] && fabs(l[2]) <= h[2];
 }
 
-/* ---------------------------------------------------------------- TCP speed bound */
-
-/* TCP velocity J(q) qd for frames F: sum_j qd_j z_j x (tcp - o_j), joint j turning
- * about z of frame j. */
-static double tcp_speed(const cc_scene *S, const cc_frames *F, const double qd[CC_NJ])
-{
-    double tcp[3], v[3] = {0.0, 0.0, 0.0};
-    cc_tcp(S, F, tcp);
-    for (int j = 0; j < CC_NJ; j++) {
-        const double *R = F->R[j], *o = F->p[j];
-        const double z[3] = {R[2], R[5], R[8]};
-        const double w[3] = {tcp[0] - o[0], tcp[1] - o[1], tcp[2] - o[2]};
-        v[0] += qd[j] * (z[1] * w[2] - z[2] * w[1]);
-        v[1] += qd[j] * (z[2] * w[0] - z[0] * w[2]);
-        v[2] += qd[j] * (z[0] * w[1] - z[1] * w[0]);
-    }
-    return sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-}
-
-/* Certified TCP speed over the straight joint motion qa -> qb run at the constant
- * joint velocity qd (rad/s) for h seconds. Along it the TCP acceleration is
- * d/dt (J qd) = sum_j qd_j [sum_{i<j} qd_i (z_i x (z_j x w_j) + z_j x (z_i x w_j))
- * + z_j x sum_{i>=j} qd_i z_i x w_i], w_j = tcp - o_j, whose terms are bounded by
- * the distances of the TCP from the joint axes (tcp_lip), so |a| <= A = 3 (sum_i
- * |qd_i|) (sum_j |qd_j| tcp_lip_j). Hence |v(t)| <= min(va + A t, vb + A (h - t))
- * <= (va + vb + A h) / 2 over the interval. Bisects while that bound is above the
- * limit and neither end is; returns 0 (certified), 1 (an end above the limit) or 2
- * (undecided at max_depth). *bound receives the largest certified bound (or the
- * failing value). */
-static int speed_cert(const cc_scene *S, const double *qa, const double *qb, const double qd[CC_NJ],
-                      double va, double vb, double h, double A, double limit, int depth,
-                      int max_depth, double *bound)
-{
-    double b = 0.5 * (va + vb + A * h);
-    if (b <= limit) {
-        if (b > *bound) *bound = b;
-        return 0;
-    }
-    if (va > limit || vb > limit) {
-        *bound = va > vb ? va : vb;
-        return 1;
-    }
-    if (depth >= max_depth) {
-        *bound = b;
-        return 2;
-    }
-    double qm[CC_NJ];
-    for (int j = 0; j < CC_NJ; j++) qm[j] = 0.5 * (qa[j] + qb[j]);
-    cc_frames F;
-    cc_fk(S, qm, &F);
-    const double vm = tcp_speed(S, &F, qd);
-    int r = speed_cert(S, qa, qm, qd, va, vm, 0.5 * h, A, limit, depth + 1, max_depth, bound);
-    if (r) return r;
-    return speed_cert(S, qm, qb, qd, vm, vb, 0.5 * h, A, limit, depth + 1, max_depth, bound);
-}
-
-static double point_in_zone_dist(const cc_scene *S, int z, const double x[3])
-{
-    return point_box_dist(x, S->zone_c[z], S->zone_R[z], S->zone_h[z]);
-}
-
 static void fail(cc_traj_result *r, int code, long index)
 {
     r->code = code;
@@ -620,8 +559,8 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint6
              * that to either end may be entered */
             int zone = -1;
             for (int z = 0; z < S->nzones && zone < 0; z++)
-                if (point_in_zone_dist(S, z, tcp) <= 0.5 * D ||
-                    point_in_zone_dist(S, z, tcp_prev) <= 0.5 * D)
+                if (cc_point_box_dist(tcp, S->zone_c[z], S->zone_R[z], S->zone_h[z]) <= 0.5 * D ||
+                    cc_point_box_dist(tcp_prev, S->zone_c[z], S->zone_R[z], S->zone_h[z]) <= 0.5 * D)
                     zone = z;
             double limit = o->speed_limit_outside;
             if (zone >= 0 && o->speed_limit_zone > 0.0 &&
@@ -630,9 +569,9 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint6
             else
                 zone = -1;
             if (limit > 0.0) {
-                const double va = tcp_speed(S, &Fprev, qd), vb = tcp_speed(S, &F, qd);
+                const double va = cc_tcp_speed(S, &Fprev, qd), vb = cc_tcp_speed(S, &F, qd);
                 double bound = 0.0;
-                int res = speed_cert(S, qi - CC_NJ, qi, qd, va, vb, dt, 3.0 * A1 * A2, limit, 0,
+                int res = cc_speed_cert(S, qi - CC_NJ, qi, qd, va, vb, dt, 3.0 * A1 * A2, limit, 0,
                                      o->max_depth, &bound);
                 if (bound > r->speed_bound_max) r->speed_bound_max = bound;
                 if (res && !failed) {

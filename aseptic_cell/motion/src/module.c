@@ -6,14 +6,13 @@
  * GIL is released while the kernels run. The Python layer (scene.py) builds the
  * scene arrays; this file only copies them into a cc_scene.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+
+#include "pymod.h"   /* Python.h first */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ccheck.h"
 
 #define Q_ABS_MAX 1e5
 #define CAPSULE_NAME "aseptic_cell.motion._ccheck.scene"
@@ -355,6 +354,17 @@ out:
     return res;
 }
 
+/* Accessors for the other wrapper file (pyplan.c), declared in pymod.h. */
+int cc_py_get_buf(PyObject *o, Py_buffer *v, const char *accept, Py_ssize_t itemsize,
+                  Py_ssize_t count, const char *name, int writable)
+{
+    return get_buf(o, v, accept, itemsize, count, name, writable);
+}
+int cc_py_get_q(PyObject *o, Py_buffer *v, Py_ssize_t *n) { return get_q(o, v, n); }
+int cc_py_get_active(PyObject *o, const cc_scene *S, uint64_t **out) { return get_active(o, S, out); }
+cc_scene *cc_py_get_scene(PyObject *o) { return get_scene(o); }
+cc_fast_fn cc_py_fast_fn(void) { return fast_fns[cur_level]; }
+
 /* ------------------------------------------------------------ kernels */
 
 static PyObject *py_fk(PyObject *self, PyObject *args)
@@ -501,118 +511,6 @@ static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
                          r.speed_chord_max, r.speed_bound_max);
 }
 
-/* plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend,
- * out) -> (code, n_waypoints, samples); out: float64 buffer of max_out * 6. */
-static PyObject *py_plan(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *os, *oa, *ob, *oact, *oo;
-    unsigned long long seed;
-    long max_samples;
-    int shortcut_iters;
-    double step, ext;
-    if (!PyArg_ParseTuple(args, "OOOOKlidd" "O", &os, &oa, &ob, &oact, &seed, &max_samples,
-                          &shortcut_iters, &step, &ext, &oo))
-        return NULL;
-    const cc_scene *S = get_scene(os);
-    if (!S) return NULL;
-    if (!(step > 0.0 && isfinite(step)) || !(ext > 0.0 && isfinite(ext)) || max_samples < 0 ||
-        max_samples > 100000000 || shortcut_iters < 0) {
-        PyErr_SetString(PyExc_ValueError, "invalid planner options");
-        return NULL;
-    }
-    Py_buffer va, vb, vo;
-    Py_ssize_t na, nb;
-    if (get_q(oa, &va, &na) < 0) return NULL;
-    if (get_q(ob, &vb, &nb) < 0) { PyBuffer_Release(&va); return NULL; }
-    if (na != 1 || nb != 1) {
-        PyErr_SetString(PyExc_ValueError, "q_start and q_goal must be single configurations");
-        PyBuffer_Release(&va);
-        PyBuffer_Release(&vb);
-        return NULL;
-    }
-    if (get_buf(oo, &vo, "d", 8, -1, "out", 1) < 0) {
-        PyBuffer_Release(&va);
-        PyBuffer_Release(&vb);
-        return NULL;
-    }
-    uint64_t *active;
-    if (get_active(oact, S, &active) < 0) {
-        PyBuffer_Release(&va);
-        PyBuffer_Release(&vb);
-        PyBuffer_Release(&vo);
-        return NULL;
-    }
-    cc_plan_opts o = {(uint64_t)seed, max_samples, shortcut_iters, step, ext};
-    long nout = 0, samples = 0;
-    int code;
-    cc_fast_fn fn = fast_fns[cur_level];
-    Py_BEGIN_ALLOW_THREADS
-    code = cc_plan(S, active, fn, va.buf, vb.buf, &o, vo.buf, (long)(vo.len / 8 / CC_NJ), &nout,
-                   &samples);
-    Py_END_ALLOW_THREADS
-    free(active);
-    PyBuffer_Release(&va);
-    PyBuffer_Release(&vb);
-    PyBuffer_Release(&vo);
-    return Py_BuildValue("ill", code, nout, samples);
-}
-
-/* motion_free(scene, q_a, q_b, active, step) -> bool (fast path, see plan.c). */
-static PyObject *py_motion_free(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *os, *oa, *ob, *oact;
-    double step;
-    if (!PyArg_ParseTuple(args, "OOOOd", &os, &oa, &ob, &oact, &step)) return NULL;
-    const cc_scene *S = get_scene(os);
-    if (!S) return NULL;
-    if (!(step > 0.0 && isfinite(step))) {
-        PyErr_SetString(PyExc_ValueError, "step must be positive");
-        return NULL;
-    }
-    Py_buffer va, vb;
-    Py_ssize_t na, nb;
-    if (get_q(oa, &va, &na) < 0) return NULL;
-    if (get_q(ob, &vb, &nb) < 0) { PyBuffer_Release(&va); return NULL; }
-    uint64_t *active = NULL;
-    if (na != 1 || nb != 1 || get_active(oact, S, &active) < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "single configurations expected");
-        PyBuffer_Release(&va);
-        PyBuffer_Release(&vb);
-        return NULL;
-    }
-    int ok;
-    cc_fast_fn fn = fast_fns[cur_level];
-    Py_BEGIN_ALLOW_THREADS
-    ok = cc_motion_free(S, active, fn, va.buf, vb.buf, step);
-    Py_END_ALLOW_THREADS
-    free(active);
-    PyBuffer_Release(&va);
-    PyBuffer_Release(&vb);
-    return PyBool_FromLong(ok);
-}
-
-/* set_broad_phase(scene, mode): "bvh" or "flat" (both give the same verdicts; for
- * tests and benchmarks); returns the previous mode. */
-static PyObject *py_set_broad_phase(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *os;
-    const char *mode;
-    if (!PyArg_ParseTuple(args, "Os", &os, &mode)) return NULL;
-    cc_scene *S = get_scene(os);
-    if (!S) return NULL;
-    const char *prev = S->use_bvh ? "bvh" : "flat";
-    if (strcmp(mode, "bvh") == 0) S->use_bvh = 1;
-    else if (strcmp(mode, "flat") == 0) S->use_bvh = 0;
-    else {
-        PyErr_SetString(PyExc_ValueError, "broad phase must be 'bvh' or 'flat'");
-        return NULL;
-    }
-    return PyUnicode_FromString(prev);
-}
-
 /* Batched primitives for tests: seg_box_dist(e0, e1, c, R, h, out) with rows of 3/3/3/9/3
  * and seg_seg_dist(p0, p1, q0, q1, out), all float64. */
 static PyObject *py_seg_box_dist(PyObject *self, PyObject *args)
@@ -727,12 +625,12 @@ static PyMethodDef methods[] = {
      "clearance(scene, q, active_mask, out_distance, out_pair): exact minimum clearance."},
     {"check_trajectory", py_check_trajectory, METH_VARARGS,
      "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth)."},
-    {"set_broad_phase", py_set_broad_phase, METH_VARARGS,
+    {"set_broad_phase", cc_py_set_broad_phase, METH_VARARGS,
      "set_broad_phase(scene, 'bvh' | 'flat') -> previous mode."},
-    {"plan", py_plan, METH_VARARGS,
+    {"plan", cc_py_plan, METH_VARARGS,
      "plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend, out)"
      " -> (code, n_waypoints, samples)."},
-    {"motion_free", py_motion_free, METH_VARARGS,
+    {"motion_free", cc_py_motion_free, METH_VARARGS,
      "motion_free(scene, q_a, q_b, active, step): straight joint motion free on the fast path."},
     {"seg_box_dist", py_seg_box_dist, METH_VARARGS, "Batched segment-to-oriented-box distance."},
     {"seg_seg_dist", py_seg_seg_dist, METH_VARARGS, "Batched segment-to-segment distance."},
