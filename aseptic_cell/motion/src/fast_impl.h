@@ -6,12 +6,18 @@
  * Works on blocks of CC_W configurations ("lanes") in three phases:
  *   1. kinematics for all lanes at once (structure of arrays, double), link
  *      segments rounded to float;
- *   2. branch-free culls: for every (link, active box) and every self pair, one
- *      lane bit mask of the configurations that might touch; non-empty masks go
- *      to a work list (no early exit inside this phase);
+ *   2. per link, the candidate boxes: every reachable active box (flat, small
+ *      scenes) or the leaves of the BVH reached by a packet traversal (bvh.c:
+ *      each node tested against every live lane's widened sphere-centre range);
+ *      per candidate a branch-free cull, one lane bit mask of the configurations
+ *      that might touch; non-empty masks go to a work list (flushed when full and
+ *      after each link, so lanes found colliding drop out of later traversals);
  *   3. exact float32 sphere tests only for the listed (link, box, lane) hits, one
  *      configuration at a time with its spheres across the vector, skipping lanes
- *      already known to collide; stop once every lane collides.
+ *      already known to collide; stop once every lane collides. Self pairs: a
+ *      per-axis cull, then the same sphere tests.
+ * Large batches are processed in an order grouping similar first three joints
+ * (KFN(cc_fast)); a configuration's verdict does not depend on its block.
  * Only IEEE-exact operations (+ - * / sqrt, compare, select, min/max, abs by
  * clearing the sign bit) are used and FMA contraction is off, so every level
  * produces the same bits and therefore the same verdicts.
