@@ -406,12 +406,16 @@ KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, const uint64
      * similar first three joints (which place the big links), so that a block's
      * lanes visit similar BVH nodes. The verdict of a configuration does not
      * depend on its block. */
-    enum { BINS = 8, NKEY = BINS * BINS * BINS };
+    /* bins per joint: about 64 configurations per cell, 4 .. 16 */
+    int BINS = (int)cbrt((double)n / 64.0);
+    if (BINS < 4) BINS = 4;
+    if (BINS > 16) BINS = 16;
+    const int NKEY = BINS * BINS * BINS;
     long *perm = NULL, *cnt = NULL;
     double *qb = NULL;
     if (S->use_bvh && n >= 4 * W) {
         perm = malloc((size_t)n * sizeof(long));
-        cnt = calloc(NKEY + 1, sizeof(long));
+        cnt = calloc((size_t)NKEY + 1, sizeof(long));
         qb = malloc((size_t)W * CC_NJ * sizeof(double));
     }
     if (!perm || !cnt || !qb) {
