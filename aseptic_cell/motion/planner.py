@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _ccheck
-from . import reference as ref
 from .planning import min_jerk_duration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,9 +40,6 @@ SHORTCUT_ITERS = 60
 #: time parameterisation aims at (the certified check then verifies the real limits).
 LIMIT_FRACTION = 0.9
 _MAX_WAYPOINTS = 4096
-#: Chords with an end this close to a near-product zone are timed to the zone's TCP
-#: speed limit (the certified check then decides; this only avoids re-timing).
-ZONE_REACH_M = 0.05
 
 _CODES = {1: "start_in_collision", 2: "goal_in_collision", 3: "no_path", 4: "no_path"}
 
@@ -109,7 +105,6 @@ def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limi
     straight joint segments."""
     vmax = scene.limits[:, 2] if vmax is None else vmax
     amax = scene.limits[:, 3] if amax is None else amax
-    zone_limit = scene.speed_limits.get("near_product", speed_limit)
     nseg = len(waypoints) - 1
     T = np.array([max(min_jerk_duration(waypoints[i], waypoints[i + 1], vmax, amax, LIMIT_FRACTION), 4 * dt)
                   for i in range(nseg)])
@@ -120,22 +115,13 @@ def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limi
         segs = [_segment_samples(waypoints[i], waypoints[i + 1], int(steps[i])) for i in range(nseg)]
         samples = np.ascontiguousarray(np.concatenate([waypoints[:1], *segs]))
         ends = np.cumsum(steps)
-        # chordal TCP speed per segment (all segments in one FK call), against the
-        # near-product limit where a chord's end is within ZONE_REACH_M of a zone
-        tcp = scene.fk(samples).tcp
-        speed = np.linalg.norm(np.diff(tcp, axis=0), axis=1) / dt
-        limit = np.full(len(speed), speed_limit)
-        if zone_limit < speed_limit and len(scene.zone_names):
-            dz = np.min([ref.point_box_distance(tcp, c, R, h)
-                         for c, R, h in zip(scene.zone_center, scene.zone_R, scene.zone_half, strict=True)], axis=0)
-            near = np.minimum(dz[:-1], dz[1:]) <= ZONE_REACH_M
-            limit[near] = zone_limit
-        ratio = speed / (LIMIT_FRACTION * limit)
-        peaks = np.maximum.reduceat(ratio, np.concatenate([[0], ends[:-1]]))
-        over = peaks > 1.0
+        # chordal TCP speed per segment (all segments in one FK call)
+        speed = np.linalg.norm(np.diff(scene.fk(samples).tcp, axis=0), axis=1) / dt
+        peaks = np.maximum.reduceat(speed, np.concatenate([[0], ends[:-1]]))
+        over = peaks > LIMIT_FRACTION * speed_limit
         if not over.any():
             break
-        factor = np.maximum(1.05, peaks[over])
+        factor = np.maximum(1.05, peaks[over] / (LIMIT_FRACTION * speed_limit))
         steps[over] = np.ceil(steps[over] * factor).astype(int)
     return samples, ends
 
