@@ -69,6 +69,7 @@ class RefusalCode(enum.StrEnum):
     MOTION_COLLISION = "MOTION_COLLISION"  # a configuration or a motion between samples collides
     MOTION_LIMIT = "MOTION_LIMIT"  # joint position, velocity or acceleration limit
     MOTION_SPEED = "MOTION_SPEED"  # TCP speed above the speed class
+    MOTION_NO_APPROVED_PATH = "MOTION_NO_APPROVED_PATH"  # straight move collides, no approved library path
     # arm controller (sim/arm.py): its own trajectory checks, finer than MOTION_LIMIT/SPEED
     ARM_MOVING = "ARM_MOVING"  # a trajectory is still being executed
     ARM_FAULT_ACTIVE = "ARM_FAULT_ACTIVE"  # reset while the arm fault is still present

@@ -23,6 +23,14 @@ from ...results import CommandResult
 from ..codes import RefusalCode, motion_code
 
 MOTION_COMMANDS = ("move_to_pose", "execute_trajectory")
+LIBRARY_FILE = "motion_library.yaml"
+"""The approved paths, beside the other configuration files."""
+PLAN_REFUSALS: dict[str, RefusalCode] = {
+    "UNKNOWN_POSE": RefusalCode.INVALID, "INVALID": RefusalCode.INVALID,
+    "NO_CELL_STATE": RefusalCode.NO_CELL_STATE, "LIMIT": RefusalCode.MOTION_LIMIT,
+    "SPEED": RefusalCode.MOTION_SPEED, "NO_APPROVED_PATH": RefusalCode.MOTION_NO_APPROVED_PATH,
+    "PATH_REFUSED": RefusalCode.MOTION_COLLISION}
+"""The planner's refusal codes in the catalogue's names."""
 
 
 def keepout_conditions(signals: Mapping[str, Any] | None, known: set[str]) -> set[str] | None:
@@ -63,6 +71,14 @@ class ArmMotion:
         self._vmax = np.array([j.max_velocity for j in cfg.arm.joints])
         self._amax = np.array([j.max_acceleration for j in cfg.arm.joints])
         self.known_conditions = {b.active for b in cfg.geometry.boxes}
+        self.library = self._load_library(cfg)
+
+    @staticmethod
+    def _load_library(cfg: CellConfig) -> Any:
+        """The approved station-to-station paths (``config/motion_library.yaml``; none: empty)."""
+        from ...motion.library import MotionLibrary
+
+        return MotionLibrary.load(cfg.root / LIBRARY_FILE)
 
     def current_q(self, values: Mapping[str, Any]) -> np.ndarray:
         """Joint positions from the arm's readings (NaN where missing)."""
@@ -80,22 +96,32 @@ class ArmMotion:
 
     def prepare(self, name: str, typed: Mapping[str, Any], values: Mapping[str, Any],
                 cell_signals: Mapping[str, Any] | None) -> tuple[dict[str, Any], str] | CommandResult:
-        """The backend's ``execute_trajectory`` arguments and a task label, or the refusal."""
-        from ...motion.planning import plan_joint_move
+        """The backend's ``execute_trajectory`` arguments and a task label, or the refusal.
+
+        ``move_to_pose`` takes the straight minimum-jerk move when it is proven safe, else an
+        approved, unchanged path of the motion library re-certified against the live keep-outs
+        (:func:`aseptic_cell.motion.planning.plan_pose_move`); no approved path is a refusal.
+        Either way the result passes the certified check below before anything moves.
+        """
+        from ...motion.planning import MotionRefused, plan_pose_move
 
         speed_class = typed.get("speed_class", "transit")
         q0 = self.current_q(values)
+        conditions = keepout_conditions(cell_signals, self.known_conditions)
         if name == "move_to_pose":
             pose = typed["pose"]
             limit = self.cfg.arm.speed_classes[speed_class].max_tcp_speed_m_s
-            q, dt = plan_joint_move(self.scene, q0, np.array(self.cfg.arm.poses[pose]), self._vmax, self._amax,
-                                    speed_limit_m_s=limit, dt=self.plan_dt_s)
-            q[0] = q0  # start exactly where the arm is (within the pose tolerance of the plan)
+            try:
+                q, dt = plan_pose_move(self.scene, self.library, q0, pose, self._vmax, self._amax,
+                                       speed_limit_m_s=limit, dt=self.plan_dt_s, conditions=conditions,
+                                       speed_class=speed_class)
+            except MotionRefused as exc:
+                return CommandResult.refuse(PLAN_REFUSALS.get(exc.code, RefusalCode.MOTION_COLLISION), exc.reason)
             task = f"to {pose}"
         else:
             q, dt = np.asarray(typed["q"], dtype=np.float64), float(typed["dt"])
             task = "trajectory"
-        refusal = self.check(q, dt, speed_class, keepout_conditions(cell_signals, self.known_conditions))
+        refusal = self.check(q, dt, speed_class, conditions)
         if refusal is not None:
             return refusal
         return {"q": q.tolist(), "dt": dt, "speed_class": speed_class}, task
