@@ -62,6 +62,7 @@ def data_files() -> list[tuple[str, list[str]]]:
         (f"share/{PACKAGE_NAME}/launch", rel_glob("launch/*")),
         (f"share/{PACKAGE_NAME}/config", rel_glob("config/*.yaml")),
         (f"share/{PACKAGE_NAME}/config/recipes", rel_glob("config/recipes/*.yaml")),
+        (f"share/{PACKAGE_NAME}/sim/assets", rel_glob("sim/assets/*")),
     ]
     # setuptools accepts empty lists, but keep the install manifest clean.
     return [(dest, srcs) for dest, srcs in files if srcs]
@@ -99,6 +100,7 @@ setup(
             "arm_node = aseptic_cell.devices.arm.node:main",
             "lifecycle_manager = aseptic_cell.nodes.lifecycle_manager:main",
             "opcua_server_node = aseptic_cell.nodes.opcua_server_node:main",
+            "mujoco_arm = aseptic_cell.nodes.mujoco_arm:main",
             "hmi = aseptic_cell.nodes.hmi_node:main",
             "supervisor = aseptic_cell.nodes.supervisor_node:main",
             "supervisor_node = aseptic_cell.nodes.supervisor_node:main",

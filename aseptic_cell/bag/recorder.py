@@ -75,10 +75,7 @@ class Recorder:
         self._domain_id = domain_id
         self.stats = RecordStats(self.path)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._ros: Any = None
         self._writer: Any = None
         self._file: Any = None
         self._channels: dict[str, int] = {}
@@ -88,24 +85,30 @@ class Recorder:
     def start(self) -> Recorder:
         from mcap.writer import CompressionType, Writer
 
+        from ..nodes.background import BackgroundRos
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in stop()
         self._writer = Writer(self._file, compression=CompressionType.ZSTD)
         self._writer.start(profile="ros2", library="aseptic_cell.bag (mcap python)")
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="bag-recorder", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10.0):
-            raise RuntimeError("bag recorder did not start")
-        if self._error is not None:
-            raise RuntimeError(f"bag recorder failed: {self._error}")
+        try:
+            self._ros = BackgroundRos(f"bag_recorder_{id(self) & 0xFFFFFF:x}", domain_id=self._domain_id,
+                                      thread_name="bag-recorder", spin_timeout_s=0.02,
+                                      start_parameter_services=False)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"bag recorder failed: {exc}") from exc
+        node = self._ros.node
+        self._discover(node)
+        self._ros.every(DISCOVERY_PERIOD_S, lambda: self._discover(node))
+        self._ros.start()
         return self
 
     def stop(self) -> RecordStats:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
-            self._thread = None
+        if self._ros is not None:
+            self._ros.close(timeout_s=10.0, drain_rounds=200)  # what is already queued is recorded
+            self._ros = None
         with self._lock:
             if self._writer is not None:
                 self._writer.finish()
@@ -123,42 +126,6 @@ class Recorder:
         self.stop()
 
     # ------------------------------------------------------------------ ROS side
-    def _run(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        ctx = rclpy.Context()
-        try:
-            kwargs: dict[str, Any] = {"context": ctx, "signal_handler_options": SignalHandlerOptions.NO}
-            if self._domain_id is not None:
-                kwargs["domain_id"] = self._domain_id
-            rclpy.init(**kwargs)
-            node = rclpy.create_node(f"bag_recorder_{id(self) & 0xFFFFFF:x}", context=ctx,
-                                     start_parameter_services=False)
-            executor = SingleThreadedExecutor(context=ctx)
-            executor.add_node(node)
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        next_discovery = 0.0
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_discovery:
-                    self._discover(node)
-                    next_discovery = now + DISCOVERY_PERIOD_S
-                executor.spin_once(timeout_sec=0.02)
-            # drain what is already queued
-            for _ in range(200):
-                executor.spin_once(timeout_sec=0.0)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            ctx.try_shutdown()
-
     def _wanted(self, topic: str) -> bool:
         if self.topics:
             return topic in self.topics

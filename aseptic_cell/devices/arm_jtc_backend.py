@@ -101,47 +101,32 @@ class JtcArmBackend:
         self._duration = 0.0
         self._t_start = 0.0
         self._holding = False
-        self._ctx: Any = None
-        self._node: Any = None
+        self._ros: Any = None
         self._pub: Any = None
-        self._executor: Any = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self, timeout_s: float) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
         from trajectory_msgs.msg import JointTrajectory
 
-        if self._thread is not None:
+        from ..nodes.background import BackgroundRos
+
+        if self._ros is not None:
             return
         t0 = time.monotonic()
         self.controller.connect(timeout_s)
-        ctx = rclpy.Context()
-        kwargs: dict[str, Any] = {"context": ctx, "signal_handler_options": SignalHandlerOptions.NO}
-        if self._domain_id is not None:
-            kwargs["domain_id"] = self._domain_id
-        rclpy.init(**kwargs)
-        self._ctx = ctx
-        self._node = rclpy.create_node(
-            f"jtc_driver_{self.device_id.lower()}_{uuid.uuid4().hex[:6]}",
-            context=ctx,
-            start_parameter_services=False,
-        )
-        self._node.create_subscription(JointState, f"{self.ns}/joint_states", self._on_joint_states, 10)
-        self._node.create_subscription(String, f"{self.ns}/mujoco/status", self._on_status, 10)
-        self._pub = self._node.create_publisher(
+        self._ros = BackgroundRos(f"jtc_driver_{self.device_id.lower()}_{uuid.uuid4().hex[:6]}",
+                                  domain_id=self._domain_id, thread_name=f"jtc-backend-{self.device_id}",
+                                  spin_timeout_s=0.02, start_parameter_services=False)
+        node = self._ros.node
+        node.create_subscription(JointState, f"{self.ns}/joint_states", self._on_joint_states, 10)
+        node.create_subscription(String, f"{self.ns}/mujoco/status", self._on_status, 10)
+        self._pub = node.create_publisher(
             JointTrajectory, f"{self.ns}/joint_trajectory_controller/joint_trajectory", 10
         )
-        self._executor = SingleThreadedExecutor(context=ctx)
-        self._executor.add_node(self._node)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._spin, name=f"jtc-backend-{self.device_id}", daemon=True)
-        self._thread.start()
+        self._ros.every(0.02, self._watch_controller)
+        self._ros.start()
         deadline = t0 + timeout_s
         while time.monotonic() < deadline:
             if self._js is not None and self._pub.get_subscription_count() > 0:
@@ -153,39 +138,14 @@ class JtcArmBackend:
             f"trajectory topic within {timeout_s:.1f} s"
         )
 
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._executor.spin_once(timeout_sec=0.02)
-                self._watch_controller()
-            except Exception:  # context shut down underneath us
-                if self._stop.is_set():
-                    break
-                time.sleep(0.05)
-
     def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
-        if self._node is not None:
-            self._node.destroy_node()
-            self._node = None
-        if self._ctx is not None:
-            try:
-                rclpy.shutdown(context=self._ctx)
-            except Exception:
-                pass
-            self._ctx = None
+        if self._ros is not None:
+            self._ros.close()
+            self._ros = None
         self.controller.close()
 
     def connected(self) -> bool:
-        return self._thread is not None and self.controller.connected()
+        return self._ros is not None and self.controller.connected()
 
     # ------------------------------------------------------------------ physics side
     def _on_joint_states(self, msg: Any) -> None:

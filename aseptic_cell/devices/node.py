@@ -104,7 +104,7 @@ class DeviceNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.device_id = self.get_parameter("device_id").value or self.default_device_id()
         try:
-            options = {"config_dir": config_dir} if hardware == "opcua" else {}
+            options = {"config_dir": config_dir} if hardware in ("opcua", "mujoco", "gazebo") else {}
             self.backend = make_backend(hardware, device_id=self.device_id, kind=self.KIND, **options)
             self.backend.connect(float(self.get_parameter("connect_timeout_s").value))
         except Exception as exc:  # BackendError, ValueError: the reason goes to the log

@@ -9,8 +9,6 @@ view only observes (it offers no services and accepts no client publishing).
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,10 +33,7 @@ class LiveView:
         self.relayed = 0
         self._q: np.ndarray | None = None
         self._iso: Any = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._ros: Any = None
 
     @property
     def port(self) -> int:
@@ -50,22 +45,34 @@ class LiveView:
 
     def start(self) -> LiveView:
         import foxglove
+        from cell_interfaces.msg import IsolatorState
         from foxglove.channels import SceneUpdateChannel
+        from sensor_msgs.msg import JointState
+
+        from ..nodes.background import BackgroundRos
 
         self.server = foxglove.start_server(name="aseptic_cell", host=LOOPBACK, port=self.requested_port)
         self._scene = SceneUpdateChannel(SCENE_TOPIC)
-        self._thread = threading.Thread(target=self._run, name="foxglove-live-view", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10.0) or self._error is not None:
+        try:
+            self._ros = BackgroundRos(f"foxglove_view_{id(self) & 0xFFFFFF:x}", domain_id=self._domain_id,
+                                      thread_name="foxglove-live-view", spin_timeout_s=0.02,
+                                      start_parameter_services=False)
+        except Exception as exc:
             self.stop()
-            raise RuntimeError(f"live view did not start: {self._error}")
+            raise RuntimeError(f"live view did not start: {exc}") from exc
+        node = self._ros.node
+        node.create_subscription(JointState, "/joint_states", self._on_joints, 10)
+        node.create_subscription(IsolatorState, "/cell/isolator/state", self._on_isolator, 10)
+        self._discover(node)
+        self._ros.every(0.5, lambda: self._discover(node))
+        self._ros.every(self.scene_period_s, self._publish_scene)
+        self._ros.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        if self._ros is not None:
+            self._ros.close(timeout_s=5.0)
+            self._ros = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -77,48 +84,6 @@ class LiveView:
         self.stop()
 
     # ------------------------------------------------------------------ ROS side
-    def _run(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        ctx = rclpy.Context()
-        try:
-            kwargs: dict[str, Any] = {"context": ctx, "signal_handler_options": SignalHandlerOptions.NO}
-            if self._domain_id is not None:
-                kwargs["domain_id"] = self._domain_id
-            rclpy.init(**kwargs)
-            node = rclpy.create_node(
-                f"foxglove_view_{id(self) & 0xFFFFFF:x}", context=ctx, start_parameter_services=False
-            )
-            from cell_interfaces.msg import IsolatorState
-            from sensor_msgs.msg import JointState
-
-            node.create_subscription(JointState, "/joint_states", self._on_joints, 10)
-            node.create_subscription(IsolatorState, "/cell/isolator/state", self._on_isolator, 10)
-            executor = SingleThreadedExecutor(context=ctx)
-            executor.add_node(node)
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        next_discovery = next_scene = 0.0
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_discovery:
-                    self._discover(node)
-                    next_discovery = now + 0.5
-                if now >= next_scene:
-                    self._publish_scene()
-                    next_scene = now + self.scene_period_s
-                executor.spin_once(timeout_sec=0.02)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            ctx.try_shutdown()
-
     def _on_joints(self, msg: Any) -> None:
         names = [j.name for j in self.cfg.arm.joints]
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,26 @@ class BackgroundRos:
                 log.exception("%s: executor error", self._thread_name)
                 time.sleep(self._timeout)
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Stop the thread, destroy the node, shut the context down (idempotent)."""
+    def every(self, period_s: float, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` on the spin thread every ``period_s`` of wall time (steady clock)."""
+        from rclpy.clock import Clock, ClockType
+
+        self.node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def close(self, timeout_s: float = 2.0, *, drain_rounds: int = 0) -> None:
+        """Stop the thread, take up to ``drain_rounds`` callbacks already queued, destroy the
+        node, shut the context down (idempotent)."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
+        for _ in range(drain_rounds):
+            try:
+                self.executor.spin_once(timeout_sec=0.0)
+            except Exception:  # noqa: BLE001 - shutting down
+                break
         try:
             self.executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()
