@@ -13,6 +13,7 @@ as closed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,13 @@ def keepout_conditions(signals: Mapping[str, Any] | None, known: set[str]) -> se
     return {c for c in cond if c in known}
 
 
+@functools.lru_cache(maxsize=8)
+def _library(path: str, version: int) -> Any:
+    from ...motion.library import MotionLibrary
+
+    return MotionLibrary.load(path)
+
+
 class ArmMotion:
     """Planning and the certified check of arm motions for one configuration.
 
@@ -75,10 +83,14 @@ class ArmMotion:
 
     @staticmethod
     def _load_library(cfg: CellConfig) -> Any:
-        """The approved station-to-station paths (``config/motion_library.yaml``; none: empty)."""
-        from ...motion.library import MotionLibrary
-
-        return MotionLibrary.load(cfg.root / LIBRARY_FILE)
+        """The approved station-to-station paths (``config/motion_library.yaml``; none: empty),
+        parsed once per file version (a cell is built often in tests: 10,000 in the fuzzing)."""
+        path = cfg.root / LIBRARY_FILE
+        try:
+            version = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            version = -1
+        return _library(str(path), version)
 
     def current_q(self, values: Mapping[str, Any]) -> np.ndarray:
         """Joint positions from the arm's readings (NaN where missing)."""
