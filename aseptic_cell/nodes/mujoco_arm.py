@@ -11,7 +11,6 @@ machine cannot keep up; the real-time factor is reported). Wall-clock node: not 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from typing import Any
@@ -145,19 +144,12 @@ class MujocoArm:
 
 def main(argv: list[str] | None = None) -> int:
     import rclpy
-    from rclpy.signals import SignalHandlerOptions
 
     from ..config import ConfigError, default_config_dir, load_config
     from ..physics.mujoco_arm import DEFAULT_KP, DEFAULT_KV, DEFAULT_TIMESTEP_S, ArmPhysics
+    from .rosutil import init_ros, shutdown_requested
 
-    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = {"flag": False}
-
-    def _stop(_signum: int, _frame: Any) -> None:
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    init_ros(argv)  # SIGTERM/SIGINT set the shutdown flag
     node = rclpy.create_node("mujoco_arm")
     try:
         config_dir = node.declare_parameter("config_dir", "").value or str(default_config_dir())
@@ -193,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             f"MuJoCo arm: {physics.model.npair} contact pairs, step {step_s:g} s, "
             f"time scale {time_scale:g}; interface under {ns or '/'}"
         )
-        while not stop["flag"] and rclpy.ok():
+        while not shutdown_requested() and rclpy.ok():
             rclpy.spin_once(node, timeout_sec=0.001)
             arm.advance()
             arm.publish()
