@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "started elsewhere serve config/opcua.yaml's endpoints)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.add_argument("--foxglove", action="store_true", help="serve a Foxglove live view on loopback")
-    r.add_argument("--arm", choices=("sim", "mujoco"), default="sim", help="the arm's motion: sim or mujoco physics")
+    r.add_argument("--arm", choices=("sim", "mujoco", "gazebo"), default="sim",
+                   help="the arm's motion: sim, mujoco physics, or gazebo (started by launch/gazebo.launch.py; "
+                        "owns /clock, sim_world follows it)")
     r.add_argument("--foxglove-port", type=int, default=0, help="its port (default: a free one, printed)")
     r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser
@@ -219,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recipe", help="master recipe id (default CART-TRANSDUCTION)")
     d.add_argument("--scenario", help="scenario YAML (config/scenarios/*.yaml): operator actions and faults "
                    "applied while the batch runs; the summary reports trips, refusals, alarms, timeline")
-    d.add_argument("--arm", choices=("sim", "mujoco"), default="sim",
-                   help="the arm's motion: sim (the controller model, default) or mujoco (MuJoCo physics)")
+    d.add_argument("--arm", choices=("sim", "mujoco", "gazebo"), default="sim",
+                   help="the arm's motion: sim (the controller model, default), mujoco (MuJoCo physics) or "
+                        "gazebo (a running Gazebo owns /clock; sim_world follows it)")
     d.add_argument("--bag", help="record the batch's topics to this MCAP file")
     d.set_defaults(func=_cmd_demo)
     from .motion.cli import add_parser as add_motion_parser
