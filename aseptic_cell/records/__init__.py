@@ -6,7 +6,7 @@ with ``report.problem`` printed.
 
 from .canonical import GENESIS_HASH, canonical_json, content_hash, entry_hash, iso_utc
 from .render import export_json, render_text, signature_manifest
-from .store import KINDS, BatchRecord, Entry, RecordError, VerifyReport, verify_file
+from .store import KINDS, BatchRecord, Entry, RecordError, RecordWriteError, VerifyReport, verify_file
 
 __all__ = [
     "GENESIS_HASH",
@@ -14,6 +14,7 @@ __all__ = [
     "BatchRecord",
     "Entry",
     "RecordError",
+    "RecordWriteError",
     "VerifyReport",
     "canonical_json",
     "content_hash",

@@ -14,6 +14,15 @@ Part 11 §11.10(c)(e) [CFR11]; Annex 11 §9 [ANNEX11-2011]):
   detected too.
 * Writers serialise with ``BEGIN IMMEDIATE`` and read the head inside the transaction, so
   several threads or processes can append to the same file without forking the chain.
+* Fail-safe (ALCOA+ "complete" [MHRA-DI-2018]; Annex 11 §7.1 [ANNEX11-2011]): every commit is
+  checkpointed into the main file at once (``wal_autocheckpoint = 1``), so losing or cutting the
+  WAL loses no committed entry; a WAL that shrank under the open record (truncated) is detected
+  at the next append. An append that cannot be committed (disk full, I/O error, lock timeout,
+  malformed file, WAL truncated, a file that failed its integrity check when opened) raises
+  :class:`RecordWriteError` and tells every failure listener (the supervisor holds the batch
+  and raises ``CELL_RECORD_FAULT``); it is never only a log line. Opening a record runs SQLite's
+  ``quick_check`` and the chain verification (:attr:`BatchRecord.open_report`), so a file
+  damaged by a crash is found before anything is added to it.
 * Nothing is ever changed in place: a correction is a new entry of kind ``correction`` that
   names the original ``seq``/``hash`` and carries old and new values; printouts flag the
   original as changed later.
@@ -30,7 +39,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,6 +121,11 @@ class Clock(Protocol):
 
 class RecordError(Exception):
     """The record file cannot be used (wrong schema, not a record, closed)."""
+
+
+class RecordWriteError(RecordError):
+    """An append was not committed because of the store (disk full, I/O error, lock timeout,
+    malformed file, WAL truncated, integrity check failed on open). Nothing of it was written."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +230,13 @@ def _verify_connection(
     conn.execute("BEGIN")
     try:
         try:
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"corrupt file (SQLite: {exc})")
+        if problems != ["ok"]:
+            return VerifyReport(False, 0, 0, GENESIS_HASH, None,
+                                f"corrupt file (SQLite quick_check: {'; '.join(problems)[:500]})")
+        try:
             cur = conn.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq")
         except sqlite3.DatabaseError as exc:
             return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"not a batch record file: {exc}")
@@ -318,7 +339,7 @@ def verify_file(path: str | os.PathLike[str], expected_head: tuple[int, str] | N
     try:
         return _verify_connection(conn, expected_head)
     except sqlite3.DatabaseError as exc:
-        return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"not a batch record file: {exc}")
+        return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"corrupt file or not a batch record (SQLite: {exc})")
     finally:
         conn.close()
 
@@ -339,15 +360,26 @@ class BatchRecord:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
+        self._listeners: list[Callable[[str], None]] = []
+        self._wal = Path(f"{self.path}-wal")
+        self._wal_size = 0
+        self.failures = 0
+        """Appends refused by the store since it was opened."""
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
         )
+        existed = self.path.is_file() and self.path.stat().st_size > 0
+        self.open_report: VerifyReport = self._open_check() if existed else VerifyReport(True, 0, 0, GENESIS_HASH)
+        """SQLite quick_check and the chain verification of the file as found when it was opened
+        (after a crash: once SQLite has replayed the WAL). Not ok: reading works, appends are refused."""
         try:
-            self._setup(busy_timeout_s)
+            if self.open_report.ok:
+                self._setup(busy_timeout_s)
         except Exception:
             self._conn.close()
             self._conn = None
             raise
+        self._wal_size = self._wal_bytes()
 
     # ----------------------------------------------------------------- set-up
     def _setup(self, busy_timeout_s: float) -> None:
@@ -357,6 +389,7 @@ class BatchRecord:
         if str(mode).lower() != "wal":
             raise RecordError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")  # fsync the WAL on every commit
+        conn.execute("PRAGMA wal_autocheckpoint = 1")  # every commit checkpointed: a lost WAL loses nothing
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _split_sql(_SCHEMA):
@@ -380,6 +413,49 @@ class BatchRecord:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _open_check(self) -> VerifyReport:
+        # this fresh read-write connection replays a WAL left by a crash before reading
+        try:
+            return _verify_connection(self._c)
+        except sqlite3.DatabaseError as exc:
+            return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"corrupt file (SQLite: {exc})")
+        finally:
+            if self._c.in_transaction:
+                self._c.execute("ROLLBACK")
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._wal.stat().st_size
+        except OSError:
+            return 0
+
+    # ----------------------------------------------------------------- health
+    def add_failure_listener(self, listener: Callable[[str], None]) -> None:
+        """``listener(reason)`` is called (inside the failing append, before it raises) for every
+        append the store could not commit. A listener must only note the failure, not append."""
+        self._listeners.append(listener)
+
+    def health(self) -> str:
+        """"" while the record can be extended; else why not (integrity check failed on open)."""
+        if not self.open_report.ok:
+            return f"{self.path}: record failed its integrity check when opened: {self.open_report.problem}"
+        return ""
+
+    def check(self) -> VerifyReport:
+        """Verify the file as it is on disk now (a separate read-only connection, so nothing this
+        connection holds in its cache hides a damaged file)."""
+        return verify_file(self.path)
+
+    def _failed(self, what: str, exc: BaseException) -> RecordWriteError:
+        self.failures += 1
+        reason = f"batch record {self.path}: {what} not written: {exc}"
+        for listener in list(self._listeners):
+            try:
+                listener(reason)
+            except Exception:  # noqa: BLE001 - a listener's bug must not hide the failure
+                pass
+        return RecordWriteError(reason)
 
     @property
     def _c(self) -> sqlite3.Connection:
@@ -441,7 +517,20 @@ class BatchRecord:
         payload_json = canonical_json(dict(payload))
         with self._lock:
             conn = self._c
-            conn.execute("BEGIN IMMEDIATE")
+            what = f"{kind} {action or ''}".strip()
+            bad = self.health()
+            if bad:
+                raise self._failed(what, RecordError(bad))
+            size = self._wal_bytes()
+            if size < self._wal_size:
+                before, self._wal_size = self._wal_size, size
+                raise self._failed(what, RecordError(
+                    f"the WAL file shrank from {before} to {size} bytes under the open record "
+                    "(truncated or removed); committed entries were checkpointed, verify the file"))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._failed(what, exc) from exc
             try:
                 ts = float(self._clock.now())
                 ts_iso = iso_utc(ts)
@@ -473,10 +562,16 @@ class BatchRecord:
                     (seq, digest),
                 )
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise self._failed(what, exc) from exc
                 raise
+            self._wal_size = self._wal_bytes()
         return Entry(
             seq,
             ts,

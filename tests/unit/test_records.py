@@ -487,3 +487,134 @@ def test_cellctl_record_verify_exit_codes(tmp_path, clock, capsys):
     con.close()
     assert args.func(args) == 1
     assert "hash mismatch at seq 2 (row changed)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- fail-safe record
+# A failed append raises RecordWriteError (never only a log line) and tells the failure
+# listeners (the supervisor holds the batch and raises CELL_RECORD_FAULT); no committed entry
+# is lost; verify reads the truth from disk.
+
+
+def _note(rec: BatchRecord, i: int, size: int = 0):
+    return rec.append("note", batch_id="B-F", actor="op1", action="note.add", payload={"i": i, "pad": "x" * size})
+
+
+def test_truncated_wal_is_detected_at_the_next_append_and_no_committed_entry_is_lost(tmp_path, clock):
+    from aseptic_cell.records import RecordWriteError
+
+    path = tmp_path / "w.db"
+    rec = BatchRecord(path, clock)
+    failures: list[str] = []
+    rec.add_failure_listener(failures.append)
+    committed = [_note(rec, i, 500) for i in range(20)]
+    wal = Path(f"{path}-wal")
+    wal_size = wal.stat().st_size
+    assert wal_size > 0
+    with open(wal, "r+b") as fh:  # a fault or a tamper: the WAL cut in half under the open record
+        fh.truncate(wal_size // 2)
+    with pytest.raises(RecordWriteError, match="WAL"):
+        _note(rec, 20)
+    assert failures and "WAL" in failures[0]
+    # every entry committed before the cut is in the file (each commit was checkpointed)
+    report = verify_file(path)
+    assert report.ok, report.problem
+    assert report.count == 20 and report.head_hash == committed[-1].hash
+    # the store goes on from the intact file (the supervisor keeps the batch held)
+    e = _note(rec, 21)
+    assert e.seq == 21 and verify_file(path).ok
+    rec.close()
+    assert verify_file(path).ok and verify_file(path).count == 21
+
+
+def test_disk_full_fails_the_append_loudly_and_keeps_the_committed_entries(tmp_path, clock):
+    import subprocess
+
+    from aseptic_cell.records import RecordWriteError
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        path = mnt / "full.db"
+        rec = BatchRecord(path, clock)
+        failures: list[str] = []
+        rec.add_failure_listener(failures.append)
+        committed = []
+        with pytest.raises(RecordWriteError, match="full"):
+            for i in range(10_000):
+                committed.append(_note(rec, i, 900))
+        assert failures and "full" in failures[0]
+        assert len(committed) > 10
+        rec.close()
+        report = verify_file(path)
+        assert report.ok, report.problem
+        assert report.count == len(committed) and report.head_hash == committed[-1].hash
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_lock_timeout_fails_the_append_loudly(tmp_path, clock):
+    from aseptic_cell.records import RecordWriteError
+
+    path = tmp_path / "l.db"
+    rec = BatchRecord(path, clock, busy_timeout_s=0.2)
+    failures: list[str] = []
+    rec.add_failure_listener(failures.append)
+    _note(rec, 0)
+    other = _raw(path)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(RecordWriteError, match="locked"):
+            _note(rec, 1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert failures and "locked" in failures[0]
+    assert _note(rec, 2).seq == 2
+    rec.close()
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(4096 + 100, len(data) - 100, 997):  # past the header page: scribble over b-tree pages
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_malformed_file_fails_verify_loudly_and_is_refused_for_appending(tmp_path, clock, capsys):
+    import argparse
+
+    from aseptic_cell.records import RecordWriteError
+    from aseptic_cell.records.cli import add_record_parser
+
+    path = tmp_path / "m.db"
+    with BatchRecord(path, clock) as rec:
+        for i in range(60):
+            _note(rec, i, 300)
+    _corrupt(path)
+    report = verify_file(path)
+    assert not report.ok and "corrupt" in report.problem
+    parser = argparse.ArgumentParser(prog="cellctl")
+    add_record_parser(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(["record", "verify", str(path)])
+    assert args.func(args) == 1
+    assert "record INVALID" in capsys.readouterr().err
+    # opening runs the integrity check: the record says why and refuses to extend a broken file
+    rec = BatchRecord(path, clock)
+    failures: list[str] = []
+    rec.add_failure_listener(failures.append)
+    assert not rec.open_report.ok
+    with pytest.raises(RecordWriteError, match="integrity check"):
+        _note(rec, 99)
+    assert failures
+    rec.close()
+
+
+def test_a_record_that_verifies_is_accepted_on_open(tmp_path, clock):
+    path = tmp_path / "o.db"
+    _fill(path, clock)
+    with BatchRecord(path, clock) as rec:
+        assert rec.open_report.ok and rec.open_report.count == 6
+        assert rec.health() == ""
