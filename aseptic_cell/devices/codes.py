@@ -59,6 +59,7 @@ class RefusalCode(enum.StrEnum):
     AC_DOOR_NOT_SEALED = "AC_DOOR_NOT_SEALED"
     AC_DOOR_MOVING = "AC_DOOR_MOVING"  # a door command while the door is travelling/sealing
     AC_E_STOP = "AC_E_STOP"  # e-stop or power loss: no cycle start, doors stay locked
+    AC_TEST_NOT_CURRENT = "AC_TEST_NOT_CURRENT"  # sterilising program without a current Bowie-Dick / leak test PASS
     # --- VHP unit -----------------------------------------------------------------------
     VHP_CYCLE_ACTIVE = "VHP_CYCLE_ACTIVE"
     VHP_E_STOP = "VHP_E_STOP"  # e-stop or power loss: no cycle start
