@@ -170,6 +170,10 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
         self._override: dict[str, Any] | None = None
         self._unload_opened = False
         self.override_log: list[dict[str, Any]] = []
+        # time of the last PASS of each periodic test (EN 285 / ISO 17665 practice: Bowie-Dick
+        # daily before the first load, vacuum leak test weekly [KIRK]; validity: cfg, [M])
+        t0 = self._t if cfg.sim_tests_passed_at_start else None
+        self.tests_passed_at: dict[str, float | None] = {"bowie_dick": t0, "leak_test": t0}
 
     # ------------------------------------------------------------------ commands
     def start_program(
@@ -200,6 +204,11 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
             )
         if self._stopped():
             raise CommandRefused(RefusalCode.AC_E_STOP, "e-stop or power loss active")
+        if prog.kind == "sterilise":
+            due = self.tests_due()
+            if due:
+                raise CommandRefused(RefusalCode.AC_TEST_NOT_CURRENT,
+                                     f"{prog.id} needs current periodic tests: {'; '.join(due)}")
         for side in SIDES:
             if not self._door_sealed(side):
                 raise CommandRefused(
@@ -342,6 +351,22 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
         self.override_log.append(entry)
         self._override = entry
 
+    def tests_due(self) -> list[str]:
+        """Why a sterilising program may not start: each periodic test (Bowie-Dick, vacuum leak
+        test) without a PASS within its validity (``bowie_dick_valid_h``, ``leak_test_valid_h``)."""
+        out = []
+        now = self._now()
+        for kind, valid_h, name in (("bowie_dick", self.cfg.bowie_dick_valid_h, "Bowie-Dick air-removal test"),
+                                    ("leak_test", self.cfg.leak_test_valid_h, "vacuum leak test")):
+            if valid_h is None:
+                continue
+            t = self.tests_passed_at.get(kind)
+            if t is None:
+                out.append(f"no {name} PASS on record")
+            elif now - t > valid_h * 3600.0:
+                out.append(f"last {name} PASS {(now - t) / 3600.0:.1f} h ago (valid {valid_h:g} h)")
+        return out
+
     # ------------------------------------------------------------------ observation
     @property
     def phase(self) -> AutoclavePhase:
@@ -365,6 +390,7 @@ class AutoclaveModel(AutoclaveCycleSupervisor, SubSteppedModel):
         out["cycle_running"] = self.cycle_running
         out["unload_released"] = self._unload_released
         out["unload_override"] = self._override is not None
+        out["periodic_tests_current"] = not self.tests_due()
         for side in SIDES:
             st = self.doors[side].state
             out[f"{side}_door_state"] = st.value

@@ -179,6 +179,7 @@ class AutoclaveCycleSupervisor:
     _run: AutoclaveRun | None
     _unload_released: bool
     _unload_opened: bool
+    tests_passed_at: dict[str, float | None]
 
     if TYPE_CHECKING:
 
@@ -423,6 +424,14 @@ class AutoclaveCycleSupervisor:
                     msg = f"hold time in band {run.hold_in_band:.0f} s below {run.plateau.hold_s:.0f} s"
                     run.reasons.append(msg)
                     run.failed = True
+                eq_max = prog.equilibration_max_s if prog.kind == "sterilise" else None
+                if eq_max is not None and (run.equilibration is None or run.equilibration > eq_max + 1e-9):
+                    seen = "never" if run.equilibration is None else f"after {run.equilibration:.0f} s"
+                    msg = (f"equilibration: load probe reached {run.plateau.setpoint_c} C {seen}, "
+                           f"limit {eq_max:.0f} s [EN285-2015]")
+                    run.alarms.append(AlarmRecord(now, "EQUILIBRATION_TOO_LONG", msg))
+                    run.reasons.append(msg)
+                    run.failed = True
             if prog.kind == "bowie_dick":
                 limit = prog.bowie_dick_max_delta_c or 0.0
                 if run.bd_delta >= limit:
@@ -434,6 +443,8 @@ class AutoclaveCycleSupervisor:
                     run.reasons.append(msg)
                     run.failed = True
         passed = not run.failed
+        if passed and prog.kind in ("bowie_dick", "leak_test"):
+            self.tests_passed_at[prog.kind] = now
         self._enter(AutoclavePhase.COMPLETE if passed else AutoclavePhase.FAILED, now)
         plateau_seen = math.isfinite(run.plateau_min)
         self.last_result = AutoclaveResult(

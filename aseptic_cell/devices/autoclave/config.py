@@ -12,6 +12,11 @@ from pydantic import Field, model_validator
 
 from ...config.base import Finite, Identifier, Model, NonNegativeFinite, PositiveFinite
 
+F0_T_REF_C = 121.1
+"""F0 reference temperature (C) [FEDF0]."""
+F0_Z_C = 10.0
+"""F0 z-value (K) [FEDF0]."""
+
 
 class AutoclaveConfig(Model):
     id: Identifier
@@ -28,6 +33,12 @@ class AutoclaveConfig(Model):
     ambient_temp_c: Finite
     door_travel_s: PositiveFinite
     gasket_pressurise_s: PositiveFinite
+    bowie_dick_valid_h: PositiveFinite | None = Field(
+        default=24.0, description="a sterilising program needs a Bowie-Dick PASS this recent (h); None: no check")
+    leak_test_valid_h: PositiveFinite | None = Field(
+        default=168.0, description="a sterilising program needs a leak test PASS this recent (h); None: no check")
+    sim_tests_passed_at_start: bool = Field(
+        default=False, description="simulation only: the session starts with a current Bowie-Dick and leak test PASS")
 
 class Prevacuum(Model):
     pulses: int = Field(ge=0, le=10)
@@ -84,7 +95,17 @@ class AutoclaveProgram(Model):
             raise ValueError(f"a {self.kind} program needs: {', '.join(missing)}")
         if self.kind == "bowie_dick" and self.bowie_dick_max_delta_c is None:
             raise ValueError("a bowie_dick program needs bowie_dick_max_delta_c")
-        assert self.prevacuum is not None
+        assert self.prevacuum is not None and self.plateau is not None and self.f0_target_min is not None
+        if self.kind == "sterilise":
+            # a load held exactly at the set point for the hold time must meet its own F0 target
+            # (F0 at T_ref 121.1 C, z 10 C [FEDF0]); otherwise a conforming cycle fails its release
+            at_setpoint = self.plateau.hold_s / 60.0 * 10.0 ** ((self.plateau.setpoint_c - F0_T_REF_C) / F0_Z_C)
+            if self.f0_target_min > at_setpoint + 1e-9:
+                raise ValueError(
+                    f"f0_target_min {self.f0_target_min} min is above the F0 of the program's own plateau "
+                    f"({self.plateau.setpoint_c} C for {self.plateau.hold_s:.0f} s = {at_setpoint:.2f} min)")
+            if self.equilibration_max_s is None:
+                raise ValueError("a sterilise program needs equilibration_max_s (EN 285)")
         if self.prevacuum.vacuum_kpa >= 101.3 or self.prevacuum.pulse_high_kpa <= 101.3:
             raise ValueError("prevacuum: vacuum_kpa must be sub-atmospheric and pulse_high_kpa super-atmospheric")
         return self
