@@ -6,6 +6,10 @@ publishes ``<ns>/joint_states`` (sensor_msgs/JointState) and ``<ns>/mujoco/statu
 JSON: physics time, steps/s, real-time factor, current contacts, contact events, tracking error).
 ``<ns>`` defaults to ``/arm_hw``. Physics time runs at ``time_scale`` x wall time (it lags if the
 machine cannot keep up; the real-time factor is reported). Wall-clock node: not on /clock.
+
+``publish_clock`` (default false): also publish ``/clock`` (rosgraph_msgs/Clock) from the physics
+time every ``clock_period_s`` wall seconds, as Gazebo's bridge does: the node then stands in for
+Gazebo in the cell's ``--arm gazebo`` mode (sim_world and every node on that clock).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class MujocoArm:
         time_scale: float,
         publish_period_s: float,
         status_period_s: float = 0.1,
+        publish_clock: bool = False,
+        clock_period_s: float = 0.005,
     ) -> None:
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
@@ -54,6 +60,14 @@ class MujocoArm:
         node.create_subscription(
             JointTrajectory, f"{ns}/joint_trajectory_controller/joint_trajectory", self.on_trajectory, 10
         )
+        self.clock_pub: Any = None
+        self.clock_period_s = float(clock_period_s)
+        self._next_clock = 0.0
+        if publish_clock:
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_type = Clock
+            self.clock_pub = node.create_publisher(Clock, "/clock", 10)
         self.wall0 = time.monotonic()
         self.phys0 = physics.time
         self._next_pub = self._next_status = 0.0
@@ -107,6 +121,13 @@ class MujocoArm:
 
     def publish(self) -> None:
         now = time.monotonic()
+        if self.clock_pub is not None and now >= self._next_clock:
+            self._next_clock = now + self.clock_period_s
+            t = self.physics.time
+            c = self._clock_type()
+            c.clock.sec = int(t)
+            c.clock.nanosec = int((t - int(t)) * 1e9)
+            self.clock_pub.publish(c)
         if now >= self._next_pub:
             self._next_pub = now + self.publish_period_s
             js = self._js_type()
@@ -161,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         kp = float(node.declare_parameter("kp", DEFAULT_KP).value)
         kv = float(node.declare_parameter("kv", DEFAULT_KV).value)
         step_s = float(node.declare_parameter("timestep_s", DEFAULT_TIMESTEP_S).value)
+        publish_clock = bool(node.declare_parameter("publish_clock", False).value)
         try:
             cfg = load_config(config_dir)
         except ConfigError as exc:
@@ -180,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             ns=ns,
             time_scale=time_scale,
             publish_period_s=period,
+            publish_clock=publish_clock,
         )
         node.get_logger().info(
             f"MuJoCo arm: {physics.model.npair} contact pairs, step {step_s:g} s, "
             f"time scale {time_scale:g}; interface under {ns or '/'}"
+            + ("; publishing /clock (Gazebo stand-in)" if publish_clock else "")
         )
         while not shutdown_requested() and rclpy.ok():
             rclpy.spin_once(node, timeout_sec=0.001)

@@ -10,6 +10,12 @@ Parameters: ``config_dir``, ``speed`` (sim s per wall s; 0 = max), ``step_s`` (s
 default from cell.yaml), ``publish_period_s`` (wall), ``clock_period_s`` (wall), ``paused``
 (bool). ``speed`` and ``paused`` may be changed while running (``/sim_world/set_parameters``,
 e.g. ``CellClient.set_sim_speed``): scenario runs slow the world down around their events.
+
+``clock_source``: ``own`` (default: sim_world owns sim time and publishes ``/clock``) or ``ros``
+(another process owns ``/clock`` -- Gazebo when the arm is ``hardware: gazebo``, whose bridge
+publishes it; sim_world then publishes no clock and steps the device models up to the latest
+``/clock`` time it received, so every device runs on the same ROS time as the physics arm;
+``speed`` and ``paused`` are then the clock owner's and are refused here).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ class SimWorld:
     """The ROS adapter around SimCell (created inside an initialised rclpy context)."""
 
     def __init__(self, node: Any, cell: Any, *, speed: float, step_s: float,
-                 publish_period_s: float, clock_period_s: float) -> None:
+                 publish_period_s: float, clock_period_s: float, follow_clock: bool = False) -> None:
         from cell_interfaces.srv import DeviceCommand
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import String
@@ -41,7 +47,14 @@ class SimWorld:
         self.publish_period_s = publish_period_s
         self.clock_period_s = clock_period_s
         self.paused = False
-        self._clock_pub = node.create_publisher(Clock, "/clock", 10)
+        self.follow_clock = follow_clock
+        self.clock_target: float | None = None  # follow_clock: the latest /clock time received
+        self.clock_messages = 0
+        if follow_clock:
+            self._clock_pub = None
+            node.create_subscription(Clock, "/clock", self._on_clock, 10)
+        else:
+            self._clock_pub = node.create_publisher(Clock, "/clock", 10)
         self._clock_msg = Clock
         self._string = String
         self._pubs = {d: node.create_publisher(String, f"/sim/{d}/readings", 10) for d in cell.models}
@@ -97,6 +110,12 @@ class SimWorld:
         return resp
 
     # ------------------------------------------------------------------ time
+    def _on_clock(self, msg: Any) -> None:
+        t = msg.clock.sec + msg.clock.nanosec * 1e-9
+        self.clock_messages += 1
+        if self.clock_target is None or t > self.clock_target:  # ROS time never steps back here
+            self.clock_target = t
+
     def set_speed(self, speed: float) -> None:
         """New speed-up from now on (re-anchored: no catch-up burst, no jump back)."""
         self._wall0, self._sim0 = time.monotonic(), self.cell.now()
@@ -116,6 +135,8 @@ class SimWorld:
             pub.publish(self._string(data=json.dumps(self.cell.readings(d))))
 
     def _publish_clock(self, force: bool = False) -> None:
+        if self._clock_pub is None:  # follow_clock: the clock's owner publishes it
+            return
         now = time.monotonic()
         if not force and now - self._last_clock < self.clock_period_s:
             return
@@ -127,7 +148,20 @@ class SimWorld:
         self._clock_pub.publish(msg)
 
     def advance(self, max_wall_s: float = 0.02) -> None:
-        """Step the models towards the sim time the speed-up asks for (bounded wall time)."""
+        """Step the models towards the sim time the speed-up asks for (bounded wall time); with
+        ``follow_clock``, towards the latest ``/clock`` time (catching up over several calls)."""
+        if self.follow_clock:
+            wall_end = time.monotonic() + max_wall_s
+            target = self.clock_target
+            while target is not None and self.cell.now() + self.step_s <= target + 1e-9 \
+                    and time.monotonic() < wall_end:
+                self.cell.step(self.step_s)
+                self.steps += 1
+            if target is not None and 0.0 < target - self.cell.now() < self.step_s:
+                self.cell.step(target - self.cell.now())  # land on the clock's time
+                self.steps += 1
+            self._publish_readings()
+            return
         if self.paused:
             self._publish_clock()
             self._publish_readings()
@@ -156,6 +190,9 @@ def _on_set_parameters(world: SimWorld, params: list[Any]) -> Any:
     speed: float | None = None
     paused: bool | None = None
     for p in params:
+        if world.follow_clock and p.name in ("speed", "paused"):
+            return SetParametersResult(successful=False, reason=f"{p.name}: sim_world follows /clock "
+                                       "(clock_source ros); the clock's owner (Gazebo) sets the pace")
         if p.name == "speed":
             v = p.value
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -202,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         step_s = float(node.declare_parameter("step_s", 0.0).value)
         publish_period_s = float(node.declare_parameter("publish_period_s", 0.05).value)
         clock_period_s = float(node.declare_parameter("clock_period_s", 0.01).value)
+        clock_source = str(node.declare_parameter("clock_source", "own").value)
+        if clock_source not in ("own", "ros"):
+            node.get_logger().error(f"clock_source must be own or ros, got {clock_source!r}")
+            return 2
         try:
             cfg = load_config(config_dir)
         except ConfigError as exc:
@@ -215,19 +256,22 @@ def main(argv: list[str] | None = None) -> int:
         step_s = step_s if step_s > 0 else cfg.layout.sim.step_s
         cell = SimCell(cfg)
         world = SimWorld(node, cell, speed=speed, step_s=step_s,
-                         publish_period_s=publish_period_s, clock_period_s=clock_period_s)
+                         publish_period_s=publish_period_s, clock_period_s=clock_period_s,
+                         follow_clock=clock_source == "ros")
+        pace = "following /clock" if world.follow_clock else f"speed {'max' if speed == 0 else f'{speed:g}x'}"
         node.get_logger().info(
-            f"simulating {', '.join(f'{d} ({k})' for d, k in cell.kinds.items())}; "
-            f"speed {'max' if speed == 0 else f'{speed:g}x'}, step {step_s:g} s"
+            f"simulating {', '.join(f'{d} ({k})' for d, k in cell.kinds.items())}; {pace}, step {step_s:g} s"
         )
-        world.set_paused(bool(node.declare_parameter("paused", False).value))
+        if not world.follow_clock:
+            world.set_paused(bool(node.declare_parameter("paused", False).value))
         node.set_parameters([Parameter("speed", value=float(speed))])  # the effective value
         node.add_on_set_parameters_callback(lambda ps: _on_set_parameters(world, ps))
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop["flag"] and rclpy.ok():
             world.advance()
-            executor.spin_once(timeout_sec=0.0 if world.speed == 0 and not world.paused else 0.002)
+            busy = world.speed == 0 and not world.paused and not world.follow_clock
+            executor.spin_once(timeout_sec=0.0 if busy else 0.002)
         executor.shutdown()
         return 0
     finally:
