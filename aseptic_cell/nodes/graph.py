@@ -199,7 +199,8 @@ def default_graph(
     sim = hardware == "sim"
     specs: list[NodeSpec] = []
     if sim:
-        specs.append(NodeSpec(SIM_WORLD, "aseptic_cell.nodes.sim_world", {"config_dir": cfg, "speed": sim_speed},
+        specs.append(NodeSpec(SIM_WORLD, "aseptic_cell.nodes.sim_world",
+                              {"config_dir": cfg, "speed": sim_speed, "clock_source": "own"},
                               (), False, KIND_SIM))
     for name, module, deps in _DEVICES:
         params = {"use_sim_time": sim, "config_dir": cfg, "hardware": hardware}

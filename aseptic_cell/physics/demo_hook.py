@@ -36,7 +36,7 @@ class DemoExtras:
             self.recorder = Recorder(self.bag, domain_id=self.domain_id).start()
 
     def attach(self, client: Any) -> None:
-        if self.arm == "mujoco":
+        if self.arm in ("mujoco", "gazebo"):  # gazebo: the status of the MuJoCo stand-in, if one runs
             from std_msgs.msg import String
 
             from ..devices.arm_jtc_backend import NAMESPACE
@@ -56,6 +56,8 @@ class DemoExtras:
                 "wall_s": round(st.wall_s, 2),
                 "messages_per_s": round(st.messages / st.wall_s, 1) if st.wall_s > 0 else 0.0,
             }
+        if self.arm == "gazebo" and self.status:  # the MuJoCo stand-in's figures (Gazebo has none)
+            summary["arm_physics"] = dict(self.status)
         if self.arm == "mujoco":
             s = self.status
             summary["arm_physics"] = {

@@ -44,7 +44,8 @@ def test_default_graph_order_dependencies_and_parameters(tmp_path):
     assert by["arm"].depends_on == ("isolator",)
     assert by["autoclave"].depends_on == ("isolator",)
     assert [s.name for s in g if s.lifecycle] == ["isolator", "vhp", "autoclave", "arm"]
-    assert by["sim_world"].params == {"config_dir": str(tmp_path), "speed": 100.0}  # publishes /clock itself
+    assert by["sim_world"].params == {"config_dir": str(tmp_path), "speed": 100.0,
+                                      "clock_source": "own"}  # publishes /clock itself
     for name in ("isolator", "vhp", "autoclave", "arm"):
         assert by[name].params == {"use_sim_time": True, "config_dir": str(tmp_path), "hardware": "sim"}
     lm = by["lifecycle_manager"].params
@@ -122,8 +123,11 @@ def _launch_nodes(path: Path) -> dict[str, dict]:
 
 
 def test_launch_file_matches_default_graph(tmp_path):
+    from aseptic_cell.physics.graph import with_arm_engine
+
     nodes = _launch_nodes(REPO / "launch" / "cell.launch.py")
-    graph = default_graph(tmp_path, 1.0)
+    # the launch file holds every node of every arm mode (mujoco_arm under a condition: arm:=mujoco)
+    graph = with_arm_engine(default_graph(tmp_path, 1.0), str(tmp_path), "mujoco", speed=1.0)
     assert list(nodes) == [s.name for s in graph]
     for spec in graph:
         n = nodes[spec.name]
