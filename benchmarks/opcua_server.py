@@ -1,6 +1,7 @@
 """CLI of the cell OPC UA server benchmark (logic: aseptic_cell/opcua/server/bench.py).
 
 ROS_DOMAIN_ID=125 .venv/bin/python benchmarks/opcua_server.py [--json] [--rate HZ] [--clients N]
+.venv/bin/python benchmarks/opcua_server.py --flood [--json]   (connection flood, issue 12 item 6)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aseptic_cell.opcua.server.bench import run_server_benchmark  # noqa: E402
+from aseptic_cell.opcua.server.bench import run_flood_benchmark, run_server_benchmark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,10 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=10.0, help="ROS publish rate of the fake supervisor (Hz)")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--flood", action="store_true", help="session open times under a connection flood instead")
     a = p.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.ERROR)
+    if a.flood:
+        r = run_flood_benchmark()
+        print(json.dumps(r) if a.json else "\n".join(f"{k:<40}{v:>12}" for k, v in r.items()))
+        return 0
     r = run_server_benchmark(
         clients=a.clients, publishing_ms=a.publishing_ms, rate_hz=a.rate, duration_s=a.duration
     )

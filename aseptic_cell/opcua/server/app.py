@@ -30,6 +30,7 @@ from aseptic_cell.opcua.uatyping import status_code
 from aseptic_cell.results import CommandResult
 
 from .config import OpcUaServerConfig, ResolvedPaths, load_server_config
+from .flood import FloodGuard
 from .model import BATCH_METHODS, DEFAULT_DEVICE_IDS, RELOAD_ACTION, CellAddressSpace
 from .pki import ServerPki, TrustList
 from .security import CellUaServer, DirectoryUserManager, session_account
@@ -103,7 +104,8 @@ class CellServerApp:
         self.users = DirectoryUserManager(self.directory, max_pending=cfg.limits.max_pending_logins)
         self.pki = ServerPki(paths.pki_dir)
         self.trust = TrustList(self.pki.trusted_dir, self.pki.rejected_dir)
-        self.server = CellUaServer(self.users, self.trust)
+        self.guard = FloodGuard(cfg.limits.flood_limits(), [])
+        self.server = CellUaServer(self.users, self.trust, self.guard)
         self.model: CellAddressSpace | None = None
         self.bridge: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -137,7 +139,7 @@ class CellServerApp:
         it = s.iserver
         it.max_connections = lim.max_connections
         it.max_pending_messages_per_connection = lim.max_pending_messages_per_connection
-        it.max_pending_activation_seconds = lim.max_pending_activation_s
+        it.max_pending_activation_seconds = 0  # the FloodGuard enforces every handshake deadline
         it.max_subscriptions = lim.max_subscriptions
         it.min_session_timeout_ms = lim.min_session_timeout_ms
         it.max_session_timeout_ms = lim.max_session_timeout_ms

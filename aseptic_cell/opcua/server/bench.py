@@ -245,3 +245,87 @@ def run_server_benchmark(
 def run(quick: bool = False) -> dict[str, Any]:
     """Hook for ``benchmarks/opcua.py``: 5 clients at 50 ms, device-node rate (10 Hz)."""
     return run_server_benchmark(duration_s=4.0 if quick else 10.0, warmup_s=1.0 if quick else 2.0)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_flood_benchmark(sessions: int = 10, workdir: Path | None = None) -> dict[str, Any]:
+    """The cell server under a connection flood (issue 12 item 6; keys ``flood_*``).
+
+    ``sessions`` secure sessions (Basic256Sha256/SignAndEncrypt, op1) are opened one after another,
+    first on an idle server, then while idle sockets are held open: 64 from 8 other loopback
+    addresses (8 each, within the per-address limit, so really held), 64 from the client's own
+    address and 200 from one more address (both churning against the per-address limit,
+    reopened at up to 100/s each). Reported: session open time p50/max with and without the
+    flood, sessions that failed, flood sockets held when measured, connections the server closed
+    (evictions + deadlines) per second, and the server's CPU share during the flood.
+    """
+    from .testing import IdleFlood
+
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="cell-opcua-flood-")
+        workdir = Path(tmp.name)
+    server = ServerProcess(workdir, ros=False)
+    try:
+        ident = make_client_identity(workdir / "client", "flood-bench")
+        server.start(timeout_s=90)
+        trust(server.pki_dir, ident)
+
+        async def open_sessions() -> tuple[list[float], int]:
+            times, failed = [], 0
+            for _ in range(sessions):
+                c = client_for(server.endpoint, ident, server.server_cert, user="op1", password="op1-demo-2026")
+                await secure(c)
+                t0 = time.perf_counter()
+                try:
+                    await c.connect()
+                except Exception:  # noqa: BLE001 - counted
+                    failed += 1
+                    continue
+                times.append((time.perf_counter() - t0) * 1000)
+                await c.disconnect()
+            return times, failed
+
+        base, base_failed = asyncio.run(open_sessions())
+        assert server.proc is not None
+        floods = [
+            IdleFlood("127.0.0.1", server.port, 8, source=f"127.0.0.{10 + i}", max_rate=50) for i in range(8)
+        ]
+        churn = [
+            IdleFlood("127.0.0.1", server.port, 64, max_rate=100),
+            IdleFlood("127.0.0.1", server.port, 200, source="127.0.0.9", max_rate=100),
+        ]
+        for f in [*floods, *churn]:
+            f.start()
+        time.sleep(0.3)
+        held = sum(f.open_count() for f in floods)
+        cpu0, t0 = _proc_cpu_s(server.proc.pid), time.monotonic()
+        closed0 = sum(f.closed for f in [*floods, *churn])
+        under, under_failed = asyncio.run(open_sessions())
+        elapsed = time.monotonic() - t0
+        cpu = _proc_cpu_s(server.proc.pid) - cpu0
+        closed = sum(f.closed for f in [*floods, *churn]) - closed0
+        for f in [*floods, *churn]:
+            f.stop()
+        return {
+            "flood_sessions": sessions,
+            "flood_idle_session_open_p50_ms": round(_pct(base, 50), 1),
+            "flood_idle_session_open_max_ms": round(max(base, default=float("nan")), 1),
+            "flood_idle_sessions_failed": base_failed,
+            "flood_sockets_held_other_addresses": held,
+            "flood_sockets_offered": 64 + 64 + 200,
+            "flood_session_open_p50_ms": round(_pct(under, 50), 1),
+            "flood_session_open_max_ms": round(max(under, default=float("nan")), 1),
+            "flood_sessions_failed": under_failed,
+            "flood_server_closes_per_s": round(closed / elapsed, 1),
+            "flood_server_cpu_pct": round(100 * cpu / elapsed, 1),
+            "flood_server_rss_mb": round(server.rss_bytes() / 2**20, 1),
+        }
+    finally:
+        server.stop()
+        if tmp:
+            tmp.cleanup()

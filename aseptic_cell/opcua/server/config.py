@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from aseptic_cell.auth._yaml import load_yaml_strict
 from aseptic_cell.config.base import Model, PositiveFinite
+
+from .flood import FloodLimits
 
 __all__ = ["Identification", "Limits", "OpcUaServerConfig", "load_server_config"]
 
@@ -29,9 +31,21 @@ class Limits(Model):
     )
     max_message_size: int = Field(default=2 * 1024 * 1024, ge=65536, le=64 * 1024 * 1024)
     max_chunk_count: int = Field(default=64, ge=1, le=4096)
-    max_connections: int = Field(default=32, ge=1, le=1000)
+    max_connections: int = Field(default=160, ge=2, le=1000)
+    max_unauthenticated_connections: int = Field(
+        default=128, ge=1, le=999,
+        description="connections without an activated session at once; the rest of max_connections is "
+        "kept for authenticated sessions (a new connection evicts the least advanced pending one)",
+    )
+    max_unauthenticated_per_address: int = Field(default=16, ge=1, le=999)
+    hello_timeout_s: PositiveFinite = Field(default=2.0, description="Hello within this after connecting")
+    secure_channel_timeout_s: PositiveFinite = Field(
+        default=5.0, description="a SignAndEncrypt channel with a trusted certificate within this"
+    )
     max_pending_messages_per_connection: int = Field(default=32, ge=4, le=500)
-    max_pending_activation_s: PositiveFinite = 10.0
+    max_pending_activation_s: PositiveFinite = Field(
+        default=10.0, description="an activated session within this (also after a session is closed)"
+    )
     max_sessions: int = Field(default=32, ge=1, le=1000)
     max_subscriptions: int = Field(default=64, ge=1, le=1000)
     max_pending_logins: int = Field(
@@ -39,6 +53,22 @@ class Limits(Model):
     )
     min_session_timeout_ms: PositiveFinite = 10_000.0
     max_session_timeout_ms: PositiveFinite = 600_000.0
+
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Limits:
+        self.flood_limits()  # raises ValueError when inconsistent
+        return self
+
+    def flood_limits(self) -> FloodLimits:
+        return FloodLimits(
+            max_connections=self.max_connections,
+            max_unauthenticated=self.max_unauthenticated_connections,
+            max_unauthenticated_per_address=self.max_unauthenticated_per_address,
+            hello_timeout_s=self.hello_timeout_s,
+            secure_channel_timeout_s=self.secure_channel_timeout_s,
+            activation_timeout_s=self.max_pending_activation_s,
+        )
 
 
 class Identification(Model):

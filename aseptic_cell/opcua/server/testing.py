@@ -85,6 +85,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         port: int | None = None,
+        limits: Mapping[str, Any] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.pki_dir = self.workdir / "pki"
@@ -99,6 +100,8 @@ class ServerProcess:
             }
         )
         data.update(overrides or {})
+        if limits:
+            data["limits"] = {**data.get("limits", {}), **limits}
         self.config = self.workdir / "opcua_server.yaml"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump(data))
@@ -307,3 +310,102 @@ class FakeSupervisor:
 
     def close(self) -> None:
         self._ros.close()
+
+
+class IdleFlood:
+    """``n`` TCP connections to ``(host, port)`` from ``source`` that send nothing (or only a Hello),
+    reopened as soon as the server closes them — the connection flood of issue 12. ``closed``
+    counts the closes seen, ``opened`` the connections made."""
+
+    def __init__(self, host: str, port: int, n: int, *, source: str = "127.0.0.1", hello: bytes = b"",
+                 reopen: bool = True, max_rate: float = 200.0) -> None:
+        import selectors
+        import threading
+
+        self.addr, self.n, self.source, self.hello, self.reopen = (host, port), n, source, hello, reopen
+        # reopens per second at most: an instant reconnect loop would only exhaust this host's
+        # ephemeral ports (TIME_WAIT) and measure the kernel, not the server
+        self.max_rate = max_rate
+        self._next_open = 0.0
+        self.last_error = ""
+        self.opened = self.closed = self.failed = 0
+        self.close_times: list[float] = []  # seconds from open to close, per closed socket
+        self._sel = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="idle-flood", daemon=True)
+
+    def _open(self) -> None:
+        import selectors
+
+        try:
+            s = socket.create_connection(self.addr, timeout=2.0, source_address=(self.source, 0))
+        except OSError as exc:
+            self.failed += 1
+            self.last_error = repr(exc)
+            return
+        if self.hello:
+            s.sendall(self.hello)
+        s.setblocking(False)
+        self._sel.register(s, selectors.EVENT_READ, time.monotonic())
+        self.opened += 1
+
+    def open_count(self) -> int:
+        return len(self._sel.get_map())
+
+    def _loop(self) -> None:
+        for _ in range(self.n):
+            self._open()
+        while not self._stop.is_set():
+            for key, _ev in self._sel.select(0.05):
+                s: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:  # an ACK or an error message: keep reading until closed
+                    continue
+                self._sel.unregister(s)
+                s.close()
+                self.closed += 1
+                self.close_times.append(time.monotonic() - key.data)
+            if self.reopen:
+                now = time.monotonic()
+                budget = min(self.n - self.open_count(), int((now - self._next_open) * self.max_rate))
+                if budget > 0:
+                    self._next_open = max(self._next_open + budget / self.max_rate, now - 0.1)
+                for _ in range(max(0, budget)):
+                    if self._stop.is_set():
+                        break
+                    self._open()
+
+    def start(self, settle_s: float = 0.0) -> IdleFlood:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while self.opened < self.n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(settle_s)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for key in list(self._sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._sel.close()
+
+    def __enter__(self) -> IdleFlood:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def hello_message(endpoint: str) -> bytes:
+    """An OPC UA Hello (OPC 10000-6 7.1.2.3) for ``endpoint``."""
+    import struct
+
+    url = endpoint.encode()
+    body = struct.pack("<IIIII", 0, 65535, 65535, 0, 0) + struct.pack("<i", len(url)) + url
+    return b"HELF" + struct.pack("<I", 8 + len(body)) + body
