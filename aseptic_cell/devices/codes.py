@@ -28,6 +28,7 @@ class RefusalCode(enum.StrEnum):
     COMM_LOST = "COMM_LOST"  # the transport is down: the command could not be sent
     TIMEOUT = "TIMEOUT"  # the device did not answer in time
     INTERNAL_ERROR = "INTERNAL_ERROR"  # a check raised unexpectedly: refused safely, logged
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no valid signed envelope of a trusted principal (issue 12)
     # --- isolator (IL-01 hatch, IL-02/03 RTP, IL-05 gloves) -----------------------------
     HATCH_OTHER_DOOR_OPEN = "HATCH_OTHER_DOOR_OPEN"
     HATCH_SEAL_DEFLATED = "HATCH_SEAL_DEFLATED"
