@@ -223,6 +223,14 @@ class LifecycleManager(Node):
                 self.create_subscription(msg_type, f"/cell/{n}/state", self._state_cb(n), qos)
         self._ops: deque[_Op] = deque()
         self._cmd_futures: list[tuple[str, Future]] = []
+        # safe_state requests are signed as the lifecycle manager (scope safe_state, issue 12)
+        from ..security import SecurityError, Signer
+
+        try:
+            self._signer: Signer | None = Signer("lifecycle_manager")
+        except SecurityError as exc:
+            self._signer = None
+            self.get_logger().error(f"no lifecycle_manager key: safe_state will be refused ({exc})")
         self._pumping = False
 
         # alarms: reliable + transient local (depth 50), so a subscriber that joins late (HMI
@@ -521,6 +529,8 @@ class LifecycleManager(Node):
         req = DeviceCommand.Request(
             device_id=d.name, command="safe_state", user=self.get_name(), reason=reason
         )
+        if self._signer is not None:
+            self._signer.sign(f"/cell/{d.name}/command", req, role="system")
         self.get_logger().warning(f"-> /cell/{d.name}/command safe_state ({reason})")
         self._cmd_futures.append((d.name, d.command.call_async(req)))
 
