@@ -101,6 +101,10 @@ class CellServerApp:
         self.node_name = node_name
         self.endpoint = endpoint or cfg.endpoint
         self.directory = UserDirectory.from_file(paths.users_file, _WallClock())
+        if ros:  # in the cell: the shared, persistent lock-out store of every interface (issue 12)
+            from aseptic_cell.auth.lockout import LoginGuard
+
+            self.directory.guard = LoginGuard.shared(self.directory.config.policy, source="opcua_server")
         self.users = DirectoryUserManager(self.directory, max_pending=cfg.limits.max_pending_logins)
         self.pki = ServerPki(paths.pki_dir)
         self.trust = TrustList(self.pki.trusted_dir, self.pki.rejected_dir)
@@ -325,7 +329,7 @@ class CellServerApp:
         except (AuthError, ValueError) as exc:
             return CommandResult(False, "SIGNATURE_FAILED", getattr(exc, "reason", str(exc)))
         try:
-            new_dir = UserDirectory.from_file(self.paths.users_file, _WallClock())
+            new_dir = UserDirectory.from_file(self.paths.users_file, _WallClock(), guard=self.directory.guard)
         except Exception as exc:  # noqa: BLE001
             return CommandResult(False, "INVALID_CONFIG", str(exc))
         self.directory = new_dir

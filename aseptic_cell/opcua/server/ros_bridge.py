@@ -169,6 +169,12 @@ class RosBridge:
         req = BatchCommand.Request(
             command=command, user=user, password=password, meaning=meaning, reason=reason
         )
+        from ...security import SecurityError, Signer
+
+        try:  # signed as the front end "opcua_server" (issue 12); unsigned requests are refused
+            Signer("opcua_server").sign("/cell/batch/command", req)
+        except SecurityError:
+            pass
         fut = self._batch_client.call_async(req)
         done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
