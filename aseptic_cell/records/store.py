@@ -447,9 +447,29 @@ class BatchRecord:
         connection holds in its cache hides a damaged file)."""
         return verify_file(self.path)
 
+    def _wal_shrank(self) -> str:
+        size = self._wal_bytes()
+        if size >= self._wal_size:
+            return ""
+        before, self._wal_size = self._wal_size, size
+        return (f"the WAL file shrank from {before} to {size} bytes under the open record (truncated or "
+                "removed); committed entries were checkpointed, verify the file")
+
+    def probe(self) -> str:
+        """A cheap check between appends (the supervisor calls it every tick): "" while nothing is
+        wrong; else the reason, also given to the failure listeners (a truncated WAL is found
+        within a tick, not only at the next append)."""
+        with self._lock:
+            if self._conn is None:
+                return ""
+            shrank = self._wal_shrank()
+            if shrank:
+                self._failed("(between appends)", RecordError(shrank))
+            return shrank
+
     def _failed(self, what: str, exc: BaseException) -> RecordWriteError:
         self.failures += 1
-        reason = f"batch record {self.path}: {what} not written: {exc}"
+        reason = f"batch record {self.path}: {what}{'' if what.startswith('(') else ' not written'}: {exc}"
         for listener in list(self._listeners):
             try:
                 listener(reason)
@@ -521,12 +541,9 @@ class BatchRecord:
             bad = self.health()
             if bad:
                 raise self._failed(what, RecordError(bad))
-            size = self._wal_bytes()
-            if size < self._wal_size:
-                before, self._wal_size = self._wal_size, size
-                raise self._failed(what, RecordError(
-                    f"the WAL file shrank from {before} to {size} bytes under the open record "
-                    "(truncated or removed); committed entries were checkpointed, verify the file"))
+            shrank = self._wal_shrank()
+            if shrank:
+                raise self._failed(what, RecordError(shrank))
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:

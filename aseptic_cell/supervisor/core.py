@@ -24,6 +24,18 @@ One :meth:`Supervisor.tick` (the node calls it at a fixed rate; tests call it on
 A trip or a failed phase (a guard turned false, a refusal, a FAILED cycle) puts the batch in
 Held with every device safe; it never resumes by itself: ``restart`` needs a role allowed by
 ``users.yaml`` and an e-signature (Part 11 §11.200 re-authentication).
+
+Faults outside the tree hold the batch the same way (a trip, every device safe, an alarm):
+
+* **device loss**: a device whose communication stays lost for the port's ``comm_loss_hold_s``
+  (the ROS port: its signals silent for ``signals_stale_s``, or the node reporting comm lost);
+* **record failure**: an append the record refused (disk full, I/O error, lock timeout,
+  malformed file, WAL truncated) — ``CELL_RECORD_FAULT``; a batch never completes with an
+  incomplete record, and the signed restart first re-verifies the file and writes the
+  entries kept meanwhile;
+* **supervisor loss**: :meth:`Supervisor.recover_interrupted` (at start-up) finds a batch the
+  reopened record shows in progress, records the interruption and holds it (``CELL_SUPERVISOR_LOST``)
+  until a signed restart, which re-runs the interrupted phase.
 """
 
 from __future__ import annotations
@@ -131,6 +143,16 @@ class Supervisor:
         self.statuses: list[RuleStatus] = []
         self.tick_count = 0
         self.alarms.subscribe(self.journal.alarm_event)
+        self.record_fault = ""
+        """Why the record is incomplete ("" = complete); sticky until a signed restart re-verifies it."""
+        self._record_failures: list[str] = []
+        self._lost_since: dict[str, float] = {}
+        self.journal.on_failure = self._record_failures.append
+        if record is not None and hasattr(record, "add_failure_listener"):
+            record.add_failure_listener(self._record_failures.append)  # alarms, signatures, log-ins too
+            bad = record.health()
+            if bad:
+                self._record_failures.append(bad)
 
     # ================================================================== observation (read-only)
     @property
@@ -285,6 +307,10 @@ class Supervisor:
         _rule, denied = self.signing.authorize(user, "batch.start")
         if denied is not None:
             return self._refuse_batch(user, "start", denied.code, denied.reason)
+        if not self.record_status()["complete"]:
+            return self._refuse_batch(user, "start", "RECORD",
+                                      f"the batch record is incomplete ({self.record_status()['fault']}); "
+                                      "fix the storage and verify the record first")
         try:
             recipe = resolve_recipe(recipe_id, self.cfg)
         except RecipeError as exc:
@@ -298,6 +324,13 @@ class Supervisor:
                     {"recipe_id": recipe.id, "recipe_version": recipe.version})
         self.sm.start(user, f"recipe {recipe.id} v{recipe.version}")
         return CommandResult(True, "OK", f"batch {batch_id} started", state=self.sm.state.value)
+
+    def recover_interrupted(self) -> str:
+        """At start-up: hold a batch the reopened record shows in progress (the supervisor that ran
+        it was lost); see :mod:`.interrupted`. Returns the held reason, "" if there was none."""
+        from .interrupted import hold_interrupted
+
+        return hold_interrupted(self)
 
     def _load_tree(self) -> None:
         from ..behaviors.trees import batch_procedure, phase_path
@@ -352,6 +385,9 @@ class Supervisor:
             if lost:
                 return self._refuse_batch(user, command, "UNSAFE",
                                           f"cannot restart: communication lost with {', '.join(lost)}")
+            unready = self._record_ready()
+            if unready:
+                return self._refuse_batch(user, command, "RECORD", f"cannot restart: {unready}")
         _sig, bad = self.signing.sign_if_required(
             user, rule, password=password, meaning=meaning, action=perm,
             subject=subject_hash({"batch": self.batch_id, "command": command, "user": user, "reason": reason,
@@ -410,6 +446,7 @@ class Supervisor:
     def tick(self) -> None:
         self.refresh_signals()
         self.process_alarms.watch_comm(self.port.node_devices, self.signals)
+        self._hold_on_device_loss()
         self.statuses = self.engine.evaluate_all()
         self.trip_handler.on_tick_rules(self.statuses)
         for _ in range(4):  # run transient states to their stable successor within this tick
@@ -420,7 +457,44 @@ class Supervisor:
         self.journal.device_events(self.port.drain_events())
         self.process_alarms.evaluate()
         self.alarms.tick()
+        probe = getattr(self.record, "probe", None)
+        if probe is not None:
+            probe()  # a failure found between appends reaches the listeners
+        self._hold_on_record_failure()
         self.tick_count += 1
+
+    def _hold_on_device_loss(self) -> None:
+        """A batch in progress is held (a trip: every device safe) once a device's communication
+        has stayed lost for the port's ``comm_loss_hold_s``: a behaviour waiting on it would wait
+        forever (its signals are unknown, its commands unanswered)."""
+        grace = float(getattr(self.port, "comm_loss_hold_s", 0.0))
+        now = self.wall()
+        for node in list(self._lost_since):
+            if node not in self.process_alarms.comm_lost:
+                del self._lost_since[node]
+        for node in sorted(self.process_alarms.comm_lost):
+            since = self._lost_since.setdefault(node, now)
+            if now - since >= grace and self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
+                dev = self.port.node_devices.get(node, node)
+                self.hold_on_trip(f"communication with {node} ({dev}) lost during the batch", source=f"{dev}_COMM_LOSS")
+
+    def _hold_on_record_failure(self) -> None:
+        """An append the record refused: the batch is held (every device safe) and
+        CELL_RECORD_FAULT raised, once per fault; the record stays marked incomplete."""
+        if not self._record_failures:
+            return
+        why, self._record_failures[:] = self._record_failures[0], []
+        if not self.record_fault:
+            self.record_fault = why
+            self.process_alarms.raise_("CELL_RECORD_FAULT", why)
+        self.hold_on_trip(f"batch record incomplete: {why}", source="CELL_RECORD_FAULT")
+
+    def record_status(self) -> dict[str, Any]:
+        """Is the batch record complete? (the demo and RunBatch report success only if so)."""
+        return {"complete": not self.record_fault and not self._record_failures and not self.journal.unwritten,
+                "fault": self.record_fault or (self._record_failures[0] if self._record_failures else ""),
+                "failed_appends": self.journal.failed_appends + int(getattr(self.record, "failures", 0) or 0),
+                "unwritten": len(self.journal.unwritten)}
 
     def hold(self, reason: str, *, trip: bool, source: str, actor: str = "system") -> None:
         """Hold a batch in progress (a trip also makes every device safe); no effect otherwise."""
@@ -470,6 +544,7 @@ class Supervisor:
                 self.phases[self.active_phase].done("system", "restarted")
             self.held_reason = ""
             self.sm.done(user, "restarted")
+            self.refresh_signals()  # the restart's recoveries and reset changed them within this tick
             self._tick_tree()
         elif st in (S.RUNNING, S.PAUSING):
             self._tick_tree()
@@ -484,6 +559,27 @@ class Supervisor:
             self._end_active_phase("abort")
             self.trip_handler.all_safe("batch aborted")
             self.sm.done("system", "aborted")
+
+    def _record_ready(self) -> str:
+        """Before a signed restart: the record file verifies on disk and the entries kept while it
+        failed are written (flagged late). "" when ready, else why not."""
+        if self.record is None or self.record_status()["complete"]:
+            return ""
+        health = getattr(self.record, "health", lambda: "")()
+        if health:
+            return f"the batch record cannot be extended: {health}"
+        check = getattr(self.record, "check", None)
+        if check is not None:
+            rep = check()
+            if not rep.ok:
+                return f"the batch record does not verify: {rep.problem}"
+        self._record_failures[:] = []
+        left = self.journal.flush_unwritten()
+        if left or self._record_failures:
+            self._record_failures[:] = []
+            return f"the batch record still refuses entries ({left} unwritten)"
+        self.record_fault = ""
+        return ""
 
     def _phase_in_progress(self) -> bool:
         return bool(self.active_phase and self.phases[self.active_phase].state is S.RUNNING)
@@ -500,7 +596,11 @@ class Supervisor:
             return
         self._pending_failure = ""
         self.tree.tick_once()
-        if self.tree.status == Status.SUCCESS and self.sm.state is S.RUNNING:
+        if self.tree.status == Status.SUCCESS and self.sm.state is S.RUNNING and not self.record_status()["complete"]:
+            self._hold_on_record_failure()  # never Complete with an incomplete record
+            if self.sm.state is S.RUNNING:
+                self.hold(f"batch record incomplete: {self.record_fault}", trip=True, source="CELL_RECORD_FAULT")
+        elif self.tree.status == Status.SUCCESS and self.sm.state is S.RUNNING:
             self.sm.done("system", "procedure complete")
         elif self.tree.status == Status.FAILURE and self.sm.state in (S.RUNNING, S.PAUSING):
             from ..behaviors.base import _first_failure_reason

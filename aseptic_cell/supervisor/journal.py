@@ -3,6 +3,11 @@ in-memory copies that the summary, the HMI and the benchmarks read.
 
 Every append to the record goes through :meth:`BatchJournal.audit`; the in-memory lists are
 bounded (the oldest entries are dropped first; the record keeps everything).
+
+A failed append is never only a log line: the entry is kept in :attr:`BatchJournal.unwritten`
+and ``on_failure(reason)`` tells the supervisor, which holds the batch and raises
+``CELL_RECORD_FAULT``; the signed restart writes the kept entries (flagged ``late``, with their
+original time) once the record works again (ALCOA+ complete [MHRA-DI-2018]).
 """
 
 from __future__ import annotations
@@ -61,26 +66,58 @@ class BatchJournal:
         self.safe_commands: Bounded[tuple[float, str, str]] = Bounded(limit)
         """(wall time, node, command) of every safe command sent (trip-latency benchmark)."""
         self.results: dict[str, Any] = {}
+        self.unwritten: Bounded[dict[str, Any]] = Bounded(limit)
+        """Entries the record refused (in order), written late by :meth:`flush_unwritten`."""
+        self.failed_appends = 0
+        self.on_failure: Callable[[str], None] | None = None
+        """Called with the reason of every failed append (the supervisor holds the batch)."""
 
     # ------------------------------------------------------------------ record
+    def _failed(self, entry: dict[str, Any], exc: Exception) -> None:
+        self.failed_appends += 1
+        why = f"{entry['kind']} {entry['action']} not recorded: {exc}"
+        log.error("batch record append failed: %s", why)
+        self.unwritten.append({**entry, "error": str(exc)[:500]})
+        if self.on_failure is not None:
+            self.on_failure(why)
+
     def audit(self, kind: str, actor: str, action: str, reason: str, payload: Mapping[str, Any]) -> None:
         if self.record is None:
             return
+        entry = {"kind": kind, "batch_id": self._batch_id(), "actor": actor or "system", "action": action,
+                 "reason": str(reason)[:2000], "payload": clean(payload), "t": self._now()}
         try:
-            self.record.append(kind, batch_id=self._batch_id(), actor=actor or "system", action=action,
-                               reason=str(reason)[:2000], payload=clean(payload))
-        except Exception as exc:  # noqa: BLE001 - observation never becomes control
-            log.error("record append failed (%s %s): %r", kind, action, exc)
+            self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], action=action,
+                               reason=entry["reason"], payload=entry["payload"])
+        except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
+            self._failed(entry, exc)
 
     def record_cycle_result(self, key: str, value: Mapping[str, Any]) -> None:
         if self.record is None:
             return
+        rep = {k: v for k, v in value.items() if finite_json(v)}
+        rep.setdefault("run_id", str(value.get("run_id") or "unknown"))
         try:
-            rep = {k: v for k, v in value.items() if finite_json(v)}
-            rep.setdefault("run_id", str(value.get("run_id") or "unknown"))
             self.record.record_cycle_result(key, rep, batch_id=self._batch_id())
-        except Exception as exc:  # noqa: BLE001 - the record must not stop supervision
-            log.error("cycle result not recorded: %r", exc)
+        except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
+            self._failed({"kind": "cycle_result", "batch_id": self._batch_id(), "actor": "system",
+                          "action": f"{key}.cycle_{str(rep.get('result', '')).lower()}", "reason": "",
+                          "payload": {"cycle": key, **rep}, "t": self._now()}, exc)
+
+    def flush_unwritten(self) -> int:
+        """Write the entries the record refused, in order, each flagged ``late`` with its original
+        time and error; stops at the first that fails again. Returns how many are still unwritten."""
+        while self.unwritten and self.record is not None:
+            e = self.unwritten[0]
+            payload = {**e["payload"], "late": {"original_t": e["t"], "error": e["error"]}}
+            try:
+                self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"], action=e["action"],
+                                   reason=e["reason"], payload=clean(payload))
+            except Exception as exc:  # noqa: BLE001 - still failing: stays unwritten, the caller refuses
+                log.error("unwritten entry still not recorded: %r", exc)
+                break
+            del self.unwritten[0]
+        return len(self.unwritten)
 
     # ------------------------------------------------------------------ entries
     def refusal(self, user: str, node: str, command: str, args: Mapping[str, Any], code: str, why: str,
