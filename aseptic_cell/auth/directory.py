@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-import threading
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pydantic import ValidationError
 from aseptic_cell.records.canonical import is_sha256_hex, iso_utc
 
 from ._yaml import load_yaml_strict
+from .lockout import Locked, LoginGuard
 from .models import MEANINGS, ActionRule, UserEntry, UsersFile
 from .passwords import parse_hash, verify_password
 
@@ -129,16 +128,18 @@ class UserDirectory:
         clock: injected clock (lock-out windows, signature times).
         record: optional batch record; failed log-ins and lock-outs are written to it as
             kind ``auth`` (cell-level, ``batch_id=""``), never with the password.
+        guard: the lock-out store (:class:`~.lockout.LoginGuard`); the cell's processes pass
+            the shared one (``LoginGuard.shared``: one file for every interface, persistent);
+            default an in-memory guard of this directory only.
     """
 
-    def __init__(self, config: UsersFile, clock: Clock, record: BatchRecord | None = None) -> None:
+    def __init__(self, config: UsersFile, clock: Clock, record: BatchRecord | None = None,
+                 guard: LoginGuard | None = None) -> None:
         self.config = config
         self._clock = clock
         self._record = record
         self._users: dict[str, UserEntry] = {u.id: u for u in config.users}
-        self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
-        self._locked_until: dict[str, float] = {}
+        self.guard = guard if guard is not None else LoginGuard(None, config.policy)
         self._dummy: str | None = None
 
     @property
@@ -161,7 +162,8 @@ class UserDirectory:
         return max(its) if its else self.config.policy.min_iterations
 
     @classmethod
-    def from_file(cls, path: str | Path, clock: Clock, record: BatchRecord | None = None) -> UserDirectory:
+    def from_file(cls, path: str | Path, clock: Clock, record: BatchRecord | None = None,
+                  guard: LoginGuard | None = None) -> UserDirectory:
         """Load and validate ``users.yaml``.
 
         Raises:
@@ -177,7 +179,7 @@ class UserDirectory:
             config = UsersFile.model_validate(data)
         except ValidationError as exc:
             raise UsersFileError(f"{path}: {exc}") from exc
-        return cls(config, clock, record)
+        return cls(config, clock, record, guard)
 
     # ------------------------------------------------------------------ look-ups
     def get(self, user_id: str) -> User | None:
@@ -214,54 +216,40 @@ class UserDirectory:
         """
         now = float(self._clock.now())
         user_id = user_id if isinstance(user_id, str) else ""
-        with self._lock:
-            until = self._locked_until.get(user_id)
-            if until is not None and now < until:
-                self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(until)})
-                raise AuthError(
-                    f"account locked after {self.config.policy.max_failed_attempts} failed "
-                    f"attempts until {iso_utc(until)}; ask a supervisor or QA to unlock it"
-                )
+        try:
+            attempt = self.guard.begin(user_id, now)  # reserved before the password is checked
+        except Locked as exc:
+            self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(exc.until)})
+            raise AuthError(self._locked_text(exc.until)) from None
         entry = self._users.get(user_id)
         ok = verify_password(
             password if isinstance(password, str) else "", entry.password_hash if entry else self._dummy_hash
         )
         if not ok or entry is None:
-            self._register_failure(user_id, now)
+            locked = self.guard.fail(attempt, user_id, now)
+            self._audit("auth.failed", user_id, {})
+            if locked:
+                self._audit("auth.lockout", user_id, {"lockout_s": self.config.policy.lockout_s})
+                log.warning("account %r locked after %d failed log-in attempts", user_id,
+                            self.config.policy.max_failed_attempts)
             raise AuthError(GENERIC_FAILURE)
         if entry.disabled:
+            self.guard.forget(attempt)
             self._audit("auth.refused_disabled", user_id, {})
             raise AuthError(f"account {user_id!r} is disabled")
-        with self._lock:
-            self._failures.pop(user_id, None)
-            self._locked_until.pop(user_id, None)
+        try:
+            self.guard.succeed(attempt, user_id, now)
+        except Locked as exc:  # locked by concurrent failures while this one was checked
+            self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(exc.until)})
+            raise AuthError(self._locked_text(exc.until)) from None
         return User(entry.id, entry.full_name, entry.role, entry.disabled)
 
-    def _register_failure(self, user_id: str, now: float) -> None:
-        policy = self.config.policy
-        locked = False
-        with self._lock:
-            q = self._failures.setdefault(user_id, deque())
-            q.append(now)
-            while q and q[0] <= now - policy.failure_window_s:
-                q.popleft()
-            if len(q) >= policy.max_failed_attempts:
-                self._locked_until[user_id] = now + policy.lockout_s
-                q.clear()
-                locked = True
-            if len(self._failures) > 10_000:  # bound memory against id spraying
-                self._failures.pop(next(iter(self._failures)))
-        self._audit("auth.failed", user_id, {})
-        if locked:
-            self._audit("auth.lockout", user_id, {"lockout_s": policy.lockout_s})
-            log.warning(
-                "account %r locked after %d failed log-in attempts", user_id, policy.max_failed_attempts
-            )
+    def _locked_text(self, until: float) -> str:
+        return (f"account locked after {self.config.policy.max_failed_attempts} failed "
+                f"attempts until {iso_utc(until)}; ask a supervisor or QA to unlock it")
 
     def is_locked(self, user_id: str) -> bool:
-        with self._lock:
-            until = self._locked_until.get(user_id)
-        return until is not None and float(self._clock.now()) < until
+        return self.guard.is_locked(user_id, float(self._clock.now()))
 
     def unlock(self, user_id: str, by: User) -> None:
         """Lift a lock-out (Part 11 §11.300 loss management); needs ``user.unlock``.
@@ -270,9 +258,7 @@ class UserDirectory:
             PermissionDenied: ``by`` may not unlock accounts.
         """
         self.authorize(by, "user.unlock")
-        with self._lock:
-            self._locked_until.pop(user_id, None)
-            self._failures.pop(user_id, None)
+        self.guard.unlock(user_id, by.id, float(self._clock.now()))
         self._audit("auth.unlock", user_id, {"by": by.id}, actor=by.id, role=by.role)
 
     def _audit(
