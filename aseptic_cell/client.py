@@ -3,12 +3,18 @@
 It runs its own rclpy context and executor on a background thread, so its methods may block
 while waiting for a service reply, an action result or a state condition. It caches the
 latest state message of each device node and every event published on ``/cell/events``.
+
+Every request it sends is signed (issue 12, :mod:`aseptic_cell.security`) as its
+``principal``: ``cli`` by default (a front end: the supervisor's operator services accept it,
+the device nodes refuse it), or ``$ASEPTIC_CELL_CLIENT_PRINCIPAL`` (the test suite's ``bench``
+principal may also command devices directly, in the test trust list only).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 import time
 import uuid
@@ -32,13 +38,20 @@ STATE_TYPES = {"isolator": "IsolatorState", "vhp": "VhpState", "autoclave": "Aut
 
 
 class CellClient:
-    def __init__(self, *, domain_id: int | None = None, name: str | None = None) -> None:
+    def __init__(self, *, domain_id: int | None = None, name: str | None = None,
+                 principal: str | None = None) -> None:
         import cell_interfaces.msg as cim
         from cell_interfaces.msg import Alarm
         from std_msgs.msg import String
 
         from .nodes.background import BackgroundRos
+        from .security import SecurityError, Signer
 
+        self.principal = principal or os.environ.get("ASEPTIC_CELL_CLIENT_PRINCIPAL", "") or "cli"
+        try:
+            self._signer: Signer | None = Signer(self.principal)
+        except SecurityError:  # unsigned: every node refuses (fail closed)
+            self._signer = None
         self._ros = BackgroundRos(name or f"cell_client_{uuid.uuid4().hex[:8]}", domain_id=domain_id,
                                   thread_name="cell-client")
         self._ctx = self._ros.context
@@ -115,6 +128,15 @@ class CellClient:
             time.sleep(NEW_CLIENT_SETTLE_S)
         return c
 
+    def sign(self, target: str, req: Any) -> Any:
+        """``req`` with its ``auth`` envelope for ``target`` (unchanged if this client has no key)."""
+        return self._signer.sign(target, req) if self._signer is not None else req
+
+    def call(self, srv_type: Any, name: str, req: Any, timeout_s: float = 20.0) -> Any:
+        """Call service ``name`` with ``req`` signed; the response."""
+        c = self._client(srv_type, name)
+        return self._wait_future(c.call_async(self.sign(name, req)), timeout_s)
+
     # ------------------------------------------------------------------ waiting
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str = "condition",
                  poll_s: float = 0.02) -> None:
@@ -140,41 +162,37 @@ class CellClient:
                 user: str = "operator", reason: str = "", timeout_s: float = 20.0) -> Reply:
         from cell_interfaces.srv import DeviceCommand
 
-        c = self._client(DeviceCommand, f"/cell/{node_name}/command")
         req = DeviceCommand.Request(command=command, args_json=json.dumps(args or {}), user=user, reason=reason)
-        r = self._wait_future(c.call_async(req), timeout_s)
+        r = self.call(DeviceCommand, f"/cell/{node_name}/command", req, timeout_s)
         return Reply(r.accepted, r.code, r.reason, json.loads(r.payload_json or "{}"))
 
     def door(self, node_name: str, door: str, command: str, *, user: str = "operator", reason: str = "") -> Reply:
         from cell_interfaces.srv import DoorCommand
 
-        c = self._client(DoorCommand, f"/cell/{node_name}/door")
-        r = self._wait_future(c.call_async(DoorCommand.Request(door=door, command=command, user=user,
-                                                               reason=reason)), 20.0)
+        r = self.call(DoorCommand, f"/cell/{node_name}/door",
+                      DoorCommand.Request(door=door, command=command, user=user, reason=reason))
         return Reply(r.accepted, r.code, r.reason, {})
 
     def port(self, rtp: str, command: str, *, beta_id: str = "", sterile: str = "", user: str = "operator",
              reason: str = "") -> Reply:
         from cell_interfaces.srv import PortCommand
 
-        c = self._client(PortCommand, "/cell/isolator/port")
-        r = self._wait_future(c.call_async(PortCommand.Request(
-            rtp_id=rtp, command=command, beta_id=beta_id, beta_sterile_status=sterile, user=user, reason=reason)), 20.0)
+        r = self.call(PortCommand, "/cell/isolator/port", PortCommand.Request(
+            rtp_id=rtp, command=command, beta_id=beta_id, beta_sterile_status=sterile, user=user, reason=reason))
         return Reply(r.accepted, r.code, r.reason, {})
 
     def glove(self, port: str, command: str, *, user: str = "operator", reason: str = "") -> Reply:
         from cell_interfaces.srv import GloveCommand
 
-        c = self._client(GloveCommand, "/cell/isolator/glove")
-        r = self._wait_future(c.call_async(GloveCommand.Request(port_id=port, command=command, user=user,
-                                                                reason=reason)), 20.0)
+        r = self.call(GloveCommand, "/cell/isolator/glove",
+                      GloveCommand.Request(port_id=port, command=command, user=user, reason=reason))
         return Reply(r.accepted, r.code, r.reason, {})
 
     def recover(self, node_name: str, *, user: str, reason: str) -> Reply:
         from cell_interfaces.srv import Recover
 
-        c = self._client(Recover, f"/cell/{node_name}/recover")
-        r = self._wait_future(c.call_async(Recover.Request(device_id=node_name, user=user, reason=reason)), 20.0)
+        r = self.call(Recover, f"/cell/{node_name}/recover",
+                      Recover.Request(device_id=node_name, user=user, reason=reason))
         return Reply(r.accepted, "OK" if r.accepted else "REFUSED", r.reason, {})
 
     # ------------------------------------------------------------------ actions
@@ -223,6 +241,8 @@ class CellClient:
 
         ac = self._action_client(action_type, name)
         # sent from the executor thread: see rosutil.on_executor (a race in rclpy's action client)
+        if hasattr(goal, "auth"):
+            self.sign(name, goal)
         sent = on_executor(self._executor, ac.send_goal_async, goal,
                            (lambda fb: feedback(fb.feedback)) if feedback else None)
         gh = self._wait_future(sent, 30.0)

@@ -341,9 +341,9 @@ def _fire(client: CellClient, ev: Any, DeviceCommand: Any, BatchCommand: Any) ->
     try:
         if ev.operate is not None:
             o = ev.operate
-            r = client._wait_future(client._client(DeviceCommand, "/cell/operate").call_async(
-                DeviceCommand.Request(device_id=o.node, command=o.command, args_json=json.dumps(o.args),
-                                      user=o.user, reason=o.reason)), 15.0)
+            r = client.call(DeviceCommand, "/cell/operate", DeviceCommand.Request(
+                device_id=o.node, command=o.command, args_json=json.dumps(o.args), user=o.user, reason=o.reason),
+                15.0)
         elif ev.device is not None:
             d = ev.device
             r = client.command(d.node, d.command, d.args, user=d.user, reason=d.reason)
@@ -354,9 +354,8 @@ def _fire(client: CellClient, ev: Any, DeviceCommand: Any, BatchCommand: Any) ->
                                       args_json=json.dumps({"fault": f.fault, **f.params}))), 15.0)
         else:
             b = ev.batch
-            r = client._wait_future(client._client(BatchCommand, "/cell/batch/command").call_async(
-                BatchCommand.Request(command=b.command, user=b.user, password=b.password,
-                                     meaning=b.meaning, reason=b.reason)), 30.0)
+            r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+                command=b.command, user=b.user, password=b.password, meaning=b.meaning, reason=b.reason), 30.0)
     except TimeoutError as exc:
         return {"accepted": False, "code": "TIMEOUT", "reason": str(exc)}
     return {"accepted": r.accepted, "code": r.code, "reason": r.reason}

@@ -10,6 +10,7 @@ anything it imports) can import rclpy:
 * ROS_DOMAIN_ID         CELL_TEST_DOMAIN_BASE (default 50) + the xdist worker index, so
                         parallel workers never see each other's nodes. Always overridden:
                         tests must never talk to a cell running on the default domain.
+* ASEPTIC_CELL_SECURITY_DIR   a fresh trust list and keys per test process (issue 12)
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ TEST_DOMAIN_ID = int(os.environ.get("CELL_TEST_DOMAIN_BASE", "50")) + _worker_in
 if not 0 <= TEST_DOMAIN_ID <= 232:
     raise RuntimeError(f"ROS_DOMAIN_ID {TEST_DOMAIN_ID} out of range; lower CELL_TEST_DOMAIN_BASE")
 os.environ["ROS_DOMAIN_ID"] = str(TEST_DOMAIN_ID)
+
+# The authenticated command plane (issue 12): a fresh security directory (trust list and keys)
+# per test process, inherited by every node process; the tests' CellClient signs as "bench",
+# a principal of this test trust list only (device and operator scopes: tests drive device
+# nodes directly). Never the demo's keys.
+from aseptic_cell.security import PRINCIPALS, init_security_dir  # noqa: E402
+
+_SEC = tempfile.mkdtemp(prefix="aseptic_cell-security-")
+atexit.register(shutil.rmtree, _SEC, ignore_errors=True)
+init_security_dir(_SEC, principals={**PRINCIPALS, "bench": ("device", "operator")})
+os.environ["ASEPTIC_CELL_SECURITY_DIR"] = _SEC
+os.environ["ASEPTIC_CELL_CLIENT_PRINCIPAL"] = "bench"
 
 import pytest  # noqa: E402
 

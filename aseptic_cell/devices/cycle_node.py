@@ -23,8 +23,9 @@ class CycleNode(DeviceNode):
 
     def __init__(self, node_name: str, action_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._action = ActionServer(self, RunCycle, f"/cell/{node_name}/{action_name}",
-                                    execute_callback=self._execute_cycle, cancel_callback=self.accept_cancel)
+        name = f"/cell/{node_name}/{action_name}"
+        self._action = ActionServer(self, RunCycle, name, execute_callback=self._execute_cycle,
+                                    goal_callback=self.goal_guard(name), cancel_callback=self.accept_cancel)
 
     def cycle_running(self, values: dict[str, Any]) -> bool:
         raise NotImplementedError

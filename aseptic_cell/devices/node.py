@@ -13,6 +13,12 @@ checks, staleness, the device's own hard interlocks (like its PLC's: hatch and R
 A refusal returns a code and a reason, changes nothing, and is published on ``/cell/events``
 for the batch record.
 
+Only authenticated commands run (issue 12): every ``/cell/<name>/...`` service and action of
+the node verifies the request's ``auth`` envelope (:mod:`aseptic_cell.security`) before
+anything else: signed by the supervisor (scope ``device``), or by the lifecycle manager for
+``safe_state`` only; fresh, never replayed. Anything else is refused with ``UNAUTHENTICATED``
+and recorded with actor ``system`` (the claimed user is kept as ``claimed_user`` only).
+
 Safe state is the default (ARCHITECTURE rule 6): a ``safe_state`` command (from the
 lifecycle manager or the supervisor) or a loss of communication LATCHES the node: process
 commands are refused until an operator calls ``/cell/<name>/recover``; nothing resumes by itself.
@@ -33,6 +39,7 @@ from rclpy.timer import Timer
 
 from ..nodes.rosutil import stamp_now, wall_timer
 from ..results import CommandResult
+from ..security import AuthRefused, Verifier
 from . import pipeline
 from .arm.motion import ArmMotion
 from .backend import HARDWARE_CHOICES, DeviceBackend, Readings, make_backend
@@ -75,10 +82,64 @@ class DeviceNode(LifecycleNode):
         self._signals_pub = self.create_publisher(String, f"/cell/{node_name}/signals", 10)
         self._alarm_pub = self.create_publisher(Alarm, "/cell/alarms", 10)
         self._string = String
+        self._prefix = f"/cell/{node_name}/"
+        self._verifier = Verifier()
+        self._caller: dict[str, str] = {}
+        """Principal and role of the authenticated request being served (for its events)."""
         self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
         self.create_service(Recover, f"/cell/{node_name}/recover", self._on_recover)
         self._timer: Timer | None = None
         self._waiter_timer: Timer | None = None
+
+    # ================================================================== authentication
+    def create_service(self, srv_type: Any, srv_name: str, callback: Any, **kwargs: Any) -> Any:
+        """Every service of this device (``/cell/<name>/...``) verifies its request's envelope
+        before the callback sees it (subclasses' door, port, glove services included)."""
+        prefix = getattr(self, "_prefix", None)  # None while rclpy's Node.__init__ makes its own services
+        if prefix is not None and srv_name.startswith(prefix):
+            callback = self._authenticated(srv_name, callback)
+        return super().create_service(srv_type, srv_name, callback, **kwargs)
+
+    def authenticate(self, target: str, req: Any) -> str | None:
+        """None if ``req`` is authenticated for ``target``, else the refusal reason (recorded)."""
+        scopes = ("device", "safe_state") if getattr(req, "command", "") == "safe_state" else ("device",)
+        try:
+            v = self._verifier.verify(target, req, scopes)
+        except AuthRefused as exc:
+            claimed = str(getattr(req, "user", ""))[:64]
+            self.emit("refusal", command=str(getattr(req, "command", "") or target.rsplit("/", 1)[-1])[:64],
+                      user="", claimed_user=claimed, code=RefusalCode.UNAUTHENTICATED, detail=exc.reason,
+                      service=target)
+            self.get_logger().warning(f"refused unauthenticated request on {target} (claimed user "
+                                      f"{claimed!r}): {exc.reason}")
+            return exc.reason
+        self._caller = {"principal": v.principal, "role": str(v.claims.get("role", ""))}
+        return None
+
+    def _authenticated(self, target: str, callback: Any) -> Any:
+        def serve(req: Any, resp: Any) -> Any:
+            why = self.authenticate(target, req)
+            if why is not None:
+                resp.accepted = False
+                if hasattr(resp, "code"):
+                    resp.code = RefusalCode.UNAUTHENTICATED.value
+                resp.reason = why
+                return resp
+            try:
+                return callback(req, resp)
+            finally:
+                self._caller = {}
+        return serve
+
+    def goal_guard(self, target: str) -> Any:
+        """An action server's ``goal_callback``: unauthenticated goals are rejected."""
+        from rclpy.action import GoalResponse
+
+        def guard(goal: Any) -> Any:
+            ok = self.authenticate(target, goal) is None
+            self._caller = {}
+            return GoalResponse.ACCEPT if ok else GoalResponse.REJECT
+        return guard
 
     # ================================================================== lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -217,7 +278,7 @@ class DeviceNode(LifecycleNode):
     def report(self, name: str, args: Any, user: str, reason: str, result: CommandResult) -> None:
         shown = pipeline.loggable_args(args)
         self.emit("command" if result.accepted else "refusal", command=name, args=shown,
-                  user=user, reason=reason, code=result.code, detail=result.reason)
+                  user=user, reason=reason, code=result.code, detail=result.reason, **self._caller)
         if not result.accepted:
             self.get_logger().warning(f"refused {name} {shown}: {result.code}: {result.reason}")
 
@@ -257,7 +318,7 @@ class DeviceNode(LifecycleNode):
             return resp
         was = self.latched
         self.latched = None
-        self.emit("recovered", user=req.user, reason=req.reason, was=was or "")
+        self.emit("recovered", user=req.user, reason=req.reason, was=was or "", **self._caller)
         self.get_logger().info(f"recovered by {req.user}: {req.reason} (was: {was})")
         resp.accepted, resp.reason = True, f"recovered (was: {was or 'not latched'})"
         return resp

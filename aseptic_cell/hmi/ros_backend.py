@@ -98,6 +98,15 @@ class RosBackend:
         from aseptic_cell.nodes.background import BackgroundRos
 
         self.cfg = cfg
+        # every request to the supervisor is signed as the front end "hmi" (issue 12): the
+        # supervisor refuses unsigned ones and checks the user and role itself
+        from aseptic_cell.security import SecurityError, Signer
+
+        try:
+            self._signer: Signer | None = Signer("hmi")
+        except SecurityError as exc:
+            self._signer = None
+            log.error("no hmi key: the supervisor will refuse every command (%s)", exc)
         self._ros = BackgroundRos(node_name or "hmi", domain_id=domain_id, thread_name="hmi-ros",
                                   args=["hmi", *ros_args])
         self._ctx = self._ros.context
@@ -341,6 +350,9 @@ class RosBackend:
         if wait > 0:
             time.sleep(wait)
 
+    def _sign(self, target: str, req: Any) -> Any:
+        return self._signer.sign(target, req) if self._signer is not None else req
+
     def operate(
         self, device: str, command: str, args: dict[str, Any], *, user: str, reason: str = ""
     ) -> CommandResult:
@@ -348,6 +360,7 @@ class RosBackend:
         req = self._types["DeviceCommand"].Request(
             device_id=device, command=command, args_json=json.dumps(args), user=user, reason=reason
         )
+        self._sign("/cell/operate", req)
         r = self._wait(self._operate.call_async(req), self.cfg.command_timeout_s, f"{device}.{command}")
         try:
             payload = json.loads(r.payload_json or "{}")
@@ -362,6 +375,7 @@ class RosBackend:
         req = self._types["BatchCommand"].Request(
             command=command, user=user, password=password, meaning=meaning, reason=reason
         )
+        self._sign("/cell/batch/command", req)
         r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")
         return CommandResult(r.accepted, r.code, r.reason, state=r.state)
 
@@ -371,6 +385,7 @@ class RosBackend:
         self._ready(self._run, "/cell/batch/run")
         goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user)
         # sent from the executor thread: see rosutil.on_executor (a race in rclpy's action client)
+        self._sign("/cell/batch/run", goal)
         gh = self._wait(on_executor(self._executor, self._run.send_goal_async, goal),
                         self.cfg.command_timeout_s, "batch start")
         if not gh.accepted:
@@ -409,6 +424,7 @@ class RosBackend:
             duration_s=float(duration_s),
         )
         what = f"{'shelve' if duration_s > 0 else 'unshelve'} {alarm_id}"
+        self._sign("/cell/alarms/shelve", req)
         r = self._wait(self._shelve.call_async(req), self.cfg.command_timeout_s, what)
         return CommandResult(r.accepted, r.code, r.reason)
 
@@ -419,11 +435,13 @@ class RosBackend:
         req = self._types["RecoverDevice"].Request(
             device_id=device, user=user, password=password, meaning=meaning, reason=reason
         )
+        self._sign("/cell/recover", req)
         r = self._wait(self._recover.call_async(req), self.cfg.command_timeout_s + 10.0, f"recover {device}")
         return CommandResult(r.accepted, r.code, r.reason)
 
     def acknowledge(self, alarm_id: str, *, user: str, comment: str = "") -> CommandResult:
         self._ready(self._ack, "/cell/alarms/acknowledge")
         req = self._types["AcknowledgeAlarm"].Request(alarm_id=alarm_id, user=user, comment=comment)
+        self._sign("/cell/alarms/acknowledge", req)
         r = self._wait(self._ack.call_async(req), self.cfg.command_timeout_s, f"acknowledge {alarm_id}")
         return CommandResult(r.accepted, "OK" if r.accepted else "REFUSED", r.reason)

@@ -15,6 +15,13 @@ the batch record. Interface (docs/ROS_API.md, "Supervisor"):
   ``/cell/recover`` RecoverDevice (signed recovery of a latched device),
   ``/cell/alarms/acknowledge`` AcknowledgeAlarm, ``/cell/alarms/shelve`` ShelveAlarm.
 
+Authentication (issue 12): every operator service and the RunBatch goal need the ``auth``
+envelope of a front end trusted for scope ``operator`` (HMI, OPC UA server, CLI;
+:mod:`aseptic_cell.security`) and a known, enabled user; the role and, where required, the
+e-signature (password re-entered) are then checked by the supervisor itself. Refusals are
+recorded with actor ``system`` and the claimed user in the payload only. Every command the
+supervisor sends to a device is signed as ``supervisor`` with the user's role as a claim.
+
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
 ``publish_hz`` (2), ``signals_stale_s`` (2.0, wall), ``confirm_timeout_s`` (2.0, wall: how long an
 operator command waits for the states of devices that accepted a command to include its effect).
@@ -58,6 +65,15 @@ class RosCellPort:
         from ..supervisor.port import _shared_scene
 
         self.node, self.cfg, self.stale_s = node, cfg, stale_s
+        self.role_of: Any = lambda _user: ""
+        """The directory's role of a user (set by the node; a claim of every signed command)."""
+        from ..security import SecurityError, Signer
+
+        try:
+            self.signer: Signer | None = Signer("supervisor")
+        except SecurityError as exc:  # fail closed: unsigned commands are refused by every device
+            self.signer = None
+            node.get_logger().error(f"no supervisor key: device commands will be refused ({exc})")
         self._last_refresh_wall = time.monotonic()
         lay = cfg.layout
         self.node_devices: dict[str, str] = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
@@ -169,8 +185,10 @@ class RosCellPort:
         if client is None or not client.service_is_ready():
             h.finish(False, "COMM_LOST", f"/cell/{node}/command is not available")
             return h
-        fut = client.call_async(self._req(device_id="", command=command, args_json=json.dumps(args or {}),
-                                          user=user, reason=reason))
+        req = self._req(device_id="", command=command, args_json=json.dumps(args or {}), user=user, reason=reason)
+        if self.signer is not None:
+            self.signer.sign(f"/cell/{node}/command", req, role=self.role_of(user))
+        fut = client.call_async(req)
 
         def done(f: Future) -> None:
             try:
@@ -197,7 +215,10 @@ class RosCellPort:
         if not c.service_is_ready():
             h.finish(False, "COMM_LOST", f"/cell/{node}/recover is not available")
             return h
-        fut = c.call_async(self._rec_req(device_id=node, user=user, reason=reason))
+        req = self._rec_req(device_id=node, user=user, reason=reason)
+        if self.signer is not None:
+            self.signer.sign(f"/cell/{node}/recover", req, role=self.role_of(user))
+        fut = c.call_async(req)
         fut.add_done_callback(lambda f: h.finish(bool(f.result().accepted), "OK" if f.result().accepted else
                                                  "REFUSED", f.result().reason))
         return h
@@ -229,7 +250,19 @@ class SupervisorNode(Node):
         self.record = BatchRecord(self.record_path, _WallClock())
         self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
         self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
-        self.sup = Supervisor(self.cfg, self.port, record=self.record, record_clock=_WallClock())
+        from ..auth import UserDirectory
+        from ..auth.lockout import LoginGuard
+
+        # the shared, persistent lock-out store: an e-signature's failed password counts on
+        # every interface; the other interfaces' security events are copied into the record
+        self.guard = LoginGuard.shared(self.cfg.users.policy, source="supervisor")
+        self._auth_seen = self.guard.last_event_id()
+        users = UserDirectory(self.cfg.users, _WallClock(), self.record, guard=self.guard)
+        self.sup = Supervisor(self.cfg, self.port, record=self.record, users=users, record_clock=_WallClock())
+        from ..security import Verifier
+
+        self._verifier = Verifier()
+        self.port.role_of = self._role_of
         self._status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
         self._il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
         self._tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)
@@ -255,6 +288,7 @@ class SupervisorNode(Node):
         self._waiters: list[tuple[float, Future]] = []
         self._tick_timer = wall_timer(self, 1.0 / float(self.get_parameter("tick_hz").value), self._tick)
         self._pub_timer = wall_timer(self, 1.0 / float(self.get_parameter("publish_hz").value), self._publish)
+        self._auth_timer = wall_timer(self, 1.0, self._ingest_auth_events)
         self.get_logger().info(f"supervisor up: record {self.record_path}")
 
     # ------------------------------------------------------------------ tick
@@ -324,12 +358,62 @@ class SupervisorNode(Node):
             self.get_logger().error(f"publish failed: {exc!r}")
 
     # ------------------------------------------------------------------ services / action
+    def _ingest_auth_events(self) -> None:
+        """The other interfaces' log-in failures, lock-outs and role refusals into the record
+        (Part 11 §11.300(d)); the supervisor's own are recorded by its directory."""
+        try:
+            for ev in self.guard.events_after(self._auth_seen):
+                self._auth_seen = ev["id"]
+                if ev["source"] != "supervisor":
+                    self.sup.journal.audit("auth", "system", ev["action"], f"via {ev['source']}",
+                                           {"user_id": ev["user"], "interface": ev["source"], "t": ev["t"],
+                                            **ev["detail"]})
+        except Exception as exc:  # noqa: BLE001 - observation never becomes control
+            self.get_logger().error(f"auth events not copied: {exc!r}")
+
+    def _role_of(self, user: str) -> str:
+        u = self.sup.users.get(user) if isinstance(user, str) else None
+        return u.role if u is not None else ""
+
+    def _unauthenticated(self, target: str, req: Any) -> str | None:
+        """None if ``req`` comes from a trusted front end on behalf of a known, enabled user;
+        else the refusal reason, recorded (actor ``system``; the claimed user in the payload)."""
+        from ..security import AuthRefused
+
+        user = getattr(req, "user", "")
+        try:
+            self._verifier.verify(target, req, ("operator",))
+            u = self.sup.users.get(user) if isinstance(user, str) else None
+            if u is None or u.disabled:
+                raise AuthRefused("unknown or disabled user: refused")
+        except AuthRefused as exc:
+            self.sup.journal.audit("auth", "system", "auth.refused", exc.reason,
+                                   {"service": target, "claimed_user": str(user)[:64],
+                                    "command": str(getattr(req, "command", ""))[:64]})
+            self.get_logger().warning(f"refused {target} (claimed user {str(user)[:64]!r}): {exc.reason}")
+            return exc.reason
+        return None
+
+    @staticmethod
+    def _refuse(resp: Any, why: str) -> Any:
+        resp.accepted, resp.reason = False, why
+        if hasattr(resp, "code"):
+            resp.code = "UNAUTHENTICATED"
+        if hasattr(resp, "payload_json"):
+            resp.payload_json = "{}"
+        return resp
+
     def _on_batch_command(self, req: Any, resp: Any) -> Any:
+        if (why := self._unauthenticated("/cell/batch/command", req)) is not None:
+            resp.state = self.sup.sm.state.value
+            return self._refuse(resp, why)
         out = self.sup.batch_command(req.command, req.user, req.password, req.meaning, req.reason)
         resp.accepted, resp.code, resp.reason, resp.state = out.accepted, out.code, out.reason, self.sup.sm.state.value
         return resp
 
     async def _on_operate(self, req: Any, resp: Any) -> Any:
+        if (why := self._unauthenticated("/cell/operate", req)) is not None:
+            return self._refuse(resp, why)
         try:
             args = json.loads(req.args_json) if req.args_json.strip() else {}
             if not isinstance(args, dict):
@@ -365,6 +449,8 @@ class SupervisorNode(Node):
 
     async def _on_recover(self, req: Any, resp: Any) -> Any:
         """An operator's signed recovery of one latched device (Supervisor.recover_device)."""
+        if (why := self._unauthenticated("/cell/recover", req)) is not None:
+            return self._refuse(resp, why)
         out, h = self.sup.recover_device(req.device_id, req.user, req.password, req.meaning, req.reason)
         if h is None:
             resp.accepted, resp.code, resp.reason = False, out.code, out.reason
@@ -384,11 +470,15 @@ class SupervisorNode(Node):
         return resp
 
     def _on_shelve(self, req: Any, resp: Any) -> Any:
+        if (why := self._unauthenticated("/cell/alarms/shelve", req)) is not None:
+            return self._refuse(resp, why)
         out = self.sup.shelve_alarm(req.alarm_id, req.user, req.password, req.meaning, req.reason, req.duration_s)
         resp.accepted, resp.code, resp.reason = out.accepted, out.code, out.reason
         return resp
 
     def _on_ack(self, req: Any, resp: Any) -> Any:
+        if (why := self._unauthenticated("/cell/alarms/acknowledge", req)) is not None:
+            return self._refuse(resp, why)
         out = self.sup.acknowledge_alarm(req.alarm_id, req.user, req.comment)
         resp.accepted, resp.reason = out.accepted, out.reason
         return resp
@@ -398,6 +488,19 @@ class SupervisorNode(Node):
 
         g = goal_handle.request
         result = RunBatch.Result(record_path=self.record_path)
+        why = self._unauthenticated("/cell/batch/run", g)
+        if why is None and g.recipe_id not in self.cfg.recipes:
+            # an id from the approved set, never a path: nothing is read, so the reply is the
+            # same whether or not a file of that name exists
+            why = (f"RECIPE: unknown batch recipe {g.recipe_id[:80]!r} (an id of the approved master recipes, "
+                   f"never a path); known: {sorted(self.cfg.recipes)}")
+            self.sup.journal.batch_refusal(g.user, "start", "RECIPE", why)
+        if why is not None:
+            goal_handle.abort()
+            result.success, result.state = False, self.sup.sm.state.value
+            result.reason = why if why.startswith("RECIPE") else f"UNAUTHENTICATED: {why}"
+            result.json_summary = json.dumps(self.sup.summary(), default=str)
+            return result
         out = self.sup.run_batch(g.recipe_id, g.batch_id, g.user)
         if not out.accepted:
             goal_handle.abort()

@@ -41,10 +41,8 @@ def cell(tmp_path_factory):
 def _operate(client, node, command, args, user="op1"):
     from cell_interfaces.srv import DeviceCommand
 
-    c = client._client(DeviceCommand, "/cell/operate")
-    return client._wait_future(c.call_async(DeviceCommand.Request(device_id=node, command=command,
-                                                                  args_json=json.dumps(args), user=user,
-                                                                  reason="test")), 20.0)
+    return client.call(DeviceCommand, "/cell/operate", DeviceCommand.Request(
+        device_id=node, command=command, args_json=json.dumps(args), user=user, reason="test"))
 
 
 def test_interlocks_hold_through_the_supervisor_and_at_the_device(cell):
@@ -68,11 +66,10 @@ def test_bad_batch_input_is_refused_with_a_reason(cell):
     _acc, res = client.run_action(RunBatch, "/cell/batch/run",
                                   RunBatch.Goal(recipe_id="NO-SUCH", batch_id="B1", user="op1"), timeout_s=30.0)
     assert res is not None and not res.success and "unknown batch recipe 'NO-SUCH'" in res.reason
-    c = client._client(BatchCommand, "/cell/batch/command")
-    r = client._wait_future(c.call_async(BatchCommand.Request(command="restart", user="sup1")), 20.0)
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(command="restart", user="sup1"))
     assert not r.accepted and r.code == "STATE"
-    r = client._wait_future(c.call_async(BatchCommand.Request(command="hold", user="nobody")), 20.0)
-    assert not r.accepted and r.code == "PERMISSION"
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(command="hold", user="nobody"))
+    assert not r.accepted and r.code == "UNAUTHENTICATED"  # an unknown user is refused at the entry
 
 
 def test_status_and_interlocks_are_published(cell):
@@ -108,14 +105,13 @@ def test_signed_recovery_of_one_latched_device_through_the_supervisor(cell):
     from cell_interfaces.srv import RecoverDevice
 
     client, _ = cell
-    c = client._client(RecoverDevice, "/cell/recover")
 
     def recover(**kw):
         req = RecoverDevice.Request(device_id="isolator", user="sup1", password="sup1-demo-2026",
                                     meaning="responsibility", reason="door seals inspected")
         for k, v in kw.items():
             setattr(req, k, v)
-        return client._wait_future(c.call_async(req), 30.0)
+        return client.call(RecoverDevice, "/cell/recover", req, 30.0)
 
     r = recover()
     assert not r.accepted and r.code == "STATE" and "not latched" in r.reason

@@ -52,8 +52,9 @@ class ArmNode(DeviceNode):
                                      functools.partial(self._on_signals, node), 10)
         self.joint_names: list[str] = []
         self._current_motion = ""
-        self._action = ActionServer(self, ExecuteTrajectory, f"/cell/{node_name}/execute_trajectory",
-                                    execute_callback=self._execute_trajectory, cancel_callback=self.accept_cancel)
+        name = f"/cell/{node_name}/execute_trajectory"
+        self._action = ActionServer(self, ExecuteTrajectory, name, execute_callback=self._execute_trajectory,
+                                    goal_callback=self.goal_guard(name), cancel_callback=self.accept_cancel)
 
     def default_device_id(self) -> str:
         return self.cfg.layout.robot.id

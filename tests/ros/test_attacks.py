@@ -1,0 +1,163 @@
+"""Issue 12, the attacks on the command plane, by a rogue process on the cell's DDS domain.
+
+A real rogue rclpy node (``helpers/rogue.py``, its own process, no key of the cell) calls the
+device and operator services of the real graph (sim world, device nodes, lifecycle manager,
+supervisor as separate processes). Every attack is refused, nothing moves, and the batch
+record never shows an unauthenticated actor: refusals are recorded with actor ``system`` and
+the claimed user only in the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aseptic_cell.client import CellClient
+from aseptic_cell.config import default_config_dir, load_config
+from aseptic_cell.launcher import CellProcesses, wait_for_nodes
+from aseptic_cell.nodes.graph import default_graph
+from aseptic_cell.nodes.supervisor_node import supervisor_spec
+
+pytestmark = pytest.mark.timeout(300)
+
+ROGUE = Path(__file__).resolve().parent / "helpers" / "rogue.py"
+DC = "cell_interfaces.srv.DeviceCommand"
+USERS = {u.id for u in load_config(default_config_dir()).users.users}
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    cfg_dir = str(default_config_dir())
+    rec = tmp_path_factory.mktemp("records")
+    specs = default_graph(cfg_dir, speed=float("inf"), extra=[supervisor_spec(cfg_dir, str(rec))])
+    with CellProcesses(specs, env=dict(os.environ), log_dir=tmp_path_factory.mktemp("logs")) as procs:
+        wait_for_nodes(specs, timeout_s=240.0, check=lambda: procs.poll() and pytest.fail(f"died: {procs.poll()}"))
+        client = CellClient()
+        try:
+            for n in ("isolator", "vhp", "autoclave", "arm"):
+                client.wait_state(n, lambda s: s.comm_ok and s.lifecycle_state == "active", 60.0)
+            yield client, rec, tmp_path_factory.mktemp("rogue")
+        finally:
+            client.close()
+            procs.stop()
+
+
+def rogue(tmp: Path, plan: list[dict]) -> list[dict]:
+    """Run the plan in a rogue process that has no key (an empty security directory)."""
+    (tmp / "plan.json").write_text(json.dumps(plan))
+    empty = tmp / "no-keys"
+    empty.mkdir(exist_ok=True)
+    env = {**os.environ, "ASEPTIC_CELL_SECURITY_DIR": str(empty)}
+    env.pop("ASEPTIC_CELL_CLIENT_PRINCIPAL", None)
+    out = subprocess.run([sys.executable, str(ROGUE), str(tmp / "plan.json")], env=env, capture_output=True,
+                         text=True, timeout=180, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def svc(name: str, type_: str = DC, forge: str = "", **fields) -> dict:
+    return {"kind": "service", "type": type_, "name": name, "fields": fields, "forge": forge}
+
+
+def refused(r: dict, code: str = "UNAUTHENTICATED") -> bool:
+    return r["answered"] and not r["accepted"] and (not code or r["code"] == code)
+
+
+def _record_rows(rec: Path) -> list[tuple]:
+    rows = []
+    for db in rec.glob("*.db"):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows += con.execute("SELECT kind, actor, role, action, reason, payload FROM entries").fetchall()
+        finally:
+            con.close()
+    return rows
+
+
+def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor(cell):
+    from cell_interfaces.action import RunBatch
+    from cell_interfaces.srv import DeviceCommand
+
+    client, rec, tmp = cell
+    door = json.dumps({"door": "A"})
+    # a valid command the bench sends (accepted), captured as it went over the wire
+    captured = DeviceCommand.Request(command="close_door", args_json=door, user="sup1", reason="captured")
+    client.sign("/cell/isolator/command", captured)
+    assert client.call(DeviceCommand, "/cell/isolator/command", captured).accepted
+    cap = {k: getattr(captured, k) for k in ("device_id", "command", "args_json", "user", "reason", "auth")}
+    op = DeviceCommand.Request(device_id="isolator", command="close_door", args_json=door, user="sup1", reason="x")
+    client.sign("/cell/operate", op)
+    assert client.call(DeviceCommand, "/cell/operate", op).accepted
+    cap_op = {k: getattr(op, k) for k in ("device_id", "command", "args_json", "user", "reason", "auth")}
+
+    recipe_file = str(next((Path(default_config_dir()) / "recipes").glob("*.yaml")))
+    r = rogue(tmp, [
+        # 1. /cell/operate as "sup1" with no password (and with a forged front-end envelope)
+        svc("/cell/operate", device_id="isolator", command="open_door", args_json=door, user="sup1"),
+        svc("/cell/operate", forge="hmi", device_id="isolator", command="open_door", args_json=door, user="sup1"),
+        # 2. the device directly, as "mallory" (every service of the node, and one forged as supervisor)
+        svc("/cell/isolator/command", command="open_door", args_json=door, user="mallory"),
+        svc("/cell/isolator/command", forge="supervisor", command="open_door", args_json=door, user="mallory"),
+        svc("/cell/isolator/door", "cell_interfaces.srv.DoorCommand", door="hatch_a", command="open",
+            user="mallory"),
+        # 3. safe_state as "mallory"
+        svc("/cell/arm/command", command="safe_state", args_json="{}", user="mallory"),
+        # 5. replays of captured valid commands: same device, another device, the operator service
+        svc("/cell/isolator/command", **cap),
+        svc("/cell/vhp/command", **cap),
+        svc("/cell/operate", **cap_op),
+        # 4. RunBatch with a filesystem path, unsigned
+        {"kind": "action", "type": "cell_interfaces.action.RunBatch", "name": "/cell/batch/run",
+         "fields": {"recipe_id": recipe_file, "batch_id": "EVIL-1", "user": "sup1"}},
+        # a device action directly
+        {"kind": "action", "type": "cell_interfaces.action.RunCycle", "name": "/cell/vhp/run_cycle",
+         "fields": {"program_id": "VHP-ISO-STD", "batch_id": "mallory"}},
+    ])
+    names = [x["name"] for x in r]
+    assert all(x["answered"] for x in r), r
+    for x in r[:6]:
+        assert refused(x), x
+    assert "replay" in r[6]["reason"], r[6]
+    assert refused(r[6]) and refused(r[7]) and refused(r[8]) and "replay" in r[8]["reason"], r[6:9]
+    assert not r[9]["accepted"] and r[9]["reason"].startswith("UNAUTHENTICATED"), r[9]
+    assert not r[10]["accepted"], r[10]  # goal rejected
+    assert names[0] == "/cell/operate"
+    iso = client.state("isolator")
+    assert not iso.hatch_door_a_open and not iso.hatch_door_b_open
+    assert "latched" not in client.state("arm").lifecycle_state  # mallory's safe_state did nothing
+
+    # 3b. the arm latched legitimately (as the lifecycle manager would), then mallory's
+    #     unsigned recovery: refused, the arm stays latched
+    assert client.command("arm", "safe_state", {}, user="sup1", reason="test").accepted
+    client.wait_state("arm", lambda s: "latched" in s.lifecycle_state, 20.0, "arm latched")
+    r = rogue(tmp, [svc("/cell/arm/recover", "cell_interfaces.srv.Recover", device_id="arm", user="mallory",
+                        reason="unlatch")])
+    assert r[0]["answered"] and not r[0]["accepted"] and "unauthenticated" in r[0]["reason"], r
+    client.wait_for(lambda: "latched" in client.state("arm").lifecycle_state, 2.0, "arm still latched")
+    assert client.recover("arm", user="sup1", reason="test done").accepted  # the signed path works
+
+    # 4b. RunBatch with a path, authenticated: refused, and the reply does not tell whether it exists
+    replies = []
+    for path in (recipe_file, recipe_file + ".missing.yaml"):
+        _ok, res = client.run_action(RunBatch, "/cell/batch/run",
+                                     RunBatch.Goal(recipe_id=path, batch_id="B-PATH", user="op1"), 30.0)
+        assert res is not None and not res.success and res.reason.startswith("RECIPE"), res
+        replies.append(res.reason.replace(path, "<id>"))
+    assert replies[0] == replies[1], replies
+
+    # the record: the refusals are there, with actor "system"; no unauthenticated actor anywhere
+    client.wait_for(lambda: sum(1 for row in _record_rows(rec) if '"UNAUTHENTICATED"' in row[5]) >= 5, 10.0,
+                    "device refusals recorded")
+    rows = _record_rows(rec)
+    actors = {row[1] for row in rows}
+    assert actors <= USERS | {"system", "supervisor", "lifecycle_manager"}, actors
+    assert not [row for row in rows if "mallory" in (row[1], row[2])]
+    auth = [row for row in rows if row[0] == "auth" and row[3] == "auth.refused"]
+    assert {json.loads(row[5])["service"] for row in auth} >= {"/cell/operate", "/cell/batch/run"}
+    assert all(row[1] == "system" for row in auth)
+    assert any(json.loads(row[5]).get("claimed_user") == "mallory" and row[1] == "system" for row in rows)
