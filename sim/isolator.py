@@ -77,6 +77,7 @@ from .isolator_particles import (
     PARTICLE_WINDOW_S,
     IsolatorParticles,
     ParticleState,
+    particle_source_param,
 )
 from .isolator_pressure import (
     DEFAULT_LEAK_FAULT_RATE_PER_H,
@@ -111,6 +112,20 @@ SUBSTEP_S = 0.1
 
 
 # --------------------------------------------------------------------------- the model
+class _IsolatorFaults(FaultHooks):
+    """The isolator's fault hooks: a ``particle_source`` is checked when it is injected."""
+
+    def inject(self, name: str, **params: Any) -> None:
+        if name == "particle_source":
+            for key in ("0_5_per_m3", "5_0_per_m3"):
+                if key in params:
+                    particle_source_param(params, key, 0.0)
+            unknown = sorted(set(params) - {"0_5_per_m3", "5_0_per_m3"})
+            if unknown:
+                raise InvalidCommand(f"particle_source: unknown parameter(s) {unknown}; known: 0_5_per_m3, 5_0_per_m3")
+        super().inject(name, **params)
+
+
 class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGloves, IsolatorParticles):
     """Simulated isolator.
 
@@ -132,10 +147,10 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
 
         self._glove_ids = [g.id for g in cfg.glove_ports]
         self._rtp_ids = [r.id for r in cfg.rtps]
-        known = {"leak", "fan_failure", "seal_loss", "particle_monitor_failure"}
+        known = {"leak", "fan_failure", "seal_loss", "particle_monitor_failure", "particle_source"}
         known |= {f"glove_breach:{g}" for g in self._glove_ids}
         known |= {f"beta_lock_failure:{r}" for r in self._rtp_ids}
-        self.faults = FaultHooks(known=known)
+        self.faults = _IsolatorFaults(known=known)
 
         p = cfg.pressure
         self._dp_base: float = p.setpoint_pa
@@ -156,8 +171,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
             reading_5_0=cfg.particles.background_5_0_per_m3,
             next_report_t=self._t,
         )
-        for _ in range(round(PARTICLE_WINDOW_S / PARTICLE_REPORT_INTERVAL_S)):  # counter already running
-            self._count_particles(0.0)
+        self._prime_particle_counter()
         self._decon_status = DeconStatus.NOT_DECONTAMINATED
         self._decon_run_id = ""
         self._breach_reason = ""
@@ -381,14 +395,10 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         """What the real isolator reports, with sensor faults (``sensor:<key>``) applied."""
         out = read_sensors(self._raw_sensors(), self._t, self.faults, self._channels, self._held)
         # derived flags are computed from the (possibly faulty) readings, as the counter does
-        pc = self.cfg.particles
         p = self.cfg.pressure
-        r05, r50 = out["particles.0_5_per_m3"], out["particles.5_0_per_m3"]
-        out["particles.0_5_alert"] = bool(r05 > pc.alert_0_5_per_m3)
-        out["particles.0_5_action"] = bool(r05 > pc.action_0_5_per_m3)
-        out["particles.5_0_alert"] = bool(r50 > pc.alert_5_0_per_m3)
-        out["particles.5_0_action"] = bool(r50 > pc.action_5_0_per_m3)
-        out["particles.action_excursion"] = out["particles.0_5_action"] or out["particles.5_0_action"]
+        out.update(self.particle_flags(float(out["particles.0_5_per_m3"]), float(out["particles.5_0_per_m3"])))
+        out["particles.5_0_count"] = self._particles.count_5_0
+        out["particles.sample_time_s"] = self._sample_time_s()
         dp = out["dp_pa"]
         out["dp_in_band"] = bool(p.alarm_low_pa <= dp <= p.alarm_high_pa)
         air = self.cfg.airflow

@@ -53,9 +53,23 @@ class ParticleConfig(Model):
     burst_intervention_0_5: NonNegativeFinite
     burst_door_0_5: NonNegativeFinite
     burst_decay_s: PositiveFinite
+    sample_time_s: float = Field(
+        default=60.0, ge=1.0, le=600.0,
+        description="counter sample time (s): counts are integrated over flow x time (60 s at 28.3 L/min = "
+                    "28.3 L = 1 ft3 [TSI]; ISO 21501-4 counter [ISO21501-4]); site value [M]")
+    action_5_0_min_count: int = Field(
+        default=2, ge=1, le=100,
+        description=">=5 um particles one sample needs for an action excursion: a single count may be a "
+                    "false count (Annex 1 §9 Table 5 notes [ANNEX1-2022] [M]); site value [M]")
+    trend_5_0_n: int = Field(default=2, ge=1, le=20,
+                             description="samples with >=5 um counts among the last trend_5_0_m that make an "
+                                         "action excursion (repeated low counts [HOSPINT] [PMS-AL]) [M]")
+    trend_5_0_m: int = Field(default=3, ge=1, le=60, description="window of the 5 um trend rule (samples) [M]")
 
     @model_validator(mode="after")
     def _levels(self) -> ParticleConfig:
+        if self.trend_5_0_n > self.trend_5_0_m:
+            raise ValueError("trend_5_0_n must not exceed trend_5_0_m")
         if self.alert_0_5_per_m3 > self.action_0_5_per_m3:
             raise ValueError("alert_0_5_per_m3 must not exceed action_0_5_per_m3")
         if self.alert_5_0_per_m3 > self.action_5_0_per_m3:
