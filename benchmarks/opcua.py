@@ -87,6 +87,7 @@ class _Emulator:
                 str(self.yaml_path),
                 "--device",
                 self.device,
+                "--fault-methods",  # the benchmark's hazard is injected through the test hook
                 "--log-level",
                 "ERROR",
             ],

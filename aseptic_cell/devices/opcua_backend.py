@@ -40,6 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..opcua.uatyping import node_id
@@ -88,6 +89,10 @@ class OpcUaBackend:
         base = config.client if config is not None else ClientSettings()
         self.settings = ClientSettings.model_validate({**base.model_dump(), **client_overrides})
         self.endpoint = endpoint
+        self._base_dir = config.base_dir if config is not None else Path.cwd()
+        self._emulator_pki = (
+            config.emulator.security.pki_root(self._base_dir) if config is not None else None
+        )
         self.on_readings = on_readings
         self._lock = threading.Lock()
         self._values: dict[str, Any] = {}
@@ -217,6 +222,8 @@ class OpcUaBackend:
         client.session_timeout = int(s.session_timeout_s * 1000)
         client.name = f"aseptic_cell bridge {self.device_id}"
         self._client = client
+        if s.security.mode == "sign_and_encrypt":
+            await self._secure(client)
         await asyncio.wait_for(client.connect(), timeout=s.connect_timeout_s)
         ns = await asyncio.wait_for(client.get_namespace_index(NS_URI), s.request_timeout_s)
         self._ns = ns
@@ -305,6 +312,42 @@ class OpcUaBackend:
             if silent > s.silence_timeout_s:
                 raise _Lost(f"no data-change notification for {silent:.1f} s (SimTime not advancing)")
         return True
+
+    async def _secure(self, client: Any) -> None:
+        """Basic256Sha256/SignAndEncrypt with the bridge's certificate, the device server's pinned
+        certificate and a user name + password (from the environment, never from a file)."""
+        import os
+
+        from asyncua import ua
+        from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+        sec = self.settings.security
+
+        def path(p: str) -> str:
+            q = Path(p.replace("{device}", self.device_id)).expanduser()
+            return str(q if q.is_absolute() else self._base_dir / q)
+
+        if not sec.certificate or not sec.private_key or not sec.user:
+            raise _Lost("client.security: sign_and_encrypt needs certificate, private_key and user")
+        if sec.server_certificate:
+            server_cert = path(sec.server_certificate)
+        elif self._emulator_pki is not None:
+            server_cert = str(self._emulator_pki / self.device_id / "own" / "cert.der")
+        else:
+            raise _Lost("client.security.server_certificate is not set")
+        password = os.environ.get(sec.password_env)
+        if password is None:
+            raise _Lost(f"client.security: ${sec.password_env} (the password of {sec.user!r}) is not set")
+        client.application_uri = sec.application_uri
+        client.set_user(sec.user)
+        client.set_password(password)
+        await client.set_security(
+            SecurityPolicyBasic256Sha256,
+            path(sec.certificate),
+            path(sec.private_key),
+            server_certificate=server_cert,
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
 
     @staticmethod
     def _decode(dv: Any, record: bool) -> Any:

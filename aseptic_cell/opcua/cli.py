@@ -43,6 +43,12 @@ def add_emulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--speed", type=float, default=None, help="sim seconds per wall second (default: opcua.yaml)"
     )
     p.add_argument("--update-period", type=float, default=None, help="variable update period, wall s")
+    p.add_argument(
+        "--fault-methods",
+        action="store_true",
+        help="expose the Emulator/InjectFault and ClearFault test hooks (off unless asked for; "
+        "in sign_and_encrypt mode only fault_roles may call them)",
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run_emulate)
     return p
@@ -72,6 +78,8 @@ def run_emulate(args: argparse.Namespace) -> int:
     if problems:
         print("OPC UA configuration is INVALID:\n" + "\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "fault_methods", False):
+        ocfg.emulator.expose_fault_methods = True
     if args.speed is not None and not (args.speed > 0 and args.speed < float("inf")):
         print(f"--speed must be a finite number > 0, got {args.speed}", file=sys.stderr)
         return EXIT_CONFIG

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..config.base import Identifier, Model, PositiveFinite
 
@@ -53,6 +53,66 @@ class DeviceEndpoint(Model):
         return int(urlparse(self.endpoint).port or 4840)
 
 
+SecurityMode = Literal["none", "sign_and_encrypt"]
+
+
+class DeviceServerSecurity(Model):
+    """Security of the emulated device servers (issue 12 item 7)."""
+
+    mode: SecurityMode = Field(
+        default="none",
+        description="none: SecurityPolicy None, anonymous, loopback only; sign_and_encrypt: Basic256Sha256 "
+        "SignAndEncrypt, user name + password from users_file, trusted client certificates only "
+        "(the cell server's hardening), for a HIL bench on a shared network",
+    )
+    pki_dir: str | None = Field(
+        default=None,
+        description="<pki>/<DEVICE>/own/cert.der (generated), <pki>/trusted/ (client certificates, DER/PEM), "
+        "<pki>/rejected/; relative to opcua.yaml; default $XDG_STATE_HOME/aseptic_cell/opcua_devices/pki",
+    )
+    users_file: str = Field(default="users.yaml", description="accounts (relative to opcua.yaml)")
+    command_roles: list[str] = Field(
+        default_factory=lambda: ["supervisor", "engineer"], min_length=1,
+        description="roles whose sessions may call the device's command methods",
+    )
+    fault_roles: list[str] = Field(
+        default_factory=lambda: ["engineer"], min_length=1,
+        description="roles whose sessions may call Emulator/InjectFault and ClearFault (when exposed)",
+    )
+    certificate_days: int = Field(default=365, ge=1, le=3650)
+
+    def pki_root(self, base_dir: Path) -> Path:
+        if self.pki_dir:
+            p = Path(self.pki_dir).expanduser()
+            return p if p.is_absolute() else base_dir / p
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        return state / "aseptic_cell" / "opcua_devices" / "pki"
+
+    def users_path(self, base_dir: Path) -> Path:
+        p = Path(self.users_file).expanduser()
+        return p if p.is_absolute() else base_dir / p
+
+
+class ClientSecurity(Model):
+    """How the bridge backends log in to a device server in ``sign_and_encrypt`` mode."""
+
+    mode: SecurityMode = "none"
+    certificate: str | None = Field(default=None, description="the bridge's certificate (DER), relative to opcua.yaml")
+    private_key: str | None = Field(default=None, description="its private key (PEM)")
+    application_uri: str = Field(
+        default="urn:aseptic-cell:opcua:bridge", description="must be in the certificate's SubjectAltName"
+    )
+    server_certificate: str | None = Field(
+        default=None,
+        description="the device server's certificate, pinned; {device} is replaced by the device id "
+        "(default: the emulator's <pki>/{device}/own/cert.der)",
+    )
+    user: str | None = Field(default=None, description="account the bridge logs in as")
+    password_env: str = Field(
+        default="ASEPTIC_CELL_OPCUA_DEVICE_PASSWORD", description="environment variable holding its password"
+    )
+
+
 class EmulatorSettings(Model):
     sim_speed: PositiveFinite = Field(
         default=10.0, le=10000.0, description="sim seconds per wall second of the emulated world"
@@ -67,10 +127,11 @@ class EmulatorSettings(Model):
         default=0.0, ge=0.0, le=10000.0, description="MinimumSamplingInterval advertised on the variables (ms)"
     )
     expose_fault_methods: bool = Field(
-        default=True,
+        default=False,
         description="create the Emulator/InjectFault and ClearFault methods "
-        "(test hooks; never on a real controller)",
+        "(test hooks, off unless asked for: here or `cellctl emulate --fault-methods`; never on a real controller)",
     )
+    security: DeviceServerSecurity = Field(default_factory=DeviceServerSecurity)
     loopback_only: bool = Field(default=True, description="refuse to bind to anything but a loopback address")
     max_message_size: int = Field(
         default=4 * 1024 * 1024,
@@ -102,6 +163,7 @@ class ClientSettings(Model):
     backoff_initial_s: PositiveFinite = Field(default=0.25, le=10.0, description="first reconnect delay (s)")
     backoff_max_s: PositiveFinite = Field(default=2.0, le=300.0, description="reconnect delay cap (s)")
     session_timeout_s: PositiveFinite = Field(default=30.0, le=3600.0, description="requested session timeout (s)")
+    security: ClientSecurity = Field(default_factory=ClientSecurity)
 
 
 class OpcUaConfig(Model):
@@ -113,6 +175,21 @@ class OpcUaConfig(Model):
     cell_server: dict[str, Any] | None = Field(
         default=None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)"
     )
+    _base_dir: Path = PrivateAttr(default_factory=lambda: Path.cwd())
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder of opcua.yaml (relative paths in it are resolved against it)."""
+        return self._base_dir
+
+    @model_validator(mode="after")
+    def _none_only_on_loopback(self) -> OpcUaConfig:
+        if self.emulator.security.mode == "none" and not self.emulator.loopback_only:
+            raise ValueError(
+                "emulator.loopback_only: false needs emulator.security.mode: sign_and_encrypt "
+                "(SecurityPolicy None and anonymous access only on loopback)"
+            )
+        return self
 
     def endpoint(self, device_id: str) -> DeviceEndpoint:
         try:
@@ -164,7 +241,9 @@ def load_opcua_config(path: str | Path | None = None, config_dir: str | Path | N
         raise OpcUaConfigError(f"{p}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
         raise OpcUaConfigError(f"{p}: invalid YAML: {exc}") from None
-    return parse_opcua_config(data, str(p))
+    cfg = parse_opcua_config(data, str(p))
+    cfg._base_dir = p.resolve().parent
+    return cfg
 
 
 def check_against_cell(cfg: OpcUaConfig, cell_cfg: Any) -> list[str]:

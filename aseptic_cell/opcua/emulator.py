@@ -10,14 +10,23 @@ motion device / safety states (arm), and ``SimTime``. Values are written every
 ``emulator.update_period_s`` (changed values only; ``SimTime`` every time) and at once after
 a command or fault.
 
-Security of these device-level servers (the plant-floor PLCs' level): SecurityPolicy None on
-loopback — a documented exception to the cell's secure-by-default rule; the cell server for
-MES/SCADA is the secure one. What is closed here anyway: a user manager is installed
-(anonymous = plain User role, every user name refused, so no "admin with any password",
-OPCUA_NOTES hole 2); variables are read-only; transport limits are lowered (hole 3);
-binding is refused off loopback unless ``loopback_only: false``. The ``Emulator/InjectFault``
-and ``ClearFault`` methods are test hooks (``expose_fault_methods``), never present on a
-real controller.
+Security of these device-level servers (``emulator.security.mode``):
+
+* ``none`` (default; loopback only — the config refuses ``loopback_only: false`` with it):
+  SecurityPolicy None, the plant-floor PLCs' level, a documented exception to the cell's
+  secure-by-default rule. What is closed anyway: a user manager is installed (anonymous =
+  plain User role, every user name refused, so no "admin with any password", OPCUA_NOTES
+  hole 2); variables are read-only; transport limits are lowered (hole 3).
+* ``sign_and_encrypt`` (a HIL bench on a shared network, issue 12 item 7): each device
+  server is the cell server's hardened asyncua server (:mod:`.server.security`): only
+  Basic256Sha256/SignAndEncrypt (None channels carry discovery only), user name + password
+  from ``users_file`` (no anonymous, no admin), client certificates only from
+  ``<pki>/trusted/``, the connection-flood guard. Command methods need a session whose role
+  is in ``command_roles``; the fault methods one in ``fault_roles``; otherwise
+  ``BadUserAccessDenied``. The record's user is the session's account.
+
+The ``Emulator/InjectFault`` and ``ClearFault`` methods are test hooks, never present on a real
+controller: off unless asked for (``expose_fault_methods`` or ``cellctl emulate --fault-methods``).
 """
 
 from __future__ import annotations
@@ -55,9 +64,14 @@ from .model import (
     nid_simtime,
     record_json,
 )
-from .uatyping import node_id
+from .uatyping import node_id, status_code
 
 log = logging.getLogger("aseptic_cell.emulator")
+
+
+class _WallClock:
+    def now(self) -> float:
+        return time.time()
 
 
 class DeviceUserManager(UserManager):
@@ -143,16 +157,50 @@ class DeviceServer:
     def _nid(self, s: str) -> ua.NodeId:
         return node_id(s, self.ns)
 
+    @property
+    def secure(self) -> bool:
+        return self.settings.security.mode == "sign_and_encrypt"
+
+    def _secure_server(self) -> Server:
+        from ..auth import UserDirectory
+        from .server.flood import FloodGuard, FloodLimits
+        from .server.pki import ServerPki, TrustList
+        from .server.security import CellUaServer, DirectoryUserManager
+
+        sec, base = self.settings.security, self.world.ocfg.base_dir
+        root = sec.pki_root(base)
+        self.directory = UserDirectory.from_file(sec.users_path(base), _WallClock())
+        self.pki = ServerPki(root / self.device_id)
+        self.trust = TrustList(root / "trusted", root / "rejected")
+        guard = FloodGuard(
+            FloodLimits(max_connections=40, max_unauthenticated=32, max_unauthenticated_per_address=8), []
+        )
+        server = CellUaServer(DirectoryUserManager(self.directory), self.trust, guard)
+        server.iserver.max_connections = 40
+        server.iserver.max_pending_activation_seconds = 0  # the guard's deadlines
+        return server
+
     async def start(self) -> None:
         if self.settings.loopback_only and self.ep.host not in LOOPBACK_HOSTS:
             raise ValueError(f"{self.device_id}: refusing to bind {self.ep.host} (emulator.loopback_only)")
-        server = Server(user_manager=DeviceUserManager())
+        app_uri = f"urn:aseptic-cell:emulator:{self.device_id}"
+        server = self._secure_server() if self.secure else Server(user_manager=DeviceUserManager())
         await server.init()
         server.set_endpoint(self.ep.endpoint)
         server.set_server_name(f"aseptic_cell emulated {self.kind} {self.device_id}")
-        await server.set_application_uri(f"urn:aseptic-cell:emulator:{self.device_id}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        server.set_identity_tokens([ua.AnonymousIdentityToken])
+        await server.set_application_uri(app_uri)
+        if self.secure:
+            sec = self.settings.security
+            self.pki.ensure(application_uri=app_uri, common_name=f"aseptic_cell emulated {self.device_id}",
+                            hostnames=sorted({"localhost", self.ep.host}), days=sec.certificate_days)
+            await server.load_certificate(str(self.pki.cert_path))
+            await server.load_private_key(str(self.pki.key_path))
+            n = self.trust.reload()
+            log.info("%s: SignAndEncrypt; %d trusted client certificate(s) in %s", self.device_id, n,
+                     self.trust.trusted_dir)
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
         server.limits = TransportLimits(
             max_recv_buffer=65535,
             max_send_buffer=65535,
@@ -386,23 +434,46 @@ class DeviceServer:
             self._trip = trip.nodeid
 
     # ------------------------------------------------------------------ methods
+    def _session_user(self, roles: list[str], what: str) -> str | None:
+        """The authenticated account id allowed to do ``what`` (secure mode), "" in mode none;
+        None = refused."""
+        if not self.secure:
+            return ""
+        from .server.security import session_account
+
+        account = session_account()
+        if account is None or account.role not in roles:
+            log.warning("%s: %s by %s refused (roles allowed: %s)", self.device_id, what,
+                        f"{account.id} ({account.role})" if account else "no session account", roles)
+            return None
+        return account.id
+
     def _make_handler(self, name: str) -> Any:
-        async def handler(parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        async def handler(parent: ua.NodeId, *args: Any) -> list[ua.Variant] | ua.StatusCode:
+            who = self._session_user(self.settings.security.command_roles, name)
+            if who is None:
+                return status_code(ua.StatusCodes.BadUserAccessDenied)
             vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
             args_json = vals[0] if vals else ""
             user = vals[1] if len(vals) > 1 else ""
             reason = vals[2] if len(vals) > 2 else ""
-            return await self.world.command(self.device_id, name, args_json or "", user or "", reason or "")
+            if who and user and user != who:  # on behalf of: both are kept
+                reason = f"{reason} [device session: {who}]".strip()
+            return await self.world.command(self.device_id, name, args_json or "", user or who, reason or "")
 
         return handler
 
-    async def _inject(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+    async def _inject(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant] | ua.StatusCode:
+        if self._session_user(self.settings.security.fault_roles, "InjectFault") is None:
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
         vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
         return await self.world.fault(
             self.device_id, "inject", vals[0] if vals else "", vals[1] if len(vals) > 1 else ""
         )
 
-    async def _clear(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+    async def _clear(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant] | ua.StatusCode:
+        if self._session_user(self.settings.security.fault_roles, "ClearFault") is None:
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
         vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
         return await self.world.fault(self.device_id, "clear", vals[0] if vals else "", "")
 

@@ -84,9 +84,12 @@ class Emulator:
     """``python -m aseptic_cell.opcua.emulator`` in its own process (group)."""
 
     def __init__(
-        self, opcua_yaml: Path, devices: list[str], log: Path, extra: list[str] | None = None
+        self, opcua_yaml: Path, devices: list[str], log: Path, extra: list[str] | None = None,
+        fault_methods: bool = True,
     ) -> None:
-        self.yaml, self.devices, self.log, self.extra = opcua_yaml, devices, log, extra or []
+        # the HIL bench asks for the fault-injection hooks (off by default in cellctl emulate)
+        extra = [*(extra or []), *(["--fault-methods"] if fault_methods else [])]
+        self.yaml, self.devices, self.log, self.extra = opcua_yaml, devices, log, extra
         self.proc: subprocess.Popen | None = None
         self.ready_at = 0.0
 

@@ -1,0 +1,172 @@
+"""Emulated device servers in the secure mode for a HIL bench on a shared network (issue 12 item 7),
+and the fault-injection hooks off unless asked for. Real processes over TCP on loopback.
+
+One emulator (ISO1) with ``emulator.security.mode: sign_and_encrypt`` and ``--fault-methods``; one
+in the default mode without the flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import yaml
+from asyncua import Client, ua
+from asyncua.ua.uaerrors import UaStatusCodeError
+
+from aseptic_cell.devices.opcua_backend import OpcUaBackend
+from aseptic_cell.opcua.config import load_opcua_config
+from aseptic_cell.opcua.model import NS_URI, nid_fault, nid_folder, nid_method
+from aseptic_cell.opcua.server.testing import client_for, make_client_identity, secure, trust
+
+from .conftest import ROOT, TEST_CLIENT, Emulator, free_ports
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(150)]
+
+PASSWORDS = {"sup1": "sup1-demo-2026", "eng1": "eng1-demo-2026", "op1": "op1-demo-2026"}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("secure-emu")
+    port, plain_port = free_ports(2)
+    pki = tmp / "pki"
+    ident = make_client_identity(tmp / "client", "bridge", "urn:aseptic-cell:opcua:bridge")
+    trust(pki, ident)
+    data = {
+        "devices": {"ISO1": {"endpoint": f"opc.tcp://127.0.0.1:{port}/aseptic/ISO1"}},
+        "emulator": {
+            "sim_speed": 200.0,
+            "security": {"mode": "sign_and_encrypt", "pki_dir": str(pki),
+                         "users_file": str(ROOT / "config" / "users.yaml")},
+        },
+        "client": dict(TEST_CLIENT, security={
+            "mode": "sign_and_encrypt", "certificate": str(ident.cert), "private_key": str(ident.key),
+            "user": "sup1", "password_env": "H6_TEST_DEVICE_PASSWORD",
+        }),
+    }
+    (tmp / "opcua.yaml").write_text(yaml.safe_dump(data))
+    plain = {"devices": {"ISO1": {"endpoint": f"opc.tcp://127.0.0.1:{plain_port}/aseptic/ISO1"}},
+             "emulator": {"sim_speed": 200.0}}
+    (tmp / "plain.yaml").write_text(yaml.safe_dump(plain))
+    emu = Emulator(tmp / "opcua.yaml", ["ISO1"], tmp / "emu.log").start()
+    emu_plain = Emulator(tmp / "plain.yaml", ["ISO1"], tmp / "emu-plain.log", fault_methods=False).start()
+    try:
+        emu.wait_ready()
+        emu_plain.wait_ready()
+        yield {
+            "tmp": tmp, "endpoint": data["devices"]["ISO1"]["endpoint"], "plain": plain["devices"]["ISO1"]["endpoint"],
+            "ident": ident, "server_cert": pki / "ISO1" / "own" / "cert.der",
+        }
+    finally:
+        emu.stop()
+        emu_plain.stop()
+
+
+async def _secure_session(bench, user):
+    c = client_for(bench["endpoint"], bench["ident"], bench["server_cert"], user=user, password=PASSWORDS[user])
+    await secure(c)
+    await c.connect()
+    return c
+
+
+async def _call(c, folder, method_nid, *args):
+    ns = await c.get_namespace_index(NS_URI)
+    try:
+        return await c.get_node(ua.NodeId(nid_folder("ISO1", folder), ns)).call_method(
+            ua.NodeId(method_nid, ns), *[ua.Variant(a, ua.VariantType.String) for a in args])
+    except UaStatusCodeError as exc:
+        return type(exc).__name__
+
+
+def test_secure_mode_refuses_anonymous_none_channels_and_unknown_users(bench):
+    async def anonymous():
+        try:
+            async with Client(bench["endpoint"], timeout=5) as c:
+                await c.get_namespace_index(NS_URI)
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
+        return "CONNECTED"
+
+    async def wrong_password():
+        c = client_for(bench["endpoint"], bench["ident"], bench["server_cert"], user="mallory", password="guess-1234")
+        await secure(c)
+        try:
+            await c.connect()
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
+        await c.disconnect()
+        return "CONNECTED"
+
+    async def endpoints():
+        c = Client(bench["endpoint"], timeout=5)
+        return await c.connect_and_get_server_endpoints()
+
+    assert run(anonymous()) != "CONNECTED"
+    assert run(wrong_password()) != "CONNECTED"
+    eps = run(endpoints())
+    assert {(e.SecurityMode, e.SecurityPolicyUri.rsplit("#", 1)[1]) for e in eps} == {
+        (ua.MessageSecurityMode.SignAndEncrypt, "Basic256Sha256")}
+    assert {t.TokenType for e in eps for t in e.UserIdentityTokens} == {ua.UserTokenType.UserName}
+
+
+def test_secure_mode_method_roles(bench):
+    async def go():
+        op = await _secure_session(bench, "op1")  # operator: not in command_roles
+        sup = await _secure_session(bench, "sup1")
+        eng = await _secure_session(bench, "eng1")
+        try:
+            return (
+                await _call(op, "Methods", nid_method("ISO1", "close_door"), '{"door": "A"}', "op1", "t"),
+                await _call(sup, "Emulator", nid_fault("ISO1", "InjectFault"), "sensor:dp_pa", '{"mode": "nan"}'),
+                await _call(eng, "Emulator", nid_fault("ISO1", "InjectFault"), "sensor:dp_pa", '{"mode": "nan"}'),
+                await _call(eng, "Emulator", nid_fault("ISO1", "ClearFault"), ""),
+            )
+        finally:
+            for c in (op, sup, eng):
+                await c.disconnect()
+
+    op_cmd, sup_fault, eng_fault, eng_clear = run(go())
+    assert op_cmd == "BadUserAccessDenied"
+    assert sup_fault == "BadUserAccessDenied"  # fault injection: engineer only
+    assert eng_fault[0] is True and eng_clear[0] is True
+
+
+def test_bridge_backend_drives_the_device_over_sign_and_encrypt(bench, monkeypatch):
+    monkeypatch.setenv("H6_TEST_DEVICE_PASSWORD", PASSWORDS["sup1"])
+    cfg = load_opcua_config(bench["tmp"] / "opcua.yaml")
+    b = OpcUaBackend(device_id="ISO1", kind="isolator", config=cfg)
+    try:
+        b.connect(30.0)
+        assert b.connected() and b.latest() is not None
+        out = b.command("close_door", {"door": "A"}, user="t")
+        assert out.code in ("OK", "ALREADY"), out
+    finally:
+        b.close()
+    # an unknown account (a wrong password for a real one would count towards its lock-out)
+    monkeypatch.setenv("H6_TEST_DEVICE_PASSWORD", "wrong-password-1")
+    cfg.client.security.user = "mallory"
+    b = OpcUaBackend(device_id="ISO1", kind="isolator", config=cfg)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - any connection failure
+            b.connect(3.0)
+        assert not b.connected()
+    finally:
+        b.close()
+
+
+def test_fault_methods_are_off_unless_asked_for(bench):
+    async def go():
+        async with Client(bench["plain"], timeout=5) as c:
+            ns = await c.get_namespace_index(NS_URI)
+            root = c.get_node(ua.NodeId("ISO1", ns))
+            names = {(await ch.read_browse_name()).Name for ch in await root.get_children()}
+            return names
+
+    names = run(go())
+    assert "Methods" in names and "Emulator" not in names
+    assert load_opcua_config(ROOT / "config" / "opcua.yaml").emulator.expose_fault_methods is False
