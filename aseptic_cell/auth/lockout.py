@@ -188,9 +188,9 @@ class LoginGuard:
 
         self._tx(tx)
 
-    def event(self, action: str, user: str, now: float, **detail: Any) -> None:
+    def event(self, kind: str, user: str, now: float, **detail: Any) -> None:
         """Log a security event (e.g. ``auth.role_refused``)."""
-        self._tx(lambda con: self._event(con, now, str(user)[:MAX_ID_LEN], action, detail))
+        self._tx(lambda con: self._event(con, now, str(user)[:MAX_ID_LEN], kind, detail))
 
     def events_after(self, last_id: int, limit: int = 500) -> list[dict[str, Any]]:
         """Events with id > ``last_id``, oldest first."""

@@ -228,6 +228,10 @@ def create_app(
         try:
             return users.authorize(s.user, action)
         except PermissionDenied as exc:
+            try:  # recorded (Part 11 §11.300(d)): the supervisor copies it into the batch record
+                users.guard.event("auth.role_refused", s.user, time.time(), action=action, role=s.role)
+            except Exception:  # noqa: BLE001 - a log failure must not turn a refusal into an error page
+                log.exception("role refusal of %s for %s not logged", s.user, action)
             raise HmiError("ROLE_FORBIDDEN", exc.reason, extra={"role": s.role, "action": action}) from None
 
     def _signature(s: Session, action: str, sig: SignatureBody | None) -> SignatureBody | None:
@@ -545,4 +549,10 @@ def create_app(
             with contextlib.suppress(Exception):
                 await websocket.close()
 
+    from .limits import RequestLimits
+
+    # outermost: limits apply before sessions, CSRF or any body is read
+    app.add_middleware(RequestLimits, max_body_bytes=cfg.max_body_bytes,
+                       max_login_body_bytes=cfg.max_login_body_bytes, login_rate_per_min=cfg.login_rate_per_min,
+                       login_burst=cfg.login_burst, api_rate_per_s=cfg.api_rate_per_s, api_burst=cfg.api_burst)
     return app

@@ -39,6 +39,15 @@ class HmiConfig(Model):
     command_timeout_s: PositiveFinite = Field(default=10.0, le=300.0, description="wait for a command's answer (s)")
     allow_remote: bool = Field(default=False, description="allow a non-loopback bind address")
     cookie_secure: bool = Field(default=False, description="mark the session cookie Secure (HTTPS only)")
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 2**20,
+                                description="largest request body of any endpoint (413 above)")
+    max_login_body_bytes: int = Field(default=4096, ge=256, le=65536,
+                                      description="largest log-in body: refused unread above (413)")
+    login_rate_per_min: PositiveFinite = Field(default=20.0, le=6000.0,
+                                               description="log-in attempts per minute per client address")
+    login_burst: int = Field(default=10, ge=1, le=1000, description="log-in attempts in a burst per address")
+    api_rate_per_s: PositiveFinite = Field(default=50.0, le=10000.0, description="/api requests per s per address")
+    api_burst: int = Field(default=200, ge=1, le=100000, description="/api requests in a burst per address")
 
     @model_validator(mode="after")
     def _loopback(self) -> HmiConfig:

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hmi: bad configuration: {exc}", file=sys.stderr)
         return 2
     users = UserDirectory.from_file(config_dir / "users.yaml", _WallClock())
+    from aseptic_cell.auth.lockout import LoginGuard
+
+    # the cell's shared, persistent lock-out store (every interface; issue 12)
+    users.guard = LoginGuard.shared(users.config.policy, source="hmi")
     ros_args = argv[argv.index("--ros-args") :] if "--ros-args" in argv else []
     sock = bind_socket(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]

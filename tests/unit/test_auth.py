@@ -314,3 +314,61 @@ def test_hash_cli_prints_a_verifiable_hash(monkeypatch, capsys):
     assert verify_password("correct-horse-battery", out) and "correct-horse" not in out
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert auth_cli(["hash", "--stdin"]) == 1
+
+
+# ----------------------------------------------------------------------- shared, persistent lock-out (issue 12)
+def _shared(tmp_path: Path, shipped_data, fast_hashes, clock, source: str) -> UserDirectory:
+    from aseptic_cell.auth.lockout import LoginGuard
+
+    path = _test_file(tmp_path, shipped_data, fast_hashes)
+    d = UserDirectory.from_file(path, clock)
+    d.guard = LoginGuard(tmp_path / "auth.db", d.config.policy, source=source)
+    return d
+
+
+def test_parallel_guesses_cannot_beat_the_lockout_on_any_interface(tmp_path, shipped_data, fast_hashes, clock):
+    """16 parallel log-ins (15 wrong, 1 right) on two interfaces sharing the store: no log-in,
+    the account locked, at most max_failed_attempts passwords checked (before: the right one
+    logged in and cleared the lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hmi = _shared(tmp_path, shipped_data, fast_hashes, clock, "hmi")
+    opcua = _shared(tmp_path, shipped_data, fast_hashes, clock, "opcua_server")
+    guesses = [f"wrong-guess-{i:02d}" for i in range(15)]
+    guesses.insert(7, DEMO["op1"])
+
+    def attempt(i_pw: tuple[int, str]) -> str:
+        d = hmi if i_pw[0] % 2 else opcua
+        try:
+            return d.authenticate("op1", i_pw[1]).id
+        except AuthError as exc:
+            return exc.reason
+
+    with ThreadPoolExecutor(16) as ex:
+        out = list(ex.map(attempt, enumerate(guesses)))
+    assert "op1" not in out, out
+    assert hmi.is_locked("op1") and opcua.is_locked("op1")
+    with pytest.raises(AuthError, match="locked"):
+        opcua.authenticate("op1", DEMO["op1"])
+    ev = hmi.guard.events_after(0)
+    assert sum(e["action"] == "auth.failed" for e in ev) <= 3  # max_failed_attempts passwords checked
+    assert any(e["action"] == "auth.lockout" for e in ev)
+    assert sum(e["action"] == "auth.refused_locked" for e in ev) >= 12
+
+
+def test_lockout_survives_a_restart_and_is_recorded(tmp_path, shipped_data, fast_hashes, clock):
+    d = _shared(tmp_path, shipped_data, fast_hashes, clock, "hmi")
+    for _ in range(3):
+        with pytest.raises(AuthError) as info:
+            d.authenticate("sup1", "bad-password-1")
+        assert info.value.reason == GENERIC_FAILURE
+    d.guard.close()
+    again = _shared(tmp_path, shipped_data, fast_hashes, clock, "cli")  # a new process, another interface
+    with pytest.raises(AuthError, match="locked"):
+        again.authenticate("sup1", DEMO["sup1"])
+    actions = [(e["action"], e["source"]) for e in again.guard.events_after(0)]
+    assert actions.count(("auth.failed", "hmi")) == 3 and ("auth.lockout", "hmi") in actions
+    assert ("auth.refused_locked", "cli") in actions
+    again.unlock("sup1", by=again.get("qa1"))
+    assert again.authenticate("sup1", DEMO["sup1"]).id == "sup1"
+    assert ("auth.unlock", "cli") in [(e["action"], e["source"]) for e in again.guard.events_after(0)]

@@ -400,3 +400,93 @@ def test_session_idle_timeout(users: UserDirectory, backend: FakeBackend) -> Non
         time.sleep(0.5)
         r = c.get("/api/state")
         assert r.status_code == 401 and err(r)["code"] == "SESSION_EXPIRED"
+
+
+# ----------------------------------------------------------------------- request limits (issue 12)
+def _serve(app: Any):
+    """The app on a real uvicorn server (loopback, free port) in a thread: (port, stop)."""
+    import threading
+
+    import uvicorn
+
+    cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(cfg)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not (server.started and server.servers and server.servers[0].sockets):
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def stop() -> None:
+        server.should_exit = True
+        t.join(10)
+
+    return port, stop
+
+
+def test_huge_login_body_is_refused_unread_and_chunked_bodies_are_cut(users: UserDirectory) -> None:
+    """An unauthenticated 128 MiB log-in body: 413 after the headers, the body never read (before:
+    read whole, 120 -> 512 MB). A chunked body without a length is cut at the limit."""
+    import socket
+
+    app = create_app(HmiConfig(), FakeBackend(), users)
+    port, stop = _serve(app)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 134217728\r\n\r\n" + b"x" * 1024)
+            t0 = time.monotonic()
+            reply = s.recv(65536).decode()
+            assert time.monotonic() - t0 < 5
+        assert reply.startswith("HTTP/1.1 413"), reply[:200]
+        assert '"BODY_TOO_LARGE"' in reply
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            chunk = b"y" * 8192
+            reply = ""
+            for _ in range(64):  # 512 KiB offered at most
+                try:
+                    s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                except OSError:
+                    break
+                s.settimeout(0.05)
+                try:
+                    reply = s.recv(65536).decode()
+                    break
+                except TimeoutError:
+                    continue
+            s.settimeout(5)
+            reply = reply or s.recv(65536).decode()
+        assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    finally:
+        stop()
+
+
+def test_every_endpoint_has_a_body_limit(client: TestClient) -> None:
+    h = login(client, "sup1")
+    big = {"reason": "x" * 70_000}
+    for path in ("/api/batch/hold", "/api/devices/door", "/api/alarms/A1/ack", "/api/logout"):
+        r = client.post(path, json=big, headers=h)
+        assert r.status_code == 413 and err(r)["code"] == "BODY_TOO_LARGE", (path, r.text)
+
+
+def test_login_attempts_are_rate_limited_per_source(users: UserDirectory) -> None:
+    app = create_app(HmiConfig(login_burst=3, login_rate_per_min=6.0), FakeBackend(), users)
+    with TestClient(app, base_url="http://127.0.0.1:8700") as c:
+        codes = [c.post("/api/login", json={"user": "nobody-x", "password": "wrong-password"}).status_code
+                 for _ in range(5)]
+        assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429], codes
+        r = c.post("/api/login", json={"user": "nobody-x", "password": "wrong-password"})
+        assert err(r)["code"] == "RATE_LIMITED" and int(r.headers["retry-after"]) >= 1
+
+
+def test_role_refusals_are_logged_for_the_record(client: TestClient, users: UserDirectory) -> None:
+    last = users.guard.last_event_id()
+    h = login(client, "op1")
+    r = client.post("/api/batch/abort", json={"reason": "x"}, headers=h)
+    assert r.status_code == 403
+    ev = [e for e in users.guard.events_after(last) if e["action"] == "auth.role_refused"]
+    assert ev and ev[-1]["user"] == "op1" and ev[-1]["detail"]["action"] == "batch.abort"
