@@ -12,6 +12,9 @@ Parameters:
     transition_timeout_s (float, wall, 15): longest a configure/activate may take.
     state_types (string[]): extra ``"node:pkg/msg/Type"`` entries for the state topic watch
         (built in: isolator, vhp, autoclave, arm).
+    supervisor_timeout_s (float, wall, 4.0): once ``/cell/batch/status`` has been heard, a
+        silence this long is "SUPERVISOR LOST": alarm ``CELL_SUPERVISOR_LOST`` and every managed
+        device sent to its safe state (:mod:`.supervisor_watch`); 0 disables the watch.
 
 Bring-up (HABITS 5): for each node in declared order: wait for ``/<node>/get_state`` and
 ``/<node>/change_state``, then configure -> activate (a node already INACTIVE is only
@@ -171,6 +174,7 @@ class LifecycleManager(Node):
         self.declare_parameter("autostart", True)
         self.declare_parameter("service_wait_s", 60.0)
         self.declare_parameter("transition_timeout_s", 15.0)
+        self.declare_parameter("supervisor_timeout_s", 4.0)
 
         self.order: list[str] = self._str_list("managed_nodes")
         all_deps = parse_dependencies(self._str_list("dependencies"))
@@ -245,6 +249,12 @@ class LifecycleManager(Node):
         )
         self.status_pub = self.create_publisher(String, f"/{self.get_name()}/status", latched)
         self.create_service(Recover, f"/{self.get_name()}/recover", self._on_recover)
+        from .supervisor_watch import SupervisorWatch
+
+        sup_timeout = float(self.get_parameter("supervisor_timeout_s").value)
+        self.supervisor_watch = SupervisorWatch(
+            self, sup_timeout, lambda aid, src, st, msg: self._publish_alarm(aid, src, st, msg),
+            lambda n, why: self._command_safe_state(self.nodes[n], why)) if sup_timeout > 0 else None
         self._tick_timer = rosutil.wall_timer(self, 0.05, self._pump)
         self._hb_timer = rosutil.wall_timer(self, self.period, self._heartbeat)
         self._last_status = ""
@@ -289,6 +299,8 @@ class LifecycleManager(Node):
     def _pump_once(self) -> None:
         now = time.monotonic()
         self._check_heartbeats(now)
+        if self.supervisor_watch is not None and self.supervisor_watch.check(now):
+            self.get_logger().error(f"{self.supervisor_watch.status()}: SUPERVISOR LOST, devices sent to safe state")
         self._reap_commands()
         while self._ops:
             op = self._ops[0]
@@ -606,6 +618,7 @@ class LifecycleManager(Node):
         return {
             "phase": self.phase,
             "order": self.order,
+            "supervisor": self.supervisor_watch.status()["lost"] if self.supervisor_watch is not None else None,
             "nodes": {
                 m.name: {
                     "health": m.health,

@@ -22,6 +22,13 @@ e-signature (password re-entered) are then checked by the supervisor itself. Ref
 recorded with actor ``system`` and the claimed user in the payload only. Every command the
 supervisor sends to a device is signed as ``supervisor`` with the user's role as a claim.
 
+Fault handling (issue 12): the record is one file per cell, ``<record_dir>/cell-record.db``, so a
+restarted supervisor reopens it (integrity-checked on open), finds a batch it shows in progress
+and holds it with ``CELL_SUPERVISOR_LOST`` until a signed restart (``Supervisor.recover_interrupted``);
+a device whose signals stay lost ``comm_loss_hold_s`` (0.5 s) past ``signals_stale_s`` holds the
+batch; RunBatch and the summary report ``record_status`` (complete, fault, unwritten) and RunBatch
+succeeds only with a complete record.
+
 Parameters: ``config_dir``, ``record_dir`` (batch record SQLite files), ``tick_hz`` (10),
 ``publish_hz`` (2), ``signals_stale_s`` (2.0, wall), ``confirm_timeout_s`` (2.0, wall: how long an
 operator command waits for the states of devices that accepted a command to include its effect).
@@ -56,6 +63,9 @@ class RosCellPort:
     # wall seconds a behaviour's wait always allows for a device's state to cross ROS (10 Hz
     # state topics, service round trips), however many sim seconds pass meanwhile
     transport_allowance_s = 5.0
+    # wall seconds a device's communication must stay lost (after signals_stale_s) before a batch
+    # in progress is held (Supervisor._hold_on_device_loss)
+    comm_loss_hold_s = 0.5
 
     def __init__(self, node: Node, cfg: Any, stale_s: float) -> None:
         from cell_interfaces.srv import DeviceCommand, Recover
@@ -246,7 +256,7 @@ class SupervisorNode(Node):
         self.cfg = load_config(cfg_dir)
         rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
         rdir.mkdir(parents=True, exist_ok=True)
-        self.record_path = str(rdir / time.strftime("supervisor-%Y%m%d-%H%M%S.db"))
+        self.record_path = str(rdir / "cell-record.db")  # one per cell: a restarted supervisor reopens it
         self.record = BatchRecord(self.record_path, _WallClock())
         self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
         self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
@@ -259,6 +269,11 @@ class SupervisorNode(Node):
         self._auth_seen = self.guard.last_event_id()
         users = UserDirectory(self.cfg.users, _WallClock(), self.record, guard=self.guard)
         self.sup = Supervisor(self.cfg, self.port, record=self.record, users=users, record_clock=_WallClock())
+        if not self.record.open_report.ok:
+            self.get_logger().error(f"batch record {self.record_path}: {self.record.open_report}")
+        interrupted = self.sup.recover_interrupted()
+        if interrupted:
+            self.get_logger().error(interrupted)
         from ..security import Verifier
 
         self._verifier = Verifier()
@@ -466,7 +481,8 @@ class SupervisorNode(Node):
     def _on_summary(self, _req: Any, resp: Any) -> Any:
         """The batch summary now (the same JSON as RunBatch's json_summary; read-only)."""
         resp.success = True
-        resp.message = json.dumps({**self.sup.summary(), "record_path": self.record_path}, default=_json_default)
+        resp.message = json.dumps({**self.sup.summary(), "record_path": self.record_path,
+                                   "record_status": self.sup.record_status()}, default=_json_default)
         return resp
 
     def _on_shelve(self, req: Any, resp: Any) -> Any:
@@ -515,8 +531,9 @@ class SupervisorNode(Node):
             goal_handle.publish_feedback(fb)
             if self.sup.sm.state.final or st["state"] == "Held":
                 break
-        summary = self.sup.summary()
-        result.success = self.sup.sm.state.value == "Complete"
+        summary = {**self.sup.summary(), "record_status": self.sup.record_status()}
+        # never a success with an incomplete record (an append refused, a WAL found truncated)
+        result.success = self.sup.sm.state.value == "Complete" and bool(summary["record_status"]["complete"])
         result.state = self.sup.sm.state.value
         result.reason = self.sup.held_reason
         result.json_summary = json.dumps(summary, default=_json_default)

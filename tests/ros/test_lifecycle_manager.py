@@ -283,3 +283,58 @@ def test_failed_transition_aborts_bringup_with_an_alarm(tmp_path, ros_context):
     finally:
         cp.stop(timeout_s=5.0)
         obs.close()
+
+
+TALKER = str(Path(__file__).resolve().parent / "helpers" / "status_talker.py")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_supervisor_loss_raises_supervisor_lost_and_sends_every_device_to_its_safe_state(tmp_path, ros_context, how):
+    """The watchdog of the supervisor (issue 12 item 2): killed or frozen, its /cell/batch/status
+    falls silent; within supervisor_timeout_s (+ one 50 ms tick + slack) CELL_SUPERVISOR_LOST
+    ("SUPERVISOR LOST", naming the batch) and a safe_state to every managed node; when it speaks
+    again the alarm returns to normal, and the nodes stay latched (nothing resumes)."""
+    import signal
+
+    record = tmp_path / "events.jsonl"
+    record.touch()
+    specs, lm = _graph(tmp_path, record)
+    sup_timeout = 1.5
+    lm = NodeSpec(lm.name, lm.module, {**lm.params, "supervisor_timeout_s": sup_timeout}, (), False, lm.kind)
+    talker = NodeSpec(f"status_talker_{uuid.uuid4().hex[:6]}", TALKER, {}, (), False, "helper")
+    obs = Observer(ros_context, lm.name)
+    cp = CellProcesses([*specs, talker, lm], log_dir=tmp_path / "logs")
+    cp.start()
+    try:
+        wait_for_nodes(specs, 30.0, context=ros_context)
+        obs.spin_until(lambda: obs.status.get("phase") == "running" and obs.status.get("supervisor") is False,
+                       15, "bring-up, supervisor heard")
+        time.sleep(0.5)
+        t_loss = time.time()
+        cp.kill(talker.name, signal.SIGKILL if how == "SIGKILL" else signal.SIGSTOP)
+        obs.spin_until(lambda: any(m.alarm_id == "CELL_SUPERVISOR_LOST" for _, m in obs.alarms), sup_timeout + 5,
+                       "SUPERVISOR LOST alarm")
+        t_alarm, alarm = next((t, m) for t, m in obs.alarms if m.alarm_id == "CELL_SUPERVISOR_LOST")
+        latency = t_alarm - t_loss
+        assert latency <= sup_timeout + 0.05 + 0.5, f"alarm after {latency:.2f} s"
+        assert alarm.state == "ACTIVE" and alarm.priority == 800
+        assert "SUPERVISOR LOST" in alarm.message and "B-LM" in alarm.message and "PH-TEST" in alarm.message
+        obs.spin_until(lambda: {r["node"] for r in _events(record, event="command")} == {s.name for s in specs},
+                       5, "safe_state to every managed node")
+        for r in _events(record, event="command"):
+            assert r["command"] == "safe_state" and "SUPERVISOR LOST" in r["reason"]
+        obs.spin_until(lambda: obs.status.get("supervisor") is True, 5, "status: supervisor lost")
+        # back (restarted or thawed): RTN on the alarm topic; no node is commanded again
+        n_cmds = len(_events(record, event="command"))
+        if how == "SIGKILL":
+            cp.start_one(talker)
+        else:
+            cp.kill(talker.name, signal.SIGCONT)
+        obs.spin_until(lambda: any(m.alarm_id == "CELL_SUPERVISOR_LOST" and m.state == "RTN" for _, m in obs.alarms),
+                       20, "RTN once the supervisor answers")
+        assert len(_events(record, event="command")) == n_cmds
+        print(f"\n{how} supervisor -> SUPERVISOR LOST alarm {latency:.2f} s (timeout {sup_timeout} s)")
+    finally:
+        cp.stop(timeout_s=3.0)
+        obs.close()
