@@ -138,8 +138,8 @@ def test_malformed_json_arguments_rejected(graph):
     from cell_interfaces.srv import DeviceCommand
 
     _procs, client = graph
-    c = client._client(DeviceCommand, "/cell/isolator/command")
-    r = client._wait_future(c.call_async(DeviceCommand.Request(command="open_door", args_json="{door: A")), 10.0)
+    r = client.call(DeviceCommand, "/cell/isolator/command", DeviceCommand.Request(command="open_door",
+                                                                                  args_json="{door: A"), 10.0)
     assert not r.accepted and r.code == "INVALID" and "args_json" in r.reason
 
 
