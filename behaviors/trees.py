@@ -14,9 +14,10 @@ Trees:
   runs → release at the measured aeration endpoint (decon status DECONTAMINATED_RELEASED,
   H2O2 below the release limit).
 * ``autoclave_transfer_in``  load door open/close → program → clean-side door only after a
-  PASS (IL-10, IL-11, IL-11B) → transfer → clean-side door closed with the robot clear (RB-05).
+  PASS (IL-10, IL-11, IL-11B/C/D) → transfer → clean-side door closed with the robot clear (RB-05).
 * ``autoclave_test``         a test program (Bowie-Dick, leak test).
-* ``rtp_transfer_in``        dock and lock the beta → alpha opens only with it docked and
+* ``rtp_transfer_in``        dock the beta with the sterility its own data prove (unknown:
+  refused) and lock it → alpha opens only with it docked and
   locked and the isolator released (IL-02, IL-04, IL-12); closed and undocked again after the
   next robot task (IL-03, RB-05).
 * ``robot_task``             drives on → each waypoint through a planned, collision-checked
@@ -191,11 +192,37 @@ def autoclave_test(ctx: Any, program: str, operator: str = "supervisor") -> py_t
 
 
 # ----------------------------------------------------------------------------- RTP
+class DockBeta(DeviceCommand):
+    """Dock a beta with the sterility its own data prove (``supervisor/containers.py``: a supplier
+    certificate, or this batch's PASS autoclave record of its load); unknown fails the phase."""
+
+    def __init__(self, name: str, ctx: Any, rtp: str, beta_id: str) -> None:
+        super().__init__(name, ctx, "isolator", "dock_beta", {"rtp": rtp, "beta_id": beta_id})
+        self.beta_id = beta_id
+        self.unknown = ""
+
+    def initialise(self) -> None:
+        from aseptic_cell.supervisor.containers import sterility
+
+        status, why = sterility(self.ctx, self.beta_id)
+        self.unknown = "" if status is not None else why
+        if status is None:
+            self.reason, self.handle = "", None
+            return
+        self.args["sterile_status"] = status
+        self.why = f"dock {self.beta_id}: {why}"
+        super().initialise()
+
+    def update(self) -> py_trees.common.Status:
+        if self.unknown:
+            return self.fail(f"RTP transfer refused: {self.unknown}")
+        return super().update()
+
+
 def rtp_transfer_in(ctx: Any, rtp: str, beta_id: str) -> py_trees.behaviour.Behaviour:
     door = f"{rtp.lower()}_alpha"
     return _seq(f"RTP {rtp} transfer in", [
-        DeviceCommand("dock beta", ctx, "isolator", "dock_beta",
-                      {"rtp": rtp, "beta_id": beta_id, "sterile_status": "sterile"}),
+        DockBeta("dock beta (sterility from its own data)", ctx, rtp, beta_id),
         DeviceCommand("lock beta", ctx, "isolator", "lock_beta", {"rtp": rtp}),
         _door_wait(ctx, "beta locked", f"isolator.rtp.{rtp}.beta_locked", True),
         permissive(ctx, "alpha door", [("rtp.open_alpha", {"rtp": rtp}), ("product.open_container", {}),

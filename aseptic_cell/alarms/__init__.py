@@ -14,15 +14,7 @@ from .manager import (
     UnknownAlarmError,
     load_alarms_file,
 )
-from .models import (
-    DEFAULT_SEVERITY,
-    SEVERITY_BANDS,
-    AlarmDef,
-    AlarmSettings,
-    AlarmsFile,
-    cross_check,
-    database_severity,
-)
+from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmSettings, AlarmsFile, cross_check
 
 __all__ = [
     "ANNUNCIATED",
@@ -39,6 +31,5 @@ __all__ = [
     "AlarmsFileError",
     "UnknownAlarmError",
     "cross_check",
-    "database_severity",
     "load_alarms_file",
 ]

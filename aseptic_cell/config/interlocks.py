@@ -111,12 +111,17 @@ class InterlockRule(Model):
     severity: Literal["critical", "high", "medium", "low"]
     scope: Literal["action", "each_glove_port"] = "action"
     on_tick: Literal["hold_batch", "abort_vhp", "protective_stop"] | None = None
+    bypassable: bool = Field(
+        default=False, description="may be bypassed under bypass management (IEC 61511-1 [IEC61511-1] [M]: "
+        "requested, approved by a second person, time-limited, alarmed); never a critical rule")
 
     @model_validator(mode="after")
     def _actions(self) -> InterlockRule:
         for a in self.guards:
             if not _ACTION.match(a):
                 raise ValueError(f"guarded action {a!r} must look like 'device.verb'")
+        if self.bypassable and self.severity == "critical":
+            raise ValueError(f"rule {self.id}: a critical rule can never be bypassable")
         return self
 
 

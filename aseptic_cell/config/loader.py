@@ -2,7 +2,7 @@
 
 ``load_config(dir)`` reads every file, validates it with its pydantic model, then checks the
 references between files (recipes → devices, cycles, programs, ports, poses; geometry →
-glove ports and doors; the interlock catalogue → the required rows IL-01..IL-13). All
+glove ports and doors; the interlock catalogue → the required rows IL-01..IL-12). All
 problems are collected and raised together as a :class:`ConfigError`, each naming the file,
 the field path (and YAML line where known) and the reason.
 """
@@ -40,7 +40,8 @@ def config_files() -> dict[str, type[BaseModel]]:
         "users.yaml": UsersFile,
     }
 RECIPE_DIR = "recipes"
-REQUIRED_INTERLOCKS = tuple(f"IL-{i:02d}" for i in range(1, 14))
+REQUIRED_INTERLOCKS = tuple(f"IL-{i:02d}" for i in range(1, 13))
+"""IL-13 (role + e-signature) is enforced by the auth layer and supervisor/signing.py, not a catalogue row."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
+class BypassSource(Protocol):
+    def active_for(self, rule_id: str) -> str | None:
+        """The id of the active, approved bypass of ``rule_id``, or None."""
+
+    def used(self, decision: Decision, bypassed: list[tuple[str, str, str]]) -> None:
+        """Record that ``decision`` was allowed only under these (rule, bypass id, clauses)."""
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class Clause:
@@ -103,6 +111,8 @@ class Decision:
     unguarded: bool = False
     """No catalogue rule guards this action (allowed here; the device layer still checks)."""
     t: float = 0.0
+    bypassed: tuple[Reason, ...] = ()
+    """Rules that denied but are under an active, approved bypass (the action is recorded as such)."""
 
     @property
     def denied_by(self) -> list[str]:
@@ -393,6 +403,8 @@ class InterlockEngine:
         if not callable(self._now):
             raise TypeError("clock must have a now() method or be callable")
         self.signals = signals if signals is not None else SignalTable()
+        self.bypass: BypassSource | None = None
+        """Bypass management (``supervisor/bypass.py``): consulted only for ``bypassable`` rules."""
         self.port_ids = tuple(port_ids)
         self.rtp_ids = tuple(rtp_ids)
         self.door_ids = tuple(door_ids)
@@ -429,6 +441,7 @@ class InterlockEngine:
             raise TypeError("clock must have a now() method or be callable")
         self._now = fn
         self.signals = signals if signals is not None else SignalTable()
+        self.bypass = None
 
     @classmethod
     def from_config(cls, cfg: Any, clock: Clock | Callable[[], float],
@@ -477,17 +490,27 @@ class InterlockEngine:
         entries = self.signals._entries
         lost = self.signals._lost
         reasons: list[Reason] = []
+        bypassed: list[tuple[Reason, str]] = []
         for info in infos:
             for inst in self._instances_for(info, action, args):
                 r = inst.node.ev(entries, lost, now)
                 if r is not True:
                     rule = info.rule
-                    reasons.append(Reason(
+                    reason = Reason(
                         rule.id, rule.title, rule.basis, rule.severity, inst.binding,
                         "unknown" if r is None else "not_satisfied",
                         tuple(inst.node.why_not(entries, lost, now)),
-                    ))
-        return Decision(not reasons, action, args, tuple(reasons), False, now)
+                    )
+                    bid = (self.bypass.active_for(rule.id)
+                           if self.bypass is not None and rule.bypassable and rule.severity != "critical" else None)
+                    if bid is None:
+                        reasons.append(reason)
+                    else:
+                        bypassed.append((reason, bid))
+        d = Decision(not reasons, action, args, tuple(reasons), False, now, tuple(b for b, _ in bypassed))
+        if d.allowed and bypassed and self.bypass is not None:
+            self.bypass.used(d, [(b.rule_id, bid, "; ".join(c.text for c in b.clauses)) for b, bid in bypassed])
+        return d
 
     def evaluate_all(self) -> list[RuleStatus]:
         """Every rule, for every concrete instance the engine knows (catalogue order)."""

@@ -146,8 +146,7 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "isolator"),
     # --- isolator: environment
     "isolator.dp_in_band": SignalDoc(
-        "bool", "measured isolator overpressure inside its alarm band now (a permissive: no delay; the "
-        "ISO1_DP_LOW/HIGH alarms apply the configured alarm delay)",
+        "bool", "isolator overpressure inside its alarm band (after the configured alarm delay)",
         "isolator"),
     "isolator.decon_status": SignalDoc(
         "str: NOT_DECONTAMINATED | CYCLE_RUNNING | AERATING | DECONTAMINATED_RELEASED | BREACHED",
@@ -166,19 +165,6 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "bool", "particle counter sample flow within tolerance (>= 28.3 L/min)", "isolator"),
     "isolator.particles.action_excursion": SignalDoc(
         "bool", "an action-level particle excursion is active", "isolator"),
-    "isolator.particles.0_5_per_m3": SignalDoc(
-        "float", "grade-A >= 0.5 um concentration of the last sample (or the sample in progress, when higher)",
-        "isolator"),
-    "isolator.particles.5_0_per_m3": SignalDoc("float", "grade-A >= 5 um concentration, as above", "isolator"),
-    "isolator.particles.5_0_count": SignalDoc("float", ">= 5 um particles counted in that sample", "isolator"),
-    "isolator.particles.0_5_alert": SignalDoc("bool", ">= 0.5 um above the alert level", "isolator"),
-    "isolator.particles.0_5_action": SignalDoc("bool", ">= 0.5 um above the action limit", "isolator"),
-    "isolator.particles.5_0_alert": SignalDoc(
-        "bool", ">= 5 um above the alert level (a single count, or the repeated-count trend)", "isolator"),
-    "isolator.particles.5_0_action": SignalDoc(
-        "bool", ">= 5 um action excursion (not a single count by itself: Annex 1 §9 [ANNEX1-2022] [M])",
-        "isolator"),
-    "isolator.airflow_m_s": SignalDoc("float", "unidirectional airflow velocity at the working height", "isolator"),
     # --- isolator: rapid transfer ports (placeholder {rtp} = RTP id, e.g. RTP1)
     "isolator.rtp.{rtp}.beta_docked": SignalDoc("bool", "a beta container is docked at the RTP", "isolator"),
     "isolator.rtp.{rtp}.beta_locked": SignalDoc(
@@ -190,7 +176,12 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
     "isolator.glove.{port}.test_age_h": SignalDoc(
         "float", "hours since that last glove integrity test", "isolator"),
     "isolator.glove.{port}.visual_defect": SignalDoc(
-        "bool", "a visual defect is reported on the port's glove/sleeve", "isolator"),
+        "bool", "an unresolved visual defect is recorded on the port's glove/sleeve (latest recorded visual "
+        "check; a defect stays until a later check after a passing integrity test finds none)",
+        "supervisor (recorded visual checks)"),
+    "isolator.glove.{port}.visual_check_age_h": SignalDoc(
+        "float", "hours since the last recorded visual check of the port's glove (absent: none recorded)",
+        "supervisor (recorded visual checks)"),
     "isolator.glove.{port}.in_use": SignalDoc("bool", "an arm is in that glove", "isolator"),
     # --- VHP unit
     "vhp.cycle_active": SignalDoc("bool", "a VHP cycle is running (any phase, aeration included)", "vhp"),
@@ -224,11 +215,11 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
     # --- batch executive and operator session
     "batch.end_glove_test_done": SignalDoc(
         "bool", "end-of-batch glove test done for every port used", "supervisor (batch)"),
-    "operator.has_required_role": SignalDoc(
-        "bool", "the requesting operator holds the role the action needs", "supervisor (HMI session)"),
-    "operator.signature_given": SignalDoc(
-        "bool", "a Part 11 e-signature with its meaning was given for the pending action",
-        "supervisor (HMI session)"),
+    "cell.bypass_active": SignalDoc(
+        "bool", "an approved interlock bypass is active (raises CELL_BYPASS_ACTIVE)", "supervisor (bypass)"),
+    "batch.end_glove_test_deviation_approved": SignalDoc(
+        "bool", "a deviation for the missing or failed end-of-batch glove test of this batch is approved "
+        "by QA (e-signed)", "supervisor (deviations)"),
 }
 """Signal name pattern → type, meaning, publishing device. Covers every signal of the shipped
 catalogue (checked by :func:`unknown_signals` in the tests)."""

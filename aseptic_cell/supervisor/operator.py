@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..alarms.permissions import ALARM_PERMISSIONS, shelve_permission
 from ..batch.states import PhaseState as S
 from ..results import CommandResult
 from .actions import SAFE_COMMANDS, classify
+from .bypass import Bypasses
+from .deviations import Deviations, GloveVisualChecks
 from .port import NODES, Handle
 from .signing import subject_hash
 
 if TYPE_CHECKING:
+    from ..interlocks import SignalTable
     from .core import Supervisor
 
 
@@ -26,6 +28,15 @@ class OperatorCommands:
 
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
+        self.gloves = GloveVisualChecks(sup)
+        self.deviations = Deviations(sup)
+        self.bypasses = Bypasses(sup)
+
+    def publish(self, table: SignalTable, t: float) -> None:
+        """The supervisor's own signals from recorded inputs (visual glove checks, deviations)."""
+        self.gloves.publish(table, t)
+        self.deviations.publish(table, t)
+        self.bypasses.publish(table, t)
 
     def refuse(self, user: Any, node: str, command: str, args: Mapping[str, Any], code: str, why: str
                ) -> CommandResult:
@@ -46,6 +57,8 @@ class OperatorCommands:
         if node not in NODES:
             return self.refuse(user, node, command, args, "INVALID",
                                f"unknown device node {node!r}; known: {list(NODES)}"), None
+        if node == "isolator" and command == "record_visual_check":  # a recorded input, not a device command
+            return self.gloves.record(str(args.get("port", "")), str(args.get("result", "")), user, reason), None
         g = classify(node, command, args)
         if node == "arm" and command in ("move_to_pose", "execute_trajectory"):
             # a manual move passes every glove port too (IL-09: port free or reduced speed),
@@ -55,28 +68,18 @@ class OperatorCommands:
         who = sup.users.get(user) if isinstance(user, str) else None
         if who is None or who.disabled:
             return self.refuse(user, node, command, args, "PERMISSION", f"unknown or disabled user {user!r}"), None
-        signed = False
         if g.permission is not None:
             rule, denied = sup.signing.authorize(user, g.permission)
             if denied is not None:
                 return self.refuse(user, node, command, args, denied.code, denied.reason), None
-            sig, bad = sup.signing.sign_if_required(
+            _sig, bad = sup.signing.sign_if_required(
                 user, rule, password=password, meaning=meaning, action=g.permission,
                 subject=subject_hash([node, command, args, user, reason, sup.now()]), batch_id=sup.batch_id,
-                reason=reason, missing=f"{g.permission} needs an e-signature (IL-13); /cell/operate carries "
-                                       "no password: use the HMI sign dialog")
+                reason=reason, missing=f"{g.permission} needs an e-signature (IL-13, 21 CFR 11.50 [CFR11]); "
+                                       "/cell/operate carries no password: use the HMI sign dialog")
             if bad is not None:
                 return self.refuse(user, node, command, args, bad.code, bad.reason), None
-            signed = sig is not None
-        t = sup.now()
-        if any(a == "override" for a, _ in g.checks):
-            sup.signals.update("operator.has_required_role", True, t, "supervisor")
-            sup.signals.update("operator.signature_given", signed, t, "supervisor")
-        try:
-            ok, why = sup.check(g.checks)
-        finally:
-            sup.signals.remove("operator.has_required_role")
-            sup.signals.remove("operator.signature_given")
+        ok, why = sup.check(g.checks)
         if not ok:
             return self.refuse(user, node, command, args, "INTERLOCK", why), None
         h = sup.port.send(node, command, args, user=user, reason=reason)
@@ -123,7 +126,7 @@ class OperatorCommands:
         from ..alarms import AlarmError
 
         sup = self.sup
-        _rule, denied = sup.signing.authorize(user, ALARM_PERMISSIONS["acknowledge"])
+        _rule, denied = sup.signing.authorize(user, "alarm.ack")
         if denied is not None:
             return CommandResult.refuse("REFUSED", denied.reason)
         try:
@@ -136,19 +139,17 @@ class OperatorCommands:
                      duration_s: float = 0.0) -> CommandResult:
         """Shelve an alarm for ``duration_s`` (ISA-18.2 §11.3 [ISA18.2]; users.yaml ``alarm.shelve``:
         supervisor, e-signed, with a reason; only alarms rationalised as shelvable, at most
-        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (users.yaml
-        ``alarm.unshelve``, no signature: the alarm becomes visible again). The permission comes
-        from :data:`aseptic_cell.alarms.permissions.ALARM_PERMISSIONS`, as in the HMI. The alarm
-        manager records both."""
+        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (same role, no
+        signature). The alarm manager records both."""
         from ..alarms import AlarmError
 
         sup = self.sup
-        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
-            return CommandResult.refuse("INVALID", f"duration_s must be a number, got {duration_s!r}")
-        rule, denied = sup.signing.authorize(user, shelve_permission(float(duration_s)))
+        rule, denied = sup.signing.authorize(user, "alarm.shelve")
         if denied is not None:
             return denied
         who = sup.users.get(user) or user
+        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
+            return CommandResult.refuse("INVALID", f"duration_s must be a number, got {duration_s!r}")
         try:
             if duration_s <= 0:
                 sup.alarms.unshelve(alarm_id, who, reason)

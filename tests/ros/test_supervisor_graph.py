@@ -82,7 +82,7 @@ def test_status_and_interlocks_are_published(cell):
     client.wait_for(lambda: "s" in got and "i" in got, 30.0, "supervisor topics")
     assert got["s"].record_path.startswith(str(rec))
     ids = {r.rule_id for r in got["i"].rules}
-    assert {"IL-01", "IL-13", "RB-05"} <= ids
+    assert {"IL-01", "IL-12", "RB-05"} <= ids
 
 
 def test_operator_command_right_after_another_is_judged_on_the_new_state(cell):

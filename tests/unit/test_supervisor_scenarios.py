@@ -21,7 +21,9 @@ def cfg():
 
 def test_one_scenario_per_interlock(cfg):
     covered = {load_scenario(p)[0].interlock for p in SCENARIOS}
-    wanted = {r.id for r in cfg.interlocks.rules} - {"IL-11B"}
+    # the autoclave door rows: every combination is tried in tests/unit/test_interlock_issue13.py
+    # (the device's own hard interlock refuses the same doors, so a scenario cannot isolate them)
+    wanted = {r.id for r in cfg.interlocks.rules} - {"IL-11B", "IL-11C", "IL-11D"}
     assert wanted <= covered, f"interlocks without a scenario: {sorted(wanted - covered)}"
 
 
