@@ -104,7 +104,7 @@ DEFAULT_RECORD_INTERVAL_S = 10.0  # downsampled record: one point per 10 sim s (
 DEFAULT_PPM_DISAGREEMENT_FRAC_FS = 0.05  # redundant ppm sensors: 2 x (+-2 % FS) + margin
 
 KNOWN_FAULTS = {"injector_failure", "catalyst_failure", "leak", "dryer_failure", "e_stop", "power_loss"}
-SENSOR_NAMES = ("h2o2_ppm", "h2o2_ppm_b", "rh_pct", "rs_pct", "temp_c", "dp_pa")
+SENSOR_NAMES = ("h2o2_ppm", "h2o2_ppm_b", "h2o2_residual_ppm", "rh_pct", "rs_pct", "temp_c", "dp_pa")
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -187,6 +187,8 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         self._loop_on = False
         self._dryer_on = False
         self._hold_closed = False
+        self._g_mix = 0.0  # injected vapour reaching the enclosure's bulk air (g/s), after mixing
+        self._rebound_since: float | None = None  # aeration: start of the rebound hold (loop stopped)
         self.last_result: VHPCycleResult | None = None
         self._solver = TwoPoolStep()
         # constant flows (SI)
@@ -194,6 +196,7 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         self._qe = cfg.exhaust_m3_h / 3600.0
         self._kd = cfg.desorption_per_min / 60.0
         self._ks = cfg.surface_decomposition_per_min / 60.0
+        self._q_circ = (cfg.circulation_m3_h or cfg.catalyst_loop_m3_h) / 3600.0
 
     # ------------------------------------------------------------------ commands
     def start_cycle(self, recipe: VHPCycleRecipe, operator: str, run_id: str | None = None) -> str:
@@ -227,6 +230,7 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         rid = run_id or f"{self.cfg.id}-{self._runs_started:04d}"
         self._run = VHPRun(recipe, operator, rid, now)
         self._hold_closed = False
+        self._rebound_since = None
         self.last_result = None
         self._enter(VHPPhase.PRECHECK, now)
         self.enclosure.set_decon_status(DeconStatus.CYCLE_RUNNING, rid)
@@ -282,6 +286,7 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
             "phase": self._phase.value,
             "catalyst_loop_on": self._loop_on,
             "dryer_on": self._dryer_on,
+            "rebound_hold": self._rebound_since is not None,
             "cycle_active": self._phase in ACTIVE_PHASES,
             "hold_closed": self._hold_closed,
         }
@@ -325,19 +330,23 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         t_next = self._t + h
         run = self._run
         if run is None or self._phase not in ACTIVE_PHASES:
+            # the unit is idle, but the H2O2 on the enclosure's surfaces is not: it keeps
+            # desorbing into the air (rebound) and decomposing; nothing removes it but the
+            # surface decomposition and leaks (the loop and the exhaust are off)
             self._g_cmd = self._g_act = 0.0
             self._loop_on = self._dryer_on = False
+            self._integrate_h2o2(0.0, 0.0, h)
             self._t = t_next
             return
         recipe = run.recipe
         air = self.enclosure.air
         v = float(self.enclosure.volume_m3)
-        area = float(self.enclosure.internal_area_m2)
         stopped = self._stopped()
         aerating = self._phase in (VHPPhase.AERATE, VHPPhase.HOLD_CLOSED)
+        rebound_hold = aerating and self._rebound_since is not None
 
-        # --- actuators
-        self._loop_on = (self._phase == VHPPhase.DEHUMIDIFY or aerating) and not stopped
+        # --- actuators (the rebound hold stops loop, dryer and exhaust, as after release)
+        self._loop_on = (self._phase == VHPPhase.DEHUMIDIFY or aerating) and not stopped and not rebound_hold
         self._dryer_on = self._loop_on and "dryer_failure" not in self.faults
         g_cmd = 0.0
         if not stopped and not run.failed:
@@ -355,21 +364,8 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         self._g_cmd, self._g_act = g_cmd, g_act
 
         # --- two-pool H2O2 model (exact over h)
-        eta = self.cfg.catalyst_efficiency
-        cat = self.faults.active("catalyst_failure")
-        if cat is not None:
-            eta *= float(cat.get("efficiency_factor", 0.1))
-        leak = self.faults.active("leak")
-        q_leak = float(leak.get("m3_h", 2.0)) / 3600.0 if leak is not None else 0.0
-        q_ex = (0.0 if stopped else self._qe) + q_leak
-        q_loss = q_ex + (eta * self._qc if self._loop_on else 0.0)
-        ka_a = self.cfg.deposition_velocity_m_s * area
-        c0 = ppm_to_g_m3(air.h2o2_ppm)
-        c1, s1 = self._solver(
-            c0, air.h2o2_surface_g, g_act / v, (q_loss + ka_a) / v, self._kd / v, ka_a, self._kd + self._ks, h
-        )
-        air.h2o2_ppm = max(g_m3_to_ppm(c1), 0.0)
-        air.h2o2_surface_g = max(s1, 0.0)
+        q_ex = 0.0 if stopped or rebound_hold else self._qe
+        q_ex += self._integrate_h2o2(g_act, q_ex, h)
 
         # --- water vapour (g/m^3): injected water in, exhaust out (dry make-up), dryer
         w_sat = water_sat_density_g_m3(air.temp_c)
@@ -392,3 +388,36 @@ class VHPUnitModel(VHPCycleSupervisor, SubSteppedModel):
         self._reservoir_g = max(0.0, self._reservoir_g - g_act * h / self.cfg.solution_w_w)
         self._t = t_next
         self._supervise(run, h)
+
+    def _integrate_h2o2(self, g_act: float, q_ex: float, h: float) -> float:
+        """Advance the two-pool H2O2 model over ``h`` with the injection ``g_act`` (g/s) leaving
+        the vaporiser and the exhaust ``q_ex`` (m3/s); returns the leak flow (m3/s).
+
+        Mixing: the vapour reaches the enclosure's bulk air through the circulation, a first-order
+        lag with tau = V / Q_circ (well-mixed compartment, engineering [M]); the step uses the
+        lag's exact mean over ``h``, so the vapour in transit is conserved."""
+        air = self.enclosure.air
+        leak = self.faults.active("leak")
+        q_leak = float(leak.get("m3_h", 2.0)) / 3600.0 if leak is not None else 0.0
+        if air.h2o2_ppm <= 0.0 and air.h2o2_surface_g <= 0.0 and g_act <= 0.0 and self._g_mix <= 0.0:
+            return q_leak  # nothing to integrate (exact)
+        v = float(self.enclosure.volume_m3)
+        tau = v / self._q_circ
+        x = math.exp(-h / tau)
+        g_mean = g_act + (self._g_mix - g_act) * tau / h * (1.0 - x)
+        self._g_mix = g_act + (self._g_mix - g_act) * x
+        if self._g_mix < 1e-12 and g_act <= 0.0:
+            self._g_mix = 0.0
+        eta = self.cfg.catalyst_efficiency
+        cat = self.faults.active("catalyst_failure")
+        if cat is not None:
+            eta *= float(cat.get("efficiency_factor", 0.1))
+        q_loss = q_ex + q_leak + (eta * self._qc if self._loop_on else 0.0)
+        ka_a = self.cfg.deposition_velocity_m_s * float(self.enclosure.internal_area_m2)
+        c0 = ppm_to_g_m3(air.h2o2_ppm)
+        c1, s1 = self._solver(
+            c0, air.h2o2_surface_g, g_mean / v, (q_loss + ka_a) / v, self._kd / v, ka_a, self._kd + self._ks, h
+        )
+        air.h2o2_ppm = max(g_m3_to_ppm(c1), 0.0)
+        air.h2o2_surface_g = max(s1, 0.0)
+        return q_leak

@@ -3,7 +3,17 @@
 :class:`VHPCycleSupervisor` holds the cycle logic of :class:`~.vhp.VHPUnitModel` (which
 inherits it): the abort rules checked in every active phase, the phase sequence
 PRECHECK -> DEHUMIDIFY -> CONDITION -> DECONTAMINATE -> AERATE (-> HOLD_CLOSED), the
-downsampled record and the per-cycle result. The physics and the commands stay in
+downsampled record and the per-cycle result.
+
+Aeration ends on a *measured* residual read by the low-range residual sensor
+(``h2o2_residual_ppm``, 0..``residual_sensor_range_ppm``; the 0-2000 ppm process sensors
+cannot decide 1 ppm) [QB-PB] [PATALERT], and only after a **rebound hold**: once the residual
+is at or below ``aerate.release_ppm`` the loop, dryer and exhaust stop, as they will after
+release, and the H2O2 still sorbed on gloves, filters and polymers desorbs into the air; the
+residual must stay at or below the limit for ``aerate.hold_s``. A rebound above it restarts the
+catalytic aeration (counted in the record). Only a PASS of a cycle ``validated_for_release``
+releases the isolator (DECONTAMINATED_RELEASED); an engineering cycle's PASS leaves it
+NOT_DECONTAMINATED (Annex 1 §4.25 [ANNEX1-2022]: a validated process). The physics and the commands stay in
 :mod:`.vhp`; the model's state is declared here only for the type checker.
 """
 
@@ -54,6 +64,7 @@ class VHPSeries:
     phase: tuple[str, ...] = ()
     h2o2_ppm: tuple[float, ...] = ()
     h2o2_ppm_b: tuple[float, ...] = ()
+    h2o2_residual_ppm: tuple[float, ...] = ()
     rh_pct: tuple[float, ...] = ()
     rs_pct: tuple[float, ...] = ()
     temp_c: tuple[float, ...] = ()
@@ -84,10 +95,21 @@ class VHPCycleResult:
     passed: bool
     reasons: tuple[str, ...]
     series: VHPSeries = field(default_factory=VHPSeries)
+    validated_for_release: bool = True
+    """the recipe is validated for product release (else an engineering cycle)"""
+    rebounds: int = 0
+    """rebound holds that failed (residual back above the release limit with the loop stopped)"""
+    aeration_s: float | None = None
+    """from the start of aeration to the end of the passed rebound hold (s)"""
 
     @property
     def result(self) -> str:
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def releases_isolator(self) -> bool:
+        """Only a PASS of a validated cycle releases the isolator for product."""
+        return self.passed and self.validated_for_release
 
     def phase_times(self, phase: str) -> PhaseRecord | None:
         for rec in self.phases:
@@ -120,6 +142,8 @@ class VHPRun:
         self.dwell_int = 0.0
         self.low_since: float | None = None
         self.max_rs = -math.inf
+        self.rebounds = 0
+        self.rebound_at = -math.inf
         self.next_record = t
         self.series: dict[str, list[Any]] = {k: [] for k in VHPSeries.__dataclass_fields__}
 
@@ -145,20 +169,21 @@ class VHPCycleSupervisor:
     _g_act: float
     _loop_on: bool
     _dryer_on: bool
+    _rebound_since: float | None
 
     # ------------------------------------------------------------------ supervision
     def _measure(self, now: float) -> dict[str, float]:
         air = self.enclosure.air
-        rng = self.cfg.sensor_range_ppm
 
-        def ppm(name: str) -> float:
+        def ppm(name: str, rng: float) -> float:
             val = self._ch[name].read(air.h2o2_ppm, now, self.faults)
             return min(max(val, 0.0), rng) if math.isfinite(val) else val
 
         rs_true = relative_saturation_pct(air.temp_c, air.rh_pct, air.h2o2_ppm)
         return {
-            "h2o2_ppm": ppm("h2o2_ppm"),
-            "h2o2_ppm_b": ppm("h2o2_ppm_b"),
+            "h2o2_ppm": ppm("h2o2_ppm", self.cfg.sensor_range_ppm),
+            "h2o2_ppm_b": ppm("h2o2_ppm_b", self.cfg.sensor_range_ppm),
+            "h2o2_residual_ppm": ppm("h2o2_residual_ppm", self.cfg.residual_sensor_range_ppm),
             "rh_pct": self._ch["rh_pct"].read(air.rh_pct, now, self.faults),
             "rs_pct": self._ch["rs_pct"].read(rs_true, now, self.faults),
             "temp_c": self._ch["temp_c"].read(air.temp_c, now, self.faults),
@@ -302,9 +327,17 @@ class VHPCycleSupervisor:
                 self._enter(VHPPhase.AERATE, now)
                 self.enclosure.set_decon_status(DeconStatus.AERATING, run.run_id)
         elif phase in (VHPPhase.AERATE, VHPPhase.HOLD_CLOSED):
-            readings = [m[k] for k in ("h2o2_ppm", "h2o2_ppm_b") if math.isfinite(m[k])]
-            if readings and max(readings) <= recipe.aerate.release_ppm:
-                self._finish(max(readings), now)
+            residual = m["h2o2_residual_ppm"]  # NaN (sensor fault) is never "below the limit"
+            below = residual <= recipe.aerate.release_ppm
+            if self._rebound_since is None:
+                if below and now - run.rebound_at >= recipe.aerate.reaerate_s - 1e-9:
+                    self._rebound_since = now  # loop, dryer and exhaust stop from the next sub-step
+            elif not below:
+                self._rebound_since = None  # rebound: back to catalytic aeration for reaerate_s
+                run.rebounds += 1
+                run.rebound_at = now
+            if self._rebound_since is not None and now - self._rebound_since >= recipe.aerate.hold_s - 1e-9:
+                self._finish(residual, now)
             elif phase == VHPPhase.AERATE and elapsed >= recipe.aerate.timeout_s:
                 self._hold_closed = True
                 msg = (
@@ -326,7 +359,7 @@ class VHPCycleSupervisor:
         s = run.series
         s["t"].append(now)
         s["phase"].append(self._phase.value)
-        for k in ("h2o2_ppm", "h2o2_ppm_b", "rh_pct", "rs_pct", "temp_c", "dp_pa"):
+        for k in ("h2o2_ppm", "h2o2_ppm_b", "h2o2_residual_ppm", "rh_pct", "rs_pct", "temp_c", "dp_pa"):
             s[k].append(m[k])
 
     # ------------------------------------------------------------------ transitions
@@ -363,12 +396,19 @@ class VHPCycleSupervisor:
         run = self._run
         assert run is not None
         passed = not run.failed
+        validated = run.recipe.validated_for_release
+        if passed and not validated:
+            run.reasons.append(f"cycle {run.recipe.id} v{run.recipe.version} is not validated for product "
+                               "release: the isolator is not released")
+        aer = next((p for p in run.phases if p[0] == VHPPhase.AERATE.value), None)
         self._enter(VHPPhase.COMPLETE if passed else VHPPhase.FAILED, now)
         self.enclosure.set_decon_status(
-            DeconStatus.DECONTAMINATED_RELEASED if passed else DeconStatus.NOT_DECONTAMINATED, run.run_id
+            DeconStatus.DECONTAMINATED_RELEASED if passed and validated else DeconStatus.NOT_DECONTAMINATED,
+            run.run_id,
         )
         self._g_cmd = self._g_act = 0.0
         self._loop_on = self._dryer_on = False
+        self._rebound_since = None
         dwell = run.dwell_time > 0
         self.last_result = VHPCycleResult(
             unit_id=self.cfg.id,
@@ -390,4 +430,7 @@ class VHPCycleSupervisor:
             passed=passed,
             reasons=tuple(run.reasons),
             series=VHPSeries(**{k: tuple(v) for k, v in run.series.items()}),
+            validated_for_release=validated,
+            rebounds=run.rebounds,
+            aeration_s=now - aer[1] if aer is not None else None,
         )

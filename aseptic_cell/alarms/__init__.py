@@ -14,7 +14,15 @@ from .manager import (
     UnknownAlarmError,
     load_alarms_file,
 )
-from .models import DEFAULT_SEVERITY, SEVERITY_BANDS, AlarmDef, AlarmSettings, AlarmsFile, cross_check
+from .models import (
+    DEFAULT_SEVERITY,
+    SEVERITY_BANDS,
+    AlarmDef,
+    AlarmSettings,
+    AlarmsFile,
+    cross_check,
+    database_severity,
+)
 
 __all__ = [
     "ANNUNCIATED",
@@ -31,5 +39,6 @@ __all__ = [
     "AlarmsFileError",
     "UnknownAlarmError",
     "cross_check",
+    "database_severity",
     "load_alarms_file",
 ]

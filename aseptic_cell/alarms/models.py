@@ -4,7 +4,7 @@ rationalisation: every alarm has a consequence, an operator response and a prior
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -37,6 +37,77 @@ LimitType = Literal[
     "trip",
     "disagreement",
 ]
+
+
+RaisedBy = Literal[
+    "condition",  # ProcessAlarms evaluates `condition` every supervisor tick (generic, with delays)
+    "cycle_result",  # ProcessAlarms.cycle_result: a VHP / autoclave cycle report (FAIL or an alarm code)
+    "interlock_trip",  # Trips / Supervisor.hold: an interlock trip or a phase failure
+    "comm_loss",  # ProcessAlarms.watch_comm (supervisor) and the device node (its own heartbeat)
+    "stale_data",  # ProcessAlarms.watch_stale: a signal a condition reads is older than stale_after_s
+    "lifecycle_manager",  # aseptic_cell/nodes/lifecycle_manager.py (node lost / failed to start)
+    "supervisor_recovery",  # supervisor/interrupted.py (and the lifecycle manager's supervisor watchdog)
+    "record_fault",  # Supervisor: a batch record write or integrity failure
+]
+"""The code path that owns (raises and returns to normal) an alarm; one per alarm."""
+
+CONDITION_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
+Operand = float | bool | str
+"""A condition operand: a number, a bool, a text value, or ``cfg:<dotted path>`` into the cell
+configuration (one source for limits: e.g. ``cfg:layout.isolator.pressure.alarm_low_pa``)."""
+
+
+class AlarmCondition(Model):
+    """A process-alarm condition, evaluated generically (ISA-18.2 on-delay, off-delay and
+    deadband [ISA18.2]; alarm delays that ride through door transients, Annex 1 §4.15-4.18
+    [ANNEX1-2022] [M]).
+
+    Either a comparison (``signal`` ``op`` ``limit``) or ``all`` / ``any`` of sub-conditions.
+    A signal name may hold ``{port}``, ``{rtp}`` or ``{door}`` (hatch door A/B): the
+    condition is then true when it is true for any of them. Unknown (missing, stale, lost)
+    signals neither raise nor clear: unknown is not normal.
+    """
+
+    signal: str | None = Field(default=None, max_length=128, description="supervisor signal name")
+    op: Literal["lt", "le", "gt", "ge", "eq", "ne"] | None = None
+    limit: Operand | None = None
+    offset: float = Field(default=0.0, description="added to a numeric limit (e.g. 'due 12 h before the window')")
+    all: list[AlarmCondition] | None = None
+    any: list[AlarmCondition] | None = None
+    deadband: Operand = Field(
+        default=0.0, description="numeric comparison: returns to normal only beyond the limit by this much")
+    on_delay_s: Operand = Field(default=0.0, description="present this long before it is raised (s)")
+    off_delay_s: Operand = Field(default=0.0, description="absent this long before it returns to normal (s)")
+    hold_batch: Literal["never", "open_product", "always"] = Field(
+        default="never",
+        description="raising it holds a batch in progress: always, or during an open-product phase "
+                    "(environmental monitoring that acts, Annex 1 §9 [ANNEX1-2022] [M])")
+
+    @model_validator(mode="after")
+    def _shape(self) -> AlarmCondition:
+        leaf = self.signal is not None
+        kids = [x for x in (self.all, self.any) if x is not None]
+        if leaf == bool(kids) or len(kids) > 1:
+            raise ValueError("a condition is either signal/op/limit or exactly one of all/any")
+        if leaf and (self.op is None or self.limit is None):
+            raise ValueError(f"condition on {self.signal}: needs op and limit")
+        if kids and not kids[0]:
+            raise ValueError("all/any needs at least one condition")
+        return self
+
+    def leaves(self) -> list[AlarmCondition]:
+        if self.signal is not None:
+            return [self]
+        return [leaf for c in (self.all or self.any or []) for leaf in c.leaves()]
+
+
+class CycleTrigger(Model):
+    """An alarm raised from a cycle report (``raised_by: cycle_result``)."""
+
+    result: Literal["vhp", "autoclave"]
+    codes: list[str] = Field(
+        default_factory=list,
+        description="cycle alarm codes that raise it (the cycle model's AlarmRecord codes); empty: any FAIL")
 
 
 class AlarmDef(Model):
@@ -72,6 +143,17 @@ class AlarmDef(Model):
         "release alarm while a VHP cycle runs)",
     )
     basis: str = Field(default="", description="source of the limit / requirement (keys: docs/REFERENCES.md)")
+    raised_by: RaisedBy = Field(description="the code path that owns this alarm (raises it, returns it to normal)")
+    condition: AlarmCondition | None = Field(default=None, description="raised_by: condition")
+    cycle: CycleTrigger | None = Field(default=None, description="raised_by: cycle_result")
+
+    @model_validator(mode="after")
+    def _owner(self) -> AlarmDef:
+        if (self.raised_by == "condition") != (self.condition is not None):
+            raise ValueError(f"alarm {self.id}: a condition is given exactly when raised_by is 'condition'")
+        if (self.raised_by == "cycle_result") != (self.cycle is not None):
+            raise ValueError(f"alarm {self.id}: cycle is given exactly when raised_by is 'cycle_result'")
+        return self
 
     @model_validator(mode="after")
     def _severity(self) -> AlarmDef:
@@ -121,6 +203,15 @@ class AlarmsFile(Model):
     design_states: list[Identifier] = Field(
         default_factory=list, description="named plant states used by enabled_when"
     )
+    design_state_conditions: dict[Identifier, AlarmCondition] = Field(
+        default_factory=dict,
+        description="design states the supervisor sets from signals every tick (the others are set by "
+                    "the code that knows them, e.g. batch_active by the batch executive)")
+    open_product_phase_types: list[Identifier] = Field(
+        default_factory=list,
+        description="recipe phase types during which product or product-contact material is open in grade A: "
+                    "environmental monitoring acts (hold_batch: open_product) and each such phase's record "
+                    "carries an EM summary [M]")
     alarms: list[AlarmDef] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -135,7 +226,17 @@ class AlarmsFile(Model):
                 raise ValueError(
                     f"alarm {a.id!r}: enabled_when/disabled_when name unknown design state(s) {unknown}"
                 )
+        unknown = [s for s in self.design_state_conditions if s not in self.design_states]
+        if unknown:
+            raise ValueError(f"design_state_conditions name undeclared design state(s) {unknown}")
         return self
+
+    def priority_distribution(self) -> dict[str, Any]:
+        """Count and share of each priority (ISA-18.2 guidance: roughly 5 % / 15 % / 80 % for
+        high / medium / low, emergency counted with high [ISA18.2] [TAGS])."""
+        n = len(self.alarms)
+        counts = {p: sum(1 for a in self.alarms if a.priority == p) for p in PRIORITY_RANK}
+        return {"total": n, "counts": counts, "percent": {p: round(100.0 * c / n, 1) for p, c in counts.items()}}
 
 
 def cross_check(alarms: AlarmsFile, device_ids: list[str] | tuple[str, ...]) -> list[str]:
@@ -154,3 +255,32 @@ def cross_check(alarms: AlarmsFile, device_ids: list[str] | tuple[str, ...]) -> 
     comm = {a.device for a in alarms.alarms if a.limit_type == "comm_loss"}
     problems += [f"device {d!r} has no comm_loss alarm" for d in device_ids if d not in comm]
     return problems
+
+
+_DB_SEVERITY: dict[str, int] = {}
+
+
+def database_severity(alarm_id: str, alarms: AlarmsFile | None = None) -> int:
+    """OPC UA severity of ``alarm_id`` from the master alarm database (``alarms``, or the
+    shipped ``config/alarms.yaml``): what the ROS nodes that publish raw alarms on ``/cell/alarms``
+    (device nodes, lifecycle manager) put in ``Alarm.priority``, so an alarm has one priority
+    wherever it is raised.
+
+    Raises:
+        KeyError: ``alarm_id`` is not in the database (nothing raises an id outside it).
+    """
+    if alarms is not None:
+        for a in alarms.alarms:
+            if a.id == alarm_id:
+                return a.effective_severity
+        raise KeyError(f"alarm id {alarm_id!r} is not in the master alarm database")
+    if not _DB_SEVERITY:
+        from aseptic_cell.config import default_config_dir
+
+        from .manager import load_alarms_file
+
+        _DB_SEVERITY.update({a.id: a.effective_severity
+                             for a in load_alarms_file(default_config_dir() / "alarms.yaml").alarms})
+    if alarm_id not in _DB_SEVERITY:
+        raise KeyError(f"alarm id {alarm_id!r} is not in the master alarm database")
+    return _DB_SEVERITY[alarm_id]

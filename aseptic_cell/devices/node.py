@@ -329,13 +329,20 @@ class DeviceNode(LifecycleNode):
         ok = r is not None and r.age_s() <= self.stale_after_s and self.backend is not None and self.backend.connected()
         if ok != self.comm_ok:
             self.comm_ok = ok
+            alarm_id = f"{self.device_id}_COMM_LOSS"  # the supervisor's id for it (config/alarms.yaml)
             if ok:
                 self.emit("comm_restored")
                 self.get_logger().info(f"communication with {self.device_id} restored (still latched: {self.latched})")
+                if getattr(self, "_comm_alarm_active", False):
+                    self._comm_alarm_active = False
+                    self.publish_alarm(alarm_id, self._alarm_severity(alarm_id), "RTN",
+                                       f"communication with {self.device_id} restored (device stays latched until "
+                                       "recovered)")
             else:
                 self.emit("comm_lost")
                 self.latch(f"communication with {self.device_id} lost or data stale")
-                self.publish_alarm(f"COMM_LOSS_{self.device_id}", 800, "ACTIVE",
+                self._comm_alarm_active = True
+                self.publish_alarm(alarm_id, self._alarm_severity(alarm_id), "ACTIVE",
                                    f"communication with {self.device_id} lost or data stale")
         if r is not None:
             msg = self.STATE_TYPE()
@@ -392,6 +399,12 @@ class DeviceNode(LifecycleNode):
             self._events_pub.publish(self._string(data=json.dumps(data, default=str)))
         except Exception as exc:  # noqa: BLE001
             self.get_logger().error(f"event publish failed: {exc!r}")
+
+    def _alarm_severity(self, alarm_id: str) -> int:
+        """The alarm's OPC UA severity from the master alarm database (one priority everywhere)."""
+        from ..alarms.models import database_severity
+
+        return database_severity(alarm_id, getattr(self.cfg, "alarms", None))
 
     def publish_alarm(self, alarm_id: str, priority: int, state: str, message: str) -> None:
         from cell_interfaces.msg import Alarm

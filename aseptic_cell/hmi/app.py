@@ -39,6 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from aseptic_cell.alarms.permissions import ALARM_PERMISSIONS
 from aseptic_cell.auth import MEANINGS, AuthError, PermissionDenied, UserDirectory, record_signature
 
 from .api_models import (
@@ -476,7 +477,7 @@ def create_app(
     @app.post("/api/alarms/{alarm_id}/ack")
     def ack(alarm_id: Ident, body: AckBody, request: Request) -> dict[str, Any]:
         s = _session(request)
-        _authorize(s, "alarm.ack")
+        _authorize(s, ALARM_PERMISSIONS["acknowledge"])
         res = _call(backend.acknowledge, alarm_id, user=s.user, comment=body.comment)
         return _result(res, f"acknowledge {alarm_id}")
 
@@ -484,13 +485,15 @@ def create_app(
     def shelve(alarm_id: Ident, body: ShelveBody, request: Request) -> dict[str, Any]:
         """Shelve an alarm (ISA-18.2): supervisor, e-signed, with a reason; the alarm manager
         refuses alarms rationalised as not shelvable and durations above max_shelve_s."""
-        return _signed(_session(request), "alarm.shelve", body.signature, f"shelve {alarm_id}",
+        return _signed(_session(request), ALARM_PERMISSIONS["shelve"], body.signature, f"shelve {alarm_id}",
                        backend.shelve_alarm, alarm_id, reason=body.reason, duration_s=body.duration_s)
 
     @app.post("/api/alarms/{alarm_id}/unshelve")
     def unshelve(alarm_id: Ident, body: UnshelveBody, request: Request) -> dict[str, Any]:
+        """End a shelve early: users.yaml ``alarm.unshelve`` (the permission the supervisor checks
+        too, one mapping: aseptic_cell/alarms/permissions.py); no e-signature."""
         s = _session(request)
-        _authorize(s, "alarm.shelve")
+        _authorize(s, ALARM_PERMISSIONS["unshelve"])
         res = _call(backend.shelve_alarm, alarm_id, user=s.user, password="", meaning="", reason=body.reason,
                     duration_s=0.0)
         return _result(res, f"unshelve {alarm_id}")

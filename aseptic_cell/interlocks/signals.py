@@ -146,7 +146,8 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "isolator"),
     # --- isolator: environment
     "isolator.dp_in_band": SignalDoc(
-        "bool", "isolator overpressure inside its alarm band (after the configured alarm delay)",
+        "bool", "measured isolator overpressure inside its alarm band now (a permissive: no delay; the "
+        "ISO1_DP_LOW/HIGH alarms apply the configured alarm delay)",
         "isolator"),
     "isolator.decon_status": SignalDoc(
         "str: NOT_DECONTAMINATED | CYCLE_RUNNING | AERATING | DECONTAMINATED_RELEASED | BREACHED",
@@ -165,6 +166,19 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "bool", "particle counter sample flow within tolerance (>= 28.3 L/min)", "isolator"),
     "isolator.particles.action_excursion": SignalDoc(
         "bool", "an action-level particle excursion is active", "isolator"),
+    "isolator.particles.0_5_per_m3": SignalDoc(
+        "float", "grade-A >= 0.5 um concentration of the last sample (or the sample in progress, when higher)",
+        "isolator"),
+    "isolator.particles.5_0_per_m3": SignalDoc("float", "grade-A >= 5 um concentration, as above", "isolator"),
+    "isolator.particles.5_0_count": SignalDoc("float", ">= 5 um particles counted in that sample", "isolator"),
+    "isolator.particles.0_5_alert": SignalDoc("bool", ">= 0.5 um above the alert level", "isolator"),
+    "isolator.particles.0_5_action": SignalDoc("bool", ">= 0.5 um above the action limit", "isolator"),
+    "isolator.particles.5_0_alert": SignalDoc(
+        "bool", ">= 5 um above the alert level (a single count, or the repeated-count trend)", "isolator"),
+    "isolator.particles.5_0_action": SignalDoc(
+        "bool", ">= 5 um action excursion (not a single count by itself: Annex 1 §9 [ANNEX1-2022] [M])",
+        "isolator"),
+    "isolator.airflow_m_s": SignalDoc("float", "unidirectional airflow velocity at the working height", "isolator"),
     # --- isolator: rapid transfer ports (placeholder {rtp} = RTP id, e.g. RTP1)
     "isolator.rtp.{rtp}.beta_docked": SignalDoc("bool", "a beta container is docked at the RTP", "isolator"),
     "isolator.rtp.{rtp}.beta_locked": SignalDoc(

@@ -27,9 +27,11 @@ called asynchronously (one outstanding request per node; the executor never bloc
 that dies, stops answering, leaves ACTIVE without the manager asking, or whose state topic
 falls silent is marked FAULTED: an Alarm (priority high) goes to ``/cell/alarms`` and every
 node that depends on it, transitively, gets ``/cell/<dependant>/command``
-DeviceCommand{command: "safe_state"}. Alarm ids: ``NODE_LOST_<node>`` (lost / left ACTIVE /
-state topic silent), ``NODE_START_FAILED_<node>`` (bring-up or recovery transition failed);
-priority = OPC UA severity of ISA-18.2 "high" (800); state ACTIVE, RTN after recovery.
+DeviceCommand{command: "safe_state"}. Alarm ids (config/alarms.yaml, ``raised_by:
+lifecycle_manager``): ``CELL_NODE_DIED`` (lost / left ACTIVE / state topic silent) and
+``CELL_NODE_START_FAILED`` (bring-up or recovery transition failed), ``source`` = the node;
+priority = the database's OPC UA severity of the alarm; state ACTIVE, RTN after recovery (RTN
+only once no other node stands in the same alarm: one alarm, the message names the nodes).
 Nothing recovers automatically: a node that comes back by itself stays FAULTED until
 ``/lifecycle_manager/recover`` (cell_interfaces/srv/Recover) is called for it. The Recover
 answer says whether recovery started (node known, faulted, reachable, dependencies healthy);
@@ -62,13 +64,14 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 from rclpy.task import Future
 from std_msgs.msg import String
 
-from ..alarms.models import DEFAULT_SEVERITY
+from ..alarms.models import database_severity
 from . import rosutil
 
 NODE_NAME = "lifecycle_manager"
 ALARM_TOPIC = "/cell/alarms"
-# Alarm.priority carries the OPC UA A&C severity of the ISA-18.2 priority (as the device nodes do)
-ALARM_PRIORITY_HIGH = DEFAULT_SEVERITY["high"]
+# Alarm.priority carries the OPC UA A&C severity of the alarm's ISA-18.2 priority in the database
+NODE_DIED_ALARM = "CELL_NODE_DIED"
+NODE_START_FAILED_ALARM = "CELL_NODE_START_FAILED"
 ALARM_ACTIVE, ALARM_RTN = "ACTIVE", "RTN"
 
 ALARM_QOS = QoSProfile(
@@ -418,7 +421,12 @@ class LifecycleManager(Node):
         if op.purpose == "recover":
             self.get_logger().warning(f"recover: {op.node} is ACTIVE again; fault cleared")
             if was_faulted and m.alarm_id:
-                self._publish_alarm(m.alarm_id, op.node, ALARM_RTN, f"{op.node} recovered by operator")
+                still = [x.name for x in self.nodes.values() if x.health == FAULTED and x.alarm_id == m.alarm_id]
+                if still:  # one alarm for every node: it stands while any node is in it
+                    self._publish_alarm(m.alarm_id, ", ".join(still), ALARM_ACTIVE,
+                                        f"{op.node} recovered by operator; still faulted: {', '.join(still)}")
+                else:
+                    self._publish_alarm(m.alarm_id, op.node, ALARM_RTN, f"{op.node} recovered by operator")
             if self.phase == "failed" and all(x.health != FAULTED for x in self.nodes.values()):
                 self.start_bringup()  # continue the aborted bring-up with the nodes not up yet
         if op.purpose == "bringup" and not any(o.purpose == "bringup" for o in self._ops):
@@ -516,9 +524,9 @@ class LifecycleManager(Node):
             m.get_state.remove_pending_request(m.hb_future)
         m.hb_future = None
         m.alarm_id = (
-            f"NODE_START_FAILED_{m.name}"
+            NODE_START_FAILED_ALARM
             if "bring-up aborted" in reason or "recovery of" in reason
-            else f"NODE_LOST_{m.name}"
+            else NODE_DIED_ALARM
         )
         self.get_logger().error(f"FAULT {m.name}: {reason}")
         self._publish_alarm(m.alarm_id, m.name, ALARM_ACTIVE, reason)
@@ -567,7 +575,7 @@ class LifecycleManager(Node):
             Alarm(
                 alarm_id=alarm_id,
                 source=source,
-                priority=ALARM_PRIORITY_HIGH,
+                priority=database_severity(alarm_id),
                 state=state,
                 message=message,
                 raised=rosutil.stamp_now(self),

@@ -121,7 +121,7 @@ class Supervisor:
         self.journal = BatchJournal(record, self.now, lambda: self.batch_id)
         self.operator = OperatorCommands(self)
         self.trip_handler = Trips(self)
-        self.process_alarms = ProcessAlarms(cfg, self.alarms, self.signal, self.journal.audit)
+        self.process_alarms = ProcessAlarms(cfg, self.alarms, self.signal, self.journal.audit, sup=self)
         self.sm = PhaseStateMachine(self.clock, name="batch")
         self.sm.add_listener(lambda tr: self._on_batch_transition(tr))
         self.recipe: Any = None
@@ -256,9 +256,8 @@ class Supervisor:
         self.journal.results[key] = value
         if isinstance(value, dict) and value.get("result") in ("PASS", "FAIL"):
             self.journal.record_cycle_result(key, value)
-        if isinstance(value, dict) and value.get("result") == "FAIL":
-            self.process_alarms.raise_("VHP1_CYCLE_ABORT" if key == "vhp" else "AC1_CYCLE_FAIL",
-                                       "; ".join(str(r) for r in value.get("reasons", []) or []))
+        if isinstance(value, dict):  # the cycle_result alarms of alarms.yaml (a FAIL, or a cycle alarm code)
+            self.process_alarms.cycle_result(key, value)
 
     def updated_since(self, node: str, handle: Handle) -> bool:
         """Do the signals of ``node`` already reflect the answer of ``handle``?"""
@@ -447,16 +446,17 @@ class Supervisor:
     def tick(self) -> None:
         self.refresh_signals()
         self.process_alarms.watch_comm(self.port.node_devices, self.signals)
+        self.process_alarms.watch_stale(self.signals, self.engine.stale_after_s)
         self._hold_on_device_loss()
         self.statuses = self.engine.evaluate_all()
         self.trip_handler.on_tick_rules(self.statuses)
+        self.process_alarms.evaluate()  # before the batch is driven: an EM hold reaches Held in this tick
         for _ in range(4):  # run transient states to their stable successor within this tick
             before = self.sm.state
             self._drive_batch()
             if self.sm.state is before:
                 break
         self.journal.device_events(self.port.drain_events())
-        self.process_alarms.evaluate()
         self.alarms.tick()
         probe = getattr(self.record, "probe", None)
         if probe is not None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..alarms.permissions import ALARM_PERMISSIONS, shelve_permission
 from ..batch.states import PhaseState as S
 from ..results import CommandResult
 from .actions import SAFE_COMMANDS, classify
@@ -126,7 +127,7 @@ class OperatorCommands:
         from ..alarms import AlarmError
 
         sup = self.sup
-        _rule, denied = sup.signing.authorize(user, "alarm.ack")
+        _rule, denied = sup.signing.authorize(user, ALARM_PERMISSIONS["acknowledge"])
         if denied is not None:
             return CommandResult.refuse("REFUSED", denied.reason)
         try:
@@ -139,17 +140,19 @@ class OperatorCommands:
                      duration_s: float = 0.0) -> CommandResult:
         """Shelve an alarm for ``duration_s`` (ISA-18.2 §11.3 [ISA18.2]; users.yaml ``alarm.shelve``:
         supervisor, e-signed, with a reason; only alarms rationalised as shelvable, at most
-        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (same role, no
-        signature). The alarm manager records both."""
+        ``max_shelve_s``), or end a shelve early with ``duration_s`` <= 0 (users.yaml
+        ``alarm.unshelve``, no signature: the alarm becomes visible again). The permission comes
+        from :data:`aseptic_cell.alarms.permissions.ALARM_PERMISSIONS`, as in the HMI. The alarm
+        manager records both."""
         from ..alarms import AlarmError
 
         sup = self.sup
-        rule, denied = sup.signing.authorize(user, "alarm.shelve")
+        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
+            return CommandResult.refuse("INVALID", f"duration_s must be a number, got {duration_s!r}")
+        rule, denied = sup.signing.authorize(user, shelve_permission(float(duration_s)))
         if denied is not None:
             return denied
         who = sup.users.get(user) or user
-        if not isinstance(duration_s, (int, float)) or math.isnan(duration_s):
-            return CommandResult.refuse("INVALID", f"duration_s must be a number, got {duration_s!r}")
         try:
             if duration_s <= 0:
                 sup.alarms.unshelve(alarm_id, who, reason)

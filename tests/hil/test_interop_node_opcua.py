@@ -127,7 +127,7 @@ def test_bridge_drives_a_node_opcua_device(njs_cell):
     proc.kill()
     proc.wait(10)
     c.wait_state("autoclave", lambda s: not s.comm_ok and "latched" in s.lifecycle_state, 20.0, "comm lost")
-    c.wait_for(lambda: any(a.alarm_id == "COMM_LOSS_AC1" for a in c.alarms), 10.0, "COMM_LOSS_AC1")
+    c.wait_for(lambda: any(a.alarm_id == "AC1_COMM_LOSS" for a in c.alarms), 10.0, "AC1_COMM_LOSS")
     r = c.door("autoclave", "autoclave_load", "open", user="op1")
     assert not r.accepted and r.code == "LATCHED", r
 

@@ -6,7 +6,7 @@ Functional: the device interlocks (hatch IL-01, RTP IL-02/03, autoclave clean-si
 after a PASS, IL-11), a VHP and an autoclave cycle action end to end.
 Faults: emulator killed + restarted, frozen (SIGSTOP), values stale behind a delaying or
 black-holing TCP proxy, NaN and out-of-range sensor values. Each communication fault must end
-in the safe state (node latched, commands refused) with an alarm COMM_LOSS_<dev>, no
+in the safe state (node latched, commands refused) with an alarm <dev>_COMM_LOSS, no
 auto-resume when the device returns, recovery only on the operator's ``recover``, and an
 intact batch record (the events recorded into a hash-chained BatchRecord that verifies).
 """
@@ -44,7 +44,7 @@ def _comm_fault_then_recover(h, *, node: str, device: str, probe, undo, batch: s
     """Shared tail of every communication fault: safe state, alarm, no auto-resume, operator recovery."""
     c = h.client
     c.wait_state(node, lambda s: not s.comm_ok, 20.0, f"{node} comm lost")
-    c.wait_for(lambda: _alarm_raised(h, f"COMM_LOSS_{device}"), 10.0, f"alarm COMM_LOSS_{device}")
+    c.wait_for(lambda: _alarm_raised(h, f"{device}_COMM_LOSS"), 10.0, f"alarm COMM_LOSS_{device}")
     st = c.state(node)
     assert "latched" in st.lifecycle_state
     refused = probe()

@@ -297,12 +297,13 @@ def test_vhp_cycle_to_pass_releases_the_isolator_at_the_aeration_endpoint(graph)
         assert reply.accepted, reply
         client.wait_state("isolator", lambda s: s.leak_test_result == "PASS", 60.0, "leak test PASS")
 
-        res = client.run_cycle("vhp", "VHP-ISO-SHORT", batch_id="T-VHP-PASS", timeout_s=180.0)
+        # the validated cycle (an engineering cycle's PASS never releases the isolator)
+        res = client.run_cycle("vhp", "VHP-ISO-STD", batch_id="T-VHP-PASS", timeout_s=240.0)
         assert res.success and res.result == "PASS", res.reason
         report = json.loads(res.json_report)
-        recipe = CFG.vhp_cycles.get("VHP-ISO-SHORT")
+        recipe = CFG.vhp_cycles.get("VHP-ISO-STD")
         release_ppm = recipe.aerate.release_ppm
-        assert report["recipe_id"] == "VHP-ISO-SHORT" and report["passed"] is True, report
+        assert report["recipe_id"] == "VHP-ISO-STD" and report["passed"] is True, report
         assert report["aeration_end_ppm"] < release_ppm, report
         # the recorded dwell concentration (cycle record) held the recipe's band on average
         assert report["dwell_mean_ppm"] >= recipe.decontaminate.min_ppm, report

@@ -39,7 +39,7 @@ def test_simulator_loss_latches_devices_raises_alarm_and_needs_operator_recovery
         procs.kill("sim_world", signal.SIGKILL)
         client.wait_state("isolator", lambda s: not s.comm_ok, 15.0, "isolator comm lost")
         assert "(latched)" in client.state("isolator").lifecycle_state
-        wait_until(lambda: any(a.alarm_id == "COMM_LOSS_ISO1" for a in client.alarms), 10.0, "comm loss alarm")
+        wait_until(lambda: any(a.alarm_id == "ISO1_COMM_LOSS" for a in client.alarms), 10.0, "comm loss alarm")
         r = client.door("isolator", "hatch_a", "open", user="op1")
         assert not r.accepted and r.code in ("LATCHED", "COMM_STALE")
         assert not client.recover("isolator", user="sup1", reason="try while lost").accepted
@@ -63,7 +63,8 @@ def test_a_dead_node_drives_its_dependants_safe_and_stays_faulted_until_recovere
     with running_graph(tmp_path, speed=500.0) as (procs, client, specs):
         assert client.command("arm", "enable_drives", user="op1").accepted
         procs.kill("isolator", signal.SIGKILL)
-        wait_until(lambda: any(a.alarm_id == "NODE_LOST_isolator" for a in client.alarms), 15.0, "node lost alarm")
+        wait_until(lambda: any(a.alarm_id == "CELL_NODE_DIED" and a.source == "isolator" for a in client.alarms),
+                   15.0, "node lost alarm")
         # dependants of the isolator (arm, vhp, autoclave) are driven to their safe state
         client.wait_state("arm", lambda s: s.protective_stop and "(latched)" in s.lifecycle_state, 15.0, "arm safe")
         client.wait_state("autoclave", lambda s: "(latched)" in s.lifecycle_state, 15.0, "autoclave latched")

@@ -19,6 +19,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import String
 
+from aseptic_cell.alarms import database_severity
 from aseptic_cell.launcher import CellProcesses, wait_for_nodes
 from aseptic_cell.nodes.graph import NodeSpec, lifecycle_manager_spec
 from aseptic_cell.nodes.lifecycle_manager import ALARM_QOS, dependants_of, parse_dependencies
@@ -183,8 +184,8 @@ def test_bringup_order_loss_detection_safe_state_cascade_and_explicit_recovery(t
         detect = t_alarm - t_kill
         assert detect <= TIMEOUT + PERIOD + 0.5, f"detected after {detect:.2f} s"
         assert (
-            alarm.priority == 800
-            and alarm.alarm_id == f"NODE_LOST_{a}"
+            alarm.priority == database_severity("CELL_NODE_DIED")  # the database's priority, not a magic number
+            and alarm.alarm_id == "CELL_NODE_DIED" and alarm.source == a
             and a in alarm.message
             and "lost" in alarm.message
         )
@@ -273,7 +274,7 @@ def test_failed_transition_aborts_bringup_with_an_alarm(tmp_path, ros_context):
         obs.spin_until(lambda: obs.status.get("phase") == "failed", 30, "bring-up aborted")
         obs.spin_until(lambda: any(m.source == b for _, m in obs.alarms), 5, "alarm")
         alarm = next(m for _, m in obs.alarms if m.source == b)
-        assert alarm.alarm_id == f"NODE_START_FAILED_{b}" and alarm.state == "ACTIVE"
+        assert alarm.alarm_id == "CELL_NODE_START_FAILED" and alarm.source == b and alarm.state == "ACTIVE"
         assert "bring-up aborted" in alarm.message and f"configure of {b} failed" in alarm.message
         assert c in alarm.message  # names what was not brought up
         assert obs.health(b) == "faulted" and obs.health(c) == "pending" and obs.health(a) == "ok"

@@ -304,6 +304,12 @@ def test_alarm_shelve_needs_supervisor_reason_and_signature_unshelve_no_signatur
     h = login(client, "op1")
     r = client.post("/api/alarms/ISO1_DP_HIGH/shelve", json={"duration_s": 3600, "reason": "sensor swap"}, headers=h)
     assert r.status_code == 403 and err(r)["code"] == "ROLE_FORBIDDEN"
+    # users.yaml grants alarm.unshelve to operators: the HMI checks that permission (issue 13 item 20)
+    r = client.post("/api/alarms/ISO1_DP_HIGH/unshelve", json={"reason": "sensor back"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert backend.calls.pop() == ("shelve_alarm", {"alarm_id": "ISO1_DP_HIGH", "user": "op1", "password": "",
+                                                    "meaning": "", "reason": "sensor back", "duration_s": 0.0})
+    h = login(client, "qa1")
     assert client.post("/api/alarms/ISO1_DP_HIGH/unshelve", json={}, headers=h).status_code == 403
     h = login(client, "sup1")
     for bad in ({"duration_s": 0, "reason": "sensor swap"}, {"duration_s": float("nan"), "reason": "sensor swap"},

@@ -229,14 +229,17 @@ def test_rtp_interlocks(cfg):
 # --------------------------------------------------------------------------- gloves
 def _glove_drops_by_hand(cfg, hole_um: float | None):
     gt = cfg.glove_test
-    lam_g = cfg.pressure.leak_rate_per_h * P_ATM / (3600.0 * gt.test_pressure_pa)
+    # the glove is a flexible volume: capacitance C = V / p_atm + compliance (m3/Pa)
+    cap = gt.glove_volume_l * 1e-3 / P_ATM + gt.glove_compliance_l_per_kpa * 1e-6
+    lam_rigid = cfg.pressure.leak_rate_per_h * P_ATM / (3600.0 * gt.test_pressure_pa)
+    lam_g = lam_rigid * (gt.glove_volume_l * 1e-3 / P_ATM) / cap
     intact_start = gt.test_pressure_pa * math.exp(-lam_g * gt.stabilisation_s)
     intact = intact_start * (1.0 - math.exp(-lam_g * gt.test_s))
     if hole_um is None:
         return intact, None
-    # orifice: dp/dt = -k sqrt(p), k = (p_atm / V) Cd A sqrt(2 / rho)  ->  sqrt(p) falls linearly
+    # orifice: dp/dt = -k sqrt(p), k = Cd A sqrt(2 / rho) / C  ->  sqrt(p) falls linearly
     area = math.pi * (hole_um * 1e-6) ** 2 / 4.0
-    k = (P_ATM / (gt.glove_volume_l * 1e-3)) * 0.61 * area * math.sqrt(2.0 / 1.204)
+    k = 0.61 * area * math.sqrt(2.0 / 1.204) / cap
     s0 = math.sqrt(gt.test_pressure_pa)
     s1 = max(0.0, s0 - 0.5 * k * gt.stabilisation_s)
     s2 = max(0.0, s1 - 0.5 * k * gt.test_s)
@@ -251,7 +254,7 @@ def test_glove_test_pass_when_intact_and_record_content(cfg):
     assert iso.sensors()["glove.GP1.test_running"]
     r.run(gt.stabilisation_s + gt.test_s + 1)
     rec = iso.glove_test_record("GP1")
-    intact, _ = _glove_drops_by_hand(cfg, None)  # 8.4 Pa for 1e-3 /h at 1000 Pa (20.8 Pa for 2.5e-3 /h)
+    intact, _ = _glove_drops_by_hand(cfg, None)  # 0.22 Pa for 1e-3 /h at 1000 Pa (flexible glove, 1.5 L/kPa)
     assert rec["drop_pa"] == pytest.approx(intact, rel=1e-3)
     assert rec["result"] == "PASS" and rec["drop_pa"] < gt.max_drop_pa
     for key in ("port_id", "glove_lot", "fitted", "method", "test_pressure_pa", "stabilisation_s", "test_s",
@@ -273,19 +276,19 @@ def test_glove_test_fails_with_breach_and_blocks_port(cfg):
     r.run(gt.stabilisation_s + gt.test_s + 1)
     rec = iso.glove_test_record("GP2")
     intact, hole = _glove_drops_by_hand(cfg, 100.0)
-    assert hole == pytest.approx(713.6, abs=1.0)
+    assert hole == pytest.approx(37.5, abs=1.0)
     assert rec["drop_pa"] == pytest.approx(hole, rel=0.01)  # permeation is minor next to the hole
     assert rec["result"] == "FAIL"
     e = refused("GLOVE_FAILED", iso.use_glove, "GP2")
     assert "GP2" in e.reason
     assert not iso.sensors()["glove.GP2.in_use"]
-    # a small hole (20 um) still fails: orifice loss alone > limit
+    # a small hole (20 um) passes: below the test's detection limit (~90 um, test_glove_leak.py)
     iso.faults.inject("glove_breach:GP3", hole_um=20.0)
     iso.start_glove_test("GP3", user="qa.tester")
     r.run(gt.stabilisation_s + gt.test_s + 1)
     _, small = _glove_drops_by_hand(cfg, 20.0)
-    assert small > gt.max_drop_pa
-    assert iso.glove_test_record("GP3")["result"] == "FAIL"
+    assert small < gt.max_drop_pa
+    assert iso.glove_test_record("GP3")["result"] == "PASS"
     # replacing the glove lifts the block
     iso.replace_glove("GP2", "GL-2026-0999", "2026-11-20")
     iso.use_glove("GP2")

@@ -99,6 +99,8 @@ class GloveTestConfig(Model):
     test_s: PositiveFinite
     max_drop_pa: PositiveFinite
     glove_volume_l: PositiveFinite
+    glove_compliance_l_per_kpa: NonNegativeFinite = Field(
+        default=1.5, description="volume the pressurised glove and sleeve gain per kPa (L/kPa): a flexible test volume")
     instrument_id: str
     campaign_window_h: PositiveFinite
 

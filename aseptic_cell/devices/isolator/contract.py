@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import CellConfig
@@ -39,6 +39,10 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 
 # --------------------------------------------------------------------------- typed readings
+PARTICLE_VALUES = ("0_5_per_m3", "5_0_per_m3", "5_0_count")
+PARTICLE_FLAGS = ("0_5_alert", "0_5_action", "5_0_alert", "5_0_action")
+
+
 @dataclass(frozen=True)
 class HatchDoor:
     closed: bool | None
@@ -81,6 +85,10 @@ class IsolatorReadings:
     action_excursion: bool | None
     rtps: dict[str, Rtp]
     gloves: dict[str, GlovePort]
+    particles: dict[str, float | bool | None] = field(default_factory=dict)
+    """Grade-A counter readings and flags: ``0_5_per_m3``, ``5_0_per_m3``, ``5_0_count`` and
+    ``0_5_alert`` / ``0_5_action`` / ``5_0_alert`` / ``5_0_action`` (EM alarms, Annex 1 §9 [ANNEX1-2022] [M])."""
+    airflow_m_s: float | None = None
 
     @classmethod
     def parse(cls, v: Mapping[str, Any], cfg: CellConfig) -> IsolatorReadings:
@@ -109,6 +117,9 @@ class IsolatorReadings:
                                     num_or_none(v.get(f"glove.{g.id}.last_test_time")),
                                     bool_or_none(v.get(f"glove.{g.id}.visual_defect")))
                     for g in iso.glove_ports},
+            particles={**{k: num_or_none(v.get(f"particles.{k}")) for k in PARTICLE_VALUES},
+                       **{k: bool_or_none(v.get(f"particles.{k}")) for k in PARTICLE_FLAGS}},
+            airflow_m_s=num_or_none(v.get("airflow_m_s")),
         )
 
 
@@ -171,6 +182,9 @@ def signals(r: IsolatorReadings, cfg: CellConfig) -> dict[str, Any]:
     # sample flow >= 28.3 L/min (1 ft3/min) [TSI] [V], [ANNEX1-2022 §9] [M]; the nominal is set in cell.yaml
     s["isolator.particles.sample_flow_ok"] = None if flow is None else flow >= 0.95 * iso.particles.sample_flow_l_min
     s["isolator.particles.action_excursion"] = r.action_excursion
+    for k, val in r.particles.items():
+        s[f"isolator.particles.{k}"] = val
+    s["isolator.airflow_m_s"] = r.airflow_m_s
     for rid, rtp in r.rtps.items():
         s[f"isolator.rtp.{rid}.beta_docked"] = rtp.beta_docked
         s[f"isolator.rtp.{rid}.beta_locked"] = rtp.beta_locked

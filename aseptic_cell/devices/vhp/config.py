@@ -24,6 +24,12 @@ class VHPUnitConfig(Model):
     desorption_per_min: PositiveFinite = Field(description="k_d (1/min)")
     surface_decomposition_per_min: NonNegativeFinite = Field(description="k_s (1/min)")
     sensor_range_ppm: PositiveFinite
+    residual_sensor_range_ppm: PositiveFinite = Field(
+        default=10.0,
+        description="low-range (electrochemical) residual H2O2 sensor full scale (ppm), the release sensor")
+    circulation_m3_h: PositiveFinite | None = Field(
+        default=None, description="circulation flow that mixes injected vapour into the enclosure (m3/h); "
+                                  "default: the catalytic loop flow")
 
 class VHPPrecheck(Model):
     require_leak_test: bool = True
@@ -54,6 +60,10 @@ class VHPDecontaminate(Model):
 
 class VHPAerate(Model):
     release_ppm: PositiveFinite = Field(le=1.0, description="release limit (ppm); <= 1 ppm PEL [CHEMDAQ]")
+    hold_s: NonNegativeFinite = Field(
+        default=1200.0, description="rebound check: loop stopped, the residual must stay <= release_ppm this long (s)")
+    reaerate_s: NonNegativeFinite = Field(
+        default=600.0, description="after a rebound: catalytic aeration at least this long before the next hold (s)")
     timeout_s: PositiveFinite
 
 class VHPLimits(Model):
@@ -72,6 +82,8 @@ class VHPCycleRecipe(Model):
     id: Identifier
     version: int = Field(ge=1)
     description: str = ""
+    validated_for_release: bool = Field(
+        default=False, description="only a validated cycle releases the isolator for product (Annex 1 §4.25)")
     precheck: VHPPrecheck
     dehumidify: VHPDehumidify
     condition: VHPCondition

@@ -32,11 +32,18 @@ class VhpReadings:
     h2o2_ppm: float | None
     h2o2_ppm_b: float | None
     """The redundant H2O2 sensor."""
+    h2o2_residual_ppm: float | None = None
+    """The low-range residual sensor (0..``residual_sensor_range_ppm``): the release sensor."""
+    residual_range_ppm: float = 10.0
+    residual_fault: bool = False
+    """the unit has a residual sensor but it gives no valid reading: the low concentration is unknown"""
 
     @classmethod
     def parse(cls, v: Mapping[str, Any], cfg: CellConfig) -> VhpReadings:
         return cls(bool_or_none(v.get("cycle_active")), str_or_none(v.get("phase")),
-                   num_or_none(v.get("h2o2_ppm")), num_or_none(v.get("h2o2_ppm_b")))
+                   num_or_none(v.get("h2o2_ppm")), num_or_none(v.get("h2o2_ppm_b")),
+                   num_or_none(v.get("h2o2_residual_ppm")), cfg.layout.vhp_unit.residual_sensor_range_ppm,
+                   "h2o2_residual_ppm" in v and num_or_none(v.get("h2o2_residual_ppm")) is None)
 
 
 # --------------------------------------------------------------------------- hard interlock
@@ -48,9 +55,16 @@ def hard_interlock(name: str, args: dict[str, Any], r: VhpReadings, cfg: CellCon
 
 # --------------------------------------------------------------------------- signals
 def signals(r: VhpReadings, cfg: CellConfig) -> dict[str, Any]:
-    a, b = r.h2o2_ppm, r.h2o2_ppm_b
-    # redundant sensors: the worse (higher) of the two counts for release
-    ppm = None if a is None and b is None else max(x for x in (a, b) if x is not None)
+    a, b, res = r.h2o2_ppm, r.h2o2_ppm_b, r.h2o2_residual_ppm
+    # the 0-2000 ppm process sensors cannot decide 1 ppm: below its full scale the low-range
+    # residual sensor decides; at or over it (or without it) the worse of the redundant process
+    # sensors counts
+    if r.residual_fault:
+        ppm: float | None = None  # unknown denies (IL-08)
+    elif res is not None and 0.0 <= res < r.residual_range_ppm:
+        ppm = res
+    else:
+        ppm = None if a is None and b is None else max(x for x in (a, b) if x is not None)
     return {"vhp.cycle_active": r.cycle_active, "vhp.h2o2_ppm": ppm, "vhp.phase": r.phase}
 
 
