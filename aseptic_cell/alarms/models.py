@@ -258,6 +258,26 @@ def cross_check(alarms: AlarmsFile, device_ids: list[str] | tuple[str, ...]) -> 
 
 
 _DB_SEVERITY: dict[str, int] = {}
+_DB_RATIONALE: dict[str, tuple[str, str]] = {}
+
+
+def _load_database() -> None:
+    if _DB_SEVERITY:
+        return
+    from aseptic_cell.config import default_config_dir
+
+    from .manager import load_alarms_file
+
+    for a in load_alarms_file(default_config_dir() / "alarms.yaml").alarms:
+        _DB_SEVERITY[a.id] = a.effective_severity
+        _DB_RATIONALE[a.id] = (a.consequence, a.response)
+
+
+def database_rationale(alarm_id: str) -> tuple[str, str]:
+    """(consequence, operator response) of ``alarm_id`` in the shipped master alarm database, for
+    the displays and the OPC UA cell server; ("", "") for an id it does not hold."""
+    _load_database()
+    return _DB_RATIONALE.get(alarm_id, ("", ""))
 
 
 def database_severity(alarm_id: str, alarms: AlarmsFile | None = None) -> int:
@@ -274,13 +294,7 @@ def database_severity(alarm_id: str, alarms: AlarmsFile | None = None) -> int:
             if a.id == alarm_id:
                 return a.effective_severity
         raise KeyError(f"alarm id {alarm_id!r} is not in the master alarm database")
-    if not _DB_SEVERITY:
-        from aseptic_cell.config import default_config_dir
-
-        from .manager import load_alarms_file
-
-        _DB_SEVERITY.update({a.id: a.effective_severity
-                             for a in load_alarms_file(default_config_dir() / "alarms.yaml").alarms})
+    _load_database()
     if alarm_id not in _DB_SEVERITY:
         raise KeyError(f"alarm id {alarm_id!r} is not in the master alarm database")
     return _DB_SEVERITY[alarm_id]

@@ -80,4 +80,8 @@ def plant_info(config_dir: str | Path) -> dict[str, Any]:
     # alarms.yaml rationalisation: which alarms may be shelved, and for how long at most
     out["alarms_shelvable"] = sorted(a.id for a in cfg.alarms.alarms if a.shelvable)
     out["max_shelve_s"] = cfg.alarms.settings.max_shelve_s
+    # ... and each alarm's rationalisation, shown in the alarm list (ISA-18.2: the operator sees the
+    # consequence of not acting and the response expected [ISA18.2])
+    out["alarms"] = {a.id: {"description": a.description, "priority": a.priority, "consequence": a.consequence,
+                            "response": a.response} for a in cfg.alarms.alarms}
     return out

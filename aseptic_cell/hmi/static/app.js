@@ -400,15 +400,19 @@ function renderAlarms() {
     const unack = x.state === "UNACK" || x.state === "RTN_UNACK";
     const ts = x.raised ? x.raised.sec + x.raised.nanosec * 1e-9 : 0;  // sim time, or wall epoch
     const t = !ts ? "" : ts > 1e8 ? new Date(ts * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC" : "sim " + Plot.fmtT(ts);
-    return `<tr class="alarm-row ${unack ? "unack" : ""}" data-alarm="${esc(x.alarm_id)}" data-state="${esc(x.state)}"><td class="${PRIO_CLASS[x.isa_priority]}">${esc(x.isa_priority)} (${x.priority})</td><td>${t}</td><td>${esc(x.source)}</td><td>${esc(x.alarm_id)}</td><td>${esc(x.message)}</td><td>${esc(x.state)}</td>
+    const r = (S.plant.alarms || {})[x.alarm_id];  // rationalisation from alarms.yaml (ISA-18.2)
+    const why = r ? `<div class="alarm-rat muted"><div class="alarm-consequence"><b>consequence:</b> ${esc(r.consequence)}</div><div class="alarm-response"><b>response:</b> ${esc(r.response)}</div></div>` : "";
+    return `<tr class="alarm-row ${unack ? "unack" : ""}" data-alarm="${esc(x.alarm_id)}" data-state="${esc(x.state)}"><td class="${PRIO_CLASS[x.isa_priority]}">${esc(x.isa_priority)} (${x.priority})</td><td>${t}</td><td>${esc(x.source)}</td><td>${esc(x.alarm_id)}</td><td>${esc(x.message)}${why}</td><td>${esc(x.state)}</td>
       <td>${unack && S.snap.alarms.source === "supervisor" ? `<button class="cmd" data-ack="${esc(x.alarm_id)}">Acknowledge</button>` : ""}${shelveButton(x)}</td></tr>`;
   }).join("") || `<tr><td colspan="7" class="muted">no alarms</td></tr>`);
   renderEvents();
 }
 
 function shelveButton(x) {
-  if (S.snap.alarms.source !== "supervisor" || !permitted("alarm.shelve")) return "";
-  if (x.state === "SHELVED") return `<button class="cmd" data-unshelve="${esc(x.alarm_id)}">Unshelve</button>`;
+  if (S.snap.alarms.source !== "supervisor") return "";
+  // the permissions of users.yaml, as the API checks them (aseptic_cell/alarms/permissions.py)
+  if (x.state === "SHELVED") return permitted("alarm.unshelve") ? `<button class="cmd" data-unshelve="${esc(x.alarm_id)}">Unshelve</button>` : "";
+  if (!permitted("alarm.shelve")) return "";
   if (!(S.plant.alarms_shelvable || []).includes(x.alarm_id)) return "";
   return `<button class="cmd" data-shelve="${esc(x.alarm_id)}">Shelve</button>`;
 }

@@ -16,7 +16,8 @@ Machinery-style at the top, in the cell namespace (string NodeIds ``<Machine>.<p
                             reset), ReloadConfiguration (engineer; this server's users/trust list)
       Interlocks/<rule>[<instance>]  RuleId, Instance, Title, State, Severity, Reasons[]
       Alarms                ActiveCount, Flood, HighestSeverity, ActiveIds[],
-                            Active/<alarm id>{Source, Priority, Severity, State, Message, Raised}
+                            Active/<alarm id>{Source, Priority, Severity, State, Message, Raised,
+                                              Consequence, Response (alarms.yaml rationalisation)}
       Devices/<ISO1|VHP1|AC1|ARM1>  Node, LifecycleState, CommOk, Latched, Faults[], LastUpdate,
                             + a per-kind summary
 
@@ -35,7 +36,7 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 
-from aseptic_cell.alarms.models import SEVERITY_BANDS
+from aseptic_cell.alarms.models import SEVERITY_BANDS, database_rationale
 from aseptic_cell.batch.states import PackMLState, PhaseState, to_packml
 from aseptic_cell.opcua.uatyping import node_id, status_code
 from aseptic_cell.results import CommandResult
@@ -515,6 +516,8 @@ class CellAddressSpace:
                     ("State", VT.String),
                     ("Message", VT.String),
                     ("Raised", VT.DateTime),
+                    ("Consequence", VT.String),
+                    ("Response", VT.String),
                 ):
                     await self._var(o, f"{base}.{name}", name, vt, "alarms")
             sev = clamp_severity(int(a.get("priority", 1) or 1))
@@ -525,6 +528,9 @@ class CellAddressSpace:
             await self._set(f"{base}.Message", a.get("message", ""), now)
             raised = a.get("raised")
             await self._set(f"{base}.Raised", raised if isinstance(raised, dt.datetime) else now, now)
+            consequence, response = database_rationale(aid)  # ISA-18.2: what happens, what to do
+            await self._set(f"{base}.Consequence", str(a.get("consequence") or consequence), now)
+            await self._set(f"{base}.Response", str(a.get("response") or response), now)
         sevs = [clamp_severity(int(a.get("priority", 1) or 1)) for a in alarms.values()]
         await self._set("Alarms.ActiveCount", len(alarms), now)
         await self._set("Alarms.Flood", bool(snapshot.get("flood", False)), now)
