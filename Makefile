@@ -42,6 +42,7 @@ system-deps:
 
 venv: system-deps
 	@scripts/ensure_venv.sh
+	@scripts/ensure_keys.sh
 
 interfaces: venv
 	@scripts/build_interfaces.sh

@@ -60,7 +60,7 @@ def data_files() -> list[tuple[str, list[str]]]:
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),
         (f"share/{PACKAGE_NAME}/launch", rel_glob("launch/*")),
-        (f"share/{PACKAGE_NAME}/config", rel_glob("config/*.yaml")),
+        (f"share/{PACKAGE_NAME}/config", rel_glob("config/*.yaml") + rel_glob("config/*.xml")),
         (f"share/{PACKAGE_NAME}/config/recipes", rel_glob("config/recipes/*.yaml")),
         (f"share/{PACKAGE_NAME}/sim/assets", rel_glob("sim/assets/*")),
     ]

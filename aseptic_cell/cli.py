@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .security.transport import confine_to_host
+
+    confine_to_host()  # before any rclpy: this process and its children stay on this host (issue 12)
     return int(args.func(args))
 
 

@@ -51,13 +51,17 @@ def child_env(
 ) -> dict[str, str]:
     """The environment of a node process.
 
-    Inherits ``env`` (default ``os.environ``). ``ROS_LOG_DIR`` is set when missing (rclpy.init
+    Inherits ``env`` (default ``os.environ``), confined to this host
+    (:func:`aseptic_cell.security.transport.confine_to_host`). ``ROS_LOG_DIR`` is set when missing (rclpy.init
     fails without HOME/ROS_LOG_DIR) and output is unbuffered. The ros-wheels bootstrap marker
     and ``LD_LIBRARY_PATH`` are kept when the child runs this interpreter (same venv: the
     bootstrapped library path is right) and cleared for another interpreter (the ROS wheels'
     bootstrapper re-execs Python with its own library path: another venv must bootstrap itself).
     """
     out = dict(os.environ if env is None else env)
+    from .security.transport import confine_to_host
+
+    confine_to_host(out)  # the graph stays on this host unless the cell is configured multi-host
     if not out.get("ROS_LOG_DIR"):
         out["ROS_LOG_DIR"] = str((log_dir or Path.cwd()) / "ros")
     out["PYTHONUNBUFFERED"] = "1"

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from aseptic_cell.auth import AuthError, UserDirectory
+from aseptic_cell.auth.lockout import LoginGuard
 from aseptic_cell.client import CellClient
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.launcher import CellProcesses, wait_for_nodes
@@ -42,10 +44,17 @@ def cell(tmp_path_factory):
         try:
             for n in ("isolator", "vhp", "autoclave", "arm"):
                 client.wait_state(n, lambda s: s.comm_ok and s.lifecycle_state == "active", 60.0)
-            yield client, rec, tmp_path_factory.mktemp("rogue")
+            yield client, rec, tmp_path_factory.mktemp("rogue"), procs
         finally:
             client.close()
             procs.stop()
+
+
+class _Wall:
+    def now(self) -> float:
+        import time
+
+        return time.time()
 
 
 def rogue(tmp: Path, plan: list[dict]) -> list[dict]:
@@ -83,7 +92,7 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
     from cell_interfaces.action import RunBatch
     from cell_interfaces.srv import DeviceCommand
 
-    client, rec, tmp = cell
+    client, rec, tmp, _procs = cell
     door = json.dumps({"door": "A"})
     # a valid command the bench sends (accepted), captured as it went over the wire
     captured = DeviceCommand.Request(command="close_door", args_json=door, user="sup1", reason="captured")
@@ -150,6 +159,15 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
         replies.append(res.reason.replace(path, "<id>"))
     assert replies[0] == replies[1], replies
 
+    # a failed log-in on another interface (the HMI's directory on the cell's shared store)
+    # reaches the supervisor's record too (Part 11 11.300(d))
+    hmi_users = UserDirectory.from_file(Path(default_config_dir()) / "users.yaml", _Wall())
+    hmi_users.guard = LoginGuard.shared(hmi_users.config.policy, source="hmi")
+    with pytest.raises(AuthError):
+        hmi_users.authenticate("qa1", "not-the-password")
+    client.wait_for(lambda: any(row[3] == "auth.failed" and '"hmi"' in row[5] for row in _record_rows(rec)), 10.0,
+                    "the HMI's failed log-in in the record")
+
     # the record: the refusals are there, with actor "system"; no unauthenticated actor anywhere
     client.wait_for(lambda: sum(1 for row in _record_rows(rec) if '"UNAUTHENTICATED"' in row[5]) >= 5, 10.0,
                     "device refusals recorded")
@@ -161,3 +179,40 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
     assert {json.loads(row[5])["service"] for row in auth} >= {"/cell/operate", "/cell/batch/run"}
     assert all(row[1] == "system" for row in auth)
     assert any(json.loads(row[5]).get("claimed_user") == "mallory" and row[1] == "system" for row in rows)
+
+
+def _udp_sockets(pid: int) -> list[tuple[str, int]]:
+    import socket
+    import struct
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = []
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[9] in inodes:
+            ip, port = f[1].split(":")
+            out.append((socket.inet_ntoa(struct.pack("<I", int(ip, 16))), int(port, 16)))
+    return out
+
+
+def test_the_graph_is_confined_to_the_host_by_its_own_settings(cell):
+    """Every node process runs with localhost discovery and the host-only Fast DDS profile set
+    by the launcher itself, and receives DDS traffic on loopback only: every socket on the
+    domain's RTPS ports is bound to 127.0.0.1 (or joined to a multicast group on it). Without
+    the profile Fast DDS binds them to 0.0.0.0, reachable from any network."""
+    _client, _rec, _tmp, procs = cell
+    base = 7400 + 250 * int(os.environ["ROS_DOMAIN_ID"])
+    for name in ("isolator", "arm", "supervisor", "lifecycle_manager"):
+        pid = procs.pid(name)
+        env = dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
+        assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST", name
+        assert env["FASTRTPS_DEFAULT_PROFILES_FILE"].endswith("fastdds_host_only.xml"), name
+        rtps = [(ip, port) for ip, port in _udp_sockets(pid) if base <= port < base + 250]
+        assert rtps and all(ip == "127.0.0.1" or ip.startswith("239.") for ip, _ in rtps), (name, rtps)

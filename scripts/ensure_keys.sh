@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The demo cell's trust list and per-principal keys (issue 12), created once in the venv
+# (<venv>/var/aseptic_cell/security; never in git): `python -m aseptic_cell.security init`.
+# Idempotent: existing keys are kept. A site creates its own (README "Command plane security").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+unset _ROS_WHEELS_BOOTSTRAP_COMPLETE PYTHONPATH PYTHONHOME
+dir=$("$VENV/bin/python" -c 'from aseptic_cell.security import default_security_dir as d; print(d())')
+if [[ ! -f "$dir/trust.yaml" ]]; then
+  "$VENV/bin/python" -m aseptic_cell.security init "$dir"
+fi
