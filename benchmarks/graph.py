@@ -50,7 +50,7 @@ def main() -> int:
     with CellProcesses(specs, log_dir=tempfile.mkdtemp(prefix="bench-graph-")) as procs:
         wait_for_nodes(specs, timeout_s=120.0)
         out["bringup_s"] = time.monotonic() - t0
-        client = CellClient()
+        client = CellClient(principal="supervisor")  # device commands, signed as the supervisor sends them
         try:
             client.wait_state("arm", lambda s: s.comm_ok, 30.0)
             svc = []
