@@ -15,8 +15,10 @@ master alarm database (``config/alarms.yaml``):
 Environmental monitoring that acts (Annex 1 §9 [ANNEX1-2022] [M]): a condition with
 ``hold_batch: open_product`` holds a batch in progress while the active phase is of an
 ``open_product_phase_types`` type, at the tick the alarm is raised (or the tick an open phase
-starts while it stands). Each open-product phase gets an EM summary in the record (kind
-``environment``): maximum counts, the excursions and whether monitoring stayed valid.
+starts while it stands), like any phase failure: Held with every device in its safe state, the
+trip recorded with the alarm id as its source; a signed restart while it stands is held again.
+Each open-product phase gets an EM summary in the record (kind ``environment``): maximum
+counts, the excursions and whether monitoring stayed valid.
 
 The design states of ``design_state_conditions`` (e.g. ``vhp_running``) are set from the
 signals every tick (suppression by design, ISA-18.2).
@@ -295,7 +297,7 @@ class ProcessAlarms:
         why = f"{aid}: {tr.message}" + (f" during open-product phase {phase}" if phase else "")
         self.holds.append({"t": self._now(), "alarm": aid, "phase": phase, "state": sup.sm.state.value})
         self.audit("environment", "system", f"{aid}.hold", why[:500], {"alarm_id": aid, "phase": phase})
-        sup.hold(why[:500], trip=False, source=aid)
+        sup.hold(why[:500], trip=True, source=aid)  # as any phase failure: Held with every device safe
 
     def _em_tick(self, now: float) -> None:
         sup = self.sup

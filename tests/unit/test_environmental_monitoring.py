@@ -116,6 +116,8 @@ def test_action_excursion_in_an_open_phase_holds_the_batch_within_one_sample(cfg
     assert latency <= pc.sample_time_s  # within the monitoring interval (one sample)
     assert sup.alarms.state("ISO1_PART_05_ACTION").value in ("UNACK", "ACKED")
     assert "ISO1_PART_05_ACTION" in sup.held_reason and OPEN_PHASE in sup.held_reason
+    assert sup.trips[-1]["rule"] == "ISO1_PART_05_ACTION"  # held like a phase failure: every device safe
+    assert all(run.cell.latched(n) for n in run.cell.node_devices)
     # no resume while the excursion stands: a signed restart is held again at once
     out = sup.batch_command("restart", "sup1", "sup1-demo-2026", "responsibility", "excursion assessed")
     assert out.accepted, out.reason
