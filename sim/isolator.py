@@ -87,6 +87,7 @@ from .isolator_pressure import (
     LeakTestState,
 )
 from .isolator_rtp import IsolatorRTPs, RTPState
+from .isolator_workstation import IsolatorWorkstation
 
 __all__ = [
     "AIR_DENSITY_KG_M3",
@@ -126,7 +127,8 @@ class _IsolatorFaults(FaultHooks):
         super().inject(name, **params)
 
 
-class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGloves, IsolatorParticles):
+class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGloves, IsolatorParticles,
+                    IsolatorWorkstation):
     """Simulated isolator.
 
     Args:
@@ -160,6 +162,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
 
         self._doors = {d: HatchDoor(d) for d in HATCH_DOORS}
         self._hatch_decontaminated = False
+        self._open_stations: set[str] = set()
         self._seal_lost: dict[str, bool] = {d: False for d in HATCH_DOORS}
         self._rtps = {r.id: RTPState(r.id, r.door_travel_s, r.lock_time_s) for r in cfg.rtps}
         self._gloves = {
@@ -389,6 +392,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         s["decon_run_id"] = self._decon_run_id
         s["leak_test.running"] = self._leak.running
         s["leak_test.passed"] = self.leak_test_passed()
+        s.update(self.workstation_sensors())
         return s
 
     def sensors(self) -> dict[str, float | bool | str]:

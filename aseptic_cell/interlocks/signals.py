@@ -179,6 +179,9 @@ KNOWN_SIGNALS: dict[str, SignalDoc] = {
         "bool", ">= 5 um action excursion (not a single count by itself: Annex 1 §9 [ANNEX1-2022] [M])",
         "isolator"),
     "isolator.airflow_m_s": SignalDoc("float", "unidirectional airflow velocity at the working height", "isolator"),
+    "isolator.station.{station}.container_open": SignalDoc(
+        "bool", "a product container is open at that station (lid sensor); activates the first-air keep-out "
+        "container_open:<station> of geometry.yaml for every arm motion", "isolator"),
     # --- isolator: rapid transfer ports (placeholder {rtp} = RTP id, e.g. RTP1)
     "isolator.rtp.{rtp}.beta_docked": SignalDoc("bool", "a beta container is docked at the RTP", "isolator"),
     "isolator.rtp.{rtp}.beta_locked": SignalDoc(

@@ -65,6 +65,10 @@ def classify(node: str, command: str, args: Mapping[str, Any], *, in_recipe: boo
             return Guarded("glove.test", ())
         if command == "start_leak_test":
             return Guarded("vhp.start_cycle", ())
+        if command == "open_container":  # product exposed in grade A (IL-04, IL-12)
+            return Guarded("product.open_container", (("product.open_container", {}),))
+        if command == "close_container":
+            return Guarded("product.open_container", ())
         if command == "mark_hatch_decontaminated":
             return Guarded("hatch.open_door", ())
     if node == "vhp":

@@ -191,3 +191,40 @@ def test_rtp_transfer_takes_the_betas_sterility_from_its_own_data(tmp_path):
     tree = rtp_transfer_in(ctx, "RTP1", "BETA-AC")
     tree.tick_once()
     assert ctx.sent and ctx.sent[0][2]["sterile_status"] == "sterile"
+
+
+# ----------------------------------------------------------------------------- item 9: first-air keep-out
+def test_an_open_container_at_the_workstation_activates_its_first_air_keep_out():
+    """Item 9: nothing set ``container_open:workstation``; the arm's motion check never saw it."""
+    import numpy as np
+
+    from aseptic_cell.devices.arm.motion import keepout_conditions
+    from aseptic_cell.motion import Scene
+    from aseptic_cell.supervisor.runner import InProcessRun
+
+    run = InProcessRun(CFG)
+    known = {b.active for b in CFG.geometry.boxes}
+    run.advance(2)
+    assert "container_open:workstation" not in keepout_conditions(run.cell.signals("isolator"), known)
+    out, h = run.sup.operate("isolator", "open_container", {"station": "workstation"}, "op1", "open the bag")
+    # the supervisor checks it as product exposure: refused before the isolator is released (IL-04)
+    assert not out.accepted and "IL-04" in out.reason
+    h = run.cell.send("isolator", "open_container", {"station": "workstation"}, user="op1", reason="test")
+    run.advance(2)
+    assert h.done and h.accepted, h.reason
+    sig = run.cell.signals("isolator")
+    assert sig["isolator.station.workstation.container_open"] is True
+    cond = keepout_conditions(sig, known)
+    assert "container_open:workstation" in cond
+    # an arm configuration inside the column over the workstation: free until the container is open
+    scene = Scene.from_config(CFG.arm, CFG.geometry)
+    rng = np.random.default_rng(3)
+    lo = np.maximum([j.min for j in CFG.arm.joints], -np.pi)
+    hi = np.minimum([j.max for j in CFG.arm.joints], np.pi)
+    qs = rng.uniform(lo, hi, size=(20000, 6))
+    free_closed = scene.check_configs(qs, conditions=set(), refine=False)
+    free_open = scene.check_configs(qs, conditions={"container_open:workstation"}, refine=False)
+    assert np.any(free_closed & ~free_open)  # configurations only the first-air column forbids
+    run.cell.send("isolator", "close_container", {"station": "workstation"}, user="op1", reason="closed")
+    run.advance(2)
+    assert "container_open:workstation" not in keepout_conditions(run.cell.signals("isolator"), known)

@@ -35,8 +35,9 @@ PLAN_REFUSALS: dict[str, RefusalCode] = {
 
 
 def keepout_conditions(signals: Mapping[str, Any] | None, known: set[str]) -> set[str] | None:
-    """Scene conditions (``glove_in_use:<port>``, ``door_closed:<door>``) from the interlock
-    signals of the isolator and the autoclave; ``None`` when the isolator's are unknown."""
+    """Scene conditions (``glove_in_use:<port>``, ``container_open:<station>``, ``door_closed:<door>``)
+    from the interlock signals of the isolator and the autoclave; ``None`` when the isolator's are
+    unknown."""
     if signals is None:
         return None
     cond = set()
@@ -44,6 +45,8 @@ def keepout_conditions(signals: Mapping[str, Any] | None, known: set[str]) -> se
     for name, value in signals.items():
         if name.startswith("isolator.glove.") and name.endswith(".in_use") and value is True:
             cond.add(f"glove_in_use:{name[len('isolator.glove.'):-len('.in_use')]}")
+        elif name.startswith("isolator.station.") and name.endswith(".container_open") and value is True:
+            cond.add(f"container_open:{name[len('isolator.station.'):-len('.container_open')]}")  # first air
         elif name.startswith("door.") and name.endswith(".open") and value is True:
             door = name[len("door."):-len(".open")]
             if signals.get(f"door.{door}.locked") is True:

@@ -34,8 +34,21 @@ COMMANDS: tuple[CommandSpec, ...] = (
     command("retract_glove", PORT),
     command("start_glove_test", PORT, USER, Arg("batch_id", "str", required=False)),
     command("start_leak_test"),
+    command("open_container", Arg("station", "str"),
+            description="a product container opened at a station (its first-air keep-out becomes active)"),
+    command("close_container", Arg("station", "str")),
     command("safe_state", REASON, moves=False, description="hold: no further process commands"),
 )
+
+
+def container_stations(cfg: CellConfig) -> list[str]:
+    """Stations whose open container activates a keep-out (``container_open:<station>`` boxes)."""
+    out: list[str] = []
+    for b in cfg.geometry.boxes:
+        kind, _, ref = b.active.partition(":")
+        if kind == "container_open" and ref not in out:
+            out.append(ref)
+    return out
 
 
 # --------------------------------------------------------------------------- typed readings
@@ -89,6 +102,9 @@ class IsolatorReadings:
     """Grade-A counter readings and flags: ``0_5_per_m3``, ``5_0_per_m3``, ``5_0_count`` and
     ``0_5_alert`` / ``0_5_action`` / ``5_0_alert`` / ``5_0_action`` (EM alarms, Annex 1 §9 [ANNEX1-2022] [M])."""
     airflow_m_s: float | None = None
+    stations: dict[str, bool | None] = field(default_factory=dict)
+    """Station id -> a product container is open there (lid sensor); the stations are those with a
+    ``container_open:<station>`` keep-out in geometry.yaml."""
 
     @classmethod
     def parse(cls, v: Mapping[str, Any], cfg: CellConfig) -> IsolatorReadings:
@@ -117,6 +133,7 @@ class IsolatorReadings:
                                     num_or_none(v.get(f"glove.{g.id}.last_test_time")),
                                     bool_or_none(v.get(f"glove.{g.id}.visual_defect")))
                     for g in iso.glove_ports},
+            stations={st: bool_or_none(v.get(f"station.{st}.container_open")) for st in container_stations(cfg)},
             particles={**{k: num_or_none(v.get(f"particles.{k}")) for k in PARTICLE_VALUES},
                        **{k: bool_or_none(v.get(f"particles.{k}")) for k in PARTICLE_FLAGS}},
             airflow_m_s=num_or_none(v.get("airflow_m_s")),
@@ -199,6 +216,8 @@ def signals(r: IsolatorReadings, cfg: CellConfig) -> dict[str, Any]:
         s[f"isolator.glove.{gid}.in_use"] = g.in_use
         # isolator.glove.<port>.visual_defect is NOT published here: a person sees the glove, the
         # isolator does not; the supervisor publishes it from the recorded visual checks (IL-05)
+    for st, is_open in r.stations.items():  # activates the first-air keep-out container_open:<st>
+        s[f"isolator.station.{st}.container_open"] = is_open
     for d, key in (("A", "hatch_a"), ("B", "hatch_b")):
         phase = r.hatch[d].phase
         s[f"door.{key}.open"] = None if phase is None else phase == "open"
