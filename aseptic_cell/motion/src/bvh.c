@@ -152,7 +152,38 @@ int cc_bvh_build(cc_scene *S, double M)
             }
         }
         build(&c, 0, B);
+        if (B <= CC_EXACT_FLAT_MAX) {
+            const int P = (B + 7) / 8 * 8;
+            S->nbox_pad = P;
+            S->sbx = calloc((size_t)21 * (size_t)P, sizeof(double));
+            if (!S->sbx) ok = 0;
+            for (int b = 0; ok && b < B; b++) {
+                for (int i = 0; i < 3; i++) {
+                    S->sbx[(size_t)i * P + b] = S->box_c[b][i];
+                    S->sbx[(size_t)(12 + i) * P + b] = S->box_h[b][i];
+                    S->sbx[(size_t)(15 + i) * P + b] = c.lo[b][i];
+                    S->sbx[(size_t)(18 + i) * P + b] = c.hi[b][i];
+                }
+                for (int i = 0; i < 9; i++) S->sbx[(size_t)(3 + i) * P + b] = S->box_R[b][i];
+            }
+        }
+        /* per node, the links whose fast-path box set (fast_box_mask: reachable, not an
+         * allowed contact) has a box below it; children come after their parent */
+        const int NW = S->nwords;
+        for (int n = S->nnodes - 1; n >= 0; n--) {
+            cc_node *nd = &S->nodes[n];
+            uint32_t lm = 0;
+            if (nd->left < 0) {
+                for (int i = nd->first; i < nd->first + nd->count; i++)
+                    for (int k = 0; k < S->nlinks; k++)
+                        if (cc_bit(S->fast_box_mask + (size_t)k * NW, S->bvh_box[i])) lm |= 1u << k;
+            } else {
+                lm = S->nodes[nd->left].fast_links | S->nodes[nd->right].fast_links;
+            }
+            nd->fast_links = lm;
+        }
     }
+    S->exact_bvh = S->sbx == NULL;
     free(c.lo);
     free(c.hi);
     free(c.tmp);
@@ -175,5 +206,6 @@ void cc_scene_free(cc_scene *S)
     free(S->cull_hi);
     free(S->nodes);
     free(S->bvh_box);
+    free(S->sbx);
     free(S);
 }

@@ -96,7 +96,7 @@ typedef struct {
      * path). bvh_infl[k]: float inflation of link k's per-axis sphere-centre range
      * such that every (lane, box) pair that a leaf cull could pass overlaps every
      * ancestor node (argument in cc_bvh_build). */
-    int use_bvh;             /* fast and exact paths: 1 = BVH, 0 = flat loop over boxes */
+    int use_bvh;             /* fast path: 1 = BVH, 0 = flat loop over boxes (exact path: exact_bvh) */
     int nnodes;
     struct cc_node *nodes;
     int *bvh_box;            /* leaf boxes, node.first .. first + count - 1 */
@@ -108,6 +108,13 @@ typedef struct {
      * fl(lo_a - hi_b) or fl(lo_b - hi_a) > pair_cull[p]) has no sphere pair hit. */
     int fpair_outer[CC_MAX_PAIRS], fpair_inner[CC_MAX_PAIRS];
     float pair_cull[CC_MAX_PAIRS];
+    /* Exact path, scenes of up to CC_EXACT_FLAT_MAX boxes: the boxes as structure of
+     * arrays (nbox_pad = nboxes rounded up to 8; padding entries are never selected):
+     * sbx[0..2] centre, [3..11] R row-major, [12..14] half extents, [15..17] world AABB
+     * low corner, [18..20] high corner (outward, as the BVH's). NULL: use the BVH. */
+    int nbox_pad;
+    double *sbx;             /* 21 * nbox_pad doubles, component-major */
+    int exact_bvh;           /* exact path: 1 = BVH, 0 = flat over sbx (default: sbx == NULL) */
 } cc_scene;
 
 /* A BVH node: leaf if count > 0 (boxes bvh_box[first .. first + count)), else
@@ -116,6 +123,7 @@ typedef struct cc_node {
     float flo[4], fhi[4];
     double dlo[3], dhi[3];
     int left, right, first, count;
+    uint32_t fast_links;   /* bit k: some box below is in link k's fast_box_mask */
 } cc_node;
 
 #define CC_BVH_LEAF 4
@@ -123,6 +131,9 @@ typedef struct cc_node {
  * boxes is as fast; measured with benchmarks/collision.py). */
 #define CC_BVH_MIN_BOXES 48
 #define CC_BVH_STACK 128
+/* Up to this many boxes the exact path computes every box's lower bound with SIMD
+ * and visits the boxes nearest first (no BVH); measured with benchmarks/collision.py. */
+#define CC_EXACT_FLAT_MAX 256
 
 /* Bitset helpers. */
 static inline int cc_bit(const uint64_t *w, int b) { return (int)((w[b >> 6] >> (b & 63)) & 1u); }

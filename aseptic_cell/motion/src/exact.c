@@ -214,6 +214,70 @@ double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3
     return sqrt(best);
 }
 
+/* Lower bounds on the clearance of link capsule (midpoint mid, half length + radius
+ * off, segment AABB [slo, shi], radius r) to every box of a flat scene (S->sbx): the
+ * larger of dist(mid, box) - off and dist(segment AABB, box AABB) - r, the same two
+ * bounds as node_lb / the BVH leaves. Plain IEEE arithmetic (no contraction), so every
+ * instruction set gives the same values; compiled for several (target_clones). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#endif
+static void flat_lbs(const double *restrict sbx, int P, const double mid[3], double off,
+                     const double slo[3], const double shi[3], double r, double *restrict lb)
+{
+    const double *cx = sbx, *cy = sbx + P, *cz = sbx + 2 * P;
+    const double *R0 = sbx + 3 * P, *R1 = sbx + 4 * P, *R2 = sbx + 5 * P, *R3 = sbx + 6 * P;
+    const double *R4 = sbx + 7 * P, *R5 = sbx + 8 * P, *R6 = sbx + 9 * P, *R7 = sbx + 10 * P;
+    const double *R8 = sbx + 11 * P, *hx = sbx + 12 * P, *hy = sbx + 13 * P, *hz = sbx + 14 * P;
+    const double *lx = sbx + 15 * P, *ly = sbx + 16 * P, *lz = sbx + 17 * P;
+    const double *ux = sbx + 18 * P, *uy = sbx + 19 * P, *uz = sbx + 20 * P;
+    const double mx = mid[0], my = mid[1], mz = mid[2];
+    const double sl0 = slo[0], sl1 = slo[1], sl2 = slo[2], sh0 = shi[0], sh1 = shi[1], sh2 = shi[2];
+    for (int b = 0; b < P; b++) {
+        const double vx = mx - cx[b], vy = my - cy[b], vz = mz - cz[b];
+        /* to_local: local_i = R[i] vx + R[3 + i] vy + R[6 + i] vz */
+        const double ax = R0[b] * vx + R3[b] * vy + R6[b] * vz;
+        const double ay = R1[b] * vx + R4[b] * vy + R7[b] * vz;
+        const double az = R2[b] * vx + R5[b] * vy + R8[b] * vz;
+        double ex = fabs(ax) - hx[b], ey = fabs(ay) - hy[b], ez = fabs(az) - hz[b];
+        ex = ex > 0.0 ? ex : 0.0;
+        ey = ey > 0.0 ? ey : 0.0;
+        ez = ez > 0.0 ? ez : 0.0;
+        const double d1 = sqrt(ex * ex + ey * ey + ez * ez) - off;
+        double gx = lx[b] - sh0, gy = ly[b] - sh1, gz = lz[b] - sh2;
+        gx = sl0 - ux[b] > gx ? sl0 - ux[b] : gx;
+        gy = sl1 - uy[b] > gy ? sl1 - uy[b] : gy;
+        gz = sl2 - uz[b] > gz ? sl2 - uz[b] : gz;
+        gx = gx > 0.0 ? gx : 0.0;
+        gy = gy > 0.0 ? gy : 0.0;
+        gz = gz > 0.0 ? gz : 0.0;
+        const double d2 = sqrt(gx * gx + gy * gy + gz * gz) - r;
+        lb[b] = d1 > d2 ? d1 : d2;
+    }
+}
+
+/* Self pairs (entities L .. L + npairs - 1): exact segment distances unless the
+ * midpoint bound is at or above the cap (or, shared, the best so far). */
+static void pairs_clearance(const cc_scene *S, double e0[][3], double e1[][3], double mid[][3],
+                            const double *hl, const double *cap, int shared, double *global,
+                            double *out_c, int *out_pair)
+{
+    const int L = S->nlinks, B = S->nboxes;
+    for (int p = 0; p < S->npairs; p++) {
+        int a = S->pair_a[p], b = S->pair_b[p];
+        double rr = S->link_r[a] + S->link_r[b];
+        double dx = mid[a][0] - mid[b][0], dy = mid[a][1] - mid[b][1], dz = mid[a][2] - mid[b][2];
+        double lbv = sqrt(dx * dx + dy * dy + dz * dz) - hl[a] - hl[b] - rr;
+        double c = cap[L + p];
+        if (shared && *global < c) c = *global;
+        if (lbv >= c) { out_c[L + p] = lbv; out_pair[L + p] = -1; continue; }
+        double dist = cc_seg_seg_dist(e0[a], e1[a], e0[b], e1[b]) - rr;
+        out_c[L + p] = dist;
+        out_pair[L + p] = L * B + p;
+        if (dist < *global) *global = dist;
+    }
+}
+
 /* Core of the exact path. cap[e]: values at or above it need not be exact. With
  * shared != 0 the cap also drops to the best clearance found so far over all
  * entities (for a plain minimum-clearance query). */
@@ -235,6 +299,7 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
         }
     }
     const int NW = S->nwords;
+    if (shared) pairs_clearance(S, e0, e1, mid, hl, cap, shared, &global, out_c, out_pair);
     for (int k = 0; k < L; k++) {
         /* branch and bound over the BVH: a node's boxes are at least
          * dist(mid, node AABB) - half length - r away from the link's capsule */
@@ -243,38 +308,35 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
         double best = cap[k];
         if (shared && global < best) best = global;
         int pair = -1;
-        if (!S->use_bvh) {
-            /* flat: lower bounds of every active box, exact distances nearest first */
-            enum { FLAT = 64 };
-            double lb[FLAT];
-            int idx[FLAT], n = 0, over = 0;
-            for (int w = 0; w < NW && !over; w++) {
+        if (S->sbx && !S->exact_bvh) {
+            /* flat: SIMD lower bounds of every box, then exact distances of the active
+             * boxes below the bound, nearest first */
+            double lb[CC_EXACT_FLAT_MAX];
+            int cand[CC_EXACT_FLAT_MAX], nc = 0;
+            flat_lbs(S->sbx, S->nbox_pad, mid[k], off, slo[k], shi[k], r, lb);
+            for (int w = 0; w < NW; w++) {
                 uint64_t m = lm[w] & active[w];
                 while (m) {
                     const int b = 64 * w + __builtin_ctzll(m);
                     m &= m - 1;
-                    if (n == FLAT) { over = 1; break; }
-                    lb[n] = cc_point_box_dist(mid[k], S->box_c[b], S->box_R[b], S->box_h[b]) - off;
-                    idx[n++] = b;
+                    if (lb[b] < best) cand[nc++] = b;
                 }
             }
-            if (!over) {
-                for (;;) {
-                    int j = -1;
-                    double v = INFINITY;
-                    for (int i = 0; i < n; i++)
-                        if (lb[i] < v) { v = lb[i]; j = i; }
-                    if (j < 0 || v >= best) break;
-                    const int b = idx[j];
-                    double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
-                    if (dist < best) { best = dist; pair = k * B + b; }
-                    lb[j] = INFINITY;
-                }
-                out_c[k] = best;
-                out_pair[k] = pair;
-                if (pair >= 0 && best < global) global = best;
-                continue;
+            for (;;) {
+                int j = -1;
+                double v = best;
+                for (int i = 0; i < nc; i++)
+                    if (lb[cand[i]] < v) { v = lb[cand[i]]; j = i; }
+                if (j < 0) break;
+                const int b = cand[j];
+                cand[j] = cand[--nc];
+                double dist = cc_seg_box_dist(e0[k], e1[k], S->box_c[b], S->box_R[b], S->box_h[b]) - r;
+                if (dist < best) { best = dist; pair = k * B + b; }
             }
+            out_c[k] = best;
+            out_pair[k] = pair;
+            if (pair >= 0 && best < global) global = best;
+            continue;
         }
         int stk[CC_BVH_STACK];
         double stb[CC_BVH_STACK];
@@ -320,19 +382,7 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
         out_pair[k] = pair;
         if (pair >= 0 && best < global) global = best;
     }
-    for (int p = 0; p < S->npairs; p++) {
-        int a = S->pair_a[p], b = S->pair_b[p];
-        double rr = S->link_r[a] + S->link_r[b];
-        double dx = mid[a][0] - mid[b][0], dy = mid[a][1] - mid[b][1], dz = mid[a][2] - mid[b][2];
-        double lbv = sqrt(dx * dx + dy * dy + dz * dz) - hl[a] - hl[b] - rr;
-        double c = cap[L + p];
-        if (shared && global < c) c = global;
-        if (lbv >= c) { out_c[L + p] = lbv; out_pair[L + p] = -1; continue; }
-        double dist = cc_seg_seg_dist(e0[a], e1[a], e0[b], e1[b]) - rr;
-        out_c[L + p] = dist;
-        out_pair[L + p] = L * B + p;
-        if (dist < global) global = dist;
-    }
+    if (!shared) pairs_clearance(S, e0, e1, mid, hl, cap, shared, &global, out_c, out_pair);
     return L + S->npairs;
 }
 

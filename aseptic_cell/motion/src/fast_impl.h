@@ -337,6 +337,7 @@ KATTR static void KFN(block)(const cc_scene *S, const double *q, int m, const ui
             sp--;
             const cc_node *nd = &S->nodes[stk[sp]];
             const uint32_t want = stl[sp];
+            if (!((nd->fast_links >> k) & 1u)) continue;   /* no box of link k below */
             const VF nl[3] = {KFN(bcast)(nd->flo[0]), KFN(bcast)(nd->flo[1]), KFN(bcast)(nd->flo[2])};
             const VF nh[3] = {KFN(bcast)(nd->fhi[0]), KFN(bcast)(nd->fhi[1]), KFN(bcast)(nd->fhi[2])};
             uint32_t bits = 0;
@@ -412,44 +413,51 @@ KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, const uint64
     if (BINS > 16) BINS = 16;
     const int NKEY = BINS * BINS * BINS;
     long *perm = NULL, *cnt = NULL;
+    uint16_t *key = NULL;
     double *qb = NULL;
     if (S->use_bvh && n >= 4 * W) {
         perm = malloc((size_t)n * sizeof(long));
         cnt = calloc((size_t)NKEY + 1, sizeof(long));
+        key = malloc((size_t)n * sizeof(uint16_t));
         qb = malloc((size_t)W * CC_NJ * sizeof(double));
     }
-    if (!perm || !cnt || !qb) {
-        free(perm); free(cnt); free(qb);
+    if (!perm || !cnt || !key || !qb) {
+        free(perm); free(cnt); free(key); free(qb);
         for (long i = 0; i < n; i += W) {
             long m = n - i < W ? n - i : W;
             KFN(block)(S, q + CC_NJ * i, (int)m, active, out + i);
         }
         return;
     }
-    const double scale = BINS / (2.0 * 3.14159265358979323846);
-    for (int pass = 0; pass < 2; pass++) {
-        for (long i = 0; i < n; i++) {
-            int key = 0;
-            for (int j = 0; j < 3; j++) {
-                double x = q[CC_NJ * i + j] * scale;
-                long b = (long)floor(x) % BINS;
-                if (b < 0) b += BINS;
-                key = key * BINS + (int)b;
-            }
-            if (pass == 0) cnt[key + 1]++;
-            else perm[cnt[key]++] = i;
+    /* bin of x (radians) = floor(x * scale) mod BINS, computed in double without integer
+     * division (|q| <= 1e5 rad: every value involved is an exact integer below 2^53) */
+    const double scale = BINS / (2.0 * 3.14159265358979323846), nb = (double)BINS;
+    for (long i = 0; i < n; i++) {
+        int k_ = 0;
+        for (int j = 0; j < 3; j++) {
+            const double f = floor(q[CC_NJ * i + j] * scale);
+            double b = f - nb * floor(f / nb);
+            if (!(b >= 0.0 && b < nb)) b = 0.0;   /* NaN or rounding: any bin is correct */
+            k_ = k_ * BINS + (int)b;
         }
-        if (pass == 0)
-            for (int k = 0; k < NKEY; k++) cnt[k + 1] += cnt[k];
+        key[i] = (uint16_t)k_;
+        cnt[k_ + 1]++;
     }
+    for (int k = 0; k < NKEY; k++) cnt[k + 1] += cnt[k];
+    for (long i = 0; i < n; i++) perm[cnt[key[i]]++] = i;
     for (long i = 0; i < n; i += W) {
         const int m = (int)(n - i < W ? n - i : W);
         uint8_t o[W];
         for (int l = 0; l < m; l++) memcpy(qb + CC_NJ * l, q + CC_NJ * perm[i + l], CC_NJ * sizeof(double));
+        /* the next block's rows are scattered: fetch them while this block runs */
+        for (long l = i + W; l < n && l < i + 2 * W; l++) {
+            __builtin_prefetch(q + CC_NJ * perm[l]);
+            __builtin_prefetch(q + CC_NJ * perm[l] + CC_NJ - 1);
+        }
         KFN(block)(S, qb, m, active, o);
         for (int l = 0; l < m; l++) out[perm[i + l]] = o[l];
     }
-    free(perm); free(cnt); free(qb);
+    free(perm); free(cnt); free(key); free(qb);
 }
 
 #undef W

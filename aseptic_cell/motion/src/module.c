@@ -626,7 +626,7 @@ static PyMethodDef methods[] = {
     {"check_trajectory", py_check_trajectory, METH_VARARGS,
      "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth)."},
     {"set_broad_phase", cc_py_set_broad_phase, METH_VARARGS,
-     "set_broad_phase(scene, 'bvh' | 'flat') -> previous mode."},
+     "set_broad_phase(scene, 'bvh' | 'flat' | 'auto') -> previous mode."},
     {"plan", cc_py_plan, METH_VARARGS,
      "plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend, out)"
      " -> (code, n_waypoints, samples)."},

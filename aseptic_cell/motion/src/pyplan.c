@@ -97,7 +97,7 @@ PyObject *cc_py_motion_free(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok);
 }
 
-/* set_broad_phase(scene, mode): "bvh" or "flat" (both give the same verdicts; for
+/* set_broad_phase(scene, mode): "bvh", "flat" or "auto" (all give the same verdicts; for
  * tests and benchmarks); returns the previous mode. */
 PyObject *cc_py_set_broad_phase(PyObject *self, PyObject *args)
 {
@@ -107,11 +107,23 @@ PyObject *cc_py_set_broad_phase(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Os", &os, &mode)) return NULL;
     cc_scene *S = cc_py_get_scene(os);
     if (!S) return NULL;
-    const char *prev = S->use_bvh ? "bvh" : "flat";
-    if (strcmp(mode, "bvh") == 0) S->use_bvh = 1;
-    else if (strcmp(mode, "flat") == 0) S->use_bvh = 0;
-    else {
-        PyErr_SetString(PyExc_ValueError, "broad phase must be 'bvh' or 'flat'");
+    /* "bvh": both paths on the BVH; "flat": both flat (the exact path flat only if the
+     * scene has its flat arrays, <= CC_EXACT_FLAT_MAX boxes); "auto": the defaults
+     * (fast path BVH above CC_BVH_MIN_BOXES, exact path flat up to CC_EXACT_FLAT_MAX) */
+    const char *prev = S->use_bvh && S->exact_bvh     ? "bvh"
+                       : !S->use_bvh && (S->exact_bvh == (S->sbx == NULL)) ? "flat"
+                                                                            : "auto";
+    if (strcmp(mode, "bvh") == 0) {
+        S->use_bvh = 1;
+        S->exact_bvh = 1;
+    } else if (strcmp(mode, "flat") == 0) {
+        S->use_bvh = 0;
+        S->exact_bvh = S->sbx == NULL;
+    } else if (strcmp(mode, "auto") == 0) {
+        S->use_bvh = S->nboxes > CC_BVH_MIN_BOXES;
+        S->exact_bvh = S->sbx == NULL;
+    } else {
+        PyErr_SetString(PyExc_ValueError, "broad phase must be 'bvh', 'flat' or 'auto'");
         return NULL;
     }
     return PyUnicode_FromString(prev);
