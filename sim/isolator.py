@@ -162,6 +162,9 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
 
         self._doors = {d: HatchDoor(d) for d in HATCH_DOORS}
         self._hatch_decontaminated = False
+        self._hatch_cycle: dict[str, Any] | None = None
+        self._hatch_runs = 0
+        self.hatch_decon_records: list[dict[str, Any]] = []
         self._open_stations: set[str] = set()
         self._seal_lost: dict[str, bool] = {d: False for d in HATCH_DOORS}
         self._rtps = {r.id: RTPState(r.id, r.door_travel_s, r.lock_time_s) for r in cfg.rtps}
@@ -223,6 +226,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         self._update_seal_loss_fault(t0, h)
         for d in self._doors.values():
             self._advance_door(d, t0, h)
+        self._advance_hatch_decon(t0 + h)
         for r in self._rtps.values():
             self._advance_rtp(r, t0, h)
 
@@ -393,6 +397,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         s["leak_test.running"] = self._leak.running
         s["leak_test.passed"] = self.leak_test_passed()
         s.update(self.workstation_sensors())
+        s.update(self.hatch_decon_sensors())
         return s
 
     def sensors(self) -> dict[str, float | bool | str]:

@@ -47,6 +47,9 @@ class IsolatorHatch:
 
     _doors: dict[str, HatchDoor]
     _hatch_decontaminated: bool
+    _hatch_cycle: dict[str, Any] | None
+    _hatch_runs: int
+    hatch_decon_records: list[dict[str, Any]]
     _leak: LeakTestState
     _seal_lost: dict[str, bool]
     _t: float
@@ -128,14 +131,78 @@ class IsolatorHatch:
             return
         d.phase = "closing"
 
-    def mark_hatch_decontaminated(self) -> None:
-        """Mark the hatch chamber decontaminated (end of a pass-box cycle)."""
+    # ------------------------------------------------------------------ chamber decontamination
+    def _require_sealed(self, what: str) -> None:
         for d in self._doors.values():
             if not (d.closed and d.seal_inflated):
                 raise CommandRefused(
-                    RefusalCode.HATCH_NOT_SEALED, f"{self.cfg.hatch.id}: door {d.name} not closed and sealed"
-                )
+                    RefusalCode.HATCH_NOT_SEALED,
+                    f"{self.cfg.hatch.id}: {what} needs door {d.name} closed and sealed")
+
+    def start_hatch_decon(self, user: str = "") -> dict[str, Any]:
+        """Start the hatch chamber's decontamination cycle (both doors closed and sealed; it runs
+        ``hatch.decon_cycle_s``; a door seal lost during it fails it). Its record
+        (:attr:`hatch_decon_records`) is the only automatic way to a decontaminated chamber [QB-PB].
+
+        Returns ``{"run_id": ...}``.
+        """
+        hid = self.cfg.hatch.id
+        if self._hatch_cycle is not None:
+            raise CommandRefused(RefusalCode.HATCH_DECON_RUNNING, f"{hid}: a chamber cycle is already running")
+        self._require_sealed("a chamber decontamination cycle")
+        self._hatch_runs += 1
+        self._hatch_decontaminated = False
+        self._hatch_cycle = {"run_id": f"{hid}-DC-{self._hatch_runs:04d}", "method": "cycle", "user": user,
+                             "t_start": self._t, "t_end": None, "result": None, "reason": ""}
+        return {"run_id": self._hatch_cycle["run_id"]}
+
+    def record_hatch_wipe_down(self, user: str = "", reason: str = "") -> dict[str, Any]:
+        """A manual sporicidal wipe-down of the chamber, recorded; only where the site allows it
+        (``hatch.manual_wipe_down_allowed``; the supervisor also needs its own signed permission)."""
+        hid = self.cfg.hatch.id
+        if not getattr(self.cfg.hatch, "manual_wipe_down_allowed", False):
+            raise CommandRefused(RefusalCode.HATCH_WIPE_DOWN_NOT_ALLOWED,
+                                 f"{hid}: this site does not allow a manual wipe-down (cell.yaml hatch)")
+        if not user or not reason:
+            raise InvalidCommand("a wipe-down record needs the user and what was done (agent, lot, contact time)")
+        if self._hatch_cycle is not None:
+            raise CommandRefused(RefusalCode.HATCH_DECON_RUNNING, f"{hid}: a chamber cycle is running")
+        self._require_sealed("a wipe-down record")
+        self._hatch_runs += 1
+        rec = {"run_id": f"{hid}-WD-{self._hatch_runs:04d}", "method": "manual_wipe_down", "user": user,
+               "t_start": self._t, "t_end": self._t, "result": "PASS", "reason": reason}
+        self.hatch_decon_records.append(rec)
         self._hatch_decontaminated = True
+        return {"run_id": rec["run_id"]}
+
+    def mark_hatch_decontaminated(self) -> None:
+        """Test helper of the model only (not a catalogue command): the chamber as at the end of a
+        passing cycle."""
+        self._require_sealed("decontamination")
+        self._hatch_decontaminated = True
+
+    def _advance_hatch_decon(self, t1: float) -> None:
+        c = self._hatch_cycle
+        if c is None:
+            return
+        hc = self.cfg.hatch
+        broken = [d.name for d in self._doors.values() if not (d.closed and d.seal_inflated)]
+        done = t1 - c["t_start"] >= float(getattr(hc, "decon_cycle_s", 600.0))
+        if not broken and not done:
+            return
+        c["t_end"] = t1
+        c["result"] = "FAIL" if broken else "PASS"
+        c["reason"] = f"door {', '.join(broken)} not closed and sealed during the cycle" if broken else ""
+        self.hatch_decon_records.append(c)
+        self._hatch_cycle = None
+        self._hatch_decontaminated = not broken
+
+    def hatch_decon_sensors(self) -> dict[str, Any]:
+        last = self.hatch_decon_records[-1] if self.hatch_decon_records else None
+        return {"hatch.decon_running": self._hatch_cycle is not None,
+                "hatch.decon_last_result": last["result"] if last else "NONE",
+                "hatch.decon_last_run_id": last["run_id"] if last else "",
+                "hatch.decon_last_method": last["method"] if last else ""}
 
     def _update_seal_loss_fault(self, t: float, h: float) -> None:
         f = self.faults.active("seal_loss")

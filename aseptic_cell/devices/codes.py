@@ -39,7 +39,9 @@ class RefusalCode(enum.StrEnum):
     GLOVE_FAILED = "GLOVE_FAILED"
     # isolator controller (sim/isolator*.py): its own interlocks beyond IL-01..05
     HATCH_NOT_DECONTAMINATED = "HATCH_NOT_DECONTAMINATED"  # door B before a pass-box cycle
-    HATCH_NOT_SEALED = "HATCH_NOT_SEALED"  # mark decontaminated with a door not closed and sealed
+    HATCH_NOT_SEALED = "HATCH_NOT_SEALED"  # chamber decontamination with a door not closed and sealed
+    HATCH_DECON_RUNNING = "HATCH_DECON_RUNNING"  # the chamber's decontamination cycle is running
+    HATCH_WIPE_DOWN_NOT_ALLOWED = "HATCH_WIPE_DOWN_NOT_ALLOWED"  # the site does not allow a manual wipe-down
     RTP_OCCUPIED = "RTP_OCCUPIED"  # another beta is already docked
     RTP_BETA_NOT_LOCKED = "RTP_BETA_NOT_LOCKED"  # beta docked but not locked (IL-02)
     BETA_NOT_STERILE = "BETA_NOT_STERILE"  # beta container's sterile status is not 'sterile'

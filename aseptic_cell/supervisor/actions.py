@@ -69,8 +69,10 @@ def classify(node: str, command: str, args: Mapping[str, Any], *, in_recipe: boo
             return Guarded("product.open_container", (("product.open_container", {}),))
         if command == "close_container":
             return Guarded("product.open_container", ())
-        if command == "mark_hatch_decontaminated":
-            return Guarded("hatch.open_door", ())
+        if command == "start_hatch_decon":  # an automatic, recorded chamber cycle
+            return Guarded("hatch.decontaminate", ())
+        if command == "record_hatch_wipe_down":  # its own permission, signed (users.yaml)
+            return Guarded("hatch.wipe_down", ())
     if node == "vhp":
         if command == "start_cycle":
             return Guarded("vhp.start_cycle", (("vhp.start_cycle", {}),))

@@ -228,3 +228,66 @@ def test_an_open_container_at_the_workstation_activates_its_first_air_keep_out()
     run.cell.send("isolator", "close_container", {"station": "workstation"}, user="op1", reason="closed")
     run.advance(2)
     assert "container_open:workstation" not in keepout_conditions(run.cell.signals("isolator"), known)
+
+
+# ----------------------------------------------------------------------------- item 6: hatch chamber
+def test_hatch_chamber_is_decontaminated_only_by_its_cycle_record_or_an_allowed_signed_wipe_down(tmp_path):
+    """Item 6: an operator 'clicked' mark_hatch_decontaminated (operator role, no cycle, no signature)."""
+    import shutil
+
+    from aseptic_cell.devices.commands import CONTRACTS
+    from aseptic_cell.supervisor.runner import InProcessRun
+
+    assert "mark_hatch_decontaminated" not in {c.name for c in CONTRACTS["isolator"].COMMANDS}
+    run = InProcessRun(CFG)
+    sup, iso = run.sup, run.cell.sim.models["ISO1"]
+    run.advance(15)
+    out, h = sup.operate("isolator", "mark_hatch_decontaminated", {}, "op1")
+    if out.accepted:  # forwarded: the device's command catalogue refuses it
+        run.advance(1)
+        assert not h.accepted and h.code == "INVALID"
+    # the cycle: both doors sealed; it takes decon_cycle_s; its record is the evidence
+    out, h = sup.operate("isolator", "start_hatch_decon", {"user": "op1"}, "op1", "pass-box cycle")
+    assert out.accepted, out.reason
+    run.advance(5)
+    assert h.accepted and run.cell.sensors("isolator")["hatch.decon_running"] is True
+    assert iso.status()["hatch_decontaminated"] is False
+    run.advance(CFG.layout.isolator.hatch.decon_cycle_s)
+    rec = iso.hatch_decon_records[-1]
+    assert rec["result"] == "PASS" and rec["method"] == "cycle" and rec["user"] == "op1"
+    assert iso.status()["hatch_decontaminated"] is True
+    # a seal lost during the cycle fails it: the chamber stays not decontaminated
+    iso.open_door("A")
+    run.advance(10)
+    iso.close_door("A")
+    run.advance(15)
+    assert iso.status()["hatch_decontaminated"] is False
+    out, h = sup.operate("isolator", "start_hatch_decon", {"user": "op1"}, "op1")
+    assert out.accepted, out.reason
+    run.advance(5)
+    iso.faults.inject("seal_loss", door="B")
+    run.advance(60)
+    assert iso.hatch_decon_records[-1]["result"] == "FAIL"
+    assert iso.status()["hatch_decontaminated"] is False
+    # the manual wipe-down: refused where the site does not allow it ...
+    out, h = sup.operate("isolator", "record_hatch_wipe_down", {"user": "sup1", "reason": "x"}, "op1")
+    assert not out.accepted and out.code == "PERMISSION"  # its own permission (supervisor)
+    out, h = sup.operate("isolator", "record_hatch_wipe_down", {"user": "sup1", "reason": "x"}, "sup1")
+    assert not out.accepted and out.code == "SIGNATURE"  # signed
+    d = tmp_path / "config"
+    shutil.copytree(REPO / "config", d)
+    text = (d / "cell.yaml").read_text().replace("manual_wipe_down_allowed: false", "manual_wipe_down_allowed: true")
+    (d / "cell.yaml").write_text(text)
+    for cfg, allowed in ((CFG, False), (load_config(d), True)):
+        run = InProcessRun(cfg)
+        run.advance(15)
+        out, h = run.sup.operate("isolator", "record_hatch_wipe_down",
+                                 {"user": "sup1", "reason": "70 % IPA + sporicide lot SP-1, 10 min contact"},
+                                 "sup1", "wipe-down", password="sup1-demo-2026", meaning="verification")
+        assert out.accepted, out.reason
+        run.advance(2)
+        assert h.accepted is allowed, h.reason
+        status = run.cell.sim.models["ISO1"].status()
+        assert status["hatch_decontaminated"] is allowed
+        if not allowed:
+            assert h.code == "HATCH_WIPE_DOWN_NOT_ALLOWED"

@@ -82,6 +82,10 @@ class HatchConfig(Model):
     seal_inflate_s: PositiveFinite
     seal_deflate_s: PositiveFinite
     door_travel_s: PositiveFinite
+    decon_cycle_s: PositiveFinite = Field(
+        default=600.0, description="duration of the chamber's decontamination cycle (s), site value [M]")
+    manual_wipe_down_allowed: bool = Field(
+        default=False, description="the site allows a signed manual wipe-down record instead of a cycle [M]")
 
 class RTPConfig(Model):
     id: Identifier

@@ -21,7 +21,9 @@ PORT = Arg("port", "str")
 COMMANDS: tuple[CommandSpec, ...] = (
     command("open_door", DOOR, description="open pass-through hatch door A (room) or B (isolator)"),
     command("close_door", DOOR),
-    command("mark_hatch_decontaminated", description="hatch chamber decontamination confirmed"),
+    command("start_hatch_decon", USER, description="start the hatch chamber's decontamination cycle"),
+    command("record_hatch_wipe_down", USER, REASON,
+            description="a manual wipe-down of the hatch chamber, where the site allows it (signed)"),
     command("dock_beta", RTP, Arg("beta_id", "str"), Arg("sterile_status", "str")),
     command("lock_beta", RTP),
     command("unlock_beta", RTP),
