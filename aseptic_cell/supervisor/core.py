@@ -147,6 +147,7 @@ class Supervisor:
         """Why the record is incomplete ("" = complete); sticky until a signed restart re-verifies it."""
         self._record_failures: list[str] = []
         self._lost_since: dict[str, float] = {}
+        self._latched_seen: dict[str, bool] = {}
         self.journal.on_failure = self._record_failures.append
         if record is not None and hasattr(record, "add_failure_listener"):
             record.add_failure_listener(self._record_failures.append)  # alarms, signatures, log-ins too
@@ -473,11 +474,20 @@ class Supervisor:
         for node in list(self._lost_since):
             if node not in self.process_alarms.comm_lost:
                 del self._lost_since[node]
+        running = self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING)
         for node in sorted(self.process_alarms.comm_lost):
             since = self._lost_since.setdefault(node, now)
-            if now - since >= grace and self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
+            if now - since >= grace and running:
                 dev = self.port.node_devices.get(node, node)
                 self.hold_on_trip(f"communication with {node} ({dev}) lost during the batch", source=f"{dev}_COMM_LOSS")
+        # a device latched in its safe state by someone else while the batch runs (the lifecycle
+        # manager after a node or supervisor loss, the node itself on losing its backend): held
+        for node in self.port.node_devices:
+            latched = self.port.latched(node)
+            was, self._latched_seen[node] = self._latched_seen.get(node, True), bool(latched)
+            if latched and not was and running and self.sm.state is not S.RESTARTING:
+                self.hold_on_trip(f"{node} latched in its safe state during the batch: {latched}",
+                                  source=f"{self.port.node_devices[node]}_LATCHED")
 
     def _hold_on_record_failure(self) -> None:
         """An append the record refused: the batch is held (every device safe) and

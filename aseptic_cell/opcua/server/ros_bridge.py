@@ -98,6 +98,11 @@ class RosBridge:
         self.node.create_subscription(
             cim.AlarmArray, "/cell/alarms/active", lambda m: self._on("alarms", m), qos
         )
+        # the lifecycle manager's "SUPERVISOR LOST" (issue 12): the supervisor's own alarm list has
+        # stopped, so this alarm becomes the list shown until the supervisor publishes again
+        from ...nodes.lifecycle_manager import ALARM_QOS
+
+        self.node.create_subscription(cim.Alarm, "/cell/alarms", self._on_node_alarm, ALARM_QOS)
         for name in self._devices:
             self.node.create_subscription(
                 getattr(cim, STATE_TYPES[name]),
@@ -128,6 +133,12 @@ class RosBridge:
         except Exception:  # noqa: BLE001 - observation never becomes control
             self.callback_errors += 1
             log.exception("ROS bridge: could not take %s message", source)
+
+    def _on_node_alarm(self, msg: Any) -> None:
+        from cell_interfaces import msg as cim
+
+        if msg.alarm_id == "CELL_SUPERVISOR_LOST" and msg.state == "ACTIVE":
+            self._on("alarms", cim.AlarmArray(stamp=msg.raised, flood=False, alarms=[msg]))
 
     def _start_flush(self) -> None:
         self._loop.create_task(self._flush())
