@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _ccheck
-from .planning import min_jerk_duration
+from .planning import _PEAK_ACC, _PEAK_VEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from .scene import Scene, SpeedClass, TrajectoryCheck
@@ -95,6 +95,25 @@ def _segment_samples(qa: np.ndarray, qb: np.ndarray, steps: int) -> np.ndarray:
     return qa[None, :] + s[:, None] * (qb - qa)[None, :]
 
 
+def _all_samples(waypoints: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The first waypoint, then every segment's ``_segment_samples`` (same values), in one
+    vectorised pass."""
+    seg = np.repeat(np.arange(len(steps)), steps)
+    starts = np.cumsum(steps) - steps
+    u = (np.arange(int(steps.sum())) - starts[seg] + 1) / steps[seg]
+    s = 10 * u**3 - 15 * u**4 + 6 * u**5
+    qa = waypoints[:-1][seg]
+    body = qa + s[:, None] * (waypoints[1:][seg] - qa)
+    return np.ascontiguousarray(np.concatenate([waypoints[:1], body]))
+
+
+def _tcp(scene: Scene, q: np.ndarray) -> np.ndarray:
+    """TCP positions of (N, 6) joints (``scene.fk(q).tcp`` without building the frames)."""
+    out = np.empty((q.shape[0], 7, 12))
+    _ccheck.fk(scene._capsule, q, out)
+    return out[:, 6, 9:] + out[:, 6, :9].reshape(-1, 3, 3) @ scene.tcp
+
+
 def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limit: float,
                       stretch: np.ndarray | None = None, *, vmax: np.ndarray | None = None,
                       amax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -105,18 +124,23 @@ def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limi
     straight joint segments."""
     vmax = scene.limits[:, 2] if vmax is None else vmax
     amax = scene.limits[:, 3] if amax is None else amax
+    waypoints = np.ascontiguousarray(waypoints, dtype=np.float64)
     nseg = len(waypoints) - 1
-    T = np.array([max(min_jerk_duration(waypoints[i], waypoints[i + 1], vmax, amax, LIMIT_FRACTION), 4 * dt)
-                  for i in range(nseg)])
+    # min_jerk_duration of every segment at once (the same operations, the same values)
+    d = np.abs(np.diff(waypoints, axis=0))
+    if not np.all(np.isfinite(d)):
+        raise ValueError("joint positions must be finite")
+    t_v = _PEAK_VEL * d / (LIMIT_FRACTION * np.asarray(vmax, float))
+    t_a = np.sqrt(_PEAK_ACC * d / (LIMIT_FRACTION * np.asarray(amax, float)))
+    T = np.maximum(np.maximum(np.maximum(t_v.max(axis=1), t_a.max(axis=1)), 0.0), 4 * dt)
     if stretch is not None:
         T = T * stretch[:nseg]
     steps = np.maximum(4, np.ceil(T / dt - 1e-9)).astype(int)
     for _ in range(12):
-        segs = [_segment_samples(waypoints[i], waypoints[i + 1], int(steps[i])) for i in range(nseg)]
-        samples = np.ascontiguousarray(np.concatenate([waypoints[:1], *segs]))
+        samples = _all_samples(waypoints, steps)
         ends = np.cumsum(steps)
         # chordal TCP speed per segment (all segments in one FK call)
-        speed = np.linalg.norm(np.diff(scene.fk(samples).tcp, axis=0), axis=1) / dt
+        speed = np.linalg.norm(np.diff(_tcp(scene, samples), axis=0), axis=1) / dt
         peaks = np.maximum.reduceat(speed, np.concatenate([[0], ends[:-1]]))
         over = peaks > LIMIT_FRACTION * speed_limit
         if not over.any():

@@ -133,7 +133,7 @@ typedef struct cc_node {
 #define CC_BVH_STACK 128
 /* Up to this many boxes the exact path computes every box's lower bound with SIMD
  * and visits the boxes nearest first (no BVH); measured with benchmarks/collision.py. */
-#define CC_EXACT_FLAT_MAX 256
+#define CC_EXACT_FLAT_MAX 128
 
 /* Bitset helpers. */
 static inline int cc_bit(const uint64_t *w, int b) { return (int)((w[b >> 6] >> (b & 63)) & 1u); }

@@ -48,8 +48,10 @@ static int config_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
     return out != 0;
 }
 
-int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
-                   const double *qb, double step)
+/* Straight motion qa -> qb free at every checked configuration; with_end: qb itself
+ * is checked too, in the first block (the usual reason an extension stops). */
+static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
+                       const double *qb, double step, int with_end)
 {
     const double D = motion_bound(S, qa, qb);
     long n = (long)ceil(D / step);
@@ -61,6 +63,10 @@ int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, c
     double buf[CH * CC_NJ];
     uint8_t out[CH];
     int m = 0;
+    if (with_end) {
+        memcpy(buf, qb, CC_NJ * sizeof(double));
+        m = 1;
+    }
     long bits = 0;
     while ((1L << bits) < n) bits++;
     const long total = 1L << bits;
@@ -84,6 +90,12 @@ int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, c
             if (!out[l]) return 0;
     }
     return 1;
+}
+
+int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
+                   const double *qb, double step)
+{
+    return motion_free(S, active, fast, qa, qb, step, 0);
 }
 
 typedef struct {
@@ -138,9 +150,8 @@ static int extend(tree *t, const cc_scene *S, const uint64_t *active, cc_fast_fn
     const int nn = nearest(t, q);
     double qn[CC_NJ];
     const int reached = steer(t->q + CC_NJ * nn, q, o->extend, qn);
-    /* the end first: one configuration, and in a cluttered scene the usual reason to stop */
-    if (!config_free(S, active, fast, qn)) return EXT_TRAPPED;
-    if (!cc_motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step)) return EXT_TRAPPED;
+    /* the end in the first block: in a cluttered scene the usual reason to stop */
+    if (!motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step, 1)) return EXT_TRAPPED;
     *added = tree_add(t, qn, nn);
     if (*added < 0) return EXT_TRAPPED;
     return reached ? EXT_REACHED : EXT_ADVANCED;
