@@ -69,6 +69,8 @@ from . import rosutil
 
 NODE_NAME = "lifecycle_manager"
 ALARM_TOPIC = "/cell/alarms"
+WATCHDOG_TOPIC = "/cell/watchdog/alive"
+"""std_msgs/String, every heartbeat_period_s: the supervisor's proof that its watchdog runs."""
 # Alarm.priority carries the OPC UA A&C severity of the alarm's ISA-18.2 priority in the database
 NODE_DIED_ALARM = "CELL_NODE_DIED"
 NODE_START_FAILED_ALARM = "CELL_NODE_START_FAILED"
@@ -251,6 +253,8 @@ class LifecycleManager(Node):
             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
         )
         self.status_pub = self.create_publisher(String, f"/{self.get_name()}/status", latched)
+        # the watchdog's own heartbeat: the supervisor holds a batch when it falls silent
+        self.alive_pub = self.create_publisher(String, WATCHDOG_TOPIC, 10)
         self.create_service(Recover, f"/{self.get_name()}/recover", self._on_recover)
         from .supervisor_watch import SupervisorWatch
 
@@ -454,6 +458,7 @@ class LifecycleManager(Node):
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
+        self.alive_pub.publish(String(data=self.get_name()))
         for m in self.nodes.values():
             if m.hb_future is not None:
                 if now - m.hb_sent < 2 * self.period:

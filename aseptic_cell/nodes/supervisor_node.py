@@ -51,6 +51,9 @@ from rclpy.task import Future
 from ..supervisor.port import NODES, Handle, clear_of_doors
 from .rosutil import stamp_now, wall_timer
 
+WATCHDOG_TIMEOUT_S = 4.0
+"""Wall seconds of silence of the lifecycle manager's heartbeat before a batch is held."""
+
 
 class _WallClock:
     def now(self) -> float:
@@ -283,6 +286,12 @@ class SupervisorNode(Node):
         self._tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)
         self._alarm_pub = self.create_publisher(AlarmArray, "/cell/alarms/active", 10)
         self._sig_pub = self.create_publisher(String, "/cell/supervisor/signals", 10)
+        # the independent watchdog (lifecycle manager): once heard, its silence holds a batch
+        from .lifecycle_manager import WATCHDOG_TOPIC
+
+        self._watchdog_heard: float | None = None
+        self._watchdog_lost = False
+        self.create_subscription(String, WATCHDOG_TOPIC, self._on_watchdog, 10)
         self._string = String
         self.create_service(BatchCommand, "/cell/batch/command", self._on_batch_command)
         # _on_operate is a coroutine awaiting the device's answer: an async callback holds a
@@ -307,9 +316,28 @@ class SupervisorNode(Node):
         self.get_logger().info(f"supervisor up: record {self.record_path}")
 
     # ------------------------------------------------------------------ tick
+    def _on_watchdog(self, _msg: Any) -> None:
+        self._watchdog_heard = time.monotonic()
+        if self._watchdog_lost:
+            self._watchdog_lost = False
+            self.sup.alarms.clear("CELL_NODE_DIED")
+
+    def _check_watchdog(self) -> None:
+        """Without its independent watchdog a supervisor loss would go unseen: a batch in
+        progress is held (a trip) when the lifecycle manager has been silent WATCHDOG_TIMEOUT_S."""
+        heard = self._watchdog_heard
+        if heard is None or self._watchdog_lost or time.monotonic() - heard <= WATCHDOG_TIMEOUT_S:
+            return
+        self._watchdog_lost = True
+        why = f"watchdog lost: the lifecycle manager has been silent for {time.monotonic() - heard:.1f} s"
+        self.get_logger().error(why)
+        self.sup.process_alarms.raise_("CELL_NODE_DIED", why)
+        self.sup.hold_on_trip(why, source="CELL_NODE_DIED")
+
     def _tick(self) -> None:
         try:
             self.sup.tick()
+            self._check_watchdog()
         except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision silently
             self.get_logger().error(f"tick failed: {exc!r}")
         self._publish_status()
