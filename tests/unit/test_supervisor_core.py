@@ -316,8 +316,9 @@ def test_shelving_an_alarm_needs_the_role_a_signature_and_a_shelvable_alarm(cfg,
     assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_LOW"}
     assert [a.id for a in sup.alarms.shelved()] == ["ISO1_DP_HIGH"]
     assert ("signature", "alarm.shelve") in [(e.kind, e.action) for e in rec.entries()]
-    assert sup.shelve_alarm("ISO1_DP_HIGH", "op1", duration_s=0).code == "PERMISSION"
-    out = sup.shelve_alarm("ISO1_DP_HIGH", "sup1", duration_s=0, reason="sensor back")
+    # ending a shelve: users.yaml alarm.unshelve (operators may; QA may not), no signature (issue 13 item 20)
+    assert sup.shelve_alarm("ISO1_DP_HIGH", "qa1", duration_s=0).code == "PERMISSION"
+    out = sup.shelve_alarm("ISO1_DP_HIGH", "op1", duration_s=0, reason="sensor back")
     assert out.accepted and sup.alarms.shelved() == []
     assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_HIGH", "ISO1_DP_LOW"}  # annunciated again
     assert rec.verify().ok
