@@ -96,6 +96,33 @@ class BatchCmd(_M):
     reason: str = "scenario"
 
 
+class BypassCmd(_M):
+    """Bypass management (supervisor/bypass.py): request a bypass of ``rule``, approve or remove
+    one (``bypass``: its id, or ``last`` = the last one requested in this run)."""
+
+    action: Literal["request", "approve", "remove"]
+    rule: str = ""
+    duration_s: float = 0.0
+    bypass: str = "last"
+    user: str = "sup1"
+    password: str = ""
+    meaning: str = ""
+    reason: str = "scenario"
+
+
+class DeviationCmd(_M):
+    """A deviation (supervisor/deviations.py): raise one against ``rule``, or approve one
+    (``deviation``: its id, or ``last``)."""
+
+    action: Literal["raise", "approve"]
+    rule: str = ""
+    deviation: str = "last"
+    user: str = "sup1"
+    password: str = ""
+    meaning: str = ""
+    reason: str = "scenario"
+
+
 class Event(_M):
     name: str = ""
     when: When = When()
@@ -103,12 +130,15 @@ class Event(_M):
     device: DeviceCmd | None = None
     fault: Fault | None = None
     batch: BatchCmd | None = None
+    bypass: BypassCmd | None = None
+    deviation: DeviationCmd | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Event:
-        n = sum(x is not None for x in (self.operate, self.device, self.fault, self.batch))
+        n = sum(x is not None for x in (self.operate, self.device, self.fault, self.batch, self.bypass,
+                                        self.deviation))
         if n != 1:
-            raise ValueError(f"an event needs exactly one of operate/device/fault/batch (got {n})")
+            raise ValueError(f"an event needs exactly one of operate/device/fault/batch/bypass/deviation (got {n})")
         return self
 
     def label(self) -> str:
@@ -120,6 +150,11 @@ class Event(_M):
             return f"device {self.device.node}.{self.device.command} {self.device.args}"
         if self.fault:
             return f"{'clear' if self.fault.clear else 'inject'} fault {self.fault.fault} on {self.fault.device}"
+        if self.bypass:
+            return f"bypass {self.bypass.action} {self.bypass.rule or self.bypass.bypass} by {self.bypass.user}"
+        if self.deviation:
+            return f"deviation {self.deviation.action} {self.deviation.rule or self.deviation.deviation} by " \
+                   f"{self.deviation.user}"
         assert self.batch is not None
         return f"batch {self.batch.command} by {self.batch.user}"
 
@@ -138,6 +173,8 @@ class Expect(_M):
     devices_latched: bool | None = None
     vhp_result: str | None = None
     autoclave_result: str | None = None
+    bypass_uses_min: int | None = Field(default=None, description="actions allowed only under a bypass, at least")
+    alarms: list[str] = Field(default=[], description="alarm ids that must have been raised")
 
 
 class Scenario(_M):
@@ -221,6 +258,14 @@ def evaluate(sc: Scenario, summary: dict[str, Any], latched: dict[str, bool]) ->
         out.append(f"VHP result {(summary.get('vhp') or {}).get('result')}, expected {e.vhp_result}")
     if e.autoclave_result and (summary.get("autoclave") or {}).get("result") != e.autoclave_result:
         out.append(f"autoclave result {(summary.get('autoclave') or {}).get('result')}, expected {e.autoclave_result}")
+    if e.bypass_uses_min is not None:
+        uses = sum(int(b.get("uses", 0)) for b in summary.get("bypasses", []))
+        if uses < e.bypass_uses_min:
+            out.append(f"{uses} actions under a bypass, expected at least {e.bypass_uses_min}")
+    raised = {a.get("alarm") for a in summary.get("alarms", [])}
+    for a in e.alarms:
+        if a not in raised:
+            out.append(f"alarm {a} never raised")
     if summary.get("violations"):
         out.append(f"invariant violations: {summary['violations'][:3]}")
     return out
@@ -283,6 +328,8 @@ def run_in_process(sc: Scenario, path: Path, cfg: CellConfig, *, record: Any = N
                    wall_time_s=round(time.monotonic() - wall0, 2),
                    start=None if start_out is None else {"accepted": start_out.accepted, "code": start_out.code,
                                                          "reason": start_out.reason})
+    summary["bypasses"] = [b.view() for b in sup.operator.bypasses.items.values()]
+    summary["deviations"] = [dict(d.__dict__) for d in sup.operator.deviations.items.values()]
     latched = {n: bool(cell.latched(n)) for n in cell.node_devices}
     summary["latched"] = latched
     failures = evaluate(sc, summary, latched)
@@ -315,6 +362,24 @@ def _apply(ev: Event, run: Any) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return {"accepted": False, "code": "INVALID", "reason": str(exc)}
         return {"accepted": True, "code": "OK", "reason": ""}
+    if ev.bypass is not None:
+        bc, byp = ev.bypass, sup.operator.bypasses
+        bid = bc.bypass if bc.bypass != "last" else (list(byp.items)[-1] if byp.items else "")
+        if bc.action == "request":
+            out = byp.request(bc.rule, bc.reason, bc.duration_s, bc.user, password=bc.password, meaning=bc.meaning)
+        elif bc.action == "approve":
+            out = byp.approve(bid, bc.user, password=bc.password, meaning=bc.meaning, reason=bc.reason)
+        else:
+            out = byp.remove(bid, bc.user, bc.reason)
+        return {"accepted": out.accepted, "code": out.code, "reason": out.reason}
+    if ev.deviation is not None:
+        dc, devs = ev.deviation, sup.operator.deviations
+        did = dc.deviation if dc.deviation != "last" else (list(devs.items)[-1] if devs.items else "")
+        if dc.action == "raise":
+            out = devs.raise_(dc.rule, dc.reason, dc.user)
+        else:
+            out = devs.approve(did, dc.user, dc.password, dc.meaning, dc.reason)
+        return {"accepted": out.accepted, "code": out.code, "reason": out.reason}
     b = ev.batch
     assert b is not None
     out = sup.batch_command(b.command, b.user, b.password, b.meaning, b.reason)

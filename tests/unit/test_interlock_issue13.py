@@ -86,7 +86,7 @@ def test_glove_use_needs_the_operators_recorded_visual_check():
     """Item 3: the visual check before use is a recorded input; a defect blocks the port."""
     from aseptic_cell.supervisor.runner import InProcessRun
 
-    run = InProcessRun(CFG)
+    run = InProcessRun(CFG, tick_s=20.0)
     sup = run.sup
     run.cell.sim.models["ISO1"].start_glove_test("GP3", "op1")
     run.advance(900)
@@ -239,7 +239,7 @@ def test_hatch_chamber_is_decontaminated_only_by_its_cycle_record_or_an_allowed_
     from aseptic_cell.supervisor.runner import InProcessRun
 
     assert "mark_hatch_decontaminated" not in {c.name for c in CONTRACTS["isolator"].COMMANDS}
-    run = InProcessRun(CFG)
+    run = InProcessRun(CFG, tick_s=5.0)
     sup, iso = run.sup, run.cell.sim.models["ISO1"]
     run.advance(15)
     out, h = sup.operate("isolator", "mark_hatch_decontaminated", {}, "op1")
