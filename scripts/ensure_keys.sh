@@ -9,4 +9,6 @@ unset _ROS_WHEELS_BOOTSTRAP_COMPLETE PYTHONPATH PYTHONHOME
 dir=$("$VENV/bin/python" -c 'from aseptic_cell.security import default_security_dir as d; print(d())')
 if [[ ! -f "$dir/trust.yaml" ]]; then
   "$VENV/bin/python" -m aseptic_cell.security init "$dir"
+else  # adds the principals a newer version knows (e.g. the device nodes' event keys), keeps the rest
+  "$VENV/bin/python" -m aseptic_cell.security init "$dir" >/dev/null
 fi

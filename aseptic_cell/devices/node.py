@@ -39,7 +39,7 @@ from rclpy.timer import Timer
 
 from ..nodes.rosutil import stamp_now, wall_timer
 from ..results import CommandResult
-from ..security import AuthRefused, Verifier
+from ..security import AuthRefused, SecurityError, Signer, Verifier, canonical_json
 from . import pipeline
 from .arm.motion import ArmMotion
 from .backend import HARDWARE_CHOICES, DeviceBackend, Readings, make_backend
@@ -84,6 +84,11 @@ class DeviceNode(LifecycleNode):
         self._string = String
         self._prefix = f"/cell/{node_name}/"
         self._verifier = Verifier()
+        try:  # its events are signed as this node: the supervisor records only verified ones
+            self._event_signer: Signer | None = Signer(node_name)
+        except SecurityError as exc:
+            self._event_signer = None
+            self.get_logger().error(f"no event key for {node_name}: its events will not be recorded ({exc})")
         self._caller: dict[str, str] = {}
         """Principal and role of the authenticated request being served (for its events)."""
         self.create_service(DeviceCommand, f"/cell/{node_name}/command", self._on_device_command)
@@ -394,9 +399,11 @@ class DeviceNode(LifecycleNode):
         """Publish an event for the record (observation: never raises into control)."""
         try:
             t = self.get_clock().now().nanoseconds * 1e-9
-            data = {"event": event, "node": self.get_name(), "device": self.device_id, "t": t,
-                    "wall": time.time(), **fields}
-            self._events_pub.publish(self._string(data=json.dumps(data, default=str)))
+            data = json.loads(json.dumps({"event": event, "node": self.get_name(), "device": self.device_id,
+                                          "t": t, "wall": time.time(), **fields}, default=str))
+            if self._event_signer is not None:
+                data["auth"] = self._event_signer.token_for("/cell/events", canonical_json(data))
+            self._events_pub.publish(self._string(data=json.dumps(data)))
         except Exception as exc:  # noqa: BLE001
             self.get_logger().error(f"event publish failed: {exc!r}")
 

@@ -79,6 +79,13 @@ class RosCellPort:
 
         self.node, self.cfg, self.stale_s = node, cfg, stale_s
         self.role_of: Any = lambda _user: ""
+        self.audit: Any = lambda *_a: None
+        """Record entry writer (the node sets it to the journal's)."""
+        from ..security import Verifier
+
+        self.event_verifier = Verifier()
+        self.forged_events = 0
+        self._forged_reported = -1e9
         """The directory's role of a user (set by the node; a claim of every signed command)."""
         from ..security import SecurityError, Signer
 
@@ -124,8 +131,34 @@ class RosCellPort:
             ev = json.loads(msg.data)
         except ValueError:
             return
+        if not isinstance(ev, dict) or not self._authentic_event(ev):
+            return
         if len(self._events) < 10_000:
             self._events.append(ev)
+
+    def _authentic_event(self, ev: dict[str, Any]) -> bool:
+        """A device event is used (record, cycle results) only if signed by the device node it
+        names; others are dropped and reported, at most one record entry per 10 s (a flood
+        cannot fill the record)."""
+        from ..security import AuthRefused, canonical_json
+
+        token = ev.pop("auth", "")
+        try:
+            v = self.event_verifier.verify_token("/cell/events", token, canonical_json(ev), ("event",))
+            if v.principal != ev.get("node"):
+                raise AuthRefused(f"event of node {ev.get('node')!r} signed by {v.principal!r}: refused")
+            return True
+        except AuthRefused as exc:
+            self.forged_events += 1
+            now = time.monotonic()
+            if now - self._forged_reported >= 10.0:
+                self._forged_reported = now
+                self.node.get_logger().warning(f"unauthenticated /cell/events message dropped: {exc.reason}")
+                self.audit("auth", "system", "auth.refused", exc.reason,
+                           {"service": "/cell/events", "claimed_user": str(ev.get("user", ""))[:64],
+                            "node": str(ev.get("node", ""))[:64], "event": str(ev.get("event", ""))[:64],
+                            "dropped_so_far": self.forged_events})
+            return False
 
     def _on_joints(self, msg: Any) -> None:
         try:
@@ -281,6 +314,7 @@ class SupervisorNode(Node):
 
         self._verifier = Verifier()
         self.port.role_of = self._role_of
+        self.port.audit = self.sup.journal.audit
         self._status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
         self._il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
         self._tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)

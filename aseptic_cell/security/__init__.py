@@ -12,7 +12,7 @@ IEC 62443-3-3 SR 1.1/1.2 (identification and authentication of users and softwar
 processes), SR 3.1 (communication integrity) [IEC62443-3-3].
 """
 
-from .envelope import AuthRefused, Signer, Verified, Verifier
+from .envelope import AuthRefused, Signer, Verified, Verifier, canonical_json
 from .keys import (
     FRONT_ENDS,
     PRINCIPALS,
@@ -34,6 +34,7 @@ __all__ = [
     "TrustList",
     "Verified",
     "Verifier",
+    "canonical_json",
     "default_security_dir",
     "init_security_dir",
     "load_trust",

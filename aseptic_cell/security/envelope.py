@@ -90,9 +90,13 @@ class Signer:
         self._wall = wall
 
     def token(self, target: str, msg: Any, **claims: Any) -> str:
+        return self.token_for(target, _body(msg), **claims)
+
+    def token_for(self, target: str, body: bytes, **claims: Any) -> str:
+        """The envelope of an arbitrary ``body`` (e.g. a JSON event) for ``target``."""
         head = {"v": 1, "p": self.principal, "t": round(self._wall(), 6), "n": secrets.token_hex(12), **claims}
         header = _b64(json.dumps(head, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-        return f"{header}.{_mac(self._key, target, header, _body(msg))}"
+        return f"{header}.{_mac(self._key, target, header, body)}"
 
     def sign(self, target: str, msg: Any, **claims: Any) -> Any:
         """Set ``msg.auth`` for a request to ``target`` (service or action name); returns ``msg``."""
@@ -126,9 +130,15 @@ class Verifier:
             AuthRefused: missing, malformed, unknown principal, scope not allowed, bad MAC,
                 outside the window or before this node started, nonce already used.
         """
+        token = getattr(msg, "auth", "")
+        if not isinstance(token, str) or not token:
+            raise AuthRefused("unauthenticated request (no auth envelope): refused")
+        return self.verify_token(target, token, _body(msg), scopes)
+
+    def verify_token(self, target: str, token: Any, body: bytes, scopes: Iterable[str]) -> Verified:
+        """As :meth:`verify`, for an envelope ``token`` over an arbitrary ``body``."""
         if self.trust is None:
             raise AuthRefused(f"no trust list on this node ({self._trust_error}): refused")
-        token = getattr(msg, "auth", "")
         if not isinstance(token, str) or not token:
             raise AuthRefused("unauthenticated request (no auth envelope): refused")
         header, _, mac = token.partition(".")
@@ -147,7 +157,7 @@ class Verifier:
             key = self.trust.key(principal)
         except SecurityError as exc:
             raise AuthRefused(f"{exc}: refused") from None
-        if not hmac.compare_digest(mac, _mac(key, target, header, _body(msg))):
+        if not hmac.compare_digest(mac, _mac(key, target, header, body)):
             raise AuthRefused("auth envelope does not match the request (bad signature): refused")
         now = self._wall()
         window = self.trust.window_s
@@ -164,3 +174,8 @@ class Verifier:
             self._seen[key_n] = t
         claims = {k: v for k, v in head.items() if k not in ("v", "p", "t", "n")}
         return Verified(principal, claims, t)
+
+
+def canonical_json(data: Any) -> bytes:
+    """The signed form of a JSON object (keys sorted, no spaces): what an event's MAC covers."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")

@@ -7,7 +7,8 @@ init``; the demo set-up runs it, a site runs it once per cell and distributes th
     keys/<principal>.key  32 random bytes, hex; mode 0600, directory 0700
     auth.db               the shared, persistent log-in guard (aseptic_cell.auth.lockout)
 
-Scopes: ``device`` (any device command and a device recovery: the supervisor),
+Scopes: ``event`` (a device node's own events on ``/cell/events``; the supervisor records
+only verified ones), ``device`` (any device command and a device recovery: the supervisor),
 ``safe_state`` (only the ``safe_state`` command: the lifecycle manager), ``operator``
 (the supervisor's operator services, on behalf of a user the front end authenticated:
 HMI, OPC UA server, CLI). Deny by default: a principal or a scope not in the list is refused.
@@ -33,6 +34,11 @@ PRINCIPALS: dict[str, tuple[str, ...]] = {
     "hmi": ("operator",),
     "opcua_server": ("operator",),
     "cli": ("operator",),
+    # each device node signs the events it publishes on /cell/events (the record's device entries)
+    "isolator": ("event",),
+    "vhp": ("event",),
+    "autoclave": ("event",),
+    "arm": ("event",),
 }
 """The demo cell's principals and their scopes (the trust list written by init)."""
 
@@ -118,7 +124,8 @@ def load_trust(directory: str | Path | None = None) -> TrustList:
 def init_security_dir(directory: str | Path | None = None, *,
                       principals: dict[str, tuple[str, ...]] | None = None) -> Path:
     """Create the trust list and a key per principal where missing (idempotent: existing
-    keys are kept). Returns the directory."""
+    keys and scopes are kept; principals added to :data:`PRINCIPALS` since are added; revoke
+    one by giving it no scopes). Returns the directory."""
     d = Path(directory) if directory else default_security_dir()
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
@@ -129,7 +136,7 @@ def init_security_dir(directory: str | Path | None = None, *,
     if trust.is_file():
         old = load_trust(d)
         cell_id, window = old.cell_id, old.window_s
-        wanted = {**old.scopes, **wanted} if principals is not None else old.scopes
+        wanted = {**old.scopes, **wanted} if principals is not None else {**PRINCIPALS, **old.scopes}
     else:
         cell_id, window = secrets.token_hex(8), DEFAULT_WINDOW_S
     for name in wanted:

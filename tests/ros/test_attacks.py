@@ -4,7 +4,7 @@ A real rogue rclpy node (``helpers/rogue.py``, its own process, no key of the ce
 device and operator services of the real graph (sim world, device nodes, lifecycle manager,
 supervisor as separate processes). Every attack is refused, nothing moves, and the batch
 record never shows an unauthenticated actor: refusals are recorded with actor ``system`` and
-the claimed user only in the payload.
+the claimed user only in the payload; forged device events never reach it.
 """
 
 from __future__ import annotations
@@ -126,6 +126,13 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
         # a device action directly
         {"kind": "action", "type": "cell_interfaces.action.RunCycle", "name": "/cell/vhp/run_cycle",
          "fields": {"program_id": "VHP-ISO-STD", "batch_id": "mallory"}},
+        # forged device events for the record: an intervention by mallory, a cycle PASS
+        {"kind": "publish", "type": "std_msgs.msg.String", "name": "/cell/events", "fields": {"data": json.dumps(
+            {"event": "recovered", "node": "arm", "device": "ARM1", "t": 1.0, "wall": 1.0, "user": "mallory",
+             "reason": "forged"})}},
+        {"kind": "publish", "type": "std_msgs.msg.String", "name": "/cell/events", "fields": {"data": json.dumps(
+            {"event": "cycle_result", "node": "vhp", "device": "VHP1", "t": 1.0, "wall": 1.0, "user": "mallory",
+             "result": "PASS", "run_id": "forged"})}},
     ])
     names = [x["name"] for x in r]
     assert all(x["answered"] for x in r), r
@@ -176,7 +183,8 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
     assert actors <= USERS | {"system", "supervisor", "lifecycle_manager"}, actors
     assert not [row for row in rows if "mallory" in (row[1], row[2])]
     auth = [row for row in rows if row[0] == "auth" and row[3] == "auth.refused"]
-    assert {json.loads(row[5])["service"] for row in auth} >= {"/cell/operate", "/cell/batch/run"}
+    assert {json.loads(row[5])["service"] for row in auth} >= {"/cell/operate", "/cell/batch/run", "/cell/events"}
+    assert not [row for row in rows if "forged" in row[4] + row[5] and row[0] != "auth"]
     assert all(row[1] == "system" for row in auth)
     assert any(json.loads(row[5]).get("claimed_user") == "mallory" and row[1] == "system" for row in rows)
 

@@ -1,7 +1,7 @@
 """A rogue process on the cell's DDS domain (issue 12 attack suite): a plain rclpy node with no
 key of the cell, calling the device and operator services directly.
 
-Usage: python rogue.py PLAN.json  — PLAN is a list of {"kind": "service"|"action", "type":
+Usage: python rogue.py PLAN.json  — PLAN is a list of {"kind": "service"|"action"|"publish", "type":
 "cell_interfaces.srv.DeviceCommand", "name": "/cell/operate", "fields": {...},
 "forge": principal (optional: sign with a random key claiming to be that principal)}.
 Prints one JSON line: a list of {"name", "answered", "accepted", "code", "reason"}.
@@ -46,7 +46,13 @@ def main() -> int:
             t = _type(step["type"])
             name = step["name"]
             res = {"name": name, "answered": False, "accepted": False, "code": "", "reason": ""}
-            if step["kind"] == "service":
+            if step["kind"] == "publish":  # a forged message on a topic, a few times
+                pub = node.create_publisher(t, name, 10)
+                for _ in range(20):
+                    pub.publish(t(**step["fields"]))
+                    ex.spin_once(timeout_sec=0.05)
+                res.update(answered=True)
+            elif step["kind"] == "service":
                 req = t.Request(**step["fields"])
                 if step.get("forge"):
                     _forge(step["forge"], name, req)
