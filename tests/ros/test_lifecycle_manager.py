@@ -319,7 +319,7 @@ def test_supervisor_loss_raises_supervisor_lost_and_sends_every_device_to_its_sa
         t_alarm, alarm = next((t, m) for t, m in obs.alarms if m.alarm_id == "CELL_SUPERVISOR_LOST")
         latency = t_alarm - t_loss
         assert latency <= sup_timeout + 0.05 + 0.5, f"alarm after {latency:.2f} s"
-        assert alarm.state == "ACTIVE" and alarm.priority == 800
+        assert alarm.state == "ACTIVE" and alarm.priority == database_severity("CELL_SUPERVISOR_LOST")
         assert "SUPERVISOR LOST" in alarm.message and "B-LM" in alarm.message and "PH-TEST" in alarm.message
         obs.spin_until(lambda: {r["node"] for r in _events(record, event="command")} == {s.name for s in specs},
                        5, "safe_state to every managed node")
