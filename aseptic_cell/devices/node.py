@@ -53,6 +53,9 @@ class DeviceNode(LifecycleNode):
     STATE_TYPE: Any = None
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
+        # no parameter services: a device's parameters (hardware, stale_after_s, ...) are set at
+        # start only, never by an unauthenticated /<node>/set_parameters call (issue 12)
+        kwargs.setdefault("start_parameter_services", False)
         super().__init__(node_name, **kwargs)
         from cell_interfaces.msg import Alarm
         from cell_interfaces.srv import DeviceCommand, Recover

@@ -142,6 +142,9 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
     assert refused(r[6]) and refused(r[7]) and refused(r[8]) and "replay" in r[8]["reason"], r[6:9]
     assert not r[9]["accepted"] and r[9]["reason"].startswith("UNAUTHENTICATED"), r[9]
     assert not r[10]["accepted"], r[10]  # goal rejected
+    names_types = client.node.get_service_names_and_types()
+    assert not [n for n, _ in names_types if n.startswith(("/isolator/", "/arm/")) and "parameter" in n], \
+        "device nodes offer no parameter services"
     assert names[0] == "/cell/operate"
     iso = client.state("isolator")
     assert not iso.hatch_door_a_open and not iso.hatch_door_b_open
