@@ -60,6 +60,18 @@ class OperatorCommands:
                                f"unknown device node {node!r}; known: {list(NODES)}"), None
         if node == "isolator" and command == "record_visual_check":  # a recorded input, not a device command
             return self.gloves.record(str(args.get("port", "")), str(args.get("result", "")), user, reason), None
+        if node == "isolator" and command == "dock_beta":  # sterility from the container's own data
+            from .containers import sterility
+
+            status, why = sterility(sup, str(args.get("beta_id", "")))
+            claimed = args.get("sterile_status")
+            if status is None:
+                return self.refuse(user, node, command, args, "BETA_NOT_STERILE", f"not docked: {why}"), None
+            if claimed not in (None, "", status):
+                why = f"not docked: the operator reports {claimed!r}; its record says {status} ({why})"
+                return self.refuse(user, node, command, args, "BETA_NOT_STERILE", why), None
+            args["sterile_status"] = status
+            reason = f"{reason}; {why}".strip("; ")
         g = classify(node, command, args)
         if node == "arm" and command in ("move_to_pose", "execute_trajectory"):
             # a manual move passes every glove port too (IL-09: port free or reduced speed),

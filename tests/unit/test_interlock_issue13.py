@@ -291,3 +291,23 @@ def test_hatch_chamber_is_decontaminated_only_by_its_cycle_record_or_an_allowed_
         assert status["hatch_decontaminated"] is allowed
         if not allowed:
             assert h.code == "HATCH_WIPE_DOWN_NOT_ALLOWED"
+
+
+def test_operator_docking_takes_the_sterility_from_the_register_not_from_the_form():
+    """Item 8 on the operator path: the HMI form's sterile_status is no evidence."""
+    from aseptic_cell.supervisor.runner import InProcessRun
+
+    run = InProcessRun(CFG, tick_s=5.0)
+    sup = run.sup
+    run.advance(5)
+    out, h = sup.operate("isolator", "dock_beta", {"rtp": "RTP1", "beta_id": "BETA-UNKNOWN",
+                                                   "sterile_status": "sterile"}, "op1")
+    assert not out.accepted and h is None and out.code == "BETA_NOT_STERILE" and "unknown" in out.reason
+    out, h = sup.operate("isolator", "dock_beta", {"rtp": "RTP1", "beta_id": "BETA-PATIENT-BAG",
+                                                   "sterile_status": "not_sterile"}, "op1")
+    assert not out.accepted and "operator reports 'not_sterile'" in out.reason
+    out, h = sup.operate("isolator", "dock_beta", {"rtp": "RTP1", "beta_id": "BETA-PATIENT-BAG",
+                                                   "sterile_status": "sterile"}, "op1")
+    assert out.accepted, out.reason
+    run.advance(5)
+    assert h.accepted and run.cell.sensors("isolator")["rtp.RTP1.beta_docked"] is True
