@@ -107,7 +107,7 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
             if sc is not None:  # events after a Held batch's RunBatch result are in the summary now
                 body = _batch_summary(client) or body
             summary.update({k: body.get(k) for k in ("batch_state", "held_reason", "vhp", "autoclave", "trips",
-                                                     "refusals", "alarms", "timeline")})
+                                                     "refusals", "alarms", "timeline", "record_status")})
             summary["record"] = result.record_path if result is not None else ""
             summary["state"] = result.state if result is not None else "UNKNOWN"
             if sc is None:
@@ -142,6 +142,14 @@ def run_demo(config_dir: str, *, speed: float, json_out: bool = False, record_di
                 from .records import verify_file
 
                 summary["record_verified"] = verify_file(summary["record"]).ok
+            # a batch never passes with an incomplete record (an append refused, a WAL found
+            # truncated: issue 12) nor with a record file that does not verify
+            status = summary.get("record_status") or {}
+            summary["record_complete"] = bool(status.get("complete")) and bool(summary.get("record_verified"))
+            if not summary["record_complete"] and summary.get("result") == "PASS":
+                summary["result"] = "FAIL"
+                summary["error"] = f"batch record incomplete: {status.get('fault') or 'record does not verify'}"
+                code = 1
         except (DemoFailed, TimeoutError) as exc:
             summary["error"] = str(exc)
             say(f"FAILED: {exc}")
