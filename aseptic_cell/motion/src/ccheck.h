@@ -266,7 +266,8 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint6
                          const cc_traj_opts *o, cc_traj_result *r);
 
 /* ---- float32 fast path (fast.c) ---- */
-#define CC_W 16
+#define CC_W 32    /* lanes per fast-path block (<= 32: lane sets are uint32 masks) */
+#define CC_WS 16   /* lanes per block for calls of at most CC_WS configurations */
 typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, const uint64_t *active,
                            uint8_t *out);
 void cc_fast_generic(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);

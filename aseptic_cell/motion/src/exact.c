@@ -285,7 +285,7 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
                                  const double *cap, int shared, double *out_c, int *out_pair)
 {
     const int L = S->nlinks, B = S->nboxes;
-    double e0[CC_MAX_LINKS][3], e1[CC_MAX_LINKS][3], mid[CC_MAX_LINKS][3], hl[CC_MAX_LINKS];
+    double e0[CC_MAX_LINKS][3], e1[CC_MAX_LINKS][3], mid[CC_MAX_LINKS][3], hl[CC_MAX_LINKS] = {0};
     double slo[CC_MAX_LINKS][3], shi[CC_MAX_LINKS][3];   /* segment AABBs */
     double global = INFINITY;
     for (int k = 0; k < L; k++) {

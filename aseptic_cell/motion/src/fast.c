@@ -24,7 +24,9 @@
 #endif
 
 /* ------------------------------------------------------------ generic */
-#define KFN(name) name##_generic
+/* blocks of CC_WS lanes for small calls (the planner's edge checks), then CC_W */
+#define KFN(name) name##_generic_s
+#define KW CC_WS
 #define KATTR __attribute__((optimize("no-trapping-math")))
 #define KVL 4
 #if CC_X86
@@ -43,6 +45,14 @@
 #endif
 #include "fast_impl.h"
 #undef KFN
+#undef KW
+#define KFN(name) name##_generic
+#define KW CC_W
+#define KSMALL(name) name##_generic_s
+#include "fast_impl.h"
+#undef KSMALL
+#undef KW
+#undef KFN
 #undef KATTR
 #undef KVL
 #undef KVMAX
@@ -54,7 +64,9 @@
 
 #if CC_X86
 /* ------------------------------------------------------------ AVX2 */
-#define KFN(name) name##_avx2
+/* blocks of CC_WS lanes for small calls (the planner's edge checks), then CC_W */
+#define KFN(name) name##_avx2_s
+#define KW CC_WS
 #define KATTR __attribute__((target("avx2,fma"), optimize("no-trapping-math")))
 #define KVL 8
 #define KVMAX(a, b) ((KFN(vf))_mm256_max_ps((__m256)(a), (__m256)(b)))
@@ -63,6 +75,14 @@
 #define KVSET1(x) ((KFN(vf))_mm256_set1_ps(x))
 #define KVLE(a, b) KVBITS((a) <= (b))
 #include "fast_impl.h"
+#undef KFN
+#undef KW
+#define KFN(name) name##_avx2
+#define KW CC_W
+#define KSMALL(name) name##_avx2_s
+#include "fast_impl.h"
+#undef KSMALL
+#undef KW
 #undef KFN
 #undef KATTR
 #undef KVL
@@ -78,7 +98,9 @@
  * Zen 4 (which runs 512-bit operations as two halves): 16-lane float vectors were
  * ~15 % slower and compares into mask registers (vector-extension compares under
  * AVX-512VL become k-mask compares) ~10 % slower than this. */
-#define KFN(name) name##_avx512
+/* blocks of CC_WS lanes for small calls (the planner's edge checks), then CC_W */
+#define KFN(name) name##_avx512_s
+#define KW CC_WS
 #define KATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,prefer-vector-width=512"), optimize("no-trapping-math")))
 #define KVL 8
 #define KVMAX(a, b) ((KFN(vf))_mm256_max_ps((__m256)(a), (__m256)(b)))
@@ -95,6 +117,14 @@
         _mm256_or_ps(_mm256_cmp_ps((__m256)lo[2], (__m256)h[2], _CMP_GT_OQ),                \
                      _mm256_cmp_ps((__m256)hi[2], (__m256)l[2], _CMP_LT_OQ)))))
 #include "fast_impl.h"
+#undef KFN
+#undef KW
+#define KFN(name) name##_avx512
+#define KW CC_W
+#define KSMALL(name) name##_avx512_s
+#include "fast_impl.h"
+#undef KSMALL
+#undef KW
 #undef KFN
 #undef KATTR
 #undef KVL

@@ -3,7 +3,8 @@
  * KVMAX, KVMIN, KVBITS, KVSET1, KVLE and optionally KVOVERLAP before including
  * this file).
  *
- * Works on blocks of CC_W configurations ("lanes") in three phases:
+ * Works on blocks of KW configurations ("lanes": CC_W, or CC_WS for calls of at most
+ * CC_WS configurations) in three phases:
  *   1. kinematics for all lanes at once (structure of arrays, double), link
  *      segments rounded to float;
  *   2. per link, the candidate boxes: every reachable active box (flat, small
@@ -37,7 +38,7 @@
  * against an uncull'd float32 reference in tests/motion/test_motion_fastpath_blocks.py).
  */
 
-#define W CC_W
+#define W KW
 #define NV (W / KVL)
 
 typedef float KFN(vf) __attribute__((vector_size(KVL * 4)));
@@ -403,6 +404,13 @@ done:
 KATTR void KFN(cc_fast)(const cc_scene *S, const double *q, long n, const uint64_t *active,
                         uint8_t *out)
 {
+#ifdef KSMALL
+    /* a few configurations: the narrower block (same verdicts, less padding) */
+    if (n <= CC_WS) {
+        KSMALL(cc_fast)(S, q, n, active, out);
+        return;
+    }
+#endif
     /* Large batches are processed in an order that groups configurations with
      * similar first three joints (which place the big links), so that a block's
      * lanes visit similar BVH nodes. The verdict of a configuration does not

@@ -58,8 +58,8 @@ static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
     if (n < 1) n = 1;
     if (n > 1000000) return 0;
     /* interior points t = i / n, 0 < i < n, in bit-reversed (coarse to fine) order,
-     * in blocks of CC_W, stopping at the first block with a colliding point */
-    enum { CH = CC_W };
+     * in blocks of CC_WS, stopping at the first block with a colliding point */
+    enum { CH = CC_WS };
     double buf[CH * CC_NJ];
     uint8_t out[CH];
     int m = 0;
