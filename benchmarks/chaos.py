@@ -265,6 +265,7 @@ class ChaosCell:
         else:
             self.procs.start_one(self.by_name[process])
         self.log(f"{process}: safe {res.safe_s} s, alarm {res.alarm} {res.alarm_s} s, held {res.held_s} s")
+        self._check_record(res, head_before)  # while the fault lasts (the supervisor may be dead)
         try:
             self._process_back(process, t0)
         except (TimeoutError, RuntimeError) as exc:
@@ -283,22 +284,26 @@ class ChaosCell:
                 res.problems.append("batch resumed without a signed restart")
                 break
             time.sleep(0.05)
-        from aseptic_cell.records import verify_file
-
         self.log(f"{process} back and checked; batch {self.state()}")
-        rep = verify_file(self.record_path)
-        res.record_ok = rep.ok
-        res.record_lost = max(0, head_before - rep.head_seq) if rep.ok else head_before
-        if not rep.ok:
-            res.problems.append(f"record does not verify: {rep.problem}")
-        elif res.record_lost:
-            res.problems.append(f"record lost {res.record_lost} committed entries")
+        self._check_record(res, head_before)
         try:
             self.restart()
             res.recovered = True
         except (TimeoutError, RuntimeError) as exc:
             res.problems.append(f"not recoverable: {exc}")
         return res
+
+    def _check_record(self, res: KillResult, head_before: int) -> None:
+        from aseptic_cell.records import verify_file
+
+        rep = verify_file(self.record_path)
+        res.record_ok = rep.ok
+        lost = max(0, head_before - rep.head_seq) if rep.ok else max(head_before, 1)
+        res.record_lost = max(res.record_lost, lost)
+        if not rep.ok:
+            res.problems.append(f"record does not verify: {rep.problem}")
+        elif lost:
+            res.problems.append(f"record lost {lost} committed entries")
 
     def _process_back(self, process: str, t0: float) -> None:
         from cell_interfaces.srv import Recover
@@ -379,10 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=28, help="kills (each process 4 times by default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--workdir", default="", help="keep the logs and the record here (default: a temporary directory)")
     args = ap.parse_args(argv)
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
-    with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
-        out = run(args.runs, args.seed, Path(tmp), log=say)
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        out = run(args.runs, args.seed, Path(args.workdir), log=say)
+    else:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            out = run(args.runs, args.seed, Path(tmp), log=say)
     if args.json:
         print(json.dumps(out))
     else:

@@ -262,6 +262,7 @@ class LifecycleManager(Node):
         self.supervisor_watch = SupervisorWatch(
             self, sup_timeout, lambda aid, src, st, msg: self._publish_alarm(aid, src, st, msg),
             lambda n, why: self._command_safe_state(self.nodes[n], why)) if sup_timeout > 0 else None
+        self._last_pump = time.monotonic()
         self._tick_timer = rosutil.wall_timer(self, 0.05, self._pump)
         self._hb_timer = rosutil.wall_timer(self, self.period, self._heartbeat)
         self._last_status = ""
@@ -305,6 +306,17 @@ class LifecycleManager(Node):
 
     def _pump_once(self) -> None:
         now = time.monotonic()
+        if now - self._last_pump > self.timeout / 2:
+            # we were frozen (SIGSTOP, a stalled host): the silence was ours, not the nodes' or the
+            # supervisor's; judge them afresh from now (a node really lost meanwhile: one timeout later)
+            self.get_logger().warning(f"lifecycle manager stalled {now - self._last_pump:.1f} s; watch re-armed")
+            for m in self.nodes.values():
+                m.last_ok = max(m.last_ok, now)
+                if m.last_state_msg is not None:
+                    m.last_state_msg = max(m.last_state_msg, now)
+            if self.supervisor_watch is not None:
+                self.supervisor_watch.rearm(now)
+        self._last_pump = now
         self._check_heartbeats(now)
         if self.supervisor_watch is not None and self.supervisor_watch.check(now):
             self.get_logger().error(f"{self.supervisor_watch.status()}: SUPERVISOR LOST, devices sent to safe state")

@@ -325,6 +325,7 @@ class SupervisorNode(Node):
 
         self._watchdog_heard: float | None = None
         self._watchdog_lost = False
+        self._last_tick = time.monotonic()
         self.create_subscription(String, WATCHDOG_TOPIC, self._on_watchdog, 10)
         self._string = String
         self.create_service(BatchCommand, "/cell/batch/command", self._on_batch_command)
@@ -359,8 +360,12 @@ class SupervisorNode(Node):
     def _check_watchdog(self) -> None:
         """Without its independent watchdog a supervisor loss would go unseen: a batch in
         progress is held (a trip) when the lifecycle manager has been silent WATCHDOG_TIMEOUT_S."""
+        now = time.monotonic()
+        if now - self._last_tick > WATCHDOG_TIMEOUT_S / 2 and self._watchdog_heard is not None:
+            self._watchdog_heard = max(self._watchdog_heard, now)  # our own stall, not the watchdog's
+        self._last_tick = now
         heard = self._watchdog_heard
-        if heard is None or self._watchdog_lost or time.monotonic() - heard <= WATCHDOG_TIMEOUT_S:
+        if heard is None or self._watchdog_lost or now - heard <= WATCHDOG_TIMEOUT_S:
             return
         self._watchdog_lost = True
         why = f"watchdog lost: the lifecycle manager has been silent for {time.monotonic() - heard:.1f} s"

@@ -62,6 +62,11 @@ class SupervisorWatch:
             self._alarm(ALARM_ID, "supervisor", "RTN",
                         "supervisor answering again; an interrupted batch stays Held until a signed restart")
 
+    def rearm(self, now: float) -> None:
+        """After the manager's own stall: the supervisor gets a fresh timeout from ``now``."""
+        if self.last_heard is not None and self.lost_at is None:
+            self.last_heard = max(self.last_heard, now)
+
     def check(self, now: float | None = None) -> bool:
         """Called on the manager's 20 Hz tick; True when the supervisor was found lost now."""
         now = time.monotonic() if now is None else now
