@@ -66,11 +66,20 @@ class AckBody(Body):
     comment: Text = ""
 
 
-class OverrideBody(Body):
-    device: Literal["autoclave"]
-    command: Literal["override_unload"]
+class BypassRequestBody(Body):
+    rule: Annotated[str, Field(pattern=r"^(IL|RB)-\d{2}[A-Z]?$")]
+    duration_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+    reason: Annotated[str, Field(min_length=10, max_length=500)]
+    signature: SignatureBody | None = None
+
+
+class BypassApproveBody(Body):
     reason: Annotated[str, Field(min_length=5, max_length=500)]
     signature: SignatureBody | None = None
+
+
+class BypassRemoveBody(Body):
+    reason: Annotated[str, Field(min_length=5, max_length=500)]
 
 
 class ShelveBody(Body):

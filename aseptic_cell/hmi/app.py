@@ -8,7 +8,7 @@ Security (issue 7, Part 11 §11.10(d)(g), Annex 11 §12):
   when the browser sends an ``Origin``, the HMI's own origin -> 403 ``CSRF_FAILED``;
 * the role is checked against ``users.yaml`` before anything is forwarded -> 403
   ``ROLE_FORBIDDEN`` whose detail names the role and the action;
-* actions that need an e-signature (abort, restart = releasing a held batch, override) need
+* actions that need an e-signature (abort, restart = releasing a held batch, bypass) need
   user id + password again + a meaning; the signer must be the logged-in user; the password
   is re-checked here and forwarded to the supervisor, which records the signature;
 * malformed bodies -> 422 ``VALIDATION`` naming the field.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import secrets
@@ -40,7 +39,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from aseptic_cell.alarms.permissions import ALARM_PERMISSIONS
-from aseptic_cell.auth import MEANINGS, AuthError, PermissionDenied, UserDirectory, record_signature
+from aseptic_cell.auth import MEANINGS, AuthError, PermissionDenied, UserDirectory
 
 from .api_models import (
     GLOVE,
@@ -50,12 +49,14 @@ from .api_models import (
     BatchStartBody,
     BatchVerb,
     Body,
+    BypassApproveBody,
+    BypassRemoveBody,
+    BypassRequestBody,
     DeviceNode,
     DoorBody,
     GloveBody,
     Ident,
     LoginBody,
-    OverrideBody,
     PortBody,
     RecoverBody,
     ShelveBody,
@@ -88,7 +89,9 @@ __all__ = [
     "GloveBody",
     "Ident",
     "LoginBody",
-    "OverrideBody",
+    "BypassApproveBody",
+    "BypassRemoveBody",
+    "BypassRequestBody",
     "PortBody",
     "RecoverBody",
     "Session",
@@ -111,11 +114,6 @@ OPEN_PATHS = {("POST", "/api/login"), ("GET", "/api/health")}
 
 
 # ---------------------------------------------------------------------------- the app
-class _WallClock:
-    def now(self) -> float:
-        return time.time()
-
-
 def create_app(
     cfg: HmiConfig,
     backend: CellBackend,
@@ -425,53 +423,30 @@ def create_app(
         return _signed(_session(request), "device.recover", body.signature, f"recovery of {device}",
                        backend.recover_device, device, reason=body.reason)
 
-    @app.post("/api/override")
-    def override(body: OverrideBody, request: Request) -> dict[str, Any]:
-        """An interlock override (IL-13): QA, e-signed; the signature is appended to the batch
-        record (the command API has no signature field) before the command is sent."""
-        s = _session(request)
-        sig = _signature(s, "override", body.signature)
-        assert sig is not None  # "override" always needs a signature (users.yaml validation)
-        path = backend.record_path()
-        if not path:
-            raise HmiError("NO_RECORD", "an override must be recorded in a batch record; no batch is active")
-        snap = backend.snapshot()
-        batch_id = str((snap.get("batch") or {}).get("batch_id") or "")
-        content = json.dumps(
-            {
-                "device": body.device,
-                "command": body.command,
-                "reason": body.reason,
-                "batch_id": batch_id,
-                "user": s.user,
-            },
-            sort_keys=True,
-        )
-        try:
-            signature = users.sign(
-                sig.user,
-                sig.password,
-                sig.meaning,
-                hashlib.sha256(content.encode()).hexdigest(),
-                action="override",
-            )
-        except (AuthError, ValueError) as exc:
-            raise HmiError("SIGNATURE_REFUSED", getattr(exc, "reason", str(exc))) from None
-        from aseptic_cell.records import BatchRecord
+    # ------------------------------------------------------------------ bypass management
+    # (replaces /api/override: IEC 61511-1 [IEC61511-1] [M] bypass, supervisor/bypass.py; the
+    # supervisor checks role, signature, bypassable row, duration and the second person again,
+    # and records both signatures and every action taken under the bypass)
+    @app.post("/api/bypass")
+    def bypass_request(body: BypassRequestBody, request: Request) -> dict[str, Any]:
+        """Request a time-limited bypass of a bypassable interlock row, with the reason and the
+        compensating measure; e-signed; active only once a second person approves it."""
+        return _signed(_session(request), "bypass.request", body.signature, f"bypass of {body.rule}",
+                       backend.batch_command, f"bypass.request {body.rule} {body.duration_s:g}",
+                       reason=body.reason)
 
-        with BatchRecord(path, _WallClock()) as rec:
-            record_signature(rec, signature, batch_id=batch_id, reason=body.reason)
-        res = _call(
-            backend.operate,
-            body.device,
-            body.command,
-            {"user": s.user, "reason": body.reason},
-            user=s.user,
-            reason=f"{body.reason} [{signature.manifest()}]",
-        )
-        out = _result(res, f"override {body.device}.{body.command}")
-        out["signed"] = signature.to_payload()
-        return out
+    @app.post("/api/bypass/{bypass_id}/approve")
+    def bypass_approve(bypass_id: Ident, body: BypassApproveBody, request: Request) -> dict[str, Any]:
+        """A second person (QA) approves a requested bypass with an e-signature; it starts now."""
+        return _signed(_session(request), "bypass.approve", body.signature, f"approval of {bypass_id}",
+                       backend.batch_command, f"bypass.approve {bypass_id}", reason=body.reason)
+
+    @app.post("/api/bypass/{bypass_id}/remove")
+    def bypass_remove(bypass_id: Ident, body: BypassRemoveBody, request: Request) -> dict[str, Any]:
+        s = _session(request)
+        _authorize(s, "bypass.remove")
+        res = _call(backend.batch_command, f"bypass.remove {bypass_id}", user=s.user, reason=body.reason)
+        return _result(res, f"removal of {bypass_id}")
 
     # ------------------------------------------------------------------ alarms
     @app.post("/api/alarms/{alarm_id}/ack")

@@ -57,7 +57,7 @@ from ..results import CommandResult
 from . import views
 from .actions import SAFE_COMMANDS
 from .journal import BatchJournal
-from .operator import OperatorCommands
+from .operator import OperatorCommands, is_supervisor_command
 from .port import CellPort, Handle
 from .process_alarms import ProcessAlarms
 from .recipes import RecipeError, resolve_recipe
@@ -353,6 +353,8 @@ class Supervisor:
     def batch_command(self, command: str, user: str, password: str = "", meaning: str = "",
                       reason: str = "", phase: str = "") -> CommandResult:
         """An ISA-88 operator command (role check; e-signature where users.yaml requires one)."""
+        if is_supervisor_command(command):  # bypass / deviation actions (supervisor/operator.py)
+            return self.operator.supervisor_command(command, user, password, meaning, reason)
         if command not in BATCH_COMMANDS:
             return self._refuse_batch(user, command, "INVALID",
                                       f"unknown batch command {command!r}; known: {list(BATCH_COMMANDS)}")

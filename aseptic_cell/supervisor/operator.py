@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from .core import Supervisor
 
 
+SUPERVISOR_COMMANDS = ("bypass.request <rule> <duration_s>", "bypass.approve <id>", "bypass.remove <id>",
+                       "deviation.raise <rule>", "deviation.approve <id>")
+"""Commands of the supervisor itself on ``/cell/batch/command`` (see ``supervisor_command``)."""
+
+
+def is_supervisor_command(command: Any) -> bool:
+    return isinstance(command, str) and command.split(" ", 1)[0] in {c.split()[0] for c in SUPERVISOR_COMMANDS}
+
+
 class OperatorCommands:
     """The operator's device and alarm actions of one supervisor."""
 
@@ -98,6 +107,33 @@ class OperatorCommands:
         h = sup.port.send(node, command, args, user=user, reason=reason)
         sup.journal.command(node, command, user, sup.wall(), (node, command) in SAFE_COMMANDS)
         return CommandResult(True, "FORWARDED", "checks passed; forwarded to the device"), h
+
+    def supervisor_command(self, command: str, user: str, password: str = "", meaning: str = "",
+                           reason: str = "") -> CommandResult:
+        """Bypass and deviation actions as they arrive over ``/cell/batch/command`` (the HMI):
+        ``bypass.request <rule> <duration_s>``, ``bypass.approve <id>``, ``bypass.remove <id>``,
+        ``deviation.raise <rule>``, ``deviation.approve <id>``; the reason, password and meaning are
+        the request's own fields. Malformed: INVALID, recorded."""
+        parts = command.split() if isinstance(command, str) else []
+        verb, rest = (parts[0], parts[1:]) if parts else ("", [])
+        byp, devs = self.bypasses, self.deviations
+        if verb == "bypass.request" and len(rest) == 2:
+            try:
+                duration = float(rest[1])
+            except ValueError:
+                duration = math.nan
+            return byp.request(rest[0], reason, duration, user, password=password, meaning=meaning)
+        if verb == "bypass.approve" and len(rest) == 1:
+            return byp.approve(rest[0], user, password=password, meaning=meaning, reason=reason)
+        if verb == "bypass.remove" and len(rest) == 1:
+            return byp.remove(rest[0], user, reason)
+        if verb == "deviation.raise" and len(rest) == 1:
+            return devs.raise_(rest[0], reason, user)
+        if verb == "deviation.approve" and len(rest) == 1:
+            return devs.approve(rest[0], user, password, meaning, reason)
+        why = (f"malformed supervisor command {command!r}; expected one of: " + ", ".join(SUPERVISOR_COMMANDS))
+        self.sup.journal.batch_refusal(user if isinstance(user, str) else "unknown", str(command)[:64], "INVALID", why)
+        return CommandResult.refuse("INVALID", why)
 
     def recover_device(self, node: str, user: str, password: str = "", meaning: str = "", reason: str = ""
                        ) -> tuple[CommandResult, Handle | None]:

@@ -119,3 +119,19 @@ def test_removal_by_hand_and_the_catalogue_refuses_a_bypassable_critical_rule(ru
     (d / "interlocks.yaml").write_text(text)
     with pytest.raises(ConfigError, match="critical rule can never be bypassable"):
         load_config(d)
+
+
+def test_bypass_and_deviation_commands_over_the_batch_command_service(run):
+    """The HMI's path: /cell/batch/command carries ``bypass.request <rule> <duration_s>``, ...;
+    the supervisor parses it strictly and applies the same checks."""
+    sup = run.sup
+    for bad in ("bypass.request IL-12", "bypass.request IL-12 forever", "bypass.approve", "bypass.launch IL-12"):
+        out = sup.batch_command(bad, "sup1", reason=REASON, **SUP)
+        assert not out.accepted and out.code in ("INVALID", "STATE"), (bad, out)
+    out = sup.batch_command("bypass.request IL-12 600", "sup1", reason=REASON, **SUP)
+    assert out.accepted, out.reason
+    bid = out.payload["bypass"]
+    assert sup.batch_command(f"bypass.approve {bid}", "qa1", reason="checked", **QA).accepted
+    assert _released(run).allowed
+    assert sup.batch_command(f"bypass.remove {bid}", "sup1", reason="repaired").accepted
+    assert not _released(run).allowed
