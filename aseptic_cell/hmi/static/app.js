@@ -469,7 +469,9 @@ function show(view) {
 function markRights() {
   const map = { hold: "batch.hold", restart: "batch.restart", stop: "batch.stop", abort: "batch.abort", reset: "batch.reset", start: "batch.start" };
   document.querySelectorAll("[data-batch]").forEach(b => b.classList.toggle("noright", !permitted(map[b.dataset.batch])));
-  $("btn-override").classList.toggle("noright", !permitted("override"));
+  $("btn-bypass-request").classList.toggle("noright", !permitted("bypass.request"));
+  $("btn-bypass-approve").classList.toggle("noright", !permitted("bypass.approve"));
+  $("btn-bypass-remove").classList.toggle("noright", !permitted("bypass.remove"));
 }
 
 document.addEventListener("click", ev => {
@@ -493,7 +495,12 @@ document.addEventListener("click", ev => {
     if (verb === "start") { command(`start batch`, "/api/batch/start", { recipe_id: $("recipe-id").value, batch_id: $("batch-id").value }); return; }
     command(`batch ${verb}`, `/api/batch/${verb}`, { reason: "" }, `batch.${verb}`); return;
   }
-  if (el.id === "btn-override") { command("override unload door", "/api/override", { device: "autoclave", command: "override_unload", reason: "override at HMI" }, "override"); return; }
+  if (el.id === "btn-bypass-request") {
+    const body = { rule: $("bypass-rule").value, duration_s: Number($("bypass-duration").value), reason: $("bypass-reason").value };
+    command(`bypass ${body.rule}`, "/api/bypass", body, "bypass.request"); return;
+  }
+  if (el.id === "btn-bypass-approve") { const id = encodeURIComponent($("bypass-id").value); command(`approve bypass ${$("bypass-id").value}`, `/api/bypass/${id}/approve`, { reason: $("bypass-reason").value || "approved at HMI" }, "bypass.approve"); return; }
+  if (el.id === "btn-bypass-remove") { const id = encodeURIComponent($("bypass-id").value); command(`remove bypass ${$("bypass-id").value}`, `/api/bypass/${id}/remove`, { reason: $("bypass-reason").value || "removed at HMI" }); return; }
   if (el.id === "logout") { api("POST", "/api/logout", {}).then(() => { S.session = null; if (S.ws) S.ws.close(); showLogin("logged out"); }); return; }
   if (el.id === "sign-cancel") { closeSign(null); }
 });
