@@ -71,6 +71,8 @@ class BatchJournal:
         self.failed_appends = 0
         self.on_failure: Callable[[str], None] | None = None
         """Called with the reason of every failed append (the supervisor holds the batch)."""
+        self.role_of: Callable[[str], str] | None = None
+        """The directory's role of an actor, written with every entry (the node sets it; issue 12)."""
 
     # ------------------------------------------------------------------ record
     def _failed(self, entry: dict[str, Any], exc: Exception) -> None:
@@ -86,9 +88,10 @@ class BatchJournal:
             return
         entry = {"kind": kind, "batch_id": self._batch_id(), "actor": actor or "system", "action": action,
                  "reason": str(reason)[:2000], "payload": clean(payload), "t": self._now()}
+        entry["role"] = self.role_of(actor or "system") if self.role_of is not None else ""
         try:
-            self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], action=action,
-                               reason=entry["reason"], payload=entry["payload"])
+            self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
+                               action=action, reason=entry["reason"], payload=entry["payload"])
         except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
             self._failed(entry, exc)
 
@@ -111,8 +114,8 @@ class BatchJournal:
             e = self.unwritten[0]
             payload = {**e["payload"], "late": {"original_t": e["t"], "error": e["error"]}}
             try:
-                self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"], action=e["action"],
-                                   reason=e["reason"], payload=clean(payload))
+                self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"], role=e.get("role", ""),
+                                   action=e["action"], reason=e["reason"], payload=clean(payload))
             except Exception as exc:  # noqa: BLE001 - still failing: stays unwritten, the caller refuses
                 log.error("unwritten entry still not recorded: %r", exc)
                 break
