@@ -315,6 +315,7 @@ class SupervisorNode(Node):
         self._verifier = Verifier()
         self.port.role_of = self._role_of
         self.port.audit = self.sup.journal.audit
+        self.sup.journal.role_of = self._role_of  # every record entry with its actor's role
         self._status_pub = self.create_publisher(BatchStatus, "/cell/batch/status", 10)
         self._il_pub = self.create_publisher(InterlockStatusArray, "/cell/interlocks", 10)
         self._tree_pub = self.create_publisher(TreeSnapshot, "/cell/tree", 10)

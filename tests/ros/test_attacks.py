@@ -185,6 +185,8 @@ def test_every_attack_of_a_rogue_node_is_refused_and_never_recorded_as_its_actor
     actors = {row[1] for row in rows}
     assert actors <= USERS | {"system", "supervisor", "lifecycle_manager"}, actors
     assert not [row for row in rows if "mallory" in (row[1], row[2])]
+    roles = {u.id: u.role for u in load_config(default_config_dir()).users.users}
+    assert all(row[2] == roles[row[1]] for row in rows if row[1] in USERS), {(r[1], r[2]) for r in rows}
     auth = [row for row in rows if row[0] == "auth" and row[3] == "auth.refused"]
     assert {json.loads(row[5])["service"] for row in auth} >= {"/cell/operate", "/cell/batch/run", "/cell/events"}
     assert not [row for row in rows if "forged" in row[4] + row[5] and row[0] != "auth"]
