@@ -13,7 +13,9 @@ the batch graph in turn at random moments, and every time check what a fault mus
 * **no auto-resume**: the batch stays Held for ``hold_check_s`` after the process is back;
 * **recoverable by the documented signed actions**: restart (or SIGCONT) the process, the
   lifecycle manager's ``recover`` for a device node, wait until the VHP unit is idle, then the
-  signed restart (supervisor, e-signature) puts the batch back to Running.
+  signed restart (supervisor, e-signature) puts the batch back to Running. A killed simulator
+  comes back as a new, reset world (glove tests, cycles, loads gone): that batch is ended by the
+  signed abort and a new one starts.
 
 ``python benchmarks/chaos.py [--runs N] [--seed S] [--json]``: one graph; each run takes the next
 process in a shuffled order, a random signal and a random moment of a running batch (a new batch
@@ -232,9 +234,11 @@ class ChaosCell:
         expected = {"supervisor": ("CELL_SUPERVISOR_LOST",), "lifecycle_manager": (NODE_DIED_ALARM,),
                     "sim_world": ("COMM_LOSS_", "_COMM_LOSS")}.get(process, (f"{NODE_DIED_ALARM}:{process}",))
 
-        def alarm_seen() -> str:
+        sup_before = set(self.sup_alarms)
+
+        def alarm_seen() -> str:  # raised after the kill: new messages, new entries of the supervisor's list
             names = [f"{a.alarm_id}:{a.source}" for a in self.client.alarms[n_alarms:] if a.state == "ACTIVE"]
-            names += [f"{a}:" for a in self.sup_alarms]
+            names += [f"{a}:" for a in self.sup_alarms if a not in sup_before]
             return next((a for a in names for e in expected if e in a), "")
 
         def devices_safe() -> bool:
@@ -287,11 +291,24 @@ class ChaosCell:
         self.log(f"{process} back and checked; batch {self.state()}")
         self._check_record(res, head_before)
         try:
-            self.restart()
+            if process == "sim_world" and sig == signal.SIGKILL:
+                # the physical world was reset (a restarted simulator: glove tests, VHP state, loads
+                # gone): the batch cannot go on; the documented end is the signed abort, then a new batch
+                self.end_batch()
+            else:
+                self.restart()
             res.recovered = True
         except (TimeoutError, RuntimeError) as exc:
             res.problems.append(f"not recoverable: {exc}")
         return res
+
+    def end_batch(self) -> None:
+        r = self.batch_command("abort", reason="chaos: the world was reset; batch cannot continue", **SIGN)
+        if not r.accepted:
+            raise RuntimeError(f"signed abort refused: {r.code}: {r.reason}")
+        self.wait(lambda: self.state() == "ABORTED", 60.0, "batch aborted")
+        self.batch_command("reset", user="sup1")
+        self.start_batch()
 
     def _check_record(self, res: KillResult, head_before: int) -> None:
         from aseptic_cell.records import verify_file
