@@ -197,15 +197,24 @@ class ChaosCell:
             self.batch_command("reset", user="sup1")
         self.start_batch()
 
-    def restart(self, attempts: int = 3) -> None:
-        """The documented signed restart, once the VHP unit is idle (its safe state aerates on)."""
+    def restart(self, attempts: int = 3, patience_s: float = 45.0) -> None:
+        """The documented signed restart, once the VHP unit is idle (its safe state aerates on).
+        A restart refused because a device's communication is not yet back (UNSAFE: a restarted
+        node's topics still being discovered) is asked again for up to ``patience_s``."""
         last = ""
-        for _ in range(attempts):
+        t_end = time.monotonic() + patience_s
+        n = 0
+        while n < attempts:
+            n += 1
             self.client.set_sim_speed(0.0)
             self.wait(lambda: (s := self.client.state("vhp")) is not None and not s.cycle_active, 120.0,
                       "VHP unit idle (aeration done)")
             r = self.batch_command("restart", reason="chaos: process back, cell checked", **SIGN)
             last = f"{r.code}: {r.reason}"
+            if not r.accepted and r.code == "UNSAFE" and time.monotonic() < t_end:
+                n -= 1  # not an attempt: the cell is not ready to be restarted yet
+                time.sleep(2.0)
+                continue
             if r.accepted:
                 try:
                     self.wait(lambda: self.state() in ("RUNNING", "COMPLETE"), 60.0, "batch running again")
