@@ -16,7 +16,7 @@ from aseptic_cell.records import verify_file
 
 from .graphutil import CONFIG
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 
 def _phases_started(record, n: int) -> bool:
