@@ -38,10 +38,28 @@ def test_committed_nodeset_matches_a_fresh_export(tmp_path: Path):
     )
 
 
+def _type_of(node) -> str:
+    for ref in node.iter(f"{UA}Reference"):
+        if ref.get("ReferenceType") == "HasTypeDefinition":
+            return ref.text or ""
+    return ""
+
+
 def test_nodeset_has_the_cell_model():
     root = ET.parse(COMMITTED).getroot()
-    assert [u.text for u in root.iter(f"{UA}Uri")] == ["urn:aseptic-cell:opcua:cell"]
+    uris = [u.text for u in root.iter(f"{UA}Uri")]
+    assert uris == ["http://opcfoundation.org/UA/PackML/", "urn:aseptic-cell:opcua:cell"]
     ids = {n.get("NodeId"): n for n in root if n.get("NodeId")}
+    # the cell's state machine is the standard PackML one (issue 18): instance of PackMLBaseObjectType
+    # (ns=1;i=6 in the exported file's numbering) with a PackMLBaseStateMachineType (ns=1;i=3)
+    packml = ids["ns=2;s=ATMPCell01.PackML"]
+    assert _type_of(packml) == "ns=1;i=6"
+    assert _type_of(ids["ns=2;s=ATMPCell01.PackML.BaseStateMachine"]) == "ns=1;i=3"
+    assert _type_of(ids["ns=2;s=ATMPCell01.PackML.BaseStateMachine.MachineState.ExecuteState"]) == "ns=1;i=1"
+    for child in ("Admin", "Status", "Status.UnitModeCurrent", "Status.MachSpeed", "Status.CurMachSpeed",
+                  "BaseStateMachine.CurrentState.Id"):
+        assert f"ns=2;s=ATMPCell01.PackML.{child}" in ids, child
+    ids = {k.replace("ns=2;", "ns=1;"): v for k, v in ids.items()}  # the cell's own nodes below
     for path in (
         "ATMPCell01",
         "ATMPCell01.Identification",
@@ -70,7 +88,7 @@ def test_nodeset_has_the_cell_model():
     abort_args = [
         n
         for n in root.iter(f"{UA}UAVariable")
-        if n.get("ParentNodeId") == "ns=1;s=ATMPCell01.Supervisor.Abort"
+        if n.get("ParentNodeId") == "ns=2;s=ATMPCell01.Supervisor.Abort"
         and n.get("BrowseName") == "0:InputArguments"
     ][0]
     names = [e.text for e in abort_args.iter("{http://opcfoundation.org/UA/2008/02/Types.xsd}Name")]

@@ -26,6 +26,7 @@ from asyncua.common.connection import TransportLimits
 from asyncua.server.internal_session import InternalSession
 
 from aseptic_cell.auth import AuthError, PermissionDenied, UserDirectory
+from aseptic_cell.opcua.nodesets import CompanionSpecs, NodeSetsMissing, load_companion_specs
 from aseptic_cell.opcua.uatyping import status_code
 from aseptic_cell.results import CommandResult
 
@@ -111,6 +112,7 @@ class CellServerApp:
         self.guard = FloodGuard(cfg.limits.flood_limits(), [])
         self.server = CellUaServer(self.users, self.trust, self.guard)
         self.model: CellAddressSpace | None = None
+        self.companion: CompanionSpecs | None = None
         self.bridge: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -127,6 +129,12 @@ class CellServerApp:
         """asyncua init + the cell address space (no network, no ROS): enough to export the NodeSet."""
         s, cfg = self.server, self.cfg
         await s.init()
+        try:  # the companion NodeSets before any namespace of our own (cached; see nodesets.py)
+            self.companion = await load_companion_specs(s)
+            log.info("companion NodeSets (%s) in %.2f s", self.companion.source, self.companion.seconds)
+        except NodeSetsMissing as exc:
+            self.companion = None
+            log.error("%s: serving without the standard PackML/Machinery types", exc)
         s.set_endpoint(self.endpoint)
         s.set_server_name(cfg.server_name)
         await s.set_application_uri(cfg.application_uri)
@@ -169,6 +177,7 @@ class CellServerApp:
             method_args=self.method_args(),
             method_handler=self.handle_method,
             stale_after_s=cfg.stale_after_s,
+            companion=self.companion,
         )
         await self.model.build()
         return self.model

@@ -38,6 +38,8 @@ from asyncua import Node, Server, ua
 
 from aseptic_cell.alarms.models import SEVERITY_BANDS, database_rationale
 from aseptic_cell.batch.states import PackMLState, PhaseState, to_packml
+from aseptic_cell.opcua.companion import PACKML_BASE_OBJECT_TYPE, PackMLStateMachine, add_typed_object
+from aseptic_cell.opcua.nodesets import CompanionSpecs
 from aseptic_cell.opcua.uatyping import node_id, status_code
 from aseptic_cell.results import CommandResult
 
@@ -203,8 +205,11 @@ class CellAddressSpace:
         method_args: Mapping[str, Sequence[str]],
         method_handler: MethodHandler,
         stale_after_s: float = 3.0,
+        companion: CompanionSpecs | None = None,
     ) -> None:
         self.server = server
+        self.companion = companion
+        self.packml: PackMLStateMachine | None = None
         self.namespace_uri = namespace_uri
         self.machine_name = machine_name
         self.identification = dict(identification)
@@ -323,6 +328,15 @@ class CellAddressSpace:
             "Re-read this server's users.yaml and client trust list (engineer only, e-signature; "
             f"permission {RELOAD_ACTION})",
         )
+
+        if self.companion is not None:  # the standard PackML model (OPC 30050), issue 18
+            pk = self.companion.ns["PackML"]
+            obj = await add_typed_object(
+                self.server, cell, self.nid("PackML"), ua.QualifiedName("PackML", self.ns),
+                node_id(PACKML_BASE_OBJECT_TYPE, pk),
+            )
+            self.packml = PackMLStateMachine(self.server, obj, pk)
+            await self.packml.init(self.machine_name)
 
         il = await self._obj(
             cell, "Interlocks", "Interlocks", description="Interlock rule instances (/cell/interlocks)"
@@ -453,6 +467,8 @@ class CellAddressSpace:
         await self._set("Supervisor.ISA88State", isa88, now)
         await self._set("Supervisor.CurrentState", packml, now)
         await self._set("Supervisor.CurrentStateNumber", PACKML_NUMBER.get(packml, -1), now)
+        if self.packml is not None:
+            await self.packml.set_state(packml)
         for name, key in (
             ("BatchId", "batch_id"),
             ("RecipeId", "recipe_id"),
