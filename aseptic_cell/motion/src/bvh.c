@@ -153,18 +153,31 @@ int cc_bvh_build(cc_scene *S, double M)
         }
         build(&c, 0, B);
         if (B <= CC_EXACT_FLAT_MAX) {
-            const int P = (B + 7) / 8 * 8;
+            /* float lower bounds: every input is within M of the origin (M as for the fast
+             * path: arm reach plus the largest box coordinate; world AABBs within M plus
+             * the box extent), every intermediate within 4 M, so a dozen roundings leave the
+             * float bound within 40 u M (u = 2^-24) of the double one; the slack is
+             * 1e-4 m + 1e-5 M (> 160 u M) */
+            double mb = 0.0;
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < 3; i++) {
+                    if (fabs(c.lo[b][i]) > mb) mb = fabs(c.lo[b][i]);
+                    if (fabs(c.hi[b][i]) > mb) mb = fabs(c.hi[b][i]);
+                }
+            const double Mx = M + mb;
+            S->sbx_slack = 1e-4 + 1e-5 * Mx;
+            const int P = (B + 15) / 16 * 16;
             S->nbox_pad = P;
-            S->sbx = calloc((size_t)21 * (size_t)P, sizeof(double));
+            S->sbx = calloc((size_t)21 * (size_t)P, sizeof(float));
             if (!S->sbx) ok = 0;
             for (int b = 0; ok && b < B; b++) {
                 for (int i = 0; i < 3; i++) {
-                    S->sbx[(size_t)i * P + b] = S->box_c[b][i];
-                    S->sbx[(size_t)(12 + i) * P + b] = S->box_h[b][i];
-                    S->sbx[(size_t)(15 + i) * P + b] = c.lo[b][i];
-                    S->sbx[(size_t)(18 + i) * P + b] = c.hi[b][i];
+                    S->sbx[(size_t)i * P + b] = (float)S->box_c[b][i];
+                    S->sbx[(size_t)(12 + i) * P + b] = (float)S->box_h[b][i];
+                    S->sbx[(size_t)(15 + i) * P + b] = (float)c.lo[b][i];
+                    S->sbx[(size_t)(18 + i) * P + b] = (float)c.hi[b][i];
                 }
-                for (int i = 0; i < 9; i++) S->sbx[(size_t)(3 + i) * P + b] = S->box_R[b][i];
+                for (int i = 0; i < 9; i++) S->sbx[(size_t)(3 + i) * P + b] = (float)S->box_R[b][i];
             }
         }
         /* per node, the links whose fast-path box set (fast_box_mask: reachable, not an

@@ -108,12 +108,15 @@ typedef struct {
      * fl(lo_a - hi_b) or fl(lo_b - hi_a) > pair_cull[p]) has no sphere pair hit. */
     int fpair_outer[CC_MAX_PAIRS], fpair_inner[CC_MAX_PAIRS];
     float pair_cull[CC_MAX_PAIRS];
-    /* Exact path, scenes of up to CC_EXACT_FLAT_MAX boxes: the boxes as structure of
-     * arrays (nbox_pad = nboxes rounded up to 8; padding entries are never selected):
-     * sbx[0..2] centre, [3..11] R row-major, [12..14] half extents, [15..17] world AABB
-     * low corner, [18..20] high corner (outward, as the BVH's). NULL: use the BVH. */
+    /* Exact path, scenes of up to CC_EXACT_FLAT_MAX boxes: the boxes as float structure
+     * of arrays for the lower bounds that order and prune the exact distances (nbox_pad =
+     * nboxes rounded up to 16; padding entries are never selected): sbx[0..2] centre,
+     * [3..11] R row-major, [12..14] half extents, [15..17] world AABB low corner,
+     * [18..20] high corner. A float bound minus sbx_slack (above its rounding error, see
+     * cc_bvh_build) is a lower bound of the double one. NULL: use the BVH. */
     int nbox_pad;
-    double *sbx;             /* 21 * nbox_pad doubles, component-major */
+    float *sbx;              /* 21 * nbox_pad floats, component-major */
+    double sbx_slack;
     int exact_bvh;           /* exact path: 1 = BVH, 0 = flat over sbx (default: sbx == NULL) */
 } cc_scene;
 

@@ -216,42 +216,47 @@ double cc_seg_seg_dist(const double p0[3], const double p1[3], const double q0[3
 
 /* Lower bounds on the clearance of link capsule (midpoint mid, half length + radius
  * off, segment AABB [slo, shi], radius r) to every box of a flat scene (S->sbx): the
- * larger of dist(mid, box) - off and dist(segment AABB, box AABB) - r, the same two
- * bounds as node_lb / the BVH leaves. Plain IEEE arithmetic (no contraction), so every
- * instruction set gives the same values; compiled for several (target_clones). */
+ * larger of dist(mid, box) - off and dist(segment AABB, box AABB) - r (the two bounds
+ * of node_lb / the BVH leaves), in float, minus the scene's slack, which exceeds the
+ * float rounding (cc_bvh_build): each value is a lower bound of the double bound, so a
+ * box it prunes could not have been nearer. Compiled for several instruction sets
+ * (target_clones); the exact distances stay in double. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #endif
-static void flat_lbs(const double *restrict sbx, int P, const double mid[3], double off,
-                     const double slo[3], const double shi[3], double r, double *restrict lb)
+static void flat_lbs(const float *restrict sbx, int P, const double mid[3], double off,
+                     const double slo[3], const double shi[3], double r, double slack,
+                     float *restrict lb)
 {
-    const double *cx = sbx, *cy = sbx + P, *cz = sbx + 2 * P;
-    const double *R0 = sbx + 3 * P, *R1 = sbx + 4 * P, *R2 = sbx + 5 * P, *R3 = sbx + 6 * P;
-    const double *R4 = sbx + 7 * P, *R5 = sbx + 8 * P, *R6 = sbx + 9 * P, *R7 = sbx + 10 * P;
-    const double *R8 = sbx + 11 * P, *hx = sbx + 12 * P, *hy = sbx + 13 * P, *hz = sbx + 14 * P;
-    const double *lx = sbx + 15 * P, *ly = sbx + 16 * P, *lz = sbx + 17 * P;
-    const double *ux = sbx + 18 * P, *uy = sbx + 19 * P, *uz = sbx + 20 * P;
-    const double mx = mid[0], my = mid[1], mz = mid[2];
-    const double sl0 = slo[0], sl1 = slo[1], sl2 = slo[2], sh0 = shi[0], sh1 = shi[1], sh2 = shi[2];
+    const float *cx = sbx, *cy = sbx + P, *cz = sbx + 2 * P;
+    const float *R0 = sbx + 3 * P, *R1 = sbx + 4 * P, *R2 = sbx + 5 * P, *R3 = sbx + 6 * P;
+    const float *R4 = sbx + 7 * P, *R5 = sbx + 8 * P, *R6 = sbx + 9 * P, *R7 = sbx + 10 * P;
+    const float *R8 = sbx + 11 * P, *hx = sbx + 12 * P, *hy = sbx + 13 * P, *hz = sbx + 14 * P;
+    const float *lx = sbx + 15 * P, *ly = sbx + 16 * P, *lz = sbx + 17 * P;
+    const float *ux = sbx + 18 * P, *uy = sbx + 19 * P, *uz = sbx + 20 * P;
+    const float mx = (float)mid[0], my = (float)mid[1], mz = (float)mid[2];
+    const float sl0 = (float)slo[0], sl1 = (float)slo[1], sl2 = (float)slo[2];
+    const float sh0 = (float)shi[0], sh1 = (float)shi[1], sh2 = (float)shi[2];
+    const float foff = (float)(off + slack), fr = (float)(r + slack);
     for (int b = 0; b < P; b++) {
-        const double vx = mx - cx[b], vy = my - cy[b], vz = mz - cz[b];
+        const float vx = mx - cx[b], vy = my - cy[b], vz = mz - cz[b];
         /* to_local: local_i = R[i] vx + R[3 + i] vy + R[6 + i] vz */
-        const double ax = R0[b] * vx + R3[b] * vy + R6[b] * vz;
-        const double ay = R1[b] * vx + R4[b] * vy + R7[b] * vz;
-        const double az = R2[b] * vx + R5[b] * vy + R8[b] * vz;
-        double ex = fabs(ax) - hx[b], ey = fabs(ay) - hy[b], ez = fabs(az) - hz[b];
-        ex = ex > 0.0 ? ex : 0.0;
-        ey = ey > 0.0 ? ey : 0.0;
-        ez = ez > 0.0 ? ez : 0.0;
-        const double d1 = sqrt(ex * ex + ey * ey + ez * ez) - off;
-        double gx = lx[b] - sh0, gy = ly[b] - sh1, gz = lz[b] - sh2;
+        const float ax = R0[b] * vx + R3[b] * vy + R6[b] * vz;
+        const float ay = R1[b] * vx + R4[b] * vy + R7[b] * vz;
+        const float az = R2[b] * vx + R5[b] * vy + R8[b] * vz;
+        float ex = fabsf(ax) - hx[b], ey = fabsf(ay) - hy[b], ez = fabsf(az) - hz[b];
+        ex = ex > 0.0f ? ex : 0.0f;
+        ey = ey > 0.0f ? ey : 0.0f;
+        ez = ez > 0.0f ? ez : 0.0f;
+        const float d1 = sqrtf(ex * ex + ey * ey + ez * ez) - foff;
+        float gx = lx[b] - sh0, gy = ly[b] - sh1, gz = lz[b] - sh2;
         gx = sl0 - ux[b] > gx ? sl0 - ux[b] : gx;
         gy = sl1 - uy[b] > gy ? sl1 - uy[b] : gy;
         gz = sl2 - uz[b] > gz ? sl2 - uz[b] : gz;
-        gx = gx > 0.0 ? gx : 0.0;
-        gy = gy > 0.0 ? gy : 0.0;
-        gz = gz > 0.0 ? gz : 0.0;
-        const double d2 = sqrt(gx * gx + gy * gy + gz * gz) - r;
+        gx = gx > 0.0f ? gx : 0.0f;
+        gy = gy > 0.0f ? gy : 0.0f;
+        gz = gz > 0.0f ? gz : 0.0f;
+        const float d2 = sqrtf(gx * gx + gy * gy + gz * gz) - fr;
         lb[b] = d1 > d2 ? d1 : d2;
     }
 }
@@ -311,22 +316,22 @@ static int entity_clearance_impl(const cc_scene *S, const cc_frames *F, const ui
         if (S->sbx && !S->exact_bvh) {
             /* flat: SIMD lower bounds of every box, then exact distances of the active
              * boxes below the bound, nearest first */
-            double lb[CC_EXACT_FLAT_MAX];
+            float lb[CC_EXACT_FLAT_MAX];
             int cand[CC_EXACT_FLAT_MAX], nc = 0;
-            flat_lbs(S->sbx, S->nbox_pad, mid[k], off, slo[k], shi[k], r, lb);
+            flat_lbs(S->sbx, S->nbox_pad, mid[k], off, slo[k], shi[k], r, S->sbx_slack, lb);
             for (int w = 0; w < NW; w++) {
                 uint64_t m = lm[w] & active[w];
                 while (m) {
                     const int b = 64 * w + __builtin_ctzll(m);
                     m &= m - 1;
-                    if (lb[b] < best) cand[nc++] = b;
+                    if ((double)lb[b] < best) cand[nc++] = b;
                 }
             }
             for (;;) {
                 int j = -1;
                 double v = best;
                 for (int i = 0; i < nc; i++)
-                    if (lb[cand[i]] < v) { v = lb[cand[i]]; j = i; }
+                    if ((double)lb[cand[i]] < v) { v = (double)lb[cand[i]]; j = i; }
                 if (j < 0) break;
                 const int b = cand[j];
                 cand[j] = cand[--nc];
