@@ -154,7 +154,7 @@ class ProcessAlarms:
             for c in self._conds.values() for b in c.bindings for leaf in c.cond.leaves()})
         """Every signal a condition reads (placeholders filled): the data CELL_STALE_DATA watches."""
         self._em: _EmWindow | None = None
-        self._listening: set[int] = set()
+        self._listening: list[Any] = []  # phase state machines listened to (kept: ids are not reused)
 
     # ------------------------------------------------------------------ compile
     def _compile(self, cond: AlarmCondition, where: str) -> _Compiled:
@@ -310,8 +310,8 @@ class ProcessAlarms:
         if running and w is None:
             w = self._em = _EmWindow(phase, str(sup.phase_type(phase)), now)
             sm = sup.phases[phase]
-            if id(sm) not in self._listening:  # the summary is written when the phase leaves Running
-                self._listening.add(id(sm))
+            if all(x is not sm for x in self._listening):  # the summary is written when the phase leaves Running
+                self._listening = [*self._listening[-63:], sm]
                 sm.add_listener(lambda tr, path=phase: self._on_phase(path, tr))
             for aid in self.active:  # an excursion standing when the phase starts belongs to it
                 if self._defs[aid].source.startswith(f"{self.cfg.layout.isolator.id}.Particles"):

@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+from aseptic_cell.alarms import database_severity
 from aseptic_cell.client import CellClient
 from aseptic_cell.launcher import CellProcesses, wait_for_nodes
 from aseptic_cell.nodes.graph import default_graph, graph_by_name
@@ -47,6 +48,11 @@ def test_simulator_loss_latches_devices_raises_alarm_and_needs_operator_recovery
         # the simulator comes back: data flows again, but nothing resumes by itself
         procs.start_one(graph_by_name(specs)["sim_world"])
         client.wait_state("isolator", lambda s: s.comm_ok, 60.0, "isolator comm restored")
+        # the node's alarm is the database's (id and priority) and returns to normal (issue 13 item 11)
+        wait_until(lambda: any(a.alarm_id == "ISO1_COMM_LOSS" and a.state == "RTN" for a in client.alarms), 10.0,
+                   "comm loss alarm returned to normal")
+        active = next(a for a in client.alarms if a.alarm_id == "ISO1_COMM_LOSS" and a.state == "ACTIVE")
+        assert active.priority == database_severity("ISO1_COMM_LOSS")
         time.sleep(0.5)
         r = client.door("isolator", "hatch_a", "open", user="op1")
         assert not r.accepted and r.code == "LATCHED" and "operator action" in r.reason
