@@ -1,9 +1,24 @@
 """Random operator commands and device faults against the in-process cell, with the safety
 invariants checked on every tick: shared by the hypothesis stateful test
-(tests/unit/test_supervisor_stateful.py) and the soak script (benchmarks/soak.py)."""
+(tests/unit/test_supervisor_stateful.py) and the soak script (benchmarks/soak.py).
+
+A random sequence of a few steps from a fresh cell never gets past the first phase of a
+batch (a whole batch is hours of sim time). So sequences start from **snapshots**: one batch
+of the master recipe is run once to completion on the in-process cell and the whole cell +
+supervisor + monitor is captured at every change of (recipe phase, VHP phase, autoclave
+phase, robot moving) and every ``every_s`` within a phase (:class:`PhaseSnapshots`); each
+sequence starts from a copy of one of them (:meth:`FuzzCell.clone`), so the random commands
+and faults hit the VHP dwell and aeration, the autoclave plateau and unload, the RTP transfer,
+the robot task, incubation and the end glove tests. :class:`Coverage` counts, on every
+invariant check, the recipe phase and every device state the invariants name.
+"""
 
 from __future__ import annotations
 
+import copy
+import threading
+import types
+from collections import Counter
 from typing import Any
 
 from ..auth import UserDirectory
@@ -34,10 +49,15 @@ OPERATOR_COMMANDS: list[tuple[str, str, dict[str, Any], str]] = [
 BATCH_COMMANDS: list[tuple[str, str]] = [
     ("run", "op1"), ("hold", "op1"), ("restart", "sup1"), ("pause", "op1"), ("resume", "op1"), ("stop", "sup1"),
     ("abort", "qa1"), ("reset", "sup1"), ("restart", "op1"),
+    # bypass management: a bypassable row (IL-12), critical rows (IL-01, IL-08) that must be refused,
+    # the second person's approval, a self-approval (refused), removal
+    ("bypass_request:IL-12", "sup1"), ("bypass_request:IL-01", "sup1"), ("bypass_request:IL-08", "sup1"),
+    ("bypass_approve", "qa1"), ("bypass_approve", "sup1"), ("bypass_remove", "sup1"),
 ]
 FAULTS: list[tuple[str, str]] = [
     ("ISO1", "glove_breach:GP1"), ("AC1", "steam_failure"), ("ISO1", "particle_monitor_failure"),
     ("ISO1", "fan_failure"), ("VHP1", "injector_failure"), ("ARM1", "comm_loss"), ("ISO1", "comm_loss"),
+    ("ISO1", "particle_source"),  # a contamination source: grade-A action excursions (EM holds)
 ]
 PASSWORDS = {"op1": "op1-demo-2026", "sup1": "sup1-demo-2026", "qa1": "qa1-demo-2026"}
 
@@ -55,34 +75,203 @@ class FastSignUsers(UserDirectory):
         return self._memo[key]
 
 
+def _copy_function(f: types.FunctionType, memo: dict[int, Any]) -> types.FunctionType:
+    """A closure over objects of the copied graph (``lambda: self.batch_id``) must see the
+    copies, not the originals: copy its cells; a plain function stays shared."""
+    if not f.__closure__:
+        return f
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                           tuple(types.CellType(copy.deepcopy(c.cell_contents, memo)) for c in f.__closure__))
+    g.__kwdefaults__ = f.__kwdefaults__
+    return g
+
+
+def _drop_generator(g: Any, memo: dict[int, Any]) -> None:
+    """py_trees keeps an unused ``iterator`` generator per behaviour (ticks build their own)."""
+    return None
+
+
+_COPY_LOCK = threading.Lock()
+
+
+def _keep(x: Any, memo: dict[int, Any]) -> Any:
+    return x
+
+
+def _keep_model(self: Any, memo: dict[int, Any] | None = None) -> Any:
+    return self
+
+
+def deep_clone(obj: Any, shared: list[Any]) -> Any:
+    """``copy.deepcopy`` of a whole in-process cell + supervisor: ``shared`` objects (the
+    collision scene, the user directory, compiled rules: immutable or not part of the state),
+    configuration models (pydantic: never mutated; changes go through ``model_copy``), UUIDs
+    and py_trees loggers are kept, closures are copied, locks are new. For fuzzing only: the
+    copy dispatch is patched while the lock is held."""
+    import uuid
+
+    import py_trees
+    import pydantic
+
+    d: Any = copy._deepcopy_dispatch  # type: ignore[attr-defined]
+    patched: dict[Any, Any] = {types.FunctionType: _copy_function, types.GeneratorType: _drop_generator,
+                               uuid.UUID: _keep, py_trees.logging.Logger: _keep}
+    with _COPY_LOCK:
+        saved = {k: d.get(k) for k in patched}
+        model_copy = pydantic.BaseModel.__deepcopy__
+        d.update(patched)
+        pydantic.BaseModel.__deepcopy__ = _keep_model  # type: ignore[method-assign]
+        memo: dict[int, Any] = {id(o): o for o in shared}
+        try:
+            for lock in _locks(obj):
+                memo[id(lock)] = threading.RLock()
+            return copy.deepcopy(obj, memo)
+        finally:
+            pydantic.BaseModel.__deepcopy__ = model_copy  # type: ignore[method-assign]
+            for k, v in saved.items():
+                if v is None:
+                    d.pop(k, None)
+                else:
+                    d[k] = v
+
+
+def _locks(f: Any) -> list[Any]:
+    sup = getattr(f, "sup", None)
+    return [x for x in (getattr(getattr(sup, "alarms", None), "_lock", None),) if x is not None]
+
+
+class Coverage:
+    """Per-phase and per-device-state counts of invariant checks (one count per check)."""
+
+    def __init__(self) -> None:
+        self.phases: Counter[str] = Counter()
+        self.states: Counter[str] = Counter()
+        self.start_phases: Counter[str] = Counter()
+
+    def count(self, f: FuzzCell) -> None:
+        sup, c = f.sup, f.cell
+        self.phases[(sup.active_phase or f"<{sup.sm.state.value}>").rsplit("/", 1)[-1]] += 1
+        iso, vhp, ac, arm = (c.sensors(n) for n in ("isolator", "vhp", "autoclave", "arm"))
+        st = self.states
+        st[f"vhp.phase={vhp.get('phase')}"] += 1
+        st[f"autoclave.phase={ac.get('phase')}"] += 1
+        st[f"isolator.decon_status={iso.get('decon_status')}"] += 1
+        st[f"batch={sup.sm.state.value}"] += 1
+        ppm = max(float(vhp.get("h2o2_ppm") or 0.0), float(vhp.get("h2o2_ppm_b") or 0.0))
+        hatch_open = iso.get("hatch.door_A") != "closed" or iso.get("hatch.door_B") != "closed"
+        bp = getattr(getattr(sup, "operator", None), "bypasses", None)
+        for name, on in (("hatch door open", hatch_open),
+                         ("bypass active", bool(bp is not None and bp.active())),
+                         ("RTP alpha open", not iso.get("rtp.RTP1.alpha_closed")),
+                         ("robot moving", bool(arm.get("moving"))),
+                         ("autoclave clean-side door open", not ac.get("unload_door_closed")),
+                         ("H2O2 >= release limit", ppm >= f.mon.release_ppm),
+                         ("particle action excursion", bool(iso.get("particles.action_excursion")))):
+            if on:
+                st[name] += 1
+
+    def merge(self, other: Coverage) -> None:
+        self.phases.update(other.phases)
+        self.states.update(other.states)
+        self.start_phases.update(other.start_phases)
+
+    def table(self) -> str:
+        rows = ["per-phase coverage (invariant checks; sequences started there):"]
+        rows += [f"  {k:28s} {v:9d} {self.start_phases.get(k, 0):7d}" for k, v in sorted(self.phases.items())]
+        rows += ["device states (invariant checks):"]
+        rows += [f"  {k:44s} {v:9d}" for k, v in sorted(self.states.items())]
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"phases": dict(self.phases), "start_phases": dict(self.start_phases), "states": dict(self.states)}
+
+
 class FuzzCell:
-    """One fresh sequence: cell + supervisor + invariant monitor."""
+    """One sequence: cell + supervisor + invariant monitor (fresh, or a copy of a snapshot)."""
 
     _engines: dict[int, Any] = {}
 
-    def __init__(self, cfg: CellConfig, users: Any, *, tick_s: float = 2.0) -> None:
+    def __init__(self, cfg: CellConfig, users: Any, *, tick_s: float = 2.0, coverage: Coverage | None = None) -> None:
         from ..interlocks import InterlockEngine
 
         engine = self._engines.get(id(cfg))
         if engine is None:
             engine = self._engines[id(cfg)] = InterlockEngine.from_config(cfg, lambda: 0.0)
+        self.cfg, self.users = cfg, users
         self.run = InProcessRun(cfg, tick_s=tick_s, users=users, check_mode="samples", engine=engine)
         self.sup, self.cell = self.run.sup, self.run.cell
         self.mon = InvariantMonitor(self.cell, self.sup)
+        self.coverage = coverage
         self.mon.check()
+
+    def clone(self, coverage: Coverage | None = None) -> FuzzCell:
+        """An independent copy of this cell, supervisor and monitor (same sim time, same batch
+        state, same device states), counting into ``coverage``."""
+        keep = self.coverage
+        self.coverage = None
+        self._attach()
+        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
+        # compiled alarm conditions (keyed by their leaves' ids) and compiled interlock rules are
+        # immutable: keep them (the engine's signal table and everything else is copied)
+        compiled = [*getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
+                    *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
+                    *getattr(eng, "_cache", {}).values()]
+        try:
+            twin: FuzzCell = deep_clone(self, [self.cfg, self.cell.scene, self.users, *compiled])
+        finally:
+            self.coverage = keep
+        twin.coverage = coverage
+        return twin
+
+    def _checked(self) -> None:
+        self.mon.check()
+        if self.coverage is not None:
+            self.coverage.count(self)
 
     def operate(self, i: int) -> None:
         node, cmd, args, user = OPERATOR_COMMANDS[i % len(OPERATOR_COMMANDS)]
+        self._attach()
         self.sup.operate(node, cmd, dict(args), user, "fuzz")
-        self.mon.check()
+        self._checked()
 
     def batch(self, i: int) -> None:
         cmd, user = BATCH_COMMANDS[i % len(BATCH_COMMANDS)]
+        self._attach()
         if cmd == "run":
             self.sup.run_batch("CART-TRANSDUCTION", "B-FUZZ", user)
+        elif cmd.startswith("bypass_"):
+            self._bypass(cmd, user)
         else:
             self.sup.batch_command(cmd, user, PASSWORDS.get(user, ""), "", "fuzz")
-        self.mon.check()
+        self._checked()
+
+    def _bypass(self, cmd: str, user: str) -> None:
+        bp = self._bp
+        if bp is None:  # no bypass management in this supervisor
+            return
+        pw = PASSWORDS.get(user, "")
+        if cmd.startswith("bypass_request:"):
+            bp.request(cmd.split(":", 1)[1], "fuzz: portable counter at the same location", 600.0, user,
+                       password=pw, meaning="responsibility")
+            return
+        open_ = [b for b in bp.items.values() if b.state in ("REQUESTED", "ACTIVE")]
+        if not open_:
+            return
+        if cmd == "bypass_approve":
+            bp.approve(open_[-1].id, user, password=pw, meaning="approval", reason="fuzz approval")
+        else:
+            bp.remove(open_[-1].id, user, "fuzz")
+
+    @property
+    def _bp(self) -> Any:
+        return getattr(getattr(self.sup, "operator", None), "bypasses", None)
+
+    def _attach(self) -> None:
+        """The interlock engine is shared by every FuzzCell (compiled once) but its bypass source
+        is one supervisor's: point it at this one's before this cell acts."""
+        bp = self._bp
+        if bp is not None:
+            self.sup.engine.bypass = bp
 
     def fault(self, i: int, clear: bool = False) -> None:
         dev, fault = FAULTS[i % len(FAULTS)]
@@ -92,11 +281,113 @@ class FuzzCell:
             self.cell.inject_fault(dev, fault)
 
     def advance(self, seconds: float) -> None:
+        self._attach()
         end = self.run.now() + seconds
         while self.run.now() < end - 1e-9:
             self.run.tick_once()
-            self.mon.check()
+            self._checked()
+
+    def key(self) -> tuple[Any, ...]:
+        """What a snapshot boundary is: recipe phase, VHP phase, autoclave state, robot moving."""
+        vhp, ac, iso = self.cell.sensors("vhp"), self.cell.sensors("autoclave"), self.cell.sensors("isolator")
+        return (self.sup.active_phase, vhp.get("phase"), ac.get("phase"), bool(self.cell.sim.arm.moving),
+                bool(ac.get("unload_door_closed")), bool(iso.get("rtp.RTP1.alpha_closed")))
+
+    def phase_label(self) -> str:
+        """The recipe phase, with the VHP unit's and the autoclave's own phase while they run
+        (``PH-VHP/VHP:AERATE``, ``PH-AC-TRANSFER/AC:PLATEAU``)."""
+        label = (self.sup.active_phase or f"<{self.sup.sm.state.value}>").rsplit("/", 1)[-1]
+        for tag, node in (("VHP", "vhp"), ("AC", "autoclave")):
+            ph = self.cell.sensors(node).get("phase")
+            if ph not in (None, "IDLE", "COMPLETE", "FAILED"):
+                label += f"/{tag}:{ph}"
+        if not self.cell.sensors("autoclave").get("unload_door_closed"):
+            label += "/clean-side door open"
+        return label
 
     @property
     def violations(self) -> list[str]:
         return self.mon.violations
+
+
+class PhaseSnapshots:
+    """Snapshots of one whole batch of ``recipe_id`` (see the module docstring), built once per
+    configuration object: index 0 is the fresh cell before the batch starts."""
+
+    _cache: dict[tuple[int, str, float], PhaseSnapshots] = {}
+
+    def __init__(self, cfg: CellConfig, users: Any, recipe_id: str = "CART-TRANSDUCTION", *,
+                 every_s: float = 1200.0, tick_s: float = 2.0, build_tick_s: float = 10.0) -> None:
+        self.tick_s = tick_s
+        f = FuzzCell(cfg, users, tick_s=build_tick_s)  # coarse ticks while building (the runner
+        # ticks at most every 1 s while the robot moves); every copy runs at ``tick_s``
+        self.snaps: list[FuzzCell] = [f.clone()]
+        self.labels: list[str] = ["<fresh>"]
+        out = f.sup.run_batch(recipe_id, "B-FUZZ", "op1")
+        if not out.accepted:
+            raise RuntimeError(f"snapshot batch refused: {out}")
+        last: tuple[Any, ...] | None = None
+        since = f.run.now()
+        em_done: set[str] = set()
+        while not f.sup.sm.state.final and f.sup.sm.state.value != "Held":
+            key = f.key()
+            if key != last or f.run.now() - since >= every_s:
+                self.snaps.append(f.clone())
+                self.labels.append(f.phase_label())
+                since = f.run.now()
+                last = key
+                if f.mon._open_product_phase() and key[0] not in em_done:
+                    em_done.add(key[0])
+                    self._add_em_variant(f)
+            f.run.tick_once()
+            f.mon.check()
+        if f.sup.sm.state.value != "Complete" or f.violations:
+            raise RuntimeError(f"snapshot batch ended {f.sup.sm.state.value} ({f.sup.held_reason}) {f.violations}")
+        self.snaps.append(f.clone())
+        self.labels.append(f.phase_label())
+
+    def _add_em_variant(self, f: FuzzCell) -> None:
+        """A copy of an open-product phase with a contamination source just injected, advanced
+        to shortly before the counter's sample ends: sequences from it see the action excursion
+        (and the EM hold) arrive within a few steps."""
+        v = f.clone()
+        v.cell.inject_fault("ISO1", "particle_source")
+        sample_s = float(getattr(f.cfg.layout.isolator.particles, "sample_time_s", 60.0) or 60.0)
+        end = v.run.now() + max(0.0, sample_s - 8.0)
+        while v.run.now() < end and not v.cell.sensors("isolator").get("particles.action_excursion"):
+            v.run.tick_once()
+            v.mon.check()
+        self.snaps.append(v)
+        self.labels.append(v.phase_label() + "+EM")
+
+    @classmethod
+    def of(cls, cfg: CellConfig, users: Any, recipe_id: str = "CART-TRANSDUCTION", every_s: float = 1200.0
+           ) -> PhaseSnapshots:
+        key = (id(cfg), recipe_id, every_s)
+        if key not in cls._cache:
+            cls._cache[key] = cls(cfg, users, recipe_id, every_s=every_s)
+        return cls._cache[key]
+
+    def __len__(self) -> int:
+        return len(self.snaps)
+
+    @property
+    def groups(self) -> list[list[int]]:
+        """Snapshot indices grouped by their phase label (in batch order)."""
+        out: dict[str, list[int]] = {}
+        for i, label in enumerate(self.labels):
+            out.setdefault(label, []).append(i)
+        return list(out.values())
+
+    def start(self, i: int, coverage: Coverage | None = None) -> FuzzCell:
+        """A new sequence from the ``i``-th start: consecutive ``i`` go round the phase labels
+        (so a short phase, e.g. the 4 s RTP transfer, gets as many starts as the 3 h VHP cycle),
+        then round the snapshots of that phase."""
+        groups = self.groups
+        group = groups[i % len(groups)]
+        k = group[(i // len(groups)) % len(group)]
+        if coverage is not None:
+            coverage.start_phases[self.labels[k]] += 1
+        twin = self.snaps[k].clone(coverage)
+        twin.run.tick_s = self.tick_s
+        return twin

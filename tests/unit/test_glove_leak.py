@@ -47,7 +47,7 @@ def test_a_15_um_hole_passes_and_a_100_um_hole_fails(iso_cfg):
 def test_the_models_detection_limit_is_about_100_um(iso_cfg):
     """Bisection on the hole diameter: the smallest hole the test fails on is 80-100 um."""
     lo, hi = 10.0, 200.0
-    for _ in range(8):
+    for _ in range(6):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if glove_test(iso_cfg, mid)["result"] == "PASS" else (lo, mid)
     assert 80.0 <= hi <= 100.0, hi
