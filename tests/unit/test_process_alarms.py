@@ -120,14 +120,6 @@ def _raise_by_condition(run, aid: str) -> None:
     elif aid == "ARM1_PROTECTIVE_STOP":
         ok, code, why, _ = cell.execute("arm", "protective_stop", {"reason": "test"}, user="op1")
         assert ok, (code, why)
-    elif aid == "CELL_BYPASS_ACTIVE":
-        orig = run.cell.refresh  # the bypass register publishes this signal (supervisor/bypass.py)
-
-        def refresh(table):
-            orig(table)
-            table.update("cell.bypass_active", True, run.now(), "supervisor")
-
-        run.cell.refresh = refresh
     else:
         raise AssertionError(f"no way to raise {aid} in this test: add one")
     assert run.run_until(lambda: _state(run, aid) != "NORMAL", 900.0), aid
@@ -137,7 +129,7 @@ def _raise_by_condition(run, aid: str) -> None:
 def test_every_alarm_is_raised_by_the_code_path_that_owns_it(cfg, alarm_id):
     d = next(a for a in cfg.alarms.alarms if a.id == alarm_id)
     if alarm_id == "CELL_BYPASS_ACTIVE":
-        pytest.skip("raised through the bypass register (supervisor/bypass.py) by its own tests")
+        pytest.skip("raised through the bypass register (supervisor/bypass.py): tests/unit/test_bypass.py")
     if d.raised_by == "lifecycle_manager":
         # raised by the ROS lifecycle manager on /cell/alarms: tests/ros/test_lifecycle_manager.py
         src = (REPO / "aseptic_cell" / "nodes" / "lifecycle_manager.py").read_text()
