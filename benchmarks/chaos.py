@@ -4,8 +4,9 @@ the batch graph in turn at random moments, and every time check what a fault mus
 * **devices safe**: every device node still running reports itself latched in its safe state
   (a killed or frozen device node cannot answer; its unit keeps its own controller's interlocks,
   and the other units are latched);
-* **alarm annunciated**: the process's loss alarm (the lifecycle manager's node-died alarm with
-  the node as source, or a device ``COMM_LOSS_*`` on ``/cell/alarms``; ``CELL_SUPERVISOR_LOST``
+* **alarm annunciated**: the process's loss alarm raised after the kill (the lifecycle manager's
+  node-died alarm with the node as source or the supervisor's ``<DEV>_COMM_LOSS``; a device
+  ``COMM_LOSS_*`` on ``/cell/alarms``; ``CELL_SUPERVISOR_LOST``
   for the supervisor; ``CELL_NODE_DIED`` for the lifecycle manager, raised by the supervisor);
 * **batch Held** (for the supervisor: after it was restarted, from its reopened record);
 * **record intact**: ``verify_file`` on the one record file (no committed entry lost: the head
@@ -129,7 +130,7 @@ class ChaosCell:
 
     def _on_alarms(self, msg: Any) -> None:
         with self._lock:
-            self.sup_alarms = [a.alarm_id for a in msg.alarms]
+            self.sup_alarms = [f"{a.alarm_id}|{a.state}" for a in msg.alarms]
 
     @staticmethod
     def wait(pred: Any, timeout_s: float, what: str) -> float:
@@ -240,14 +241,16 @@ class ChaosCell:
 
         # the loss alarm: the lifecycle manager's (node died: its id with the node as source;
         # supervisor lost), the devices' own comm loss (sim_world), the supervisor's (watchdog lost)
+        dev = {"isolator": "ISO1", "vhp": "VHP1", "autoclave": "AC1", "arm": "ARM1"}.get(process, "")
         expected = {"supervisor": ("CELL_SUPERVISOR_LOST",), "lifecycle_manager": (NODE_DIED_ALARM,),
-                    "sim_world": ("COMM_LOSS_", "_COMM_LOSS")}.get(process, (f"{NODE_DIED_ALARM}:{process}",))
+                    "sim_world": ("COMM_LOSS_", "_COMM_LOSS")}.get(
+                        process, (f"{NODE_DIED_ALARM}:{process}", f"{dev}_COMM_LOSS:"))
 
         sup_before = set(self.sup_alarms)
 
-        def alarm_seen() -> str:  # raised after the kill: new messages, new entries of the supervisor's list
+        def alarm_seen() -> str:  # raised after the kill: new messages, new (id, state) in the supervisor's list
             names = [f"{a.alarm_id}:{a.source}" for a in self.client.alarms[n_alarms:] if a.state == "ACTIVE"]
-            names += [f"{a}:" for a in self.sup_alarms if a not in sup_before]
+            names += [f"{a.split('|')[0]}:" for a in self.sup_alarms if a not in sup_before]
             return next((a for a in names for e in expected if e in a), "")
 
         def devices_safe() -> bool:
