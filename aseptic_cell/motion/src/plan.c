@@ -57,8 +57,8 @@ static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
     long n = (long)ceil(D / step);
     if (n < 1) n = 1;
     if (n > 1000000) return 0;
-    /* interior points t = i / n, 0 < i < n, in bit-reversed (coarse to fine) order,
-     * in blocks of CC_WS, stopping at the first block with a colliding point */
+    /* interior points t = i / n, 0 < i < n, in blocks of CC_WS, stopping at the first
+     * block with a colliding point */
     enum { CH = CC_WS };
     double buf[CH * CC_NJ];
     uint8_t out[CH];
@@ -67,14 +67,35 @@ static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
         memcpy(buf, qb, CC_NJ * sizeof(double));
         m = 1;
     }
+    /* the first block: the coarsest interior points in bit-reversed order (an edge that
+     * collides usually fails there); then the rest in order, so each later block's
+     * configurations are neighbours and visit the same few BVH nodes. Every interior point
+     * is checked exactly once either way, so the verdict does not depend on the order. */
+    long coarse[CH];
+    int nco = 0;
     long bits = 0;
     while ((1L << bits) < n) bits++;
     const long total = 1L << bits;
-    for (long r = 0; r < total; r++) {
+    for (long r = 0; r < total && m < CH; r++) {
         long i = 0;
         for (long b = 0; b < bits; b++)
             if (r & (1L << b)) i |= 1L << (bits - 1 - b);
         if (i == 0 || i >= n) continue;
+        coarse[nco++] = i;
+        const double t = (double)i / (double)n;
+        for (int j = 0; j < CC_NJ; j++) buf[m * CC_NJ + j] = qa[j] + t * (qb[j] - qa[j]);
+        m++;
+    }
+    if (m > 0) {
+        fast(S, buf, m, active, out);
+        for (int l = 0; l < m; l++)
+            if (!out[l]) return 0;
+        m = 0;
+    }
+    for (long i = 1; i < n; i++) {
+        int seen = 0;
+        for (int c = 0; c < nco; c++) seen |= coarse[c] == i;
+        if (seen) continue;
         const double t = (double)i / (double)n;
         for (int j = 0; j < CC_NJ; j++) buf[m * CC_NJ + j] = qa[j] + t * (qb[j] - qa[j]);
         if (++m == CH) {
