@@ -6,7 +6,10 @@ asyncua server per device on the endpoint ``config/opcua.yaml`` gives it. Each s
 its device the way the device's controller would (address space: :mod:`.model`): a variable
 per reading, a method per catalogue command, Machinery identification and item state,
 LADS functional units / program manager (isolator, VHP unit, autoclave) or OPC 40010
-motion device / safety states (arm), and ``SimTime``. Values are written every
+motion device / safety states (arm), and ``SimTime``. With the companion NodeSets loaded
+(:mod:`.nodesets`) the device object itself is a standard ``LADSDeviceType`` (with
+``FunctionalUnitType`` units) or ``MotionDeviceSystemType`` (motion device, ``AxisType`` axes
+with the joint state, ``SafetyStateType``) — see docs/opcua_cell_server.md. Values are written every
 ``emulator.update_period_s`` (changed values only; ``SimTime`` every time) and at once after
 a command or fault.
 
@@ -46,6 +49,17 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
 from ..devices.commands import CATALOGUE, InvalidArguments
+from .companion import (
+    LADS_DEVICE_TYPE,
+    LADS_FUNCTIONAL_UNIT_TYPE,
+    ROBOTICS_AXIS_TYPE,
+    ROBOTICS_MOTION_DEVICE_SYSTEM_TYPE,
+    ROBOTICS_MOTION_DEVICE_TYPE,
+    ROBOTICS_SAFETY_STATE_TYPE,
+    add_typed_object,
+    child,
+    set_value,
+)
 from .config import LOOPBACK_HOSTS, DeviceEndpoint, EmulatorSettings, OpcUaConfig
 from .model import (
     ARG_NAMES_IN,
@@ -64,6 +78,7 @@ from .model import (
     nid_simtime,
     record_json,
 )
+from .nodesets import CompanionSpecs, NodeSetsMissing, load_companion_specs
 from .uatyping import node_id, status_code
 
 log = logging.getLogger("aseptic_cell.emulator")
@@ -153,6 +168,7 @@ class DeviceServer:
         self._simtime: ua.NodeId | None = None
         self._item_state: ua.NodeId | None = None
         self._trip: ua.NodeId | None = None
+        self.companion: CompanionSpecs | None = None
 
     def _nid(self, s: str) -> ua.NodeId:
         return node_id(s, self.ns)
@@ -207,6 +223,11 @@ class DeviceServer:
             max_chunk_count=self.settings.max_chunk_count,
             max_message_size=self.settings.max_message_size,
         )
+        try:  # the companion NodeSets first: their namespace indices must match the cache's
+            self.companion = await load_companion_specs(server)
+        except NodeSetsMissing as exc:
+            self.companion = None
+            log.error("%s: %s; serving without the standard LADS/Robotics/Machinery types", self.device_id, exc)
         self.ns = await server.register_namespace(NS_URI)
         self.server = server
         await self._build()
@@ -249,7 +270,7 @@ class DeviceServer:
         devset = await objects.add_folder(
             node_id(f"{dev}/DeviceSet", ns), ua.QualifiedName("DeviceSet", ns)
         )
-        root = await devset.add_object(self._nid(dev), ua.QualifiedName(dev, ns))
+        root = await self._root(devset)
         ident = await self._object(root, "Identification", "Identification")
         for name, value in (
             ("Manufacturer", "aseptic_cell emulator"),
@@ -313,7 +334,134 @@ class DeviceServer:
             self._nodes[key] = (node.nodeid, None if value is None else v.VariantType, False)
             self._last[key] = value
         await self._companion_shape(root, values)
+        await self._standard_model(root, values)
         await self._methods(root)
+
+    async def _root(self, devset: Any) -> Any:
+        """The device object: a LADSDeviceType (isolator, VHP unit, autoclave) or an OPC 40010
+        MotionDeviceSystemType (arm) instance when the companion NodeSets are loaded; it is also
+        organised under DI's standard DeviceSet."""
+        name = ua.QualifiedName(self.device_id, self.ns)
+        spec = self.companion
+        if spec is None:
+            return await devset.add_object(self._nid(self.device_id), name)
+        if self.kind == "arm":
+            tid = node_id(ROBOTICS_MOTION_DEVICE_SYSTEM_TYPE, spec.ns["Robotics"])
+        else:
+            tid = node_id(LADS_DEVICE_TYPE, spec.ns["LADS"])
+        root = await add_typed_object(self.server, devset, self._nid(self.device_id), name, tid)
+        assert self.server is not None
+        di_devset = self.server.get_node(node_id(5001, spec.ns["DI"]))  # DI: Objects/DeviceSet
+        await di_devset.add_reference(root.nodeid, ua.ObjectIds.Organizes, forward=True, bidirectional=False)
+        return root
+
+    async def _standard_model(self, root: Any, values: dict[str, Any]) -> None:
+        """Fill the standard parts of the typed device object (issue 18; see docs/opcua_cell_server.md)."""
+        spec = self.companion
+        if spec is None:
+            return
+        assert self.server is not None
+        nss = (0, spec.ns["DI"], spec.ns["Machinery"], spec.ns["LADS"], spec.ns["Robotics"], spec.ns["IA"])
+        ident = {
+            "Manufacturer": ua.LocalizedText("aseptic_cell emulator"),
+            "Model": ua.LocalizedText(MODEL[self.kind]),
+            "SerialNumber": f"EMU-{self.device_id}",
+            "ProductInstanceUri": f"urn:aseptic-cell:device:{self.device_id}",
+            "ProductCode": DEVICE_CLASS[self.kind],
+            "SoftwareRevision": "1",
+            "ComponentName": ua.LocalizedText(self.device_id),
+            "DeviceClass": DEVICE_CLASS[self.kind],
+        }
+        for base in ([], ["Identification"], ["MachineryBuildingBlocks", "Identification"]):
+            holder = await child(root, base, nss) if base else root
+            if holder is None:
+                continue
+            for key, value in ident.items():
+                await set_value(await child(holder, [key], nss), value)
+        self._std: dict[str, list[Any]] = {}
+        if self.kind == "arm":
+            await self._robotics(root, values, spec.ns["Robotics"], nss)
+            return
+        fus = await child(root, ["FunctionalUnitSet"], nss)
+        if fus is None:
+            return
+        units = sorted({fu for key in self._nodes if (fu := functional_unit(self.kind, key)) is not None})
+        for fu in units:
+            unit = await add_typed_object(
+                self.server, fus, self._nid(f"{self.device_id}/lads/{fu}"), ua.QualifiedName(fu, spec.ns["LADS"]),
+                node_id(LADS_FUNCTIONAL_UNIT_TYPE, spec.ns["LADS"]),
+            )
+            fset = await child(unit, ["FunctionSet"], nss)
+            for key in self._nodes:
+                if functional_unit(self.kind, key) == fu and fset is not None:
+                    await fset.add_reference(self._nodes[key][0], ua.ObjectIds.Organizes, forward=True,
+                                             bidirectional=False)
+
+    async def _robotics(self, root: Any, values: dict[str, Any], rob: int, nss: tuple[int, ...]) -> None:
+        """OPC 40010: MotionDevices/<ARM>/Axes/<joint> (AxisType: ParameterSet.ActualPosition,
+        ActualSpeed) and SafetyStates/<ARM>_Safety (EmergencyStop, ProtectiveStop, OperationalMode)
+        written from the arm's real state in :meth:`publish`."""
+        dev = self.device_id
+        mds = await child(root, ["MotionDevices"], nss)
+        sss = await child(root, ["SafetyStates"], nss)
+        if mds is None or sss is None:
+            return
+        md = await add_typed_object(self.server, mds, self._nid(f"{dev}/rob/md"), ua.QualifiedName(dev, rob),
+                                    node_id(ROBOTICS_MOTION_DEVICE_TYPE, rob))
+        await set_value(await child(md, ["Manufacturer"], nss), ua.LocalizedText("aseptic_cell emulator"))
+        await set_value(await child(md, ["Model"], nss), ua.LocalizedText(MODEL[self.kind]))
+        await set_value(await child(md, ["SerialNumber"], nss), f"EMU-{dev}")
+        await set_value(await child(md, ["ProductCode"], nss), DEVICE_CLASS[self.kind])
+        axes = await child(md, ["Axes"], nss)
+        joints = sorted({k.split(".")[1] for k in values if k.startswith("joint.")})
+        for j in joints:
+            if axes is None:
+                break
+            ax = await add_typed_object(self.server, axes, self._nid(f"{dev}/rob/axis/{j}"), ua.QualifiedName(j, rob),
+                                        node_id(ROBOTICS_AXIS_TYPE, rob))
+            ps = await child(ax, ["ParameterSet"], nss)
+            if ps is not None and await child(ps, ["ActualSpeed"], nss) is None:  # Optional in AxisType
+                await ps.add_variable(self._nid(f"{dev}/rob/axis/{j}/ActualSpeed"),
+                                      ua.QualifiedName("ActualSpeed", rob), 0.0)
+            for std, key in (
+                ("ActualPosition", f"joint.{j}.position_rad"),
+                ("ActualSpeed", f"joint.{j}.velocity_rad_s"),
+            ):
+                n = await child(ax, ["ParameterSet", std], nss)
+                if n is not None:
+                    self._std.setdefault(key, []).append(n)
+        ss = await add_typed_object(
+            self.server, sss, self._nid(f"{dev}/rob/safety"), ua.QualifiedName(f"{dev}_Safety", rob),
+            node_id(ROBOTICS_SAFETY_STATE_TYPE, rob),
+        )
+        for std in ("EmergencyStop", "ProtectiveStop", "OperationalMode"):
+            n = await child(ss, ["ParameterSet", std], nss)
+            if n is not None:
+                self._std.setdefault(f"safety.{std}", []).append(n)
+
+    async def _publish_standard(self, values: dict[str, Any]) -> None:
+        std = getattr(self, "_std", None)
+        if not std:
+            return
+        for key, nodes in std.items():
+            if key.startswith("safety."):
+                what = key.split(".", 1)[1]
+                if what == "ProtectiveStop":
+                    v: Any = bool(values.get("protective_stop"))
+                elif what == "EmergencyStop":
+                    v = "emergency" in str(values.get("protective_stop_reason") or "").lower()
+                else:  # OperationalMode (OPC 40010 OperationalModeEnumeration: 3 = AUTOMATIC, 0 = OTHER)
+                    v = 3 if str(values.get("mode") or "").lower() in ("auto", "automatic", "") else 0
+            else:
+                raw = values.get(key)
+                if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+                    continue
+                v = float(raw)
+            if self._last.get(f"__std.{key}") == v:
+                continue
+            self._last[f"__std.{key}"] = v
+            for n in nodes:
+                await set_value(n, v)
 
     async def _set_sampling(self, node: Any) -> None:
         await node.write_attribute(
@@ -509,6 +657,7 @@ class DeviceServer:
             await server.write_attribute_value(
                 self._item_state, ua.DataValue(ua.Variant(state, ua.VariantType.String))
             )
+        await self._publish_standard(values)
         if self._simtime is not None:
             await server.write_attribute_value(
                 self._simtime, ua.DataValue(ua.Variant(float(now), ua.VariantType.Double))

@@ -1,0 +1,128 @@
+"""The companion specifications for real (issue 18), checked with an independent stack.
+
+node-opcua (``interop/companion_browse.js``) browses the emulated device servers and the cell
+server: each device object's TypeDefinition is the standard type from the official NodeSets
+(LADSDeviceType for the isolator, VHP unit and autoclave, with FunctionalUnitType units; OPC 40010
+MotionDeviceSystemType for the arm, with a MotionDeviceType, AxisType axes and a SafetyStateType),
+and the cell's state machine is PackML's. The arm's standard axis values are its real joint state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+from asyncua import Client, ua
+
+from aseptic_cell.opcua.model import NS_URI, nid_reading
+from aseptic_cell.opcua.nodesets import NS
+from aseptic_cell.opcua.server.testing import ServerProcess, make_client_identity, trust
+
+from .conftest import ROOT, Emulator, free_ports, write_opcua_yaml
+
+pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
+
+DEVICES = {"ISO1": "LADS", "VHP1": "LADS", "AC1": "LADS", "ARM1": "Robotics"}
+CELL_NS = "urn:aseptic-cell:opcua:cell"
+
+
+def _node_browse(opts: dict) -> dict:
+    r = subprocess.run(["node", str(ROOT / "interop" / "companion_browse.js"), json.dumps(opts)],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["ok"], (out, r.stderr[-2000:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    if shutil.which("node") is None or not (ROOT / "node_modules" / "node-opcua-nodesets").is_dir():
+        pytest.skip("node / node_modules (node-opcua, node-opcua-nodesets) not installed (make venv)")
+    tmp = tmp_path_factory.mktemp("companion")
+    ports = dict(zip(DEVICES, free_ports(len(DEVICES)), strict=True))
+    yml = write_opcua_yaml(tmp / "opcua.yaml", ports, sim_speed=20.0)
+    emu = Emulator(yml, list(DEVICES), tmp / "emu.log", fault_methods=False).start()
+    try:
+        emu.wait_ready(180)
+        yield {d: f"opc.tcp://127.0.0.1:{p}/aseptic/{d}" for d, p in ports.items()}
+    finally:
+        emu.stop()
+
+
+def test_node_opcua_sees_lads_and_robotics_types_on_the_device_servers(emulator):
+    for dev, model in DEVICES.items():
+        out = _node_browse({"endpoint": emulator[dev], "nodes": [{"namespaceUri": NS_URI, "id": dev}],
+                            "depth": 4 if model == "Robotics" else 2, "ownNamespaceUri": NS_URI})
+        root = out["nodes"][dev]
+        assert root["type"]["namespace"] == NS[model], (dev, root["type"])
+        kids = root["children"]
+        if model == "LADS":
+            assert root["type"]["name"] == "LADSDeviceType"
+            units = kids["FunctionalUnitSet"]["children"]
+            assert units, dev
+            assert {u["type"]["name"] for u in units.values()} == {"FunctionalUnitType"}
+            assert {u["type"]["namespace"] for u in units.values()} == {NS["LADS"]}
+            ident = kids["Identification"]["type"]
+            assert ident["namespace"] in (NS["DI"], NS["Machinery"]), ident
+        else:
+            assert root["type"]["name"] == "MotionDeviceSystemType"
+            md = kids["MotionDevices"]["children"][dev]
+            assert md["type"] == {**md["type"], "namespace": NS["Robotics"], "name": "MotionDeviceType"}
+            axes = md["children"]["Axes"]["children"]
+            assert len(axes) == 6 and {a["type"]["name"] for a in axes.values()} == {"AxisType"}
+            safety = kids["SafetyStates"]["children"][f"{dev}_Safety"]["type"]
+            assert safety["name"] == "SafetyStateType" and safety["namespace"] == NS["Robotics"]
+            # no placeholder (<...Identifier>) left as if it were an instance
+        assert not any(k.startswith("<") for k in kids), (dev, sorted(kids))
+        assert "~ProcessImage" in kids and "~Methods" in kids  # the project's own tags stay (the bridge)
+
+
+def test_arm_axes_show_the_real_joint_state(emulator):
+    async def go():
+        async with Client(emulator["ARM1"], timeout=10) as c:
+            arr = await c.get_namespace_array()
+            ns, rob = arr.index(NS_URI), arr.index(NS["Robotics"])
+            out = {}
+            for j in ("shoulder_pan_joint", "elbow_joint"):
+                std = c.get_node(ua.NodeId(f"ARM1/rob/axis/{j}.ParameterSet.ActualPosition", ns))
+                own = c.get_node(ua.NodeId(nid_reading("ARM1", f"joint.{j}.position_rad"), ns))
+                out[j] = (await std.read_value(), await own.read_value(),
+                          (await std.read_browse_name()).NamespaceIndex == rob)
+            return out
+
+    vals = asyncio.run(asyncio.wait_for(go(), 60))
+    for j, (std, own, in_rob) in vals.items():
+        assert in_rob and isinstance(std, float) and std == pytest.approx(own, abs=1e-9), (j, std, own)
+
+
+def test_node_opcua_sees_the_cell_state_machine_as_packml(tmp_path):
+    if shutil.which("node") is None or not (ROOT / "node_modules" / "node-opcua-nodesets").is_dir():
+        pytest.skip("node / node_modules not installed (make venv)")
+    ident = make_client_identity(tmp_path / "client", "nodeclient", "urn:aseptic-cell:test:node-opcua")
+    srv = ServerProcess(tmp_path / "srv").start(timeout_s=120)
+    try:
+        trust(srv.pki_dir, ident)
+        time.sleep(0.5)
+        out = _node_browse({
+            "endpoint": srv.endpoint,
+            "nodes": [{"namespaceUri": CELL_NS, "id": "ATMPCell01.PackML"}],
+            "depth": 3,
+            "ownNamespaceUri": CELL_NS,
+            "secure": {"certFile": str(ident.cert_pem), "keyFile": str(ident.key),
+                       "applicationUri": ident.application_uri, "pkiDir": str(tmp_path / "node-pki"),
+                       "serverCert": str(srv.server_cert), "user": "op1", "password": "op1-demo-2026"},
+        })
+    finally:
+        srv.stop()
+    pk = out["nodes"]["ATMPCell01.PackML"]
+    assert pk["type"] == {**pk["type"], "namespace": NS["PackML"], "name": "PackMLBaseObjectType"}
+    sm = pk["children"]["BaseStateMachine"]
+    assert sm["type"]["name"] == "PackMLBaseStateMachineType" and sm["type"]["namespace"] == NS["PackML"]
+    assert sm["children"]["MachineState"]["type"]["name"] == "PackMLMachineStateMachineType"
+    assert sm["children"]["MachineState"]["children"]["ExecuteState"]["type"]["name"] == "PackMLExecuteStateMachineType"
+    assert pk["children"]["Status"]["type"]["name"] == "PackMLStatusObjectType"
+    assert pk["children"]["Admin"]["type"]["name"] == "PackMLAdminObjectType"
