@@ -67,6 +67,7 @@ KINDS: frozenset[str] = frozenset(
         "clock",  # clock synchronisation / change events [ECA-TS]
         "config",  # configuration or recipe changes
         "note",  # free-text operator / QA note
+        "custody",  # chain-of-custody event of a container (aseptic_cell/coi/custody.py) [CFR1271 §1271.290]
     }
 )
 
