@@ -7,6 +7,7 @@ Sub-commands:
   run                  run the cell: the ROS 2 node graph on the simulated devices (until Ctrl-C)
   demo                 start the graph and run one batch sequence end to end
   record verify FILE   check a batch record's hash chain
+  record report FILE   the batch report (--pdf/--html -o OUT); record review FILE --user ID: sign reviewed
   ros list | echo      graph inspection
   emulate              the emulated hardware: one OPC UA server per simulated device
   motion ...           motion library: plan, approve (QA e-signature), revoke, list (motion/cli.py)
@@ -196,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--foxglove-port", type=int, default=0, help="its port (default: a free one, printed)")
     r.set_defaults(func=_cmd_run)
     from .records.cli import add_record_parser
+    from .report.cli import add_report_commands  # issue 15: record report / record review
 
-    add_record_parser(sub)
+    add_report_commands(add_record_parser(sub))
 
     from .ros_tools import add_ros_parser
 
