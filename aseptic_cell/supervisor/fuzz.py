@@ -176,8 +176,11 @@ class Coverage:
         self.start_phases.update(other.start_phases)
 
     def table(self) -> str:
+        starts: Counter[str] = Counter()
+        for label, n in self.start_phases.items():  # "PH-VHP/VHP:AERATE", "PH-RTP+EM" -> the recipe phase
+            starts[label.split("/", 1)[0].split("+", 1)[0]] += n
         rows = ["per-phase coverage (invariant checks; sequences started there):"]
-        rows += [f"  {k:28s} {v:9d} {self.start_phases.get(k, 0):7d}" for k, v in sorted(self.phases.items())]
+        rows += [f"  {k:28s} {v:9d} {starts.get(k, 0):7d}" for k, v in sorted(self.phases.items())]
         rows += ["device states (invariant checks):"]
         rows += [f"  {k:44s} {v:9d}" for k, v in sorted(self.states.items())]
         return "\n".join(rows)

@@ -41,12 +41,12 @@ SNAPSHOT_EVERY = 20
 """A hypothesis-drawn start that is a multiple of 20 starts from a snapshot (hypothesis favours
 small values: in practice ~7 % of the sequences; a copy costs ~13 ms CPU against ~1 ms for a
 fresh cell). test_random_sequences_from_every_phase spreads its sequences evenly."""
-SWEEP_PER_PHASE = 24
-"""Seeded sequences per start label in the sweep (recipe phase + VHP/autoclave phase: ~25 labels)."""
-MIN_CHECKS_PER_STATE = 50
+SWEEP_PER_PHASE = 28
+"""Seeded sequences per start label in the sweep (recipe phase + VHP/autoclave phase: 26 labels)."""
+MIN_CHECKS_PER_STATE = 30
 COVERAGE = Coverage()
-MIN_CHECKS_PER_PHASE = 100
-"""Every recipe phase: at least this many invariant checks in the sweep (device states: 50)."""
+MIN_CHECKS_PER_PHASE = 80
+"""Every recipe phase: at least this many invariant checks in the sweep (device states: 30)."""
 
 
 def snapshots() -> PhaseSnapshots:
