@@ -371,6 +371,33 @@ def create_app(
         batch_id = str((snap.get("batch") or {}).get("batch_id") or "")
         return read_record(path, batch_id)
 
+    @app.get("/api/record/report")
+    def record_report(format: str = "pdf") -> Response:  # noqa: A002 - the query parameter's name
+        """The current (or last) batch's report, PDF or self-contained HTML, as a download
+        (issue 15; aseptic_cell/report). Read-only, for any logged-in user, like /api/record."""
+        from aseptic_cell.report import ReportError, build_report, render_html, render_pdf
+
+        if format not in ("pdf", "html"):
+            raise HmiError("VALIDATION", "format must be pdf or html", field="format")
+        path = backend.record_path()
+        if not path:
+            raise HmiError("NO_RECORD", "no batch record yet (no batch has started)")
+        batch_id = str((backend.snapshot().get("batch") or {}).get("batch_id") or "") or None
+        try:
+            report = build_report(path, batch_id)
+        except ReportError as exc:
+            raise HmiError("NO_RECORD", str(exc)) from None
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in report.batch_id) or "batch"
+        if format == "html":
+            body, media = render_html(report).encode("utf-8"), "text/html; charset=utf-8"
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                body, media = render_pdf(report, Path(tmp) / "r.pdf").read_bytes(), "application/pdf"
+        return Response(body, media_type=media, headers={
+            "Content-Disposition": f'attachment; filename="batch-report-{name}.{format}"'})
+
     # ------------------------------------------------------------------ batch commands
     @app.post("/api/batch/start")
     def batch_start(body: BatchStartBody, request: Request) -> dict[str, Any]:
