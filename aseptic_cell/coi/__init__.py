@@ -47,6 +47,7 @@ from .verify import (
     decode_label,
     encode_label,
     verify_connect,
+    verify_receipt,
     verify_scan,
 )
 
@@ -56,5 +57,5 @@ __all__ = [
     "IdentifierError", "Location", "LocationError", "LocationKind", "LocationRegister", "MismatchResponse",
     "ScanPolicy", "ScanResult", "Verdict", "check_character", "check_custody", "check_flags", "completeness",
     "decode_label", "encode_label", "load_coi_config", "make_din", "mod37_2", "parse_coi_id", "parse_din",
-    "parse_sec", "verify_connect", "verify_scan",
+    "parse_sec", "verify_connect", "verify_receipt", "verify_scan",
 ]

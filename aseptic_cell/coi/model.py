@@ -108,6 +108,9 @@ class Genealogy:
         except KeyError:
             raise GenealogyError(f"unknown batch {batch_id}") from None
 
+    def get_batch(self, batch_id: str) -> Batch | None:
+        return self._batches.get(batch_id)
+
     def batches_of_coi(self, coi: str) -> tuple[str, ...]:
         return tuple(b.id for b in self._batches.values() if b.coi == coi)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .config import CoiConfig
 from .isbt128 import DEFAULT_COI_REGEX, IdentifierError, parse_coi_id, parse_din
 from .model import Container, ContainerStatus, Genealogy, LocationRegister
 
@@ -57,6 +58,10 @@ class Code(StrEnum):
     SLOT_OWNED_BY_OTHER_COI = "SLOT_OWNED_BY_OTHER_COI"  # COI-20
     SLOT_NOT_REGISTERED = "SLOT_NOT_REGISTERED"  # storage target not yet registered to this COI
     COI_CONNECT_REFUSED = "COI_CONNECT_REFUSED"  # COI-10 / SEG-03
+    DIN_MISSING = "DIN_MISSING"  # receipt: the apheresis label carries no DIN
+    PAPERWORK_MISMATCH = "PAPERWORK_MISMATCH"  # receipt: paperwork COI/DIN differ from the label
+    CONTAINER_ALREADY_REGISTERED = "CONTAINER_ALREADY_REGISTERED"  # receipt: the id is taken
+    SHIPMENT_CONDITION_FAILED = "SHIPMENT_CONDITION_FAILED"  # receipt: seal broken or temperature out of limits
 
 
 class Action(StrEnum):
@@ -69,6 +74,7 @@ class Action(StrEnum):
 _RULE = {
     Code.NO_READ: "COI-03", Code.SYMBOLOGY_FAILED: "COI-03", Code.SLOT_OWNED_BY_OTHER_COI: "COI-20",
     Code.SLOT_NOT_REGISTERED: "COI-20", Code.COI_CONNECT_REFUSED: "COI-10",
+    Code.SHIPMENT_CONDITION_FAILED: "APH_RECEIPT",
 }
 
 
@@ -81,10 +87,10 @@ class ScanPolicy:
     release_signatures: int = 2
 
     @classmethod
-    def from_config(cls, cfg: Any) -> ScanPolicy:
-        """From a :class:`~aseptic_cell.coi.config.CoiConfig`."""
-        return cls(bool(cfg.coi_two_identifier_check), int(cfg.n_scan_retry), str(cfg.isbt_coi_regex),
-                   bool(cfg.din_require_check), int(cfg.mismatch_release_signatures))
+    def from_config(cls, cfg: CoiConfig) -> ScanPolicy:
+        """The policy ``config/coi.yaml`` sets."""
+        return cls(cfg.coi_two_identifier_check, cfg.n_scan_retry, cfg.isbt_coi_regex, cfg.din_require_check,
+                   cfg.mismatch_release_signatures)
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,7 @@ def _stop(
     *,
     container: Container | None = None,
     read_coi: str | None = None,
+    read_id: str | None = None,
     other_batches: tuple[str, ...] = (),
     extra_quarantine: tuple[str, ...] = (),
     details: Mapping[str, Any] | None = None,
@@ -228,7 +235,7 @@ def _stop(
         "coi_expected": expected.coi,
         "coi_read": read_coi,
         "container_expected": expected.container_id,
-        "container_read": container.id if container else None,
+        "container_read": container.id if container else read_id,
         "location_expected": expected.location,
         "destination": expected.destination,
         "scans": list(raw),
@@ -243,7 +250,7 @@ def _stop(
         deviation["unidentified_container_at"] = expected.location
     resp = MismatchResponse(True, tuple(hold), quarantine, expected.location if not quarantine else None,
                             impacted, policy.release_signatures, deviation)
-    return Verdict(code, Action.STOP, rule, message, container.id if container else None, read_coi, raw, resp,
+    return Verdict(code, Action.STOP, rule, message, container.id if container else read_id, read_coi, raw, resp,
                    dict(details or {}))
 
 
@@ -280,7 +287,7 @@ def verify_scan(
             din = parse_din(label.din, require_check=policy.din_require_check)
         except IdentifierError as exc:
             return _stop(Code.DIN_CHECK_FAILED, f"DIN on the label of {label.container_id}: {exc}", expected, scans,
-                         genealogy, policy, container=container, read_coi=label.coi)
+                         genealogy, policy, container=container, read_coi=label.coi, read_id=label.container_id)
     else:
         din = None
     if label.coi is not None:
@@ -288,11 +295,11 @@ def verify_scan(
             parse_coi_id(label.coi, re.compile(policy.coi_regex))
         except IdentifierError as exc:
             return _stop(Code.COI_INVALID, f"COI on the label of {label.container_id}: {exc}", expected, scans,
-                         genealogy, policy, container=container)
+                         genealogy, policy, container=container, read_id=label.container_id)
         if label.coi != expected.coi:
             return _stop(Code.COI_MISMATCH, f"label of {label.container_id} carries COI {label.coi}; the running "
                          f"phase belongs to batch {expected.batch_id} of COI {expected.coi}", expected, scans,
-                         genealogy, policy, container=container, read_coi=label.coi)
+                         genealogy, policy, container=container, read_coi=label.coi, read_id=label.container_id)
     if container is not None and container.coi != expected.coi:
         return _stop(Code.COI_MISMATCH, f"container {container.id} is registered to COI {container.coi} (batch "
                      f"{container.batch}); the running phase belongs to batch {expected.batch_id} of COI "
@@ -300,7 +307,7 @@ def verify_scan(
                      read_coi=container.coi)
     if container is None:
         return _stop(Code.CONTAINER_UNKNOWN, f"container {label.container_id} is not registered", expected, scans,
-                     genealogy, policy, read_coi=label.coi)
+                     genealogy, policy, read_coi=label.coi, read_id=label.container_id)
     if policy.two_identifiers and label.coi is None:
         return _stop(Code.IDENTIFIER_MISSING, f"label of {container.id} carries no COI: two independent "
                      "identifiers are required", expected, scans, genealogy, policy, container=container)
@@ -366,3 +373,75 @@ def verify_connect(
     assert a is not None and b is not None
     return Verdict(Code.OK, Action.PROCEED, "COI-10", f"{a.id} and {b.id} are both of COI {a.coi}", a.id, a.coi,
                    tuple(s.raw() for s in scans), details={"ends": [a.id, b.id]})
+
+
+def verify_receipt(
+    scan: ScanResult,
+    expected: Expectation,
+    genealogy: Genealogy,
+    *,
+    paperwork_coi: str,
+    paperwork_din: str | None = None,
+    seal_intact: bool,
+    temperature_in_limits: bool,
+    policy: ScanPolicy | None = None,
+) -> Verdict:
+    """APH_RECEIPT: the apheresis bag's label read before it is registered (so it is not yet in the
+    genealogy). The label must carry a DIN with a valid check and the COI; label COI = the batch's
+    COI = the paperwork's; the DIN is one of the batch's and the paperwork's; the container id is
+    new; the shipper seal is intact and the temperature logger within limits. ``expected.location``
+    is the receipt position. PROCEED means: register the bag, then log the receipt."""
+    policy = policy or ScanPolicy()
+    scans = (scan,)
+    if scan.read_failed or not scan.payload:
+        return _no_read(Code.NO_READ, "no read", scan, policy)
+    if not scan.symbology_ok:
+        return _no_read(Code.SYMBOLOGY_FAILED, "the symbol check failed", scan, policy)
+    try:
+        label = decode_label(scan.payload)
+    except LabelError as exc:
+        return _stop(Code.LABEL_INVALID, f"not a container label: {exc}", expected, scans, genealogy, policy)
+    cid = label.container_id
+
+    def stop(code: Code, why: str, read_coi: str | None = label.coi) -> Verdict:
+        return _stop(code, why, expected, scans, genealogy, policy, read_coi=read_coi, read_id=cid)
+
+    if label.din is None:
+        return stop(Code.DIN_MISSING, f"apheresis label of {cid} carries no DIN")
+    try:
+        din = parse_din(label.din, require_check=True)
+    except IdentifierError as exc:
+        return stop(Code.DIN_CHECK_FAILED, f"DIN on the label of {cid}: {exc}")
+    if label.coi is None:
+        return stop(Code.IDENTIFIER_MISSING, f"apheresis label of {cid} carries no COI")
+    try:
+        parse_coi_id(label.coi, re.compile(policy.coi_regex))
+    except IdentifierError as exc:
+        return stop(Code.COI_INVALID, f"COI on the label of {cid}: {exc}")
+    if label.coi != expected.coi:
+        return stop(Code.COI_MISMATCH, f"label of {cid} carries COI {label.coi}; batch {expected.batch_id} is of "
+                    f"COI {expected.coi}")
+    if paperwork_coi != label.coi:
+        return stop(Code.PAPERWORK_MISMATCH, f"paperwork COI {paperwork_coi} differs from the label's {label.coi}")
+    if paperwork_din is not None:
+        try:
+            paper = parse_din(paperwork_din, require_check=False).body
+        except IdentifierError as exc:
+            return stop(Code.PAPERWORK_MISMATCH, f"paperwork DIN: {exc}")
+        if paper != din.body:
+            return stop(Code.PAPERWORK_MISMATCH, f"paperwork DIN {paper} differs from the label's {din.body}")
+    batch = genealogy.get_batch(expected.batch_id)
+    if batch is None or batch.coi != expected.coi:
+        return stop(Code.COI_MISMATCH, f"batch {expected.batch_id} is not registered to COI {expected.coi}")
+    if batch.dins and din.body not in batch.dins:
+        return stop(Code.DIN_MISMATCH, f"DIN {din.body} is not a DIN of batch {batch.id} ({', '.join(batch.dins)})")
+    if genealogy.get(cid) is not None:
+        return stop(Code.CONTAINER_ALREADY_REGISTERED, f"container id {cid} is already registered")
+    if not (seal_intact and temperature_in_limits):
+        why = ", ".join(w for w, bad in (("shipper seal broken", not seal_intact),
+                                          ("temperature logger out of limits", not temperature_in_limits)) if bad)
+        return Verdict(Code.SHIPMENT_CONDITION_FAILED, Action.HOLD, "APH_RECEIPT", f"receipt of {cid}: {why}: the "
+                       "batch holds for a QA decision on the starting material", cid, label.coi, (scan.raw(),),
+                       details={"din": din.body})
+    return Verdict(Code.OK, Action.PROCEED, "APH_RECEIPT", f"{cid} (DIN {din.body}) of COI {label.coi} verified",
+                   cid, label.coi, (scan.raw(),), details={"din": din.body})

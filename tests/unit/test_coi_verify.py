@@ -22,6 +22,7 @@ from aseptic_cell.coi.verify import (
     decode_label,
     encode_label,
     verify_connect,
+    verify_receipt,
     verify_scan,
 )
 
@@ -235,7 +236,7 @@ def test_weld_of_two_cois_is_refused_and_of_one_coi_allowed() -> None:
 CONTAINERS = ["APH-A", "APH-B", "BAG-A", "BAG-A2", "BAG-B"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(read=st.sampled_from(CONTAINERS), expected=st.sampled_from(CONTAINERS),
        where=st.sampled_from(["rtp1", "welder"]), label_coi=st.sampled_from(["own", "A", "B", None]),
        two=st.booleans())
@@ -255,3 +256,71 @@ def test_only_a_full_match_proceeds(read: str, expected: str, where: str, label_
         assert v.response.hold_batches[0] == exp_c.batch
         if c.coi != exp_c.coi or (coi is not None and coi != exp_c.coi):
             assert set(v.response.hold_batches) == {"B-A", "B-B"}
+
+
+# ----------------------------------------------------------------------------- APH_RECEIPT
+def _receipt_cell() -> Genealogy:
+    g = Genealogy()
+    g.register_batch("B-A", COI_A, [DIN_A])
+    g.register_batch("B-B", COI_B, [DIN_B])
+    return g
+
+
+def _aph_label(coi: str | None = COI_A, din: str | None = "=" + DIN_A + "70", cid: str = "APH-A") -> str:
+    return "|".join(([f"COI:{coi}"] if coi else []) + [f"CID:{cid}"] + ([f"DIN:{din}"] if din else []))
+
+
+EXP_RECEIPT = Expectation("B-A", COI_A, None, "receipt")
+
+
+def _receipt(payload: str | None, g: Genealogy, **kw: object) -> Verdict:
+    args = {"paperwork_coi": COI_A, "paperwork_din": DIN_A + "A", "seal_intact": True, "temperature_in_limits": True}
+    args.update(kw)
+    return verify_receipt(_scan(payload), EXP_RECEIPT, g, **args)
+
+
+def test_receipt_of_the_right_bag_proceeds() -> None:
+    g = _receipt_cell()
+    v = _receipt(_aph_label(), g)
+    assert (v.code, v.action, v.container_id, v.read_coi, v.details["din"]) == (
+        Code.OK, Action.PROCEED, "APH-A", COI_A, DIN_A)
+    assert _receipt(_aph_label(), g, paperwork_din=None).ok
+
+
+@pytest.mark.parametrize(
+    ("payload", "kw", "code"),
+    [
+        (_aph_label(din=None), {}, Code.DIN_MISSING),
+        (_aph_label(din="=" + DIN_A + "71"), {}, Code.DIN_CHECK_FAILED),
+        (_aph_label(din="=" + DIN_A + "00"), {}, Code.DIN_CHECK_FAILED),  # no check carried
+        (_aph_label(coi=None), {}, Code.IDENTIFIER_MISSING),
+        (_aph_label(coi="bad coi"), {}, Code.COI_INVALID),
+        (_aph_label(coi=COI_B), {"paperwork_coi": COI_B}, Code.COI_MISMATCH),  # B's bag for A's batch
+        (_aph_label(), {"paperwork_coi": COI_B}, Code.PAPERWORK_MISMATCH),
+        (_aph_label(), {"paperwork_din": DIN_B + "9"}, Code.PAPERWORK_MISMATCH),
+        (_aph_label(din="=" + DIN_B + "69"), {"paperwork_din": DIN_B}, Code.DIN_MISMATCH),  # not this batch's DIN
+        ("garbage", {}, Code.LABEL_INVALID),
+    ],
+)
+def test_receipt_mismatches_stop_with_the_coi_30_response(payload: str, kw: dict, code: Code) -> None:
+    g = _receipt_cell()
+    v = _receipt(payload, g, **kw)
+    assert (v.code, v.action) == (code, Action.STOP), v.message
+    assert v.response is not None and v.response.hold_batches[0] == "B-A"
+    assert v.response.deviation["scans"][0]["payload"] == payload
+    if code is Code.COI_MISMATCH:
+        assert v.response.hold_batches == ("B-A", "B-B")
+        assert v.response.deviation["container_read"] == "APH-A"
+
+
+def test_receipt_of_a_known_id_or_a_compromised_shipment() -> None:
+    g = _receipt_cell()
+    g.register_container("APH-A", batch="B-A", kind=ContainerKind.APHERESIS_BAG, din=DIN_A)
+    assert _receipt(_aph_label(), g).code is Code.CONTAINER_ALREADY_REGISTERED
+    g2 = _receipt_cell()
+    v = _receipt(_aph_label(), g2, seal_intact=False)
+    assert (v.code, v.action, v.response) == (Code.SHIPMENT_CONDITION_FAILED, Action.HOLD, None)
+    assert "seal" in v.message
+    v = _receipt(_aph_label(), g2, temperature_in_limits=False)
+    assert v.action is Action.HOLD and "temperature" in v.message
+    assert _receipt(None, g2).code is Code.NO_READ
