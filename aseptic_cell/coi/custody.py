@@ -9,7 +9,10 @@ linked deviation. Event types are the custody table's (:class:`CustodyEventType`
 end/quarantine events this cell needs (``QUARANTINE``, ``CONSUME``, ``DISPOSE``; engineering).
 
 COI-01: a handling event (:data:`SCAN_REQUIRED`) is refused unless it carries a verification that
-PROCEEDed and the scans it was based on. :func:`completeness` checks, per container, an unbroken
+PROCEEDed and the scans it was based on. A strict log (the default) also requires each event's
+table fields: locations of a move, the equipment, the e-signature of a release and the extra
+fields of :data:`EXTRA_FIELDS`. A quarantined container's move to the quarantine position is a
+``QUARANTINE`` event with ``location_from``/``location_to``. :func:`completeness` checks, per container, an unbroken
 sequence of locations from its registration to its end state.
 """
 
@@ -76,6 +79,41 @@ CONTAINER_FREE = frozenset({E.LINE_CLEARANCE, E.QA_RELEASE, E.DEVIATION, E.HOLD,
 """Events that may name no container."""
 OTHER_COI_ALLOWED = frozenset({E.DEVIATION, E.HOLD, E.QUARANTINE})
 """Events that may name a container of another COI (a mismatch is recorded against both batches)."""
+
+EXTRA_FIELDS: Mapping[CustodyEventType, tuple[str, ...]] = {
+    E.APH_RECEIPT: ("shipper_id", "logger_file", "arrival_temp_c"),
+    E.RTP_DOCK: ("rtp_cycle_counter",),
+    E.RTP_TRANSFER_IN: ("rtp_cycle_counter",),
+    E.CONTAINER_REGISTER: ("kit_lot", "kit_expiry"),
+    E.OPEN_END: ("particle_counts",),
+    E.CONNECT: ("quality",),
+    E.WELD: ("wafer_lot", "quality"),
+    E.SEAL: ("quality",),
+    E.REAGENT_ADD: ("reagent_lot", "reagent_expiry", "volume_ml"),
+    E.SAMPLE: ("test_ordered",),
+    E.INCUBATOR_IN: ("door_open_s",),
+    E.INCUBATOR_OUT: ("door_open_s",),
+    E.CENTRIFUGE_RUN: ("program", "rcf_g", "time_s"),
+    E.LINE_CLEARANCE: ("checklist", "verifier"),
+    E.FILL: ("bag_count", "volumes_ml"),
+    E.LABEL_FINAL: ("label_template_version",),
+    E.CRYO_START: ("crf_program",),
+    E.CRYO_END: ("crf_program", "curve_file"),
+    E.SHIP: ("courier", "awb", "dry_shipper_id"),
+    E.RECEIPT_SITE: ("site_user",),
+    E.INFUSION_CONFIRM: ("site_user",),
+    E.DEVIATION: ("code",),
+    E.HOLD: ("code",),
+    E.RESUME: ("code",),
+}
+"""The custody table's extra fields per event (``extra``), required when the log is strict."""
+
+NEEDS_FROM = frozenset({E.MOVE, E.INCUBATOR_OUT, E.RTP_TRANSFER_IN})
+NEEDS_TO = frozenset({E.MOVE, E.INCUBATOR_IN, E.RTP_TRANSFER_IN, E.STORE} | REGISTRATION)
+NEEDS_EQUIPMENT = frozenset({E.RTP_DOCK, E.RTP_TRANSFER_IN, E.CONNECT, E.WELD, E.SEAL, E.INCUBATOR_IN,
+                             E.INCUBATOR_OUT, E.CENTRIFUGE_RUN, E.CRYO_START, E.CRYO_END})
+NEEDS_SIGNATURE = frozenset({E.QA_RELEASE})
+TWO_ENDS = frozenset({E.CONNECT, E.WELD})
 
 
 class CustodyError(ValueError):
@@ -146,12 +184,15 @@ class CustodyLog:
     """Writes custody events into ``record`` (append-only) and, when given, keeps ``genealogy``'s
     locations and end states in step with what was written."""
 
-    def __init__(self, record: BatchRecord, cell_id: str, genealogy: Genealogy | None = None) -> None:
+    def __init__(self, record: BatchRecord, cell_id: str, genealogy: Genealogy | None = None, *,
+                 strict: bool = True) -> None:
         if not cell_id:
             raise ValueError("a custody log needs the cell id")
         self.record = record
         self.cell_id = cell_id
         self.genealogy = genealogy
+        self.strict = strict
+        """Require each event's table fields (locations, equipment, signature, :data:`EXTRA_FIELDS`)."""
 
     def append(
         self,
@@ -191,6 +232,8 @@ class CustodyLog:
         cids = tuple(container_ids)
         if not cids and etype not in CONTAINER_FREE:
             raise CustodyError(f"{etype.value}: names no container")
+        if self.strict:
+            _check_fields(etype, cids, location_from, location_to, equipment_id, signature_ref, extra or {})
         raw_scans = tuple(s.raw() if isinstance(s, ScanResult) else dict(s) for s in scans)
         ver = _verification(verification)
         if etype in SCAN_REQUIRED:
@@ -282,6 +325,24 @@ class CustodyLog:
         if container_id is not None:
             out = [e for e in out if container_id in e.container_ids]
         return out
+
+
+def _check_fields(etype: CustodyEventType, cids: tuple[str, ...], location_from: str | None,
+                  location_to: str | None, equipment_id: str, signature_ref: str, extra: Mapping[str, Any]) -> None:
+    name = etype.value
+    if etype in NEEDS_FROM and not location_from:
+        raise CustodyError(f"{name}: needs location_from")
+    if etype in NEEDS_TO and not location_to:
+        raise CustodyError(f"{name}: needs location_to")
+    if etype in NEEDS_EQUIPMENT and not equipment_id:
+        raise CustodyError(f"{name}: needs the equipment id")
+    if etype in NEEDS_SIGNATURE and not signature_ref:
+        raise CustodyError(f"{name}: needs the e-signature reference")
+    if etype in TWO_ENDS and len(cids) < 2:
+        raise CustodyError(f"{name}: names both ends (two containers)")
+    missing = [k for k in EXTRA_FIELDS.get(etype, ()) if extra.get(k) in (None, "")]
+    if missing:
+        raise CustodyError(f"{name}: missing {', '.join(missing)} (custody table extra fields)")
 
 
 # ----------------------------------------------------------------------------- completeness

@@ -25,6 +25,7 @@ E = CustodyEventType
 COI_A, COI_B = "COI-AAAAAA", "COI-BBBBBB"
 DIN_A, DIN_B = "G123417654321", "A999917123456"
 ROBOT = "robot:ur5e-1"
+RECEIPT_EXTRA = {"shipper_id": "SH-1", "logger_file": "logger/SH-1.csv", "arrival_temp_c": 4.1}
 
 
 class FakeClock:
@@ -67,23 +68,24 @@ def _verified(g: Genealogy, loc: LocationRegister, cid: str, dest: str | None = 
 def _run_batch_a(g: Genealogy, loc: LocationRegister, log: CustodyLog) -> None:
     g.register_container("APH-A", batch="B-A", kind=ContainerKind.APHERESIS_BAG, din=DIN_A, location="receipt")
     log.append(E.APH_RECEIPT, batch_id="B-A", coi_id=COI_A, actor="op.alice", container_ids=["APH-A"],
-               location_to="receipt", **_verified(g, loc, "APH-A"),
-               extra={"shipper_id": "SH-1", "arrival_temp_c": 4.1})
+               location_to="receipt", **_verified(g, loc, "APH-A"), extra=RECEIPT_EXTRA)
     log.append(E.RTP_TRANSFER_IN, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["APH-A"],
-               location_from="receipt", location_to="rtp1", equipment_id="rtp1", **_verified(g, loc, "APH-A"))
+               location_from="receipt", location_to="rtp1", equipment_id="rtp1", **_verified(g, loc, "APH-A"),
+               extra={"rtp_cycle_counter": 1187})
     log.append(E.MOVE, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["APH-A"],
                location_from="rtp1", location_to="welder", **_verified(g, loc, "APH-A"))
     g.register_container("BAG-A", batch="B-A", kind=ContainerKind.CULTURE_BAG, parents=["APH-A"], location="welder")
     log.append(E.CONTAINER_REGISTER, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["BAG-A"],
                parent_ids=["APH-A"], location_to="welder", **_verified(g, loc, "BAG-A"),
-               extra={"kit_lot": "K-22"})
+               extra={"kit_lot": "K-22", "kit_expiry": "2027-06-30"})
     log.append(E.WELD, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["APH-A", "BAG-A"],
                equipment_id="welder", scans=[_read(g, "APH-A"), _read(g, "BAG-A")],
-               verification={"code": "OK", "action": "PROCEED", "rule": "COI-10"})
+               verification={"code": "OK", "action": "PROCEED", "rule": "COI-10"},
+               extra={"wafer_lot": "W-9", "quality": "PASS"})
     log.append(E.CONSUME, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["APH-A"])
     log.append(E.INCUBATOR_IN, batch_id="B-A", coi_id=COI_A, actor=ROBOT, container_ids=["BAG-A"],
                location_from="welder", location_to="inc.slot1", equipment_id="incubator",
-               **_verified(g, loc, "BAG-A", "inc.slot1"))
+               **_verified(g, loc, "BAG-A", "inc.slot1"), extra={"door_open_s": 12.0})
 
 
 def test_a_batch_custody_chain_is_complete_and_part_of_the_hash_chained_record(cell) -> None:
@@ -100,7 +102,7 @@ def test_a_batch_custody_chain_is_complete_and_part_of_the_hash_chained_record(c
     assert (first.batch_id, first.coi_id, first.actor) == ("B-A", COI_A, "op.alice")
     assert first.scan_payloads[0]["payload"] == encode_label(COI_A, "APH-A")
     assert first.verification_result is not None and first.verification_result["code"] == "OK"
-    assert first.extra == {"shipper_id": "SH-1", "arrival_temp_c": 4.1}
+    assert first.extra == RECEIPT_EXTRA
     assert events[3].parent_ids == ("APH-A",) and events[1].equipment_id == "rtp1"
     assert all(e.coi_id == COI_A for e in events)
     assert completeness(events, "APH-A", require_end=True) == []
@@ -185,7 +187,7 @@ def test_completeness_finds_every_kind_of_break(tmp_path: Path) -> None:
     """A log written without a genealogy (another writer, a partial import) is checked from the
     record alone."""
     with BatchRecord(tmp_path / "r.db", FakeClock()) as rec:
-        log = CustodyLog(rec, "CELL-01")
+        log = CustodyLog(rec, "CELL-01", strict=False)
         ok = {"verification": {"code": "OK", "action": "PROCEED"}, "scans": [{"payload": "x"}]}
         a = {"batch_id": "B-A", "coi_id": COI_A, "actor": ROBOT}
         log.append(E.MOVE, **a, container_ids=["C0"], location_from="x", location_to="y", **ok)  # never registered
@@ -220,7 +222,7 @@ def test_mismatch_response_is_recorded_and_holds_both_batches(cell) -> None:
     g.register_container("APH-B", batch="B-B", kind=ContainerKind.APHERESIS_BAG, din=DIN_B, location="rtp1")
     for cid, b, coi in (("APH-A", "B-A", COI_A), ("APH-B", "B-B", COI_B)):
         log.append(E.APH_RECEIPT, batch_id=b, coi_id=coi, actor="op.alice", container_ids=[cid], location_to="rtp1",
-                   **_verified(g, loc, cid))
+                   **_verified(g, loc, cid), extra=RECEIPT_EXTRA)
     v = verify_scan(_read(g, "APH-B"), Expectation("B-A", COI_A, "APH-A", "rtp1", after_open=True), g, loc)
     assert v.code is Code.COI_MISMATCH
     dev = log.record_mismatch(v)
@@ -256,3 +258,50 @@ def test_custody_survives_reopening_the_record(cell) -> None:
         assert check_custody(log2) == {}
     with pytest.raises(ValueError):
         CustodyLog(rec, "")
+
+
+@pytest.mark.parametrize(
+    ("event", "kw", "match"),
+    [
+        (E.MOVE, {"location_from": None}, "needs location_from"),
+        (E.MOVE, {"location_to": None}, "needs location_to"),
+        (E.WELD, {"equipment_id": "welder", "extra": {"wafer_lot": "W", "quality": "PASS"}}, "both ends"),
+        (E.WELD, {"container_ids": ["APH-A", "BAG-A"], "equipment_id": "welder", "extra": {"quality": "PASS"}},
+         "missing wafer_lot"),
+        (E.WELD, {"container_ids": ["APH-A", "BAG-A"], "extra": {"wafer_lot": "W", "quality": "PASS"}},
+         "equipment id"),
+        (E.APH_RECEIPT, {"location_from": None, "extra": {"shipper_id": "SH-1"}}, "missing logger_file, arrival_temp"),
+        (E.QA_RELEASE, {"location_from": None, "location_to": None}, "e-signature"),
+    ],
+)
+def test_a_strict_log_requires_the_tables_fields(cell, event: CustodyEventType, kw: dict, match: str) -> None:
+    g, loc, log, rec = cell
+    g.register_container("APH-A", batch="B-A", kind=ContainerKind.APHERESIS_BAG, din=DIN_A, location="rtp1")
+    g.register_container("BAG-A", batch="B-A", kind=ContainerKind.CULTURE_BAG, parents=["APH-A"], location="rtp1")
+    args = {"batch_id": "B-A", "coi_id": COI_A, "actor": ROBOT, "container_ids": ["APH-A"],
+            "location_from": "rtp1", "location_to": "welder", **_verified(g, loc, "APH-A")}
+    args.update(kw)
+    with pytest.raises(CustodyError, match=match):
+        log.append(event, **args)
+    assert len(rec) == 0
+
+
+def test_a_quarantined_container_moves_only_to_quarantine_or_disposal(cell) -> None:
+    g, loc, log, rec = cell
+    loc.add("quarantine.1", LocationKind.QUARANTINE)
+    g.register_container("APH-B", batch="B-B", kind=ContainerKind.APHERESIS_BAG, din=DIN_B, location="rtp1")
+    log.append(E.APH_RECEIPT, batch_id="B-B", coi_id=COI_B, actor="op.alice", container_ids=["APH-B"],
+               location_to="rtp1", **_verified(g, loc, "APH-B"), extra=RECEIPT_EXTRA)
+    g.set_status("APH-B", ContainerStatus.QUARANTINE)
+    normal = verify_scan(_read(g, "APH-B"), Expectation("B-B", COI_B, "APH-B", "rtp1", "welder"), g, loc)
+    assert normal.code is Code.CONTAINER_QUARANTINED
+    log.append(E.QUARANTINE, batch_id="B-B", coi_id=COI_B, actor=ROBOT, container_ids=["APH-B"],
+               location_from="rtp1", location_to="quarantine.1")
+    scan = _read(g, "APH-B")
+    v = verify_scan(scan, Expectation("B-B", COI_B, "APH-B", "quarantine.1", quarantine_ok=True), g, loc)
+    assert v.ok
+    log.append(E.DISPOSE, batch_id="B-B", coi_id=COI_B, actor=ROBOT, container_ids=["APH-B"],
+               location_from="quarantine.1", location_to="waste", verification=v, scans=[scan],
+               signature_ref="sig:qa.carol:disposal")
+    assert g.container("APH-B").status is ContainerStatus.DISPOSED
+    assert completeness(log.events(), "APH-B", require_end=True) == []
