@@ -146,7 +146,7 @@ def write_pdf(report: BatchReport, out: Path) -> Path:
                          d.entry_hash[:16] + "…"]
                         for d in sorted(rv.departures, key=lambda d: (order.get(d.category, 99), d.seq))]
                        or [["none", "", "", "", "no departure from the recipe", ""]],
-                       [0.1, 0.05, 0.2, 0.1, 0.4, 0.15]))
+                       [0.1, 0.07, 0.2, 0.1, 0.38, 0.15]))
     story.append(para("Audit-trail review: who changed what", h2))
     story.append(table(["person", "role", "entries", "by kind"],
                        [[who, p["role"], p["entries"], ", ".join(f"{k} {n}" for k, n in sorted(p["by_kind"].items()))]
