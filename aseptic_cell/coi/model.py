@@ -129,6 +129,29 @@ class Genealogy:
         """Register a new container of ``batch`` (its COI is the batch's).
 
         Raises:
+            GenealogyError: see :meth:`new_container`.
+        """
+        c = self.new_container(container_id, batch=batch, kind=kind, parents=parents, location=location, din=din,
+                               sample_id=sample_id)
+        self._containers[container_id] = c
+        for p in c.parents:
+            self._children.setdefault(p, []).append(container_id)
+        return c
+
+    def new_container(
+        self,
+        container_id: str,
+        *,
+        batch: str,
+        kind: ContainerKind,
+        parents: Iterable[str] = (),
+        location: str | None = None,
+        din: str | None = None,
+        sample_id: str | None = None,
+    ) -> Container:
+        """The container :meth:`register_container` would register, checked but not registered.
+
+        Raises:
             GenealogyError: duplicate id; unknown batch; an apheresis bag without a DIN of its batch
                 or with parents; another container without a parent; an unknown parent, a parent
                 of another COI (no pooling) or a parent in quarantine or an end state.
@@ -159,11 +182,7 @@ class Genealogy:
                                      "containers of two COIs are never combined")
             if parent.status is ContainerStatus.QUARANTINE or parent.ended:
                 raise GenealogyError(f"{container_id}: parent {p} is {parent.status.value}")
-        c = Container(container_id, b.coi, batch, kind, parent_ids, location, ContainerStatus.ACTIVE, din, sample_id)
-        self._containers[container_id] = c
-        for p in parent_ids:
-            self._children.setdefault(p, []).append(container_id)
-        return c
+        return Container(container_id, b.coi, batch, kind, parent_ids, location, ContainerStatus.ACTIVE, din, sample_id)
 
     def get(self, container_id: str) -> Container | None:
         return self._containers.get(container_id)

@@ -448,3 +448,42 @@ def verify_receipt(
                        details={"din": din.body})
     return Verdict(Code.OK, Action.PROCEED, "APH_RECEIPT", f"{cid} (DIN {din.body}) of COI {label.coi} verified",
                    cid, label.coi, (scan.raw(),), details={"din": din.body})
+
+
+def verify_label_readback(
+    scan: ScanResult,
+    expected: Expectation,
+    genealogy: Genealogy,
+    policy: ScanPolicy | None = None,
+) -> Verdict:
+    """LAB-08 / CONTAINER_REGISTER: the label printed for a new container read back before the
+    container is released from the print station (engineering, after the labelling controls of
+    [CFR1271 §1271.370]). ``expected.container_id`` is the id about to be registered; the label must
+    carry it and the batch's COI, and the id must be new."""
+    policy = policy or ScanPolicy()
+    if not expected.container_id:
+        raise ValueError("a label read-back names the container id it expects")
+    scans = (scan,)
+    if scan.read_failed or not scan.payload:
+        return _no_read(Code.NO_READ, "no read", scan, policy)
+    if not scan.symbology_ok:
+        return _no_read(Code.SYMBOLOGY_FAILED, "the symbol check failed", scan, policy)
+    try:
+        label = decode_label(scan.payload)
+    except LabelError as exc:
+        return _stop(Code.LABEL_INVALID, f"not a container label: {exc}", expected, scans, genealogy, policy)
+    cid = label.container_id
+    if label.coi is None:
+        return _stop(Code.IDENTIFIER_MISSING, f"printed label of {cid} carries no COI", expected, scans, genealogy,
+                     policy, read_id=cid)
+    if label.coi != expected.coi:
+        return _stop(Code.COI_MISMATCH, f"printed label of {cid} carries COI {label.coi}; batch {expected.batch_id} "
+                     f"is of COI {expected.coi}", expected, scans, genealogy, policy, read_coi=label.coi, read_id=cid)
+    if cid != expected.container_id:
+        return _stop(Code.CONTAINER_UNEXPECTED, f"printed label carries {cid}; expected {expected.container_id}",
+                     expected, scans, genealogy, policy, read_coi=label.coi, read_id=cid)
+    if genealogy.get(cid) is not None:
+        return _stop(Code.CONTAINER_ALREADY_REGISTERED, f"container id {cid} is already registered", expected, scans,
+                     genealogy, policy, read_coi=label.coi, read_id=cid)
+    return Verdict(Code.OK, Action.PROCEED, "COI-02", f"label of new container {cid} (COI {label.coi}) read back",
+                   cid, label.coi, (scan.raw(),))
