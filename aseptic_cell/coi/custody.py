@@ -256,7 +256,7 @@ class CustodyLog:
                 if location_from is not None and c.location != location_from:
                     raise CustodyError(f"{etype.value}: container {cid} is at {c.location}, not {location_from}: "
                                        "the chain of locations would break")
-                if c.ended:
+                if c.ended and etype not in (E.HOLD, E.DEVIATION):
                     raise CustodyError(f"{etype.value}: container {cid} is {c.status.value}")
         ev = CustodyEvent(uuid.uuid4().hex, etype, "", self.cell_id, batch_id, coi_id, cids, tuple(parent_ids),
                           location_from, location_to, equipment_id, actor, raw_scans, ver, signature_ref,

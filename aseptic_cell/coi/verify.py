@@ -227,7 +227,9 @@ def _stop(
     for b in (*((container.batch,) if container else ()), *_batches_of(genealogy, read_coi), *other_batches):
         if b not in hold:
             hold.append(b)
-    quarantine = tuple(dict.fromkeys(((container.id,) if container else ()) + extra_quarantine))
+    named = ((container.id,) if container is not None else ()) + extra_quarantine
+    quarantine = tuple(cid for cid in dict.fromkeys(named)
+                       if (c := genealogy.get(cid)) is not None and not c.ended)  # an end state is final
     impacted = tuple(hold) if expected.after_open else ()
     raw = tuple(s.raw() for s in scans)
     deviation = {
@@ -249,7 +251,7 @@ def _stop(
         "after_open": expected.after_open,
         "release_signatures": policy.release_signatures,
     }
-    if not quarantine:
+    if container is None and not quarantine:
         deviation["unidentified_container_at"] = expected.location
     resp = MismatchResponse(True, tuple(hold), quarantine, expected.location if not quarantine else None,
                             impacted, policy.release_signatures, deviation)

@@ -165,3 +165,14 @@ def test_a_record_that_cannot_be_written_leaves_the_genealogy_unchanged(coi: Cha
     with pytest.raises(RecordError):
         receive(coi, "B-A", COI_A, "APH-A", DIN_A)
     assert coi.genealogy.get("APH-A") is None
+
+
+def test_a_consumed_container_read_again_opens_a_deviation(coi: ChainOfIdentity) -> None:
+    receive(coi, "B-A", COI_A, "APH-A", DIN_A)
+    coi.genealogy.set_status("APH-A", ContainerStatus.CONSUMED)
+    o = coi.handle(E.MOVE, scan(encode_label(COI_A, "APH-A")), Expectation("B-A", COI_A, "APH-A", "rtp1", "welder"),
+                   actor=ROBOT)
+    assert o.verdict.code is Code.CONTAINER_ENDED and o.deviation
+    r = o.verdict.response
+    assert r is not None and r.quarantine_containers == () and r.quarantine_position == "rtp1"
+    assert coi.genealogy.container("APH-A").status is ContainerStatus.CONSUMED
