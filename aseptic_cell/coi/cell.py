@@ -84,10 +84,13 @@ class ChainOfIdentity:
     # ------------------------------------------------------------------ steps
     def receive(self, scan: ScanResult, expected: Expectation, *, actor: str, paperwork_coi: str,
                 paperwork_din: str | None = None, seal_intact: bool, temperature_in_limits: bool,
-                extra: Mapping[str, Any]) -> Outcome:
-        """APH_RECEIPT at ``expected.location``: verify, then log and register the apheresis bag."""
+                extra: Mapping[str, Any], sec: str | None = None, market: str | None = None) -> Outcome:
+        """APH_RECEIPT at ``expected.location``: verify, then log and register the apheresis bag.
+        ``market`` selects ``sec_required`` (``config/coi.yaml``); an unknown market requires it."""
+        sec_required = market is not None and self.config.sec_required.get(market, True)
         v = verify_receipt(scan, expected, self.genealogy, paperwork_coi=paperwork_coi, paperwork_din=paperwork_din,
-                           seal_intact=seal_intact, temperature_in_limits=temperature_in_limits, policy=self.policy)
+                           seal_intact=seal_intact, temperature_in_limits=temperature_in_limits, sec=sec,
+                           sec_required=sec_required, policy=self.policy)
         if not v.ok:
             return self._fail(v, expected, actor)
         cid, din = v.container_id or "", str(v.details["din"])
@@ -95,7 +98,7 @@ class ChainOfIdentity:
                                      location=expected.location)
         ev = self.log.append(E.APH_RECEIPT, batch_id=expected.batch_id, coi_id=expected.coi, actor=actor,
                              container_ids=[cid], location_to=expected.location, scans=[scan], verification=v,
-                             extra={**extra, "din": din})
+                             extra={**extra, "din": din, **({"sec": sec} if sec else {})})
         self.genealogy.register_container(cid, batch=expected.batch_id, kind=ContainerKind.APHERESIS_BAG, din=din,
                                           location=expected.location)
         return Outcome(v, ev)

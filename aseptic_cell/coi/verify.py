@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Any
 
 from .config import CoiConfig
-from .isbt128 import DEFAULT_COI_REGEX, IdentifierError, parse_coi_id, parse_din
+from .isbt128 import DEFAULT_COI_REGEX, IdentifierError, parse_coi_id, parse_din, parse_sec
 from .model import Container, ContainerStatus, Genealogy, LocationRegister
 
 LABEL_SEPARATOR = "|"
@@ -62,6 +62,8 @@ class Code(StrEnum):
     PAPERWORK_MISMATCH = "PAPERWORK_MISMATCH"  # receipt: paperwork COI/DIN differ from the label
     CONTAINER_ALREADY_REGISTERED = "CONTAINER_ALREADY_REGISTERED"  # receipt: the id is taken
     SHIPMENT_CONDITION_FAILED = "SHIPMENT_CONDITION_FAILED"  # receipt: seal broken or temperature out of limits
+    SEC_INVALID = "SEC_INVALID"  # receipt: the SEC does not parse
+    SEC_MISSING = "SEC_MISSING"  # receipt: the market requires the SEC
 
 
 class Action(StrEnum):
@@ -74,7 +76,7 @@ class Action(StrEnum):
 _RULE = {
     Code.NO_READ: "COI-03", Code.SYMBOLOGY_FAILED: "COI-03", Code.SLOT_OWNED_BY_OTHER_COI: "COI-20",
     Code.SLOT_NOT_REGISTERED: "COI-20", Code.COI_CONNECT_REFUSED: "COI-10",
-    Code.SHIPMENT_CONDITION_FAILED: "APH_RECEIPT",
+    Code.SHIPMENT_CONDITION_FAILED: "APH_RECEIPT", Code.SEC_MISSING: "APH_RECEIPT",
 }
 
 
@@ -389,10 +391,14 @@ def verify_receipt(
     paperwork_din: str | None = None,
     seal_intact: bool,
     temperature_in_limits: bool,
+    sec: str | None = None,
+    sec_required: bool = False,
     policy: ScanPolicy | None = None,
 ) -> Verdict:
     """APH_RECEIPT: the apheresis bag's label read before it is registered (so it is not yet in the
-    genealogy). The label must carry a DIN with a valid check and the COI; label COI = the batch's
+    genealogy). Where the market requires the SEC (``sec_required``, ``config/coi.yaml``) it must be
+    given; a SEC given must parse and its donation number must be the DIN [EU-SEC-2015].
+    The label must carry a DIN with a valid check and the COI; label COI = the batch's
     COI = the paperwork's; the DIN is one of the batch's and the paperwork's; the container id is
     new; the shipper seal is intact and the temperature logger within limits. ``expected.location``
     is the receipt position. PROCEED means: register the bag, then log the receipt."""
@@ -442,6 +448,16 @@ def verify_receipt(
         return stop(Code.DIN_MISMATCH, f"DIN {din.body} is not a DIN of batch {batch.id} ({', '.join(batch.dins)})")
     if genealogy.get(cid) is not None:
         return stop(Code.CONTAINER_ALREADY_REGISTERED, f"container id {cid} is already registered")
+    if sec is not None:
+        try:
+            parsed = parse_sec(sec)
+        except IdentifierError as exc:
+            return stop(Code.SEC_INVALID, f"SEC of {cid}: {exc}")
+        if parsed.donation_number != din.body:
+            return stop(Code.DIN_MISMATCH, f"SEC donation number {parsed.donation_number} is not the DIN {din.body}")
+    elif sec_required:
+        return Verdict(Code.SEC_MISSING, Action.HOLD, "APH_RECEIPT", f"receipt of {cid}: the market requires the "
+                       "SEC and none was read", cid, label.coi, (scan.raw(),), details={"din": din.body})
     if not (seal_intact and temperature_in_limits):
         why = ", ".join(w for w, bad in (("shipper seal broken", not seal_intact),
                                           ("temperature logger out of limits", not temperature_in_limits)) if bad)

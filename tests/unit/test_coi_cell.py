@@ -176,3 +176,10 @@ def test_a_consumed_container_read_again_opens_a_deviation(coi: ChainOfIdentity)
     r = o.verdict.response
     assert r is not None and r.quarantine_containers == () and r.quarantine_position == "rtp1"
     assert coi.genealogy.container("APH-A").status is ContainerStatus.CONSUMED
+
+
+def test_receipt_sec_per_market(coi: ChainOfIdentity) -> None:
+    o = receive(coi, "B-A", COI_A, "APH-A", DIN_A, market="JP")  # a market without a setting requires it
+    assert o.verdict.code is Code.SEC_MISSING and coi.genealogy.get("APH-A") is None
+    o = receive(coi, "B-A", COI_A, "APH-A", DIN_A, market="EU")  # shipped config: not required
+    assert o.ok and o.event is not None and "sec" not in o.event.extra

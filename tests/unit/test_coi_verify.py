@@ -324,3 +324,14 @@ def test_receipt_of_a_known_id_or_a_compromised_shipment() -> None:
     v = _receipt(_aph_label(), g2, temperature_in_limits=False)
     assert v.action is Action.HOLD and "temperature" in v.message
     assert _receipt(None, g2).code is Code.NO_READ
+
+
+def test_receipt_sec_where_the_market_requires_it() -> None:
+    g = _receipt_cell()
+    sec = "GB000123" + DIN_A + "A0000001" + "001" + "00000000"
+    assert _receipt(_aph_label(), g, sec=sec, sec_required=True).ok
+    v = _receipt(_aph_label(), g, sec_required=True)
+    assert (v.code, v.action) == (Code.SEC_MISSING, Action.HOLD)
+    assert _receipt(_aph_label(), g, sec="SEC:" + sec[:-1]).code is Code.SEC_INVALID
+    other = "GB000123" + DIN_B + "A0000001" + "001" + "00000000"
+    assert _receipt(_aph_label(), g, sec=other).code is Code.DIN_MISMATCH
