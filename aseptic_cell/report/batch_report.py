@@ -95,10 +95,11 @@ def _identity(entries: tuple[Entry, ...]) -> dict[str, Any]:
 
 
 def _versions(entries: tuple[Entry, ...]) -> dict[str, Any]:
-    """Recipe id/version and every ``*hash*``/``*version*`` value recorded with the batch start."""
+    """Recipe id/version and every ``*hash*``/``*version*`` value recorded with the batch start or
+    in a ``config`` entry of the batch (the first value of each key)."""
     out: dict[str, Any] = {}
     for e in entries:
-        if e.kind in ("command", "config") and e.action in ("batch.start", "config.snapshot", "batch.config"):
+        if e.kind == "config" or (e.kind == "command" and e.action == "batch.start"):
             for k, v in sorted(e.payload.items()):
                 if isinstance(v, (str, int, float)) and ("recipe" in k or "hash" in k or "version" in k):
                     out.setdefault(k, v)
