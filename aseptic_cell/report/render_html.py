@@ -114,8 +114,9 @@ def html_document(r: BatchReport) -> str:
                [[s["seq"], f"{s['name']} ({s['user_id']}, {s['role']})", s["signed_at_iso"], s["meaning"].upper(),
                  s["action"], s["record_hash"]] for s in r.signatures], "no signature recorded", (5,)),
         "<h2>10. Chain verification</h2>",
-        f"<p>{verdict}: {_t(r.chain.get('text'))}. Head seq {_t(r.chain.get('head_seq'))}, head hash "
-        f"<code>{_t(r.chain.get('head_hash'))}</code>.</p>",
+        f"<p>{verdict}: {_t(r.chain.get('text'))}"
+        + ("" if ok else f"; verified up to seq {_t(r.chain.get('head_seq'))}, hash "
+                         f"<code>{_t(r.chain.get('head_hash'))}</code>") + "</p>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

@@ -164,8 +164,9 @@ def write_pdf(report: BatchReport, out: Path) -> Path:
                        or [["", "no signature recorded", "", "", "", ""]], [0.06, 0.22, 0.2, 0.1, 0.14, 0.28]))
 
     story.append(para("10. Chain verification", h2))
-    story.append(para(f"<b>{'OK' if chain_ok else 'FAILED'}</b>: {_t(r.chain.get('text'))}. Head seq "
-                      f"{_t(r.chain.get('head_seq'))}, head hash {_t(r.chain.get('head_hash'))}."))
+    story.append(para(f"<b>{'OK' if chain_ok else 'FAILED'}</b>: {_t(r.chain.get('text'))}"
+                      + ("" if chain_ok else f"; verified up to seq {_t(r.chain.get('head_seq'))}, hash "
+                                             f"{_t(r.chain.get('head_hash'))}")))
 
     def footer(canvas: Any, doc: Any) -> None:
         canvas.saveState()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sqlite3
 
 import py_trees
 import pypdfium2 as pdfium
@@ -139,3 +140,11 @@ def test_cellctl_record_report_pdf_html_and_exit_code(demo_record, tmp_path, cap
     assert "Exceptions (review by exception)" in (tmp_path / "o.html").read_text(encoding="utf-8")
     assert "chain OK" in capsys.readouterr().out
     assert cellctl(["record", "report", str(tmp_path / "none.db"), "--pdf", "-o", str(tmp_path / "x.pdf")]) == 1
+    conn = sqlite3.connect(copy)  # a changed row: the report is still written, says FAILED, exit 1
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET reason = 'edited' WHERE seq = 3")
+    conn.commit()
+    conn.close()
+    assert cellctl(["record", "report", str(copy), "--html", "-o", str(tmp_path / "t.html")]) == 1
+    tampered = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert "FAILED" in tampered and "hash mismatch at seq 3" in tampered
