@@ -16,6 +16,7 @@ import argparse
 import getpass
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,7 @@ class _WallClock:
 
 def cmd_record_review(args: argparse.Namespace) -> int:
     from aseptic_cell.auth import UserDirectory, UsersFileError
+    from aseptic_cell.auth.lockout import LoginGuard
     from aseptic_cell.config import default_config_dir
     from aseptic_cell.records import BatchRecord, RecordError, signature_manifest
 
@@ -120,12 +122,14 @@ def cmd_record_review(args: argparse.Namespace) -> int:
     try:
         with BatchRecord(args.file, _WallClock()) as record:
             users = UserDirectory.from_file(config / "users.yaml", _WallClock(), record=record)
+            # the cell's lock-out store, shared with the HMI, supervisor and OPC UA server (§11.300)
+            users.guard = LoginGuard.shared(users.config.policy, source="cellctl")
             entry = sign_reviewed(record, users, args.user, password, batch_id=review.batch_id,
                                   min_priority=args.min_priority, comment=args.comment)
     except ReviewRefused as exc:
         print(f"REFUSED: {exc.reason}", file=sys.stderr)
         return EXIT_FAILED
-    except (UsersFileError, RecordError) as exc:
+    except (UsersFileError, RecordError, OSError, sqlite3.Error) as exc:
         print(f"REFUSED: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"seq {entry.seq}: {signature_manifest(entry.payload)}")

@@ -170,3 +170,27 @@ def test_reviewer_signs_reviewed_with_meaning_review_and_roles_are_checked(trip_
     assert p["subject"]["departures"] == [[d.seq, d.entry_hash, d.category] for d in after.departures]
     assert after.reviews and after.reviews[0]["covers_stored_subject"] and after.reviews[0]["user_id"] == "qa1"
     assert verify_file(path).ok
+
+
+def test_cellctl_record_review_signs_with_the_password_from_the_environment(trip_record, tmp_path, monkeypatch,
+                                                                           capsys):
+    import shutil
+
+    from aseptic_cell.cli import main as cellctl
+
+    path = tmp_path / "r.db"
+    shutil.copy(trip_record, path)
+    monkeypatch.setenv("ASEPTIC_CELL_SECURITY_DIR", str(tmp_path / "security"))  # the cell's lock-out store
+    monkeypatch.setenv("REVIEW_PW", "wrong-password")
+    assert cellctl(["record", "review", str(path), "--user", "sup1", "--password-env", "REVIEW_PW"]) == 1
+    assert "invalid user id or password" in capsys.readouterr().err
+    monkeypatch.setenv("REVIEW_PW", "sup1-demo-2026")
+    assert cellctl(["record", "review", str(path), "--user", "sup1", "--password-env", "REVIEW_PW",
+                    "--comment", "reviewed, trip explained"]) == 0
+    out = capsys.readouterr().out
+    assert "[refusal]" in out and "[trip]" in out and "meaning: REVIEW" in out
+    with BatchRecord(path, FakeClock()) as rec:
+        failed = [e for e in rec.entries(kinds=["auth"]) if e.action == "auth.failed"]
+        sig = rec.entries(kinds=["signature"])[-1]
+    assert failed and failed[0].payload["user_id"] == "sup1"  # the refused attempt is in the record
+    assert sig.reason == "reviewed, trip explained" and sig.payload["meaning"] == "review"
