@@ -153,7 +153,8 @@ def _format_loc(loc: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parse(path: Path, model: type[M], rel: str, issues: list[ConfigIssue]) -> M | None:
+def _parse(path: Path, model: type[M], rel: str, issues: list[ConfigIssue],
+           context: Mapping[str, Any] | None = None) -> M | None:
     if not path.is_file():
         issues.append(ConfigIssue(rel, "", "file is missing"))
         return None
@@ -171,7 +172,7 @@ def _parse(path: Path, model: type[M], rel: str, issues: list[ConfigIssue]) -> M
         issues.append(ConfigIssue(rel, "", f"expected a mapping at the top level, got {type(data).__name__}"))
         return None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=dict(context) if context is not None else None)
     except ValidationError as exc:
         seen = set()
         for err in exc.errors():
@@ -186,6 +187,15 @@ def _parse(path: Path, model: type[M], rel: str, issues: list[ConfigIssue]) -> M
             seen.add(key)
             issues.append(ConfigIssue(rel, path_s, msg, _line_of(node, clean)))
         return None
+
+
+def parse_yaml_file(path: Path, model: type[M], rel: str, issues: list[ConfigIssue],
+                    context: Mapping[str, Any] | None = None) -> M | None:
+    """Read one YAML file (duplicate keys rejected) and validate it with ``model`` (pydantic
+    validation ``context`` optional); each problem is appended to ``issues`` with its field path
+    and line, and ``None`` is returned. For configuration files outside :func:`config_files`
+    (``scheduling.yaml``, ``processes/*.yaml``)."""
+    return _parse(path, model, rel, issues, context)
 
 
 # ----------------------------------------------------------------------------- cross-file checks
