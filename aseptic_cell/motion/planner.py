@@ -1,7 +1,14 @@
-"""Collision-free joint-space planning: the C planner (RRT-Connect over the float32 fast
-path, shortcutting; ``src/plan.c``), then time parameterisation within the joint velocity
-and acceleration limits and the TCP speed class, then the certified trajectory check of
-the result. Use it as :meth:`aseptic_cell.motion.Scene.plan`.
+"""Collision-free joint-space planning: the C planner over the float32 fast path (the
+straight move; else the shortest path on a lazy roadmap, ``src/roadmap.c``; else
+RRT-Connect, ``src/plan.c``; then shortcutting), then time parameterisation within the
+joint velocity and acceleration limits and the TCP speed class, then the certified
+trajectory check of the result. Use it as :meth:`aseptic_cell.motion.Scene.plan`.
+
+The roadmap (fixed vertices, edges checked only when a candidate path uses them, every
+verdict memoised) is kept per planning scene, active box set and SIMD level, so repeated
+queries on one cell (the station moves, under changing keep-outs) reuse what earlier
+ones checked. The memo is a cache of pure verdicts: a query's result does not depend on
+what was planned before; the seed drives the RRT-Connect fallback and the shortcutting.
 
 The search runs on a copy of the scene whose safety margin is larger by a planning
 buffer; edges are checked at configurations no more than the buffer of link motion
@@ -36,6 +43,15 @@ EXTEND_RAD = 0.5
 #: Default search budget (RRT-Connect iterations) and shortcut attempts.
 MAX_SAMPLES = 20000
 SHORTCUT_ITERS = 60
+#: Lazy roadmap (``src/roadmap.c``), one per planning scene, active box set and SIMD level,
+#: kept between calls: vertices, neighbours per vertex, the fixed seed of its vertices, the
+#: budget of lazy searches per query, and how many roadmaps a scene keeps.
+ROADMAP_VERTICES = 1500
+ROADMAP_K = 10
+ROADMAP_SEED = 0x5EED
+ROADMAP_ROUNDS = 200
+ROADMAP_CACHE = 8
+_METHODS = {0: "straight", 1: "roadmap", 2: "rrt"}
 #: Fraction of the joint velocity / acceleration limits and of the TCP speed class the
 #: time parameterisation aims at (the certified check then verifies the real limits).
 LIMIT_FRACTION = 0.9
@@ -58,9 +74,12 @@ class PlanResult:
         samples: (N, 6) timed trajectory sampled every ``dt`` seconds; empty on refusal.
         dt: sample period (s).
         check: the certified :class:`TrajectoryCheck` of ``samples`` (None if not reached).
-        iterations: RRT-Connect iterations used (0 for a straight move).
+        iterations: searches used: lazy roadmap searches (``method == "roadmap"``) or
+            RRT-Connect iterations (``"rrt"``); 0 for a straight move.
         plan_ms: wall time of the whole call (ms).
-        search_ms: of which the search in C (RRT-Connect and shortcutting, ms).
+        search_ms: of which the search in C (roadmap or RRT-Connect, shortcutting, ms).
+        method: how the path was found: ``"straight"``, ``"roadmap"`` or ``"rrt"``.
+        edges_checked: roadmap edges checked by this call (the others were known).
     """
 
     ok: bool
@@ -73,6 +92,8 @@ class PlanResult:
     iterations: int
     plan_ms: float
     search_ms: float = 0.0
+    method: str = ""
+    edges_checked: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -87,6 +108,28 @@ def _planning_scene(scene: Scene, buffer: float) -> Scene:
         arm = scene.arm.model_copy(update={"safety_margin_m": scene.margin + buffer})
         cache[buffer] = Scene(arm, scene.geometry, scene.tcp_offset)
     return cache[buffer]
+
+
+def _roadmap(ps: Scene, active: bytes) -> object:
+    """The lazy roadmap of planning scene ``ps`` for ``active`` at the current SIMD level
+    (built on first use). Its memo of edge verdicts makes later queries faster; it never
+    changes their result (``src/roadmap.c``)."""
+    cache: dict[tuple[bytes, str], object] = ps.__dict__.setdefault("_roadmaps", {})
+    key = (active, _ccheck.simd_level())
+    rm = cache.get(key)
+    if rm is None:
+        if len(cache) >= ROADMAP_CACHE:
+            cache.pop(next(iter(cache)))
+        rm = cache[key] = _ccheck.roadmap_new(ps._capsule, active, ROADMAP_VERTICES, ROADMAP_K,
+                                              ROADMAP_SEED)
+    return rm
+
+
+def clear_roadmaps(scene: Scene) -> None:
+    """Drop the cached roadmaps of ``scene``'s planning scenes (the next call builds them
+    again; for benchmarks of the first query)."""
+    for ps in scene.__dict__.get("_plan_scenes", {}).values():
+        ps.__dict__.pop("_roadmaps", None)
 
 
 def _segment_samples(qa: np.ndarray, qb: np.ndarray, steps: int) -> np.ndarray:
@@ -162,6 +205,7 @@ def plan(
     max_samples: int = MAX_SAMPLES,
     shortcut_iters: int = SHORTCUT_ITERS,
     buffer_m: float = PLAN_BUFFER_M,
+    roadmap: bool = True,
 ) -> PlanResult:
     """Plan q_start -> q_goal (see :meth:`Scene.plan`)."""
     from .scene import as_joint_array
@@ -178,11 +222,12 @@ def plan(
     conds = scene.active_conditions if conditions is None else frozenset(conditions)
 
     search_ms = 0.0
+    method, checked = "", 0
 
     def refuse(code: str, reason: str, iters: int = 0, check: TrajectoryCheck | None = None) -> PlanResult:
         empty = np.zeros((0, 6))
         return PlanResult(False, code, reason, empty, empty, dt, check, iters,
-                          (time.perf_counter() - t0) * 1e3, search_ms)
+                          (time.perf_counter() - t0) * 1e3, search_ms, method, checked)
 
     # start and goal on the real scene first: a refusal names the pair
     ends = scene.clearance(np.concatenate([qs, qg]), conditions=conds)
@@ -201,15 +246,19 @@ def plan(
         ps = _planning_scene(scene, buf)
         active = ps._mask_arg(conds)
         ts = time.perf_counter()
-        code, n, iters = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
-                                      int(shortcut_iters), float(buf), EXTEND_RAD, out)
+        rm = _roadmap(ps, active) if roadmap else None
+        code, n, iters, m, c = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
+                                            int(shortcut_iters), float(buf), EXTEND_RAD, out,
+                                            rm, ROADMAP_ROUNDS)
         search_ms += (time.perf_counter() - ts) * 1e3
+        method, checked = _METHODS.get(m, "rrt"), checked + c
         if code not in (1, 2):  # start/goal inside the buffer only: retry with a smaller one
             break
     if code != 0:
         name = _CODES.get(code, "no_path")
         if name == "no_path":
-            return refuse(name, f"no path within the budget of {max_samples} samples", iters)
+            where = f"on the roadmap ({ROADMAP_VERTICES} vertices) nor " if roadmap and ROADMAP_ROUNDS > 0 else ""
+            return refuse(name, f"no path {where}within the budget of {max_samples} samples", iters)
         return refuse(name, f"{name.split('_')[0]} within {scene.margin * 1000 + buf * 1000:.1f} mm of "
                             f"an obstacle (planning buffer); no room to plan", iters)
     waypoints = out[:n].copy()
@@ -220,7 +269,7 @@ def plan(
         check = scene.check_trajectory(samples, dt, speed_class=cls, conditions=conds)
         if check.ok:
             return PlanResult(True, "ok", "", waypoints, samples, dt, check, iters,
-                              (time.perf_counter() - t0) * 1e3, search_ms)
+                              (time.perf_counter() - t0) * 1e3, search_ms, method, checked)
         if check.kind not in ("speed", "limit") or check.first_failing_index is None:
             break
         seg = int(np.searchsorted(seg_ends, check.first_failing_index))

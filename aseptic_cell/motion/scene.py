@@ -606,13 +606,14 @@ class Scene:
     ) -> PlanResult:
         """Plan a collision-free, timed, certified trajectory q_start -> q_goal.
 
-        RRT-Connect (C, over the fast path, deterministic for ``seed``) with shortcutting,
+        The straight move, else a lazy roadmap kept per active box set, else RRT-Connect
+        (C, over the fast path, deterministic for ``seed``), with shortcutting,
         minimum-jerk timing within the joint limits and the TCP speed class, then the
         certified :meth:`check_trajectory` of the result under ``conditions``. Returns a
         :class:`~aseptic_cell.motion.planner.PlanResult`; ``ok=False`` with ``code``
         ``start_in_collision``, ``goal_in_collision``, ``no_path`` or ``not_certified``
         and a ``reason`` otherwise. ``options``: ``max_samples``, ``shortcut_iters``,
-        ``buffer_m``.
+        ``buffer_m``, ``roadmap`` (False: RRT-Connect only).
         """
         from .planner import plan
 

@@ -298,6 +298,39 @@ enum { CC_PLAN_OK = 0, CC_PLAN_START = 1, CC_PLAN_GOAL = 2, CC_PLAN_BUDGET = 3, 
 int cc_plan(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qs,
             const double *qg, const cc_plan_opts *o, double *out, long max_out, long *nout,
             long *samples);
+/* Lazy roadmap (roadmap.c): fixed free vertices, k-nearest edges checked only when a
+ * query's shortest path uses them, every edge verdict memoised. */
+#define CC_RM_MAXK 16
+#define CC_RM_MAX_ANCHORS 1024
+typedef struct cc_roadmap {
+    int n, k, ka;             /* vertices, neighbours per vertex, per anchor */
+    double *q;                /* n * 6 */
+    int *adj_off, *adj;       /* CSR adjacency (symmetrised k nearest) */
+    int nanch;                /* anchors (query endpoints): ids n .. n + nanch - 1 */
+    double *aq;
+    int *anbr, *ank;          /* anchor's nearest vertices (ka each) and their count */
+    uint64_t *hkey;           /* edge verdict memo (1 free, 2 not) */
+    uint8_t *hval;
+    size_t hcap, hcount;
+} cc_roadmap;
+cc_roadmap *cc_roadmap_new(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, int n,
+                           int k, uint64_t seed);
+void cc_roadmap_free(cc_roadmap *R);
+const double *cc_roadmap_q(const cc_roadmap *R, int id);
+int cc_roadmap_anchor(cc_roadmap *R, const double *q);
+void cc_roadmap_reserve(cc_roadmap *R, int anchors);
+int cc_roadmap_edge(cc_roadmap *R, const cc_scene *S, const uint64_t *active, cc_fast_fn fast,
+                    int a, int b, double step, long *checks);
+long cc_roadmap_query(cc_roadmap *R, const cc_scene *S, const uint64_t *active, cc_fast_fn fast,
+                      int sid, int gid, double step, long max_rounds, int *path, long max_path,
+                      long *rounds, long *checks);
+enum { CC_METHOD_STRAIGHT = 0, CC_METHOD_ROADMAP = 1, CC_METHOD_RRT = 2 };
+/* cc_plan with an optional roadmap R (NULL: RRT-Connect only): the straight move, then
+ * the lazy roadmap (at most max_rounds searches), then RRT-Connect. *method: how the
+ * path was found; *checks: edges checked (roadmap). */
+int cc_plan_rm(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qs,
+               const double *qg, const cc_plan_opts *o, cc_roadmap *R, long max_rounds,
+               double *out, long max_out, long *nout, long *samples, int *method, long *checks);
 /* Is the straight joint motion qa -> qb free on the fast path, with configurations
  * checked at most `step` metres of link motion apart (see plan.c)? */
 int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,

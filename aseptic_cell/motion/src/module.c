@@ -628,8 +628,13 @@ static PyMethodDef methods[] = {
     {"set_broad_phase", cc_py_set_broad_phase, METH_VARARGS,
      "set_broad_phase(scene, 'bvh' | 'flat' | 'auto') -> previous mode."},
     {"plan", cc_py_plan, METH_VARARGS,
-     "plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend, out)"
-     " -> (code, n_waypoints, samples)."},
+     "plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend, out"
+     "[, roadmap, max_rounds])"
+     " -> (code, n_waypoints, iterations, method, edges_checked)."},
+    {"roadmap_new", cc_py_roadmap_new, METH_VARARGS,
+     "roadmap_new(scene, active, n, k, seed): lazy roadmap for plan (see roadmap.c)."},
+    {"roadmap_info", cc_py_roadmap_info, METH_VARARGS,
+     "roadmap_info(roadmap) -> (vertices, edges, anchors, memoised edge verdicts)."},
     {"motion_free", cc_py_motion_free, METH_VARARGS,
      "motion_free(scene, q_a, q_b, active, step): straight joint motion free on the fast path."},
     {"seg_box_dist", py_seg_box_dist, METH_VARARGS, "Batched segment-to-oriented-box distance."},

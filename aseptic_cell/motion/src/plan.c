@@ -231,22 +231,89 @@ static long shortcut(const cc_scene *S, const uint64_t *active, cc_fast_fn fast,
     return n;
 }
 
+/* shortcut() on a path of roadmap ids, every edge through the roadmap's memo */
+static long shortcut_ids(cc_roadmap *R, const cc_scene *S, const uint64_t *active, cc_fast_fn fast,
+                         int *p, long n, const cc_plan_opts *o, uint64_t *rng, long *checks)
+{
+    for (int it = 0; it < o->shortcut_iters && n > 2; it++) {
+        long i = (long)(unif(rng) * (double)n), j = (long)(unif(rng) * (double)n);
+        if (i > j) { long t = i; i = j; j = t; }
+        if (j - i < 2) continue;
+        if (!cc_roadmap_edge(R, S, active, fast, p[i], p[j], o->step, checks)) continue;
+        memmove(p + i + 1, p + j, (size_t)(n - j) * sizeof(int));
+        n -= j - i - 1;
+    }
+    long w = 0, i = 0;
+    while (i < n - 1) {
+        long j = n - 1;
+        while (j > i + 1 && !cc_roadmap_edge(R, S, active, fast, p[i], p[j], o->step, checks)) j--;
+        p[++w] = p[j];
+        i = j;
+    }
+    return w + 1;
+}
+
 int cc_plan(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qs,
             const double *qg, const cc_plan_opts *o, double *out, long max_out, long *nout,
             long *samples)
 {
+    int method;
+    long checks = 0;
+    return cc_plan_rm(S, active, fast, qs, qg, o, NULL, 0, out, max_out, nout, samples, &method,
+                      &checks);
+}
+
+int cc_plan_rm(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qs,
+               const double *qg, const cc_plan_opts *o, cc_roadmap *R, long max_rounds,
+               double *out, long max_out, long *nout, long *samples, int *method, long *checks)
+{
     *nout = 0;
     *samples = 0;
+    *method = CC_METHOD_STRAIGHT;
+    *checks = 0;
     if (!config_free(S, active, fast, qs)) return CC_PLAN_START;
     if (!config_free(S, active, fast, qg)) return CC_PLAN_GOAL;
     if (max_out < 2) return CC_PLAN_NOMEM;
-    if (cc_motion_free(S, active, fast, qs, qg, o->step)) {
+    int sid = -1, gid = -1;
+    if (R) {
+        cc_roadmap_reserve(R, 2);
+        sid = cc_roadmap_anchor(R, qs);
+        gid = cc_roadmap_anchor(R, qg);
+        if (sid < 0 || gid < 0) R = NULL;
+    }
+    const int straight = R ? cc_roadmap_edge(R, S, active, fast, sid, gid, o->step, checks)
+                           : cc_motion_free(S, active, fast, qs, qg, o->step);
+    if (straight) {
         memcpy(out, qs, CC_NJ * sizeof(double));
         memcpy(out + CC_NJ, qg, CC_NJ * sizeof(double));
         *nout = 2;
         return CC_PLAN_OK;
     }
     uint64_t rng = o->seed ^ 0x5eed5eed5eed5eedull;
+    if (R && max_rounds > 0) {
+        /* the lazy roadmap first; RRT-Connect if its free edges join no path */
+        const long cap = max_out < R->n + 2 ? max_out : R->n + 2;
+        int *path = malloc((size_t)cap * sizeof(int));
+        long rounds = 0;
+        long m = path ? cc_roadmap_query(R, S, active, fast, sid, gid, o->step, max_rounds, path, cap,
+                                         &rounds, checks)
+                      : -1;
+        if (m >= 2) {
+            m = shortcut_ids(R, S, active, fast, path, m, o, &rng, checks);
+            for (long i = 0; i < m; i++)
+                memcpy(out + CC_NJ * i, cc_roadmap_q(R, path[i]), CC_NJ * sizeof(double));
+            /* exact endpoints (anchors hold the same values) */
+            memcpy(out, qs, CC_NJ * sizeof(double));
+            memcpy(out + CC_NJ * (m - 1), qg, CC_NJ * sizeof(double));
+            free(path);
+            *nout = m;
+            *samples = rounds;
+            *method = CC_METHOD_ROADMAP;
+            return CC_PLAN_OK;
+        }
+        free(path);
+    }
+    *method = CC_METHOD_RRT;
     const long cap = o->max_samples + 2;
     tree ta = {malloc((size_t)cap * CC_NJ * sizeof(double)), malloc((size_t)cap * sizeof(int)), 0, cap};
     tree tb = {malloc((size_t)cap * CC_NJ * sizeof(double)), malloc((size_t)cap * sizeof(int)), 0, cap};

@@ -19,5 +19,7 @@ cc_fast_fn cc_py_fast_fn(void);
 PyObject *cc_py_set_broad_phase(PyObject *self, PyObject *args);
 PyObject *cc_py_plan(PyObject *self, PyObject *args);
 PyObject *cc_py_motion_free(PyObject *self, PyObject *args);
+PyObject *cc_py_roadmap_new(PyObject *self, PyObject *args);
+PyObject *cc_py_roadmap_info(PyObject *self, PyObject *args);
 
 #endif

@@ -5,21 +5,110 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RM_CAPSULE "aseptic_cell.motion._ccheck.roadmap"
+
+/* A roadmap capsule: the roadmap, the scene capsule it was built on (kept alive), its
+ * active set, and a busy flag (a call that finds it in use plans without it). */
+typedef struct {
+    cc_roadmap *R;
+    PyObject *scene;
+    uint64_t *active;
+    int busy;
+} rm_box;
+
+static void rm_capsule_free(PyObject *cap)
+{
+    rm_box *b = PyCapsule_GetPointer(cap, RM_CAPSULE);
+    if (!b) return;
+    cc_roadmap_free(b->R);
+    Py_XDECREF(b->scene);
+    free(b->active);
+    free(b);
+}
+
+/* roadmap_new(scene, active, n, k, seed) -> roadmap capsule (for plan on that scene and
+ * that active set only). */
+PyObject *cc_py_roadmap_new(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *os, *oact;
+    int n, k;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "OOiiK", &os, &oact, &n, &k, &seed)) return NULL;
+    const cc_scene *S = cc_py_get_scene(os);
+    if (!S) return NULL;
+    if (n < 2 || n > 1000000 || k < 1 || k > CC_RM_MAXK) {
+        PyErr_SetString(PyExc_ValueError, "invalid roadmap options");
+        return NULL;
+    }
+    uint64_t *active;
+    if (cc_py_get_active(oact, S, &active) < 0) return NULL;
+    rm_box *b = calloc(1, sizeof *b);
+    if (!b) { free(active); return PyErr_NoMemory(); }
+    cc_fast_fn fn = cc_py_fast_fn();
+    cc_roadmap *R;
+    Py_BEGIN_ALLOW_THREADS
+    R = cc_roadmap_new(S, active, fn, n, k, (uint64_t)seed);
+    Py_END_ALLOW_THREADS
+    if (!R) {
+        free(active);
+        free(b);
+        PyErr_SetString(PyExc_RuntimeError, "roadmap: out of memory or no free configuration found");
+        return NULL;
+    }
+    b->R = R;
+    b->active = active;
+    b->scene = os;
+    Py_INCREF(os);
+    PyObject *cap = PyCapsule_New(b, RM_CAPSULE, rm_capsule_free);
+    if (!cap) {
+        b->scene = NULL;
+        Py_DECREF(os);
+        cc_roadmap_free(R);
+        free(active);
+        free(b);
+    }
+    return cap;
+}
+
+/* roadmap_info(roadmap) -> (vertices, edges, anchors, memoised edge verdicts) */
+PyObject *cc_py_roadmap_info(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *orm;
+    if (!PyArg_ParseTuple(args, "O", &orm)) return NULL;
+    rm_box *b = PyCapsule_GetPointer(orm, RM_CAPSULE);
+    if (!b) return NULL;
+    return Py_BuildValue("iiin", b->R->n, b->R->adj_off[b->R->n] / 2, b->R->nanch,
+                         (Py_ssize_t)b->R->hcount);
+}
+
 /* plan(scene, q_start, q_goal, active, seed, max_samples, shortcut_iters, step, extend,
- * out) -> (code, n_waypoints, samples); out: float64 buffer of max_out * 6. */
+ * out[, roadmap, max_rounds]) -> (code, n_waypoints, iterations, method, edges_checked);
+ * out: float64 buffer of max_out * 6; roadmap: None or a capsule of roadmap_new built on
+ * this scene and this active set. */
 PyObject *cc_py_plan(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *os, *oa, *ob, *oact, *oo;
+    PyObject *os, *oa, *ob, *oact, *oo, *orm = Py_None;
     unsigned long long seed;
-    long max_samples;
+    long max_samples, max_rounds = 0;
     int shortcut_iters;
     double step, ext;
-    if (!PyArg_ParseTuple(args, "OOOOKlidd" "O", &os, &oa, &ob, &oact, &seed, &max_samples,
-                          &shortcut_iters, &step, &ext, &oo))
+    if (!PyArg_ParseTuple(args, "OOOOKlidd" "O|Ol", &os, &oa, &ob, &oact, &seed, &max_samples,
+                          &shortcut_iters, &step, &ext, &oo, &orm, &max_rounds))
         return NULL;
     const cc_scene *S = cc_py_get_scene(os);
     if (!S) return NULL;
+    rm_box *rb = NULL;
+    if (orm != Py_None) {
+        rb = PyCapsule_GetPointer(orm, RM_CAPSULE);
+        if (!rb) return NULL;
+        if (rb->scene != os) {
+            PyErr_SetString(PyExc_ValueError, "roadmap built on another scene");
+            return NULL;
+        }
+    }
     if (!(step > 0.0 && isfinite(step)) || !(ext > 0.0 && isfinite(ext)) || max_samples < 0 ||
         max_samples > 100000000 || shortcut_iters < 0) {
         PyErr_SetString(PyExc_ValueError, "invalid planner options");
@@ -47,19 +136,33 @@ PyObject *cc_py_plan(PyObject *self, PyObject *args)
         PyBuffer_Release(&vo);
         return NULL;
     }
+    cc_roadmap *R = NULL;
+    if (rb && !rb->busy) {
+        if (memcmp(rb->active, active, (size_t)S->nwords * sizeof(uint64_t)) != 0) {
+            PyErr_SetString(PyExc_ValueError, "roadmap built for another active box set");
+            free(active);
+            PyBuffer_Release(&va);
+            PyBuffer_Release(&vb);
+            PyBuffer_Release(&vo);
+            return NULL;
+        }
+        R = rb->R;
+        rb->busy = 1;
+    }
     cc_plan_opts o = {(uint64_t)seed, max_samples, shortcut_iters, step, ext};
-    long nout = 0, samples = 0;
-    int code;
+    long nout = 0, samples = 0, checks = 0;
+    int code, method = 0;
     cc_fast_fn fn = cc_py_fast_fn();
     Py_BEGIN_ALLOW_THREADS
-    code = cc_plan(S, active, fn, va.buf, vb.buf, &o, vo.buf, (long)(vo.len / 8 / CC_NJ), &nout,
-                   &samples);
+    code = cc_plan_rm(S, active, fn, va.buf, vb.buf, &o, R, max_rounds, vo.buf,
+                      (long)(vo.len / 8 / CC_NJ), &nout, &samples, &method, &checks);
     Py_END_ALLOW_THREADS
+    if (R) rb->busy = 0;
     free(active);
     PyBuffer_Release(&va);
     PyBuffer_Release(&vb);
     PyBuffer_Release(&vo);
-    return Py_BuildValue("ill", code, nout, samples);
+    return Py_BuildValue("illil", code, nout, samples, method, checks);
 }
 
 /* motion_free(scene, q_a, q_b, active, step) -> bool (fast path, see plan.c). */
