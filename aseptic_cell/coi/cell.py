@@ -90,7 +90,7 @@ class ChainOfIdentity:
         sec_required = market is not None and self.config.sec_required.get(market, True)
         v = verify_receipt(scan, expected, self.genealogy, paperwork_coi=paperwork_coi, paperwork_din=paperwork_din,
                            seal_intact=seal_intact, temperature_in_limits=temperature_in_limits, sec=sec,
-                           sec_required=sec_required, policy=self.policy)
+                           sec_required=sec_required, locations=self.locations, policy=self.policy)
         if not v.ok:
             return self._fail(v, expected, actor)
         cid, din = v.container_id or "", str(v.details["din"])
@@ -107,7 +107,7 @@ class ChainOfIdentity:
                  parents: Iterable[str], extra: Mapping[str, Any], sample_id: str | None = None) -> Outcome:
         """CONTAINER_REGISTER of ``expected.container_id`` at ``expected.location`` after the read-back
         of its printed label (LAB-08); its parents must be of the batch's COI."""
-        v = verify_label_readback(scan, expected, self.genealogy, self.policy)
+        v = verify_label_readback(scan, expected, self.genealogy, self.policy, self.locations)
         if not v.ok:
             return self._fail(v, expected, actor)
         cid, pids = expected.container_id or "", tuple(parents)

@@ -270,6 +270,34 @@ def _no_read(code: Code, why: str, scan: ScanResult, policy: ScanPolicy) -> Verd
                    "operator action (glove port / camera review); no identity is assumed", scans=(scan.raw(),))
 
 
+def _place_check(
+    position: str,
+    coi: str,
+    cid: str,
+    expected: Expectation,
+    scans: tuple[ScanResult, ...],
+    genealogy: Genealogy,
+    locations: LocationRegister,
+    policy: ScanPolicy,
+    container: Container | None = None,
+) -> Verdict | None:
+    """COI-20 for a container of ``coi`` about to be at ``position``: None when it may be."""
+    dest = locations.get(position)
+    if dest is None:
+        return _stop(Code.LOCATION_MISMATCH, f"position {position} is not a known position", expected, scans,
+                     genealogy, policy, container=container, read_coi=coi, read_id=cid)
+    if dest.storage and dest.owner_coi is not None and dest.owner_coi != coi:
+        return _stop(Code.SLOT_OWNED_BY_OTHER_COI, f"{dest.id} is registered to COI {dest.owner_coi} (batch "
+                     f"{dest.owner_batch}); container {cid} is of COI {coi}", expected, scans, genealogy, policy,
+                     container=container, read_coi=coi, read_id=cid,
+                     other_batches=(dest.owner_batch,) if dest.owner_batch else ())
+    if dest.storage and dest.owner_coi is None:
+        return Verdict(Code.SLOT_NOT_REGISTERED, Action.HOLD, "COI-20", f"{dest.id} is not registered to COI "
+                       f"{coi}: register it to the batch before placing {cid}", cid, coi,
+                       tuple(s.raw() for s in scans))
+    return None
+
+
 def verify_scan(
     scan: ScanResult,
     expected: Expectation,
@@ -336,19 +364,10 @@ def verify_scan(
                      f"at {container.location}", expected, scans, genealogy, policy, container=container,
                      read_coi=container.coi)
     if expected.destination is not None:
-        dest = locations.get(expected.destination)
-        if dest is None:
-            return _stop(Code.LOCATION_MISMATCH, f"destination {expected.destination} is not a known position",
-                         expected, scans, genealogy, policy, container=container, read_coi=container.coi)
-        if dest.storage and dest.owner_coi is not None and dest.owner_coi != container.coi:
-            return _stop(Code.SLOT_OWNED_BY_OTHER_COI, f"{dest.id} is registered to COI {dest.owner_coi} (batch "
-                         f"{dest.owner_batch}); container {container.id} is of COI {container.coi}", expected, scans,
-                         genealogy, policy, container=container, read_coi=container.coi,
-                         other_batches=(dest.owner_batch,) if dest.owner_batch else ())
-        if dest.storage and dest.owner_coi is None:
-            return Verdict(Code.SLOT_NOT_REGISTERED, Action.HOLD, "COI-20", f"{dest.id} is not registered to COI "
-                           f"{container.coi}: register it to the batch before placing", container.id, container.coi,
-                           (scan.raw(),))
+        refused = _place_check(expected.destination, container.coi, container.id, expected, scans, genealogy,
+                               locations, policy, container)
+        if refused is not None:
+            return refused
     return Verdict(Code.OK, Action.PROCEED, "COI-02", f"{container.id} of COI {container.coi} verified",
                    container.id, container.coi, (scan.raw(),))
 
@@ -393,6 +412,7 @@ def verify_receipt(
     temperature_in_limits: bool,
     sec: str | None = None,
     sec_required: bool = False,
+    locations: LocationRegister | None = None,
     policy: ScanPolicy | None = None,
 ) -> Verdict:
     """APH_RECEIPT: the apheresis bag's label read before it is registered (so it is not yet in the
@@ -401,7 +421,8 @@ def verify_receipt(
     The label must carry a DIN with a valid check and the COI; label COI = the batch's
     COI = the paperwork's; the DIN is one of the batch's and the paperwork's; the container id is
     new; the shipper seal is intact and the temperature logger within limits. ``expected.location``
-    is the receipt position. PROCEED means: register the bag, then log the receipt."""
+    is the receipt position (with ``locations``: a storage position must be registered to the
+    COI, COI-20). PROCEED means: register the bag, then log the receipt."""
     policy = policy or ScanPolicy()
     scans = (scan,)
     if scan.read_failed or not scan.payload:
@@ -448,6 +469,10 @@ def verify_receipt(
         return stop(Code.DIN_MISMATCH, f"DIN {din.body} is not a DIN of batch {batch.id} ({', '.join(batch.dins)})")
     if genealogy.get(cid) is not None:
         return stop(Code.CONTAINER_ALREADY_REGISTERED, f"container id {cid} is already registered")
+    if locations is not None and expected.location is not None:
+        refused = _place_check(expected.location, label.coi, cid, expected, scans, genealogy, locations, policy)
+        if refused is not None:
+            return refused
     if sec is not None:
         try:
             parsed = parse_sec(sec)
@@ -473,11 +498,13 @@ def verify_label_readback(
     expected: Expectation,
     genealogy: Genealogy,
     policy: ScanPolicy | None = None,
+    locations: LocationRegister | None = None,
 ) -> Verdict:
     """LAB-08 / CONTAINER_REGISTER: the label printed for a new container read back before the
     container is released from the print station (engineering, after the labelling controls of
     [CFR1271 §1271.370]). ``expected.container_id`` is the id about to be registered; the label must
-    carry it and the batch's COI, and the id must be new."""
+    carry it and the batch's COI, and the id must be new; with ``locations``, a storage position it
+    is created in must be registered to the COI (COI-20)."""
     policy = policy or ScanPolicy()
     if not expected.container_id:
         raise ValueError("a label read-back names the container id it expects")
@@ -503,5 +530,9 @@ def verify_label_readback(
     if genealogy.get(cid) is not None:
         return _stop(Code.CONTAINER_ALREADY_REGISTERED, f"container id {cid} is already registered", expected, scans,
                      genealogy, policy, read_coi=label.coi, read_id=cid)
+    if locations is not None and expected.location is not None:
+        refused = _place_check(expected.location, label.coi, cid, expected, scans, genealogy, locations, policy)
+        if refused is not None:
+            return refused
     return Verdict(Code.OK, Action.PROCEED, "COI-02", f"label of new container {cid} (COI {label.coi}) read back",
                    cid, label.coi, (scan.raw(),))

@@ -32,8 +32,9 @@ COI_A, COI_B = "COI-AAAAAA", "COI-BBBBBB"
 DIN_A, DIN_B = "=G12341765432170", "A999917123456 9"
 ROBOT = "robot:ur5e-1"
 RECEIPT = {"shipper_id": "SH-1", "logger_file": "logger/SH-1.csv", "arrival_temp_c": 4.0}
-LOCATIONS = [("rtp1", LocationKind.RTP_BETA), ("welder", LocationKind.WORK_POSITION),
-             ("inc.slot1", LocationKind.INCUBATOR_SLOT), ("inc.slot2", LocationKind.INCUBATOR_SLOT)]
+LOCATIONS = [("rtp1", LocationKind.WORK_POSITION), ("beta.A", LocationKind.RTP_BETA),
+             ("welder", LocationKind.WORK_POSITION), ("inc.slot1", LocationKind.INCUBATOR_SLOT),
+             ("inc.slot2", LocationKind.INCUBATOR_SLOT)]
 
 
 class FakeClock:
@@ -183,3 +184,23 @@ def test_receipt_sec_per_market(coi: ChainOfIdentity) -> None:
     assert o.verdict.code is Code.SEC_MISSING and coi.genealogy.get("APH-A") is None
     o = receive(coi, "B-A", COI_A, "APH-A", DIN_A, market="EU")  # shipped config: not required
     assert o.ok and o.event is not None and "sec" not in o.event.extra
+
+
+def test_receipt_and_new_containers_only_into_a_beta_or_slot_of_their_coi(coi: ChainOfIdentity) -> None:
+    def into_beta(batch: str, c: str, cid: str, din: str) -> Outcome:
+        return coi.receive(scan(aph_label(c, cid, din)), Expectation(batch, c, None, "beta.A"), actor="op.alice",
+                           paperwork_coi=c, seal_intact=True, temperature_in_limits=True, extra=RECEIPT)
+
+    o = into_beta("B-A", COI_A, "APH-A", DIN_A)
+    assert (o.verdict.code, o.verdict.action) == (Code.SLOT_NOT_REGISTERED, Action.HOLD)
+    coi.locations.assign("beta.A", COI_A, "B-A")
+    assert into_beta("B-A", COI_A, "APH-A", DIN_A).ok
+    o = into_beta("B-B", COI_B, "APH-B", DIN_B)
+    assert o.verdict.code is Code.SLOT_OWNED_BY_OTHER_COI and o.verdict.response is not None
+    assert o.verdict.response.hold_batches == ("B-B", "B-A") and coi.genealogy.get("APH-B") is None
+    coi.locations.assign("inc.slot1", COI_B, "B-B")
+    assert receive(coi, "B-B", COI_B, "APH-B", DIN_B).ok
+    o = coi.register(scan(encode_label(COI_A, "BAG-A")), Expectation("B-A", COI_A, "BAG-A", "inc.slot1"),
+                     actor=ROBOT, kind=ContainerKind.CULTURE_BAG, parents=["APH-A"],
+                     extra={"kit_lot": "K1", "kit_expiry": "2027-01-31"})
+    assert o.verdict.code is Code.SLOT_OWNED_BY_OTHER_COI and coi.genealogy.get("BAG-A") is None
