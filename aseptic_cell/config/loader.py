@@ -28,6 +28,7 @@ def config_files() -> dict[str, type[BaseModel]]:
     """File name → model. (Alarm and user models are imported here: they build on config.base.)"""
     from ..alarms.models import AlarmsFile
     from ..auth.models import UsersFile
+    from ..coi.config import CoiConfig
 
     return {
         "cell.yaml": CellLayout,
@@ -38,6 +39,7 @@ def config_files() -> dict[str, type[BaseModel]]:
         "interlocks.yaml": InterlockCatalogue,
         "alarms.yaml": AlarmsFile,
         "users.yaml": UsersFile,
+        "coi.yaml": CoiConfig,
     }
 RECIPE_DIR = "recipes"
 REQUIRED_INTERLOCKS = tuple(f"IL-{i:02d}" for i in range(1, 13))
@@ -79,6 +81,7 @@ class CellConfig:
     users: Any  # aseptic_cell.auth.models.UsersFile
     recipes: dict[str, BatchRecipe] = field(default_factory=dict)
     recipe_files: dict[str, str] = field(default_factory=dict)
+    coi: Any = None  # aseptic_cell.coi.config.CoiConfig (chain of identity and custody)
 
     def recipe(self, recipe_id: str) -> BatchRecipe:
         try:
@@ -370,6 +373,7 @@ def load_config(directory: str | Path) -> CellConfig:
         interlocks=parsed["interlocks.yaml"],
         alarms=parsed["alarms.yaml"],
         users=parsed["users.yaml"],
+        coi=parsed["coi.yaml"],
         recipes=recipes,
         recipe_files=recipe_files,
     )
