@@ -1,5 +1,5 @@
 """``config/coi.yaml``: the site parameters of chain of identity and custody (all [M]: settings,
-never constants; HABITS 11). Validated by ``load_config`` with the other files."""
+never constants; HABITS 11). Validated by ``load_config`` with the other files (``CellConfig.coi``)."""
 
 from __future__ import annotations
 
@@ -81,16 +81,16 @@ class CoiConfig(Model):
 
 
 def load_coi_config(root: str | Path) -> CoiConfig:
-    """``root``/coi.yaml validated; defaults when the file is missing is NOT offered: the
-    parameters are the site's, so a missing file is an error.
+    """``root``/coi.yaml validated (``load_config`` also reads it, as ``CellConfig.coi``). No
+    defaults are offered for a missing file: the parameters are the site's.
 
     Raises:
         ConfigError: the file is missing or invalid (file, field, line, reason).
     """
-    from ..config.loader import ConfigError, ConfigIssue, _parse
+    from ..config.loader import ConfigError, ConfigIssue, parse_yaml_file
 
     issues: list[ConfigIssue] = []
-    parsed = _parse(Path(root) / FILE, CoiConfig, FILE, issues)
+    parsed = parse_yaml_file(Path(root) / FILE, CoiConfig, FILE, issues)
     if parsed is None:
         raise ConfigError(issues)
     return parsed

@@ -3,6 +3,7 @@ field and line."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,16 @@ def test_missing_coi_config_is_an_error(tmp_path: Path) -> None:
 def test_defaults_are_the_documented_ones() -> None:
     cfg = CoiConfig()
     assert cfg.n_scan_retry == 3 and cfg.coi_two_identifier_check and cfg.record_retention_years["EU"] == 30
+
+
+def test_load_config_validates_coi_yaml_with_the_other_files(tmp_path: Path) -> None:
+    from aseptic_cell.config import load_config, schemas
+
+    assert load_config(CONFIG).coi == load_coi_config(CONFIG)
+    assert "coi.yaml" in schemas()
+    d = tmp_path / "config"
+    shutil.copytree(CONFIG, d)
+    (d / "coi.yaml").write_text("n_scan_retry: many\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(d)
+    assert [(i.file, i.path) for i in e.value.issues] == [("coi.yaml", "n_scan_retry")]
