@@ -1,0 +1,120 @@
+"""Admission control: a batch is admitted only if its whole run fits, else refused with the reason.
+
+A batch fits when (1) an incubator slot is free now — the slot is then allocated for the whole
+run (SCH-P1: slots bound capacity) — and (2) the projected load of the arm and of the open
+zone stays within ``availability × 24 h`` on every day of its run, counting the nominal plan
+of every admitted batch (from its admission) plus this one, with one changeover
+(line clearance + purge wait, SEG-04/05) per open block (capacity model of the
+reference process [ZHU-2018] [CCI-2018]; parameters are site values [M]). No batch is admitted
+while a VHP that needs an empty incubator waits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .arbiter import VHP_PHASE, Arbiter
+from .process import ProcessDefinition
+from .resources import ARM, OPEN_ZONE
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class AdmissionResult:
+    admitted: bool
+    batch: str
+    reason: str
+    slot: str | None = None
+    projected_peak_min_per_day: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    start: float
+    process: ProcessDefinition
+    cryopreserved: bool
+
+
+class AdmissionControl:
+    """Admits batches onto an :class:`Arbiter`'s cell; :meth:`finish` returns the slot."""
+
+    def __init__(self, arbiter: Arbiter) -> None:
+        self.arbiter = arbiter
+        adm = arbiter.cfg.admission
+        self.capacity_per_day = DAY * adm.availability
+        self.plans: dict[str, _Plan] = {}
+
+    def _load(self, plans: list[_Plan], horizon: tuple[float, float]) -> dict[str, dict[int, float]]:
+        """Seconds of ARM and open-zone use per day index (from ``horizon[0]``)."""
+        t0, t1 = horizon
+        load: dict[str, dict[int, float]] = {ARM: defaultdict(float), OPEN_ZONE: defaultdict(float)}
+        cost = self.arbiter.changeover_cost
+        for plan in plans:
+            prev_open = False
+            for pp in plan.process.nominal_plan(cryopreserved=plan.cryopreserved):
+                s, e = plan.start + pp.start, plan.start + pp.end
+                if e <= t0 or s >= t1:
+                    prev_open = pp.phase.open
+                    continue
+                if pp.phase.arm_required:
+                    _spread(load[ARM], s, e, t0)
+                if pp.phase.open:
+                    _spread(load[OPEN_ZONE], s, e, t0)
+                    if not prev_open:  # one changeover per open block
+                        _spread(load[OPEN_ZONE], e, e + cost, t0)
+                prev_open = pp.phase.open
+        return load
+
+    def admit(self, batch: str, process: ProcessDefinition, now: float, *,
+              cryopreserved: bool = False) -> AdmissionResult:
+        arb = self.arbiter
+        if batch in self.plans:
+            return AdmissionResult(False, batch, f"batch {batch} is already admitted")
+        unknown = sorted({r for p in process.phases for r in p.resources} - arb.resources.requestable())
+        if unknown:
+            return AdmissionResult(False, batch, f"process {process.id} needs resources this cell lacks: {unknown}")
+        if not arb.resources.config.vhp.with_product_inside and any(
+                r.phase == VHP_PHASE for r in arb.waiting()):
+            return AdmissionResult(False, batch, "a VHP cycle waits for an empty incubator")
+        slot = arb.free_slot(now)
+        if slot is None:
+            held = len(arb.slot_of)
+            turnaround = [t for t in arb.slot_free_at.values() if t > now]
+            nxt = f"; next slot back from cleaning at t={min(turnaround):.0f} s" if turnaround else ""
+            return AdmissionResult(False, batch,
+                                   f"no free incubator slot ({held} of {len(arb.resources.slots)} held{nxt})")
+        new = _Plan(now, process, cryopreserved)
+        horizon = (now, now + process.nominal_duration(cryopreserved=cryopreserved))
+        load = self._load([*self.plans.values(), new], horizon)
+        peaks = {res: max(days.values(), default=0.0) / 60.0 for res, days in load.items()}
+        for res, days in load.items():
+            for day, used in sorted(days.items()):
+                if used > self.capacity_per_day:
+                    return AdmissionResult(
+                        False, batch,
+                        f"projected {res} load on day {day} of the run is {used / 60:.0f} min > "
+                        f"{self.capacity_per_day / 60:.0f} min available", None, peaks)
+        arb.allocate_slot(batch, now)
+        self.plans[batch] = new
+        return AdmissionResult(True, batch, "admitted", slot, peaks)
+
+    def finish(self, batch: str, now: float) -> None:
+        """The batch left the cell (completed or failed): its slot goes to cleaning."""
+        self.plans.pop(batch, None)
+        if batch in self.arbiter.slot_of:
+            self.arbiter.release_slot(batch, now)
+
+
+def _spread(days: dict[int, float], s: float, e: float, t0: float) -> None:
+    """Add the interval [s, e) to per-day buckets counted from t0."""
+    s = max(s, t0)
+    d = math.floor((s - t0) / DAY)
+    while s < e:
+        boundary = t0 + (d + 1) * DAY
+        if boundary > s:
+            days[d] += min(e, boundary) - s
+            s = min(e, boundary)
+        d += 1
