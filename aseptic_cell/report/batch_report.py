@@ -165,9 +165,16 @@ def _materials(entries: tuple[Entry, ...]) -> list[dict[str, Any]]:
     return out
 
 
+def _custody_detail(p: dict[str, Any]) -> str:
+    keys = ("container_id", "container", "from", "to", "location", "din", "coi", "scanned", "result")
+    return ", ".join(f"{k}={p[k]}" for k in keys if isinstance(p.get(k), (str, int, float)) and str(p[k]))
+
+
 def _custody(entries: tuple[Entry, ...]) -> list[dict[str, Any]]:
-    return [{"seq": e.seq, "ts_iso": e.ts_iso, "action": e.action, "by": e.actor, "reason": e.reason}
-            for e in entries if e.action.startswith(_CUSTODY_PREFIXES) or "custody" in e.payload]
+    return [{"seq": e.seq, "ts_iso": e.ts_iso, "action": e.action, "by": e.actor,
+             "reason": "; ".join(x for x in (e.reason, _custody_detail(e.payload)) if x)}
+            for e in entries
+            if e.kind == "custody" or e.action.startswith(_CUSTODY_PREFIXES) or "custody" in e.payload]
 
 
 def _signatures(entries: tuple[Entry, ...]) -> list[dict[str, Any]]:

@@ -101,6 +101,8 @@ def test_html_report_escapes_hostile_text_and_is_self_contained(tmp_path):
                    payload={"recipe_id": "R1", "recipe_version": 2, "config_hash": "ab" * 32, "coi": "COI-7"})
         rec.append("config", batch_id="B-H", actor="system", action="config.snapshot",
                    payload={"files_hash": {"cell.yaml": "ef" * 32}})
+        rec.append("custody", batch_id="B-H", actor="op1", role="operator", action="custody.receive",
+                   reason="bag received", payload={"container_id": "BAG-1", "to": "RTP1", "coi": "COI-7"})
         rec.append("refusal", batch_id="B-H", actor="op1", role="operator", action="isolator.open_door",
                    reason=HOSTILE, payload={"code": "INTERLOCK"})
         rec.append("signature", batch_id="B-H", actor="sup1", role="supervisor", action="step.verify",
@@ -114,6 +116,8 @@ def test_html_report_escapes_hostile_text_and_is_self_contained(tmp_path):
     assert "2026-06-01T10:00:00.000000+00:00" in html and "VERIFICATION" in html
     assert "COI-7" in html and "ab" * 32 in html and "R1" in html  # identity, configuration hash
     assert report.versions["files_hash.cell.yaml"] == "ef" * 32 and "ef" * 32 in html
+    assert [c["action"] for c in report.custody] == ["custody.receive"]
+    assert "container_id=BAG-1, to=RTP1, coi=COI-7" in html  # the custody log
     assert "http://" not in html and "https://" not in html and "src='http" not in html  # nothing fetched
     pdf = render_pdf(report, tmp_path / "h.pdf")  # the same hostile text prints as text in the PDF
     text = "\n".join(_page_text_and_ink(pdf)[0])
