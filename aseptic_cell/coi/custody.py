@@ -242,6 +242,9 @@ class CustodyLog:
                                    f"(verification: {ver.get('code') if ver else 'none'})")
             if not raw_scans:
                 raise CustodyError(f"COI-01: {etype.value} of {', '.join(cids)} carries no scan payloads")
+            verified = ver.get("container_id")
+            if verified is not None and verified not in cids:
+                raise CustodyError(f"COI-01: the verification is of {verified}, not of {', '.join(cids)}")
         g = self.genealogy
         if g is not None:
             for cid in cids:

@@ -153,6 +153,9 @@ def test_handling_without_a_verified_scan_is_refused_coi_01(cell) -> None:
     assert bad.code is Code.COI_MISMATCH
     with pytest.raises(CustodyError, match="COI-01.*COI_MISMATCH"):
         log.append(E.MOVE, **base, verification=bad, scans=[_read(g, "APH-B")])
+    g.register_container("APH-A2", batch="B-A", kind=ContainerKind.APHERESIS_BAG, din=DIN_A, location="rtp1")
+    with pytest.raises(CustodyError, match="verification is of APH-A2"):  # another container's good read
+        log.append(E.MOVE, **base, **_verified(g, loc, "APH-A2"))
     with pytest.raises(CustodyError, match="names no container"):
         log.append(E.MOVE, **{**base, "container_ids": []}, **_verified(g, loc, "APH-A"))
     assert len(rec) == 0 and g.container("APH-A").location == "rtp1"  # nothing written, nothing moved
@@ -164,7 +167,7 @@ def test_handling_without_a_verified_scan_is_refused_coi_01(cell) -> None:
         ({"location_from": "welder"}, "chain of locations would break"),
         ({"batch_id": "B-B", "coi_id": COI_B}, "not B-B"),
         ({"coi_id": COI_B}, "not B-A / COI-BBBBBB"),
-        ({"container_ids": ["GHOST"]}, "not registered"),
+        ({"container_ids": ["GHOST"]}, "GHOST"),
         ({"actor": "robot:"}, "robot's id"),
         ({"actor": ""}, "actor"),
         ({"batch_id": ""}, "names its batch"),
