@@ -3,9 +3,10 @@
 :func:`review_by_exception` lists only what departs from the recipe: refusals, trips, holds,
 aborts, interventions, bypasses and overrides, corrections, deviations, alarms at or above a
 priority, parameters outside their bands (a failed cycle or glove test, an EM excursion or
-invalid monitoring), record faults (entries written late, ``CELL_RECORD_FAULT``), supervisor
-interruptions, refused log-ins and clock regressions. Each item links to its record entry by
-``seq`` and entry hash, so the reviewer can open the full trail at that point.
+invalid monitoring), custody mismatches, record faults (entries written late,
+``CELL_RECORD_FAULT``), supervisor interruptions, refused log-ins and clock regressions. Each
+item links to its record entry by ``seq`` and entry hash, so the reviewer can open the full
+trail at that point.
 
 :func:`audit_trail_summary` says who changed what: per person, the entries they made by kind,
 and every change of the record or of the process a person made (corrections, configuration,
@@ -38,7 +39,7 @@ DEFAULT_MIN_PRIORITY = "medium"
 
 CATEGORIES: tuple[str, ...] = (
     "refusal", "trip", "hold", "abort", "interruption", "record_fault", "intervention", "bypass", "override",
-    "correction", "deviation", "out_of_band", "alarm", "access", "clock",
+    "correction", "deviation", "out_of_band", "custody", "alarm", "access", "clock",
 )
 SYSTEM_ACTORS = frozenset({"system", "phase_logic", "supervisor", "unknown", ""})
 _CHANGE_PREFIXES = ("batch.", "bypass.", "device.", "alarm.", "record.", "config.", "recipe.", "override",
@@ -198,6 +199,9 @@ def _classify(e: Entry, min_priority: str) -> tuple[str, str] | None:
         if p.get("event") == "raised" and _priority_at_least(p.get("priority"), min_priority):
             return "alarm", _short(f"{aid} ({p.get('priority', '?')}): {p.get('message') or e.reason}")
         return None
+    if kind == "custody" and (str(p.get("result", "")).upper() in ("MISMATCH", "FAIL", "FAILED", "REFUSED")
+                              or "mismatch" in action):
+        return "custody", _short(f"{action}: {p.get('result', '')} {e.reason}")
     if kind == "auth" and action.startswith("auth.") and action != "auth.unlock":
         return "access", _short(f"{action} for user {p.get('user_id', '?')}")
     return None

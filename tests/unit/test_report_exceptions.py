@@ -133,13 +133,17 @@ def test_each_kind_of_departure_is_recognised_and_a_person_s_changes_listed(tmp_
         rec.append("trip", batch_id="B1", actor="system", action="supervisor.lost", reason="supervisor restarted")
         rec.append("command", batch_id="B1", actor="op1", role="operator", action="ISO1.open_door",
                    payload={"late": {"original_t": 1.0, "error": "disk full"}})
+        rec.append("custody", batch_id="B1", actor="op1", role="operator", action="custody.scan",
+                   reason="label scanned", payload={"container_id": "BAG-1", "result": "OK"})
+        rec.append("custody", batch_id="B1", actor="op1", role="operator", action="custody.scan",
+                   reason="label of another patient", payload={"container_id": "BAG-9", "result": "MISMATCH"})
         rec.append("auth", batch_id="", actor="system", action="auth.failed", payload={"user_id": "sup1"})
         rec.append("phase_transition", batch_id="B1", actor="sup1", role="supervisor", action="batch.abort",
                    reason="contaminated", payload={"level": "batch", "from": "Held", "to": "Aborting"})
     review = review_by_exception(tmp_path / "r.db")
     cats = [d.category for d in review.departures]
     assert cats == ["bypass", "intervention", "deviation", "correction", "out_of_band", "out_of_band", "alarm",
-                    "interruption", "record_fault", "access", "abort"]
+                    "interruption", "record_fault", "custody", "access", "abort"]
     assert "F0 10.2 < 12" in review.departures[4].summary and "2 action-level" in review.departures[5].summary
     assert review.counts()["out_of_band"] == 2
     changed = {(c.actor, c.action) for c in review.changes}
