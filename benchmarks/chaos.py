@@ -84,6 +84,8 @@ class ChaosCell:
         lm = graph_by_name(self.specs)["lifecycle_manager"]
         lm.params["supervisor_timeout_s"] = float(supervisor_timeout_s)  # type: ignore[index]
         self.by_name = graph_by_name(self.specs)
+        # a restarted simulator resumes the graph's last sim time: listen long enough on a loaded host
+        self.by_name["sim_world"].params["resume_discovery_s"] = 3.0  # type: ignore[index]
         self.record_path = self.record_dir / "cell-record.db"
         self.log = log or (lambda *_a: None)
         self.status: Any = None
@@ -341,9 +343,12 @@ class ChaosCell:
             def recovered() -> bool:
                 r = self.client.call(Recover, "/lifecycle_manager/recover",
                                      Recover.Request(device_id=process, user="sup1", reason="chaos: node back"), 10.0)
-                return bool(r.accepted) or "not faulted" in r.reason
+                if r.accepted or "not faulted" in r.reason:
+                    return True
+                time.sleep(0.5)
+                return False
 
-            self.wait(lambda: recovered() or (time.sleep(0.5) is not None), 60.0, f"lifecycle recover {process}")
+            self.wait(recovered, 60.0, f"lifecycle recover {process}")
             self.client.wait_state(process, lambda s: s.comm_ok and "active" in s.lifecycle_state, 60.0,
                                    f"{process} active")
         elif process == "sim_world":

@@ -16,6 +16,15 @@ e.g. ``CellClient.set_sim_speed``): scenario runs slow the world down around the
 publishes it; sim_world then publishes no clock and steps the device models up to the latest
 ``/clock`` time it received, so every device runs on the same ROS time as the physics arm;
 ``speed`` and ``paused`` are then the clock owner's and are refused here).
+
+**Restart** (issue 12): a simulator that was killed is the simulated plant lost; a real plant does
+not go back in time. With ``clock_source: own``, a starting sim_world first listens on
+``/diagnostics`` (every device node publishes there on a wall timer, stamped with its ROS time =
+the last ``/clock`` it received): when nodes of a running graph are there, the new world's clock
+starts at the latest stamp it hears (never before the time the graph last saw), so signals and
+stamps never go backwards; in a fresh graph (no message within ``resume_discovery_s``, default
+1.5 s, and at most 3 s more while a publisher is there but silent) it starts at 0. The world
+itself is new (glove tests, cycles, loads as at power-on).
 """
 
 from __future__ import annotations
@@ -213,6 +222,40 @@ def _on_set_parameters(world: SimWorld, params: list[Any]) -> Any:
     return SetParametersResult(successful=True)
 
 
+def resume_time(node: Any, *, discovery_s: float = 1.5, wait_s: float = 3.0, settle_s: float = 0.3) -> float:
+    """The sim time a (re)starting world resumes from: the latest ``/diagnostics`` stamp of the
+    running graph's nodes (their ROS time stopped at the last ``/clock`` of the lost world), or 0
+    when no node publishes there within ``discovery_s`` (a fresh graph)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    stamps: list[float] = []
+    sub = node.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 50)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    t0 = time.monotonic()
+    first: float | None = None
+    try:
+        while True:
+            executor.spin_once(timeout_sec=0.02)
+            now = time.monotonic()
+            if stamps and first is None:
+                first = now
+            if first is not None and now - first >= settle_s:
+                break
+            if first is None and now - t0 >= discovery_s and node.count_publishers("/diagnostics") == 0:
+                break  # nobody there: a fresh graph
+            if now - t0 >= discovery_s + wait_s:
+                break
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()
+        node.destroy_subscription(sub)
+    return max(stamps, default=0.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -221,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..config import ConfigError, default_config_dir, load_config
     from ..sim.cell import SimCell
+    from ..sim.clock import SimClock
 
     logging.basicConfig(level=logging.INFO, format="[sim_world] %(levelname)s %(message)s")
     args = sys.argv if argv is None else argv
@@ -240,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         publish_period_s = float(node.declare_parameter("publish_period_s", 0.05).value)
         clock_period_s = float(node.declare_parameter("clock_period_s", 0.01).value)
         clock_source = str(node.declare_parameter("clock_source", "own").value)
+        resume_discovery_s = float(node.declare_parameter("resume_discovery_s", 1.5).value)
         if clock_source not in ("own", "ros"):
             node.get_logger().error(f"clock_source must be own or ros, got {clock_source!r}")
             return 2
@@ -254,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
             node.get_logger().error(f"speed must be finite (0 = max), got {speed}")
             return 2
         step_s = step_s if step_s > 0 else cfg.layout.sim.step_s
-        cell = SimCell(cfg)
+        start = 0.0
+        if clock_source == "own":
+            start = resume_time(node, discovery_s=resume_discovery_s)
+            if start > 0:
+                node.get_logger().warning(f"the graph last saw sim time {start:.3f} s: the new world starts "
+                                          "there (a restarted simulator never goes back in time)")
+        cell = SimCell(cfg, clock=SimClock(start=start))
         world = SimWorld(node, cell, speed=speed, step_s=step_s,
                          publish_period_s=publish_period_s, clock_period_s=clock_period_s,
                          follow_clock=clock_source == "ros")
