@@ -122,7 +122,7 @@ def din_bodies(draw: st.DrawFn) -> str:
     return draw(_FIN_CHARS) + "".join(draw(st.lists(_DIGIT, min_size=12, max_size=12)))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(body=din_bodies(), pos=st.integers(0, 12), new=st.sampled_from(ALPHABET))
 def test_any_single_substitution_is_detected(body: str, pos: int, new: str) -> None:
     mutated = body[:pos] + new + body[pos + 1:]
@@ -136,7 +136,7 @@ def test_any_single_substitution_is_detected(body: str, pos: int, new: str) -> N
         parse_din("=" + mutated + check_flags(body))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(body=din_bodies(), pos=st.integers(0, 11))
 def test_any_adjacent_transposition_is_detected(body: str, pos: int) -> None:
     mutated = body[:pos] + body[pos + 1] + body[pos] + body[pos + 2:]

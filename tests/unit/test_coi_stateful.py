@@ -166,5 +166,5 @@ class CoiMachine(RuleBasedStateMachine):
 
 
 TestCoiStateful = CoiMachine.TestCase
-TestCoiStateful.settings = settings(max_examples=20, stateful_step_count=20, deadline=None,
+TestCoiStateful.settings = settings(max_examples=15, stateful_step_count=20, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])

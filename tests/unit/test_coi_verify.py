@@ -236,7 +236,7 @@ def test_weld_of_two_cois_is_refused_and_of_one_coi_allowed() -> None:
 CONTAINERS = ["APH-A", "APH-B", "BAG-A", "BAG-A2", "BAG-B"]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(read=st.sampled_from(CONTAINERS), expected=st.sampled_from(CONTAINERS),
        where=st.sampled_from(["rtp1", "welder"]), label_coi=st.sampled_from(["own", "A", "B", None]),
        two=st.booleans())
