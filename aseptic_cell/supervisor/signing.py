@@ -20,9 +20,24 @@ from ..results import CommandResult
 log = logging.getLogger(__name__)
 
 
-def subject_hash(content: Any) -> str:
-    """SHA-256 (hex) of the JSON of what is signed."""
-    return hashlib.sha256(json.dumps(content, default=str).encode()).hexdigest()
+class Subject(str):
+    """A signed subject: the SHA-256 hex digest (the ``str`` value, what the signature covers)
+    that also carries ``content``, the exact JSON text hashed. The text is stored with the
+    signature in the record (payload ``signed_content``) so the hash can be re-verified later
+    (21 CFR 11.70 [CFR11]; ``cellctl record verify`` does)."""
+
+    content: str
+
+    def __new__(cls, content: str) -> Subject:
+        obj = super().__new__(cls, hashlib.sha256(content.encode("utf-8")).hexdigest())
+        obj.content = content
+        return obj
+
+
+def subject_hash(content: Any) -> Subject:
+    """SHA-256 (hex) of the JSON of what is signed (sorted keys, compact; a
+    :class:`Subject` that keeps the JSON text for the record)."""
+    return Subject(json.dumps(content, default=str, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
 class Signing:
@@ -72,7 +87,13 @@ class Signing:
     def record_signature(self, sig: Any, *, batch_id: str, reason: str) -> None:
         if self.record is None:
             return
+        content = getattr(sig.record_hash, "content", None)
         try:
+            if isinstance(content, str):  # store what was signed next to its hash (§11.70)
+                self.record.append("signature", batch_id=batch_id, actor=sig.user_id, role=sig.role,
+                                   action=sig.action or f"sign.{sig.meaning.replace(' ', '_')}", reason=reason,
+                                   payload={**sig.to_payload(), "signed_content": content})
+                return
             record_signature(self.record, sig, batch_id=batch_id, reason=reason)
         except Exception as exc:  # noqa: BLE001 - the record store reports its own failure
             log.error("signature not recorded: %r", exc)
