@@ -35,6 +35,7 @@ in :meth:`BatchRecord.verify`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -44,7 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from .canonical import GENESIS_HASH, HASH_SCHEME, canonical_json, entry_hash, is_sha256_hex, iso_utc
+from .seal import Checkpoint, Sealer
 
 SCHEMA_VERSION = "1"
 
@@ -99,6 +103,21 @@ CREATE TABLE IF NOT EXISTS entries (
     hash      TEXT    NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS entries_by_batch ON entries (batch_id, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    hash      TEXT    NOT NULL,
+    signed_at TEXT    NOT NULL,
+    key_id    TEXT    NOT NULL,
+    signature TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'batch record is append-only: UPDATE of a checkpoint is refused');
+END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'batch record is append-only: DELETE of a checkpoint is refused');
+END;
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
 BEGIN
     SELECT RAISE(ABORT, 'batch record is append-only: UPDATE of an entry is refused');
@@ -192,10 +211,29 @@ class VerifyReport:
     clock_regressions: tuple[int, ...] = field(default=())
     """Seqs whose time stamp is earlier than the previous entry's (a clock change [ECA-TS]).
     A warning shown on printouts; it does not make the chain invalid."""
+    checkpoints: int = 0
+    """Signed checkpoints found whose hash matches the entry at their seq."""
+    sealed: bool = False
+    """The checkpoint signatures were verified with the cell's public record key and the last
+    one covers the head (:mod:`.seal`)."""
+    signatures_checked: int = 0
+    """Signature entries whose stored signed content hashes to the signed ``record_hash`` (§11.70)."""
+    signatures_without_content: tuple[int, ...] = field(default=())
+    """Seqs of signature entries recorded without their signed content (written by an older
+    version or a path that does not store it): their hash cannot be re-verified. A warning."""
 
     def __str__(self) -> str:
         if self.ok:
             text = f"record OK: {self.count} entries, head seq {self.head_seq}, head hash {self.head_hash}"
+            if self.sealed:
+                text += f"; {self.checkpoints} signed checkpoints verified, head signed"
+            elif self.checkpoints:
+                text += f"; {self.checkpoints} checkpoints match (signatures NOT checked: no public key)"
+            if self.signatures_checked:
+                text += f"; {self.signatures_checked} e-signature content hashes verified"
+            if self.signatures_without_content:
+                text += ("; WARNING e-signatures without stored content at seq "
+                         f"{', '.join(map(str, self.signatures_without_content[:20]))}")
             if self.clock_regressions:
                 text += f"; WARNING clock went backwards at seq {', '.join(map(str, self.clock_regressions))}"
             return text
@@ -210,6 +248,10 @@ class VerifyReport:
             "first_bad_seq": self.first_bad_seq,
             "problem": self.problem,
             "clock_regressions": list(self.clock_regressions),
+            "checkpoints": self.checkpoints,
+            "sealed": self.sealed,
+            "signatures_checked": self.signatures_checked,
+            "signatures_without_content": list(self.signatures_without_content),
         }
 
 
@@ -224,10 +266,42 @@ def _row_to_entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
+def _load_checkpoints(conn: sqlite3.Connection) -> dict[int, Checkpoint]:
+    """The checkpoints table (absent in a file never opened read-write by this version: empty)."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'").fetchone()
+    if not has:
+        return {}
+    rows = conn.execute("SELECT seq, hash, signed_at, key_id, signature FROM checkpoints ORDER BY seq")
+    return {int(r[0]): Checkpoint(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows}
+
+
+def _signature_problem(entry: Entry) -> str | None:
+    """None: not a signature entry or no stored content; "": content verified; else the problem."""
+    if entry.kind != "signature":
+        return None
+    content = entry.payload.get("signed_content")
+    if content is None:
+        return None
+    signed = entry.payload.get("record_hash")
+    if not isinstance(content, str) or hashlib.sha256(content.encode("utf-8")).hexdigest() != signed:
+        return (f"e-signature at seq {entry.seq}: the stored signed content does not hash to the signed "
+                "record_hash (content changed after signing, 21 CFR 11.70)")
+    return ""
+
+
 def _verify_connection(
-    conn: sqlite3.Connection, expected_head: tuple[int, str] | None = None
+    conn: sqlite3.Connection,
+    expected_head: tuple[int, str] | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    require_sealed_head: bool = False,
 ) -> VerifyReport:
-    """Walk the chain in ``seq`` order inside one read transaction."""
+    """Walk the chain in ``seq`` order inside one read transaction.
+
+    Every checkpoint must name the hash of the entry at its seq; with ``public_key`` every
+    checkpoint signature is verified, and with ``require_sealed_head`` the last entry must be
+    covered by a checkpoint (a chain recomputed without the private key, or checkpoints removed,
+    fails). Signature entries that store their signed content must hash to their ``record_hash``.
+    """
     conn.execute("BEGIN")
     try:
         try:
@@ -241,12 +315,19 @@ def _verify_connection(
             cur = conn.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq")
         except sqlite3.DatabaseError as exc:
             return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"not a batch record file: {exc}")
+        try:
+            checkpoints = _load_checkpoints(conn)
+        except sqlite3.DatabaseError as exc:
+            return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"checkpoints unreadable: {exc}")
         prev_hash, prev_ts, expected_seq, count = GENESIS_HASH, None, 1, 0
         regressions: list[int] = []
+        no_content: list[int] = []
+        sigs_ok = cps_ok = 0
         anchor_seen = expected_head is None
 
         def bad(seq: int, problem: str) -> VerifyReport:
-            return VerifyReport(False, count, expected_seq - 1, prev_hash, seq, problem, tuple(regressions))
+            return VerifyReport(False, count, expected_seq - 1, prev_hash, seq, problem, tuple(regressions),
+                                cps_ok, False, sigs_ok, tuple(no_content))
 
         for row in cur:
             seq = row[0]
@@ -263,6 +344,22 @@ def _verify_connection(
                 return bad(seq, f"hash mismatch at seq {seq} (row changed)")
             if entry.prev_hash != prev_hash:
                 return bad(seq, f"chain broken at seq {seq} (reordered or inserted)")
+            cp = checkpoints.get(seq)
+            if cp is not None:
+                if cp.hash != entry.hash:
+                    return bad(seq, f"signed checkpoint mismatch at seq {seq}: the entry's hash is not the one "
+                                    "signed (record rewritten and chain recomputed)")
+                if public_key is not None and not cp.verify(public_key):
+                    return bad(seq, f"checkpoint signature INVALID at seq {seq} (not signed by this cell's "
+                                    "record key, or altered)")
+                cps_ok += 1
+            sig = _signature_problem(entry)
+            if sig:
+                return bad(seq, sig)
+            if sig == "":
+                sigs_ok += 1
+            elif entry.kind == "signature":
+                no_content.append(seq)
             if prev_ts is not None and entry.ts < prev_ts:
                 regressions.append(seq)
             if expected_head is not None and seq == expected_head[0]:
@@ -275,6 +372,17 @@ def _verify_connection(
     finally:
         conn.execute("COMMIT")
     last_seq = expected_seq - 1
+    extra = [q for q in checkpoints if q > last_seq]
+    if extra:
+        return VerifyReport(False, count, last_seq, prev_hash, last_seq + 1,
+                            f"signed checkpoint at seq {extra[0]} beyond the last entry {last_seq} (rows removed)",
+                            tuple(regressions))
+    if require_sealed_head and count and last_seq not in checkpoints:
+        signed = max(checkpoints) if checkpoints else 0
+        return VerifyReport(False, count, last_seq, prev_hash, signed + 1,
+                            f"head seq {last_seq} is not covered by a signed checkpoint (last signed seq "
+                            f"{signed}): entries written without the cell key, or checkpoints removed",
+                            tuple(regressions))
     if head is not None:
         head_seq, head_hash = head
         if head_seq > last_seq:
@@ -322,14 +430,26 @@ def _verify_connection(
             f"gap: seq {expected_head[0]} missing (row removed)",
             tuple(regressions),
         )
-    return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions))
+    return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions), cps_ok,
+                        public_key is not None and (count == 0 or last_seq in checkpoints), sigs_ok,
+                        tuple(no_content))
 
 
-def verify_file(path: str | os.PathLike[str], expected_head: tuple[int, str] | None = None) -> VerifyReport:
+def verify_file(
+    path: str | os.PathLike[str],
+    expected_head: tuple[int, str] | None = None,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    require_sealed_head: bool | None = None,
+) -> VerifyReport:
     """Verify a record file without modifying it (opened read-only): for ``cellctl record verify``.
 
     Returns a :class:`VerifyReport`; a missing or unreadable file is reported as not ok.
+    With ``public_key`` (the cell's record key, :func:`.seal.load_public_key`) the checkpoint
+    signatures are verified and, unless ``require_sealed_head`` is False, the head must be signed.
     """
+    if require_sealed_head is None:
+        require_sealed_head = public_key is not None
     p = Path(path)
     if not p.is_file():
         return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"no such record file: {p}")
@@ -338,7 +458,7 @@ def verify_file(path: str | os.PathLike[str], expected_head: tuple[int, str] | N
     except sqlite3.Error as exc:
         return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"cannot open {p}: {exc}")
     try:
-        return _verify_connection(conn, expected_head)
+        return _verify_connection(conn, expected_head, public_key, require_sealed_head)
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"corrupt file or not a batch record (SQLite: {exc})")
     finally:
@@ -357,9 +477,12 @@ class BatchRecord:
     file; each append runs in ``BEGIN IMMEDIATE`` and reads the head inside it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], clock: Clock, *, busy_timeout_s: float = 30.0,
+                 sealer: Sealer | None = None) -> None:
         self.path = Path(path)
         self._clock = clock
+        self.sealer = sealer
+        """Signs a checkpoint of the head with every commit (:mod:`.seal`); None: unsigned chain."""
         self._lock = threading.RLock()
         self._listeners: list[Callable[[str], None]] = []
         self._wal = Path(f"{self.path}-wal")
@@ -418,7 +541,7 @@ class BatchRecord:
     def _open_check(self) -> VerifyReport:
         # this fresh read-write connection replays a WAL left by a crash before reading
         try:
-            return _verify_connection(self._c)
+            return _verify_connection(self._c, None, self.sealer.public_key if self.sealer else None)
         except sqlite3.DatabaseError as exc:
             return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"corrupt file (SQLite: {exc})")
         finally:
@@ -579,6 +702,12 @@ class BatchRecord:
                     "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
                     (seq, digest),
                 )
+                if self.sealer is not None:
+                    cp = self.sealer.checkpoint(seq, digest, ts_iso)
+                    conn.execute(
+                        "INSERT INTO checkpoints (seq, hash, signed_at, key_id, signature) VALUES (?,?,?,?,?)",
+                        (cp.seq, cp.hash, cp.signed_at, cp.key_id, cp.signature),
+                    )
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -708,6 +837,11 @@ class BatchRecord:
         with self._lock:
             return int(self._c.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
+    def checkpoints(self) -> list[Checkpoint]:
+        """The signed checkpoints in seq order."""
+        with self._lock:
+            return list(_load_checkpoints(self._c).values())
+
     def verify(self, expected_head: tuple[int, str] | None = None) -> VerifyReport:
         """Recompute every hash and link; report the first problem with its seq.
 
@@ -718,7 +852,8 @@ class BatchRecord:
         if expected_head is not None and not is_sha256_hex(expected_head[1]):
             raise ValueError("expected_head hash must be 64 lowercase hex digits")
         with self._lock:
-            return _verify_connection(self._c, expected_head)
+            key = self.sealer.public_key if self.sealer else None
+            return _verify_connection(self._c, expected_head, key, key is not None)
 
     # ----------------------------------------------------------------- export
     def export_json(self, batch_id: str) -> str:

@@ -478,8 +478,8 @@ def test_cellctl_record_verify_exit_codes(tmp_path, clock, capsys):
     parser = argparse.ArgumentParser(prog="cellctl")
     add_record_parser(parser.add_subparsers(dest="cmd", required=True))
     path = tmp_path / "r.db"
-    _fill(path, clock)
-    args = parser.parse_args(["record", "verify", str(path)])
+    _fill(path, clock)  # written without the cell key: the chain only (signed checkpoints: test_record_seal.py)
+    args = parser.parse_args(["record", "verify", str(path), "--unsealed-ok"])
     assert args.func(args) == 0 and "record OK: 6 entries" in capsys.readouterr().out
     con = _raw(path)
     con.execute("DROP TRIGGER entries_no_update")
@@ -598,7 +598,7 @@ def test_malformed_file_fails_verify_loudly_and_is_refused_for_appending(tmp_pat
     assert not report.ok and "corrupt" in report.problem
     parser = argparse.ArgumentParser(prog="cellctl")
     add_record_parser(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(["record", "verify", str(path)])
+    args = parser.parse_args(["record", "verify", str(path), "--unsealed-ok"])
     assert args.func(args) == 1
     assert "record INVALID" in capsys.readouterr().err
     # opening runs the integrity check: the record says why and refuses to extend a broken file
