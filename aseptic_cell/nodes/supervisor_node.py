@@ -293,7 +293,9 @@ class SupervisorNode(Node):
         rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
         rdir.mkdir(parents=True, exist_ok=True)
         self.record_path = str(rdir / "cell-record.db")  # one per cell: a restarted supervisor reopens it
-        self.record = BatchRecord(self.record_path, _WallClock())
+        from ..records.seal import load_sealer  # the cell's record key signs a checkpoint per commit (issue 15)
+
+        self.record = BatchRecord(self.record_path, _WallClock(), sealer=load_sealer())
         self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
         self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
         from ..auth import UserDirectory
