@@ -226,6 +226,8 @@ def _stop(
 ) -> Verdict:
     rule = _RULE.get(code, "COI-02")
     hold = [expected.batch_id]
+    # the batch whose COI was read: the read container's and every batch of a COI read on the label
+    # (the executive holds those still running)
     for b in (*((container.batch,) if container else ()), *_batches_of(genealogy, read_coi), *other_batches):
         if b not in hold:
             hold.append(b)
