@@ -11,6 +11,12 @@ For the shipped scene and generated denser scenes (64, 256 and 1,024 boxes,
 * random queries: pairs of random configurations with at least 20 mm clearance;
 * the same station times by process CPU time (``station_cpu_*``), which a loaded machine
   disturbs less than wall time;
+* the planner keeps a lazy roadmap per scene and keep-out set whose memo of edge verdicts
+  speeds up repeated queries (never changes their result): the station figures are those
+  of a cell in use (roadmap built by the warm-up call, memo filled as the queries run);
+  ``station_cold_*`` are the same pairs (seed 0) each planned on a fresh roadmap (build,
+  every edge check of the query: the first query after start-up or a keep-out change);
+  ``station_methods`` counts straight / roadmap / rrt results;
 * reference point from the same run: coal from Python (broadphase manager, as in
   benchmarks/collision.py), configurations/s on the same scene; VAMP if importable.
 
@@ -45,6 +51,7 @@ from collision import coal_broadphase_rate, vamp_status  # noqa: E402
 
 from aseptic_cell.config.robot import ArmConfig, GeometryConfig  # noqa: E402
 from aseptic_cell.motion import Scene, _ccheck  # noqa: E402
+from aseptic_cell.motion.planner import clear_roadmaps  # noqa: E402
 from aseptic_cell.motion.scenes import dense_geometry  # noqa: E402
 
 GOALS = {"station_median_ms": 1.0, "station_p95_ms": 10.0}
@@ -67,6 +74,7 @@ def bench_scene(name: str, scene: Scene, seeds: int, n_random: int, n_coal: int)
     certified = True
     failures: list[str] = []
     waypoints = []
+    methods: dict[str, int] = {}
     for a in names:
         for b in names:
             if a == b:
@@ -82,8 +90,24 @@ def bench_scene(name: str, scene: Scene, seeds: int, n_random: int, n_coal: int)
                 search_ms.append(r.search_ms)
                 cpu_ms.append((c1 - c0) * 1e3)
                 waypoints.append(len(r.waypoints))
+                methods[r.method] = methods.get(r.method, 0) + 1
                 again = scene.check_trajectory(r.samples, r.dt)
                 certified = certified and again.ok
+    cold_ms: list[float] = []
+    cold_cpu: list[float] = []
+    for a in names:
+        for b in names:
+            if a == b:
+                continue
+            clear_roadmaps(scene)
+            c0 = time.process_time()
+            r = scene.plan(poses[a], poses[b], seed=0)
+            c1 = time.process_time()
+            if r.ok:
+                cold_ms.append(r.plan_ms)
+                cold_cpu.append((c1 - c0) * 1e3)
+                certified = certified and scene.check_trajectory(r.samples, r.dt).ok
+    scene.plan(poses[names[0]], poses[names[1]], seed=0)  # roadmap again for the random queries
     rng = np.random.default_rng(5)
     pool = rng.uniform(-np.pi, np.pi, (20000, 6))
     d = scene.clearance(pool).distance
@@ -109,9 +133,13 @@ def bench_scene(name: str, scene: Scene, seeds: int, n_random: int, n_coal: int)
         "station": _stats(station_ms),
         "station_search": _stats(search_ms),
         "station_cpu": _stats(cpu_ms),
+        "station_methods": methods,
+        "station_cold": _stats(cold_ms),
+        "station_cold_cpu": _stats(cold_cpu),
         "station_ms": station_ms,
         "search_ms": search_ms,
         "cpu_ms": cpu_ms,
+        "cold_ms": cold_ms,
         "random_queries": int(sum(codes.values())),
         "random_planned": ok,
         "random_codes": codes,
@@ -143,17 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     dense_stats = _stats(dense_ms)
     dense_search = _stats([ms for r in rows if r["boxes"] >= 64 for ms in r["search_ms"]])
     dense_cpu = _stats([ms for r in rows if r["boxes"] >= 64 for ms in r["cpu_ms"]])
+    dense_cold = _stats([ms for r in rows if r["boxes"] >= 64 for ms in r["cold_ms"]])
     out: dict[str, Any] = {
         "simd_level": _ccheck.simd_level(),
         "station_median_ms": dense_stats["median_ms"],
         "station_p95_ms": dense_stats["p95_ms"],
         "station_cpu_median_ms": dense_cpu["median_ms"],
         "station_cpu_p95_ms": dense_cpu["p95_ms"],
+        "station_cold_median_ms": dense_cold["median_ms"],
+        "station_cold_p95_ms": dense_cold["p95_ms"],
         "station_search_median_ms": dense_search["median_ms"],
         "station_search_p95_ms": dense_search["p95_ms"],
         "station_all_certified": all(r["all_certified"] for r in rows),
         "station_failures": sum(len(r["station_failures"]) for r in rows),
-        "scenes": [{k: v for k, v in r.items() if k not in ("station_ms", "search_ms", "cpu_ms")} for r in rows],
+        "scenes": [{k: v for k, v in r.items() if k not in ("station_ms", "search_ms", "cpu_ms", "cold_ms")}
+                   for r in rows],
         "vamp": vamp_status(),
         "goals": GOALS,
         "loadavg": list(os.getloadavg()),
@@ -161,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"planner (RRT-Connect in C + shortcut + timing + certified check), SIMD {out['simd_level']}, "
+    print("planner (straight / lazy roadmap / RRT-Connect in C + shortcut + timing + certified check), "
+          f"SIMD {out['simd_level']}, "
           "one core; times of the whole scene.plan call [of which the search in C]")
     for r in rows:
         st, rd, se = r["station"], r["random"], r["station_search"]
@@ -176,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p95 {out['station_p95_ms']:.2f} ms (goal <= 10); search only: median "
           f"{out['station_search_median_ms']:.2f} ms, p95 {out['station_search_p95_ms']:.2f} ms; by CPU time: "
           f"median {out['station_cpu_median_ms']:.2f} ms, p95 {out['station_cpu_p95_ms']:.2f} ms")
+    print(f"  first query on a fresh roadmap (cold, seed 0 of each pair) at 64+ boxes: median "
+          f"{out['station_cold_median_ms']:.2f} ms, p95 {out['station_cold_p95_ms']:.2f} ms; methods: "
+          + "; ".join(f"{r['scene']} {r['station_methods']}" for r in rows))
     print(f"  every returned path certified: {out['station_all_certified']}")
     print(f"  VAMP: {out['vamp']['reason']}")
     print(f"  load average: {', '.join(f'{x:.2f}' for x in out['loadavg'])}")
