@@ -29,7 +29,8 @@ from .runner import InProcessRun
 OPERATOR_COMMANDS: list[tuple[str, str, dict[str, Any], str]] = [
     ("isolator", "open_door", {"door": "A"}, "op1"), ("isolator", "open_door", {"door": "B"}, "op1"),
     ("isolator", "close_door", {"door": "A"}, "op1"), ("isolator", "close_door", {"door": "B"}, "op1"),
-    ("isolator", "mark_hatch_decontaminated", {}, "op1"),
+    ("isolator", "start_hatch_decon", {"user": "op1"}, "op1"),
+    ("isolator", "dock_beta", {"rtp": "RTP1", "beta_id": "BETA-PATIENT-BAG", "sterile_status": "sterile"}, "op1"),
     ("isolator", "dock_beta", {"rtp": "RTP1", "beta_id": "BX", "sterile_status": "sterile"}, "op1"),
     ("isolator", "lock_beta", {"rtp": "RTP1"}, "op1"), ("isolator", "unlock_beta", {"rtp": "RTP1"}, "op1"),
     ("isolator", "undock_beta", {"rtp": "RTP1"}, "op1"), ("isolator", "open_alpha", {"rtp": "RTP1"}, "op1"),
