@@ -610,3 +610,34 @@ def test_server_only_observes_ros(cell, fake):
     assert all(s.startswith("/opcua_server/") for s in services), services  # parameter services only
     clients = {s for s, _ in node.get_client_names_and_types_by_node("opcua_server", "/")}
     assert clients == {"/cell/batch/command"}, clients
+
+
+# ---------------------------------------------------------------------------- companion specs (issue 18)
+def test_node_opcua_sees_the_cell_state_machine_as_packml(cell):
+    from aseptic_cell.opcua.nodesets import NS
+
+    if not (REPO / "node_modules" / "node-opcua-nodesets").is_dir():
+        pytest.skip("node_modules/node-opcua-nodesets not installed (make venv)")
+    ident = cell.node_ident
+    opts = {
+        "endpoint": cell.endpoint,
+        "nodes": [{"namespaceUri": NS_URI, "id": "ATMPCell01.PackML"}],
+        "depth": 3,
+        "ownNamespaceUri": NS_URI,
+        "secure": {"certFile": str(ident.cert_pem), "keyFile": str(ident.key),
+                   "applicationUri": ident.application_uri, "pkiDir": str(cell.wd / "node-pki-companion"),
+                   "serverCert": str(cell.server_cert), "user": "op1", "password": "op1-demo-2026"},
+    }
+    r = subprocess.run(["node", str(REPO / "interop" / "companion_browse.js"), json.dumps(opts)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["ok"], (out, r.stderr[-2000:])
+    pk = out["nodes"]["ATMPCell01.PackML"]
+    assert pk["type"] == {**pk["type"], "namespace": NS["PackML"], "name": "PackMLBaseObjectType"}
+    sm = pk["children"]["BaseStateMachine"]
+    assert sm["type"]["name"] == "PackMLBaseStateMachineType" and sm["type"]["namespace"] == NS["PackML"]
+    ms = sm["children"]["MachineState"]
+    assert ms["type"]["name"] == "PackMLMachineStateMachineType"
+    assert ms["children"]["ExecuteState"]["type"]["name"] == "PackMLExecuteStateMachineType"
+    assert pk["children"]["Status"]["type"]["name"] == "PackMLStatusObjectType"
+    assert pk["children"]["Admin"]["type"]["name"] == "PackMLAdminObjectType"

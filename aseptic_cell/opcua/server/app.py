@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -189,6 +190,9 @@ class CellServerApp:
     async def start(self) -> None:
         if self.model is None:
             await self.init_model()
+        # the address space (with the companion NodeSets) lives as long as the server: keep it out
+        # of the cyclic GC (full collections of it stall the loop for seconds, and the exit)
+        gc.freeze()
         host = urlparse(self.endpoint).hostname or "localhost"
         names = sorted({self.cfg.hostname, host, socket.gethostname()} - {"0.0.0.0", "::"})
         self.pki.ensure(
