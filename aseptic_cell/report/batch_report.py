@@ -166,8 +166,15 @@ def _materials(entries: tuple[Entry, ...]) -> list[dict[str, Any]]:
 
 
 def _custody_detail(p: dict[str, Any]) -> str:
-    keys = ("container_id", "container", "from", "to", "location", "din", "coi", "scanned", "result")
-    return ", ".join(f"{k}={p[k]}" for k in keys if isinstance(p.get(k), (str, int, float)) and str(p[k]))
+    """Key facts of a custody entry: the chain-of-identity log's fields (:mod:`aseptic_cell.coi.custody`)."""
+    flat = dict(p)
+    if isinstance(p.get("container_ids"), list):
+        flat["container_ids"] = " ".join(str(c) for c in p["container_ids"])
+    vr = p.get("verification_result")
+    if isinstance(vr, dict):
+        flat["verification"] = f"{vr.get('code', '')} {vr.get('action', '')}".strip()
+    keys = ("coi_id", "container_ids", "location_from", "location_to", "equipment_id", "verification")
+    return ", ".join(f"{k}={flat[k]}" for k in keys if isinstance(flat.get(k), (str, int, float)) and str(flat[k]))
 
 
 def _custody(entries: tuple[Entry, ...]) -> list[dict[str, Any]]:

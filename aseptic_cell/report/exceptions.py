@@ -199,9 +199,11 @@ def _classify(e: Entry, min_priority: str) -> tuple[str, str] | None:
         if p.get("event") == "raised" and _priority_at_least(p.get("priority"), min_priority):
             return "alarm", _short(f"{aid} ({p.get('priority', '?')}): {p.get('message') or e.reason}")
         return None
-    if kind == "custody" and (str(p.get("result", "")).upper() in ("MISMATCH", "FAIL", "FAILED", "REFUSED")
-                              or "mismatch" in action):
-        return "custody", _short(f"{action}: {p.get('result', '')} {e.reason}")
+    if kind == "custody":
+        vr = p.get("verification_result")
+        verdict = vr if isinstance(vr, dict) else {}
+        if (verdict.get("action") not in (None, "PROCEED") or action in ("custody.hold", "custody.quarantine")):
+            return "custody", _short(f"{action}: {verdict.get('code', '')} {e.reason}")
     if kind == "auth" and action.startswith("auth.") and action != "auth.unlock":
         return "access", _short(f"{action} for user {p.get('user_id', '?')}")
     return None

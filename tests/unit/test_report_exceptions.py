@@ -134,9 +134,12 @@ def test_each_kind_of_departure_is_recognised_and_a_person_s_changes_listed(tmp_
         rec.append("command", batch_id="B1", actor="op1", role="operator", action="ISO1.open_door",
                    payload={"late": {"original_t": 1.0, "error": "disk full"}})
         rec.append("custody", batch_id="B1", actor="op1", role="operator", action="custody.scan",
-                   reason="label scanned", payload={"container_id": "BAG-1", "result": "OK"})
+                   reason="label scanned", payload={"container_ids": ["BAG-1"], "coi_id": "COI-1",
+                                                    "verification_result": {"code": "OK", "action": "PROCEED"}})
         rec.append("custody", batch_id="B1", actor="op1", role="operator", action="custody.scan",
-                   reason="label of another patient", payload={"container_id": "BAG-9", "result": "MISMATCH"})
+                   reason="label of another patient",
+                   payload={"container_ids": ["BAG-9"], "coi_id": "COI-1",
+                            "verification_result": {"code": "COI_MISMATCH", "action": "STOP"}})
         rec.append("auth", batch_id="", actor="system", action="auth.failed", payload={"user_id": "sup1"})
         rec.append("phase_transition", batch_id="B1", actor="sup1", role="supervisor", action="batch.abort",
                    reason="contaminated", payload={"level": "batch", "from": "Held", "to": "Aborting"})

@@ -102,7 +102,9 @@ def test_html_report_escapes_hostile_text_and_is_self_contained(tmp_path):
         rec.append("config", batch_id="B-H", actor="system", action="config.snapshot",
                    payload={"files_hash": {"cell.yaml": "ef" * 32}})
         rec.append("custody", batch_id="B-H", actor="op1", role="operator", action="custody.receive",
-                   reason="bag received", payload={"container_id": "BAG-1", "to": "RTP1", "coi": "COI-7"})
+                   reason="bag received",
+                   payload={"container_ids": ["BAG-1"], "location_to": "RTP1", "coi_id": "COI-7",
+                            "verification_result": {"code": "OK", "action": "PROCEED"}})
         rec.append("refusal", batch_id="B-H", actor="op1", role="operator", action="isolator.open_door",
                    reason=HOSTILE, payload={"code": "INTERLOCK"})
         rec.append("signature", batch_id="B-H", actor="sup1", role="supervisor", action="step.verify",
@@ -117,7 +119,7 @@ def test_html_report_escapes_hostile_text_and_is_self_contained(tmp_path):
     assert "COI-7" in html and "ab" * 32 in html and "R1" in html  # identity, configuration hash
     assert report.versions["files_hash.cell.yaml"] == "ef" * 32 and "ef" * 32 in html
     assert [c["action"] for c in report.custody] == ["custody.receive"]
-    assert "container_id=BAG-1, to=RTP1, coi=COI-7" in html  # the custody log
+    assert "coi_id=COI-7, container_ids=BAG-1, location_to=RTP1, verification=OK PROCEED" in html  # custody log
     assert "http://" not in html and "https://" not in html and "src='http" not in html  # nothing fetched
     pdf = render_pdf(report, tmp_path / "h.pdf")  # the same hostile text prints as text in the PDF
     text = "\n".join(_page_text_and_ink(pdf)[0])
