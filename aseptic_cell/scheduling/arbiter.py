@@ -250,7 +250,7 @@ class Arbiter:
         deadline = math.inf
         if r.latest_start is not None:
             deadline = max(r.latest_start, r.requested_at)
-        if now - r.requested_at >= self.t_age:
+        if now >= r.requested_at + self.t_age:
             deadline = min(deadline, r.requested_at + self.t_age)
         if deadline < math.inf:
             return (1, deadline, 0, r.requested_at, r.id)
@@ -261,7 +261,7 @@ class Arbiter:
         return (2, slack, 0 if continues else 1, r.requested_at, r.id)
 
     def _urgent(self, r: Request, now: float) -> bool:
-        return r.safety or r.latest_start is not None or now - r.requested_at >= self.t_age
+        return r.safety or r.latest_start is not None or now >= r.requested_at + self.t_age
 
     def _continues_zone(self, r: Request) -> bool:
         return self.zone_owner == r.batch and self.zone_consecutive < self.max_consecutive_open
@@ -373,13 +373,13 @@ class Arbiter:
         if self.zone_ready_at > now:
             t = min(t, self.zone_ready_at)
         for r in self.waiting():
-            if now - r.requested_at < self.t_age:
+            if now < r.requested_at + self.t_age:
                 t = min(t, r.requested_at + self.t_age)
             if r.latest_start is not None:
                 if not r.warned:
                     t = min(t, max(now, r.latest_start - self.t_warn))
                 if not r.missed:
-                    t = min(t, r.latest_start + 1e-6)
+                    t = min(t, math.nextafter(r.latest_start, math.inf))
         for _s, free_at in self.slot_free_at.items():
             if free_at > now:
                 t = min(t, free_at)
