@@ -1,4 +1,9 @@
-"""Batch record / audit trail: hash chain, append-only store, durability, concurrency, exports."""
+"""Batch record / audit trail: hash chain, append-only store, durability, concurrency, exports.
+
+The tests about the store's contract run against both backends (``open_rec``: SQLite file and
+PostgreSQL chain; issue 15 item 9): a real PostgreSQL server started once per test session in a
+temp dir (:class:`~aseptic_cell.records.pgserver.TempPostgres`), no mock. SQLite-file tests
+(WAL, raw-file tampering, disk full) stay SQLite-only."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import pytest
 from aseptic_cell.records import (
     GENESIS_HASH,
     BatchRecord,
+    RecordWriteError,
     entry_hash,
     verify_file,
 )
@@ -42,6 +48,43 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL cluster per test session, schema installed by its owner role."""
+    from aseptic_cell.records.pg import install_schema
+    from aseptic_cell.records.pgserver import ADMIN_ROLE, WRITER_ROLE, TempPostgres, pg_bindir
+
+    if pg_bindir() is None:
+        pytest.fail("PostgreSQL server not installed: run scripts/ensure_system_deps.sh (Debian postgresql)")
+    with TempPostgres() as pg:
+        install_schema(pg.dsn(ADMIN_ROLE), WRITER_ROLE)
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_rec(request, tmp_path):
+    """``open_rec(name, clock, **kw)``: the same named record reopened gives the same chain."""
+    import uuid
+
+    if request.param == "sqlite":
+        return lambda name, clk, **kw: BatchRecord(tmp_path / f"{name}.db", clk, **kw)
+    from aseptic_cell.records.pg import PgBatchRecord
+
+    pg = request.getfixturevalue("pg_server")
+    prefix = uuid.uuid4().hex[:8]
+    return lambda name, clk, **kw: PgBatchRecord(pg.dsn(), f"{prefix}-{name}", clk, **kw)
+
+
+def _fill_rec(open_rec, clock: FakeClock, n: int = 6, name: str = "r") -> list:
+    with open_rec(name, clock) as rec:
+        out = []
+        for i in range(n):
+            clock.advance(1.5)
+            out.append(rec.append("note", batch_id="B-001", actor="op1", role="operator", action="note.add",
+                                  reason=f"step {i}", payload={"i": i, "v": i * 0.5}))
+        return out
+
+
 def _fill(path: Path, clock: FakeClock, n: int = 6) -> list:
     with BatchRecord(path, clock) as rec:
         out = []
@@ -66,8 +109,8 @@ def _raw(path: Path) -> sqlite3.Connection:
 
 
 # ------------------------------------------------------------------------- chain basics
-def test_append_builds_a_hash_chain_from_genesis(tmp_path, clock):
-    entries = _fill(tmp_path / "r.db", clock)
+def test_append_builds_a_hash_chain_from_genesis(open_rec, clock):
+    entries = _fill_rec(open_rec, clock)
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
     assert entries[0].prev_hash == GENESIS_HASH
     for prev, cur in zip(entries, entries[1:], strict=False):
@@ -77,7 +120,9 @@ def test_append_builds_a_hash_chain_from_genesis(tmp_path, clock):
     assert entries[0].ts_iso.endswith("+00:00") and entries[0].ts_iso.startswith("2026-")
     assert entries[2].payload == {"i": 2, "v": 1.0}
     assert entries[2].payload_json == '{"i":2,"v":1.0}'  # canonical: sorted keys, no spaces
-    report = verify_file(tmp_path / "r.db")
+    with open_rec("r", clock) as rec:
+        report = rec.verify()
+        assert [e.to_dict() for e in rec.entries()] == [e.to_dict() for e in entries]
     assert report.ok and report.count == 6 and report.head_hash == entries[-1].hash
 
 
@@ -292,18 +337,18 @@ def test_wal_mode_and_synchronous_full(tmp_path, clock):
     con.close()
 
 
-def test_record_survives_close_and_reopen(tmp_path, clock):
-    path = tmp_path / "r.db"
-    first = _fill(path, clock, 3)
-    with BatchRecord(path, clock) as rec:
+def test_record_survives_close_and_reopen(open_rec, clock):
+    first = _fill_rec(open_rec, clock, 3)
+    with open_rec("r", clock) as rec:
+        assert rec.open_report.ok and rec.open_report.count == 3
         assert [e.hash for e in rec.entries()] == [e.hash for e in first]
         e4 = rec.append("command", batch_id="B-001", actor="sup1", role="supervisor", action="batch.hold")
         assert e4.seq == 4 and e4.prev_hash == first[-1].hash
         assert rec.verify().ok and rec.verify().count == 4
 
 
-def test_nan_and_inf_payloads_are_rejected_and_nothing_is_appended(tmp_path, clock):
-    with BatchRecord(tmp_path / "r.db", clock) as rec:
+def test_nan_and_inf_payloads_are_rejected_and_nothing_is_appended(open_rec, clock):
+    with open_rec("r", clock) as rec:
         rec.append("note", batch_id="B", actor="system")
         head = rec.head()
         for bad in ({"x": math.nan}, {"x": [1.0, math.inf]}, {"deep": {"y": -math.inf}}):
@@ -345,10 +390,10 @@ def test_two_processes_appending_concurrently_keep_one_valid_chain(tmp_path):
     assert switches > 20, "the two writers did not really interleave; the test proved nothing"
 
 
-def test_threads_appending_concurrently_keep_one_valid_chain(tmp_path, clock):
+def test_threads_appending_concurrently_keep_one_valid_chain(open_rec, clock):
     import threading
 
-    with BatchRecord(tmp_path / "t.db", clock) as rec:
+    with open_rec("t", clock) as rec:
 
         def work(tag: str) -> None:
             for i in range(50):
@@ -362,8 +407,8 @@ def test_threads_appending_concurrently_keep_one_valid_chain(tmp_path, clock):
         assert rec.verify().ok and rec.verify().count == 200
 
 
-def test_clock_going_backwards_is_flagged_not_hidden(tmp_path, clock):
-    with BatchRecord(tmp_path / "r.db", clock) as rec:
+def test_clock_going_backwards_is_flagged_not_hidden(open_rec, clock):
+    with open_rec("r", clock) as rec:
         rec.append("note", batch_id="B", actor="system")
         clock.advance(-30.0)
         rec.append("note", batch_id="B", actor="system")
@@ -386,8 +431,8 @@ def _signature_payload(record_hash: str) -> dict:
     }
 
 
-def test_render_text_shows_who_what_when_why_signatures_and_corrections(tmp_path, clock):
-    with BatchRecord(tmp_path / "r.db", clock) as rec:
+def test_render_text_shows_who_what_when_why_signatures_and_corrections(open_rec, clock):
+    with open_rec("r", clock) as rec:
         e1 = rec.append(
             "command",
             batch_id="B-7",
@@ -423,8 +468,8 @@ def test_render_text_shows_who_what_when_why_signatures_and_corrections(tmp_path
     assert "Chain check (whole file): OK" in text
 
 
-def test_export_json_is_complete_and_carries_the_chain_status(tmp_path, clock):
-    with BatchRecord(tmp_path / "r.db", clock) as rec:
+def test_export_json_is_complete_and_carries_the_chain_status(open_rec, clock):
+    with open_rec("r", clock) as rec:
         rec.append("command", batch_id="B-7", actor="op1", action="batch.start")
         rec.append("note", batch_id="B-8", actor="op1")
         last = rec.append("note", batch_id="B-7", actor="op1", payload={"k": [1, 2]})
@@ -434,8 +479,8 @@ def test_export_json_is_complete_and_carries_the_chain_status(tmp_path, clock):
     assert doc["chain"]["ok"] is True and doc["chain"]["head_hash"] == last.hash
 
 
-def test_record_cycle_result(tmp_path, clock):
-    with BatchRecord(tmp_path / "r.db", clock) as rec:
+def test_record_cycle_result(open_rec, clock):
+    with open_rec("r", clock) as rec:
         e = rec.record_cycle_result(
             "vhp",
             {"run_id": "VHP1-0007", "result": "PASS", "recipe_id": "VHP-ISO-STD", "aeration_end_ppm": 0.4},
@@ -618,3 +663,120 @@ def test_a_record_that_verifies_is_accepted_on_open(tmp_path, clock):
     with BatchRecord(path, clock) as rec:
         assert rec.open_report.ok and rec.open_report.count == 6
         assert rec.health() == ""
+
+
+# ------------------------------------------------------------------------- PostgreSQL backend
+# A site where many cells write to one database (issue 15 item 9): chains independent,
+# concurrent writers, the append-only rule enforced in the database (triggers + privileges).
+
+
+def _pg(pg_server, role=None):
+    import psycopg
+
+    from aseptic_cell.records.pgserver import WRITER_ROLE
+
+    return psycopg.connect(pg_server.dsn(role or WRITER_ROLE), autocommit=True)
+
+
+def test_postgresql_append_only_by_privileges_and_triggers(pg_server, clock):
+    import psycopg
+
+    from aseptic_cell.records.pg import PgBatchRecord
+    from aseptic_cell.records.pgserver import ADMIN_ROLE
+
+    with PgBatchRecord(pg_server.dsn(), "pg-ao", clock) as rec:
+        rec.append("note", batch_id="B", actor="op1")
+        e2 = rec.append("note", batch_id="B", actor="op1")
+    with _pg(pg_server) as w:
+        privs = {p: w.execute("SELECT has_table_privilege('record_entries', %s)", (p,)).fetchone()[0]
+                 for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")}
+        assert privs == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False, "TRUNCATE": False}
+        for sql in ("UPDATE record_entries SET actor = 'x' WHERE chain = 'pg-ao'",
+                    "DELETE FROM record_entries WHERE chain = 'pg-ao'", "TRUNCATE record_entries"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                w.execute(sql)
+        with pytest.raises(psycopg.errors.RaiseException, match="appended at the head"):
+            w.execute("INSERT INTO record_entries (chain, seq, ts, ts_iso, batch_id, kind, actor, role, action, "
+                      "reason, payload, prev_hash, hash) VALUES ('pg-ao', 2, 0, '', 'B', 'note', 'x', '', '', '', "
+                      "'{}', %s, %s)", (e2.prev_hash, "f" * 64))
+    with _pg(pg_server, ADMIN_ROLE) as owner:  # even the owner is refused by the triggers
+        for sql in ("UPDATE record_entries SET actor = 'x' WHERE chain = 'pg-ao'",
+                    "DELETE FROM record_entries WHERE chain = 'pg-ao'", "TRUNCATE record_checkpoints"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                owner.execute(sql)
+
+
+def test_postgresql_concurrent_writers_and_independent_chains(pg_server):
+    import threading
+
+    from aseptic_cell.records.pg import PgBatchRecord
+
+    chains = ("cell-A", "cell-B")
+
+    def work(chain: str, tag: str) -> None:  # one connection per writer, as separate cells/processes
+        with PgBatchRecord(pg_server.dsn(), chain, WallClock()) as rec:
+            for i in range(40):
+                rec.append("note", batch_id=f"B-{chain}", actor=tag, payload={"i": i})
+
+    threads = [threading.Thread(target=work, args=(c, f"{c}-w{k}")) for c in chains for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in chains:
+        with PgBatchRecord(pg_server.dsn(), c, WallClock()) as rec:
+            report = rec.verify()
+            assert report.ok and report.count == 80, report
+            assert {e.batch_id for e in rec.entries()} == {f"B-{c}"}
+            assert rec.entries()[0].prev_hash == GENESIS_HASH  # each chain starts at its own genesis
+
+
+def test_postgresql_rewrite_with_recomputed_chain_detected_by_signed_checkpoints(pg_server, clock, tmp_path):
+    import psycopg
+
+    from aseptic_cell.records.pg import PgBatchRecord
+    from aseptic_cell.records.pgserver import ADMIN_ROLE
+    from aseptic_cell.records.seal import init_seal_key, load_sealer
+
+    sealer = load_sealer(init_seal_key(tmp_path / "sec"))
+    with PgBatchRecord(pg_server.dsn(), "pg-rw", clock, sealer=sealer) as rec:
+        for i in range(5):
+            clock.advance(1)
+            rec.append("note", batch_id="B", actor="op1", reason=f"step {i}")
+        assert rec.verify().ok and rec.verify().sealed
+    with psycopg.connect(pg_server.dsn(ADMIN_ROLE), autocommit=True) as owner:  # the owner turns the triggers off
+        owner.execute("ALTER TABLE record_entries DISABLE TRIGGER USER")
+        owner.execute("UPDATE record_entries SET reason = 'edited' WHERE chain = 'pg-rw' AND seq = 2")
+        rows = owner.execute("SELECT seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload "
+                             "FROM record_entries WHERE chain = 'pg-rw' ORDER BY seq").fetchall()
+        prev = GENESIS_HASH
+        for r in rows:
+            digest = entry_hash(*r, prev)
+            owner.execute("UPDATE record_entries SET prev_hash = %s, hash = %s WHERE chain = 'pg-rw' AND seq = %s",
+                          (prev, digest, r[0]))
+            prev = digest
+        owner.execute("ALTER TABLE record_entries ENABLE TRIGGER USER")
+    with PgBatchRecord(pg_server.dsn(), "pg-rw", clock, sealer=sealer) as rec:
+        report = rec.verify()
+        assert not report.ok and "signed checkpoint mismatch at seq 2" in report.problem
+        assert not rec.open_report.ok
+        with pytest.raises(RecordWriteError, match="integrity check"):
+            rec.append("note", batch_id="B", actor="op1")
+
+
+def test_postgresql_lock_timeout_fails_the_append_loudly(pg_server, clock):
+    from aseptic_cell.records.pg import PgBatchRecord
+    from aseptic_cell.records.pgserver import ADMIN_ROLE
+
+    rec = PgBatchRecord(pg_server.dsn() + " options='-c lock_timeout=200'", "pg-lock", clock)
+    failures: list[str] = []
+    rec.add_failure_listener(failures.append)
+    rec.append("note", batch_id="B", actor="op1")
+    with _pg(pg_server, ADMIN_ROLE) as owner, owner.transaction():
+        owner.execute("LOCK TABLE record_entries IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(RecordWriteError, match="lock timeout"):
+            rec.append("note", batch_id="B", actor="op1")
+    assert failures and rec.failures == 1 and len(rec) == 1
+    rec.append("note", batch_id="B", actor="op1")  # the lock released: writing goes on, chain intact
+    assert rec.verify().ok and len(rec) == 2
+    rec.close()
