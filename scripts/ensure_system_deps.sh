@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake python3-dev python3-venv git chromium
-      liburdfdom-tools libsdformat-dev sdformat-sdf ignition-tools)  # asset validators: check_urdf, ign sdf -k
+      liburdfdom-tools libsdformat-dev sdformat-sdf ignition-tools  # asset validators: check_urdf, ign sdf -k
+      postgresql)  # the record tests' throwaway cluster (initdb/pg_ctl as the postgres user it creates)
 # Node.js and npm come with the machine (node 20, npm 11); Debian's nodejs conflicts with them.
 
 missing=()
@@ -21,8 +22,14 @@ if ((${#missing[@]})); then
     SUDO=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${missing[*]} " == *" postgresql "* && ! -e /etc/postgresql-common/createcluster.conf ]]; then
+    # no system-wide cluster: the tests start their own in a temp dir
+    "${SUDO[@]}" mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | "${SUDO[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   "${SUDO[@]}" apt-get update -q
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
 fi
 
 # cmake >= 3.21 is required by the rosidl/ament cmake code (Debian 12 ships 3.25).
