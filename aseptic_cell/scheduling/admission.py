@@ -2,8 +2,8 @@
 
 A batch fits when (1) an incubator slot is free now — the slot is then allocated for the whole
 run (SCH-P1: slots bound capacity) — and (2) the projected load of the arm and of the open
-zone stays within ``availability × 24 h`` on every day of its run, counting the nominal plan
-of every admitted batch (from its admission) plus this one, with one changeover
+zone stays within ``availability × bucket_h`` in every period of ``bucket_h`` (default 24 h)
+of its run, counting the nominal plan of every admitted batch (from its admission) plus this one, with one changeover
 (line clearance + purge wait, SEG-04/05) per open block (capacity model of the
 reference process [ZHU-2018] [CCI-2018]; parameters are site values [M]). No batch is admitted
 while a VHP that needs an empty incubator waits.
@@ -44,7 +44,8 @@ class AdmissionControl:
     def __init__(self, arbiter: Arbiter) -> None:
         self.arbiter = arbiter
         adm = arbiter.cfg.admission
-        self.capacity_per_day = DAY * adm.availability
+        self.bucket = adm.bucket_h * 3600.0
+        self.capacity_per_day = self.bucket * adm.availability
         self.plans: dict[str, _Plan] = {}
 
     def _load(self, plans: list[_Plan], horizon: tuple[float, float]) -> dict[str, dict[int, float]]:
@@ -60,11 +61,11 @@ class AdmissionControl:
                     prev_open = pp.phase.open
                     continue
                 if pp.phase.arm_required:
-                    _spread(load[ARM], s, e, t0)
+                    _spread(load[ARM], s, e, t0, self.bucket)
                 if pp.phase.open:
-                    _spread(load[OPEN_ZONE], s, e, t0)
+                    _spread(load[OPEN_ZONE], s, e, t0, self.bucket)
                     if not prev_open:  # one changeover per open block
-                        _spread(load[OPEN_ZONE], e, e + cost, t0)
+                        _spread(load[OPEN_ZONE], e, e + cost, t0, self.bucket)
                 prev_open = pp.phase.open
         return load
 
@@ -95,8 +96,8 @@ class AdmissionControl:
                 if used > self.capacity_per_day:
                     return AdmissionResult(
                         False, batch,
-                        f"projected {res} load on day {day} of the run is {used / 60:.0f} min > "
-                        f"{self.capacity_per_day / 60:.0f} min available", None, peaks)
+                        f"projected {res} load in period {day} of the run is {used / 60:.0f} min > "
+                        f"{self.capacity_per_day / 60:.0f} min available per {self.bucket / 3600:g} h", None, peaks)
         arb.allocate_slot(batch, now)
         self.plans[batch] = new
         return AdmissionResult(True, batch, "admitted", slot, peaks)
@@ -108,12 +109,12 @@ class AdmissionControl:
             self.arbiter.release_slot(batch, now)
 
 
-def _spread(days: dict[int, float], s: float, e: float, t0: float) -> None:
-    """Add the interval [s, e) to per-day buckets counted from t0."""
+def _spread(days: dict[int, float], s: float, e: float, t0: float, bucket: float) -> None:
+    """Add the interval [s, e) to buckets of ``bucket`` seconds counted from t0."""
     s = max(s, t0)
-    d = math.floor((s - t0) / DAY)
+    d = math.floor((s - t0) / bucket)
     while s < e:
-        boundary = t0 + (d + 1) * DAY
+        boundary = t0 + (d + 1) * bucket
         if boundary > s:
             days[d] += min(e, boundary) - s
             s = min(e, boundary)

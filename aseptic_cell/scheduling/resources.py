@@ -90,6 +90,7 @@ class AdmissionConfig(Model):
     availability: Fraction = 0.85
     release_lead_days: NonNegativeFinite = 7.0
     target_time_to_vein_days: PositiveFinite = 21.0
+    bucket_h: PositiveFinite = 24.0
 
 
 class SimulationConfig(Model):

@@ -201,6 +201,6 @@ def test_admission_refuses_when_projected_open_zone_load_exceeds_the_day(cfg: Sc
     proc = load_process(CONFIG / "processes" / "cart-autologous.yaml", rs)
     assert adm.admit("P1", proc, 0).admitted
     res = adm.admit("P2", proc, 0)
-    assert not res.admitted and "projected GRADE_A_OPEN_ZONE load on day 0" in res.reason
+    assert not res.admitted and "projected GRADE_A_OPEN_ZONE load in period 0" in res.reason
     assert res.projected_peak_min_per_day[OPEN_ZONE] > 0.85 * 1440
     assert "P2" not in arb.slot_of
