@@ -116,6 +116,7 @@ class CellSimulation:
         self.waits: list[float] = []
         self.max_concurrent = 0
         self._wakes: set[float] = set()
+        self._admit_due = True
         self.now = 0.0
         adm = cfg.admission
         self.release_lead = adm.release_lead_days * DAY
@@ -178,6 +179,8 @@ class CellSimulation:
     def _handle(self, kind: str, payload: Any) -> None:
         now = self.now
         sim = self.cfg.simulation
+        if kind in ("arrival", "tick", "admit"):
+            self._admit_due = True
         if kind == "arrival":
             self._new_patient(now)
         elif kind == "ready":
@@ -202,23 +205,27 @@ class CellSimulation:
             self._at(now + self.rng.expovariate(1 / (sim.resource_mtbf_h * 3600)), "fault", payload)
         elif kind == "tick":
             self._at(now + 3600.0, "tick")
-        # "wake": nothing to do but arbitrate
+        # "wake", "admit": nothing to do but arbitrate / admit
+
+    def _leave(self, b: _Batch) -> None:
+        b.finished_at = self.now
+        self.adm.finish(b.id, self.now)
+        self._admit_due = True
+        self._at(self.now + self.arb.slot_turnaround, "admit")
 
     def _phase_done(self, b: _Batch) -> None:
         ph = b.phases[b.idx]
         b.ends[ph.id] = self.now
         b.idx += 1
         if b.idx >= len(b.phases):
-            b.finished_at = self.now
-            self.adm.finish(b.id, self.now)
+            self._leave(b)
             return
         self._next_phase(b)
 
     def _next_phase(self, b: _Batch) -> None:
         if b.fail_at is not None and b.idx == b.fail_at:
             b.failed = True
-            b.finished_at = self.now
-            self.adm.finish(b.id, self.now)
+            self._leave(b)
             return
         ph = b.phases[b.idx]
         ready = self.now
@@ -257,7 +264,9 @@ class CellSimulation:
 
     def _step(self) -> None:
         now = self.now
-        self._admit(now)
+        if self._admit_due:
+            self._admit_due = False
+            self._admit(now)
         for _ in range(4):
             decision = self.arb.arbitrate(now)
             for ev in decision.events:
@@ -312,7 +321,10 @@ class CellSimulation:
         candidates = {k: v for k, v in util.items() if k not in (OPEN_ZONE, self.resources.vhp)}
         bottleneck = max(candidates, key=lambda k: candidates[k]) if candidates else ""
         waits = self.waits or [0.0]
-        q = (lambda p: round(ttv[min(len(ttv) - 1, int(p * len(ttv)))], 2)) if ttv else (lambda p: math.nan)
+
+        def q(p: float) -> float:
+            return round(ttv[min(len(ttv) - 1, int(p * len(ttv)))], 2) if ttv else math.nan
+
         return SimResult(
             days=T / DAY,
             patients=len(self.batches) + len(self.queue),
