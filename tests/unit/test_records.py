@@ -780,3 +780,27 @@ def test_postgresql_lock_timeout_fails_the_append_loudly(pg_server, clock):
     rec.append("note", batch_id="B", actor="op1")  # the lock released: writing goes on, chain intact
     assert rec.verify().ok and len(rec) == 2
     rec.close()
+
+
+def test_record_backend_from_config_and_dsn_from_the_environment(pg_server, tmp_path, clock):
+    from aseptic_cell.records import RecordError
+    from aseptic_cell.records.backend import RECORD_DSN_ENV, RecordSettings, load_record_settings, open_record
+    from aseptic_cell.records.pg import PgBatchRecord
+
+    repo_cfg = Path(__file__).resolve().parents[2] / "config"
+    assert load_record_settings(repo_cfg) == RecordSettings("sqlite", "")
+    assert load_record_settings(tmp_path) == RecordSettings()  # no record.yaml: the SQLite default
+    with pytest.raises(RecordError, match="environment"):
+        RecordSettings.from_mapping({"backend": "postgresql", "dsn": "host=db password=secret"})
+    with pytest.raises(RecordError, match="backend must be one of"):
+        RecordSettings.from_mapping({"backend": "oracle"})
+    (tmp_path / "record.yaml").write_text("record:\n  backend: postgresql\n  chain: cell-07\n")
+    settings = load_record_settings(tmp_path)
+    with pytest.raises(RecordError, match=RECORD_DSN_ENV):
+        open_record(settings, clock, sqlite_path=tmp_path / "x.db", environ={})
+    with open_record(settings, clock, sqlite_path=tmp_path / "x.db", environ={RECORD_DSN_ENV: pg_server.dsn()}) as rec:
+        assert isinstance(rec, PgBatchRecord) and rec.chain == "cell-07"
+        rec.append("note", batch_id="B", actor="op1")
+        assert rec.verify().ok
+    with open_record(RecordSettings(), clock, sqlite_path=tmp_path / "x.db") as rec:
+        assert isinstance(rec, BatchRecord) and not (tmp_path / "x.db").stat().st_size == 0
