@@ -279,7 +279,6 @@ class SupervisorNode(Node):
         from std_msgs.msg import String
 
         from ..config import default_config_dir, load_config
-        from ..records import BatchRecord
         from ..supervisor.core import Supervisor
 
         self.declare_parameter("config_dir", "")
@@ -293,9 +292,12 @@ class SupervisorNode(Node):
         rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
         rdir.mkdir(parents=True, exist_ok=True)
         self.record_path = str(rdir / "cell-record.db")  # one per cell: a restarted supervisor reopens it
+        from ..records.backend import load_record_settings, open_record
         from ..records.seal import load_sealer  # the cell's record key signs a checkpoint per commit (issue 15)
 
-        self.record = BatchRecord(self.record_path, _WallClock(), sealer=load_sealer())
+        # config/record.yaml: sqlite (this file) or postgresql ($ASEPTIC_CELL_RECORD_DSN; issue 15 item 9)
+        self.record = open_record(load_record_settings(cfg_dir), _WallClock(), sqlite_path=self.record_path,
+                                  sealer=load_sealer())
         self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
         self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
         from ..auth import UserDirectory
