@@ -45,11 +45,14 @@ MAX_SAMPLES = 20000
 SHORTCUT_ITERS = 60
 #: Lazy roadmap (``src/roadmap.c``), one per planning scene, active box set and SIMD level,
 #: kept between calls: vertices, neighbours per vertex, the fixed seed of its vertices, the
-#: budget of lazy searches per query, and how many roadmaps a scene keeps.
+#: limit of lazy searches per query, and how many roadmaps a scene keeps. The limit is far
+#: above the edge count on purpose: each search either returns or removes a colliding edge,
+#: so the search ends anyway, and a lower budget would make the outcome depend on what the
+#: memo already knew (0 disables the roadmap).
 ROADMAP_VERTICES = 1500
 ROADMAP_K = 10
 ROADMAP_SEED = 0x5EED
-ROADMAP_ROUNDS = 200
+ROADMAP_ROUNDS = 1 << 30
 ROADMAP_CACHE = 8
 _METHODS = {0: "straight", 1: "roadmap", 2: "rrt"}
 #: Fraction of the joint velocity / acceleration limits and of the TCP speed class the

@@ -335,5 +335,9 @@ int cc_plan_rm(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const
  * checked at most `step` metres of link motion apart (see plan.c)? */
 int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
                    const double *qb, double step);
+/* Only the first block of cc_motion_free's checks (the coarsest points): 0 if one of them
+ * collides (the motion is not free), 1 otherwise (undecided: not a verdict of freedom). */
+int cc_motion_coarse(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
+                     const double *qb, double step);
 
 #endif

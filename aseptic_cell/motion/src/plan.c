@@ -51,7 +51,7 @@ static int config_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
 /* Straight motion qa -> qb free at every checked configuration; with_end: qb itself
  * is checked too, in the first block (the usual reason an extension stops). */
 static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
-                       const double *qb, double step, int with_end)
+                       const double *qb, double step, int with_end, int coarse_only)
 {
     const double D = motion_bound(S, qa, qb);
     long n = (long)ceil(D / step);
@@ -92,6 +92,7 @@ static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
             if (!out[l]) return 0;
         m = 0;
     }
+    if (coarse_only) return 1;
     for (long i = 1; i < n; i++) {
         int seen = 0;
         for (int c = 0; c < nco; c++) seen |= coarse[c] == i;
@@ -116,7 +117,13 @@ static int motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fas
 int cc_motion_free(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
                    const double *qb, double step)
 {
-    return motion_free(S, active, fast, qa, qb, step, 0);
+    return motion_free(S, active, fast, qa, qb, step, 0, 0);
+}
+
+int cc_motion_coarse(const cc_scene *S, const uint64_t *active, cc_fast_fn fast, const double *qa,
+                     const double *qb, double step)
+{
+    return motion_free(S, active, fast, qa, qb, step, 0, 1);
 }
 
 typedef struct {
@@ -172,7 +179,7 @@ static int extend(tree *t, const cc_scene *S, const uint64_t *active, cc_fast_fn
     double qn[CC_NJ];
     const int reached = steer(t->q + CC_NJ * nn, q, o->extend, qn);
     /* the end in the first block: in a cluttered scene the usual reason to stop */
-    if (!motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step, 1)) return EXT_TRAPPED;
+    if (!motion_free(S, active, fast, t->q + CC_NJ * nn, qn, o->step, 1, 0)) return EXT_TRAPPED;
     *added = tree_add(t, qn, nn);
     if (*added < 0) return EXT_TRAPPED;
     return reached ? EXT_REACHED : EXT_ADVANCED;

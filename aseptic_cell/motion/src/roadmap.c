@@ -332,8 +332,19 @@ long cc_roadmap_query(cc_roadmap *R, const cc_scene *S, const uint64_t *active, 
         if (m > max_path) goto out;
         long w = m - 1;
         for (int v = GN; v >= 0; v = par[v], w--) path[w] = v == SN ? sid : v == GN ? gid : v;
-        /* check the unknown edges of the path; the first colliding one is removed */
+        /* the coarsest points of every unknown edge of the path first (a colliding edge
+         * usually fails there, before the free ones are checked in full); then every
+         * unknown edge in full. The first colliding edge is removed. The order changes
+         * what is checked, not the result: the shortest path over the free edges. */
         int all = 1;
+        for (long i = 0; i + 1 < m && all; i++) {
+            if (memo_get(R, path[i], path[i + 1])) continue;
+            if (!cc_motion_coarse(S, active, fast, cc_roadmap_q(R, path[i]), cc_roadmap_q(R, path[i + 1]),
+                                  step)) {
+                memo_put(R, path[i], path[i + 1], 2);
+                all = 0;
+            }
+        }
         for (long i = 0; i + 1 < m && all; i++)
             all = cc_roadmap_edge(R, S, active, fast, path[i], path[i + 1], step, checks);
         if (all) { res = m; goto out; }
