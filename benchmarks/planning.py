@@ -113,14 +113,18 @@ def bench_scene(name: str, scene: Scene, seeds: int, n_random: int, n_coal: int)
     d = scene.clearance(pool).distance
     free = pool[d >= scene.margin + 0.02]
     random_ms: list[float] = []
+    random_cpu: list[float] = []
     ok = 0
     codes: dict[str, int] = {}
     for i in range(min(n_random, len(free) // 2)):
+        c0 = time.process_time()
         r = scene.plan(free[2 * i], free[2 * i + 1], seed=i)
+        c1 = time.process_time()
         codes[r.code] = codes.get(r.code, 0) + 1
         if r.ok:
             ok += 1
             random_ms.append(r.plan_ms)
+            random_cpu.append((c1 - c0) * 1e3)
             certified = certified and scene.check_trajectory(r.samples, r.dt).ok
     coal_res = coal_broadphase_rate(scene, pool[:n_coal])
     return {
@@ -144,6 +148,7 @@ def bench_scene(name: str, scene: Scene, seeds: int, n_random: int, n_coal: int)
         "random_planned": ok,
         "random_codes": codes,
         "random": _stats(random_ms),
+        "random_cpu": _stats(random_cpu),
         "all_certified": bool(certified),
         "coal_broadphase_configs_per_s": coal_res[0] if coal_res else None,
     }
