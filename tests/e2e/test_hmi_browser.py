@@ -321,13 +321,18 @@ def test_trip_hold_ack_and_signed_restart(browser: Any, cell: Cell) -> None:
         "document.querySelector('#batch-state').textContent === 'RUNNING'"
     )
     assert "alarm" not in page.get_attribute("#batch-state", "class")
-    # interlock trip: isolator fan failure -> dP out of band -> alarm + batch HELD
-    cell.fault("inject", "fan_failure")
+    # interlock trip: isolator fan failure during the VHP cycle -> dP out of band -> alarm, cycle FAIL,
+    # batch HELD. (A fan failure in a closed phase such as the glove or leak test holds nothing by itself:
+    # only open-product phases hold on airflow; the VHP cycle needs the enclosure dP in its band.)
     page.click("nav button[data-view=overview]")
+    page.wait_for_function("() => (document.querySelector('#ov-batch .body') || {}).textContent"
+                           " && document.querySelector('#ov-batch .body').textContent.includes('PH-VHP')",
+                           timeout=120_000)
+    cell.fault("inject", "fan_failure")
     page.wait_for_function(
         "() => document.querySelector('#ov-batch-state') && "
         "document.querySelector('#ov-batch-state').textContent === 'HELD'",
-        timeout=60_000,
+        timeout=120_000,
     )
     page.wait_for_function("() => document.querySelector('#tile-isolator').classList.contains('tile-alarm')")
     wait_bg(page, "#tile-isolator h2", ALARM_RGB)
