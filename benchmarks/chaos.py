@@ -277,6 +277,18 @@ class ChaosCell:
         if res.safe_s is None:
             res.problems.append(f"not safe within {timeout_s:g} s: latched "
                                 f"{ {d: self.latched(d) for d in survivors} }, batch {self.state()}")
+        if process in DEVICES:
+            # the lifecycle manager must have seen the node go (its heartbeat, 3 s) before the node
+            # comes back: a node restarted earlier is "not faulted" to it and then faulted under
+            # the restarted process, which nobody recovers (found by this harness: run 5, seed 7)
+            def lm_fault_seen() -> bool:
+                return any(a.alarm_id == NODE_DIED_ALARM and a.source == process and a.state == "ACTIVE"
+                           for a in self.client.alarms[n_alarms:])
+
+            try:
+                self.wait(lm_fault_seen, timeout_s, f"lifecycle manager's {NODE_DIED_ALARM} for {process}")
+            except TimeoutError as exc:
+                res.problems.append(str(exc))
         # the process comes back: restarted (killed) or thawed (frozen); nothing resumes
         if sig == signal.SIGSTOP:
             self.procs.kill(process, signal.SIGCONT)
@@ -354,6 +366,17 @@ class ChaosCell:
         elif process == "sim_world":
             for d in DEVICES:
                 self.client.wait_state(d, lambda s: s.comm_ok, 60.0, f"{d} comm back")
+        # a node the lifecycle manager faulted on the side (a dependant that stopped answering while
+        # the killed one was frozen) is recovered the same documented way; else the manager keeps
+        # it FAULTED and a later real loss of it raises no new node-died alarm (chaos seed 7, run 19)
+        for d in DEVICES:
+            try:
+                r = self.client.call(Recover, "/lifecycle_manager/recover",
+                                     Recover.Request(device_id=d, user="sup1", reason="chaos: collateral fault"), 10.0)
+            except Exception:  # noqa: BLE001 - the manager itself still coming back
+                continue
+            if r.accepted:
+                self.log(f"{d} was faulted by the lifecycle manager too; recovered")
         self.wait(lambda: self.fresh_status() is not None, 90.0, "supervisor publishing")
 
 
