@@ -126,8 +126,10 @@ def test_append_builds_a_hash_chain_from_genesis(open_rec, clock):
     assert report.ok and report.count == 6 and report.head_hash == entries[-1].hash
 
 
-def test_hash_covers_every_field(tmp_path, clock):
-    e = _fill(tmp_path / "r.db", clock, 1)[0]
+def test_hash_covers_every_field(open_rec, clock):
+    _fill_rec(open_rec, clock, 1)
+    with open_rec("r", clock) as rec:
+        e = rec.entries()[0]  # as stored and read back (PostgreSQL: float8 ts round-trips exactly)
     base = dict(
         seq=e.seq,
         ts=e.ts,
@@ -657,10 +659,9 @@ def test_malformed_file_fails_verify_loudly_and_is_refused_for_appending(tmp_pat
     rec.close()
 
 
-def test_a_record_that_verifies_is_accepted_on_open(tmp_path, clock):
-    path = tmp_path / "o.db"
-    _fill(path, clock)
-    with BatchRecord(path, clock) as rec:
+def test_a_record_that_verifies_is_accepted_on_open(open_rec, clock):
+    _fill_rec(open_rec, clock, name="o")
+    with open_rec("o", clock) as rec:
         assert rec.open_report.ok and rec.open_report.count == 6
         assert rec.health() == ""
 
