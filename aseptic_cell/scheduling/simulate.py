@@ -148,7 +148,8 @@ class CellSimulation:
         if self.faults:
             for r in FAULTY:
                 self._at(self.rng.expovariate(1 / (sim.resource_mtbf_h * 3600)), "fault", r)
-        self._at(3600.0, "tick")
+        self.tick = min(3600.0, self.adm.bucket / 4)
+        self._at(self.tick, "tick")
         wall0 = _time.perf_counter()
         while self._q:
             t, _, kind, payload = heapq.heappop(self._q)
@@ -204,7 +205,7 @@ class CellSimulation:
             self.arb.unblock(payload)
             self._at(now + self.rng.expovariate(1 / (sim.resource_mtbf_h * 3600)), "fault", payload)
         elif kind == "tick":
-            self._at(now + 3600.0, "tick")
+            self._at(now + self.tick, "tick")
         # "wake", "admit": nothing to do but arbitrate / admit
 
     def _leave(self, b: _Batch) -> None:

@@ -26,7 +26,7 @@ def test_random_arrivals_with_faults_complete_without_violations() -> None:
     cfg, proc = short_cell()
     cfg.simulation.resource_mtbf_h = 2.0
     cfg.simulation.resource_mttr_h = 0.2
-    cfg.simulation.failure_rate = 0.1
+    cfg.simulation.failure_rate = 0.3
     cfg.simulation.campaign_max_days = 0.25
     cfg.simulation.vhp_duration_h = 0.2
     sim = CellSimulation(cfg, proc, days=0.5, patients=30, seed=3, check=True)
