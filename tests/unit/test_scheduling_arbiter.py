@@ -204,3 +204,30 @@ def test_admission_refuses_when_projected_open_zone_load_exceeds_the_day(cfg: Sc
     assert not res.admitted and "projected GRADE_A_OPEN_ZONE load in period 0" in res.reason
     assert res.projected_peak_min_per_day[OPEN_ZONE] > 0.85 * 1440
     assert "P2" not in arb.slot_of
+
+
+def test_no_starvation_of_a_two_resource_request_by_alternating_small_ones(arb: Arbiter) -> None:
+    """Others keep ARM and CFG busy in turn so that both are never free together; without
+    ageing and reservation the {ARM, CFG} request would wait forever. With them it starts
+    within t_age plus one phase."""
+    phase = 20 * MIN
+    t = 0.0
+    arb.request("X0", "p", ["ARM"], t)
+    granted(arb, t)
+    big = arb.request("BIG", "vector_wash", ["ARM", "CFG"], 0)
+    held = {q.batch: q for q in arb.running()}
+    turn = 1
+    while big.state is RequestState.WAITING and t < 10 * 3600:
+        # a fresh small request for the resource not held, then the oldest holder finishes
+        res = "CFG" if turn % 2 else "ARM"
+        arb.request(f"X{turn}", "p", [res], t + 1)
+        granted(arb, t + 1)
+        t += phase / 2
+        for q in list(held.values()):
+            if q.granted_at is not None and q.granted_at + phase <= t:
+                arb.release(q.id, t)
+        granted(arb, t)
+        held = {q.batch: q for q in arb.running()}
+        turn += 1
+    assert big.state is RequestState.RUNNING
+    assert big.granted_at is not None and big.granted_at <= arb.t_age + phase
