@@ -232,12 +232,19 @@ def plan(
         return PlanResult(False, code, reason, empty, empty, dt, check, iters,
                           (time.perf_counter() - t0) * 1e3, search_ms, method, checked)
 
-    # start and goal on the real scene first: a refusal names the pair
-    ends = scene.clearance(np.concatenate([qs, qg]), conditions=conds)
+    # start and goal on the real scene first: a refusal names the pair. The fast path's
+    # "free" is certain (conservative); only an end it cannot clear needs the exact path.
+    both = np.concatenate([qs, qg])
+    fast_free = scene.check_configs(both, conditions=conds)
+    ends = None
     for i, (name, q) in enumerate((("start", qs), ("goal", qg))):
         lim = scene.limits
         if not ((q[0] >= lim[:, 0]) & (q[0] <= lim[:, 1])).all():
             return refuse(f"{name}_in_collision", f"{name} outside the joint limits")
+        if fast_free[i]:
+            continue
+        if ends is None:
+            ends = scene.clearance(both, conditions=conds)
         if ends.distance[i] < scene.margin:
             return refuse(f"{name}_in_collision",
                           f"{name} in collision: {ends.link[i]} vs {ends.other[i]} "
