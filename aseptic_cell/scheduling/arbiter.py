@@ -135,6 +135,7 @@ class Arbiter:
         self.changeover_cost = self.t_lc + self.t_purge
         self.slot_turnaround = resources.config.incubator.slot_turnaround_h * 3600.0
         self.requests: dict[int, Request] = {}
+        self._active: dict[int, Request] = {}   # waiting or running
         self._next_id = 1
         self.holders: dict[str, list[int]] = {r: [] for r in resources.by_id}
         self.faults: dict[str, str] = {}
@@ -189,6 +190,7 @@ class Arbiter:
                       latest_start=latest_start, due=due, remaining=remaining)
         self._next_id += 1
         self.requests[req.id] = req
+        self._active[req.id] = req
         return req
 
     def cancel(self, rid: int) -> None:
@@ -196,6 +198,7 @@ class Arbiter:
         if req.state is not RequestState.WAITING:
             raise ArbiterError(f"request {rid} is {req.state.value}, only a waiting request is cancelled")
         req.state = RequestState.CANCELLED
+        del self._active[rid]
         if rid == self.zone_lc:
             self.zone_lc = None
 
@@ -206,6 +209,7 @@ class Arbiter:
             raise ArbiterError(f"request {rid} is {req.state.value}, not running")
         req.state = RequestState.DONE
         req.released_at = now
+        del self._active[rid]
         for r in req.needs:
             self.holders[r].remove(rid)
         if rid == self.zone_lc:
@@ -228,10 +232,10 @@ class Arbiter:
 
     # ------------------------------------------------------------------ views
     def waiting(self) -> list[Request]:
-        return [r for r in self.requests.values() if r.state is RequestState.WAITING]
+        return [r for r in self._active.values() if r.state is RequestState.WAITING]
 
     def running(self) -> list[Request]:
-        return [r for r in self.requests.values() if r.state is RequestState.RUNNING]
+        return [r for r in self._active.values() if r.state is RequestState.RUNNING]
 
     def owners(self, resource: str) -> list[str]:
         """Batches holding ``resource`` now (slot: its batch)."""
