@@ -1,8 +1,8 @@
 """Admission control: a batch is admitted only if its whole run fits, else refused with the reason.
 
 A batch fits when (1) an incubator slot is free now — the slot is then allocated for the whole
-run (SCH-P1: slots bound capacity) — and (2) the projected load of the arm and of the open
-zone stays within ``availability × bucket_h`` in every period of ``bucket_h`` (default 24 h)
+run (SCH-P1: slots bound capacity) — and (2) the projected load of every exclusive resource (the arm, the open zone, the
+closed processor, ...) stays within ``availability × bucket_h`` in every period of ``bucket_h`` (default 24 h)
 of its run, counting the nominal plan of every admitted batch (from its admission) plus this one, with one changeover
 (line clearance + purge wait, SEG-04/05) per open block (capacity model of the
 reference process [ZHU-2018] [CCI-2018]; parameters are site values [M]). No batch is admitted
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from .arbiter import VHP_PHASE, Arbiter
 from .process import ProcessDefinition
-from .resources import ARM, OPEN_ZONE
+from .resources import OPEN_ZONE, ResourceKind
 
 DAY = 86400.0
 
@@ -51,7 +51,8 @@ class AdmissionControl:
     def _load(self, plans: list[_Plan], horizon: tuple[float, float]) -> dict[str, dict[int, float]]:
         """Seconds of ARM and open-zone use per day index (from ``horizon[0]``)."""
         t0, t1 = horizon
-        load: dict[str, dict[int, float]] = {ARM: defaultdict(float), OPEN_ZONE: defaultdict(float)}
+        exclusive = {r for r, v in self.arbiter.resources.by_id.items() if v.kind is ResourceKind.EXCLUSIVE}
+        load: dict[str, dict[int, float]] = {r: defaultdict(float) for r in sorted(exclusive)}
         cost = self.arbiter.changeover_cost
         for plan in plans:
             prev_open = False
@@ -60,12 +61,11 @@ class AdmissionControl:
                 if e <= t0 or s >= t1:
                     prev_open = pp.phase.open
                     continue
-                if pp.phase.arm_required:
-                    _spread(load[ARM], s, e, t0, self.bucket)
-                if pp.phase.open:
-                    _spread(load[OPEN_ZONE], s, e, t0, self.bucket)
-                    if not prev_open:  # one changeover per open block
-                        _spread(load[OPEN_ZONE], e, e + cost, t0, self.bucket)
+                for res in pp.phase.resources:
+                    if res in exclusive:
+                        _spread(load[res], s, e, t0, self.bucket)
+                if pp.phase.open and not prev_open:  # one changeover per open block
+                    _spread(load[OPEN_ZONE], e, e + cost, t0, self.bucket)
                 prev_open = pp.phase.open
         return load
 
@@ -90,7 +90,7 @@ class AdmissionControl:
         new = _Plan(now, process, cryopreserved)
         horizon = (now, now + process.nominal_duration(cryopreserved=cryopreserved))
         load = self._load([*self.plans.values(), new], horizon)
-        peaks = {res: max(days.values(), default=0.0) / 60.0 for res, days in load.items()}
+        peaks = {res: max(days.values(), default=0.0) / 60.0 for res, days in load.items() if days}
         for res, days in load.items():
             for day, used in sorted(days.items()):
                 if used > self.capacity_per_day:
