@@ -117,3 +117,20 @@ def test_roadmap_capsule_checks_its_scene_and_active_set(scene):
         _ccheck.plan(other._capsule, q, q, act, 0, 10, 0, 0.01, 0.5, out, rm, 5)
     with pytest.raises(ValueError, match="active box set"):
         _ccheck.plan(ps._capsule, q, q, b"\x00" * len(act), 0, 10, 0, 0.01, 0.5, out, rm, 5)
+
+
+@pytest.mark.parametrize("level", _ccheck.simd_levels())
+def test_roadmap_per_simd_level_certified(scene, level):
+    """Each SIMD level plans on its own roadmap (verdicts of its own fast path) and every
+    path passes the certified check."""
+    prev = _ccheck.simd_level()
+    try:
+        _ccheck.set_simd_level(level)
+        qa, qb = _pose(scene, "incubator_approach"), _pose(scene, "rtp_pick")
+        res = scene.plan(qa, qb, seed=6)
+        _assert_certified(scene, res, qa, qb)
+        assert res.method in ("straight", "roadmap")
+        ps = P._planning_scene(scene, P.PLAN_BUFFER_M)
+        assert (ps._mask_arg(None), level) in ps.__dict__["_roadmaps"]
+    finally:
+        _ccheck.set_simd_level(prev)
