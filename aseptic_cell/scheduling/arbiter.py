@@ -12,13 +12,15 @@ is ready again only after the purge wait ``t_purge + t_stable`` (SEG-04/05).
 Arbitration [ISA88] [DELTAV] orders the waiting requests, first to last:
 
 1. safety / containment phases (line clearance, spill cleanup, glove test, VHP);
-2. *urgent* requests by earliest deadline: hard time-window phases by their latest start, and
-   every request that has waited ``t_age`` (ageing) with the deadline ``request time + t_age``;
-3. the rest by smallest time-to-vein slack (``due - remaining processing - now``); the open
+2. hard time-window phases whose latest start is within ``t_warn`` (at risk), earliest first;
+3. *urgent* requests by earliest deadline: the other hard time-window phases by their latest
+   start, and every request that has waited ``t_age`` (ageing) with the deadline
+   ``request time + t_age``;
+4. the rest by smallest time-to-vein slack (``due - remaining processing - now``); the open
    zone's current owner continuing its open work is favoured by one changeover's cost
    (changeover minimisation) while it has had fewer than ``max_consecutive_open`` open phases
    or no other batch waits for the zone;
-4. FIFO by request time, then request id.
+5. FIFO by request time, then request id.
 
 A request is granted when every resource it needs is free, not faulted and not reserved: a
 waiting urgent request (tiers 1-2) reserves the resources it needs against later-ranked ones
@@ -26,7 +28,8 @@ waiting urgent request (tiers 1-2) reserves the resources it needs against later
 resources it blocks). Starvation-freedom: every request's rank deadline is at most
 ``request time + t_age`` and a later request's deadline is never earlier than its own request
 time, so once aged a request can be overtaken only by the finitely many requests made before
-its deadline and by safety phases. Deterministic: no wall clock, no randomness; ``now`` is
+its deadline, by safety phases and by at-risk window phases (a batch has a bounded number of
+windowed phases per run). Deterministic: no wall clock, no randomness; ``now`` is
 always passed in (seconds).
 """
 
@@ -64,6 +67,7 @@ class Request:
     latest_start: float | None = None
     due: float | None = None
     remaining: float = 0.0
+    start_when_free: frozenset[str] = frozenset()
     state: RequestState = RequestState.WAITING
     granted_at: float | None = None
     released_at: float | None = None
@@ -177,7 +181,7 @@ class Arbiter:
     # ------------------------------------------------------------------ requests
     def request(self, batch: str, phase: str, needs: Iterable[str], now: float, *, open: bool = False,
                 safety: bool = False, latest_start: float | None = None, due: float | None = None,
-                remaining: float = 0.0) -> Request:
+                remaining: float = 0.0, start_when_free: Iterable[str] = ()) -> Request:
         """File an acquire request for one phase; :meth:`arbitrate` grants it."""
         need = frozenset(needs)
         for r in need:
@@ -187,7 +191,8 @@ class Arbiter:
             raise ArbiterError(f"open={open} but {OPEN_ZONE} {'not ' if open else ''}in needs")
         req = Request(self._next_id, batch, phase, need, now, open=open,
                       safety=safety or phase in self.cfg.arbitration.safety_phases,
-                      latest_start=latest_start, due=due, remaining=remaining)
+                      latest_start=latest_start, due=due, remaining=remaining,
+                      start_when_free=frozenset(start_when_free))
         self._next_id += 1
         self.requests[req.id] = req
         self._active[req.id] = req
@@ -254,15 +259,17 @@ class Arbiter:
         deadline = math.inf
         if r.latest_start is not None:
             deadline = max(r.latest_start, r.requested_at)
+            if now >= r.latest_start - self.t_warn:
+                return (1, deadline, 0, r.requested_at, r.id)   # window at risk: before aged requests
         if now >= r.requested_at + self.t_age:
             deadline = min(deadline, r.requested_at + self.t_age)
         if deadline < math.inf:
-            return (1, deadline, 0, r.requested_at, r.id)
+            return (2, deadline, 0, r.requested_at, r.id)
         slack = (r.due - r.remaining) if r.due is not None else math.inf
         continues = r.open and self._continues_zone(r)
         if continues:
             slack -= self.changeover_cost
-        return (2, slack, 0 if continues else 1, r.requested_at, r.id)
+        return (3, slack, 0 if continues else 1, r.requested_at, r.id)
 
     def _urgent(self, r: Request, now: float) -> bool:
         return r.safety or r.latest_start is not None or now >= r.requested_at + self.t_age
@@ -294,6 +301,10 @@ class Arbiter:
             held = self.holders[res]
             if len(held) >= self.resources.capacity(res):
                 out.append(WaitReason(res, tuple(self.owners(res)), "held"))
+        for res in sorted(r.start_when_free - r.needs):
+            if res in self.faults or len(self.holders[res]) >= self.resources.capacity(res):
+                out.append(WaitReason(res, tuple(self.owners(res)),
+                                      "must be free for this phase to start (a later phase's window)"))
         if OPEN_ZONE in r.needs and r.id != self.zone_lc:
             if self.zone_lc is not None:
                 lc = self.requests[self.zone_lc]

@@ -87,13 +87,16 @@ class Phase(Model):
     open: bool = False
     arm_required: bool = False
     resources: list[str] = Field(default_factory=list)
+    start_when_free: list[str] = Field(default_factory=list)
+    """Resources of a later phase of a window chain that must be free (not held) for this one
+    to start, e.g. the CRF at formulation for ``t_cryo_max``; not acquired."""
     duration: Duration
     max_hold: Duration | None = None
     out_of_incubator: bool = False
     optional: bool = False
     window: Window | None = None
 
-    @field_validator("resources")
+    @field_validator("resources", "start_when_free")
     @classmethod
     def _known(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if len(set(v)) != len(v):
@@ -175,6 +178,25 @@ class ProcessDefinition(Model):
     def run_phases(self, *, cryopreserved: bool = False) -> list[Phase]:
         """The phases one batch runs (optional phases only for cryopreserved starting material)."""
         return [p for p in self.phases if cryopreserved or not p.optional]
+
+    def latest_start(self, phases: list[Phase], idx: int, ends: dict[str, float]) -> float | None:
+        """The latest start of ``phases[idx]`` given the end times of the phases already done:
+        its own hard window, and for a phase inside a window chain (between ``window.after`` and
+        the windowed phase) the windowed phase's latest start minus the durations still to run
+        before it — so fill and label are urgent once formulation is done (``t_cryo_max``)."""
+        out: float | None = None
+        ph = phases[idx]
+        if ph.window is not None and ph.window.hard and ph.window.after in ends:
+            out = ends[ph.window.after] + ph.window.latest
+        for k in range(idx + 1, len(phases)):
+            w = phases[k].window
+            if w is None or not w.hard or w.after not in ends:
+                continue
+            if not any(p.id == w.after for p in phases[:idx]):
+                continue
+            t = ends[w.after] + w.latest - sum(p.duration for p in phases[idx:k])
+            out = t if out is None else min(out, t)
+        return out
 
     def nominal_plan(self, *, cryopreserved: bool = False) -> list[PlannedPhase]:
         """Each phase's nominal start offset (no waiting) from the batch start."""

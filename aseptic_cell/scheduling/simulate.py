@@ -242,13 +242,11 @@ class CellSimulation:
         if ph.kind is PhaseKind.INCUBATION:
             self._at(self.now + ph.duration, "incubated", b)
             return
-        latest = None
-        if ph.window is not None and ph.window.hard and ph.window.after in b.ends:
-            latest = b.ends[ph.window.after] + ph.window.latest
+        latest = self.process.latest_start(b.phases, b.idx, b.ends)
         remaining = sum(p.duration for p in b.phases[b.idx:])
         req = self.arb.request(b.id, ph.id, ph.resources, self.now, open=ph.open,
                                safety=ph.kind is PhaseKind.SAFETY, latest_start=latest, due=b.due,
-                               remaining=remaining)
+                               remaining=remaining, start_when_free=ph.start_when_free)
         self.req_of[req.id] = b
 
     def _duration(self, req: Request) -> float:

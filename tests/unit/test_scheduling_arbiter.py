@@ -231,3 +231,15 @@ def test_no_starvation_of_a_two_resource_request_by_alternating_small_ones(arb: 
         turn += 1
     assert big.state is RequestState.RUNNING
     assert big.granted_at is not None and big.granted_at <= arb.t_age + phase
+
+
+def test_start_when_free_defers_a_window_chain_until_its_later_resource_is_idle(arb: Arbiter) -> None:
+    freeze = arb.request("A", "freeze", ["CRF"], 0)
+    granted(arb, 0)
+    f = arb.request("B", "formulation", OPEN, 1, open=True, start_when_free=["CRF"])
+    assert granted(arb, 1) == []
+    assert [(w.resource, w.holders) for w in arb.why(f, 1)] == [("CRF", ("A",))]
+    assert arb.holders["ARM"] == []                       # nothing held meanwhile
+    arb.release(freeze.id, 90 * MIN)
+    assert granted(arb, 90 * MIN) == ["B:formulation"]
+    assert arb.holders["CRF"] == []                       # CRF was a start condition, not acquired
