@@ -92,3 +92,16 @@ def test_scheduling_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_scheduling(tmp_path)
     assert "repeated: ['ARM']" in str(exc.value)
+
+
+def test_latest_start_inside_a_window_chain(rs: ResourceSet) -> None:
+    proc = load_processes(CONFIG, rs)["cart-autologous"]
+    phases = proc.run_phases()
+    idx = {p.id: i for i, p in enumerate(phases)}
+    ends = {"formulation": 1000.0}
+    # fill (30 min) and seal/label (15 min) must leave out_to_freezer its t_cryo_max of 60 min
+    assert proc.latest_start(phases, idx["fill"], ends) == 1000 + 3600 - 45 * 60
+    assert proc.latest_start(phases, idx["seal_label"], ends) == 1000 + 3600 - 15 * 60
+    assert proc.latest_start(phases, idx["out_to_freezer"], ends) == 1000 + 3600
+    assert proc.latest_start(phases, idx["harvest"], {}) is None
+    assert proc.phase("formulation").start_when_free == ["CRF"]
