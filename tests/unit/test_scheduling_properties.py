@@ -184,7 +184,7 @@ class Driver:
 def test_no_deadlock_no_starvation() -> None:
     reached = Reached()
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=70, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(st.lists(op, min_size=30, max_size=120))
     def run(ops: list[tuple]) -> None:  # type: ignore[type-arg]
         reached.examples += 1
