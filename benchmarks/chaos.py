@@ -84,8 +84,6 @@ class ChaosCell:
         lm = graph_by_name(self.specs)["lifecycle_manager"]
         lm.params["supervisor_timeout_s"] = float(supervisor_timeout_s)  # type: ignore[index]
         self.by_name = graph_by_name(self.specs)
-        # a restarted simulator resumes the graph's last sim time: listen long enough on a loaded host
-        self.by_name["sim_world"].params["resume_discovery_s"] = 3.0  # type: ignore[index]
         self.record_path = self.record_dir / "cell-record.db"
         self.log = log or (lambda *_a: None)
         self.status: Any = None

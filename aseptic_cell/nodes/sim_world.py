@@ -22,9 +22,9 @@ not go back in time. With ``clock_source: own``, a starting sim_world first list
 ``/diagnostics`` (every device node publishes there on a wall timer, stamped with its ROS time =
 the last ``/clock`` it received): when nodes of a running graph are there, the new world's clock
 starts at the latest stamp it hears (never before the time the graph last saw), so signals and
-stamps never go backwards; in a fresh graph (no message within ``resume_discovery_s``, default
-1.5 s, and at most 3 s more while a publisher is there but silent) it starts at 0. The world
-itself is new (glove tests, cycles, loads as at power-on).
+stamps never go backwards; in a fresh graph (no publisher within ``resume_discovery_s``, default
+3 s, or publishers silent for 1.5 s: device nodes publish only once configured) it starts at 0.
+The world itself is new (glove tests, cycles, loads as at power-on).
 """
 
 from __future__ import annotations
@@ -222,10 +222,12 @@ def _on_set_parameters(world: SimWorld, params: list[Any]) -> Any:
     return SetParametersResult(successful=True)
 
 
-def resume_time(node: Any, *, discovery_s: float = 1.5, wait_s: float = 3.0, settle_s: float = 0.3) -> float:
+def resume_time(node: Any, *, discovery_s: float = 3.0, message_s: float = 1.5, settle_s: float = 0.3) -> float:
     """The sim time a (re)starting world resumes from: the latest ``/diagnostics`` stamp of the
     running graph's nodes (their ROS time stopped at the last ``/clock`` of the lost world), or 0
-    when no node publishes there within ``discovery_s`` (a fresh graph)."""
+    in a fresh graph: no publisher there within ``discovery_s``, or publishers that stay silent for
+    ``message_s`` (device nodes of a fresh graph publish only once configured, which needs this
+    world's readings)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
 
@@ -236,19 +238,24 @@ def resume_time(node: Any, *, discovery_s: float = 1.5, wait_s: float = 3.0, set
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     t0 = time.monotonic()
-    first: float | None = None
+    first: float | None = None  # first message
+    found: float | None = None  # first publisher discovered
     try:
         while True:
             executor.spin_once(timeout_sec=0.02)
             now = time.monotonic()
             if stamps and first is None:
                 first = now
-            if first is not None and now - first >= settle_s:
-                break
-            if first is None and now - t0 >= discovery_s and node.count_publishers("/diagnostics") == 0:
+            if first is not None:
+                if now - first >= settle_s:
+                    break
+                continue
+            if found is None and node.count_publishers("/diagnostics") > 0:
+                found = now
+            if found is None and now - t0 >= discovery_s:
                 break  # nobody there: a fresh graph
-            if now - t0 >= discovery_s + wait_s:
-                break
+            if found is not None and now - found >= message_s:
+                break  # nodes that do not publish yet: a fresh graph
     finally:
         executor.remove_node(node)
         executor.shutdown()
@@ -284,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         publish_period_s = float(node.declare_parameter("publish_period_s", 0.05).value)
         clock_period_s = float(node.declare_parameter("clock_period_s", 0.01).value)
         clock_source = str(node.declare_parameter("clock_source", "own").value)
-        resume_discovery_s = float(node.declare_parameter("resume_discovery_s", 1.5).value)
+        resume_discovery_s = float(node.declare_parameter("resume_discovery_s", 3.0).value)
         if clock_source not in ("own", "ros"):
             node.get_logger().error(f"clock_source must be own or ros, got {clock_source!r}")
             return 2
