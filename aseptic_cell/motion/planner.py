@@ -160,14 +160,14 @@ def _tcp(scene: Scene, q: np.ndarray) -> np.ndarray:
     return out[:, 6, 9:] + out[:, 6, :9].reshape(-1, 3, 3) @ scene.tcp
 
 
-def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limit: float,
-                      stretch: np.ndarray | None = None, *, vmax: np.ndarray | None = None,
-                      amax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def time_parameterise_numpy(scene: Scene, waypoints: np.ndarray, dt: float, speed_limit: float,
+                            stretch: np.ndarray | None = None, *, vmax: np.ndarray | None = None,
+                            amax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rest-to-rest minimum-jerk segments between consecutive waypoints, each timed to
     ``LIMIT_FRACTION`` of the joint limits (the scene's, or ``vmax``/``amax``) and
     stretched until its chordal TCP speed is within ``LIMIT_FRACTION * speed_limit``;
     samples every ``dt``. Returns (samples, segment end indices). The samples stay on the
-    straight joint segments."""
+    straight joint segments. The NumPy reference of :func:`time_parameterise` (tests)."""
     vmax = scene.limits[:, 2] if vmax is None else vmax
     amax = scene.limits[:, 3] if amax is None else amax
     waypoints = np.ascontiguousarray(waypoints, dtype=np.float64)
@@ -193,6 +193,44 @@ def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limi
             break
         factor = np.maximum(1.05, peaks[over] / (LIMIT_FRACTION * speed_limit))
         steps[over] = np.ceil(steps[over] * factor).astype(int)
+    return samples, ends
+
+
+def time_parameterise(scene: Scene, waypoints: np.ndarray, dt: float, speed_limit: float,
+                      stretch: np.ndarray | None = None, *, vmax: np.ndarray | None = None,
+                      amax: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rest-to-rest minimum-jerk segments between consecutive waypoints, each timed to
+    ``LIMIT_FRACTION`` of the joint limits (the scene's, or ``vmax``/``amax``) and
+    stretched until its chordal TCP speed is within ``LIMIT_FRACTION * speed_limit``;
+    samples every ``dt``. Returns (samples, segment end indices). The samples stay on the
+    straight joint segments. Each pass (samples, TCP, chord speed peaks) runs in C
+    (``_ccheck.timing_pass``) with the operations of :func:`time_parameterise_numpy`."""
+    vmax = scene.limits[:, 2] if vmax is None else vmax
+    amax = scene.limits[:, 3] if amax is None else amax
+    waypoints = np.ascontiguousarray(waypoints, dtype=np.float64)
+    nseg = len(waypoints) - 1
+    # min_jerk_duration of every segment at once (the same operations, the same values)
+    d = np.abs(np.diff(waypoints, axis=0))
+    if not np.all(np.isfinite(d)):
+        raise ValueError("joint positions must be finite")
+    t_v = _PEAK_VEL * d / (LIMIT_FRACTION * np.asarray(vmax, float))
+    t_a = np.sqrt(_PEAK_ACC * d / (LIMIT_FRACTION * np.asarray(amax, float)))
+    T = np.maximum(np.maximum(np.maximum(t_v.max(axis=1), t_a.max(axis=1)), 0.0), 4 * dt)
+    if stretch is not None:
+        T = T * stretch[:nseg]
+    steps = np.maximum(4, np.ceil(T / dt - 1e-9)).astype(np.int64)
+    if nseg < 1:
+        return time_parameterise_numpy(scene, waypoints, dt, speed_limit, stretch, vmax=vmax, amax=amax)
+    peaks = np.empty(nseg)
+    for _ in range(12):
+        samples = np.empty((int(steps.sum()) + 1, 6))
+        _ccheck.timing_pass(scene._capsule, waypoints, steps, float(dt), samples, peaks)
+        ends = np.cumsum(steps)
+        over = peaks > LIMIT_FRACTION * speed_limit
+        if not over.any():
+            break
+        factor = np.maximum(1.05, peaks[over] / (LIMIT_FRACTION * speed_limit))
+        steps[over] = np.ceil(steps[over] * factor).astype(np.int64)
     return samples, ends
 
 

@@ -635,6 +635,8 @@ static PyMethodDef methods[] = {
      "roadmap_new(scene, active, n, k, seed): lazy roadmap for plan (see roadmap.c)."},
     {"roadmap_info", cc_py_roadmap_info, METH_VARARGS,
      "roadmap_info(roadmap) -> (vertices, edges, anchors, memoised edge verdicts)."},
+    {"timing_pass", cc_py_timing_pass, METH_VARARGS,
+     "timing_pass(scene, waypoints, steps, dt, samples_out, peaks_out): one timing pass."},
     {"motion_free", cc_py_motion_free, METH_VARARGS,
      "motion_free(scene, q_a, q_b, active, step): straight joint motion free on the fast path."},
     {"seg_box_dist", py_seg_box_dist, METH_VARARGS, "Batched segment-to-oriented-box distance."},

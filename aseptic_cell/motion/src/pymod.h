@@ -21,5 +21,6 @@ PyObject *cc_py_plan(PyObject *self, PyObject *args);
 PyObject *cc_py_motion_free(PyObject *self, PyObject *args);
 PyObject *cc_py_roadmap_new(PyObject *self, PyObject *args);
 PyObject *cc_py_roadmap_info(PyObject *self, PyObject *args);
+PyObject *cc_py_timing_pass(PyObject *self, PyObject *args);
 
 #endif

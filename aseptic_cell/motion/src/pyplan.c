@@ -231,3 +231,93 @@ PyObject *cc_py_set_broad_phase(PyObject *self, PyObject *args)
     }
     return PyUnicode_FromString(prev);
 }
+
+/* timing_pass(scene, waypoints (m, 6), steps (m-1,) int64, dt, samples_out (1 + sum steps, 6),
+ * peaks_out (m-1,)): one pass of planner.time_parameterise with the same operations as its
+ * NumPy reference: the first waypoint, then each segment's minimum-jerk samples
+ * qa + s(u) (qb - qa), u = k / steps, s = 10 u^3 - 15 u^4 + 6 u^5; the TCP of every sample;
+ * the largest chord TCP speed |tcp[i+1] - tcp[i]| / dt of each segment. */
+/* The TCP as the NumPy reference computes it: p + (R @ tcp). */
+static inline void tcp_of(const cc_scene *S, const cc_frames *F, double out[3])
+{
+    const double *R = F->R[CC_NJ], *p = F->p[CC_NJ], *t = S->tcp;
+    for (int i = 0; i < 3; i++) out[i] = p[i] + (R[3 * i] * t[0] + R[3 * i + 1] * t[1] + R[3 * i + 2] * t[2]);
+}
+
+PyObject *cc_py_timing_pass(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *os, *ow, *ost, *osa, *ope;
+    double dt;
+    if (!PyArg_ParseTuple(args, "OOOdOO", &os, &ow, &ost, &dt, &osa, &ope)) return NULL;
+    const cc_scene *S = cc_py_get_scene(os);
+    if (!S) return NULL;
+    Py_buffer vw, vst, vsa, vpe;
+    Py_ssize_t m;
+    if (cc_py_get_q(ow, &vw, &m) < 0) return NULL;
+    if (m < 2) {
+        PyBuffer_Release(&vw);
+        PyErr_SetString(PyExc_ValueError, "waypoints: at least 2 rows");
+        return NULL;
+    }
+    if (cc_py_get_buf(ost, &vst, "lq", 8, m - 1, "steps", 0) < 0) {
+        PyBuffer_Release(&vw);
+        return NULL;
+    }
+    const long long *steps = vst.buf;
+    Py_ssize_t total = 1;
+    for (Py_ssize_t s = 0; s < m - 1; s++) {
+        if (steps[s] < 1 || steps[s] > 100000000) {
+            PyBuffer_Release(&vw);
+            PyBuffer_Release(&vst);
+            PyErr_SetString(PyExc_ValueError, "steps: each in [1, 1e8]");
+            return NULL;
+        }
+        total += (Py_ssize_t)steps[s];
+    }
+    if (cc_py_get_buf(osa, &vsa, "d", 8, total * CC_NJ, "samples_out", 1) < 0) {
+        PyBuffer_Release(&vw);
+        PyBuffer_Release(&vst);
+        return NULL;
+    }
+    if (cc_py_get_buf(ope, &vpe, "d", 8, m - 1, "peaks_out", 1) < 0) {
+        PyBuffer_Release(&vw);
+        PyBuffer_Release(&vst);
+        PyBuffer_Release(&vsa);
+        return NULL;
+    }
+    const double *w = vw.buf;
+    double *out = vsa.buf, *peaks = vpe.buf;
+    Py_BEGIN_ALLOW_THREADS
+    cc_frames F;
+    double prev[3], cur[3];
+    memcpy(out, w, CC_NJ * sizeof(double));
+    cc_fk(S, out, &F);
+    tcp_of(S, &F, prev);
+    double *row = out + CC_NJ;
+    for (Py_ssize_t s = 0; s < m - 1; s++) {
+        const double *qa = w + CC_NJ * s, *qb = qa + CC_NJ;
+        double dq[CC_NJ];
+        for (int j = 0; j < CC_NJ; j++) dq[j] = qb[j] - qa[j];
+        const double ns = (double)steps[s];
+        double peak = -INFINITY;
+        for (long long k = 1; k <= steps[s]; k++, row += CC_NJ) {
+            const double u = (double)k / ns;
+            const double sv = 10 * pow(u, 3) - 15 * pow(u, 4) + 6 * pow(u, 5);
+            for (int j = 0; j < CC_NJ; j++) row[j] = qa[j] + sv * dq[j];
+            cc_fk(S, row, &F);
+            tcp_of(S, &F, cur);
+            const double d0 = cur[0] - prev[0], d1 = cur[1] - prev[1], d2 = cur[2] - prev[2];
+            const double v = sqrt(d0 * d0 + d1 * d1 + d2 * d2) / dt;
+            if (v > peak || isnan(v)) peak = v;
+            memcpy(prev, cur, sizeof prev);
+        }
+        peaks[s] = peak;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&vw);
+    PyBuffer_Release(&vst);
+    PyBuffer_Release(&vsa);
+    PyBuffer_Release(&vpe);
+    Py_RETURN_NONE;
+}
