@@ -218,8 +218,8 @@ class Supervisor:
         self._refreshed_at = self.now()
         self.port.refresh(self.signals)
         self.signals.update("batch.end_glove_test_done", self._end_glove_done, self._refreshed_at, "supervisor")
-
         self.operator.publish(self.signals, self._refreshed_at)  # recorded inputs (visual checks, deviations)
+
     def check(self, checks: Sequence[tuple[str, Mapping[str, str]]]) -> tuple[bool, str]:
         if checks and abs(self.now() - self._refreshed_at) > self.engine.stale_after_s / 4:
             self.refresh_signals()
