@@ -231,12 +231,12 @@ def build_report(source: BatchSource | str | os.PathLike[str], batch_id: str | N
 
 
 def render_pdf(report: BatchReport, out: str | os.PathLike[str]) -> Path:
-    from .render_pdf import write_pdf
+    from .pdf_document import write_pdf
 
     return write_pdf(report, Path(out))
 
 
 def render_html(report: BatchReport) -> str:
-    from .render_html import html_document
+    from .html_document import html_document
 
     return html_document(report)
