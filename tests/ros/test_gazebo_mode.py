@@ -82,7 +82,8 @@ def test_gazebo_mode_on_the_standin_clock(tmp_path, ros_context):
             t_wall0, t_clock0 = time.monotonic(), clock[-1]
             spin(1.0)
             rate = (clock[-1] - t_clock0) / (time.monotonic() - t_wall0)
-            assert 0.5 * STANDIN_TIME_SCALE < rate < 1.5 * STANDIN_TIME_SCALE, rate
+            # the stand-in's pace (it catches up in bursts on a loaded machine), far from sim_world's own 1000x
+            assert 0.25 * STANDIN_TIME_SCALE < rate < 10 * STANDIN_TIME_SCALE, rate
             assert abs(readings[-1][0] - clock[-1]) < 0.25
             # sim_world does not own the pace: speed and pause are refused
             with pytest.raises(ValueError, match="follows /clock"):

@@ -128,8 +128,18 @@ def _raise_by_condition(run, aid: str) -> None:
 @pytest.mark.parametrize("alarm_id", [a.id for a in load_alarms_file(REPO / "config" / "alarms.yaml").alarms])
 def test_every_alarm_is_raised_by_the_code_path_that_owns_it(cfg, alarm_id):
     d = next(a for a in cfg.alarms.alarms if a.id == alarm_id)
-    if alarm_id == "CELL_BYPASS_ACTIVE":
-        pytest.skip("raised through the bypass register (supervisor/bypass.py): tests/unit/test_bypass.py")
+    if alarm_id == "CELL_BYPASS_ACTIVE":  # its owner: the bypass register (supervisor/bypass.py)
+        run = InProcessRun(cfg, tick_s=1.0)
+        run.advance(5.0)
+        assert _state(run, alarm_id) == "NORMAL"
+        sup, reason = run.sup, "fixed counter under repair; portable counter sampling at the same point"
+        out = sup.batch_command("bypass.request IL-12 600", "sup1", reason=reason,
+                                password="sup1-demo-2026", meaning="responsibility")
+        assert out.accepted, out.reason
+        assert sup.batch_command(f"bypass.approve {out.payload['bypass']}", "qa1", reason="checked",
+                                 password="qa1-demo-2026", meaning="approval").accepted
+        assert run.run_until(lambda: _state(run, alarm_id) != "NORMAL", 30.0), alarm_id
+        return
     if d.raised_by == "lifecycle_manager":
         # raised by the ROS lifecycle manager on /cell/alarms: tests/ros/test_lifecycle_manager.py
         src = (REPO / "aseptic_cell" / "nodes" / "lifecycle_manager.py").read_text()
