@@ -35,13 +35,13 @@ from .canonical import GENESIS_HASH, canonical_json, entry_hash
 from .seal import Checkpoint, Sealer
 from .store import (
     KINDS,
+    ChainWalk,
     Clock,
     Entry,
     RecordError,
     RecordWriteError,
     VerifyReport,
     _row_to_entry,
-    _signature_problem,
 )
 
 _COLUMNS = "seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, prev_hash, hash"
@@ -328,58 +328,33 @@ class PgBatchRecord:
                     cps = {c.seq: c for c in self.checkpoints()}
         except psycopg.Error as exc:
             return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"record unreadable: {exc}")
-        prev, prev_ts, count, sigs_ok, cps_ok = GENESIS_HASH, None, 0, 0, 0
-        regressions: list[int] = []
-        no_content: list[int] = []
-        anchor_seen = expected_head is None
+        walk = ChainWalk(cps, public_key, expected_head)
 
         def bad(seq: int, problem: str) -> VerifyReport:
-            return VerifyReport(False, count, count, prev, seq, problem, tuple(regressions), cps_ok, False, sigs_ok,
-                                tuple(no_content))
+            return VerifyReport(False, walk.count, walk.count, walk.prev_hash, seq, problem, tuple(walk.regressions),
+                                walk.cps_ok, False, walk.sigs_ok, tuple(walk.no_content))
 
         for row in rows:
             entry = _row_to_entry(row)
-            seq = entry.seq
-            if seq != count + 1:
-                return bad(count + 1, f"gap: seq {count + 1} missing (row removed)" if seq > count + 1
-                           else f"chain broken at seq {count + 1} (reordered or inserted)")
-            if entry.computed_hash() != entry.hash:
-                return bad(seq, f"hash mismatch at seq {seq} (row changed)")
-            if entry.prev_hash != prev:
-                return bad(seq, f"chain broken at seq {seq} (reordered or inserted)")
-            cp = cps.get(seq)
-            if cp is not None:
-                if cp.hash != entry.hash:
-                    return bad(seq, f"signed checkpoint mismatch at seq {seq}: the entry's hash is not the one "
-                                    "signed (record rewritten and chain recomputed)")
-                if public_key is not None and not cp.verify(public_key):
-                    return bad(seq, f"checkpoint signature INVALID at seq {seq} (not signed by this cell's "
-                                    "record key, or altered)")
-                cps_ok += 1
-            sig = _signature_problem(entry)
-            if sig:
-                return bad(seq, sig)
-            if sig == "":
-                sigs_ok += 1
-            elif entry.kind == "signature":
-                no_content.append(seq)
-            if prev_ts is not None and entry.ts < prev_ts:
-                regressions.append(seq)
-            if expected_head is not None and seq == expected_head[0]:
-                if entry.hash != expected_head[1]:
-                    return bad(seq, f"anchor mismatch at seq {seq} (record rewritten since the anchor)")
-                anchor_seen = True
-            count, prev, prev_ts = count + 1, entry.hash, entry.ts
+            seq, nxt = entry.seq, walk.count + 1
+            if seq != nxt:
+                return bad(nxt, f"gap: seq {nxt} missing (row removed)" if seq > nxt
+                           else f"chain broken at seq {nxt} (reordered or inserted)")
+            problem = walk.step(entry)
+            if problem:
+                return bad(seq, problem)
+        count = walk.count
         extra = [q for q in cps if q > count]
         if extra:
             return bad(count + 1, f"signed checkpoint at seq {extra[0]} beyond the last entry {count} (rows removed)")
         if require_sealed_head and count and count not in cps:
             return bad(max(cps, default=0) + 1, f"head seq {count} is not covered by a signed checkpoint")
-        if not anchor_seen:
+        if not walk.anchor_seen:
             assert expected_head is not None
             return bad(expected_head[0], f"gap: seq {expected_head[0]} missing (row removed)")
-        return VerifyReport(True, count, count, prev, None, "", tuple(regressions), cps_ok,
-                            public_key is not None and (count == 0 or count in cps), sigs_ok, tuple(no_content))
+        return VerifyReport(True, count, count, walk.prev_hash, None, "", tuple(walk.regressions), walk.cps_ok,
+                            public_key is not None and (count == 0 or count in cps), walk.sigs_ok,
+                            tuple(walk.no_content))
 
     # ----------------------------------------------------------------- export
     def export_json(self, batch_id: str) -> str:

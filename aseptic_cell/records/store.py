@@ -289,6 +289,57 @@ def _signature_problem(entry: Entry) -> str | None:
     return ""
 
 
+class ChainWalk:
+    """The per-entry checks of a chain walk, shared by the SQLite and PostgreSQL stores: the
+    entry's hash, its link to the previous one, the signed checkpoint at its seq (and its
+    signature with ``public_key``), the content of an e-signature, time regressions and the
+    external anchor ``expected_head``. Entries are given in ``seq`` order (each store checks the
+    order of its own rows)."""
+
+    def __init__(self, checkpoints: Mapping[int, Checkpoint], public_key: Ed25519PublicKey | None,
+                 expected_head: tuple[int, str] | None) -> None:
+        self.checkpoints, self.public_key, self.expected_head = checkpoints, public_key, expected_head
+        self.prev_hash, self.count = GENESIS_HASH, 0
+        self.prev_ts: float | None = None
+        self.sigs_ok = self.cps_ok = 0
+        self.regressions: list[int] = []
+        self.no_content: list[int] = []
+        self.anchor_seen = expected_head is None
+
+    def step(self, entry: Entry) -> str | None:
+        """The problem with ``entry`` (and the walk stops), or None (the walk moves past it)."""
+        seq = entry.seq
+        if entry.computed_hash() != entry.hash:
+            return f"hash mismatch at seq {seq} (row changed)"
+        if entry.prev_hash != self.prev_hash:
+            return f"chain broken at seq {seq} (reordered or inserted)"
+        cp = self.checkpoints.get(seq)
+        if cp is not None:
+            if cp.hash != entry.hash:
+                return (f"signed checkpoint mismatch at seq {seq}: the entry's hash is not the one "
+                        "signed (record rewritten and chain recomputed)")
+            if self.public_key is not None and not cp.verify(self.public_key):
+                return (f"checkpoint signature INVALID at seq {seq} (not signed by this cell's "
+                        "record key, or altered)")
+            self.cps_ok += 1
+        sig = _signature_problem(entry)
+        if sig:
+            return sig
+        if sig == "":
+            self.sigs_ok += 1
+        elif entry.kind == "signature":
+            self.no_content.append(seq)
+        if self.prev_ts is not None and entry.ts < self.prev_ts:
+            self.regressions.append(seq)
+        if self.expected_head is not None and seq == self.expected_head[0]:
+            if entry.hash != self.expected_head[1]:
+                return f"anchor mismatch at seq {seq} (record rewritten since the anchor)"
+            self.anchor_seen = True
+        self.count += 1
+        self.prev_hash, self.prev_ts = entry.hash, entry.ts
+        return None
+
+
 def _verify_connection(
     conn: sqlite3.Connection,
     expected_head: tuple[int, str] | None = None,
@@ -319,15 +370,12 @@ def _verify_connection(
             checkpoints = _load_checkpoints(conn)
         except sqlite3.DatabaseError as exc:
             return VerifyReport(False, 0, 0, GENESIS_HASH, None, f"checkpoints unreadable: {exc}")
-        prev_hash, prev_ts, expected_seq, count = GENESIS_HASH, None, 1, 0
-        regressions: list[int] = []
-        no_content: list[int] = []
-        sigs_ok = cps_ok = 0
-        anchor_seen = expected_head is None
+        walk = ChainWalk(checkpoints, public_key, expected_head)
+        expected_seq = 1
 
         def bad(seq: int, problem: str) -> VerifyReport:
-            return VerifyReport(False, count, expected_seq - 1, prev_hash, seq, problem, tuple(regressions),
-                                cps_ok, False, sigs_ok, tuple(no_content))
+            return VerifyReport(False, walk.count, expected_seq - 1, walk.prev_hash, seq, problem,
+                                tuple(walk.regressions), walk.cps_ok, False, walk.sigs_ok, tuple(walk.no_content))
 
         for row in cur:
             seq = row[0]
@@ -336,42 +384,17 @@ def _verify_connection(
             if seq > expected_seq:
                 return bad(expected_seq, f"gap: seq {expected_seq} missing (row removed)")
             try:
-                entry = _row_to_entry(row)
-                recomputed = entry.computed_hash()
+                problem = walk.step(_row_to_entry(row))
             except (TypeError, ValueError):
-                return bad(seq, f"hash mismatch at seq {seq} (row changed)")
-            if recomputed != entry.hash:
-                return bad(seq, f"hash mismatch at seq {seq} (row changed)")
-            if entry.prev_hash != prev_hash:
-                return bad(seq, f"chain broken at seq {seq} (reordered or inserted)")
-            cp = checkpoints.get(seq)
-            if cp is not None:
-                if cp.hash != entry.hash:
-                    return bad(seq, f"signed checkpoint mismatch at seq {seq}: the entry's hash is not the one "
-                                    "signed (record rewritten and chain recomputed)")
-                if public_key is not None and not cp.verify(public_key):
-                    return bad(seq, f"checkpoint signature INVALID at seq {seq} (not signed by this cell's "
-                                    "record key, or altered)")
-                cps_ok += 1
-            sig = _signature_problem(entry)
-            if sig:
-                return bad(seq, sig)
-            if sig == "":
-                sigs_ok += 1
-            elif entry.kind == "signature":
-                no_content.append(seq)
-            if prev_ts is not None and entry.ts < prev_ts:
-                regressions.append(seq)
-            if expected_head is not None and seq == expected_head[0]:
-                if entry.hash != expected_head[1]:
-                    return bad(seq, f"anchor mismatch at seq {seq} (record rewritten since the anchor)")
-                anchor_seen = True
-            count += 1
-            prev_hash, prev_ts, expected_seq = entry.hash, entry.ts, seq + 1
+                problem = f"hash mismatch at seq {seq} (row changed)"
+            if problem:
+                return bad(seq, problem)
+            expected_seq = seq + 1
         head = conn.execute("SELECT seq, hash FROM record_head WHERE id = 1").fetchone()
     finally:
         conn.execute("COMMIT")
     last_seq = expected_seq - 1
+    count, prev_hash, regressions = walk.count, walk.prev_hash, walk.regressions
     extra = [q for q in checkpoints if q > last_seq]
     if extra:
         return VerifyReport(False, count, last_seq, prev_hash, last_seq + 1,
@@ -419,7 +442,7 @@ def _verify_connection(
         return VerifyReport(
             False, count, last_seq, prev_hash, 1, "record head missing (file tampered)", tuple(regressions)
         )
-    if not anchor_seen:
+    if not walk.anchor_seen:
         assert expected_head is not None
         return VerifyReport(
             False,
@@ -430,9 +453,9 @@ def _verify_connection(
             f"gap: seq {expected_head[0]} missing (row removed)",
             tuple(regressions),
         )
-    return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions), cps_ok,
-                        public_key is not None and (count == 0 or last_seq in checkpoints), sigs_ok,
-                        tuple(no_content))
+    return VerifyReport(True, count, last_seq, prev_hash, None, "", tuple(regressions), walk.cps_ok,
+                        public_key is not None and (count == 0 or last_seq in checkpoints), walk.sigs_ok,
+                        tuple(walk.no_content))
 
 
 def verify_file(
