@@ -50,7 +50,7 @@ def test_demo_with_the_record_filesystem_filling_up_holds_the_batch_and_exits_no
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the batch never started"
             time.sleep(0.2)
-        with open(mnt / "filler", "wb") as fh:  # another writer fills the filesystem: ENOSPC for real
+        with open(mnt / "filler", "wb", buffering=0) as fh:  # unbuffered: close has nothing to flush
             try:
                 while True:
                     fh.write(b"\0" * 65536)
