@@ -29,6 +29,7 @@ from ..devices.isolator.config import (
     PressureConfig,
     RTPConfig,
 )
+from ..devices.process_equipment import ProcessEquipmentConfig
 from ..devices.vhp.config import (
     VHPAerate,
     VHPCondition,
@@ -77,6 +78,7 @@ class CellLayout(Model):
     isolator: IsolatorConfig
     vhp_unit: VHPUnitConfig
     autoclave: AutoclaveConfig
+    process_equipment: ProcessEquipmentConfig = ProcessEquipmentConfig()  # issue 14 item 1
 
     @model_validator(mode="after")
     def _device_ids_unique(self) -> CellLayout:
@@ -87,7 +89,8 @@ class CellLayout(Model):
         return self
 
     def device_ids(self) -> list[str]:
-        return [self.isolator.id, self.vhp_unit.id, self.autoclave.id, self.robot.id]
+        pe = self.process_equipment.device_ids() if self.process_equipment.enabled else []
+        return [self.isolator.id, self.vhp_unit.id, self.autoclave.id, self.robot.id, *pe]
 
 
 # --------------------------------------------------------------------------- vhp_cycles.yaml

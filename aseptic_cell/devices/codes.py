@@ -83,6 +83,21 @@ class RefusalCode(enum.StrEnum):
     JOINT_ACCELERATION_LIMIT = "JOINT_ACCELERATION_LIMIT"  # joint acceleration between samples
     TCP_SPEED_LIMIT = "TCP_SPEED_LIMIT"  # TCP speed above the speed class (or reduced mode)
     COLLISION_CHECK_FAILED = "COLLISION_CHECK_FAILED"  # the motion checker refused the trajectory
+    # --- process equipment (issue 14 item 1; sim/incubator.py, sim/process_equipment.py) ---
+    INC_SLOT_INVALID = "INC_SLOT_INVALID"  # not a slot number 1..slots
+    INC_SLOT_UNKNOWN = "INC_SLOT_UNKNOWN"  # the slot's assignment is not reported
+    INC_SLOT_ASSIGNED = "INC_SLOT_ASSIGNED"  # the slot belongs to another batch
+    INC_SLOT_NOT_ASSIGNED = "INC_SLOT_NOT_ASSIGNED"  # load into a slot bound to no batch
+    INC_SLOT_OCCUPIED = "INC_SLOT_OCCUPIED"  # release with a container inside / load over another container
+    INC_COI_MISMATCH = "INC_COI_MISMATCH"  # a container of another COI into the slot (COI-20)
+    INC_CONTAINER_NOT_IN_SLOT = "INC_CONTAINER_NOT_IN_SLOT"  # unload of a container the slot does not hold
+    WELD_COI_MISMATCH = "WELD_COI_MISMATCH"  # never connect two COIs (SEG-03, COI-10)
+    WELDER_BUSY = "WELDER_BUSY"
+    SEALER_BUSY = "SEALER_BUSY"
+    CENTRIFUGE_BUSY = "CENTRIFUGE_BUSY"
+    CFG_IMBALANCE = "CFG_IMBALANCE"  # load vs counterweight over the rotor's tolerance
+    COUNTER_BUSY = "COUNTER_BUSY"
+    SCAN_STATION_OCCUPIED = "SCAN_STATION_OCCUPIED"  # a container put where another one stands
 
 
 def motion_code(kind: str) -> str:

@@ -13,11 +13,20 @@ from typing import Any
 from .arm import contract as arm
 from .autoclave import contract as autoclave
 from .catalogue import Arg, CommandSpec, InvalidArguments, validate_spec
+from .centrifuge import contract as centrifuge
+from .counter import contract as counter
+from .incubator import contract as incubator
 from .isolator import contract as isolator
+from .scanner import contract as scanner
+from .sealer import contract as sealer
 from .vhp import contract as vhp
+from .welder import contract as welder
 
-KINDS = ("isolator", "vhp", "autoclave", "arm")
-CONTRACTS = {"isolator": isolator, "vhp": vhp, "autoclave": autoclave, "arm": arm}
+KINDS = ("isolator", "vhp", "autoclave", "arm", "incubator", "welder", "sealer", "centrifuge", "counter", "scanner")
+CONTRACTS = {"isolator": isolator, "vhp": vhp, "autoclave": autoclave, "arm": arm,
+             # process equipment (issue 14 item 1)
+             "incubator": incubator, "welder": welder, "sealer": sealer, "centrifuge": centrifuge,
+             "counter": counter, "scanner": scanner}
 CATALOGUE: dict[str, dict[str, CommandSpec]] = {k: {c.name: c for c in m.COMMANDS} for k, m in CONTRACTS.items()}
 
 __all__ = ["CATALOGUE", "CONTRACTS", "KINDS", "Arg", "CommandSpec", "InvalidArguments", "spec", "validate"]
