@@ -23,8 +23,9 @@ from aseptic_cell.records.canonical import is_sha256_hex, iso_utc
 
 from ._yaml import load_yaml_strict
 from .lockout import Locked, LoginGuard
-from .models import MEANINGS, ActionRule, UserEntry, UsersFile
+from .models import ADMIN_ACTIONS, ADMIN_ROLE, MEANINGS, QUALIFICATION_EXEMPT, ActionRule, UsersFile
 from .passwords import parse_hash, verify_password
+from .store import UserRow, UserStore
 
 if TYPE_CHECKING:
     from aseptic_cell.records import BatchRecord, Entry
@@ -40,20 +41,39 @@ class Clock(Protocol):
 
 
 class AuthError(Exception):
-    """Authentication or authorisation refused; ``reason`` is safe to show to the operator."""
+    """Authentication or authorisation refused; ``reason`` is safe to show to the operator,
+    ``code`` is a stable name of the refusal."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "AUTH") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
+
+
+class PasswordChangeRequired(AuthError):
+    """The password was right but has expired (``PASSWORD_EXPIRED``) or is an initial / reset
+    one (``PASSWORD_CHANGE_REQUIRED``): the account may only change it (Part 11 §11.300(b))."""
 
 
 class PermissionDenied(AuthError):
-    """The user's role may not perform the action."""
+    """The user may not perform the action: ``code`` PERMISSION (role), NOT_QUALIFIED or
+    QUALIFICATION_EXPIRED (training, §11.10(i))."""
 
-    def __init__(self, reason: str, *, role: str, action: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, *, role: str, action: str, code: str = "PERMISSION") -> None:
+        super().__init__(reason, code)
         self.role = role
         self.action = action
+
+
+def action_class(action: str) -> str:
+    """The training class of an action: its first name part (``batch.start`` -> ``batch``)."""
+    return action.split(".", 1)[0]
+
+
+def role_classes(config: UsersFile, role: str) -> set[str]:
+    """The action classes a role's permitted actions need a qualification for."""
+    return {action_class(a) for a, rule in config.permissions.items()
+            if role in rule.roles and a not in QUALIFICATION_EXEMPT}
 
 
 class UsersFileError(ValueError):
@@ -138,9 +158,53 @@ class UserDirectory:
         self.config = config
         self._clock = clock
         self._record = record
-        self._users: dict[str, UserEntry] = {u.id: u for u in config.users}
-        self.guard = guard if guard is not None else LoginGuard(None, config.policy)
         self._dummy: str | None = None
+        self.store = UserStore(None)
+        self.guard = guard if guard is not None else LoginGuard(None, config.policy)
+
+    @property
+    def guard(self) -> LoginGuard:
+        return self._guard
+
+    @guard.setter
+    def guard(self, guard: LoginGuard) -> None:
+        """Setting the lock-out store also binds the live user store beside it (the shared
+        ``users.db`` of the cell when the guard is the shared ``auth.db``; in memory otherwise),
+        seeded from the configuration on first start."""
+        self._guard = guard
+        self.store = UserStore.beside(guard.path) if guard.path != ":memory:" else self.store
+        self.seed()
+
+    def seed(self) -> list[str]:
+        """Import the configuration's users that the store does not hold (all of them on first
+        start; later ones only while ``policy.import_new_config_users``); each import is an
+        audit row ``user.seed`` by actor ``config``. Existing users are never changed here. Returns
+        the imported ids."""
+        now = float(self._clock.now())
+        policy = self.config.policy
+        known = {u.id.casefold() for u in self.store.users()}
+        if known and not policy.import_new_config_users:
+            return []
+        todo = [u for u in self.config.users if u.id.casefold() not in known]
+        if not todo:
+            return []
+        expires = now + policy.initial_qualification_days * 86400.0
+
+        def tx(con: Any) -> None:
+            for u in todo:
+                if con.execute("SELECT 1 FROM users WHERE id = ?", (u.id,)).fetchone():
+                    continue  # another process seeded it meanwhile
+                self.store.insert_user(con, UserRow(u.id, u.full_name, u.role, u.disabled, u.password_hash,
+                                                    now, u.must_change_password, now, "config"))
+                classes = sorted(role_classes(self.config, u.role))
+                for c in classes:
+                    self.store.qualify(con, u.id, c, expires, "config", now)
+                self.store.append_audit(con, now, "config", "user.seed", u.id,
+                                        {"full_name": u.full_name, "role": u.role, "disabled": u.disabled,
+                                         "qualified": classes, "qualified_until": iso_utc(expires)}, None)
+
+        self.store.tx(tx)
+        return [u.id for u in todo]
 
     @property
     def _dummy_hash(self) -> str:
@@ -158,7 +222,7 @@ class UserDirectory:
         return self._dummy
 
     def _typical_iterations(self) -> int:
-        its = [parse_hash(u.password_hash)[0] for u in self.config.users]
+        its = [parse_hash(u.password_hash)[0] for u in self.store.users()]
         return max(its) if its else self.config.policy.min_iterations
 
     @classmethod
@@ -183,8 +247,18 @@ class UserDirectory:
 
     # ------------------------------------------------------------------ look-ups
     def get(self, user_id: str) -> User | None:
-        u = self._users.get(user_id)
+        u = self.store.user(user_id) if isinstance(user_id, str) else None
         return User(u.id, u.full_name, u.role, u.disabled) if u else None
+
+    def users(self) -> list[User]:
+        """Every account ever created, disabled ones included (ids are never reused)."""
+        return [User(u.id, u.full_name, u.role, u.disabled) for u in self.store.users()]
+
+    def password_expires_at(self, user_id: str) -> float | None:
+        """When the user's password expires (None: no ageing or unknown user)."""
+        u = self.store.user(user_id)
+        days = self.config.policy.max_password_age_days
+        return None if u is None or days <= 0 else u.password_set_at + days * 86400.0
 
     @property
     def permissions(self) -> Mapping[str, ActionRule]:
@@ -213,7 +287,53 @@ class UserDirectory:
         Raises:
             AuthError: unknown user or wrong password (same message), account locked after
                 too many failures, or account disabled.
+            PasswordChangeRequired: right password, but expired or initial: change it first.
         """
+        user, row = self._check_password(user_id, password)
+        now = float(self._clock.now())
+        if row.must_change:
+            self._audit("auth.refused_change_required", row.id, {})
+            raise PasswordChangeRequired(
+                f"PASSWORD_CHANGE_REQUIRED: the password of {row.id!r} is an initial or reset one; "
+                "change it before anything else (cellctl users passwd, or the HMI log-in page)",
+                "PASSWORD_CHANGE_REQUIRED")
+        expires = self.password_expires_at(row.id)
+        if expires is not None and now >= expires:
+            self._audit("auth.refused_password_expired", row.id, {"expired": iso_utc(expires)})
+            raise PasswordChangeRequired(
+                f"PASSWORD_EXPIRED: the password of {row.id!r} expired on {iso_utc(expires)}; "
+                "change it before anything else (cellctl users passwd, or the HMI log-in page)",
+                "PASSWORD_EXPIRED")
+        return user
+
+    def change_password(self, user_id: str, old_password: str, new_password: str) -> User:
+        """The user changes their own password (also when it has expired or must be changed):
+        the old one is checked like a log-in (lock-out counts), the new one against the policy
+        and the history. Audited (``auth.password_changed``), never with a password.
+
+        Raises:
+            AuthError: wrong old password, locked or disabled account.
+            PasswordRejected: the new password breaks the policy (code names the rule).
+        """
+        from .passwords import hash_password
+        from .policy import check_new_password
+
+        user, row = self._check_password(user_id, old_password)
+        policy = self.config.policy
+        check_new_password(policy, row.id, new_password, self.store.history(row.id, policy.password_history))
+        new_hash = hash_password(new_password, iterations=policy.hash_iterations)
+        now = float(self._clock.now())
+
+        def tx(con: Any) -> None:
+            self.store.set_password(con, row.id, new_hash, now, False)
+            self.store.append_audit(con, now, row.id, "user.password_changed", row.id, {}, None)
+
+        self.store.tx(tx)
+        self._audit("auth.password_changed", row.id, {}, actor=row.id, role=row.role)
+        return user
+
+    def _check_password(self, user_id: str, password: str) -> tuple[User, UserRow]:
+        """User id and password (lock-out, disabled); no ageing check."""
         now = float(self._clock.now())
         user_id = user_id if isinstance(user_id, str) else ""
         try:
@@ -221,7 +341,7 @@ class UserDirectory:
         except Locked as exc:
             self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(exc.until)})
             raise AuthError(self._locked_text(exc.until)) from None
-        entry = self._users.get(user_id)
+        entry = self.store.user(user_id) if user_id else None
         ok = verify_password(
             password if isinstance(password, str) else "", entry.password_hash if entry else self._dummy_hash
         )
@@ -242,7 +362,7 @@ class UserDirectory:
         except Locked as exc:  # locked by concurrent failures while this one was checked
             self._audit("auth.refused_locked", user_id, {"locked_until": iso_utc(exc.until)})
             raise AuthError(self._locked_text(exc.until)) from None
-        return User(entry.id, entry.full_name, entry.role, entry.disabled)
+        return User(entry.id, entry.full_name, entry.role, entry.disabled), entry
 
     def _locked_text(self, until: float) -> str:
         return (f"account locked after {self.config.policy.max_failed_attempts} failed "
@@ -295,7 +415,7 @@ class UserDirectory:
                     f"unknown user {user!r} may not perform {action!r}", role="", action=action
                 )
             user = found
-        current = self._users.get(user.id)
+        current = self.store.user(user.id)
         if current is None or current.disabled:
             raise PermissionDenied(
                 f"user {user.id!r} is unknown or disabled; {action!r} refused", role=user.role, action=action
@@ -308,7 +428,30 @@ class UserDirectory:
                 role=role,
                 action=action,
             )
+        if role == ADMIN_ROLE and action not in ADMIN_ACTIONS:  # whatever the file says
+            raise PermissionDenied(f"role {ADMIN_ROLE!r} may only administer users, not {action!r}",
+                                   role=role, action=action)
+        self._check_qualified(current.id, role, action)
         return rule
+
+    def _check_qualified(self, user_id: str, role: str, action: str) -> None:
+        """Training status (Part 11 §11.10(i)): a current qualification for the action's class.
+
+        Raises:
+            PermissionDenied: code NOT_QUALIFIED or QUALIFICATION_EXPIRED.
+        """
+        if not self.config.policy.qualification_required or action in QUALIFICATION_EXEMPT:
+            return
+        cls = action_class(action)
+        expires = self.store.qualification(user_id, cls)
+        if expires is None:
+            raise PermissionDenied(
+                f"NOT_QUALIFIED: user {user_id!r} has no qualification for {cls!r} actions; {action!r} refused",
+                role=role, action=action, code="NOT_QUALIFIED")
+        if float(self._clock.now()) >= expires:
+            raise PermissionDenied(
+                f"QUALIFICATION_EXPIRED: the qualification of {user_id!r} for {cls!r} actions expired on "
+                f"{iso_utc(expires)}; {action!r} refused", role=role, action=action, code="QUALIFICATION_EXPIRED")
 
     # ------------------------------------------------------------------ e-signatures
     def sign(

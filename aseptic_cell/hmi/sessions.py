@@ -1,10 +1,17 @@
-"""HMI login sessions: in-memory, with an idle time-out and a per-session CSRF token."""
+"""HMI login sessions: in-memory, with an idle time-out and a per-session CSRF token.
+
+The idle time-out is ``hmi.yaml`` ``session_idle_timeout_s`` (default 900 s = 15 min [M]):
+a session unused that long is gone, so any further request - a signed action too - answers
+401 SESSION_EXPIRED and needs a new log-in (21 CFR 11.10(d), Annex 11 §12.1; the e-signature's
+own re-authentication, §11.200, is unchanged and comes on top).
+"""
 
 from __future__ import annotations
 
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +33,16 @@ class Session:
 class Sessions:
     """In-memory sessions with an idle time-out (a restart logs everybody out)."""
 
-    def __init__(self, idle_timeout_s: float, max_sessions: int) -> None:
+    def __init__(self, idle_timeout_s: float, max_sessions: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # injectable: tests move it past the time-out instead of sleeping
         self.idle_timeout_s = idle_timeout_s
         self.max_sessions = max_sessions
         self._lock = threading.Lock()
         self._by_token: dict[str, Session] = {}
 
     def create(self, user: str, full_name: str, role: str) -> Session:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._expire(now)
             if len(self._by_token) >= self.max_sessions:
@@ -56,7 +65,7 @@ class Sessions:
         """
         if not token:
             raise HmiError("NOT_AUTHENTICATED", "no session: log in first")
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             s = self._by_token.get(token)
             if s is None:
