@@ -6,13 +6,25 @@ with ``report.problem`` printed.
 
 from .canonical import GENESIS_HASH, canonical_json, content_hash, entry_hash, iso_utc
 from .render import export_json, render_text, signature_manifest
-from .store import KINDS, BatchRecord, Entry, RecordError, RecordWriteError, VerifyReport, verify_file
+from .store import (
+    KINDS,
+    POST_RELEASE_CORRECTION,
+    BatchRecord,
+    Entry,
+    RecordClosedError,
+    RecordError,
+    RecordWriteError,
+    VerifyReport,
+    verify_file,
+)
 
 __all__ = [
     "GENESIS_HASH",
     "KINDS",
+    "POST_RELEASE_CORRECTION",
     "BatchRecord",
     "Entry",
+    "RecordClosedError",
     "RecordError",
     "RecordWriteError",
     "VerifyReport",

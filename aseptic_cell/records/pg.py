@@ -35,6 +35,7 @@ from .canonical import GENESIS_HASH, canonical_json, entry_hash
 from .seal import Checkpoint, Sealer
 from .store import (
     KINDS,
+    POST_RELEASE_CORRECTION,
     ChainWalk,
     Clock,
     Entry,
@@ -42,7 +43,11 @@ from .store import (
     RecordWriteError,
     VerifyReport,
     _row_to_entry,
+    closed_refusal,
 )
+
+_CLOSED_SQL = ("SELECT seq, action FROM record_entries WHERE chain = %s AND batch_id = %s AND (kind = 'disposition' "
+               "OR action = %s) ORDER BY seq DESC LIMIT 1")
 
 _COLUMNS = "seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, prev_hash, hash"
 
@@ -89,6 +94,23 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+CREATE OR REPLACE FUNCTION record_closed_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE last_action TEXT;
+BEGIN
+    SELECT action INTO last_action FROM record_entries
+        WHERE chain = NEW.chain AND batch_id = NEW.batch_id
+          AND (kind = 'disposition' OR action = 'record.post_release_correction')
+        ORDER BY seq DESC LIMIT 1;
+    IF last_action IN ('disposition.release', 'disposition.reject')
+       AND NOT (NEW.kind = 'correction' AND NEW.action = 'record.post_release_correction') THEN
+        RAISE EXCEPTION 'batch record: batch % is closed (released or rejected)', NEW.batch_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS record_entries_closed_batch ON record_entries;
+CREATE TRIGGER record_entries_closed_batch BEFORE INSERT ON record_entries
+    FOR EACH ROW EXECUTE FUNCTION record_closed_batch();
 DROP TRIGGER IF EXISTS record_entries_no_change ON record_entries;
 CREATE TRIGGER record_entries_no_change BEFORE UPDATE OR DELETE ON record_entries
     FOR EACH ROW EXECUTE FUNCTION record_refuse_change();
@@ -233,6 +255,11 @@ class PgBatchRecord:
                 conn = self._c
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.chain,))
+                    row = conn.execute(_CLOSED_SQL, (self.chain, batch_id, POST_RELEASE_CORRECTION)).fetchone()
+                    closed = closed_refusal(batch_id, (int(row[0]), str(row[1])) if row else None, kind, action,
+                                            payload)
+                    if closed is not None:
+                        raise closed
                     ts = float(self._clock.now())
                     from .canonical import iso_utc
 
@@ -293,6 +320,12 @@ class PgBatchRecord:
             where += " AND kind = ANY(%s)"
             args.append(kinds)
         return [_row_to_entry(r) for r in self._rows(where, args)]
+
+    def closing(self, batch_id: str) -> tuple[int, str] | None:
+        """(seq, action) of the batch's last ``disposition`` entry or post-release correction."""
+        with self._lock:
+            row = self._c.execute(_CLOSED_SQL, (self.chain, batch_id, POST_RELEASE_CORRECTION)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
 
     def head(self) -> tuple[int, str]:
         with self._lock:

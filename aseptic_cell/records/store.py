@@ -72,8 +72,17 @@ KINDS: frozenset[str] = frozenset(
         "config",  # configuration or recipe changes
         "note",  # free-text operator / QA note
         "custody",  # chain-of-custody event of a container (aseptic_cell/coi/custody.py) [CFR1271 §1271.290]
+        "disposition",  # QA release / reject of a batch over its head hash (aseptic_cell/disposition) - closes it
     }
 )
+
+CLOSING_ACTIONS = ("disposition.release", "disposition.reject")
+"""Actions of a ``disposition`` entry that close the batch: nothing more is appended to it ..."""
+POST_RELEASE_CORRECTION = "record.post_release_correction"
+"""... except a ``correction`` entry with this action carrying an e-signature whose stored content
+hashes to its ``record_hash``; it reopens the batch for disposition (aseptic_cell/disposition)."""
+_CLOSED_SQL = ("SELECT seq, action FROM entries WHERE batch_id = ? AND (kind = 'disposition' OR action = "
+               f"'{POST_RELEASE_CORRECTION}') ORDER BY seq DESC LIMIT 1")
 
 _TEXT_FIELDS = ("batch_id", "actor", "role", "action", "reason")
 _COLUMNS = "seq, ts, ts_iso, batch_id, kind, actor, role, action, reason, payload, prev_hash, hash"
@@ -126,6 +135,14 @@ CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
 BEGIN
     SELECT RAISE(ABORT, 'batch record is append-only: DELETE of an entry is refused');
 END;
+CREATE TRIGGER IF NOT EXISTS entries_closed_batch BEFORE INSERT ON entries
+WHEN (SELECT action FROM entries WHERE batch_id = NEW.batch_id
+        AND (kind = 'disposition' OR action = 'record.post_release_correction')
+        ORDER BY seq DESC LIMIT 1) IN ('disposition.release', 'disposition.reject')
+  AND NOT (NEW.kind = 'correction' AND NEW.action = 'record.post_release_correction')
+BEGIN
+    SELECT RAISE(ABORT, 'batch record: the batch is closed (released or rejected)');
+END;
 CREATE TRIGGER IF NOT EXISTS entries_append_at_head BEFORE INSERT ON entries
 WHEN NEW.seq <> COALESCE((SELECT MAX(seq) FROM entries), 0) + 1
   OR NEW.prev_hash <> COALESCE((SELECT hash FROM entries ORDER BY seq DESC LIMIT 1), '{GENESIS_HASH}')
@@ -141,6 +158,34 @@ class Clock(Protocol):
 
 class RecordError(Exception):
     """The record file cannot be used (wrong schema, not a record, closed)."""
+
+
+class RecordClosedError(RecordError):
+    """An append to a batch that QA released or rejected (the batch's record is closed); only a
+    signed post-release correction may be appended, and it reopens the disposition. Nothing was
+    written; this is a refusal, not a failure of the store (the failure listeners are not told)."""
+
+
+def closed_refusal(batch_id: str, closing: tuple[int, str] | None, kind: str, action: str,
+                   payload: Mapping[str, Any]) -> RecordClosedError | None:
+    """The refusal of an append of ``kind``/``action`` to ``batch_id`` whose last disposition or
+    post-release correction is ``closing`` (seq, action), or None when it may be appended."""
+    if closing is None or closing[1] not in CLOSING_ACTIONS or not batch_id:
+        return None
+    if kind == "correction" and action == POST_RELEASE_CORRECTION:
+        sig = payload.get("signature")
+        if not isinstance(sig, Mapping):
+            return RecordClosedError(f"batch {batch_id}: a post-release correction needs an e-signature")
+        content, signed = sig.get("signed_content"), sig.get("record_hash")
+        if not (isinstance(content, str) and str(sig.get("user_id") or "").strip()
+                and hashlib.sha256(content.encode("utf-8")).hexdigest() == signed):
+            return RecordClosedError(f"batch {batch_id}: the post-release correction's e-signature does not cover "
+                                     "its stored content (21 CFR 11.70)")
+        return None
+    verb = closing[1].split(".", 1)[1] + "d"
+    return RecordClosedError(f"batch {batch_id} was {verb} by QA at seq {closing[0]}: its record is closed; "
+                             f"{kind} {action or ''} refused (only a signed post-release correction may be "
+                             "appended, and it reopens the disposition)")
 
 
 class RecordWriteError(RecordError):
@@ -696,6 +741,11 @@ class BatchRecord:
             except sqlite3.Error as exc:
                 raise self._failed(what, exc) from exc
             try:
+                row = conn.execute(_CLOSED_SQL, (batch_id,)).fetchone()
+                closed = closed_refusal(batch_id, (int(row[0]), str(row[1])) if row else None, kind, action,
+                                        payload)
+                if closed is not None:
+                    raise closed
                 ts = float(self._clock.now())
                 ts_iso = iso_utc(ts)
                 head = conn.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
@@ -849,6 +899,12 @@ class BatchRecord:
         with self._lock:
             rows = self._c.execute(sql, args).fetchall()
         return [_row_to_entry(r) for r in rows]
+
+    def closing(self, batch_id: str) -> tuple[int, str] | None:
+        """(seq, action) of the batch's last ``disposition`` entry or post-release correction."""
+        with self._lock:
+            row = self._c.execute(_CLOSED_SQL, (batch_id,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry; (0, 64 zeros) when empty."""

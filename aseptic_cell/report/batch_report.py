@@ -60,6 +60,10 @@ class BatchReport:
     entry_count: int
     plots: dict[str, bytes] = field(default_factory=dict)
     """PNG images by cycle run id (made by :func:`make_plots`)."""
+    deviations: list[dict[str, Any]] = field(default_factory=list)
+    """The batch's deviations with their state (aseptic_cell/disposition)."""
+    disposition: dict[str, Any] = field(default_factory=dict)
+    """QA's release / reject (state OPEN until then)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,8 @@ class BatchReport:
             "signatures": self.signatures,
             "chain": self.chain,
             "entry_count": self.entry_count,
+            "deviations": self.deviations,
+            "disposition": self.disposition,
         }
 
 
@@ -220,6 +226,11 @@ def build_report(source: BatchSource | str | os.PathLike[str], batch_id: str | N
         chain=src.chain.to_dict() | {"text": str(src.chain)},
         entry_count=len(entries),
     )
+    from aseptic_cell.disposition import fold
+    from aseptic_cell.disposition.qa import status_of
+
+    report.deviations = [d.to_dict() for d in fold(entries).values()]
+    report.disposition = status_of(entries, src.batch_id)
     if plots:
         from .plots import cycle_plot
 

@@ -109,6 +109,14 @@ def html_document(r: BatchReport) -> str:
                 for who, p in sorted(rv.people.items())], "no person acted"),
         _table(["seq", "when (UTC)", "who", "kind", "action", "reason"],
                [[c.seq, c.ts_iso, c.actor, c.kind, c.action, c.reason] for c in rv.changes], "no change by a person"),
+        "<h3 id='deviations'>Deviations and disposition</h3>",
+        _table(["deviation", "class", "state", "raised (seq)", "linked seqs", "description", "root cause / closed by"],
+               [[d["id"], d["class"], d["state"], d["raised_seq"], ", ".join(str(x.get("seq")) for x in d["links"]),
+                 d["description"], f"{d['root_cause']} ({d['closed_by']})" if d["closed_by"] else ""]
+                for d in r.deviations], "no deviation"),
+        f"<p>Disposition: <b>{_t(r.disposition.get('state', 'OPEN'))}</b>"
+        + (f" at seq {_t(r.disposition.get('seq'))} by {_t(r.disposition.get('by'))} ({_t(r.disposition.get('at'))})"
+           if r.disposition.get("seq") else "") + "</p>",
         "<h2>9. Signatures (21 CFR 11.50)</h2>",
         _table(["seq", "name", "time (UTC)", "meaning", "action", "signed content hash"],
                [[s["seq"], f"{s['name']} ({s['user_id']}, {s['role']})", s["signed_at_iso"], s["meaning"].upper(),

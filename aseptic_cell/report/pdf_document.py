@@ -157,6 +157,15 @@ def write_pdf(report: BatchReport, out: Path) -> Path:
                        [[c.seq, c.ts_iso, c.actor, c.kind, c.action, c.reason] for c in rv.changes]
                        or [["", "", "", "", "no change by a person", ""]], [0.06, 0.22, 0.1, 0.12, 0.2, 0.3]))
 
+    story.append(para("Deviations and disposition", h2))
+    story.append(table(["deviation", "class", "state", "raised", "description", "root cause (closed by)"],
+                       [[d["id"], d["class"], d["state"], d["raised_seq"], d["description"],
+                         f"{d['root_cause']} ({d['closed_by']})" if d["closed_by"] else ""] for d in r.deviations]
+                       or [["none", "", "", "", "no deviation", ""]], [0.16, 0.08, 0.1, 0.07, 0.35, 0.24]))
+    disp = r.disposition
+    story.append(para(f"Disposition: <b>{_t(disp.get('state', 'OPEN'))}</b>" + (
+        f" at seq {_t(disp.get('seq'))} by {_t(disp.get('by'))} ({_t(disp.get('at'))})" if disp.get("seq") else "")))
+
     story.append(para("9. Signatures (21 CFR 11.50)", h2))
     story.append(table(["seq", "name", "time (UTC)", "meaning", "action", "signed content hash"],
                        [[s["seq"], f"{s['name']} ({s['user_id']}, {s['role']})", s["signed_at_iso"],

@@ -8,6 +8,11 @@ A failed append is never only a log line: the entry is kept in :attr:`BatchJourn
 and ``on_failure(reason)`` tells the supervisor, which holds the batch and raises
 ``CELL_RECORD_FAULT``; the signed restart writes the kept entries (flagged ``late``, with their
 original time) once the record works again (ALCOA+ complete [MHRA-DI-2018]).
+
+Deviations are raised here, as the entry that causes one is written (:attr:`BatchJournal.auto`,
+:class:`~aseptic_cell.disposition.deviations.AutoRaiser`, classes from config/deviations.yaml):
+a ``deviation.raise`` entry linked to that entry's seq and hash; entries written late after a
+record-write failure raise one linked to all of them (issue 15 item 1).
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def _auto_raiser() -> Any:
+    from ..disposition.deviations import AutoRaiser, DeviationPolicy
+
+    try:
+        return AutoRaiser(DeviationPolicy.load())
+    except (OSError, ValueError) as exc:  # a bad deviations.yaml: the built-in classes, said loudly
+        log.error("config/deviations.yaml unusable, built-in deviation classes used: %s", exc)
+        return AutoRaiser()
 
 DEVICE_EVENT_KINDS = {"command": "command", "refusal": "refusal", "cycle_result": "cycle_result",
                       "latched": "trip", "recovered": "intervention", "comm_lost": "alarm",
@@ -73,6 +88,8 @@ class BatchJournal:
         """Called with the reason of every failed append (the supervisor holds the batch)."""
         self.role_of: Callable[[str], str] | None = None
         """The directory's role of an actor, written with every entry (the node sets it; issue 12)."""
+        self.auto: Any = _auto_raiser() if record is not None else None
+        """Raises the automatic deviations (None: none raised)."""
 
     # ------------------------------------------------------------------ record
     def _failed(self, entry: dict[str, Any], exc: Exception) -> None:
@@ -90,8 +107,24 @@ class BatchJournal:
                  "reason": str(reason)[:2000], "payload": clean(payload), "t": self._now()}
         entry["role"] = self.role_of(actor or "system") if self.role_of is not None else ""
         try:
-            self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
-                               action=action, reason=entry["reason"], payload=entry["payload"])
+            written = self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
+                                         action=action, reason=entry["reason"], payload=entry["payload"])
+        except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
+            self._failed(entry, exc)
+            return
+        if self.auto is not None and hasattr(written, "seq"):
+            self._raise_deviation(self.auto.consider(written))
+
+    def _raise_deviation(self, payload: Mapping[str, Any] | None) -> None:
+        """Append an automatic ``deviation.raise`` (kept and written late like any entry on failure)."""
+        if payload is None or self.record is None:
+            return
+        entry = {"kind": "deviation", "batch_id": str(payload.get("batch", "")), "actor": "system",
+                 "action": "deviation.raise", "reason": str(payload.get("description", ""))[:2000],
+                 "payload": clean(payload), "t": self._now(), "role": ""}
+        try:
+            self.record.append("deviation", batch_id=entry["batch_id"], actor="system", action="deviation.raise",
+                               reason=entry["reason"], payload=entry["payload"])
         except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
             self._failed(entry, exc)
 
@@ -110,16 +143,25 @@ class BatchJournal:
     def flush_unwritten(self) -> int:
         """Write the entries the record refused, in order, each flagged ``late`` with its original
         time and error; stops at the first that fails again. Returns how many are still unwritten."""
+        late: list[Any] = []
         while self.unwritten and self.record is not None:
             e = self.unwritten[0]
             payload = {**e["payload"], "late": {"original_t": e["t"], "error": e["error"]}}
             try:
-                self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"], role=e.get("role", ""),
-                                   action=e["action"], reason=e["reason"], payload=clean(payload))
+                written = self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"],
+                                             role=e.get("role", ""), action=e["action"], reason=e["reason"],
+                                             payload=clean(payload))
             except Exception as exc:  # noqa: BLE001 - still failing: stays unwritten, the caller refuses
                 log.error("unwritten entry still not recorded: %r", exc)
                 break
             del self.unwritten[0]
+            if hasattr(written, "seq") and written.kind != "deviation":
+                late.append(written)
+                if self.auto is not None:  # a trip written late raises its deviation too
+                    self._raise_deviation(self.auto.consider(written))
+        if late and self.auto is not None:  # the record-write failure is a deviation of each batch concerned
+            for bid in dict.fromkeys(x.batch_id for x in late):
+                self._raise_deviation(self.auto.late_written([x for x in late if x.batch_id == bid]))
         return len(self.unwritten)
 
     # ------------------------------------------------------------------ entries
