@@ -67,6 +67,7 @@ from .api_models import (
 )
 from .backend import CellBackend, CellUnavailable, CommandResult
 from .config import HmiConfig
+from .disposition_api import disposition_router
 from .errors import HmiError, catalogue_json
 from .hub import Hub
 from .record_view import read_record
@@ -560,4 +561,5 @@ def create_app(
     app.add_middleware(RequestLimits, max_body_bytes=cfg.max_body_bytes,
                        max_login_body_bytes=cfg.max_login_body_bytes, login_rate_per_min=cfg.login_rate_per_min,
                        login_burst=cfg.login_burst, api_rate_per_s=cfg.api_rate_per_s, api_burst=cfg.api_burst)
+    app.include_router(disposition_router(users, backend.record_path))  # issue 15: deviations, QA disposition
     return app
