@@ -25,6 +25,8 @@ from .common import CommandRefused, InvalidCommand
 from .isolator import IsolatorModel
 from .vhp import VHPUnitModel
 
+PROCESS_KINDS = ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -74,6 +76,11 @@ class SimCell:
             layout.robot.id: self.arm,
         }
         self._unload_open = False
+        self.process: dict[str, Any] = {}
+        """kind -> model of the process equipment (issue 14 item 1), when the cell has it"""
+        pe = getattr(layout, "process_equipment", None)
+        if pe is not None and pe.enabled:
+            self._add_process_equipment(pe, layout.sim.seed)
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
@@ -88,6 +95,8 @@ class SimCell:
         self.vhp.step(dt)
         self.autoclave.step(dt)
         self.arm.step(dt)
+        for m in self.process.values():
+            m.step(dt)
         unload_open = self.autoclave.doors["unload"].state.value == "OPEN"
         if unload_open != self._unload_open:
             self._unload_open = unload_open
@@ -144,6 +153,8 @@ class SimCell:
         """
         kind = self.kind(device_id)
         a = validate(kind, name, args)
+        if kind in self.process:
+            return _jsonable(self.process[kind].execute(name, a))
         handler = getattr(self, f"_{kind}_{name}", None)
         if handler is not None:
             return handler(**a) or {}
@@ -158,6 +169,23 @@ class SimCell:
     def clear_fault(self, device_id: str, fault: str | None = None) -> None:
         self.kind(device_id)
         self.models[device_id].faults.clear(fault)
+
+    def _add_process_equipment(self, pe: Any, seed: int) -> None:
+        from .incubator import IncubatorModel
+        from .process_equipment import CentrifugeModel, CounterModel, ScannerModel, SealerModel, WelderModel
+
+        self.process = {
+            "incubator": IncubatorModel(pe.incubator, self.clock),
+            "welder": WelderModel(pe.welder, self.clock, seed=seed * 1000 + 11),
+            "sealer": SealerModel(pe.sealer, self.clock, seed=seed * 1000 + 13),
+            "centrifuge": CentrifugeModel(pe.centrifuge, self.clock, seed=seed * 1000 + 17),
+            "counter": CounterModel(pe.counter, self.clock),
+            "scanner": ScannerModel(pe.scanner, self.clock),
+        }
+        for kind, model in self.process.items():
+            dev = pe.unit(kind).id
+            self.kinds[dev] = kind
+            self.models[dev] = model
 
     # ---- commands needing translation from catalogue arguments to model calls
     def _isolator_safe_state(self, reason: str = "") -> dict[str, Any]:

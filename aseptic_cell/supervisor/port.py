@@ -155,14 +155,18 @@ class InProcessCell:
         lay = cfg.layout
         self.node_devices: dict[str, str] = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
                              "autoclave": lay.autoclave.id, "arm": lay.robot.id}
-        self.kinds = {n: n for n in NODES}
-        self._latched: dict[str, str | None] = {n: None for n in NODES}
+        if lay.process_equipment.enabled:  # issue 14 item 1: node = kind
+            from ..devices.process_equipment import PROCESS_KINDS
+
+            self.node_devices.update({k: lay.process_equipment.unit(k).id for k in PROCESS_KINDS})
+        self.kinds = {n: n for n in self.node_devices}
+        self._latched: dict[str, str | None] = {n: None for n in self.node_devices}
         self.comm_lost: set[str] = set()
         """Nodes whose communication is (simulated as) lost: signals unknown, commands refused."""
         self.events: list[dict[str, Any]] = []
         self.scene = _shared_scene(cfg)
         self.motion = ArmMotion(cfg, self.scene, check_mode=check_mode, plan_dt_s=plan_dt_s)
-        self._hosts = {n: _InProcessDevice(self, n) for n in NODES}
+        self._hosts = {n: _InProcessDevice(self, n) for n in self.node_devices}
         self._joint_names = [j.name for j in cfg.arm.joints]
         self._clear_key: tuple[Any, ...] = ()
         self._clear: dict[str, bool] = {}
@@ -214,8 +218,7 @@ class InProcessCell:
 
     def refresh(self, table: SignalTable) -> None:
         t = self.sim.now()
-        for node in NODES:
-            dev = self.node_devices[node]
+        for node, dev in self.node_devices.items():
             if node in self.comm_lost:
                 table.mark_comm_lost(dev)
                 continue

@@ -120,6 +120,17 @@ def _raise_by_condition(run, aid: str) -> None:
     elif aid == "ARM1_PROTECTIVE_STOP":
         ok, code, why, _ = cell.execute("arm", "protective_stop", {"reason": "test"}, user="op1")
         assert ok, (code, why)
+    elif aid in ("INC1_TEMP_BAND", "INC1_CO2_BAND", "INC1_RH_LOW", "INC1_DOOR_OPEN_LONG"):  # process equipment
+        sensor, params = {"INC1_TEMP_BAND": ("temp_c", {"mode": "offset", "offset": 3.0}),
+                          "INC1_CO2_BAND": ("co2_pct", {"mode": "offset", "offset": -2.0}),
+                          "INC1_RH_LOW": ("rh_pct", {"mode": "offset", "offset": -20.0}),
+                          "INC1_DOOR_OPEN_LONG": ("door_open", {"mode": "stuck", "value": True})}[aid]
+        cell.inject_fault("INC1", f"sensor:{sensor}", **params)
+    elif aid == "CFG1_IMBALANCE":
+        cell.inject_fault("CFG1", "imbalance", extra_g=20.0)
+        ok, code, why, _ = cell.execute("centrifuge", "run", {"program": "pellet", "container_id": "C1",
+                                                              "load_g": 100.0, "counterweight_g": 100.0}, user="op1")
+        assert ok, (code, why)
     else:
         raise AssertionError(f"no way to raise {aid} in this test: add one")
     assert run.run_until(lambda: _state(run, aid) != "NORMAL", 900.0), aid
