@@ -11,6 +11,7 @@ Sub-commands:
   ros list | echo      graph inspection
   emulate              the emulated hardware: one OPC UA server per simulated device
   motion ...           motion library: plan, approve (QA e-signature), revoke, list (motion/cli.py)
+  config status | approve KIND ID | diff A B | hash   change control (config/change_control_cli.py)
 """
 
 from __future__ import annotations
@@ -231,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .motion.cli import add_parser as add_motion_parser
 
     add_motion_parser(sub)
+    from .config.change_control_cli import add_config_parser  # issue 15 item 7: change control
+
+    add_config_parser(sub)
+    from .auth.cli import add_users_parser  # issue 15 item 6: user administration
+
+    add_users_parser(sub)
     return p
 
 

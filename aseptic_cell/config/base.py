@@ -8,7 +8,7 @@ wherever it appears).
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -28,6 +28,8 @@ Fraction = Annotated[float, AfterValidator(_finite), Field(ge=0, le=1)]
 Percent = Annotated[float, AfterValidator(_finite), Field(ge=0, le=100)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$", max_length=64)]
 Vec3 = tuple[Finite, Finite, Finite]
+ItemStatus = Literal["draft", "approved", "obsolete"]
+"""Change-control status of a recipe, cycle, program or process (config/change_control.py)."""
 
 
 class Model(BaseModel):

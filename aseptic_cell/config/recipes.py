@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .base import Identifier, Model
+from .base import Identifier, ItemStatus, Model
 
 # phase type -> (required params, optional params)
 PHASE_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -25,6 +25,7 @@ PHASE_TYPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "robot_task": (frozenset({"waypoints"}), frozenset({"speed_class", "duration_s"})),
     "process_hold": (frozenset({"duration_s"}), frozenset({"description"})),
     "operator_confirm": (frozenset({"prompt"}), frozenset({"role"})),
+    "process": (frozenset({"process"}), frozenset({"cryopreserved"})),  # a patient batch: processes/<id>.yaml
 }
 
 
@@ -70,6 +71,7 @@ class BatchRecipe(Model):
 
     id: Identifier
     version: int = Field(ge=1)
+    status: ItemStatus = "draft"  # change control: a GMP batch needs approved (config/change_control.py)
     description: str = ""
     product: str
     procedure: Procedure

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from ..config.base import Identifier, Model
+from ..config.base import Identifier, ItemStatus, Model
 from ..config.loader import ConfigError, ConfigIssue, parse_yaml_file
 from .resources import ARM, OPEN_ZONE, ResourceSet
 
@@ -131,6 +131,7 @@ class ProcessDefinition(Model):
 
     id: Identifier
     version: int = Field(ge=1)
+    status: ItemStatus = "draft"  # change control (aseptic_cell/config/change_control.py)
     product: str = ""
     description: str = ""
     t_out_max: Duration = 30 * 60.0

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...config.base import Finite, Identifier, Model, NonNegativeFinite, PositiveFinite
+from ...config.base import Finite, Identifier, ItemStatus, Model, NonNegativeFinite, PositiveFinite
 
 F0_T_REF_C = 121.1
 """F0 reference temperature (C) [FEDF0]."""
@@ -69,6 +69,8 @@ class LeakTestProgram(Model):
 class AutoclaveProgram(Model):
     id: Identifier
     kind: Literal["sterilise", "bowie_dick", "leak_test"]
+    version: int = Field(1, ge=1)
+    status: ItemStatus = "draft"  # change control (aseptic_cell/config/change_control.py)
     description: str = ""
     prevacuum: Prevacuum | None = None
     plateau: Plateau | None = None

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ...config.base import Finite, Fraction, Identifier, Model, NonNegativeFinite, Percent, PositiveFinite
+from ...config.base import (
+    Finite,
+    Fraction,
+    Identifier,
+    ItemStatus,
+    Model,
+    NonNegativeFinite,
+    Percent,
+    PositiveFinite,
+)
 
 
 class VHPUnitConfig(Model):
@@ -81,6 +90,7 @@ class VHPLimits(Model):
 class VHPCycleRecipe(Model):
     id: Identifier
     version: int = Field(ge=1)
+    status: ItemStatus = "draft"  # change control (aseptic_cell/config/change_control.py)
     description: str = ""
     validated_for_release: bool = Field(
         default=False, description="only a validated cycle releases the isolator for product (Annex 1 §4.25)")
