@@ -503,3 +503,16 @@ def wait_for_output(procs: CellProcesses, name: str, text: str, timeout_s: float
                 raise RuntimeError(f"{name} exited with code {rc} before printing {text!r} (log: {path})")
         time.sleep(0.1)
     raise TimeoutError(f"{name} did not print {text!r} within {timeout_s:.0f} s (log: {path})")
+
+
+def process_equipment_enabled(config_dir: str | Path) -> bool:
+    """``config/cell.yaml`` ``process_equipment.enabled`` (False when absent or unreadable: the
+    full configuration check is the nodes' own ``configure``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(config_dir) / "cell.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    pe = data.get("process_equipment") if isinstance(data, dict) else None
+    return isinstance(pe, dict) and pe.get("enabled") is True

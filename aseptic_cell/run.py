@@ -37,14 +37,15 @@ def run_cell(config_dir: str, *, speed: float, hardware: str = "sim", extra: lis
              status_period_s: float = 5.0, duration_s: float | None = None, log_dir: str | None = None,
              emulate: bool = False, arm: str = "sim") -> int:
     """Run the graph until interrupted (or for ``duration_s``); returns 0 on a clean stop."""
-    from .launcher import CellProcesses, wait_for_nodes
+    from .launcher import CellProcesses, process_equipment_enabled, wait_for_nodes
     from .nodes.graph import default_graph, emulator_spec, service_specs
 
     if extra is None:
         record_dir = os.path.join(os.getcwd(), "records")
         os.makedirs(record_dir, exist_ok=True)
         extra = service_specs(config_dir, record_dir=record_dir)
-    specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra)
+    specs = default_graph(config_dir, speed=speed, hardware=hardware, extra=extra,
+                          process_equipment=process_equipment_enabled(config_dir))
     if hardware != "sim":  # no /clock: every node on wall time
         from dataclasses import replace
 

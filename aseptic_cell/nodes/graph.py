@@ -173,6 +173,7 @@ def default_graph(
     hardware: str = "sim",
     extra: Sequence[NodeSpec] = (),
     nodes: Iterable[str] | None = None,
+    process_equipment: bool = False,
 ) -> list[NodeSpec]:
     """The cell's processes in start order: sim_world, devices, ``extra``, lifecycle_manager.
 
@@ -185,6 +186,9 @@ def default_graph(
             lifecycle manager; lifecycle ones among them are managed too.
         nodes: keep only these node names (tests); dependencies on dropped nodes are dropped
             and the lifecycle manager's parameters follow the subset.
+        process_equipment: also start the process-equipment process (the six nodes of
+            :mod:`aseptic_cell.devices.process_node` in one process; issue 14 item 1); off unless
+            asked (``cellctl run`` asks when ``config/cell.yaml`` enables it).
 
     Raises:
         ValueError: unknown names in ``nodes``, bad speed.
@@ -205,6 +209,8 @@ def default_graph(
     for name, module, deps in _DEVICES:
         params = {"use_sim_time": sim, "config_dir": cfg, "hardware": hardware}
         specs.append(NodeSpec(name, module, params, deps, True, KIND_DEVICE))
+    if process_equipment:
+        specs.append(process_equipment_spec(cfg, hardware))
     specs.extend(extra)
 
     if nodes is not None:
@@ -221,8 +227,31 @@ def default_graph(
         ]
         if LIFECYCLE_MANAGER not in kept:
             return specs
-    specs.append(lifecycle_manager_spec(specs, use_sim_time=sim))
+    specs.append(lifecycle_manager_spec([*specs, *process_equipment_nodes(specs)], use_sim_time=sim))
     return specs
+
+
+PROCESS_EQUIPMENT = "process_equipment"
+PROCESS_EQUIPMENT_KINDS = ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")
+
+
+def process_equipment_spec(config_dir: str, hardware: str = "sim") -> NodeSpec:
+    """The one process that hosts the six process-equipment lifecycle nodes (named after their
+    kinds: the ``__node`` remap would rename all of them, so its arguments carry parameters only)."""
+    argv = ("--ros-args", "-p", f"config_dir:={param_to_yaml(config_dir)}",
+            "-p", f"use_sim_time:={param_to_yaml(hardware == 'sim')}", "-p", f"hardware:={param_to_yaml(hardware)}")
+    return NodeSpec(PROCESS_EQUIPMENT, "aseptic_cell.devices.process_node", {}, ("isolator",), False, KIND_DEVICE,
+                    argv=argv)
+
+
+def process_equipment_nodes(specs: Iterable[NodeSpec]) -> list[NodeSpec]:
+    """The lifecycle nodes inside the process-equipment process, for the lifecycle manager's
+    parameters (managed like the other devices; they depend on the isolator)."""
+    names = {s.name for s in specs}
+    if PROCESS_EQUIPMENT not in names:
+        return []
+    deps = ("isolator",) if "isolator" in names else ()
+    return [NodeSpec(k, "", {}, deps, True, KIND_DEVICE) for k in PROCESS_EQUIPMENT_KINDS]
 
 
 def emulator_spec(config_dir: str | Path, speed: float | None = None) -> NodeSpec:
