@@ -40,14 +40,16 @@ def check_new_password(policy: PasswordPolicy, user_id: str, password: str,
             ``policy.password_history`` are compared (each costs one PBKDF2 run).
 
     Raises:
-        PasswordRejected: PASSWORD_TOO_SHORT, PASSWORD_CLASSES, PASSWORD_CONTAINS_ID or
-            PASSWORD_REUSED.
+        PasswordRejected: PASSWORD_TOO_SHORT, PASSWORD_WHITESPACE, PASSWORD_CLASSES,
+            PASSWORD_CONTAINS_ID or PASSWORD_REUSED.
     """
     if not isinstance(password, str) or len(password) < policy.min_password_length:
         raise PasswordRejected("PASSWORD_TOO_SHORT",
                                f"a password needs at least {policy.min_password_length} characters")
     if len(password) > 256:
         raise PasswordRejected("PASSWORD_TOO_SHORT", "a password has at most 256 characters")
+    if password != password.strip():  # the HMI strips what is typed: such a password could not log in there
+        raise PasswordRejected("PASSWORD_WHITESPACE", "a password may not begin or end with white space")
     if character_classes(password) < policy.min_character_classes:
         raise PasswordRejected("PASSWORD_CLASSES",
                                f"a password must mix at least {policy.min_character_classes} of: lower case, "

@@ -111,7 +111,7 @@ log = logging.getLogger("aseptic_cell.hmi")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "hmi_session"
 CSRF_HEADER = "x-csrf-token"
-OPEN_PATHS = {("POST", "/api/login"), ("GET", "/api/health")}
+OPEN_PATHS = {("POST", "/api/login"), ("GET", "/api/health"), ("POST", "/api/password")}
 
 
 # ---------------------------------------------------------------------------- the app
@@ -500,6 +500,10 @@ def create_app(
         res = _call(backend.shelve_alarm, alarm_id, user=s.user, password="", meaning="", reason=body.reason,
                     duration_s=0.0)
         return _result(res, f"unshelve {alarm_id}")
+
+    from .user_admin import admin_router  # issue 15 item 6: user administration, password change
+
+    app.include_router(admin_router(users))
 
     # ------------------------------------------------------------------ WebSocket (read-only)
     @app.websocket("/ws")
