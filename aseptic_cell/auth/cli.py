@@ -47,7 +47,7 @@ def add_users_parser(sub: Any) -> None:
     pw = us.add_parser("passwd", help="change your own password (also an expired or initial one)")
     pw.add_argument("id")
 
-    def admin_cmd(name: str, helptext: str) -> argparse.ArgumentParser:
+    def admin_cmd(name: str, helptext: str) -> Any:
         c = us.add_parser(name, help=helptext)
         c.add_argument("id", help="the user id administered")
         c.add_argument("--admin", required=True, help="your user id (role user_admin); you sign the change")

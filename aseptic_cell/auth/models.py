@@ -160,12 +160,12 @@ class UsersFile(Model):
                     f"user {u.id!r}: password hash uses {iterations} iterations, "
                     f"policy needs >= {self.policy.min_iterations}"
                 )
-        for action, rule in self.permissions.items():  # the administrator is kept apart
+        for action, arule in self.permissions.items():  # the administrator is kept apart
             if action in ADMIN_ACTIONS:
-                if rule.roles != [ADMIN_ROLE] or not rule.signature:
+                if arule.roles != [ADMIN_ROLE] or not arule.signature:
                     raise ValueError(f"permissions: {action!r} must be held by role {ADMIN_ROLE!r} alone "
                                      "and e-signed (user administration is kept apart from production)")
-            elif ADMIN_ROLE in rule.roles:
+            elif ADMIN_ROLE in arule.roles:
                 raise ValueError(f"permissions: role {ADMIN_ROLE!r} may hold only the user administration "
                                  f"actions, not {action!r} (no production role, no batch approval)")
         for action in SIGNED_ACTIONS:
