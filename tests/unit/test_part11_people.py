@@ -355,6 +355,9 @@ def test_idle_session_cannot_do_a_signed_action_until_logged_in_again(hmi: Any) 
 
 def test_hmi_user_administration_for_the_admin_role_only(hmi: Any) -> None:
     c, _app, backend, d = hmi
+    page = c.get("/static/admin.html")
+    assert page.status_code == 200 and "/static/admin.js" in page.text
+    assert c.get("/static/admin.js").status_code == 200
     h = login(c, "qa1")  # a production role sees and changes nothing
     assert c.get("/api/admin/users").json()["error"]["code"] == "ROLE_FORBIDDEN"
     r = c.post("/api/admin/users/op1/disable", json={"reason": "x", "signature": sig("qa1")}, headers=h)
