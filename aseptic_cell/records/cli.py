@@ -67,6 +67,9 @@ def add_record_parser(
     anchor.add_argument("--key", default=None, help="the cell's public record key (PEM file or directory)")
     anchor.set_defaults(func=cmd_record_anchor)
     _add_qa_parsers(rsub)
+    from .backup_cli import add_backup_commands  # issue 15 item 8: backup, restore, retention
+
+    add_backup_commands(rsub)
     return record
 
 
