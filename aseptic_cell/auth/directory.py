@@ -178,19 +178,38 @@ class UserDirectory:
     def seed(self) -> list[str]:
         """Import the configuration's users that the store does not hold (all of them on first
         start; later ones only while ``policy.import_new_config_users``); each import is an
-        audit row ``user.seed`` by actor ``config``. Existing users are never changed here. Returns
-        the imported ids."""
+        audit row ``user.seed`` by actor ``config``. Existing users are not changed here, except
+        that a seeded user still holding its file role is qualified once for an action class new
+        to that role (a permission added to the file later; audit row ``user.seed_qualification``)
+        - a class with any row, current, expired or withdrawn, is left alone. Returns the imported
+        ids."""
         now = float(self._clock.now())
         policy = self.config.policy
-        known = {u.id.casefold() for u in self.store.users()}
+        rows = self.store.users()
+        known = {u.id.casefold() for u in rows}
         if known and not policy.import_new_config_users:
             return []
         todo = [u for u in self.config.users if u.id.casefold() not in known]
-        if not todo:
-            return []
         expires = now + policy.initial_qualification_days * 86400.0
+        # a class new to a seeded user's role (a permission added to the file later) is granted
+        # once, like at seeding; a class with any row (current, expired or withdrawn) is left alone
+        file_role = {u.id: u.role for u in self.config.users}
+        topup = [(u, sorted(role_classes(self.config, u.role) - set(self.store.qualifications(u.id))))
+                 for u in rows if u.created_by == "config" and file_role.get(u.id) == u.role]
+        topup = [(u, classes) for u, classes in topup if classes]
+        if not todo and not topup:
+            return []
 
         def tx(con: Any) -> None:
+            for row, wanted in topup:
+                classes = [c for c in wanted if not con.execute(  # not granted meanwhile by another process
+                    "SELECT 1 FROM qualifications WHERE user = ? AND action_class = ?", (row.id, c)).fetchone()]
+                if not classes:
+                    continue
+                for c in classes:
+                    self.store.qualify(con, row.id, c, expires, "config", now)
+                self.store.append_audit(con, now, "config", "user.seed_qualification", row.id,
+                                        {"qualified": classes, "qualified_until": iso_utc(expires)}, None)
             for u in todo:
                 if con.execute("SELECT 1 FROM users WHERE id = ?", (u.id,)).fetchone():
                     continue  # another process seeded it meanwhile

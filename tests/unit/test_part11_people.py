@@ -424,3 +424,29 @@ def test_cellctl_users_add_list_and_passwd(config_dir: Path, tmp_path: Path, mon
     assert rows["nu5"]["must_change_password"] is False and "nu6" not in rows
     assert run(["audit"]) == 0 and "audit chain OK" in capsys.readouterr().out
     assert (tmp_path / "users.db").is_file()
+
+
+def test_a_permission_class_added_later_qualifies_seeded_users_once_not_withdrawn_ones(
+        config_dir: Path, tmp_path: Path) -> None:
+    """The file seeds users once; a class new to a seeded user's role (e.g. a QA permission
+    added later) is granted once, audited; a withdrawn qualification is never given back."""
+    clock = Clock()
+    d = directory(config_dir, clock, tmp_path)
+    admin = UserAdmin(d)
+    admin.qualify("adm1", PW["adm1"], user_id="op1", classes=["glove"], until=T0 - 1.0, reason="failed audit")
+    add_user(admin, "nu7")
+    data = yaml.safe_load((config_dir / "users.yaml").read_text())
+    data["permissions"]["sample.take"] = {"roles": ["operator"]}
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "users.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    d2 = directory(tmp_path / "cfg", clock, tmp_path)  # a restart with the new file
+    assert d2.authorize("op1", "sample.take")  # new class, granted once
+    with pytest.raises(PermissionDenied) as exc:
+        d2.authorize("op1", "glove.use")  # withdrawn: stays withdrawn
+    assert exc.value.code == "QUALIFICATION_EXPIRED"
+    d2.change_password("nu7", NEW_PW, "Own-choice-123")
+    with pytest.raises(PermissionDenied) as exc:
+        d2.authorize("nu7", "sample.take")  # an administrator's user: qualified by the administrator only
+    assert exc.value.code == "NOT_QUALIFIED"
+    assert [r["target"] for r in d2.store.audit() if r["action"] == "user.seed_qualification"] == ["op1", "op2"]
+
