@@ -1,8 +1,14 @@
-"""Users, roles, permissions and electronic signatures (21 CFR Part 11, EU GMP Annex 11 §12, §14)."""
+"""Users, roles, permissions and electronic signatures (21 CFR Part 11, EU GMP Annex 11 §12, §14).
+
+The live user state (accounts, password history and ageing, qualifications, the signed
+administration audit) is in :mod:`.store`; the password rules in :mod:`.policy`; the user
+administrator's operations in :mod:`.admin`; ``cellctl users`` in :mod:`.cli`.
+"""
 
 from .directory import (
     GENERIC_FAILURE,
     AuthError,
+    PasswordChangeRequired,
     PermissionDenied,
     Signature,
     User,
@@ -20,6 +26,7 @@ __all__ = [
     "SIGNED_ACTIONS",
     "ActionRule",
     "AuthError",
+    "PasswordChangeRequired",
     "PasswordPolicy",
     "PermissionDenied",
     "Signature",
