@@ -49,7 +49,7 @@ from asyncua.common.connection import TransportLimits
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
-from ..devices.commands import CATALOGUE, InvalidArguments
+from ..devices.commands import CATALOGUE, CONTRACTS, InvalidArguments
 from .companion import (
     LADS_DEVICE_TYPE,
     LADS_FUNCTIONAL_UNIT_TYPE,
@@ -170,6 +170,8 @@ class DeviceServer:
         self._item_state: ua.NodeId | None = None
         self._trip: ua.NodeId | None = None
         self.companion: CompanionSpecs | None = None
+        self._lads_map: dict[str, Any] | None = getattr(CONTRACTS.get(kind), "LADS_PROGRAMS", None)
+        self._lads: Any = None  # .lads.LadsProgramUnit of the program-running functional unit
 
     def _nid(self, s: str) -> ua.NodeId:
         return node_id(s, self.ns)
@@ -392,6 +394,11 @@ class DeviceServer:
                 self.server, fus, self._nid(f"{self.device_id}/lads/{fu}"), ua.QualifiedName(fu, spec.ns["LADS"]),
                 node_id(LADS_FUNCTIONAL_UNIT_TYPE, spec.ns["LADS"]),
             )
+            if fu == (self._lads_map or {}).get("unit"):
+                from .lads import LadsProgramUnit
+
+                self._lads = LadsProgramUnit(self, unit, spec.ns["LADS"], self._lads_map or {})
+                await self._lads.build(values)
             fset = await child(unit, ["FunctionSet"], nss)
             for key in self._nodes:
                 if functional_unit(self.kind, key) == fu and fset is not None:
@@ -659,6 +666,8 @@ class DeviceServer:
                 self._item_state, ua.DataValue(ua.Variant(state, ua.VariantType.String))
             )
         await self._publish_standard(values)
+        if self._lads is not None:
+            await self._lads.update(values)
         if self._simtime is not None:
             await server.write_attribute_value(
                 self._simtime, ua.DataValue(ua.Variant(float(now), ua.VariantType.Double))

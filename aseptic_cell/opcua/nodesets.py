@@ -59,6 +59,9 @@ NS = {
 }
 
 
+CACHE_FORMAT = "encodings-1"  # changes when what the import adds changes (invalidates old caches)
+
+
 class NodeSetsMissing(RuntimeError):
     pass
 
@@ -83,7 +86,7 @@ def _cache_dir() -> Path:
 def cache_key(directory: Path) -> str:
     import asyncua
 
-    h = hashlib.sha256(f"asyncua {asyncua.__version__}; py {sys.version_info[:2]}".encode())
+    h = hashlib.sha256(f"asyncua {asyncua.__version__}; py {sys.version_info[:2]}; {CACHE_FORMAT}".encode())
     for f, _ in NODESETS:
         h.update(f.encode())
         h.update(hashlib.sha256((directory / f).read_bytes()).digest())
@@ -139,6 +142,69 @@ async def _import(server: Any, directory: Path) -> None:
             await server.import_xml(str(directory / f), strict_mode=False)
     finally:
         xml_log.setLevel(level)
+    await _add_encodings(server, directory)
+
+
+ENCODINGS = ("Default Binary", "Default XML", "Default JSON")
+
+
+async def _add_encodings(server: Any, directory: Path) -> int:
+    """The DataTypeEncoding objects of the companion structures (``Default Binary``...), which asyncua
+    2.1's importer drops (they have no parent: its AddNodes refuses them, unchecked), and each
+    structure's ``DefaultEncodingId`` set to its Default Binary (the importer takes the first
+    HasEncoding, the XML one in the LADS file). Without them a client that builds structures from the
+    server's model (node-opcua's ``constructExtensionObject``: LADS ``KeyValueType`` for StartProgram)
+    finds no binary encoding. Returns the number of encodings added."""
+    import xml.etree.ElementTree as ET  # noqa: N817, S405 - the official NodeSet files of the set-up
+
+    from asyncua import ua
+
+    q = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
+    ns_array = list(await server.get_namespace_array())
+    added = 0
+    for f, _uri in NODESETS:
+        root = ET.parse(directory / f).getroot()  # noqa: S314
+        uris = [u.text or "" for u in (root.find(f"{q}NamespaceUris") or [])]
+
+        def nid(text: str, uris: list[str] = uris) -> ua.NodeId:
+            n = ua.NodeId.from_string(text)
+            if n.NamespaceIndex:
+                n = ua.NodeId(n.Identifier, ns_array.index(uris[n.NamespaceIndex - 1]), n.NodeIdType)
+            return n
+
+        enc = {o.get("NodeId"): o.get("BrowseName") for o in root.iter(f"{q}UAObject")
+               if o.get("BrowseName") in ENCODINGS}
+        items = []
+        binary: dict[ua.NodeId, ua.NodeId] = {}
+        for dtype in root.iter(f"{q}UADataType"):
+            for ref in dtype.iter(f"{q}Reference"):
+                target = (ref.text or "").strip()
+                if ref.get("ReferenceType") != "HasEncoding" or ref.get("IsForward") == "false" or target not in enc:
+                    continue
+                item = ua.AddNodesItem()
+                item.RequestedNewNodeId = nid(target)
+                item.BrowseName = ua.QualifiedName(enc[target], 0)
+                item.NodeClass = ua.NodeClass.Object
+                item.ParentNodeId = nid(dtype.get("NodeId") or "")
+                item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasEncoding)
+                item.TypeDefinition = ua.NodeId(ua.ObjectIds.DataTypeEncodingType)
+                attrs = ua.ObjectAttributes()
+                attrs.DisplayName = ua.LocalizedText(enc[target])
+                item.NodeAttributes = attrs
+                items.append(item)
+                if enc[target] == "Default Binary":
+                    binary[item.ParentNodeId] = item.RequestedNewNodeId
+        if items:
+            res = await server.iserver.isession.add_nodes(items)
+            added += sum(1 for r in res if r.StatusCode.is_good())
+        for dtype_id, enc_id in binary.items():
+            dv = await server.get_node(dtype_id).read_attribute(ua.AttributeIds.DataTypeDefinition)
+            sdef = dv.Value.Value if dv.Value is not None else None
+            if isinstance(sdef, ua.StructureDefinition) and sdef.DefaultEncodingId != enc_id:
+                sdef.DefaultEncodingId = enc_id
+                value = ua.DataValue(ua.Variant(sdef, ua.VariantType.ExtensionObject))
+                await server.write_attribute_value(dtype_id, value, ua.AttributeIds.DataTypeDefinition)
+    return added
 
 
 async def load_companion_specs(server: Any, *, use_cache: bool = True) -> CompanionSpecs:

@@ -25,7 +25,10 @@ from .conftest import ROOT, Emulator, free_ports, write_opcua_yaml
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
 
-DEVICES = {"ISO1": "LADS", "VHP1": "LADS", "AC1": "LADS", "ARM1": "Robotics"}
+# one LADS device and the arm per server process (each device server costs ~3 s of CPU to build;
+# the isolator and the autoclave are LADSDeviceType instances built by the same code as the VHP
+# unit; the autoclave's program unit is served in-process by tests/hil/test_lads_programs.py)
+DEVICES = {"VHP1": "LADS", "ARM1": "Robotics"}
 CELL_NS = "urn:aseptic-cell:opcua:cell"
 
 
@@ -48,7 +51,8 @@ def emulator(tmp_path_factory):
         pytest.skip("node / node_modules (node-opcua, node-opcua-nodesets) not installed (make venv)")
     tmp = tmp_path_factory.mktemp("companion")
     ports = dict(zip(DEVICES, free_ports(len(DEVICES)), strict=True))
-    yml = write_opcua_yaml(tmp / "opcua.yaml", ports, sim_speed=20.0)
+    # 400 sim s per wall s: the LADS program test follows a VHP run to its end (>= 1200 s of aeration)
+    yml = write_opcua_yaml(tmp / "opcua.yaml", ports, sim_speed=400.0)
     emu = Emulator(yml, list(DEVICES), tmp / "emu.log", fault_methods=False).start()
     try:
         emu.wait_ready(180)
@@ -106,3 +110,29 @@ def test_arm_axes_show_the_real_joint_state(emulator):
     vals = asyncio.run(asyncio.wait_for(go(), 60))
     for j, (std, own, in_rob) in vals.items():
         assert in_rob and isinstance(std, float) and std == pytest.approx(own, abs=1e-9), (j, std, own)
+
+
+def test_node_opcua_runs_a_vhp_program_through_the_lads_state_machine(emulator):
+    """Must show (issue 18): a VHP cycle started and followed to its end through LADS alone. The
+    emulated cell has no leak test passed and the arm is not parked, so the unit's precheck fails the
+    run: it aerates (Aborting) and ends Aborted, latched: a new StartProgram is refused until Clear."""
+    proc = subprocess.run(
+        ["node", str(ROOT / "interop" / "lads_program_client.js"), json.dumps({
+            "endpoint": emulator["VHP1"], "device": "VHP1", "unit": "Decon", "template": "VHP-ISO-SHORT",
+            "operator": "op.nodejs", "jobId": "B-LADS-1", "timeoutMs": 150000})],
+        capture_output=True, text=True, cwd=ROOT, timeout=200)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ok"], (out.get("error"), out, proc.stderr[-2000:])
+    assert {"VHP-ISO-STD", "VHP-ISO-SHORT"} <= set(out["templates"])
+    assert out["initial"] == "Stopped" and out["startStatus"] == "Good"
+    assert out["runId"].startswith("VHP1-")
+    # followed through the standard states: running, the device's safe end (aeration), latched Aborted
+    states = out["states"]
+    assert states[0] == "Stopped" and "Running" in states and "Aborting" in states, states
+    assert states.index("Running") < states.index("Aborting") < states.index("Aborted"), states
+    assert out["final"] == out["finalRead"] == "Aborted"
+    r = out["result"]
+    assert r["runId"] == out["runId"] and r["verdict"] == "FAIL" and r["user"] == "op.nodejs"
+    assert r["jobId"] == "B-LADS-1" and "leak" in r["description"], r
+    assert out["restartStatus"] == "BadInvalidState"  # never an automatic restart after a trip
+    assert out["clearStatus"] == "Good" and out["afterClear"] == "Stopped"

@@ -119,6 +119,18 @@ FUNCTIONAL_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Sterilizer", ("",)),
 )
 """LADS functional units: (FU name, reading-key prefixes); first match wins."""
+LADS_PROGRAMS: dict[str, Any] = {
+    "unit": "Sterilizer",
+    "templates": "autoclave_programs",  # CellConfig attribute (.programs: id, description)
+    "start": "start_program",
+    "template_arg": "program_id",
+    "operator_arg": "operator",
+    "run_id_arg": "run_id",
+    "property_args": {"LoadId": "load_id"},
+    "abort": "abort",                   # the chamber vents on (Stopping/Aborting)
+    "active": "cycle_running",
+}
+"""LADS program manager and FunctionalUnitStateMachine of the ``unit`` (aseptic_cell/opcua/lads.py)."""
 DEVICE_CLASS = "Steam autoclave (LADS Device)"
 MODEL = "Emulated steam sterilizer"
 

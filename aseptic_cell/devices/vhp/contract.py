@@ -71,6 +71,18 @@ def signals(r: VhpReadings, cfg: CellConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- OPC UA mapping
 FUNCTIONAL_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (("Decon", ("",)),)
 """LADS functional units: (FU name, reading-key prefixes); first match wins."""
+LADS_PROGRAMS: dict[str, Any] = {
+    "unit": "Decon",                 # the functional unit that runs the programs
+    "templates": "vhp_cycles",       # CellConfig attribute holding them (.cycles: id, version, description)
+    "start": "start_cycle",          # LADS StartProgram/Start -> this command
+    "template_arg": "cycle_id",
+    "operator_arg": "operator",
+    "run_id_arg": "run_id",
+    "property_args": {},             # LADS Properties key -> further command argument
+    "abort": "abort",                # LADS Stop/Abort -> this command (aeration runs on: Stopping/Aborting)
+    "active": "cycle_active",        # reading: a program runs
+}
+"""LADS program manager and FunctionalUnitStateMachine of the ``unit`` (aseptic_cell/opcua/lads.py)."""
 DEVICE_CLASS = "VHP generator (LADS Device)"
 MODEL = "Emulated VHP unit"
 
