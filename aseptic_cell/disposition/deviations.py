@@ -1,7 +1,7 @@
 """Deviations of a batch, read from and written to its record (issue 15 item 1).
 
 A deviation is a departure from the approved recipe or procedure that QA must assess before the
-batch can be dispositioned (EU GMP Ch. 1 §1.4(xiv) [EUGMP-CH1]; 21 CFR 211.192 [CFR211]). Here it
+batch can be dispositioned (EU GMP Ch. 1 §1.4(xiv) [EUGMP-CH1]). Here it
 is nothing but entries of kind ``deviation`` in the append-only record, so its whole life is in the
 audit trail (21 CFR 11.10(e) [CFR11]; Annex 11 §9 [ANNEX11-2011]) and it works per batch when many
 batches share one record (every entry names its batch):

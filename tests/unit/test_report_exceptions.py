@@ -80,9 +80,10 @@ def test_a_batch_with_a_trip_and_a_refusal_lists_exactly_those_departures(trip_r
     holds = {e.seq for e in src.entries
              if e.kind == "phase_transition" and e.payload.get("level") == "batch" and e.payload.get("to") == "Holding"}
     comm = {e.seq for e in src.entries if e.kind == "alarm" and e.action == "VHP1.comm_lost"}
-    assert refusals and trips and len(holds) == 1 and len(comm) == 1
+    devs = {e.seq for e in src.entries if e.kind == "deviation"}  # the hold's, raised by the journal (issue 15)
+    assert refusals and trips and len(holds) == 1 and len(comm) == 1 and len(devs) == 1
     expected = ({("refusal", s) for s in refusals} | {("trip", s) for s in trips} | {("hold", s) for s in holds}
-                | {("alarm", s) for s in comm})
+                | {("alarm", s) for s in comm} | {("deviation", s) for s in devs})
     assert got == expected
     operator_refusal = [d for d in review.departures if d.category == "refusal" and d.actor == "op1"]
     assert len(operator_refusal) == 1 and "IL-02" in operator_refusal[0].summary
