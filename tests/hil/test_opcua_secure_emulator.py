@@ -1,7 +1,8 @@
 """Emulated device servers in the secure mode for a HIL bench on a shared network (issue 12 item 7),
 and the fault-injection hooks off unless asked for. Real processes over TCP on loopback.
 
-One emulator (ISO1) with ``emulator.security.mode: sign_and_encrypt`` and ``--fault-methods``; one
+One emulator (ISO1, and VHP1 for the role check of the LADS program methods) with
+``emulator.security.mode: sign_and_encrypt`` and ``--fault-methods``; one
 in the default mode without the flag.
 """
 
@@ -33,12 +34,13 @@ def run(coro):
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("secure-emu")
-    (port,) = free_ports(1)
+    port, vhp_port = free_ports(2)
     pki = tmp / "pki"
     ident = make_client_identity(tmp / "client", "bridge", "urn:aseptic-cell:opcua:bridge")
     trust(pki, ident)
     data = {
-        "devices": {"ISO1": {"endpoint": f"opc.tcp://127.0.0.1:{port}/aseptic/ISO1"}},
+        "devices": {"ISO1": {"endpoint": f"opc.tcp://127.0.0.1:{port}/aseptic/ISO1"},
+                    "VHP1": {"endpoint": f"opc.tcp://127.0.0.1:{vhp_port}/aseptic/VHP1"}},
         "emulator": {
             "sim_speed": 200.0,
             "security": {"mode": "sign_and_encrypt", "pki_dir": str(pki),
@@ -50,12 +52,14 @@ def bench(tmp_path_factory):
         }),
     }
     (tmp / "opcua.yaml").write_text(yaml.safe_dump(data))
-    emu = Emulator(tmp / "opcua.yaml", ["ISO1"], tmp / "emu.log").start()
+    emu = Emulator(tmp / "opcua.yaml", ["ISO1", "VHP1"], tmp / "emu.log").start()
     try:
         emu.wait_ready(180)
         yield {
             "tmp": tmp, "endpoint": data["devices"]["ISO1"]["endpoint"],
             "ident": ident, "server_cert": pki / "ISO1" / "own" / "cert.der",
+            "vhp": {"endpoint": data["devices"]["VHP1"]["endpoint"], "ident": ident,
+                    "server_cert": pki / "VHP1" / "own" / "cert.der"},
         }
     finally:
         emu.stop()
@@ -128,6 +132,53 @@ def test_secure_mode_method_roles(bench):
     assert op_cmd == "BadUserAccessDenied"
     assert sup_fault == "BadUserAccessDenied"  # fault injection: engineer only
     assert eng_fault[0] is True and eng_clear[0] is True
+
+
+def test_secure_mode_lads_program_methods_are_role_checked(bench):
+    """LADS StartProgram/Abort on the VHP unit: the command roles only; the operator is the session's
+    account (another name in Properties is refused); the result keeps it."""
+    import struct
+
+    from aseptic_cell.opcua.nodesets import NS
+
+    async def go():
+        op = await _secure_session(bench["vhp"], "op1")  # operator: not in command_roles
+        sup = await _secure_session(bench["vhp"], "sup1")
+        out = {}
+        try:
+            lads, own = (await sup.get_namespace_array()).index(NS["LADS"]), await sup.get_namespace_index(NS_URI)
+
+            def kv(key, value):  # LADS KeyValueType, Default Binary (ns=LADS;i=5045)
+                body = b"".join(struct.pack("<i", len(x.encode())) + x.encode() for x in (key, value))
+                return ua.ExtensionObject(TypeId=ua.NodeId(5045, lads), Body=body)
+
+            async def call(c, label, method, *args):
+                fsm = c.get_node(ua.NodeId("VHP1/lads/Decon", own))
+                fsm = await fsm.get_child([f"{lads}:FunctionalUnitState"])
+                try:
+                    out[label] = await fsm.call_method(f"{lads}:{method}", *args)
+                except UaStatusCodeError as exc:
+                    out[label] = type(exc).__name__
+                out[label + ".state"] = (await (await fsm.get_child(["0:CurrentState"])).read_value()).Text
+
+            none = ua.Variant([], ua.VariantType.ExtensionObject)
+            other = ua.Variant([kv("Operator", "op1")], ua.VariantType.ExtensionObject)
+            await call(op, "op_start", "StartProgram", "VHP-ISO-SHORT", none, "J", "T", none)
+            await call(sup, "sup_start_as_other", "StartProgram", "VHP-ISO-SHORT", other, "J", "T", none)
+            await call(sup, "sup_start", "StartProgram", "VHP-ISO-SHORT", none, "J", "T", none)
+            await call(op, "op_abort", "Abort")
+            await call(sup, "sup_abort", "Abort")
+        finally:
+            for c in (op, sup):
+                await c.disconnect()
+        return out
+
+    out = run(go())
+    assert out["op_start"] == "BadUserAccessDenied" and out["op_start.state"] == "Stopped"
+    assert out["sup_start_as_other"] == "BadInvalidArgument" and out["sup_start_as_other.state"] == "Stopped"
+    assert str(out["sup_start"]).startswith("VHP1-") and out["sup_start.state"] in ("Running", "Aborting")
+    assert out["op_abort"] == "BadUserAccessDenied"
+    assert out["sup_abort"] is None and out["sup_abort.state"] == "Aborting"  # aeration runs on
 
 
 def test_bridge_backend_drives_the_device_over_sign_and_encrypt(bench, monkeypatch):
