@@ -207,6 +207,9 @@ class AutoRaiser:
         self.policy = policy or DeviationPolicy()
         self._held: dict[str, Entry] = {}
         self._once: set[tuple[str, str, str]] = set()
+        self._explained: set[str] = set()
+        """Batches whose next hold by the system is already explained by the deviation of its
+        cause (an interlock trip, an EM excursion, a refused step, a supervisor loss)."""
 
     def _make(self, source: str, e: Entry, description: str, links: list[Entry], rule: str = "",
               tag: str = "A") -> dict[str, Any]:
@@ -228,15 +231,17 @@ class AutoRaiser:
         p = e.payload
         if e.kind == "trip":
             if e.action == "supervisor.lost":
+                self._explained.add(e.batch_id)
                 return self._make("supervisor_interrupted", e, f"supervisor interrupted: {e.reason}", [e])
             if e.action.startswith("interlock."):
+                self._explained.add(e.batch_id)
                 rule = e.action.split(".", 1)[1]
                 return self._make("interlock_trip", e, f"interlock trip {rule}: {e.reason}", [e], rule)
-            if e.action == "batch.hold":
-                return self._make("phase_failure", e, f"batch held on a failure: {e.reason}", [e],
-                                  str(p.get("source") or ""))
-            return None  # a device latched: the consequence of a hold (its own trip is above)
+            # batch.hold: the hold's own transition raises it (below); a device latched: the
+            # consequence of a hold
+            return None
         if e.kind == "refusal" and p.get("source") == "supervisor":
+            self._explained.add(e.batch_id)
             if self._once_per_batch(e, "recipe_step_refused", e.action):
                 return self._make("recipe_step_refused", e, f"recipe step {e.action} refused: {e.reason}", [e])
             return None
@@ -245,12 +250,22 @@ class AutoRaiser:
                 return self._make("end_glove_test_missing", e, f"IL-06: {e.reason}", [e], "IL-06")
             return None
         if e.kind == "environment" and e.action.endswith(".hold") and p.get("phase"):
+            self._explained.add(e.batch_id)
             return self._make("em_excursion_open_phase", e, f"EM excursion during open phase {p.get('phase')}: "
                               f"{e.reason}", [e], str(p.get("alarm_id") or ""))
         if e.kind == "command" and e.action == "bypass.approve":
             return self._make("bypass", e, f"bypass started: {e.reason}", [e], str(p.get("rule") or ""))
         if e.kind == "phase_transition" and p.get("level") == "batch":
             to, was = str(p.get("to")), str(p.get("from"))
+            if to == "Running":
+                self._explained.discard(e.batch_id)
+            if to in ("Holding", "Held") and was not in ("Holding", "Held") and e.actor == "system":
+                if to == "Held":
+                    self._held.setdefault(e.batch_id, e)
+                if e.batch_id in self._explained:
+                    self._explained.discard(e.batch_id)
+                    return None
+                return self._make("phase_failure", e, f"batch held by the system: {e.reason}", [e])
             if to == "Held":
                 self._held.setdefault(e.batch_id, e)
             elif was == "Held" and e.batch_id in self._held:

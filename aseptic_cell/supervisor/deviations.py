@@ -3,11 +3,13 @@
 * :class:`GloveVisualChecks` — the operator's visual check of a glove before use (Annex 1 §4.24
   [ANNEX1-2022] [M]: inspect visually at every use); each check is recorded; it publishes
   ``isolator.glove.<port>.visual_defect`` and ``...visual_check_age_h`` (IL-05, IL-05B).
-* :class:`Deviations` — a deviation raised against a batch (who, why, which rule it concerns)
-  and approved by QA with an e-signature (``deviation.close``, meaning approval). Small on
-  purpose: the IL-06 path uses it (a batch whose end-of-batch glove test failed or never ran
-  closes its record only through an approved deviation, EU GMP Ch. 1 §1.4(xiv) [EUGMP-CH1] [M]);
-  full QA disposition builds on it.
+* :class:`Deviations` — a deviation raised against the running batch (who, why, which rule it
+  concerns) and approved by QA with an e-signature (``deviation.close``, meaning approval), over
+  ``/cell/batch/command``. The IL-06 path uses it (a batch whose end-of-batch glove test failed
+  or never ran closes its record only through an approved deviation, EU GMP Ch. 1 §1.4(xiv)
+  [EUGMP-CH1] [M]). Its entries have the shape :mod:`aseptic_cell.disposition` reads: the full
+  lifecycle (class, investigation, root cause), the automatic deviations and the QA disposition
+  work there, on the record, also after the batch ended.
 
 Neither talks to a device; both record through the supervisor's journal and signing helper.
 """
@@ -101,6 +103,15 @@ class Deviations:
     def __init__(self, sup: Supervisor) -> None:
         self.sup = sup
         self.items: dict[str, Deviation] = {}
+        journal = getattr(getattr(sup, "main", None), "journal", None)
+        root = getattr(getattr(sup, "cfg", None), "root", None)
+        if journal is not None and journal.auto is not None and root is not None:
+            from ..disposition.deviations import DeviationPolicy
+
+            try:  # the classes of this cell's configuration (config/deviations.yaml)
+                journal.auto.policy = DeviationPolicy.load(root)
+            except (OSError, ValueError):
+                pass  # the journal keeps the policy it loaded (a bad file was logged there)
 
     def _refuse(self, user: str, what: str, code: str, why: str) -> CommandResult:
         self.sup.journal.batch_refusal(user, what, code, why)

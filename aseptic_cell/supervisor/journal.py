@@ -107,13 +107,26 @@ class BatchJournal:
                  "reason": str(reason)[:2000], "payload": clean(payload), "t": self._now()}
         entry["role"] = self.role_of(actor or "system") if self.role_of is not None else ""
         try:
-            written = self.record.append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
-                                         action=action, reason=entry["reason"], payload=entry["payload"])
+            written = self._append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
+                                   action=action, reason=entry["reason"], payload=entry["payload"])
         except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
             self._failed(entry, exc)
             return
         if self.auto is not None and hasattr(written, "seq"):
             self._raise_deviation(self.auto.consider(written))
+
+    def _append(self, kind: str, *, batch_id: str, payload: Mapping[str, Any], **fields: str) -> Any:
+        """Append; an entry for a batch QA has already released or rejected (what the executive
+        still writes under its id once the batch ended: the reset to Idle, alarms while idle) goes
+        to the cell level (batch ""), naming the batch: the closed batch is not changed and the
+        event is still recorded (ALCOA+ complete [MHRA-DI-2018])."""
+        from ..records.store import RecordClosedError
+
+        assert self.record is not None
+        try:
+            return self.record.append(kind, batch_id=batch_id, payload=payload, **fields)
+        except RecordClosedError:
+            return self.record.append(kind, batch_id="", payload={**payload, "closed_batch": batch_id}, **fields)
 
     def _raise_deviation(self, payload: Mapping[str, Any] | None) -> None:
         """Append an automatic ``deviation.raise`` (kept and written late like any entry on failure)."""
@@ -148,7 +161,7 @@ class BatchJournal:
             e = self.unwritten[0]
             payload = {**e["payload"], "late": {"original_t": e["t"], "error": e["error"]}}
             try:
-                written = self.record.append(e["kind"], batch_id=e["batch_id"], actor=e["actor"],
+                written = self._append(e["kind"], batch_id=e["batch_id"], actor=e["actor"],
                                              role=e.get("role", ""), action=e["action"], reason=e["reason"],
                                              payload=clean(payload))
             except Exception as exc:  # noqa: BLE001 - still failing: stays unwritten, the caller refuses

@@ -96,22 +96,31 @@ def test_every_automatic_source_raises_one_deviation_and_a_device_latch_none(rec
     j.audit("environment", "system", "ISO1_PART_05_ACTION.hold", "action excursion", {"phase": "PH-FILL"})
     j.audit("environment", "system", "PH-FILL.em_summary", "summary", {"phase": "PH-FILL"})  # none
     j.audit("command", "sup1", "bypass.approve", "counter repair", {"rule": "IL-12"})
-    j.audit("trip", "system", "batch.hold", "phase failed", {"source": "PH-X"})
+    _batch(j, "Holding", "Running")  # the hold the EM excursion caused: its deviation is raised already
     _batch(j, "Held", "Holding")
     clock.t += 61.0
     _batch(j, "Restarting", "Held", "sup1")
+    _batch(j, "Running", "Restarting")
+    j.audit("trip", "system", "batch.hold", "phase failed", {"source": "PH-X"})  # the hold's transition raises it
+    _batch(j, "Holding", "Running")  # a hold by the system nothing explained: a phase failure
+    _batch(j, "Held", "Holding")
     j.audit("trip", "system", "supervisor.lost", "supervisor interrupted", {})
     j.audit("refusal", "qa1", "batch.close_record", "IL-06: no end glove test", {})
+    _batch(j, "Holding", "Running", "op1")  # held by a person: not a deviation by itself
     _batch(j, "Aborted", "Aborting", "sup1")
-    sources = sorted(d.source for d in qa.deviations(rec, "B-2"))
-    assert sources == sorted(["recipe_step_refused", "em_excursion_open_phase", "bypass", "phase_failure",
-                              "hold_beyond_max", "supervisor_interrupted", "end_glove_test_missing",
-                              "batch_aborted"])
-    by = {d.source: d for d in qa.deviations(rec, "B-2")}
+    devs = qa.deviations(rec, "B-2")
+    assert sorted(d.source for d in devs) == sorted([
+        "recipe_step_refused", "em_excursion_open_phase", "bypass", "hold_beyond_max", "phase_failure",
+        "supervisor_interrupted", "end_glove_test_missing", "batch_aborted"])
+    by = {d.source: d for d in devs}
     assert by["em_excursion_open_phase"].cls == "critical" and by["batch_aborted"].cls == "critical"
     assert by["recipe_step_refused"].cls == "minor"
-    held, restart = rec.entries("B-2", kinds=["phase_transition"])[1:3]
+    trans = rec.entries("B-2", kinds=["phase_transition"])
+    held = next(e for e in trans if e.payload["to"] == "Held")
+    restart = next(e for e in trans if e.payload["to"] == "Restarting")
     assert [x["seq"] for x in by["hold_beyond_max"].links] == [held.seq, restart.seq]
+    second_hold = [e for e in trans if e.payload["to"] == "Holding"][1]
+    assert by["phase_failure"].links[0]["seq"] == second_hold.seq
     assert rec.verify().ok
 
 
@@ -302,8 +311,11 @@ def test_a_released_batch_refuses_every_append_and_every_qa_action(rec, clock, u
         rec.append("note", batch_id="B-1", actor="op1", action="note.add", reason="late remark")
     with pytest.raises(RecordClosedError):
         rec.correct(3, actor="sup1", role="supervisor", reason="typo", changes={"reason": ("a", "b")})
-    j.audit("note", "op1", "note.add", "the supervisor writes on", {})  # kept unwritten, never in the batch
-    assert len(j.unwritten) == 1
+    # what the executive still writes under the released batch's id (its reset to Idle) goes to the
+    # cell level, naming the batch: recorded, the released batch unchanged, nothing held
+    _batch(j, "Idle", "Complete", "op1")
+    moved = rec.entries()[-1]
+    assert not j.unwritten and moved.batch_id == "" and moved.payload["closed_batch"] == "B-1"
     for call, code in ((lambda: qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "reject"), "DISPOSITIONED"),
                        (lambda: qa.raise_deviation(rec, users, "op1", "B-1", "found something later"),
                         "DISPOSITIONED")):
