@@ -340,6 +340,8 @@ class ScannerModel:
         return f
 
     def step(self, dt: float) -> None:
+        if "swap" not in self.faults:
+            return
         for st in self.truth:
             f = self._applies("swap", st)
             if f is not None and self.truth[st] is not None and self.truth[st] != self._swapped(f):

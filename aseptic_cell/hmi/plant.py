@@ -77,6 +77,17 @@ def plant_info(config_dir: str | Path) -> dict[str, Any]:
                 for up, op, ph in recipe.phases()
             ],
         }
+    pe = cfg.layout.process_equipment  # process equipment tiles (issue 14 item 1)
+    inc = pe.incubator
+    out["process_equipment"] = {
+        "enabled": pe.enabled,
+        "ids": {k: pe.unit(k).id for k in ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")},
+        "incubator": {"slots": inc.slots, "temp": {"low": inc.temp_alarm_low_c, "high": inc.temp_alarm_high_c},
+                      "co2": {"low": inc.co2_alarm_low_pct, "high": inc.co2_alarm_high_pct},
+                      "rh": {"low": inc.rh_alarm_low_pct, "high": 100.0}},
+        "centrifuge_programs": [p.id for p in pe.centrifuge.programs],
+        "stations": list(pe.scanner.stations),
+    }
     # alarms.yaml rationalisation: which alarms may be shelved, and for how long at most
     out["alarms_shelvable"] = sorted(a.id for a in cfg.alarms.alarms if a.shelvable)
     out["max_shelve_s"] = cfg.alarms.settings.max_shelve_s

@@ -42,6 +42,7 @@ TRENDS: dict[str, tuple[str, ...]] = {
     "autoclave": ("chamber_t_c", "chamber_p_kpa", "load_probe_t_c", "f0_min"),
     "arm": ("tcp_speed_m_s",),
 }
+PROCESS_EQUIPMENT = ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")  # /cell/<kind>/signals
 STALE_AFTER_S = 2.0  # a device state older than this (wall) is shown as stale / unknown
 SUPERVISOR_TOPICS_STALE_S = 3.0
 
@@ -138,6 +139,8 @@ class RosBackend:
             n.create_subscription(
                 getattr(cim, typ), f"/cell/{name}/state", functools.partial(self._on_device, name), latest
             )
+        for kind in PROCESS_EQUIPMENT:  # process equipment tiles (issue 14 item 1): its signals JSON
+            n.create_subscription(String, f"/cell/{kind}/signals", functools.partial(self._on_signals, kind), latest)
         n.create_subscription(
             cim.BatchStatus, "/cell/batch/status", lambda m: self._store("batch", m), latest
         )
@@ -189,6 +192,14 @@ class RosBackend:
             return
         with self._lock:
             self._msgs[key] = (time.monotonic(), data)
+
+    def _on_signals(self, kind: str, msg: Any) -> None:
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            return
+        with self._lock:
+            self._msgs[f"pe:{kind}"] = (time.monotonic(), data)
 
     def _on_device(self, name: str, msg: Any) -> None:
         self._store(name, msg)
@@ -276,6 +287,12 @@ class RosBackend:
                 data["t"] = data["stamp"]["sec"] + data["stamp"]["nanosec"] * 1e-9
                 del data["stamp"]
             devices[name] = {"present": data is not None, "age_s": age, "stale": stale, "state": data}
+        process: dict[str, Any] = {}
+        for kind in PROCESS_EQUIPMENT:
+            data, age, stale = get(f"pe:{kind}", STALE_AFTER_S)
+            if data is not None:
+                process[kind] = {"stale": stale or not data.get("comm_ok"), "latched": data.get("latched", ""),
+                                 "device": data.get("device", ""), "signals": _finite(data.get("signals") or {})}
         batch, b_age, b_stale = get("batch", SUPERVISOR_TOPICS_STALE_S)
         if batch is not None:
             batch.pop("stamp", None)
@@ -295,6 +312,7 @@ class RosBackend:
         rules = inter["rules"] if inter is not None else []
         return {
             "devices": devices,
+            "process_equipment": process,
             "supervisor": batch is not None and not b_stale,
             "batch": batch,
             "batch_stale": b_stale,

@@ -255,6 +255,9 @@ def check_against_cell(cfg: OpcUaConfig, cell_cfg: Any) -> list[str]:
         cell_cfg.layout.autoclave.id: "autoclave",
         cell_cfg.layout.robot.id: "arm",
     }
+    pe = getattr(cell_cfg.layout, "process_equipment", None)
+    if pe is not None and pe.enabled:  # process equipment (issue 14 item 1)
+        kinds.update({pe.unit(k).id: k for k in ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")})
     seen: dict[tuple[str, int], str] = {}
     for dev, ep in cfg.devices.items():
         if dev not in kinds:

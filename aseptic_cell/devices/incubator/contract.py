@@ -92,7 +92,7 @@ def signals(r: IncubatorReadings, cfg: Any) -> dict[str, Any]:
     in_spec: bool | None = None
     if t is not None and co2 is not None and rh is not None:
         in_spec = (c.temp_alarm_low_c <= t <= c.temp_alarm_high_c and c.co2_alarm_low_pct <= co2 <= c.co2_alarm_high_pct
-                   and rh >= c.rh_alarm_low_pct)
+                   and rh >= c.rh_alarm_low_pct and r.overtemp_cutout is False)  # a tripped cut-out: uncontrolled
     out: dict[str, Any] = {"incubator.temp_c": t, "incubator.co2_pct": co2, "incubator.rh_pct": rh,
                            "incubator.in_spec": in_spec, "incubator.door_open": r.door_open,
                            "incubator.overtemp_cutout": r.overtemp_cutout,
@@ -103,7 +103,6 @@ def signals(r: IncubatorReadings, cfg: Any) -> dict[str, Any]:
         out[f"incubator.slot.{i}.batch_id"] = s.batch_id
         out[f"incubator.slot.{i}.coi"] = s.coi
         out[f"incubator.slot.{i}.container_id"] = s.container_id
-        out[f"incubator.slot.{i}.occupied"] = None if s.container_id is None else bool(s.container_id)
     return out
 
 

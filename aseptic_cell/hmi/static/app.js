@@ -245,6 +245,61 @@ function deviceAbnormal(name) {
   return latched || st.faults.length > 0 || st.last_result === "FAIL";
 }
 
+// ---------------------------------------------------------------- process equipment tiles (issue 14)
+const PE_KINDS = ["incubator", "welder", "sealer", "centrifuge", "counter", "scanner"];
+function peSummary(kind, d) {
+  if (!d) return { html: `<div class="big stale">no data</div>`, bad: false };
+  const g = d.signals || {}, P = (S.plant.process_equipment || {});
+  const head = [["device", esc(d.device)], ["latched", d.latched ? esc(d.latched) : "no", d.latched ? "alarm" : ""]];
+  const res = (k) => [["last result", esc(g[`${k}.last_result`] ?? "?"), g[`${k}.last_result`] === "FAIL" ? "alarm" : ""],
+    ["busy", g[`${k}.busy`] == null ? "?" : yes(g[`${k}.busy`])], ["phase", esc(g[`${k}.phase`] ?? "?")]];
+  let rows = [], extra = "", bad = !!d.latched;
+  if (kind === "incubator") {
+    const n = (P.incubator || {}).slots || 0;
+    bad = bad || g["incubator.in_spec"] === false || g["incubator.overtemp_cutout"] === true;
+    rows = [["T / CO₂ / RH", `${F(g["incubator.temp_c"])} °C / ${F(g["incubator.co2_pct"])} % / ${F(g["incubator.rh_pct"])} %`,
+      g["incubator.in_spec"] === false ? "alarm" : ""], ["in spec", g["incubator.in_spec"] == null ? "?" : yes(g["incubator.in_spec"])],
+      ["door", g["incubator.door_open"] ? "OPEN" : "closed", g["incubator.door_open"] ? "p-medium" : ""],
+      ["slots free", `${g["incubator.slots_free"] ?? "?"} / ${n}`]];
+    let cells = "";
+    for (let i = 1; i <= n; i++) {
+      const coi = g[`incubator.slot.${i}.coi`], c = g[`incubator.slot.${i}.container_id`];
+      const title = coi == null ? "unknown" : coi ? `${g[`incubator.slot.${i}.batch_id`]} / ${coi}${c ? " / " + c : ""}` : "free";
+      cells += `<span class="slot ${coi == null ? "stale" : coi ? (c ? "occupied" : "assigned") : "free"}" id="inc-slot-${i}" title="${esc(title)}">${i}</span>`;
+    }
+    extra = `<div class="slots">${cells}</div>`;
+  } else if (kind === "welder") {
+    rows = [...res("welder"), ["quality", F(g["welder.last_score"])], ["misaligned", g["welder.misaligned"] ? "YES" : "no", g["welder.misaligned"] ? "alarm" : ""]];
+    bad = bad || g["welder.last_result"] === "FAIL" || !!g["welder.misaligned"];
+  } else if (kind === "sealer") {
+    rows = [...res("sealer"), ["quality", F(g["sealer.last_score"])]];
+    bad = bad || g["sealer.last_result"] === "FAIL";
+  } else if (kind === "centrifuge") {
+    rows = [...res("centrifuge"), ["RCF", `${F(g["centrifuge.rcf_g"])} × g`], ["imbalance", g["centrifuge.imbalance"] ? "TRIP" : "no", g["centrifuge.imbalance"] ? "alarm" : ""]];
+    bad = bad || g["centrifuge.last_result"] === "FAIL" || !!g["centrifuge.imbalance"];
+  } else if (kind === "counter") {
+    rows = [...res("counter"), ["viable", `${F(g["counter.last_viable_per_ml"])} /mL`], ["viability", `${F(g["counter.last_viability_pct"])} %`]];
+    bad = bad || g["counter.last_result"] === "FAIL";
+  } else if (kind === "scanner") {
+    rows = (P.stations || []).map(st => [st, `${g[`scanner.${st}.occupied`] ? "●" : "○"} ${esc(g[`scanner.${st}.last_status`] || "-")}`,
+      g[`scanner.${st}.last_status`] === "NO_READ" ? "p-medium" : ""]);
+  }
+  return { html: `<div class="kv">${kv([...head, ...rows])}</div>${extra}`, bad };
+}
+function renderProcessEquipment() {
+  const P = S.plant.process_equipment, box = $("pe-tiles");
+  if (!box) return;
+  box.hidden = !(P && P.enabled);
+  if (box.hidden) return;
+  const all = (S.snap && S.snap.process_equipment) || {};
+  for (const k of PE_KINDS) {
+    const d = all[k], body = document.querySelector(`#tile-${k} .body`);
+    const { html, bad } = peSummary(k, d);
+    if (S.cache[`tile-${k}`] !== html) { body.innerHTML = html; S.cache[`tile-${k}`] = html; }
+    tileState(`tile-${k}`, bad, !d || d.stale);
+  }
+}
+
 function renderOverview() {
   for (const n of ["isolator", "vhp", "autoclave", "arm"]) {
     const body = document.querySelector(`#tile-${n} .body`);
@@ -252,6 +307,7 @@ function renderOverview() {
     if (S.cache[`tile-${n}`] !== html) { body.innerHTML = html; S.cache[`tile-${n}`] = html; }
     tileState(`tile-${n}`, deviceAbnormal(n), devStale(n));
   }
+  renderProcessEquipment();
   // batch
   const b = S.snap.batch;
   let bh;
