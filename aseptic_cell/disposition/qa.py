@@ -325,12 +325,13 @@ def dispose(record: Any, users: Any, user: str, password: str, batch_id: str, de
     reason = justification or f"{decision} of batch {batch_id}"
     sig, entry = _sign(record, users, user, password, rule, action, batch_id, subject, reason)
     assert entry is not None
-    return record.append(  # type: ignore[no-any-return]
+    done: Entry = record.append(
         "disposition", batch_id=batch_id, actor=user, role=str(sig.get("role", "")),
         action=f"disposition.{decision}", reason=reason[:2000],
         payload={"decision": decision, "head_seq": head_seq, "head_hash": head_hash, "deviations": [d.id for d in devs],
                  "justification": justification, "meaning": sig.get("meaning"), "signature_seq": entry.seq,
                  "signature_hash": entry.hash, "dead_end": dead_end})
+    return done
 
 
 def correct_after_release(record: Any, users: Any, user: str, password: str, batch_id: str, original_seq: int,

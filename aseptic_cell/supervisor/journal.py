@@ -103,12 +103,12 @@ class BatchJournal:
     def audit(self, kind: str, actor: str, action: str, reason: str, payload: Mapping[str, Any]) -> None:
         if self.record is None:
             return
-        entry = {"kind": kind, "batch_id": self._batch_id(), "actor": actor or "system", "action": action,
-                 "reason": str(reason)[:2000], "payload": clean(payload), "t": self._now()}
-        entry["role"] = self.role_of(actor or "system") if self.role_of is not None else ""
+        bid, who, text, data = self._batch_id(), actor or "system", str(reason)[:2000], clean(payload)
+        role = self.role_of(who) if self.role_of is not None else ""
+        entry = {"kind": kind, "batch_id": bid, "actor": who, "action": action, "reason": text, "payload": data,
+                 "t": self._now(), "role": role}
         try:
-            written = self._append(kind, batch_id=entry["batch_id"], actor=entry["actor"], role=entry["role"],
-                                   action=action, reason=entry["reason"], payload=entry["payload"])
+            written = self._append(kind, batch_id=bid, actor=who, role=role, action=action, reason=text, payload=data)
         except Exception as exc:  # noqa: BLE001 - held and alarmed by on_failure, never only logged
             self._failed(entry, exc)
             return

@@ -125,3 +125,109 @@ def test_signed_recovery_of_one_latched_device_through_the_supervisor(cell):
     r = recover()
     assert r.accepted and r.code == "OK", (r.code, r.reason)
     client.wait_state("isolator", lambda s: "latched" not in s.lifecycle_state, 20.0, "isolator recovered")
+
+
+def test_batch_trip_deviation_signed_restart_review_and_qa_release_then_a_batch_rejected(cell):
+    """Issue 15 must-show over the graph: batch -> trip (a glove breach injected through /sim/fault:
+    the start-of-batch glove test fails, the batch holds) -> the supervisor's record raises the
+    deviation by itself -> signed restart -> complete -> review by exception -> QA release refused
+    while the deviation is open, released once QA closed it; the released record takes no more
+    entries. A second batch tripped and aborted: its release is refused (DEVIATION_OPEN) and it is
+    rejected once QA closed the deviations (the abort's is critical)."""
+    import time
+
+    from cell_interfaces.action import RunBatch
+    from cell_interfaces.msg import BatchStatus
+    from cell_interfaces.srv import BatchCommand, DeviceCommand
+
+    from aseptic_cell import disposition as qa
+    from aseptic_cell.auth import UserDirectory
+    from aseptic_cell.records import BatchRecord, RecordClosedError
+    from aseptic_cell.records.seal import load_sealer
+    from aseptic_cell.report.exceptions import review_by_exception, sign_reviewed
+
+    client, rec_dir = cell
+    path = rec_dir / "cell-record.db"
+    status: dict = {}
+    client.node.create_subscription(BatchStatus, "/cell/batch/status", lambda m: status.__setitem__("s", m), 10)
+
+    class Wall:
+        def now(self) -> float:
+            return time.time()
+
+    users = UserDirectory.from_file(default_config_dir() / "users.yaml", Wall())
+
+    def fault(command: str) -> None:
+        r = client.call(DeviceCommand, "/sim/fault", DeviceCommand.Request(
+            device_id="ISO1", command=command, args_json=json.dumps({"fault": "glove_breach:GP2"}), user="test",
+            reason="issue 15 must-show"))
+        assert r.accepted, r.reason
+
+    def batch_command(command: str, user: str, reason: str, password: str = "", meaning: str = "") -> None:
+        r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+            command=command, user=user, password=password, meaning=meaning, reason=reason), 30.0)
+        assert r.accepted, (command, r.code, r.reason)
+
+    def run_until_held(batch_id: str) -> None:
+        fault("inject")
+        try:
+            _acc, res = client.run_action(RunBatch, "/cell/batch/run", RunBatch.Goal(
+                recipe_id="CART-TRANSDUCTION", batch_id=batch_id, user="op1"), timeout_s=300.0)
+        finally:
+            fault("clear")  # the glove "replaced": the re-run glove test passes
+        assert res is not None and res.state == "Held" and "glove integrity test FAIL" in res.reason, (
+            res and (res.state, res.reason))
+
+    # ---- batch 1: trip, automatic deviation, signed restart, complete
+    run_until_held("B-MS-1")
+    batch_command("restart", "sup1", "GP2 glove replaced, integrity test to be re-run", "sup1-demo-2026",
+                  "responsibility")
+    client.wait_for(lambda: "s" in status and status["s"].state != "HELD", 60.0, "batch B-MS-1 restarted")
+    client.wait_for(lambda: status["s"].batch_id == "B-MS-1" and status["s"].state in (
+        "COMPLETE", "HELD", "ABORTED", "STOPPED"), 360.0, "batch B-MS-1 ends")
+    assert status["s"].state == "COMPLETE", status["s"].held_reason
+    with BatchRecord(path, Wall(), sealer=load_sealer()) as rec:
+        devs = qa.deviations(rec, "B-MS-1")
+        hold = next(e for e in rec.entries("B-MS-1", kinds=["phase_transition"])
+                    if e.payload.get("level") == "batch" and e.payload.get("to") == "Holding")
+        assert [d.source for d in devs] == ["phase_failure"] and devs[0].cls == "major"
+        assert devs[0].links[0] == {"seq": hold.seq, "hash": hold.hash, "kind": "phase_transition",
+                                    "action": hold.action}
+        assert "glove integrity test FAIL" in devs[0].description
+        restart = [e for e in rec.entries("B-MS-1", kinds=["signature"]) if e.action == "batch.restart"]
+        assert restart and restart[0].payload["user_id"] == "sup1"  # the signed restart is in the record
+        # review by exception lists the trip and the deviation; a supervisor signs it reviewed
+        review = review_by_exception(path, "B-MS-1")
+        assert {"trip", "deviation"} <= {d.category for d in review.departures}
+        sign_reviewed(rec, users, "sup1", "sup1-demo-2026", batch_id="B-MS-1")
+        with pytest.raises(qa.DeviationError) as e:
+            qa.dispose(rec, users, "qa1", "qa1-demo-2026", "B-MS-1", "release")
+        assert e.value.code == "DEVIATION_OPEN"
+        qa.close_deviation(rec, users, "qa1", "qa1-demo-2026", devs[0].id,
+                           "pinhole in the GP2 glove (lot blocked); glove replaced, test re-run PASS before restart")
+        released = qa.dispose(rec, users, "qa1", "qa1-demo-2026", "B-MS-1", "release")
+        assert qa.disposition_status(rec, "B-MS-1")["state"] == "RELEASED"
+        assert released.payload["head_seq"] == released.seq - 2  # signed over the head before its signature
+        with pytest.raises(RecordClosedError):
+            rec.append("note", batch_id="B-MS-1", actor="op1", action="note.add", reason="after release")
+        assert rec.verify().ok
+
+    # ---- batch 2: trip, aborted; release refused while its deviations are open; rejected
+    run_until_held("B-MS-2")
+    batch_command("abort", "sup1", "second breach on GP2: batch abandoned", "sup1-demo-2026", "responsibility")
+    client.wait_for(lambda: status["s"].batch_id == "B-MS-2" and status["s"].state == "ABORTED", 60.0,
+                    "batch B-MS-2 aborted")
+    with BatchRecord(path, Wall(), sealer=load_sealer()) as rec:
+        devs = qa.deviations(rec, "B-MS-2")
+        assert {d.source for d in devs} == {"phase_failure", "batch_aborted"}
+        with pytest.raises(qa.DeviationError) as e:
+            qa.dispose(rec, users, "qa1", "qa1-demo-2026", "B-MS-2", "release")
+        assert e.value.code == "DEVIATION_OPEN"
+        for d in devs:
+            qa.close_deviation(rec, users, "qa1", "qa1-demo-2026", d.id,
+                               "second GP2 breach: product exposure cannot be excluded")
+        rejected = qa.dispose(rec, users, "qa1", "qa1-demo-2026", "B-MS-2", "reject")
+        assert rejected.action == "disposition.reject"
+        assert qa.disposition_status(rec, "B-MS-2")["state"] == "REJECTED"
+        assert qa.disposition_status(rec, "B-MS-1")["state"] == "RELEASED"
+        assert rec.verify().ok
