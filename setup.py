@@ -62,6 +62,7 @@ def data_files() -> list[tuple[str, list[str]]]:
         (f"share/{PACKAGE_NAME}/launch", rel_glob("launch/*")),
         (f"share/{PACKAGE_NAME}/config", rel_glob("config/*.yaml") + rel_glob("config/*.xml")),
         (f"share/{PACKAGE_NAME}/config/recipes", rel_glob("config/recipes/*.yaml")),
+        (f"share/{PACKAGE_NAME}/config/processes", rel_glob("config/processes/*.yaml")),
         (f"share/{PACKAGE_NAME}/sim/assets", rel_glob("sim/assets/*")),
     ]
     # setuptools accepts empty lists, but keep the install manifest clean.

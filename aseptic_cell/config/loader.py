@@ -82,6 +82,8 @@ class CellConfig:
     recipes: dict[str, BatchRecipe] = field(default_factory=dict)
     recipe_files: dict[str, str] = field(default_factory=dict)
     coi: Any = None  # aseptic_cell.coi.config.CoiConfig (chain of identity and custody)
+    scheduling: Any = None  # aseptic_cell.scheduling.resources.SchedulingConfig (scheduling.yaml)
+    processes: dict[str, Any] = field(default_factory=dict)  # processes/*.yaml by id (ProcessDefinition)
 
     def recipe(self, recipe_id: str) -> BatchRecipe:
         try:
@@ -333,6 +335,23 @@ def _check_phase(ptype: str, params: Mapping[str, Any], ports: Collection[str], 
         yield from finite_pos("duration_s")
 
 
+def _load_scheduling(root: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[str, Any]]:
+    """``scheduling.yaml`` and ``processes/*.yaml`` (multi-patient batches), when present."""
+    from ..scheduling.process import load_processes
+    from ..scheduling.resources import ResourceSet, SchedulingConfig
+
+    if not (root / "scheduling.yaml").is_file():
+        return None, {}
+    sched = _parse(root / "scheduling.yaml", SchedulingConfig, "scheduling.yaml", issues)
+    if sched is None:
+        return None, {}
+    try:
+        return sched, load_processes(root, ResourceSet(sched.resources))
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+        return sched, {}
+
+
 # ----------------------------------------------------------------------------- entry point
 def load_config(directory: str | Path) -> CellConfig:
     """Load, validate and cross-check the configuration in ``directory``.
@@ -361,6 +380,7 @@ def load_config(directory: str | Path) -> CellConfig:
                 continue
             recipes[r.id] = r
             recipe_files[r.id] = rel
+    scheduling, processes = _load_scheduling(root, issues)
     if issues:
         raise ConfigError(issues)
     cfg = CellConfig(
@@ -376,8 +396,15 @@ def load_config(directory: str | Path) -> CellConfig:
         coi=parsed["coi.yaml"],
         recipes=recipes,
         recipe_files=recipe_files,
+        scheduling=scheduling,
+        processes=processes,
     )
     issues = cross_check(cfg)
+    for rid, recipe in recipes.items():  # a patient recipe names a process of processes/*.yaml
+        for up, op, ph in recipe.phases():
+            if ph.type == "process" and ph.params.get("process") not in processes:
+                issues.append(ConfigIssue(recipe_files[rid], f"{up.id}/{op.id}/{ph.id}.params.process",
+                                          f"unknown process {ph.params.get('process')!r}; known: {sorted(processes)}"))
     if issues:
         raise ConfigError(issues)
     return cfg

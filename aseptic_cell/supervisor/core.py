@@ -56,8 +56,10 @@ from ..interlocks import InterlockEngine, RuleStatus
 from ..results import CommandResult
 from . import views
 from .actions import SAFE_COMMANDS
+from .executive import BatchExecutive, Focused
 from .journal import BatchJournal
 from .operator import OperatorCommands, is_supervisor_command
+from .patients import PatientCell, focused, sibling_records
 from .port import CellPort, Handle
 from .process_alarms import ProcessAlarms
 from .recipes import RecipeError, resolve_recipe
@@ -83,7 +85,11 @@ class _PortClock:
 
 
 class Supervisor:
-    """Supervisor core.
+    """Supervisor core: the cell's parts and one :class:`~.executive.BatchExecutive` per batch.
+
+    The batch attributes (``sm``, ``batch_id``, ``recipe``, ``tree``, ``phases``, ``active_phase``,
+    ``held_reason``, ``journal``, ...) are those of the executive in :attr:`focus` (the single
+    campaign batch unless the supervisor is driving a patient batch).
 
     Args:
         cfg: loaded :class:`~aseptic_cell.config.CellConfig`.
@@ -97,9 +103,28 @@ class Supervisor:
             unit tests inject a fake one.
     """
 
+    sm: Focused[PhaseStateMachine] = Focused()
+    recipe: Focused[Any] = Focused()
+    batch_id: Focused[str] = Focused()
+    batch_user: Focused[str] = Focused()
+    tree: Focused[py_trees.behaviour.Behaviour | None] = Focused()
+    phases: Focused[dict[str, PhaseStateMachine]] = Focused()
+    phase_order: Focused[list[str]] = Focused()
+    active_phase: Focused[str | None] = Focused()
+    _phase_types: Focused[dict[str, str]] = Focused()
+    _pending_failure: Focused[str] = Focused()
+    held_reason: Focused[str] = Focused()
+    _hold_is_trip: Focused[bool] = Focused()
+    _restart_user: Focused[str] = Focused()
+    _confirmed: Focused[set[str]] = Focused()
+    _end_glove_done: Focused[bool] = Focused()
+    _robot_done: Focused[bool] = Focused()
+    journal: Focused[BatchJournal] = Focused()
+
     def __init__(self, cfg: CellConfig, port: CellPort, *, record: Any = None, users: Any = None,
                  alarms: Any = None, record_clock: Any = None, engine: InterlockEngine | None = None,
-                 wall: Callable[[], float] = time.monotonic) -> None:
+                 wall: Callable[[], float] = time.monotonic,
+                 batch_records: Callable[[str], Any] | None = None) -> None:
         from ..alarms import AlarmManager
         from ..auth import UserDirectory
 
@@ -118,28 +143,17 @@ class Supervisor:
         self.users = users if users is not None else UserDirectory(cfg.users, rclock, record)
         self.alarms = alarms if alarms is not None else AlarmManager(cfg.alarms, rclock, record)
         self.signing = Signing(self.users, record)
-        self.journal = BatchJournal(record, self.now, lambda: self.batch_id)
+        self.main = BatchExecutive(self.clock, BatchJournal(record, self.now, lambda: self.main.batch_id), record)
+        """The single (campaign) batch's executive: the default focus."""
+        self.main.sm.add_listener(lambda tr: self._on_batch_transition(tr, self.main))
+        self.focus = self.main
+        """The executive whose attributes the batch attributes are (see the class docstring)."""
+        self.patients: dict[str, BatchExecutive] = {}
+        """Patient batches by batch id (multi-patient processes), in admission order."""
         self.operator = OperatorCommands(self)
         self.trip_handler = Trips(self)
         self.process_alarms = ProcessAlarms(cfg, self.alarms, self.signal, self.journal.audit, sup=self)
-        self.sm = PhaseStateMachine(self.clock, name="batch")
-        self.sm.add_listener(lambda tr: self._on_batch_transition(tr))
-        self.recipe: Any = None
-        self.batch_id = ""
-        self.batch_user = ""
-        self.tree: py_trees.behaviour.Behaviour | None = None
-        self.phases: dict[str, PhaseStateMachine] = {}
-        self.phase_order: list[str] = []
-        self.active_phase: str | None = None
-        self._phase_types: dict[str, str] = {}
-        self._pending_failure = ""
-        self.held_reason = ""
-        self._hold_is_trip = False
-        self._restart_user = ""
-        self._confirmed: set[str] = set()
-        self._end_glove_done = False
         self._refreshed_at = -math.inf
-        self._robot_done = False
         self.statuses: list[RuleStatus] = []
         self.tick_count = 0
         self.alarms.subscribe(self.journal.alarm_event)
@@ -149,6 +163,9 @@ class Supervisor:
         self._lost_since: dict[str, float] = {}
         self._latched_seen: dict[str, bool] = {}
         self.journal.on_failure = self._record_failures.append
+        self.patient_cell: PatientCell | None = (
+            PatientCell(self, batch_records or sibling_records(record)) if cfg.scheduling is not None else None)
+        """Patient batches of multi-patient processes: arbiter, admission, chain of identity."""
         if record is not None and hasattr(record, "add_failure_listener"):
             record.add_failure_listener(self._record_failures.append)  # alarms, signatures, log-ins too
             bad = record.health()
@@ -298,8 +315,30 @@ class Supervisor:
         self._pending_failure = f"phase {path} failed: {reason}"
 
     # ================================================================== batch API
-    def run_batch(self, recipe_id: str, batch_id: str, user: str) -> CommandResult:
-        """Load ``recipe_id`` and start it (RunBatch). Refused with a precise reason on bad input."""
+    def focused(self, ex: BatchExecutive) -> Any:
+        """``with sup.focused(ex):`` the batch attributes are ``ex``'s (see the class docstring)."""
+        return focused(self, ex)
+
+    def executive(self, batch_id: str = "") -> BatchExecutive | None:
+        """The executive of ``batch_id`` ("" or the campaign batch's id: the campaign batch)."""
+        if not batch_id or batch_id == self.main.batch_id:
+            return self.main
+        return self.patients.get(batch_id)
+
+    def run_batch(self, recipe_id: str, batch_id: str, user: str, *, coi: str = "", din: str = "") -> CommandResult:
+        """Load ``recipe_id`` and start it (RunBatch). Refused with a precise reason on bad input.
+
+        A recipe whose phase is a ``process`` runs a patient batch (``coi`` and the apheresis
+        ``din`` required) beside the others (:mod:`.patients`); any other recipe is the single
+        campaign batch, exclusive of patient batches."""
+        if (self.patient_cell is not None and recipe_id in self.cfg.recipes
+                and any(ph.type == "process" for _u, _o, ph in self.cfg.recipes[recipe_id].phases())):
+            return self._run_patient_batch(recipe_id, batch_id, user, coi, din)
+        busy = [b for b, ex in self.patients.items() if ex.active]
+        if busy:
+            return self._refuse_batch(user, "start", "EXCLUSIVE",
+                                      f"patient batches {', '.join(busy)} are in progress: the campaign recipe "
+                                      f"{recipe_id} runs only without them")
         if self.sm.state not in (S.IDLE,) and not self.sm.state.final:
             return self._refuse_batch(user, "start", "BUSY",
                                       f"batch {self.batch_id} is {self.sm.state.value}; finish or abort it first")
@@ -326,6 +365,26 @@ class Supervisor:
         self.sm.start(user, f"recipe {recipe.id} v{recipe.version}")
         return CommandResult(True, "OK", f"batch {batch_id} started", state=self.sm.state.value)
 
+    def _run_patient_batch(self, recipe_id: str, batch_id: str, user: str, coi: str, din: str) -> CommandResult:
+        assert self.patient_cell is not None
+        if not isinstance(batch_id, str) or not batch_id.strip() or len(batch_id) > 64:
+            return self._refuse_batch(user, "start", "INVALID", f"batch_id must be 1-64 characters, got {batch_id!r}")
+        if not isinstance(coi, str) or not coi or not isinstance(din, str) or not din:
+            return self._refuse_batch(user, "start", "COI", f"a patient batch needs its COI and the apheresis DIN "
+                                                            f"(got coi={coi!r}, din={din!r})")
+        _rule, denied = self.signing.authorize(user, "batch.start")
+        if denied is not None:
+            return self._refuse_batch(user, "start", denied.code, denied.reason)
+        if not self.record_status()["complete"]:
+            return self._refuse_batch(user, "start", "RECORD",
+                                      f"the batch record is incomplete ({self.record_status()['fault']})")
+        try:
+            recipe = resolve_recipe(recipe_id, self.cfg)
+        except RecipeError as exc:
+            return self._refuse_batch(user, "start", "RECIPE", str(exc), batch_id=batch_id)
+        (_u, _o, ph), = list(recipe.phases())
+        return self.patient_cell.run(recipe, str(ph.params["process"]), batch_id, user, coi, din)
+
     def recover_interrupted(self) -> str:
         """At start-up: hold a batch the reopened record shows in progress (the supervisor that ran
         it was lost); see :mod:`.interrupted`. Returns the held reason, "" if there was none."""
@@ -351,8 +410,30 @@ class Supervisor:
         self._end_glove_done = self._robot_done = False
 
     def batch_command(self, command: str, user: str, password: str = "", meaning: str = "",
-                      reason: str = "", phase: str = "") -> CommandResult:
-        """An ISA-88 operator command (role check; e-signature where users.yaml requires one)."""
+                      reason: str = "", phase: str = "", batch: str = "") -> CommandResult:
+        """An ISA-88 operator command (role check; e-signature where users.yaml requires one) to the
+        campaign batch, or to patient batch ``batch`` (each batch restarts with its own signed restart)."""
+        ex = self.executive(batch)
+        if ex is None:
+            return self._refuse_batch(user, command, "INVALID",
+                                      f"unknown batch {batch!r}; known: {[self.main.batch_id, *self.patients]}")
+        if ex is self.main:
+            return self._batch_command(command, user, password, meaning, reason, phase)
+        assert self.patient_cell is not None
+        if command in ("restart", "resume") and ex.coi_stop:
+            return self._refuse_batch(user, command, "COI",
+                                      f"batch {batch} was stopped by a COI mismatch ({ex.coi_stop}); only QA's "
+                                      "disposition releases it, never an operator continue (COI-30)")
+        with self.focused(ex):
+            out = self._batch_command(command, user, password, meaning, reason, phase)
+        if out.accepted and command == "restart":
+            self.patient_cell.restarted(ex)
+        if ex.sm.state.final:
+            self.patient_cell.finish(ex)
+        return out
+
+    def _batch_command(self, command: str, user: str, password: str = "", meaning: str = "",
+                       reason: str = "", phase: str = "") -> CommandResult:
         if is_supervisor_command(command):  # bypass / deviation actions (supervisor/operator.py)
             return self.operator.supervisor_command(command, user, password, meaning, reason)
         if command not in BATCH_COMMANDS:
@@ -459,6 +540,8 @@ class Supervisor:
             self._drive_batch()
             if self.sm.state is before:
                 break
+        if self.patient_cell is not None and self.patients:
+            self.patient_cell.tick()  # arbitration, then each patient batch in its own focus
         self.journal.device_events(self.port.drain_events())
         self.alarms.tick()
         probe = getattr(self.record, "probe", None)
@@ -532,9 +615,13 @@ class Supervisor:
             self.hold(reason, trip=trip, source=source, actor=actor)
 
     def hold_on_trip(self, reason: str, *, source: str) -> None:
-        """An interlock trip: a batch in progress is held with every device made safe."""
-        if self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
-            self.hold(reason, trip=True, source=source)
+        """An interlock trip: a batch in progress is held with every device made safe; a cell-wide
+        trip holds every patient batch's active phase, incubation runs on (INT-01)."""
+        with self.focused(self.main):
+            if self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
+                self.hold(reason, trip=True, source=source)
+        if self.patient_cell is not None and self.patients:
+            self.patient_cell.cell_wide_trip(reason, source)
 
     def _drive_batch(self) -> None:
         st = self.sm.state
@@ -545,7 +632,7 @@ class Supervisor:
             if self.active_phase and self.phases[self.active_phase].can("hold"):
                 self.phases[self.active_phase].hold("system", self.held_reason)
                 self.phases[self.active_phase].done("system", "held")
-            if self._hold_is_trip:
+            if self._hold_is_trip and not self.focus.patient:  # a patient batch's fault is batch-local (INT-03)
                 self.trip_handler.all_safe(self.held_reason)
             self.sm.done("system", "held: devices safe")
         elif st is S.RESTARTING:
@@ -570,7 +657,8 @@ class Supervisor:
         elif st is S.ABORTING:
             self._stop_tree()
             self._end_active_phase("abort")
-            self.trip_handler.all_safe("batch aborted")
+            if not self.focus.patient:
+                self.trip_handler.all_safe("batch aborted")
             self.sm.done("system", "aborted")
 
     def _record_ready(self) -> str:
@@ -626,8 +714,9 @@ class Supervisor:
             self.tree.stop(Status.INVALID)
 
     # ================================================================== observation / record
-    def _on_batch_transition(self, tr: Any) -> None:
-        self.journal.transition("batch", self.batch_id, tr)
+    def _on_batch_transition(self, tr: Any, ex: BatchExecutive | None = None) -> None:
+        ex = ex or self.focus
+        ex.journal.transition("batch", ex.batch_id, tr)
         try:
             self.alarms.set_design_state("batch_active", tr.new not in (S.IDLE, S.COMPLETE, S.STOPPED, S.ABORTED))
         except KeyError:

@@ -1,0 +1,494 @@
+"""Patient batches on the shared cell (issue 14 items 4-6): admission, the arbiter, the chain of
+identity, and the scope of holds.
+
+:class:`PatientCell` is the cell-level part the supervisor adds for multi-patient processes:
+
+* **admission** (RunBatch of a recipe whose phase is a ``process``): the single-batch campaign
+  recipe is exclusive (it refuses to run beside patient batches and they refuse while it runs);
+  the COI and the apheresis DIN are validated (:mod:`aseptic_cell.coi.isbt128`, a bad one is
+  refused naming the field); :class:`~aseptic_cell.scheduling.AdmissionControl` must say the run
+  fits (an incubator slot, the projected load); the slot is registered to the batch's COI
+  (COI-20); the batch gets its own record and executive.
+* **allocation**: each phase requests its resources from the
+  :class:`~aseptic_cell.scheduling.arbiter.Arbiter` before it starts and releases them after;
+  the supervisor arbitrates once per tick; the owner's line clearance (SEG-04) runs here, with
+  its record, and the purge wait (SEG-05) follows it in the arbiter.
+* **chain of identity**: every physical step that moves, opens, connects, samples or fills a
+  container scans it first (:class:`LabelReader`, the stand-in for the station readers) and goes
+  through :class:`~aseptic_cell.coi.ChainOfIdentity`; a STOP verdict follows COI-30: the step's
+  actuator is not commanded, every batch the verdict names is held, the container quarantined, a
+  deviation recorded; no operator continue.
+* **hold scope** (spec §4.4): a cell-wide trip holds every batch's active phase, a batch in
+  incubation runs on (INT-01); a batch-local fault holds that batch only (INT-03); nothing
+  resumes by itself, each batch restarts with its own signed restart.
+* **segregation**: SEG-01 (one open COI: the open zone is exclusive), SEG-03 (never two COIs
+  connected: :meth:`ChainOfIdentity.connect`), SEG-04/05 (line clearance, purge wait),
+  SEG-06 (excursion scope: the batches whose open phase overlapped the excursion are IMPACTED),
+  SEG-09 (VHP with product inside only where ``scheduling.yaml`` says the incubator is sealed and
+  validated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..batch.states import PhaseState as S
+from ..batch.states import PhaseStateMachine
+from ..coi import (
+    ChainOfIdentity,
+    ContainerKind,
+    CustodyEventType,
+    Expectation,
+    IdentifierError,
+    LocationKind,
+    ScanResult,
+    encode_label,
+)
+from ..coi.isbt128 import parse_coi_id, parse_din
+from ..coi.model import GenealogyError
+from ..scheduling.admission import AdmissionControl
+from ..scheduling.arbiter import LINE_CLEARANCE, Arbiter, RequestState
+from ..scheduling.resources import OPEN_ZONE, ResourceSet
+from .executive import BatchExecutive, CoiStampedRecord
+from .journal import BatchJournal
+
+if TYPE_CHECKING:
+    from .core import Supervisor
+
+E = CustodyEventType
+QUARANTINE = "QUARANTINE"
+WORK_POSITIONS = ("RTP", "WS", "WLD", "SLR", "CC", "CFG", "SEP", "CRF", "THAW")
+"""The stations a container visits (work positions of the location register)."""
+
+
+class LabelReader:
+    """The station readers (a stand-in until the process-equipment scanner device exists): a
+    read returns the label of the container that is physically at the location, from the
+    genealogy; faults can be injected (no read, a wrong container presented)."""
+
+    def __init__(self, cell: PatientCell) -> None:
+        self.cell = cell
+        self.no_reads: dict[str, int] = {}
+        """Container id -> its reads that fail (no decode) before one succeeds (a damaged label)."""
+        self.presented: dict[str, str] = {}
+        """Location -> label payload presented instead of the expected container's (a mix-up)."""
+
+    def read(self, location: str, container_id: str, attempt: int) -> ScanResult:
+        reader = f"reader:{location}"
+        if self.no_reads.get(container_id, 0) > 0:
+            self.no_reads[container_id] -= 1
+            return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
+        if location in self.presented:
+            return ScanResult(self.presented.pop(location), reader_id=reader, attempt=attempt)
+        c = self.cell.coi.genealogy.get(container_id)
+        if c is None:
+            return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
+        return ScanResult(encode_label(c.coi, c.id), reader_id=reader, attempt=attempt)
+
+
+class RecordRouter:
+    """The chain of identity's record: each append and query goes to the named batch's own record."""
+
+    def __init__(self, cell: PatientCell) -> None:
+        self.cell = cell
+
+    def _record(self, batch_id: str) -> Any:
+        ex = self.cell.sup.patients.get(batch_id)
+        if ex is None or ex.record is None:
+            raise ValueError(f"batch {batch_id!r} has no record in this cell")
+        return ex.record
+
+    def append(self, kind: str, *, batch_id: str, **kw: Any) -> Any:
+        return self._record(batch_id).append(kind, batch_id=batch_id, **kw)
+
+    def entries(self, batch_id: str | None = None, kinds: Any = None) -> list[Any]:
+        if batch_id is not None:
+            return list(self._record(batch_id).entries(batch_id=batch_id, kinds=kinds))
+        out: list[Any] = []
+        for ex in self.cell.sup.patients.values():
+            if ex.record is not None:
+                out.extend(ex.record.entries(batch_id=ex.batch_id, kinds=kinds))
+        return out
+
+
+@dataclass
+class Excursion:
+    """A cell-wide excursion window (SEG-06): from its start to its recovery."""
+
+    source: str
+    start: float
+    end: float = math.inf
+    open_batches: set[str] = field(default_factory=set)
+
+
+class PatientCell:
+    """The supervisor's multi-patient part (see the module docstring)."""
+
+    def __init__(self, sup: Supervisor, record_factory: Callable[[str], Any] | None = None) -> None:
+        cfg = sup.cfg
+        if cfg.scheduling is None:
+            raise ValueError("no scheduling.yaml: this cell runs no patient batches")
+        self.sup = sup
+        self.resources = ResourceSet(cfg.scheduling.resources)
+        self.arbiter = Arbiter(self.resources, cfg.scheduling)
+        self.admission = AdmissionControl(self.arbiter)
+        self.record_factory = record_factory
+        locations = [(s, LocationKind.INCUBATOR_SLOT) for s in self.resources.slots]
+        locations += [(w, LocationKind.WORK_POSITION) for w in WORK_POSITIONS]
+        locations.append((QUARANTINE, LocationKind.QUARANTINE))
+        self.coi = ChainOfIdentity(RecordRouter(self), str(getattr(cfg.layout, "cell_id", "CELL-01")),  # type: ignore[arg-type]
+                                   cfg.coi, locations)
+        self.reader = LabelReader(self)
+        self.lc_running: dict[int, float] = {}
+        """Line-clearance request id -> its start (sim s)."""
+        self.excursions: list[Excursion] = []
+        self.violations: list[str] = []
+        """Segregation invariants found broken at run time (a test asserts none)."""
+        self._noted: set[tuple[str, str, str]] = set()
+        self.open_now: dict[str, float] = {}
+        """Batch -> start of its open phase in progress (SEG-01/06)."""
+
+    # ------------------------------------------------------------------ admission
+    def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str) -> Any:
+        """RunBatch of a patient recipe (the supervisor checked the user, the id and the record)."""
+        from ..results import CommandResult
+
+        sup = self.sup
+        if sup.main.active:
+            return sup._refuse_batch(user, "start", "EXCLUSIVE",
+                                     f"campaign batch {sup.main.batch_id} ({sup.main.recipe.id}) is "
+                                     f"{sup.main.sm.state.value}: patient batches run only without it")
+        if batch_id in sup.patients:
+            return sup._refuse_batch(user, "start", "INVALID", f"batch {batch_id} already ran in this cell")
+        process = sup.cfg.processes.get(process_id)
+        if process is None:
+            return sup._refuse_batch(user, "start", "RECIPE", f"unknown process {process_id!r}")
+        if self.record_factory is None:
+            return sup._refuse_batch(user, "start", "RECORD",
+                                     "a patient batch needs its own record: this supervisor has no record store")
+        pol = self.coi.policy
+        try:  # COI and DIN before anything is allocated (a bad one names the field)
+            parse_coi_id(coi, re.compile(pol.coi_regex))
+            parse_din(din, require_check=pol.din_require_check)
+        except IdentifierError as exc:
+            return sup._refuse_batch(user, "start", "COI", f"{exc.field}: {exc}")
+        now = sup.now()
+        adm = self.admission.admit(batch_id, process, now)
+        if not adm.admitted:
+            return sup._refuse_batch(user, "start", "ADMISSION", adm.reason)
+        try:
+            self.coi.admit_batch(batch_id, coi, [din])
+        except (IdentifierError, GenealogyError) as exc:
+            self.admission.finish(batch_id, now)
+            return sup._refuse_batch(user, "start", "COI", str(exc))
+        bare = self.record_factory(batch_id)
+        record = CoiStampedRecord(bare, self.coi.genealogy.batch(batch_id).coi)
+        ex = BatchExecutive(sup.clock, BatchJournal(record, sup.now, lambda: batch_id), record,
+                            coi=self.coi.genealogy.batch(batch_id).coi, din=din, patient=True)
+        ex.journal.role_of = sup.main.journal.role_of
+        ex.journal.on_failure = sup._record_failures.append
+        ex.sm.add_listener(lambda tr: sup._on_batch_transition(tr, ex))
+        ex.recipe, ex.process, ex.batch_id, ex.batch_user, ex.slot = recipe, process, batch_id, user, adm.slot
+        sup.patients[batch_id] = ex
+        assert adm.slot is not None
+        self.coi.locations.assign(adm.slot, ex.coi, batch_id)
+        with sup.focused(ex):
+            self.load_tree(ex)
+            ex.journal.audit("command", user, "batch.start", f"recipe {recipe.id} v{recipe.version}",
+                             {"recipe_id": recipe.id, "recipe_version": recipe.version, "process": process.id,
+                              "din": din, "slot": adm.slot,
+                              "admission": {k: round(v, 1) for k, v in adm.projected_peak_min_per_day.items()}})
+            ex.sm.start(user, f"recipe {recipe.id} v{recipe.version}")
+        return CommandResult(True, "OK", f"batch {batch_id} started (COI {ex.coi}, slot {adm.slot})",
+                             state=ex.sm.state.value)
+
+    def load_tree(self, ex: BatchExecutive) -> None:
+        import functools
+
+        from py_trees.composites import Sequence
+
+        from ..behaviors.base import PhaseNode
+        from ..behaviors.process import ProcessPhase
+
+        sup = self.sup
+        (up, op, _ph), = list(ex.recipe.phases())
+        ex.phases, ex.phase_order, ex._phase_types = {}, [], {}
+        root = Sequence(f"{ex.recipe.id} {ex.batch_id}", memory=True)
+        phases = ex.process.run_phases()
+        for i, ph in enumerate(phases):
+            path = f"{up.id}/{op.id}/{ph.id}"
+            sm = PhaseStateMachine(sup.clock, name=path)
+            sm.add_listener(functools.partial(sup._on_phase_transition, path))
+            ex.phases[path] = sm
+            ex.phase_order.append(path)
+            ex._phase_types[path] = "incubation" if ph.kind.value == "incubation" else (
+                "open" if ph.open else "closed")
+            root.add_child(PhaseNode(f"{ph.id} [{ex._phase_types[path]}]", sup, path,
+                                     ProcessPhase(ph.id, sup, self, ex, phases, i)))
+        ex.tree = root
+        ex.active_phase = None
+        ex.held_reason = ""
+
+    def finish(self, ex: BatchExecutive) -> None:
+        """The batch ended (Complete, Stopped, Aborted): its requests and slot go back."""
+        now = self.sup.now()
+        for rid in list(ex.requests.values()):
+            self.drop(rid)
+        ex.requests.clear()
+        if ex.batch_id in self.arbiter.slot_of:
+            self.admission.finish(ex.batch_id, now)
+            if ex.slot:
+                with contextlib.suppress(Exception):
+                    self.coi.locations.release(ex.slot)
+        self.open_now.pop(ex.batch_id, None)
+
+    def drop(self, rid: int) -> None:
+        r = self.arbiter.requests.get(rid)
+        if r is None:
+            return
+        if r.state is RequestState.WAITING:
+            self.arbiter.cancel(rid)
+        elif r.state is RequestState.RUNNING:
+            self.arbiter.release(rid, self.sup.now())
+
+    # ------------------------------------------------------------------ each tick
+    def tick(self) -> None:
+        sup = self.sup
+        now = sup.now()
+        self._line_clearances(now)
+        d = self.arbiter.arbitrate(now)
+        for ev in d.events:
+            ex = sup.patients.get(ev.batch)
+            if ex is not None:
+                ex.journal.audit("note", "system", f"arbiter.{ev.kind.value}", ev.detail,
+                                 {"phase": ev.phase, "request": ev.request_id})
+        for g in d.grants:
+            if g.request.phase == LINE_CLEARANCE:
+                self.lc_running[g.request.id] = now
+        self.violations.extend(f"t={now:.0f}: {v}" for v in self.arbiter.check_invariants())
+        opened = sorted(self.open_now)
+        if len({sup.patients[b].coi for b in opened if b in sup.patients}) > 1:
+            self.violations.append(f"t={now:.0f}: SEG-01 two COIs open at once: {opened}")
+        for exc in self.excursions:
+            if exc.end == math.inf:
+                exc.open_batches |= set(self.open_now)
+        for ex in list(sup.patients.values()):
+            if not ex.active:
+                continue
+            with sup.focused(ex):
+                for _ in range(4):
+                    before = ex.sm.state
+                    sup._drive_batch()
+                    if ex.sm.state is before:
+                        break
+                if ex.sm.state.final:
+                    self.finish(ex)
+
+    def _line_clearances(self, now: float) -> None:
+        """SEG-04: the owner's line clearance, granted by the arbiter, lasts ``t_line_clearance``
+        and is recorded (checklist, verifier) in the owner's record; the purge wait follows."""
+        for rid, t0 in list(self.lc_running.items()):
+            if now - t0 < self.arbiter.t_lc:
+                continue
+            req = self.arbiter.requests[rid]
+            self.arbiter.release(rid, now)
+            del self.lc_running[rid]
+            ex = self.sup.patients.get(req.batch)
+            if ex is None:
+                continue
+            checklist = ["containers closed and parked (COI-20)", "no labels or documents left",
+                         "single-use items in waste", "LC_WIPE done", "purge wait follows (SEG-05)"]
+            with contextlib.suppress(Exception):
+                self.coi.log.append(E.LINE_CLEARANCE, batch_id=ex.batch_id, coi_id=ex.coi, actor="system",
+                                    extra={"checklist": checklist,
+                                           "verifier": "system (validated automatic check)",
+                                           "purge_until": now + self.arbiter.t_purge})
+
+    # ------------------------------------------------------------------ chain of identity
+    def scan_step(self, ex: BatchExecutive, event: CustodyEventType, container: str, location: str,
+                  destination: str | None = None, *, extra: dict[str, Any] | None = None,
+                  equipment: str = "", attempt: int = 1) -> tuple[str, str]:
+        """Scan ``container`` at ``location`` and log ``event`` (COI-01). Returns (action, message):
+        PROCEED, RETRY (read again), HOLD (hold this batch) or STOP (COI-30 done: the caller does
+        not command the actuator; the batches named are held here)."""
+        scan = self.reader.read(location, container, attempt)
+        exp = Expectation(ex.batch_id, ex.coi, container, location, destination)
+        out = self.coi.handle(event, scan, exp, actor="system", equipment_id=equipment, extra=extra or {})
+        return self._verdict(ex, out)
+
+    def register(self, ex: BatchExecutive, container: str, location: str, kind: ContainerKind,
+                 parents: list[str], attempt: int = 1) -> tuple[str, str]:
+        c_label = self.reader.presented.pop(location, None)
+        payload = c_label if c_label is not None else encode_label(ex.coi, container)
+        scan = ScanResult(payload, reader_id=f"reader:{location}", attempt=attempt)
+        out = self.coi.register(scan, Expectation(ex.batch_id, ex.coi, container, location), actor="system",
+                                kind=kind, parents=parents,
+                                extra={"kit_lot": "KIT-SIM", "kit_expiry": "2099-12-31"})
+        return self._verdict(ex, out)
+
+    def receive(self, ex: BatchExecutive, container: str, location: str) -> tuple[str, str]:
+        payload = self.reader.presented.pop(location, None) or encode_label(ex.coi, container, ex.din)
+        scan = ScanResult(payload, reader_id=f"reader:{location}")
+        out = self.coi.receive(scan, Expectation(ex.batch_id, ex.coi, None, location), actor="system",
+                               paperwork_coi=ex.coi, paperwork_din=ex.din, seal_intact=True,
+                               temperature_in_limits=True,
+                               extra={"shipper_id": "SH-SIM", "logger_file": "sim", "arrival_temp_c": 4.0})
+        return self._verdict(ex, out)
+
+    def weld(self, ex: BatchExecutive, a: str, b: str, location: str) -> tuple[str, str]:
+        """SEG-03 / COI-10: both ends scanned and of one COI before the welder moves."""
+        ends = []
+        for cid in (a, b):
+            scan = self.reader.read(location, cid, 1)
+            ends.append((scan, Expectation(ex.batch_id, ex.coi, cid, location)))
+        out = self.coi.connect(E.WELD, ends[0], ends[1], actor="system", equipment_id="WLD",
+                               extra={"wafer_lot": "WAFER-SIM", "quality": "PASS"})
+        return self._verdict(ex, out)
+
+    def _verdict(self, ex: BatchExecutive, out: Any) -> tuple[str, str]:
+        v = out.verdict
+        if v.ok:
+            return "PROCEED", ""
+        if v.action.value == "RETRY":
+            return "RETRY", v.message
+        if v.action.value == "HOLD":
+            return "HOLD", f"{v.rule} {v.code.value}: {v.message}"
+        resp = v.response
+        why = f"{v.rule} {v.code.value}: {v.message} (deviation {out.deviation}; COI-30: no operator continue)"
+        for b in (resp.hold_batches if resp is not None else (ex.batch_id,)):
+            other = self.sup.patients.get(b)
+            if other is None:
+                continue
+            other.coi_stop = why
+            if resp is not None and b in resp.impacted_batches:
+                other.impacted = True
+            if other is not ex:
+                self.hold(other, f"COI-30: {why}", source=v.rule)
+        return "STOP", why
+
+    # ------------------------------------------------------------------ holds
+    def hold(self, ex: BatchExecutive, reason: str, *, source: str) -> None:
+        """A batch-local hold of ``ex`` (INT-03): only this batch, no device made safe."""
+        with self.sup.focused(ex):
+            self.sup.hold(reason, trip=False, source=source)
+            ex.journal.audit("trip", "system", "batch.hold", reason, {"source": source, "scope": "batch"})
+            for _ in range(3):
+                before = ex.sm.state
+                self.sup._drive_batch()
+                if ex.sm.state is before:
+                    break
+
+    def cell_wide_trip(self, reason: str, source: str) -> None:
+        """INT-01: every patient batch's active phase holds; a batch in pure incubation runs on.
+        SEG-06: the excursion window opens (closed by :meth:`excursion_over`)."""
+        if not any(e.source == source and e.end == math.inf for e in self.excursions):
+            self.excursions.append(Excursion(source, self.sup.now(), open_batches=set(self.open_now)))
+        for res in ("ARM", OPEN_ZONE):  # no new hands-on or open phase until a signed restart
+            if res in self.resources:
+                self.arbiter.block(res, f"cell-wide trip {source}: {reason}"[:200])
+        for ex in self.sup.patients.values():
+            if ex.sm.state not in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
+                continue
+            path = ex.active_phase
+            if path is not None and ex.phase_kind(path) == "incubation":
+                if (ex.batch_id, source, path) in self._noted:
+                    continue
+                self._noted.add((ex.batch_id, source, path))
+                ex.journal.audit("trip", "system", "interlock.cell_wide", reason,
+                                 {"source": source, "scope": "cell", "phase": path, "effect": "incubation runs on"})
+                continue
+            with self.sup.focused(ex):
+                self.sup.hold(f"cell-wide trip {source}: {reason}", trip=False, source=source)
+                ex.journal.audit("trip", "system", "interlock.cell_wide", reason,
+                                 {"source": source, "scope": "cell", "phase": path or ""})
+                for _ in range(3):
+                    before = ex.sm.state
+                    self.sup._drive_batch()
+                    if ex.sm.state is before:
+                        break
+
+    def excursion_over(self, source: str) -> list[str]:
+        """SEG-06: close the excursion window of ``source``; the batches whose open phase overlapped it
+        are IMPACTED (QA hold, recorded in each one's record). Returns them."""
+        now = self.sup.now()
+        out: list[str] = []
+        for exc in self.excursions:
+            if exc.source != source or exc.end != math.inf:
+                continue
+            exc.end = now
+            for b in sorted(exc.open_batches):
+                ex = self.sup.patients.get(b)
+                if ex is None:
+                    continue
+                ex.impacted = True
+                ex.journal.audit("deviation", "system", "deviation.raise",
+                                 f"SEG-06: open phase during the {source} excursion "
+                                 f"(t={exc.start:.0f}..{now:.0f} s): IMPACTED, QA hold",
+                                 {"rule": "SEG-06", "code": "IMPACTED", "source": source,
+                                  "window": [exc.start, now]})
+                out.append(b)
+        return out
+
+    def restarted(self, ex: BatchExecutive) -> list[str]:
+        """A signed restart after a cell-wide trip (its cause dealt with): the arm and the open zone
+        are allocated again and the excursion windows close (SEG-06: the batches open during them
+        are IMPACTED). Returns the impacted batches."""
+        for res in ("ARM", OPEN_ZONE):
+            self.arbiter.unblock(res)
+        out: list[str] = []
+        for src in {e.source for e in self.excursions if e.end == math.inf}:
+            out += self.excursion_over(src)
+        return out
+
+    # ------------------------------------------------------------------ views
+    def queue(self) -> list[dict[str, Any]]:
+        """The waiting requests in arbitration order, with why each waits."""
+        now = self.sup.now()
+        return [{"batch": r.batch, "phase": r.phase, "since": r.requested_at,
+                 "why": [str(w) for w in self.arbiter.why(r, now)]} for r in self.arbiter.order(now)]
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for ex in self.sup.patients.values():
+            out.append({"batch_id": ex.batch_id, "coi": ex.coi, "din": ex.din, "state": ex.sm.state.value,
+                        "slot": ex.slot, "phase": (ex.active_phase or "").rsplit("/", 1)[-1],
+                        "held_reason": ex.held_reason, "impacted": ex.impacted,
+                        "record": str(getattr(ex.record, "path", ""))})
+        return out
+
+    def zone_owner(self) -> str | None:
+        return self.arbiter.zone_owner
+
+
+def sibling_records(record: Any) -> Callable[[str], Any] | None:
+    """A factory of per-batch records beside the cell's SQLite record (same clock and sealer):
+    ``<dir>/batch-<id>.db``; None when the cell has no file record."""
+    from ..records import BatchRecord
+
+    path = getattr(record, "path", None)
+    clock = getattr(record, "_clock", None)
+    if not isinstance(path, Path) or clock is None:
+        return None
+
+    def make(batch_id: str) -> Any:
+        return BatchRecord(path.parent / f"batch-{batch_id}.db", clock, sealer=getattr(record, "sealer", None))
+
+    return make
+
+
+@contextlib.contextmanager
+def focused(sup: Supervisor, ex: BatchExecutive) -> Iterator[None]:
+    prev, sup.focus = sup.focus, ex
+    try:
+        yield
+    finally:
+        sup.focus = prev
+
+
+__all__ = ["OPEN_ZONE", "LabelReader", "PatientCell", "RecordRouter", "focused", "sibling_records"]

@@ -1,0 +1,228 @@
+"""Patient batches on the shared cell (issue 14 items 4-6), in-process on sim time: one executive
+and one record per batch, admission, arbitration, chain of identity (COI-01/03/30, SEG-03), hold
+scope (INT-01/03), segregation (SEG-01/04/05/06), the campaign recipe's exclusivity."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import py_trees
+import pytest
+
+from aseptic_cell.coi import ContainerStatus, CustodyLog, check_custody, encode_label
+from aseptic_cell.config import load_config
+from aseptic_cell.config.loader import default_config_dir
+from aseptic_cell.records import BatchRecord, verify_file
+from aseptic_cell.supervisor.runner import InProcessRun
+
+RECIPE = "PATIENT-CART-SHORT"
+COI_A, COI_B = "COI-AAAAAA", "COI-BBBBBB"
+DIN_A, DIN_B = "=G12341765432170", "A999917123456 9"
+SIGN = {"password": "sup1-demo-2026", "meaning": "responsibility"}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1_790_000_000.0
+
+    def now(self) -> float:
+        self.t += 0.01
+        return self.t
+
+
+@pytest.fixture(autouse=True)
+def _clean_blackboard():
+    py_trees.blackboard.Blackboard.clear()
+    yield
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The cell's configuration with a 1 min line clearance and purge (site values [M]; the
+    default 10 + 21 min only lengthen the run)."""
+    c = load_config(default_config_dir())
+    ch = c.scheduling.changeover.model_copy(update={"t_purge_min": 1, "t_line_clearance_min": 1})
+    return dataclasses.replace(c, scheduling=c.scheduling.model_copy(update={"changeover": ch}))
+
+
+def _run(cfg, d: Path) -> InProcessRun:
+    d.mkdir(parents=True, exist_ok=True)
+    return InProcessRun(cfg, tick_s=30.0, record=BatchRecord(d / "cell.db", _Clock()))
+
+
+def _state(sup, b: str) -> str:
+    return sup.patients[b].sm.state.value
+
+
+def _start_two(run: InProcessRun) -> None:
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+
+
+@pytest.fixture(scope="module")
+def two_patients(cfg, tmp_path_factory):
+    """Two patients' batches run to the end together; every tick checks the open-zone rule."""
+    run = _run(cfg, tmp_path_factory.mktemp("two"))
+    sup = run.sup
+    _start_two(run)
+    seen: dict[str, object] = {"campaign": None, "open_cois": set(), "waits": []}
+
+    def watch(r: InProcessRun) -> None:
+        cell = r.sup.patient_cell
+        opened = {r.sup.patients[b].coi for b in cell.open_now}
+        assert len(opened) <= 1, f"SEG-01: two COIs open at once {opened}"
+        seen["open_cois"] |= opened  # type: ignore[operator]
+        seen["waits"] += [w for q in cell.queue() for w in q["why"]]  # type: ignore[operator]
+        if seen["campaign"] is None and r.now() > 600:
+            seen["campaign"] = r.sup.run_batch("CART-TRANSDUCTION", "CAMPAIGN-1", "op1")
+
+    run.hooks.append(watch)
+    done = run.run_until(lambda: all(ex.sm.state.final or ex.sm.state.value == "Held"
+                                     for ex in sup.patients.values()), 8 * 3600)
+    assert done
+    return run, seen
+
+
+def test_two_patients_complete_each_with_its_own_verified_record_its_coi_in_every_entry_and_full_custody(
+        two_patients):
+    run, seen = two_patients
+    sup = run.sup
+    assert {b: _state(sup, b) for b in sup.patients} == {"P-A": "Complete", "P-B": "Complete"}, [
+        (ex.batch_id, ex.held_reason) for ex in sup.patients.values()]
+    paths = {ex.record.path for ex in sup.patients.values()}
+    assert len(paths) == 2 and sup.record.path not in paths  # one chain per batch, not the cell's
+    for ex in sup.patients.values():
+        assert verify_file(ex.record.path).ok
+        entries = ex.record.entries()
+        assert entries and all(e.payload.get("coi") == ex.coi for e in entries)  # every entry carries its COI
+        assert {e.batch_id for e in entries} == {ex.batch_id}
+        assert check_custody(CustodyLog(ex.record._record, "CELL-01"), ex.batch_id) == {}
+        assert [e.payload for e in ex.record.entries(kinds=["deviation"])] == []  # 0 COI mismatches
+        actions = [e.action for e in ex.record.entries(kinds=["custody"])]
+        assert actions[0] == "custody.aph_receipt" and "custody.weld" in actions and "custody.cryo_start" in actions
+    assert sup.patient_cell.violations == []
+    assert seen["open_cois"] == {COI_A, COI_B}  # both opened, never at once
+    # SEG-04: the line clearance between the patients is recorded, then the purge wait (SEG-05)
+    lc = [e for ex in sup.patients.values() for e in ex.record.entries(kinds=["custody"])
+          if e.action == "custody.line_clearance"]
+    assert lc and all(e.payload["extra"]["verifier"] for e in lc)
+    assert any("purge wait" in w for w in seen["waits"]) and any("line clearance" in w for w in seen["waits"])
+    # the slots went back to cleaning
+    assert sup.patient_cell.arbiter.slot_of == {}
+
+
+def test_the_campaign_recipe_is_refused_beside_patient_batches_and_they_beside_it(two_patients, cfg, tmp_path):
+    _run_, seen = two_patients
+    out = seen["campaign"]
+    assert out is not None and not out.accepted and out.code == "EXCLUSIVE", out
+    run = _run(cfg, tmp_path)
+    assert run.sup.run_batch("CART-TRANSDUCTION", "CAMPAIGN-2", "op1").accepted
+    out = run.sup.run_batch(RECIPE, "P-X", "op1", coi=COI_A, din=DIN_A)
+    assert not out.accepted and out.code == "EXCLUSIVE" and "CAMPAIGN-2" in out.reason
+    assert run.sup.patients == {}
+
+
+@pytest.mark.parametrize(("coi", "din", "code", "words"), [
+    ("", DIN_A, "COI", "needs its COI"),
+    ("coi lower", DIN_A, "COI", "coi_id"),
+    (COI_A, "=G12341765432171", "COI", "din.check"),  # ISO 7064 Mod 37-2 check character wrong
+    (COI_A, "", "COI", "apheresis DIN"),
+])
+def test_a_bad_coi_or_din_is_refused_naming_the_field_and_nothing_is_allocated(cfg, tmp_path, coi, din, code,
+                                                                               words):
+    run = _run(cfg, tmp_path)
+    out = run.sup.run_batch(RECIPE, "P-BAD", "op1", coi=coi, din=din)
+    assert not out.accepted and out.code == code and words in out.reason, out
+    assert run.sup.patients == {} and run.sup.patient_cell.arbiter.slot_of == {}
+    assert any(r["code"] == code for r in run.sup.refusals)  # the refusal is recorded
+
+
+def test_admission_refuses_when_no_slot_is_free(cfg, tmp_path):
+    res = cfg.scheduling.resources
+    small = dataclasses.replace(cfg, scheduling=cfg.scheduling.model_copy(update={"resources": res.model_copy(
+        update={"incubator": res.incubator.model_copy(update={"slots": 1})})}))
+    run = _run(small, tmp_path)
+    assert run.sup.run_batch(RECIPE, "P-1", "op1", coi=COI_A, din=DIN_A).accepted
+    out = run.sup.run_batch(RECIPE, "P-2", "op1", coi=COI_B, din=DIN_B)
+    assert not out.accepted and out.code == "ADMISSION" and "no free incubator slot" in out.reason
+
+
+def test_a_mismatched_bag_at_the_rtp_stops_holds_both_batches_quarantines_and_allows_no_continue(cfg, tmp_path):
+    """COI-30: batch B's receipt reads patient A's bag: nothing is received, both batches hold, A's
+    bag is quarantined, a deviation is recorded, and no operator restart continues either batch."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    g = sup.patient_cell.coi.genealogy
+    run.run_until(lambda: g.get("APH-P-A") is not None and g.container("APH-P-A").location != "RTP", 600)
+    sup.patient_cell.reader.presented["RTP"] = encode_label(COI_A, "APH-P-A", DIN_A)  # A's bag handed to B
+    assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    run.run_until(lambda: _state(sup, "P-B") == "Held", 600)
+    assert _state(sup, "P-B") == "Held" and _state(sup, "P-A") == "Held"
+    assert g.get("APH-P-B") is None  # B's receipt never happened
+    devs = sup.patients["P-B"].record.entries(kinds=["deviation"])
+    assert devs and devs[0].payload["coi_read"] == COI_A and devs[0].payload["coi_expected"] == COI_B
+    dev = devs[0].payload  # the bag read is quarantined (or the unidentified one at the RTP)
+    assert ("APH-P-A" in dev["quarantine"] and g.container("APH-P-A").status is ContainerStatus.QUARANTINE) or (
+        dev.get("unidentified_container_at") == "RTP"), dev
+    assert set(devs[0].payload["hold_batches"]) == {"P-A", "P-B"}
+    holds = [e for e in sup.patients["P-A"].record.entries(kinds=["custody"]) if e.action == "custody.hold"]
+    assert holds  # A's own record says why it holds
+    for b in ("P-A", "P-B"):
+        out = sup.batch_command("restart", "sup1", reason="looks fine", batch=b, **SIGN)
+        assert not out.accepted and out.code == "COI" and "COI-30" in out.reason
+    run.advance(300)
+    assert _state(sup, "P-A") == "Held" and _state(sup, "P-B") == "Held"  # nothing resumes
+
+
+def test_a_batch_local_fault_holds_that_batch_only(cfg, tmp_path):
+    """INT-03 / COI-03: B's bag cannot be read (re-reads exhausted): B holds, A runs on."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    run.run_until(lambda: sup.patient_cell.coi.genealogy.get("APH-P-A") is not None, 600)
+    run.advance(60)
+    sup.patient_cell.reader.no_reads["APH-P-B"] = 99  # B's bag label never decodes after its receipt
+    assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    run.run_until(lambda: _state(sup, "P-B") == "Held", 3600)
+    assert _state(sup, "P-B") == "Held" and "COI-03" in sup.patients["P-B"].held_reason
+    assert _state(sup, "P-A") == "Running"
+    assert not any(run.cell.latched(n) for n in ("isolator", "vhp", "autoclave", "arm"))  # no cell-wide safe state
+    done_a = len(sup.patients["P-A"].phase_ends)
+    run.advance(900)
+    assert len(sup.patients["P-A"].phase_ends) > done_a and _state(sup, "P-B") == "Held"
+
+
+def test_a_cell_wide_trip_holds_active_phases_incubation_runs_on_excursion_scope_and_own_restarts(cfg, tmp_path):
+    """INT-01: a cell-wide trip holds every batch's active phase, a batch in incubation runs on;
+    nothing resumes; each batch restarts with its own signed restart. SEG-06: the batch whose open
+    phase overlapped the excursion is IMPACTED, the other is not."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    cell = sup.patient_cell
+
+    def split() -> bool:
+        kinds = {b: sup.patients[b].phase_kind(sup.patients[b].active_phase or "") for b in sup.patients}
+        return sorted(kinds.values()) == ["incubation", "open"] and bool(cell.open_now)
+
+    assert run.run_until(split, 4 * 3600)
+    opener = next(iter(cell.open_now))
+    incubating = next(b for b in sup.patients if b != opener)
+    sup.hold_on_trip("grade A particle action limit", source="IL-12")
+    assert _state(sup, opener) == "Held" and _state(sup, incubating) == "Running"
+    assert sup.patients[incubating].phase_kind(sup.patients[incubating].active_phase or "") == "incubation"
+    run.advance(600)
+    assert _state(sup, opener) == "Held"  # never resumes by itself
+    assert not any(r.batch == opener and r.state.value == "running" for r in cell.arbiter.requests.values())
+    out = sup.batch_command("restart", "sup1", reason="counts back in limits", batch=opener, **SIGN)
+    assert out.accepted, out
+    assert sup.patients[opener].impacted and not sup.patients[incubating].impacted
+    devs = sup.patients[opener].record.entries(kinds=["deviation"])
+    assert any(d.payload.get("rule") == "SEG-06" for d in devs)
+    assert not any(d.payload.get("rule") == "SEG-06" for d in sup.patients[incubating].record.entries(
+        kinds=["deviation"])), [d.payload for d in sup.patients[incubating].record.entries(kinds=["deviation"])]
+    run.advance(120)
+    assert _state(sup, opener) == "Running"
