@@ -104,13 +104,7 @@ class PlanResult:
 
 
 def _planning_scene(scene: Scene, buffer: float) -> Scene:
-    cache: dict[float, Scene] = scene.__dict__.setdefault("_plan_scenes", {})
-    if buffer not in cache:
-        from .scene import Scene
-
-        arm = scene.arm.model_copy(update={"safety_margin_m": scene.margin + buffer})
-        cache[buffer] = Scene(arm, scene.geometry, scene.tcp_offset)
-    return cache[buffer]
+    return scene.inflated(buffer)
 
 
 def _roadmap(ps: Scene, active: bytes) -> object:
@@ -131,7 +125,7 @@ def _roadmap(ps: Scene, active: bytes) -> object:
 def clear_roadmaps(scene: Scene) -> None:
     """Drop the cached roadmaps of ``scene``'s planning scenes (the next call builds them
     again; for benchmarks of the first query)."""
-    for ps in scene.__dict__.get("_plan_scenes", {}).values():
+    for ps in scene.__dict__.get("_inflated", {}).values():
         ps.__dict__.pop("_roadmaps", None)
 
 
@@ -314,7 +308,7 @@ def plan(
     check = None
     for _ in range(8):
         samples, seg_ends = time_parameterise(scene, waypoints, dt, limit, stretch)
-        check = scene.check_trajectory(samples, dt, speed_class=cls, conditions=conds)
+        check = scene.check_trajectory(samples, dt, speed_class=cls, conditions=conds, fast_accept=True)
         if check.ok:
             return PlanResult(True, "ok", "", waypoints, samples, dt, check, iters,
                               (time.perf_counter() - t0) * 1e3, search_ms, method, checked)

@@ -65,6 +65,12 @@ FIXED_STEP_RAD = 0.01
 #: Default bisection depth of the certified mode: the minimum subdivision is
 #: 1/2^16 of a sample interval; a motion still undecided there is a failure.
 CERTIFY_MAX_DEPTH = 16
+#: Fast acceptance of ``check_trajectory(fast_accept=True)``: the margins (m, above the
+#: safety margin) of the scene copies a sample may be accepted by on the fast path, in
+#: steps of sqrt(2) so that a sample is offered at most 1.41 times its motion bound
+#: (measured: fewer steps accept fewer samples). 10 mm is also the planner's buffer (one
+#: scene copy serves both).
+FAST_ACCEPT_LEVELS_M = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04, 0.056, 0.08, 0.113, 0.16)
 
 
 def rpy_matrix(rpy: Iterable[float]) -> np.ndarray:
@@ -163,6 +169,10 @@ class TrajectoryCheck:
         speed_chord_max: largest chord TCP speed |tcp[i] - tcp[i-1]| / dt (m/s).
         speed_bound_max: largest certified bound on the TCP speed between samples
             (m/s, certified mode; 0 otherwise).
+        clearance_exact: ``clearance`` is the exact minimum over the samples (always,
+            except with ``fast_accept``, where it may be a lower bound of it).
+        fast_accepted: samples accepted on the fast path (``fast_accept``; no exact
+            clearance computed for them).
     """
 
     ok: bool
@@ -175,6 +185,8 @@ class TrajectoryCheck:
     evaluations: int = 0
     speed_chord_max: float = 0.0
     speed_bound_max: float = 0.0
+    clearance_exact: bool = True
+    fast_accepted: int = 0
 
 
 @dataclass
@@ -471,6 +483,25 @@ class Scene:
         _ccheck.clearance(self._capsule, arr, mask, d, p)
         return ClearanceResult(d, p, self._pair_first[p], self._pair_second[p], self.margin)
 
+    def inflated(self, extra_m: float) -> Scene:
+        """This scene with the safety margin larger by ``extra_m`` (m), built once and kept
+        (the planner searches on one; the fast acceptance of ``check_trajectory`` uses
+        several)."""
+        cache: dict[float, Scene] = self.__dict__.setdefault("_inflated", {})
+        if extra_m not in cache:
+            if not (math.isfinite(extra_m) and extra_m > 0):
+                raise ValueError("extra_m must be a positive number of metres")
+            arm = self.arm.model_copy(update={"safety_margin_m": self.margin + extra_m})
+            cache[extra_m] = Scene(arm, self.geometry, self.tcp_offset)
+        return cache[extra_m]
+
+    def _accept_capsules(self) -> tuple[object, ...]:
+        caps = self.__dict__.get("_accept_caps")
+        if caps is None:
+            caps = self.__dict__["_accept_caps"] = tuple(
+                self.inflated(b)._capsule for b in FAST_ACCEPT_LEVELS_M)
+        return caps
+
     def pair_names(self, pair_id: int) -> tuple[str, str] | None:
         if pair_id < 0:
             return None
@@ -486,6 +517,7 @@ class Scene:
         conditions: Iterable[str] | None = None,
         fixed_step: float = FIXED_STEP_RAD,
         max_depth: int = CERTIFY_MAX_DEPTH,
+        fast_accept: bool = False,
     ) -> TrajectoryCheck:
         """Check a trajectory sampled every ``dt`` seconds (straight lines in joint space
         between samples).
@@ -507,6 +539,17 @@ class Scene:
           ``fixed_step`` rad of the largest joint move. No guarantee between them.
         * ``"samples"`` -- samples only.
 
+        ``fast_accept=True`` (certified mode only; the planner uses it): a sample whose
+        every clearance the float32 fast path proves to be at least the margin plus the
+        motion bound of both adjoining intervals (on a copy of the scene with a margin
+        larger by one of ``FAST_ACCEPT_LEVELS_M``, the smallest that covers that bound)
+        needs no exact clearance; the others are computed exactly and the motion between
+        samples is certified as above, so the verdict never accepts what the exact check
+        would refuse (argument in ``src/exact.c``). ``clearance`` is then the exact minimum
+        over the samples when it lies below every acceptance bound used
+        (``clearance_exact=True``), else a lower bound of that minimum
+        (``clearance_exact=False``, ``closest_pair=None``).
+
         Raises:
             ValueError: bad shape/dtype, NaN/inf, non-positive dt, unknown mode or class.
         """
@@ -527,13 +570,22 @@ class Scene:
         if not (math.isfinite(fixed_step) and fixed_step > 0):
             raise ValueError("fixed_step must be a positive number of radians")
         mask = self._mask_arg(conditions)
+        if fast_accept and mode != "certified":
+            raise ValueError("fast_accept needs mode='certified'")
         res = _ccheck.check_trajectory(
             self._capsule, arr, mask, float(dt), _MODES[mode], float(outside), float(zone_limit),
-            float(fixed_step), int(max_depth),
+            float(fixed_step), int(max_depth), self._accept_capsules() if fast_accept else None,
         )
-        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals, v_chord, v_bound) = res
+        (code, index, joint, zone, value, limit, pair, pair_c, min_c, min_pair, evals, v_chord, v_bound,
+         min_bound, accepted) = res
         closest = self.pair_names(min_pair)
-        speeds = {"speed_chord_max": float(v_chord), "speed_bound_max": float(v_bound)}
+        exact = True
+        if accepted and not min_c < min_bound:
+            # every sample's clearance is >= min_bound (accepted ones by their bound, exact
+            # ones because none below it was found): a lower bound, no closest pair
+            min_c, closest, exact = min_bound, None, False
+        speeds = {"speed_chord_max": float(v_chord), "speed_bound_max": float(v_bound),
+                  "clearance_exact": exact, "fast_accepted": int(accepted)}
         if code == 0:
             return TrajectoryCheck(True, None, "", "ok", float(min_c), closest, None, int(evals), **speeds)
         failing = self.pair_names(pair)

@@ -118,6 +118,11 @@ typedef struct {
     float *sbx;              /* 21 * nbox_pad floats, component-major */
     double sbx_slack;
     int exact_bvh;           /* exact path: 1 = BVH, 0 = flat over sbx (default: sbx == NULL) */
+    /* FNV-1a hash of everything the clearances depend on except the margin (kinematics,
+     * links, link box sets, boxes, self pairs; set by scene_new): two scenes with the same
+     * value measure the same clearances, so one's fast path bounds the other's (see
+     * cc_traj_opts.acc). */
+    uint64_t geom_hash;
 } cc_scene;
 
 /* A BVH node: leaf if count > 0 (boxes bvh_box[first .. first + count)), else
@@ -231,6 +236,10 @@ enum {
     CC_FAIL_SPEED_BETWEEN = 8      /* TCP speed bound above the limit between samples */
 };
 
+typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, const uint64_t *active,
+                           uint8_t *out);
+#define CC_MAX_ACC 16
+
 typedef struct {
     int mode;
     double dt;
@@ -238,6 +247,14 @@ typedef struct {
     double speed_limit_zone;      /* m/s inside near-product zones, <= 0: none */
     double fixed_step;            /* rad, fixed mode */
     int max_depth;                /* certified mode: bisection depth */
+    /* Certified mode, fast acceptance: scenes with the same geometry (geom_hash) and larger
+     * margins, ascending. A sample that one of them calls free on the fast path (fn fast) has
+     * every clearance >= that scene's margin; if that margin is at least the scene's margin
+     * plus the motion bound of both adjoining intervals, the sample needs no exact clearance
+     * (argument in cc_check_trajectory). nacc = 0: every sample exact. */
+    int nacc;
+    const cc_scene *acc[CC_MAX_ACC];
+    cc_fast_fn fast;
 } cc_traj_opts;
 
 typedef struct {
@@ -248,8 +265,10 @@ typedef struct {
     double value, limit;
     int pair;         /* pair id for collision failures */
     double pair_clearance;
-    double min_clearance;  /* exact min over the samples */
+    double min_clearance;  /* exact min over the samples evaluated exactly (all without acc) */
     int min_pair;
+    double min_bound;      /* fast acceptance: smallest margin by which a sample was accepted */
+    long accepted;         /* samples accepted on the fast path (no exact clearance) */
     long evals;       /* number of exact evaluations (diagnostics) */
     double speed_chord_max;  /* largest chord TCP speed |tcp_i - tcp_i-1| / dt (m/s) */
     double speed_bound_max;  /* largest certified TCP speed bound (certified mode, m/s) */
@@ -271,8 +290,6 @@ void cc_check_trajectory(const cc_scene *S, const double *q, long n, const uint6
 /* ---- float32 fast path (fast.c) ---- */
 #define CC_W 32    /* lanes per fast-path block (<= 32: lane sets are uint32 masks) */
 #define CC_WS 16   /* lanes per block for calls of at most CC_WS configurations */
-typedef void (*cc_fast_fn)(const cc_scene *S, const double *q, long n, const uint64_t *active,
-                           uint8_t *out);
 void cc_fast_generic(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);
 void cc_fast_avx2(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);
 void cc_fast_avx512(const cc_scene *S, const double *q, long n, const uint64_t *active, uint8_t *out);

@@ -346,6 +346,21 @@ static PyObject *py_scene_new(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto out;
     }
+    {
+        /* geom_hash: the inputs the exact clearances depend on, margin excluded */
+        uint64_t h = 1469598103934665603ull;
+        const int parts[] = {0, 1, 4, 5, 6, 9, 11};
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            const unsigned char *p = b[parts[i]].buf;
+            for (Py_ssize_t t = 0; t < b[parts[i]].len; t++) {
+                h ^= p[t];
+                h *= 1099511628211ull;
+            }
+            h ^= (uint64_t)b[parts[i]].len;
+            h *= 1099511628211ull;
+        }
+        S->geom_hash = h;
+    }
     res = PyCapsule_New(S, CAPSULE_NAME, scene_free);
     if (res) S = NULL;
 out:
@@ -471,14 +486,44 @@ static PyObject *py_clearance(PyObject *self, PyObject *args)
 static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *os, *oq, *oa;
+    PyObject *os, *oq, *oa, *oacc = NULL;
     cc_traj_opts o;
-    if (!PyArg_ParseTuple(args, "OOOdidddi", &os, &oq, &oa, &o.dt, &o.mode,
+    memset(&o, 0, sizeof o);
+    if (!PyArg_ParseTuple(args, "OOOdidddi|O", &os, &oq, &oa, &o.dt, &o.mode,
                           &o.speed_limit_outside, &o.speed_limit_zone, &o.fixed_step,
-                          &o.max_depth))
+                          &o.max_depth, &oacc))
         return NULL;
     const cc_scene *S = get_scene(os);
     if (!S) return NULL;
+    if (oacc && oacc != Py_None) {
+        /* fast acceptance: a tuple of scenes with this scene's geometry and larger margins,
+         * ascending (certified mode only) */
+        if (!PyTuple_Check(oacc) || PyTuple_GET_SIZE(oacc) > CC_MAX_ACC) {
+            PyErr_Format(PyExc_ValueError, "accept: need a tuple of at most %d scenes", CC_MAX_ACC);
+            return NULL;
+        }
+        if (PyTuple_GET_SIZE(oacc) > 0 && o.mode != CC_MODE_CERTIFIED) {
+            PyErr_SetString(PyExc_ValueError, "accept: fast acceptance needs certified mode");
+            return NULL;
+        }
+        double prev = S->margin;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(oacc); k++) {
+            const cc_scene *A = get_scene(PyTuple_GET_ITEM(oacc, k));
+            if (!A) return NULL;
+            if (A->geom_hash != S->geom_hash || A->nboxes != S->nboxes || A->nlinks != S->nlinks ||
+                A->npairs != S->npairs || A->nwords != S->nwords) {
+                PyErr_SetString(PyExc_ValueError, "accept: a scene's geometry differs from the checked scene's");
+                return NULL;
+            }
+            if (!(A->margin > prev)) {
+                PyErr_SetString(PyExc_ValueError, "accept: margins must be larger than the scene's, ascending");
+                return NULL;
+            }
+            prev = A->margin;
+            o.acc[o.nacc++] = A;
+        }
+        o.fast = fast_fns[cur_level];
+    }
     if (!(isfinite(o.dt) && o.dt > 0.0)) {
         PyErr_SetString(PyExc_ValueError, "dt must be a finite positive number of seconds");
         return NULL;
@@ -506,9 +551,9 @@ static PyObject *py_check_trajectory(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(active);
     PyBuffer_Release(&vq);
-    return Py_BuildValue("iliiddiddildd", r.code, r.index, r.joint, r.zone, r.value, r.limit,
+    return Py_BuildValue("iliiddiddildddl", r.code, r.index, r.joint, r.zone, r.value, r.limit,
                          r.pair, r.pair_clearance, r.min_clearance, r.min_pair, r.evals,
-                         r.speed_chord_max, r.speed_bound_max);
+                         r.speed_chord_max, r.speed_bound_max, r.min_bound, r.accepted);
 }
 
 /* Batched primitives for tests: seg_box_dist(e0, e1, c, R, h, out) with rows of 3/3/3/9/3
@@ -624,7 +669,8 @@ static PyMethodDef methods[] = {
     {"clearance", py_clearance, METH_VARARGS,
      "clearance(scene, q, active_mask, out_distance, out_pair): exact minimum clearance."},
     {"check_trajectory", py_check_trajectory, METH_VARARGS,
-     "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth)."},
+     "check_trajectory(scene, q, active, dt, mode, v_out, v_zone, fixed_step, max_depth"
+     "[, accept_scenes])."},
     {"set_broad_phase", cc_py_set_broad_phase, METH_VARARGS,
      "set_broad_phase(scene, 'bvh' | 'flat' | 'auto') -> previous mode."},
     {"plan", cc_py_plan, METH_VARARGS,
