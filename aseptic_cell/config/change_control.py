@@ -545,15 +545,15 @@ def _loaded_differs(cfg: Any, item: Item, recipe: Any) -> bool:
         if item.kind == "recipe":
             from .recipes import BatchRecipe
 
-            return BatchRecipe.model_validate(dict(item.content)) != recipe
+            return bool(BatchRecipe.model_validate(dict(item.content)) != recipe)
         if item.kind == "vhp_cycle":
             from .devices import VHPCycleRecipe
 
-            return VHPCycleRecipe.model_validate(dict(item.content)) != cfg.vhp_cycles.get(item.id)
+            return bool(VHPCycleRecipe.model_validate(dict(item.content)) != cfg.vhp_cycles.get(item.id))
         if item.kind == "autoclave_program":
             from .devices import AutoclaveProgram
 
-            return AutoclaveProgram.model_validate(dict(item.content)) != cfg.autoclave_programs.get(item.id)
+            return bool(AutoclaveProgram.model_validate(dict(item.content)) != cfg.autoclave_programs.get(item.id))
     except (ValueError, KeyError):
         return True
     return False

@@ -86,7 +86,8 @@ def test_online_backup_while_a_writer_appends_then_restore_gives_the_same_head(t
     assert writer.failures == 0 and rec.verify().ok  # the writer was never disturbed
     src_head = writer.head()
     assert src_head[0] >= report.verdict.head_seq
-    assert writer.get(report.verdict.head_seq).hash == report.verdict.head_hash  # a committed head of the source
+    at_head = writer.get(report.verdict.head_seq)
+    assert at_head is not None and at_head.hash == report.verdict.head_hash  # a committed head of the source
     # same verdict as `cellctl record verify`
     code, out, _ = _run("record", "verify", str(tmp_path / "backup.db"), "--key", str(keys))
     assert code == 0 and out.strip() == str(report.verdict)
@@ -164,7 +165,9 @@ def test_retention_policy_from_record_yaml_is_checked_against_coi(tmp_path):
 def test_deletion_is_refused_within_retention_and_reported(tmp_path, keys):
     src = tmp_path / "cell.db"
     rec = _record(src, keys, 3)
-    last = rec.get(3).ts
+    third = rec.get(3)
+    assert third is not None
+    last = third.ts
     rec.close()
     policy = RetentionPolicy(30, "record.yaml")
     with pytest.raises(RetentionError, match="deletion refused.*WITHIN retention"):
@@ -175,7 +178,8 @@ def test_deletion_is_refused_within_retention_and_reported(tmp_path, keys):
     code, out, _ = _run("record", "retention", str(src))
     assert code == 0 and "retention 30 years" in out and "WITHIN retention (deletion refused)" in out
     st = retention_status(src, policy, last + 31 * YEAR)
-    assert not st.within and st.retain_until is not None and st.retain_until.year == st.last_entry.year + 30
+    assert not st.within and st.retain_until is not None and st.last_entry is not None
+    assert st.retain_until.year == st.last_entry.year + 30
     delete_record(src, policy, last + 31 * YEAR)
     assert not src.exists()
     junk = tmp_path / "junk.db"
