@@ -641,3 +641,91 @@ def test_node_opcua_sees_the_cell_state_machine_as_packml(cell):
     assert ms["children"]["ExecuteState"]["type"]["name"] == "PackMLExecuteStateMachineType"
     assert pk["children"]["Status"]["type"]["name"] == "PackMLStatusObjectType"
     assert pk["children"]["Admin"]["type"]["name"] == "PackMLAdminObjectType"
+
+
+def test_node_opcua_receives_an_alarm_as_a_and_c_event_and_acknowledges_it(cell, fake):
+    """Issue 18 must show: an ISA-18.2 alarm arrives at node-opcua as an AlarmConditionType event
+    (severity from the priority); Acknowledge on its ConditionId goes to the supervisor's
+    /cell/alarms/acknowledge with the session's user (the HMI's path); a wrong EventId is refused;
+    the supervisor's ACKED state comes back as an acknowledged event."""
+    fake.acks.clear()
+    alarm = {"alarm_id": "ISO_DP_LOW_AC", "source": "ISO1", "priority": 750, "state": "UNACK",
+             "message": "isolator dP low"}
+    stop = threading.Event()
+    raised = threading.Event()
+
+    def publish():
+        if raised.is_set():
+            state = "ACKED" if any(a["alarm_id"] == alarm["alarm_id"] for a in fake.acks) else "UNACK"
+            fake.alarms([{**alarm, "state": state}])
+
+    _repeat(publish, stop, period=0.1)
+    ident = cell.node_ident
+    opts = {"endpoint": cell.endpoint, "certFile": str(ident.cert_pem), "keyFile": str(ident.key),
+            "applicationUri": ident.application_uri, "pkiDir": str(cell.wd / "node-pki"),
+            "serverCert": str(cell.server_cert), "user": "op1", "password": "op1-demo-2026",
+            "alarm": alarm["alarm_id"], "comment": "seen from node-opcua", "timeoutMs": 30000}
+    proc = subprocess.Popen(["node", str(REPO / "interop" / "alarm_ack_client.js"), json.dumps(opts)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        lines = []
+        for line in proc.stdout:  # the alarm is raised once the client listens (no ConditionRefresh)
+            lines.append(line)
+            if line.startswith('{"subscribed"'):
+                raised.set()
+                break
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        fake.alarms([])
+    out = json.loads((rest or "".join(lines)).strip().splitlines()[-1])
+    assert out["ok"], (out, err[-2000:])
+    first = next(e for e in out["events"] if e["condition"] == alarm["alarm_id"])
+    assert first["eventType"] == "ns=0;i=2915"  # AlarmConditionType
+    assert first["acked"] is False and first["active"] is True and first["retain"] is True
+    assert 700 <= first["severity"] <= 899 and first["message"] == "isolator dP low"  # high band
+    assert first["conditionId"].endswith(f"Alarms.Active.{alarm['alarm_id']}")
+    assert out["badEventStatus"] == "BadEventIdUnknown"
+    assert out["ackStatus"] == "Good"
+    assert fake.acks == [{"alarm_id": alarm["alarm_id"], "user": "op1", "comment": "seen from node-opcua",
+                          "signed": True}]
+    assert any(e["condition"] == alarm["alarm_id"] and e["acked"] is True for e in out["events"])
+
+
+def test_a_and_c_acknowledge_needs_the_permission(cell, fake):
+    """A user whose role lacks alarm.ack (user_admin) is refused; the supervisor never hears of it."""
+    fake.acks.clear()
+    alarm = {"alarm_id": "ISO_DP_LOW_PERM", "source": "ISO1", "priority": 300, "state": "UNACK", "message": "x"}
+
+    async def go():
+        c = await _session(cell, "adm1", "adm1-demo-2026")
+        got: list = []
+
+        class Handler:
+            def event_notification(self, ev):
+                got.append(ev)
+
+        try:
+            sub = await c.create_subscription(50, Handler())
+            await sub.subscribe_events(c.nodes.server, ua.ObjectIds.AlarmConditionType, where_clause_generation=False)
+            for _ in range(100):
+                fake.alarms([alarm])
+                if any(getattr(e, "ConditionName", "") == alarm["alarm_id"] for e in got):
+                    break
+                await asyncio.sleep(0.1)
+            ev = next((e for e in got if getattr(e, "ConditionName", "") == alarm["alarm_id"]), None)
+            assert ev is not None, (got[-3:], cell.log_text()[-3000:])
+            try:
+                await c.get_node(ev.NodeId).call_method(
+                    ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                    ua.Variant(ev.EventId, ua.VariantType.ByteString), ua.LocalizedText("no"))
+                return "Good", ev
+            except UaStatusCodeError as exc:
+                return type(exc).__name__, ev
+        finally:
+            fake.alarms([])
+            await c.disconnect()
+
+    status, ev = run(go())
+    assert ev.Severity == 300 and getattr(ev, "AckedState/Id") is False
+    assert status == "BadUserAccessDenied" and fake.acks == []

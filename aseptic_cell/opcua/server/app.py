@@ -181,6 +181,10 @@ class CellServerApp:
             companion=self.companion,
         )
         await self.model.build()
+        # A&C (Part 9): Acknowledge is the type's method (AcknowledgeableConditionType), called on the
+        # ConditionId; asyncua runs the method node's callback with that object as the parent
+        ack = s.get_node(ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge))
+        s.link_method(ack, self.acknowledge_condition)
         return self.model
 
     async def export_nodeset(self, path: str | Path) -> None:
@@ -309,6 +313,40 @@ class CellServerApp:
         )
         log.info("OPC UA %s by %s -> %s %s", name, account.id, r["code"], r["reason"])
         return CommandResult(r["accepted"], r["code"], r["reason"], state=r["state"])
+
+    async def acknowledge_condition(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant] | ua.StatusCode:
+        """OPC UA A&C ``Acknowledge(EventId, Comment)`` on an alarm's ConditionId: permission
+        ``alarm.ack`` of the session's account (as the HMI's), then the supervisor's
+        ``/cell/alarms/acknowledge`` (the alarm manager records it; no second way to acknowledge)."""
+        from aseptic_cell.alarms.permissions import ALARM_PERMISSIONS
+
+        account = session_account()
+        if account is None:
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
+        vals = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+        if len(vals) < 2:
+            return status_code(ua.StatusCodes.BadArgumentsMissing)
+        event_id, comment = vals[0], vals[1]
+        text = comment.Text if isinstance(comment, ua.LocalizedText) else str(comment or "")
+        conditions = self.model.conditions if self.model is not None else None
+        if conditions is None:
+            return status_code(ua.StatusCodes.BadNodeIdUnknown)
+        aid = conditions.alarm_of(parent, bytes(event_id) if isinstance(event_id, (bytes, bytearray)) else None)
+        if not isinstance(aid, str):
+            return aid if isinstance(aid, ua.StatusCode) else status_code(ua.StatusCodes.BadNodeIdUnknown)
+        try:
+            self.directory.authorize(account, ALARM_PERMISSIONS["acknowledge"])
+        except PermissionDenied as exc:
+            log.warning("OPC UA Acknowledge %s by %s (%s) refused: %s", aid, account.id, account.role, exc.reason)
+            return status_code(ua.StatusCodes.BadUserAccessDenied)
+        if self.bridge is None:
+            return status_code(ua.StatusCodes.BadResourceUnavailable)
+        r = await self.bridge.acknowledge_alarm(aid, user=account.id, comment=text,
+                                                timeout_s=self.cfg.command_timeout_s)
+        log.info("OPC UA Acknowledge %s by %s -> %s %s", aid, account.id, r["accepted"], r["reason"])
+        if not r["accepted"]:  # e.g. already acknowledged, or the supervisor refused
+            return status_code(ua.StatusCodes.BadInvalidState)
+        return []
 
     async def _reload(self, account: Any, password: str, reason: str) -> CommandResult | ua.StatusCode:
         try:

@@ -223,6 +223,7 @@ class CellAddressSpace:
         self._last_update: dict[str, float] = {}
         self._interlock_nodes: dict[tuple[str, str], str] = {}
         self._alarm_nodes: dict[str, Node] = {}
+        self.conditions: AlarmConditions | None = None
         self.nodes: dict[str, Node] = {}
 
     # ------------------------------------------------------------------ ids
@@ -356,6 +357,8 @@ class CellAddressSpace:
         await self._var(al, "Alarms.HighestSeverity", "HighestSeverity", VT.UInt16, "alarms")
         await self._var(al, "Alarms.ActiveIds", "ActiveIds", VT.String, "alarms", array=True)
         await self._obj(al, "Alarms.Active", "Active")
+        self.conditions = AlarmConditions(self.server, al)
+        await self.conditions.init()
 
         dev = await self._obj(cell, "Devices", "Devices")
         for node_name, device_id in self.device_ids.items():
@@ -547,6 +550,10 @@ class CellAddressSpace:
             consequence, response = database_rationale(aid)  # ISA-18.2: what happens, what to do
             await self._set(f"{base}.Consequence", str(a.get("consequence") or consequence), now)
             await self._set(f"{base}.Response", str(a.get("response") or response), now)
+        if self.conditions is not None:  # OPC UA Alarms & Conditions events (issue 18)
+            await self.conditions.apply(
+                {str(a.get("alarm_id", "")): a for a in snapshot.get("alarms", ()) if a.get("alarm_id")},
+                {aid: self.nid(f"Alarms.Active.{aid}") for aid in alarms})
         sevs = [clamp_severity(int(a.get("priority", 1) or 1)) for a in alarms.values()]
         await self._set("Alarms.ActiveCount", len(alarms), now)
         await self._set("Alarms.Flood", bool(snapshot.get("flood", False)), now)
@@ -605,3 +612,84 @@ _OUTPUTS = (
     ("Reason", ua.ObjectIds.String, "why it was refused, or what happened"),
     ("State", ua.ObjectIds.String, "ISA-88 state after the command"),
 )
+
+
+class AlarmConditions:
+    """The ISA-18.2 alarms as OPC UA Alarms & Conditions (Part 9) events (issue 18).
+
+    Every change of an alarm's state (raised, acknowledged, returned to normal, shelved, cleared) is
+    an ``AlarmConditionType`` event from the Server object, notified by the cell's ``Alarms`` object:
+    ``ConditionId`` = the alarm's ``Alarms/Active/<id>`` object, ``ConditionName`` = the alarm id,
+    ``Severity`` from the ISA-18.2 priority (the same bands as the variables), ``ActiveState`` /
+    ``AckedState`` (with ``Id``) from the alarm manager's state, ``Retain`` while it is annunciated.
+    ``Acknowledge`` (AcknowledgeableConditionType, ns=0;i=9111) called on the ConditionId with an
+    EventId of that condition goes through the supervisor's acknowledge path (the app's handler).
+    """
+
+    ACTIVE = ("UNACK", "ACKED", "LATCHED", "ACTIVE")  # (ACTIVE: a node's own alarm, e.g. SUPERVISOR LOST)
+    ACKED = ("ACKED", "LATCHED", "NORMAL", "SHELVED", "OUT_OF_SERVICE")
+
+    def __init__(self, server: Any, alarms_obj: Node) -> None:
+        self.server, self.alarms_obj = server, alarms_obj
+        self.gen: Any = None
+        self.last: dict[str, str] = {}  # alarm id -> state notified last
+        self.event_ids: dict[str, list[bytes]] = {}  # alarm id -> its recent EventIds
+        self.by_node: dict[ua.NodeId, str] = {}  # ConditionId -> alarm id
+        self.node_of: dict[str, ua.NodeId] = {}
+
+    async def init(self) -> None:
+        self.gen = await self.server.get_event_generator(ua.ObjectIds.AlarmConditionType, ua.ObjectIds.Server)
+        await self.alarms_obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+        server_obj = self.server.get_node(ua.ObjectIds.Server)
+        await server_obj.add_reference(self.alarms_obj.nodeid, ua.ObjectIds.HasNotifier, forward=True,
+                                       bidirectional=True)
+
+    def alarm_of(self, condition: ua.NodeId, event_id: bytes | None) -> str | None | ua.StatusCode:
+        """The alarm id of ``condition`` if ``event_id`` is one of its events; a Bad status otherwise."""
+        aid = self.by_node.get(condition)
+        if aid is None:
+            return status_code(ua.StatusCodes.BadNodeIdUnknown)
+        if event_id not in self.event_ids.get(aid, []):
+            return status_code(ua.StatusCodes.BadEventIdUnknown)
+        return aid
+
+    async def apply(self, alarms: Mapping[str, Mapping[str, Any]], nodes: Mapping[str, ua.NodeId]) -> None:
+        for aid, a in alarms.items():
+            node = nodes.get(aid) or self.node_of.get(aid)
+            state = str(a.get("state", ""))
+            if node is None or self.last.get(aid) == state:
+                continue
+            await self._event(aid, a, state, node)
+        for aid in [k for k in self.last if k not in alarms]:  # cleared: the last event, Retain false
+            await self._event(aid, {"source": "", "message": "cleared", "priority": 1}, "NORMAL",
+                              self.node_of[aid])
+            del self.last[aid]
+
+    async def _event(self, aid: str, a: Mapping[str, Any], state: str, node: ua.NodeId) -> None:
+        ev = self.gen.event
+        active, acked = state in self.ACTIVE, state in self.ACKED
+        ev.NodeId = node  # ConditionId
+        ev.SourceNode = node
+        ev.SourceName = str(a.get("source", "") or aid)
+        ev.ConditionName = aid
+        ev.Severity = clamp_severity(int(a.get("priority", 1) or 1))
+        ev.Message = ua.LocalizedText(str(a.get("message", "") or aid))
+        ev.Retain = state not in ("NORMAL",)
+        ev.BranchId = ua.NodeId()
+        for name, flag, true_text, false_text in (
+            ("EnabledState", state != "OUT_OF_SERVICE", "Enabled", "Disabled"),
+            ("ActiveState", active, "Active", "Inactive"),
+            ("AckedState", acked, "Acknowledged", "Unacknowledged"),
+        ):
+            setattr(ev, name, ua.LocalizedText(true_text if flag else false_text))
+            setattr(ev, f"{name}/Id", flag)
+            # (TransitionTime stays empty: asyncua 2.1 types it UtcTime by NodeId and cannot encode it)
+        ev.SuppressedOrShelved = state == "SHELVED"
+        await self.gen.trigger(message=str(a.get("message", "") or aid))
+        eid = ev.EventId.Value if isinstance(ev.EventId, ua.Variant) else ev.EventId
+        ids = self.event_ids.setdefault(aid, [])
+        ids.append(bytes(eid))
+        del ids[:-20]
+        self.last[aid] = state
+        self.by_node[node] = aid
+        self.node_of[aid] = node

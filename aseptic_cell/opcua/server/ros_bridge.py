@@ -111,6 +111,10 @@ class RosBridge:
                 qos,
             )
         self._batch_client = self.node.create_client(BatchCommand, "/cell/batch/command")
+        from cell_interfaces.srv import AcknowledgeAlarm
+
+        # the HMI's acknowledge path (issue 18: OPC UA A&C Acknowledge), signed as this front end
+        self._ack_client = self.node.create_client(AcknowledgeAlarm, "/cell/alarms/acknowledge")
         self._ros.start()
 
     def close(self) -> None:
@@ -160,6 +164,41 @@ class RosBridge:
             return bool(self._batch_client is not None and self._batch_client.service_is_ready())
         except Exception:  # noqa: BLE001
             return False
+
+    async def acknowledge_alarm(self, alarm_id: str, *, user: str, comment: str, timeout_s: float) -> dict[str, Any]:
+        """Call ``/cell/alarms/acknowledge`` (the supervisor's alarm manager, as the HMI does);
+        returns ``{accepted, reason}``."""
+        from cell_interfaces.srv import AcknowledgeAlarm
+
+        from ...security import SecurityError, Signer
+
+        client = getattr(self, "_ack_client", None)
+        deadline = time.monotonic() + min(2.0, timeout_s)
+        while (client is None or not client.service_is_ready()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if client is None or not client.service_is_ready():
+            return {"accepted": False, "reason": "/cell/alarms/acknowledge is not available"}
+        req = AcknowledgeAlarm.Request(alarm_id=alarm_id, user=user, comment=comment)
+        try:
+            Signer("opcua_server").sign("/cell/alarms/acknowledge", req)
+        except SecurityError:
+            pass
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def _done(f: Any) -> None:
+            try:
+                done.set_result(f.result())
+            except Exception as exc:  # noqa: BLE001
+                done.set_exception(exc)
+
+        fut = client.call_async(req)
+        fut.add_done_callback(_done)
+        try:
+            r = await asyncio.wait_for(asyncio.wrap_future(done), timeout_s)
+        except TimeoutError:
+            fut.cancel()
+            return {"accepted": False, "reason": f"no reply within {timeout_s:.1f} s"}
+        return {"accepted": bool(r.accepted), "reason": str(r.reason)}
 
     async def batch_command(
         self, command: str, *, user: str, password: str, meaning: str, reason: str, timeout_s: float

@@ -261,7 +261,19 @@ class FakeSupervisor:
         self.requests: list[dict[str, str]] = []
         self.replies: dict[str, tuple[bool, str, str, str]] = {}
         self.node.create_service(BatchCommand, "/cell/batch/command", self._serve)
+        from cell_interfaces.srv import AcknowledgeAlarm
+
+        self.acks: list[dict[str, str]] = []  # /cell/alarms/acknowledge requests (accepted unless refused)
+        self.ack_refuse: dict[str, str] = {}  # alarm id -> refusal reason
+        self.node.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._ack)
         self._ros.start()
+
+    def _ack(self, req: Any, resp: Any) -> Any:
+        self.acks.append({"alarm_id": req.alarm_id, "user": req.user, "comment": req.comment,
+                          "signed": bool(req.auth)})
+        why = self.ack_refuse.get(req.alarm_id)
+        resp.accepted, resp.reason = why is None, why or "acknowledged"
+        return resp
 
     def _serve(self, req: Any, resp: Any) -> Any:
         self.requests.append(
