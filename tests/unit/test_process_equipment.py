@@ -323,3 +323,42 @@ def test_scanner_faults_misread_no_read_swap(cell):
     out = ok(cell, "scanner", "scan", {"station": "incubator"})
     assert decode_label(out["payload"]).coi == COI_B  # a bag of another COI stands there
     assert cell.sim.process["scanner"].truth["incubator"] == ("X9", other)
+
+
+# --------------------------------------------------------------------------- through the supervisor
+@pytest.fixture
+def clean_blackboard():
+    import py_trees
+
+    py_trees.blackboard.Blackboard.clear()
+    yield
+    py_trees.blackboard.Blackboard.clear()
+
+
+def test_supervisor_sees_the_equipment_and_its_excursion_alarm_waits_for_the_delay(cfg, clean_blackboard):
+    """InProcessRun (the supervisor over InProcessCell): the signals reach its table, a heater
+    failure raises INC1_TEMP_BAND only after the configured alarm delay, a door opening of
+    one access recovers without an alarm, and a lost unit raises its COMM_LOSS alarm."""
+    from aseptic_cell.supervisor.runner import InProcessRun
+
+    c = cfg.layout.process_equipment.incubator
+    run = InProcessRun(cfg, tick_s=5.0)
+    run.advance(10.0)
+    state = lambda aid: run.sup.alarms.state(aid).value  # noqa: E731
+    assert run.sup.signals.get("incubator.in_spec").value is True
+    # a supervisor-sent command takes the same path (the record sees it)
+    h = run.sup.send("incubator", "assign_slot", {"slot": 1, "batch_id": "B1", "coi": COI_A}, user="op1")
+    assert h.accepted, h.reason
+    h = run.sup.send("incubator", "load", {"slot": 1, "container_id": "C1", "coi": COI_A}, user="op1")
+    assert h.accepted, h.reason
+    run.advance(c.alarm_delay_s + 60.0)  # door opening: out of spec for a while, recovered before the delay
+    assert state("INC1_CO2_BAND") == "NORMAL" and state("INC1_RH_LOW") == "NORMAL"
+    assert run.sup.signals.get("incubator.slot.1.container_id").value == "C1"
+    run.cell.inject_fault("INC1", "heater_failure")
+    assert run.run_until(lambda: run.sup.signals.get("incubator.in_spec").value is False, 3600.0)
+    t_out = run.now()
+    assert run.run_until(lambda: state("INC1_TEMP_BAND") != "NORMAL", 3600.0)
+    assert run.now() - t_out >= c.alarm_delay_s - 5.0  # not before its on-delay (one tick of slack)
+    run.cell.comm_lost.add("welder")
+    run.advance(5.0)
+    assert state("WLD1_COMM_LOSS") != "NORMAL"
