@@ -25,7 +25,7 @@ from .node import DeviceNode, run_device_node
 from .process_equipment import PROCESS_KINDS, RUN_KINDS, equipment
 
 
-class ProcessEquipmentState(DeviceState):  # type: ignore[misc]
+class ProcessEquipmentState(DeviceState):
     """``DeviceState`` plus the ``lifecycle_state`` attribute the device node base fills in
     (not serialised: the lifecycle state is in ``state``)."""
 
