@@ -19,7 +19,9 @@ Disposition (:func:`dispose`): release or reject, an e-signature with the meanin
   glove test is missing (IL-06) without a written justification;
 * ``DISPOSITIONED`` the batch is already released or rejected (a signed post-release correction,
   :func:`correct_after_release`, reopens it: it must then be dispositioned again);
-* ``SIGNATURE`` wrong password, locked or disabled account, or no password.
+* ``SIGNATURE`` wrong password, locked or disabled account, or no password;
+* ``CONCURRENT_CHANGE`` an entry of the batch was written between the signed head and the
+  signature (the record is shared with other writers): nothing is dispositioned, sign again.
 
 A released or rejected batch is closed by the store itself (SQLite and PostgreSQL triggers and
 the append check, :class:`~aseptic_cell.records.RecordClosedError`).
@@ -325,6 +327,12 @@ def dispose(record: Any, users: Any, user: str, password: str, batch_id: str, de
     reason = justification or f"{decision} of batch {batch_id}"
     sig, entry = _sign(record, users, user, password, rule, action, batch_id, subject, reason)
     assert entry is not None
+    # other writers share the record (the supervisor, other batches): an entry of THIS batch that
+    # landed between the signed head and the signature would not be covered by it
+    late = [e.seq for e in record.entries(batch_id=batch_id) if head_seq < e.seq < entry.seq]
+    if late:
+        raise _refuse(record, user, batch_id, action, "CONCURRENT_CHANGE",
+                      f"entries {late[:10]} of batch {batch_id} were written while signing: sign again")
     done: Entry = record.append(
         "disposition", batch_id=batch_id, actor=user, role=str(sig.get("role", "")),
         action=f"disposition.{decision}", reason=reason[:2000],

@@ -301,6 +301,26 @@ def test_a_missing_end_glove_test_needs_a_justification_to_release_but_not_to_re
     assert qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "reject").action == "disposition.reject"
 
 
+def test_an_entry_of_the_batch_written_while_qa_signs_refuses_the_disposition(rec, clock, users):
+    """The record is shared with other writers: the signed head must still be the batch's last entry."""
+    _tripped_batch(rec, clock)
+    _close_all(rec, users)
+
+    class Racing:  # another writer appends to the batch while QA types the password
+        def __getattr__(self, name):
+            return getattr(users, name)
+
+        def sign(self, *a, **k):
+            rec.append("alarm", batch_id="B-1", actor="system", action="ISO1_DP_LOW.raise", reason="late alarm")
+            return users.sign(*a, **k)
+
+    with pytest.raises(qa.DeviationError) as e:
+        qa.dispose(rec, Racing(), "qa1", PW["qa1"], "B-1", "release")
+    assert e.value.code == "CONCURRENT_CHANGE"
+    assert qa.disposition_status(rec, "B-1")["state"] == "OPEN"
+    assert qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "release").action == "disposition.release"
+
+
 # ------------------------------------------------------------------ item 4: closed record
 def test_a_released_batch_refuses_every_append_and_every_qa_action(rec, clock, users):
     j = _tripped_batch(rec, clock)
