@@ -43,6 +43,13 @@ DEVICE_EVENT_KINDS = {"command": "command", "refusal": "refusal", "cycle_result"
 """Device event -> record entry kind (cycle results are recorded from the phase, with the report)."""
 
 
+ENDED = ("Complete", "Stopped", "Aborted")
+AFTER_END_CELL_KINDS = frozenset({"alarm", "trip", "environment"})
+"""Entries the executive still writes under a batch's id after the batch ended (the cell's alarms,
+trips and EM while idle) are the cell's: written at cell level naming the batch (``after_batch``),
+so they neither change a batch QA reviews nor raise its deviations."""
+
+
 class Bounded(list[T]):
     """A list that keeps at most ``limit`` items: appending beyond it drops the oldest."""
 
@@ -89,6 +96,8 @@ class BatchJournal:
         self.role_of: Callable[[str], str] | None = None
         """The directory's role of an actor, written with every entry (the node sets it; issue 12)."""
         self.auto: Any = _auto_raiser() if record is not None else None
+        self._ended = ""
+        """The batch whose batch-level state last reached Complete/Stopped/Aborted (then Idle)."""
         """Raises the automatic deviations (None: none raised)."""
 
     # ------------------------------------------------------------------ record
@@ -104,6 +113,10 @@ class BatchJournal:
         if self.record is None:
             return
         bid, who, text, data = self._batch_id(), actor or "system", str(reason)[:2000], clean(payload)
+        if kind == "phase_transition" and data.get("level") == "batch":
+            self._ended = bid if data.get("to") in ENDED or (data.get("to") == "Idle" and self._ended == bid) else ""
+        elif bid and bid == self._ended and kind in AFTER_END_CELL_KINDS:
+            bid, data = "", {**data, "after_batch": self._ended}  # the cell's, not the ended batch's
         role = self.role_of(who) if self.role_of is not None else ""
         entry = {"kind": kind, "batch_id": bid, "actor": who, "action": action, "reason": text, "payload": data,
                  "t": self._now(), "role": role}

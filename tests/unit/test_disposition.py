@@ -142,6 +142,20 @@ def test_entries_written_late_after_a_record_failure_raise_a_record_write_failur
         assert again.verify().ok
 
 
+def test_after_the_batch_ended_the_cells_alarms_and_trips_are_not_the_batchs(rec, clock):
+    """The executive keeps the ended batch's id while the cell idles: its alarms, trips and EM then
+    are the cell's (found over the graph: idle alarms kept changing a batch QA was signing)."""
+    j = _tripped_batch(rec, clock)
+    before = len(qa.deviations(rec, "B-1"))
+    j.audit("alarm", "system", "alarm.raised", "particle alert while idle", {})
+    j.audit("trip", "system", "interlock.RB-02", "comm lost with VHP1", {"rule": "RB-02"})
+    j.audit("command", "qa1", "batch.close_record", "record closed", {})  # still the batch's
+    last = rec.entries()[-3:]
+    assert [(e.kind, e.batch_id) for e in last] == [("alarm", ""), ("trip", ""), ("command", "B-1")]
+    assert last[0].payload["after_batch"] == "B-1" and len(qa.deviations(rec, "B-1")) == before
+    assert not qa.deviations(rec, "")  # a cell-level trip is no batch's deviation
+
+
 def test_coi_mismatch_deviations_of_the_custody_log_are_read_with_the_same_shape(rec, clock):
     rec.append("deviation", batch_id="B-4", actor="system", action="deviation.raise", reason="COI mismatch",
                payload={"deviation": "DEV-B-4-COI-001", "rule": "COI-02", "description": "wrong bag",
