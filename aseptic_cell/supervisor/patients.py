@@ -52,6 +52,7 @@ from ..coi import (
 )
 from ..coi.isbt128 import parse_coi_id, parse_din
 from ..coi.model import GenealogyError
+from ..results import CommandResult
 from ..scheduling.admission import AdmissionControl
 from ..scheduling.arbiter import LINE_CLEARANCE, Arbiter, RequestState
 from ..scheduling.resources import OPEN_ZONE, ResourceSet
@@ -76,16 +77,17 @@ class LabelReader:
         self.cell = cell
         self.no_reads: dict[str, int] = {}
         """Container id -> its reads that fail (no decode) before one succeeds (a damaged label)."""
-        self.presented: dict[str, str] = {}
-        """Location -> label payload presented instead of the expected container's (a mix-up)."""
+        self.presented: dict[tuple[str, str], str] = {}
+        """(expected container, location) -> the label read there instead (a mix-up: another bag
+        where the step expects this one)."""
 
     def read(self, location: str, container_id: str, attempt: int) -> ScanResult:
         reader = f"reader:{location}"
         if self.no_reads.get(container_id, 0) > 0:
             self.no_reads[container_id] -= 1
             return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
-        if location in self.presented:
-            return ScanResult(self.presented.pop(location), reader_id=reader, attempt=attempt)
+        if (container_id, location) in self.presented:
+            return ScanResult(self.presented.pop((container_id, location)), reader_id=reader, attempt=attempt)
         c = self.cell.coi.genealogy.get(container_id)
         if c is None:
             return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
@@ -155,10 +157,8 @@ class PatientCell:
         """Batch -> start of its open phase in progress (SEG-01/06)."""
 
     # ------------------------------------------------------------------ admission
-    def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str) -> Any:
+    def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str) -> CommandResult:
         """RunBatch of a patient recipe (the supervisor checked the user, the id and the record)."""
-        from ..results import CommandResult
-
         sup = self.sup
         if sup.main.active:
             return sup._refuse_batch(user, "start", "EXCLUSIVE",
@@ -324,7 +324,7 @@ class PatientCell:
 
     def register(self, ex: BatchExecutive, container: str, location: str, kind: ContainerKind,
                  parents: list[str], attempt: int = 1) -> tuple[str, str]:
-        c_label = self.reader.presented.pop(location, None)
+        c_label = self.reader.presented.pop((container, location), None)
         payload = c_label if c_label is not None else encode_label(ex.coi, container)
         scan = ScanResult(payload, reader_id=f"reader:{location}", attempt=attempt)
         out = self.coi.register(scan, Expectation(ex.batch_id, ex.coi, container, location), actor="system",
@@ -333,7 +333,7 @@ class PatientCell:
         return self._verdict(ex, out)
 
     def receive(self, ex: BatchExecutive, container: str, location: str) -> tuple[str, str]:
-        payload = self.reader.presented.pop(location, None) or encode_label(ex.coi, container, ex.din)
+        payload = self.reader.presented.pop((container, location), None) or encode_label(ex.coi, container, ex.din)
         scan = ScanResult(payload, reader_id=f"reader:{location}")
         out = self.coi.receive(scan, Expectation(ex.batch_id, ex.coi, None, location), actor="system",
                                paperwork_coi=ex.coi, paperwork_din=ex.din, seal_intact=True,

@@ -75,6 +75,11 @@ def two_patients(cfg, tmp_path_factory):
         assert len(opened) <= 1, f"SEG-01: two COIs open at once {opened}"
         seen["open_cois"] |= opened  # type: ignore[operator]
         seen["waits"] += [w for q in cell.queue() for w in q["why"]]  # type: ignore[operator]
+        if opened and seen.get("last") and opened != seen["last"]:  # SEG-05: another COI opens only after the purge
+            assert r.now() >= cell.arbiter.zone_ready_at, "SEG-05: opened during the purge wait"
+            seen["changeovers"] = int(seen.get("changeovers", 0)) + 1  # type: ignore[call-overload]
+        if opened:
+            seen["last"] = opened
         if seen["campaign"] is None and r.now() > 600:
             seen["campaign"] = r.sup.run_batch("CART-TRANSDUCTION", "CAMPAIGN-1", "op1")
 
@@ -104,6 +109,7 @@ def test_two_patients_complete_each_with_its_own_verified_record_its_coi_in_ever
         assert actions[0] == "custody.aph_receipt" and "custody.weld" in actions and "custody.cryo_start" in actions
     assert sup.patient_cell.violations == []
     assert seen["open_cois"] == {COI_A, COI_B}  # both opened, never at once
+    assert int(seen.get("changeovers", 0)) >= 2  # type: ignore[call-overload]  # each after its purge wait
     # SEG-04: the line clearance between the patients is recorded, then the purge wait (SEG-05)
     lc = [e for ex in sup.patients.values() for e in ex.record.entries(kinds=["custody"])
           if e.action == "custody.line_clearance"]
@@ -157,7 +163,7 @@ def test_a_mismatched_bag_at_the_rtp_stops_holds_both_batches_quarantines_and_al
     assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
     g = sup.patient_cell.coi.genealogy
     run.run_until(lambda: g.get("APH-P-A") is not None and g.container("APH-P-A").location != "RTP", 600)
-    sup.patient_cell.reader.presented["RTP"] = encode_label(COI_A, "APH-P-A", DIN_A)  # A's bag handed to B
+    sup.patient_cell.reader.presented[("APH-P-B", "RTP")] = encode_label(COI_A, "APH-P-A", DIN_A)  # A's bag to B
     assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
     run.run_until(lambda: _state(sup, "P-B") == "Held", 600)
     assert _state(sup, "P-B") == "Held" and _state(sup, "P-A") == "Held"
@@ -226,3 +232,44 @@ def test_a_cell_wide_trip_holds_active_phases_incubation_runs_on_excursion_scope
         kinds=["deviation"])), [d.payload for d in sup.patients[incubating].record.entries(kinds=["deviation"])]
     run.advance(120)
     assert _state(sup, opener) == "Running"
+
+
+def test_a_weld_of_two_cois_is_refused_before_the_welder_moves_and_holds_both(cfg, tmp_path):
+    """SEG-03 / COI-10: A's feed weld reads B's bag at the welder: no WELD is logged, both batches
+    hold, a deviation names both COIs."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    cell = sup.patient_cell
+    g = cell.coi.genealogy
+    a = sup.patients["P-A"]
+    run.run_until(lambda: g.get("BAG-P-B") is not None and g.get("BAG-P-A") is not None
+                  and (a.active_phase or "").endswith("/incubate_d2"), 4 * 3600)
+    assert (a.active_phase or "").endswith("/incubate_d2")  # A's next phase is feed_1: a weld
+    cell.reader.presented[("BAG-P-A", "WLD")] = encode_label(COI_B, "BAG-P-B")
+    welds = len([e for e in a.record.entries(kinds=["custody"]) if e.action == "custody.weld"])
+    run.run_until(lambda: a.sm.state.value == "Held", 3600)
+    assert a.sm.state.value == "Held" and _state(sup, "P-B") == "Held"
+    assert "COI" in a.held_reason and a.coi_stop
+    assert len([e for e in a.record.entries(kinds=["custody"]) if e.action == "custody.weld"]) == welds
+    devs = [e.payload for e in a.record.entries(kinds=["deviation"]) if "coi_expected" in e.payload]
+    assert devs and devs[-1]["coi_expected"] == COI_A and devs[-1]["code"] == "COI_CONNECT_REFUSED"
+    assert devs[-1]["rule"] == "COI-10" and set(devs[-1]["hold_batches"]) == {"P-A", "P-B"}  # SEG-03
+
+
+def test_a_second_patient_cannot_take_the_open_zone_while_another_owns_it(cfg, tmp_path):
+    """SEG-01/04: a request for the open zone by B while A's open block owns it is not granted;
+    the arbiter says why (dirty after A, line clearance) and raises A's line clearance first."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    cell = sup.patient_cell
+    assert run.run_until(lambda: bool(cell.open_now), 3600)
+    owner = next(iter(cell.open_now))
+    other = next(b for b in sup.patients if b != owner)
+    sneak = cell.arbiter.request(other, "sneak_open", {"GRADE_A_OPEN_ZONE"}, run.now(), open=True)
+    cell.arbiter.arbitrate(run.now())
+    assert sneak.state.value == "waiting"
+    why = " ".join(str(w) for w in cell.arbiter.why(sneak, run.now()))
+    assert "GRADE_A_OPEN_ZONE" in why and owner in why
+    cell.arbiter.cancel(sneak.id)
