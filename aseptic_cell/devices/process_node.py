@@ -92,7 +92,37 @@ def make_nodes() -> list[ProcessEquipmentNode]:
     return [ProcessEquipmentNode(k) for k in PROCESS_KINDS]
 
 
+SHARED_CONFIG_S = 30.0
+"""The six nodes configure one after the other: a configuration parsed less than this long ago
+(wall) is reused instead of parsed and validated again (~0.5 s CPU each); a later configure
+(after ``cleanup``) reads the files again."""
+
+
+def _share_config_loads() -> None:
+    """In this process only: ``aseptic_cell.config.load_config`` (what each node's configure
+    calls) answers from a parse of the same directory made less than ``SHARED_CONFIG_S`` ago."""
+    import time
+
+    from .. import config as config_pkg
+
+    original = config_pkg.load_config
+    cache: dict[str, tuple[float, Any]] = {}
+
+    def load_config(config_dir: Any = None, *args: Any, **kwargs: Any) -> Any:
+        key = str(config_dir)
+        hit = cache.get(key)
+        if args or kwargs or hit is None or time.monotonic() - hit[0] > SHARED_CONFIG_S:
+            cfg = original(config_dir, *args, **kwargs)
+            if not args and not kwargs:
+                cache[key] = (time.monotonic(), cfg)
+            return cfg
+        return hit[1]
+
+    config_pkg.load_config = load_config  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
+    _share_config_loads()
     return run_device_node(make_nodes, argv)  # type: ignore[arg-type]
 
 
