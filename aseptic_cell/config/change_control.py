@@ -186,13 +186,19 @@ def load_items(root: str | Path) -> dict[tuple[str, str], Item]:
             for d in (doc.get(list_key) or []) if isinstance(doc, dict) else []:
                 add(kind, d, name)
     if (root / MOTION_FILE).is_file():
-        from ..motion.library import LibraryError, MotionLibrary
+        from ..motion.library import FORMAT_VERSION, LibraryError, LibraryPath
 
-        try:
-            lib = MotionLibrary.load(root / MOTION_FILE)
-        except LibraryError as exc:
-            raise ChangeControlError(str(exc)) from None
-        for lp in lib.paths.values():
+        # the library's own path model and hash; read with the C YAML loader (the file is large)
+        doc = _read_yaml(root / MOTION_FILE) or {}
+        if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
+            raise ChangeControlError(f"{MOTION_FILE}: expected a mapping with version: {FORMAT_VERSION}")
+        for d in doc.get("paths") or []:
+            try:
+                lp = LibraryPath.from_dict(d)
+            except LibraryError as exc:
+                raise ChangeControlError(f"{MOTION_FILE}: {exc}") from None
+            if ("motion_path", lp.name) in items:
+                raise ChangeControlError(f"{MOTION_FILE}: path name {lp.name!r} repeated")
             items[("motion_path", lp.name)] = Item(
                 "motion_path", lp.name, MOTION_FILE, None, "approved" if lp.approval else "draft",
                 lp.computed_hash(), lp.to_dict(), lp.approval)
