@@ -256,9 +256,11 @@ function peSummary(kind, d) {
   let rows = [], extra = "", bad = !!d.latched;
   if (kind === "incubator") {
     const n = (P.incubator || {}).slots || 0;
-    bad = bad || g["incubator.in_spec"] === false || g["incubator.overtemp_cutout"] === true;
+    // out of band during a door access is expected (the alarms wait for their delay): shown, not alarmed
+    bad = bad || g["incubator.overtemp_cutout"] === true;
     rows = [["T / CO₂ / RH", `${F(g["incubator.temp_c"])} °C / ${F(g["incubator.co2_pct"])} % / ${F(g["incubator.rh_pct"])} %`,
-      g["incubator.in_spec"] === false ? "alarm" : ""], ["in spec", g["incubator.in_spec"] == null ? "?" : yes(g["incubator.in_spec"])],
+      g["incubator.in_spec"] === false ? "p-medium" : ""],
+      ["over-temperature cut-out", g["incubator.overtemp_cutout"] ? "TRIPPED" : "no", g["incubator.overtemp_cutout"] ? "alarm" : ""], ["in spec", g["incubator.in_spec"] == null ? "?" : yes(g["incubator.in_spec"])],
       ["door", g["incubator.door_open"] ? "OPEN" : "closed", g["incubator.door_open"] ? "p-medium" : ""],
       ["slots free", `${g["incubator.slots_free"] ?? "?"} / ${n}`]];
     let cells = "";
