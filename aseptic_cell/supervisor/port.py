@@ -268,7 +268,7 @@ class InProcessCell:
         """The one command path (:func:`aseptic_cell.devices.pipeline.execute`), in-process."""
         host = self._hosts.get(node)
         if host is None:
-            return False, RefusalCode.INVALID, f"unknown device node {node!r}; known: {list(NODES)}", {}
+            return False, RefusalCode.INVALID, f"unknown device node {node!r}; known: {list(self._hosts)}", {}
         out = pipeline.execute(host, name, args, motion=self.motion if node == "arm" else None,
                                user=user, reason=reason)
         self.invalidate()
