@@ -48,8 +48,10 @@ SHORTCUT_ITERS = 60
 #: limit of lazy searches per query, and how many roadmaps a scene keeps. The limit is far
 #: above the edge count on purpose: each search either returns or removes a colliding edge,
 #: so the search ends anyway, and a lower budget would make the outcome depend on what the
-#: memo already knew (0 disables the roadmap).
-ROADMAP_VERTICES = 1500
+#: memo already knew (0 disables the roadmap). 3,000 vertices: with 1,500, 6 of the 20
+#: station pairs of the 1,024-box benchmark scene fell back to RRT-Connect (10-23 ms each,
+#: the p95 above 10 ms); with 3,000 none did (benchmarks/planning.py).
+ROADMAP_VERTICES = 3000
 ROADMAP_K = 10
 ROADMAP_SEED = 0x5EED
 ROADMAP_ROUNDS = 1 << 30
