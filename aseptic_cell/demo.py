@@ -387,3 +387,78 @@ def _sim_time(client: CellClient) -> float:
     if s is None:
         return math.nan
     return s.stamp.sec + s.stamp.nanosec * 1e-9
+
+
+def run_patients_demo(config_dir: str, patients: int, *, json_out: bool = False, record_dir: str | None = None,
+                      tick_s: float = 60.0, step_s: float = 5.0, max_sim_h: float = 96.0) -> int:
+    """``cellctl demo --patients N``: N patient batches of PATIENT-CART-SHORT at once on the
+    supervisor and the simulated cell **in-process** (:class:`~.supervisor.runner.InProcessRun`,
+    sim time at full speed; not yet over the ROS graph: RunBatch carries no COI/DIN). Prints one
+    JSON object with ``batches`` (per batch ``coi``, ``result`` PASS/FAIL, ``record`` file, whether
+    it verifies, whether its custody is complete and every entry carries the COI). Exit 0 only if
+    every batch passed."""
+    from .coi import CustodyLog, check_custody, make_din
+    from .config import load_config
+    from .records import BatchRecord, verify_file
+    from .supervisor.runner import InProcessRun
+
+    class _Clock:
+        def __init__(self) -> None:
+            self.t = time.time()
+
+        def now(self) -> float:
+            self.t = max(self.t + 1e-6, time.time())
+            return self.t
+
+    if not 1 <= patients <= 64:
+        print(json.dumps({"result": "INVALID", "error": f"--patients must be 1..64, got {patients}"}))
+        return 2
+    cfg = load_config(config_dir)
+    rdir = Path(record_dir or os.path.join(os.getcwd(), "records")) / time.strftime("patients-%Y%m%d-%H%M%S")
+    rdir.mkdir(parents=True, exist_ok=True)
+    run = InProcessRun(cfg, tick_s=tick_s, step_s=step_s, record=BatchRecord(rdir / "cell-record.db", _Clock()))
+    sup = run.sup
+    say = (lambda *a: None) if json_out else (lambda m: print(m, flush=True))
+    started: dict[str, Any] = {}
+    wall0 = time.monotonic()
+    for i in range(patients):
+        bid = f"P{i + 1:02d}"
+        coi = f"COI-DEMO{i + 1:04d}"
+        din = make_din("A9999", time.strftime("%y"), f"{i + 1:06d}").barcode_data
+        out = sup.run_batch("PATIENT-CART-SHORT", bid, "op1", coi=coi, din=din)
+        started[bid] = out
+        say(f"{bid} {coi}: {out.code} {out.reason}")
+    run.run_until(lambda: all(ex.sm.state.final or ex.sm.state.value == "Held" for ex in sup.patients.values()),
+                  max_sim_h * 3600)
+    batches = []
+    for bid, out in started.items():
+        ex = sup.patients.get(bid)
+        if ex is None:
+            batches.append({"batch_id": bid, "coi": "", "result": "FAIL", "record": "", "error": out.reason})
+            continue
+        path = str(ex.record.path)
+        entries = ex.record.entries()
+        custody = check_custody(CustodyLog(ex.record._record, "CELL-01"), bid)
+        ok = ex.sm.state.value == "Complete"
+        verified = verify_file(path).ok
+        batches.append({"batch_id": bid, "coi": ex.coi, "din": ex.din, "slot": ex.slot,
+                        "result": "PASS" if ok and verified and not custody else "FAIL",
+                        "state": ex.sm.state.value, "held_reason": ex.held_reason, "record": path,
+                        "record_verified": verified, "entries": len(entries),
+                        "entries_with_coi": sum(1 for e in entries if e.payload.get("coi") == ex.coi),
+                        "custody_problems": custody,
+                        "coi_deviations": sum(1 for e in ex.record.entries(kinds=["deviation"])
+                                              if "coi_expected" in e.payload)})
+    cell = sup.patient_cell
+    summary = {"result": "PASS" if batches and all(b["result"] == "PASS" for b in batches) else "FAIL",
+               "mode": "in-process", "patients": patients, "batches": batches,
+               "segregation_violations": list(cell.violations) if cell is not None else [],
+               "sim_s": run.now(), "wall_s": round(time.monotonic() - wall0, 1), "record_dir": str(rdir)}
+    if json_out:
+        print(json.dumps(summary, default=str))
+    else:
+        for b in batches:
+            say(f"{b['batch_id']} {b['coi']}: {b['result']} ({b.get('state')}) record {b['record']}")
+        say(f"{summary['result']}: {patients} batches in {summary['sim_s'] / 3600:.1f} h sim, "
+            f"{summary['wall_s']} s wall")
+    return 0 if summary["result"] == "PASS" else 1

@@ -273,3 +273,18 @@ def test_a_second_patient_cannot_take_the_open_zone_while_another_owns_it(cfg, t
     why = " ".join(str(w) for w in cell.arbiter.why(sneak, run.now()))
     assert "GRADE_A_OPEN_ZONE" in why and owner in why
     cell.arbiter.cancel(sneak.id)
+
+
+def test_cellctl_demo_patients_prints_one_json_object_with_each_batch_coi_result_and_record(tmp_path, capsys):
+    """``cellctl demo --patients N --json`` (in-process): one patient, the cell's own configuration."""
+    import json
+
+    from aseptic_cell.cli import main
+
+    code = main(["demo", "--patients", "1", "--speed", "max", "--json", "--record-dir", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and out["result"] == "PASS", out
+    (b,) = out["batches"]
+    assert b["coi"] == "COI-DEMO0001" and b["result"] == "PASS" and Path(b["record"]).is_file()
+    assert verify_file(b["record"]).ok and b["entries_with_coi"] == b["entries"] and b["custody_problems"] == {}
+    assert out["segregation_violations"] == []
