@@ -303,9 +303,14 @@ def _item_file(root: Path, item: Item) -> Path:
     return root / item.file
 
 
-def approve(root: str | Path, kind: str, item_id: str, users: Any, user_id: str, password: str) -> Any:
+def approve(root: str | Path, kind: str, item_id: str, users: Any, user_id: str, password: str, *,
+            record: Any = None) -> Any:
     """QA approval of one item: an e-signature over its content hash, appended to the approvals
     store, and its ``status:`` set to ``approved``. Returns the :class:`~aseptic_cell.auth.directory.Signature`.
+    With ``record`` (a batch record store) the signature is also appended to it (kind
+    ``signature``, cell level) with the signed canonical content, which re-hashes to the signed
+    hash (§11.70; ``cellctl record verify`` checks it): the approval is then also in the
+    hash-chained, sealed record, not only in the configuration directory.
 
     Raises:
         ChangeControlError: unknown kind/item, an obsolete item, a motion path (``cellctl motion
@@ -332,6 +337,12 @@ def approve(root: str | Path, kind: str, item_id: str, users: Any, user_id: str,
     sig = users.sign(user_id, password, APPROVAL_MEANING, item.content_hash, action=action)
     if sig.role != APPROVER_ROLE:
         raise ChangeControlError(f"approval needs a {APPROVER_ROLE} user, {user_id!r} is {sig.role}")
+    if record is not None:  # first: a record that cannot be written leaves nothing approved
+        signed = canonical({k: v for k, v in item.content.items() if k != "status"})
+        record.append("signature", batch_id="", actor=sig.user_id, role=sig.role, action=sig.action,
+                      reason=f"change control: approve {kind} {item_id} v{item.version}",
+                      payload={**sig.to_payload(), "signed_content": signed, "item_kind": kind, "item_id": item_id,
+                               "item_version": item.version, "item_file": item.file})
     # status line first (content hash unchanged by construction: checked), then the store
     path = _item_file(root, item)
     new_text = _set_status_text(path.read_text(encoding="utf-8"), kind, item_id, "approved")

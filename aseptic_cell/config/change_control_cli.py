@@ -2,8 +2,9 @@
 
   cellctl config status [--config DIR] [--json]
       every item: kind, id, version, status, effective state, content hash, approver
-  cellctl config approve KIND ID --user qa1 [--password-stdin] [--config DIR]
-      QA e-signature (meaning approval) over the item's content hash; status set to approved
+  cellctl config approve KIND ID --user qa1 [--password-stdin] [--config DIR] [--record FILE]
+      QA e-signature (meaning approval) over the item's content hash; status set to approved;
+      with --record also appended to the batch record with its signed content
   cellctl config diff A B [--config DIR] [--json]
       A, B: configuration directories or git revisions of the repository holding --config:
       items added/removed/changed field by field with their hashes, and every file that differs
@@ -58,6 +59,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_approve(args: argparse.Namespace) -> int:
     from aseptic_cell.auth import AuthError, UserDirectory
+    from aseptic_cell.records import RecordError
 
     from .change_control import ChangeControlError, approve
 
@@ -65,11 +67,20 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(
         f"password for {args.user} (signing {args.kind} {args.id}, meaning: approval): ")
     users = UserDirectory.from_file(root / "users.yaml", _WallClock())
+    record = None
+    if args.record:
+        from aseptic_cell.records import BatchRecord
+        from aseptic_cell.records.seal import load_sealer
+
+        record = BatchRecord(args.record, _WallClock(), sealer=load_sealer())
     try:
-        sig = approve(root, args.kind, args.id, users, args.user, password)
-    except (AuthError, ChangeControlError, ValueError) as exc:
+        sig = approve(root, args.kind, args.id, users, args.user, password, record=record)
+    except (AuthError, ChangeControlError, ValueError, RecordError) as exc:
         print(f"REFUSED: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if record is not None:
+            record.close()
     print(f"APPROVED {args.kind} {args.id}: {sig.manifest()}; content hash {sig.record_hash}")
     return EXIT_OK
 
@@ -108,6 +119,7 @@ def add_config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     a.add_argument("--user", required=True, help="QA user id")
     a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     a.add_argument("--config", help="configuration directory")
+    a.add_argument("--record", help="also append the signature to this batch record file (the cell's record)")
     a.set_defaults(func=_cmd_approve)
     d = csub.add_parser("diff", help="what changed between two configuration directories or git revisions")
     d.add_argument("a")

@@ -20,6 +20,7 @@ from aseptic_cell.auth import AuthError, UserDirectory
 from aseptic_cell.cli import main as cellctl
 from aseptic_cell.config import change_control as cc
 from aseptic_cell.config import default_config_dir, load_config
+from aseptic_cell.records import BatchRecord, verify_file
 from aseptic_cell.supervisor.recipes import load_recipe_file
 
 RECIPE = "CART-TRANSDUCTION"
@@ -180,7 +181,14 @@ def test_approve_signs_the_changed_item_keeps_comments_and_refuses_a_non_qa_sign
     with pytest.raises(cc.ChangeControlError, match="cellctl motion approve"):
         cc.approve(d, "motion_path", "park__incubator_place", users, "qa1", "qa1-demo-2026")
     assert cc.load_items(d)[("vhp_cycle", "VHP-ISO-STD")].status == "draft"  # nothing written by refusals
-    sig = cc.approve(d, "vhp_cycle", "VHP-ISO-STD", users, "qa1", "qa1-demo-2026")
+    rec = BatchRecord(tmp_path / "cell.db", _Clock())
+    sig = cc.approve(d, "vhp_cycle", "VHP-ISO-STD", users, "qa1", "qa1-demo-2026", record=rec)
+    entry = rec.entries()[-1]  # the approval is also in the hash-chained record, with its signed content
+    assert entry.kind == "signature" and entry.payload["item_id"] == "VHP-ISO-STD"
+    assert entry.payload["record_hash"] == sig.record_hash and entry.payload["item_version"] == 4
+    report = verify_file(tmp_path / "cell.db")
+    assert report.ok and report.signatures_checked == 1  # signed content re-hashes to the signed hash
+    rec.close()
     after = (d / "vhp_cycles.yaml").read_text()
     assert after == text.replace("    version: 4\n    status: draft", "    version: 4\n    status: approved", 1)
     item = cc.load_items(d)[("vhp_cycle", "VHP-ISO-STD")]
