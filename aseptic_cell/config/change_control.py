@@ -345,12 +345,16 @@ def approve(root: str | Path, kind: str, item_id: str, users: Any, user_id: str,
                                "item_version": item.version, "item_file": item.file})
     # status line first (content hash unchanged by construction: checked), then the store
     path = _item_file(root, item)
-    new_text = _set_status_text(path.read_text(encoding="utf-8"), kind, item_id, "approved")
-    _atomic_write(path, new_text)
-    after = load_items(root)[(kind, item_id)]
-    if after.content_hash != item.content_hash or after.status != "approved":
-        raise ChangeControlError(f"{path}: setting the status changed the content (hash {after.content_hash}); "
-                                 "nothing approved, check the file")
+    original = path.read_text(encoding="utf-8")
+    _atomic_write(path, _set_status_text(original, kind, item_id, "approved"))
+    try:
+        after: Item | None = load_items(root).get((kind, item_id))
+    except ChangeControlError:
+        after = None
+    if after is None or after.content_hash != item.content_hash or after.status != "approved":
+        _atomic_write(path, original)  # put the file back as it was
+        raise ChangeControlError(f"{path}: setting the status line would change the item's content; "
+                                 "nothing approved (file left as it was)")
     history = load_approvals(root)
     history.append({"kind": kind, "id": item_id, "version": item.version, "content_hash": item.content_hash,
                     "approval": sig.to_payload()})
