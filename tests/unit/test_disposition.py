@@ -37,9 +37,30 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(scope="module")
+def cfg_dir(tmp_path_factory) -> Path:
+    """config/users.yaml (same users, roles, permissions) with the demo passwords re-hashed at the
+    policy's own PBKDF2 floor instead of 600 000 iterations (a third of the hashing per
+    signature: the file's tests sign some sixty times), and config/deviations.yaml."""
+    import shutil
+
+    import yaml
+
+    from aseptic_cell.auth.passwords import hash_password
+
+    d = tmp_path_factory.mktemp("config")
+    doc = yaml.safe_load((REPO / "config" / "users.yaml").read_text(encoding="utf-8"))
+    floor = int(doc["policy"]["min_iterations"])
+    for u in doc["users"]:
+        u["password_hash"] = hash_password(f"{u['id']}-demo-2026", iterations=floor)
+    (d / "users.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    shutil.copy(REPO / "config" / "deviations.yaml", d / "deviations.yaml")
+    return d
+
+
 @pytest.fixture
-def users(clock) -> UserDirectory:
-    return UserDirectory.from_file(REPO / "config" / "users.yaml", clock)
+def users(clock, cfg_dir) -> UserDirectory:
+    return UserDirectory.from_file(cfg_dir / "users.yaml", clock)
 
 
 @pytest.fixture
@@ -401,7 +422,7 @@ def _sealed(tmp_path, monkeypatch):
     return load_sealer(sec)
 
 
-def test_cellctl_record_deviation_and_disposition(tmp_path, monkeypatch, capsys, clock):
+def test_cellctl_record_deviation_and_disposition(tmp_path, monkeypatch, capsys, clock, cfg_dir):
     from aseptic_cell.cli import main
 
     sealer = _sealed(tmp_path, monkeypatch)
@@ -409,35 +430,36 @@ def test_cellctl_record_deviation_and_disposition(tmp_path, monkeypatch, capsys,
     with BatchRecord(path, clock, sealer=sealer) as rec:
         _tripped_batch(rec, clock)
     f = str(path)
+    CFG = ["--config", str(cfg_dir)]  # noqa: N806
     monkeypatch.setenv("QA_PW", PW["qa1"])
     monkeypatch.setenv("OP_PW", PW["op1"])
-    assert main(["record", "deviation", "list", f]) == 0
+    assert main(["record", "deviation", "list", f, *CFG]) == 0
     out = capsys.readouterr().out
     assert "batch B-1: 1 deviation(s), 1 open" in out and "[major] RAISED (interlock_trip)" in out
     with BatchRecord(path, clock) as rec:
         dev_id = _only_dev(rec, "B-1").id
-    assert main(["record", "disposition", f, "--release", "--user", "qa1", "--password-env", "QA_PW"]) == 1
+    assert main(["record", "disposition", f, *CFG, "--release", "--user", "qa1", "--password-env", "QA_PW"]) == 1
     assert "REFUSED (DEVIATION_OPEN)" in capsys.readouterr().err
-    assert main(["record", "disposition", f, "--release", "--user", "op1", "--password-env", "OP_PW"]) == 1
+    assert main(["record", "disposition", f, *CFG, "--release", "--user", "op1", "--password-env", "OP_PW"]) == 1
     assert "REFUSED (PERMISSION)" in capsys.readouterr().err
-    assert main(["record", "deviation", "raise", f, "--user", "op1", "--description", "cuff ring loose on GP2",
+    assert main(["record", "deviation", "raise", f, *CFG, "--user", "op1", "--description", "cuff ring loose on GP2",
                  "--class", "major"]) == 0
     assert "DEV-B-1-M001 [major] RAISED" in capsys.readouterr().out
     for d in (dev_id, "DEV-B-1-M001"):
-        assert main(["record", "deviation", "close", f, d, "--user", "qa1", "--password-env", "QA_PW",
+        assert main(["record", "deviation", "close", f, d, *CFG, "--user", "qa1", "--password-env", "QA_PW",
                      "--root-cause", "glove lot 42 seam failure, lot blocked"]) == 0
     assert "CLOSED" in capsys.readouterr().out
-    assert main(["record", "disposition", f, "--status"]) == 0
+    assert main(["record", "disposition", f, *CFG, "--status"]) == 0
     assert "batch B-1: OPEN" in capsys.readouterr().out
-    assert main(["record", "disposition", f, "--release", "--user", "qa1", "--password-env", "QA_PW"]) == 0
+    assert main(["record", "disposition", f, *CFG, "--release", "--user", "qa1", "--password-env", "QA_PW"]) == 0
     assert "batch B-1 released at seq" in capsys.readouterr().out
     assert main(["record", "verify", f]) == 0  # still sealed to the head: the CLI wrote with the cell key
-    assert main(["record", "deviation", "raise", f, "--user", "op1", "--description", "after the release"]) == 1
+    assert main(["record", "deviation", "raise", f, *CFG, "--user", "op1", "--description", "after the release"]) == 1
     assert "REFUSED (DISPOSITIONED)" in capsys.readouterr().err
 
 
 def test_cellctl_disposition_refuses_a_rewritten_record_with_a_recomputed_chain(tmp_path, monkeypatch, capsys,
-                                                                               clock):
+                                                                               clock, users, cfg_dir):
     """The walk of `cellctl record verify`: a chain recomputed without the cell key is refused."""
     from aseptic_cell.cli import main
 
@@ -445,18 +467,19 @@ def test_cellctl_disposition_refuses_a_rewritten_record_with_a_recomputed_chain(
     path = tmp_path / "cli.db"
     with BatchRecord(path, clock, sealer=sealer) as rec:
         _tripped_batch(rec, clock)
-        _close_all(rec, UserDirectory.from_file(REPO / "config" / "users.yaml", clock))
+        _close_all(rec, users)
     other = tmp_path / "rewritten.db"
     with BatchRecord(path, clock) as src, BatchRecord(other, clock) as dst:  # same content, no cell key
         for e in src.entries():
             dst.append(e.kind, batch_id=e.batch_id, actor=e.actor, role=e.role, action=e.action, reason=e.reason,
                        payload=e.payload)
     monkeypatch.setenv("QA_PW", PW["qa1"])
-    assert main(["record", "disposition", str(other), "--release", "--user", "qa1", "--password-env", "QA_PW"]) == 1
+    assert main(["record", "disposition", str(other), "--config", str(cfg_dir), "--release", "--user", "qa1",
+                 "--password-env", "QA_PW"]) == 1
     assert "REFUSED (CHAIN_INVALID)" in capsys.readouterr().err
 
 
-def test_hmi_disposition_routes(tmp_path, monkeypatch, clock):
+def test_hmi_disposition_routes(tmp_path, monkeypatch, clock, users):
     from fastapi.testclient import TestClient
 
     from aseptic_cell.hmi.app import create_app
@@ -483,7 +506,6 @@ def test_hmi_disposition_routes(tmp_path, monkeypatch, clock):
         def record_path(self):
             return str(path)
 
-    users = UserDirectory.from_file(REPO / "config" / "users.yaml", clock)
     app = create_app(HmiConfig(), Backend(), users, plant={"cell": {"name": "test"}})
     base = "http://127.0.0.1:8700"
     with TestClient(app, base_url=base) as c:
