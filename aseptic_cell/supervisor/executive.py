@@ -108,6 +108,7 @@ class BatchExecutive:
         self.phase_ends: dict[str, float] = {}
         """Process phase id -> its end (sim s): the windows' reference (patient batches)."""
         self.held_since = math.nan
+        self.max_hold_raised = False
         self.impacted = False
         """SEG-06 / COI-30: the batch's product may have been exposed (QA hold)."""
         self.coi_stop = ""

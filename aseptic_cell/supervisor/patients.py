@@ -281,6 +281,7 @@ class PatientCell:
         for ex in list(sup.patients.values()):
             if not ex.active:
                 continue
+            self._max_hold(ex, now)
             with sup.focused(ex):
                 for _ in range(4):
                     before = ex.sm.state
@@ -289,6 +290,24 @@ class PatientCell:
                         break
                 if ex.sm.state.final:
                     self.finish(ex)
+
+    def _max_hold(self, ex: BatchExecutive, now: float) -> None:
+        """INT-02: a hold longer than the phase's ``max_hold`` (else the process's
+        ``default_max_hold``) raises a deviation for that batch only, once per hold."""
+        if ex.sm.state is not S.HELD:
+            ex.held_since, ex.max_hold_raised = math.nan, False
+            return
+        if math.isnan(ex.held_since):
+            ex.held_since = now
+        pid = (ex.active_phase or "").rsplit("/", 1)[-1]
+        ph = next((p for p in ex.process.phases if p.id == pid), None)
+        limit = ph.max_hold if ph is not None and ph.max_hold is not None else ex.process.default_max_hold
+        if not ex.max_hold_raised and now - ex.held_since > limit:
+            ex.max_hold_raised = True
+            ex.journal.audit("deviation", "system", "deviation.raise",
+                             f"INT-02: held {now - ex.held_since:.0f} s > max_hold {limit:.0f} s in phase {pid}",
+                             {"rule": "INT-02", "code": "MAX_HOLD_EXCEEDED", "phase": pid, "held_since": ex.held_since,
+                              "max_hold_s": limit, "held_reason": ex.held_reason})
 
     def _line_clearances(self, now: float) -> None:
         """SEG-04: the owner's line clearance, granted by the arbiter, lasts ``t_line_clearance``

@@ -199,6 +199,10 @@ def test_a_batch_local_fault_holds_that_batch_only(cfg, tmp_path):
     done_a = len(sup.patients["P-A"].phase_ends)
     run.advance(900)
     assert len(sup.patients["P-A"].phase_ends) > done_a and _state(sup, "P-B") == "Held"
+    # INT-02: held beyond max_hold (3 min in the short process) -> a deviation for B only
+    int02 = [e for e in sup.patients["P-B"].record.entries(kinds=["deviation"]) if e.payload.get("rule") == "INT-02"]
+    assert len(int02) == 1 and int02[0].payload["max_hold_s"] == 180.0
+    assert not [e for e in sup.patients["P-A"].record.entries(kinds=["deviation"]) if e.payload.get("rule") == "INT-02"]
 
 
 def test_a_cell_wide_trip_holds_active_phases_incubation_runs_on_excursion_scope_and_own_restarts(cfg, tmp_path):
