@@ -1,6 +1,12 @@
 """`cellctl demo --arm mujoco --bag FILE.mcap`: a full batch with the arm's motion executed by
 MuJoCo physics (its own process, joint_trajectory_controller topics), no contact, the record
-verified; the MCAP of the batch decoded by an independent reader (mcap_ros2), counts per topic."""
+verified; the MCAP of the batch decoded by an independent reader (mcap_ros2), counts per topic.
+
+This is also the suite's `cellctl demo --speed max --json` end-to-end batch (it was a second graph
+and a second whole batch in test_demo.py, the same batch with the arm modelled by sim_world): the
+whole graph runs one batch, VHP aeration and autoclave F0 within their targets, exit 0. The
+default-arm batch over the graph runs to Complete in test_supervisor_graph; the demo's scenario
+runs in test_demo.py use the default arm."""
 
 from __future__ import annotations
 
@@ -28,6 +34,12 @@ def test_batch_on_the_mujoco_arm_recorded_to_mcap(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["result"] == "PASS" and summary["batch_state"] == "Complete"
     assert verify_file(summary["record"]).ok
+    # the whole batch's process results (before: test_demo.py's own demo batch)
+    assert summary["vhp"]["aeration_end_ppm"] <= 1.0
+    # F0 >= the program's target (15 min, config/autoclave_programs.yaml)
+    assert summary["autoclave"]["f0_min"] >= 15.0
+    assert summary["sim_time_s"] > 3600 and summary["wall_time_s"] > 0
+    assert isinstance(summary["refusals"], list)
     assert all(rc == 0 for rc in summary["exit_codes"].values()) and "mujoco_arm" in summary["exit_codes"]
 
     physics = summary["arm_physics"]
