@@ -314,6 +314,12 @@ class SupervisorNode(Node):
         interrupted = self.sup.recover_interrupted()
         if interrupted:
             self.get_logger().error(interrupted)
+        from ..supervisor.timesync import TimeSyncMonitor
+        from ..timesync import load_time_sync_settings
+
+        # issue 15 item 8: the clock's offset from the configured time source (or its absence),
+        # checked on a worker thread; CELL_TIME_SYNC raised/cleared and recorded on each change
+        self.time_sync = TimeSyncMonitor(load_time_sync_settings(cfg_dir))
         from ..security import Verifier
 
         self._verifier = Verifier()
@@ -382,6 +388,7 @@ class SupervisorNode(Node):
         try:
             self.sup.tick()
             self._check_watchdog()
+            self.time_sync.poll(self.sup)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision silently
             self.get_logger().error(f"tick failed: {exc!r}")
         self._publish_status()
