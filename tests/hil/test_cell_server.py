@@ -598,8 +598,9 @@ def test_node_opcua_client_browses_reads_subscribes_and_calls(cell, fake):
 
 
 def test_server_only_observes_ros(cell, fake):
-    """ARCHITECTURE rule 4: the bridge publishes nothing and serves nothing; its one client is
-    /cell/batch/command (used only for authenticated, role-checked method calls)."""
+    """ARCHITECTURE rule 4: the bridge publishes nothing and serves nothing; its clients are
+    /cell/batch/command and /cell/alarms/acknowledge (the HMI's acknowledge path, for the A&C
+    Acknowledge method; both only for authenticated, role-checked method calls)."""
     node = fake.node
     deadline = time.monotonic() + 10
     while "opcua_server" not in node.get_node_names() and time.monotonic() < deadline:
@@ -609,7 +610,7 @@ def test_server_only_observes_ros(cell, fake):
     services = {s for s, _ in node.get_service_names_and_types_by_node("opcua_server", "/")}
     assert all(s.startswith("/opcua_server/") for s in services), services  # parameter services only
     clients = {s for s, _ in node.get_client_names_and_types_by_node("opcua_server", "/")}
-    assert clients == {"/cell/batch/command"}, clients
+    assert clients == {"/cell/batch/command", "/cell/alarms/acknowledge"}, clients
 
 
 # ---------------------------------------------------------------------------- companion specs (issue 18)

@@ -136,15 +136,21 @@ class ServerProcess:
             cmd, stdout=self._logf, stderr=subprocess.STDOUT, env=env, cwd=str(REPO), start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
-        while not self.ready.exists():
+        while not self._ready_pid():  # (the server writes the file in place: wait for whole JSON)
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"server not ready within {timeout_s} s:\n{self.log_text()[-3000:]}")
             time.sleep(0.05)
-        self.pid = json.loads(self.ready.read_text())["pid"]
         return self
+
+    def _ready_pid(self) -> bool:
+        try:
+            self.pid = json.loads(self.ready.read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
