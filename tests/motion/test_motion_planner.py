@@ -31,6 +31,11 @@ def _assert_certified(scene: Scene, res, qa, qb, conditions=()) -> None:
     np.testing.assert_allclose(res.samples[-1], qb, atol=1e-12)
     again = scene.check_trajectory(res.samples, res.dt, conditions=set(conditions))
     assert again.ok, again.reason
+    # the planner's own check (fast acceptance) reports the exact minimum or a lower bound
+    assert res.check is not None and res.check.ok
+    assert scene.margin <= res.check.clearance <= again.clearance + 1e-12
+    if res.check.clearance_exact:
+        assert res.check.clearance == pytest.approx(again.clearance, abs=1e-12)
 
 
 def test_plans_around_an_obstacle_where_the_straight_move_collides(scene):
