@@ -213,6 +213,9 @@ class Supervisor:
     def summary(self) -> dict[str, Any]:
         return views.summary(self)
 
+    def batches(self) -> dict[str, Any]:
+        return views.batches(self)
+
     # ================================================================== behaviour context
     def now(self) -> float:
         return self.clock.now()
@@ -355,13 +358,20 @@ class Supervisor:
             recipe = resolve_recipe(recipe_id, self.cfg)
         except RecipeError as exc:
             return self._refuse_batch(user, "start", "RECIPE", str(exc), batch_id=batch_id)
+        # change control (issue 15 item 7): a GMP batch refuses a draft, obsolete, unapproved or
+        # changed item; the whole configuration's hash is recorded at batch start
+        from ..config.change_control import batch_start_check
+
+        verdict = batch_start_check(self.cfg, recipe)
+        if not verdict.ok:
+            return self._refuse_batch(user, "start", verdict.code, verdict.reason, batch_id=batch_id)
         if self.sm.state.final:
             self.sm.reset(user, "new batch")
         self.recipe, self.batch_id, self.batch_user = recipe, batch_id, user
         self.alarms.set_batch(batch_id)
         self._load_tree()
         self.journal.audit("command", user, "batch.start", f"recipe {recipe.id} v{recipe.version}",
-                    {"recipe_id": recipe.id, "recipe_version": recipe.version})
+                    {"recipe_id": recipe.id, "recipe_version": recipe.version, **verdict.to_payload()})
         self.sm.start(user, f"recipe {recipe.id} v{recipe.version}")
         return CommandResult(True, "OK", f"batch {batch_id} started", state=self.sm.state.value)
 

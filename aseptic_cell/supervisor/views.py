@@ -54,3 +54,12 @@ def summary(sup: Supervisor) -> dict[str, Any]:
         "alarms": [a for a in j.alarm_log if a.get("event") in ("raised", "raised_hidden")],
         "timeline": list(j.timeline),
     }
+
+
+def batches(sup: Supervisor) -> dict[str, Any]:
+    """Every patient batch (COI, DIN, state, slot, phase, held reason, IMPACTED, record), the
+    open-zone owner and the queue of waiting requests with why each waits (the operator's view)."""
+    cell = sup.patient_cell
+    if cell is None:
+        return {"batches": [], "zone_owner": None, "queue": []}
+    return {"batches": cell.status(), "zone_owner": cell.zone_owner(), "queue": cell.queue()}

@@ -117,6 +117,9 @@ def test_two_patients_complete_each_with_its_own_verified_record_its_coi_in_ever
     assert any("purge wait" in w for w in seen["waits"]) and any("line clearance" in w for w in seen["waits"])
     # the slots went back to cleaning
     assert sup.patient_cell.arbiter.slot_of == {}
+    view = sup.batches()
+    assert [(b["batch_id"], b["coi"], b["state"]) for b in view["batches"]] == [
+        ("P-A", COI_A, "Complete"), ("P-B", COI_B, "Complete")] and view["queue"] == []
 
 
 def test_the_campaign_recipe_is_refused_beside_patient_batches_and_they_beside_it(two_patients, cfg, tmp_path):
