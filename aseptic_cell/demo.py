@@ -421,15 +421,28 @@ def run_patients_demo(config_dir: str, patients: int, *, json_out: bool = False,
     say = (lambda *a: None) if json_out else (lambda m: print(m, flush=True))
     started: dict[str, Any] = {}
     wall0 = time.monotonic()
-    for i in range(patients):
-        bid = f"P{i + 1:02d}"
-        coi = f"COI-DEMO{i + 1:04d}"
-        din = make_din("A9999", time.strftime("%y"), f"{i + 1:06d}").barcode_data
-        out = sup.run_batch("PATIENT-CART-SHORT", bid, "op1", coi=coi, din=din)
-        started[bid] = out
-        say(f"{bid} {coi}: {out.code} {out.reason}")
-    run.run_until(lambda: all(ex.sm.state.final or ex.sm.state.value == "Held" for ex in sup.patients.values()),
-                  max_sim_h * 3600)
+    pending = [(f"P{i + 1:02d}", f"COI-DEMO{i + 1:04d}", make_din("A9999", time.strftime("%y"), f"{i + 1:06d}"))
+               for i in range(patients)]
+    retry_s = 1800.0  # a batch admission control refuses (the cell is full) is offered again later
+    next_try = [0.0]
+
+    def admit(r: Any) -> None:
+        if not pending or r.now() < next_try[0]:
+            return
+        next_try[0] = r.now() + retry_s
+        while pending:
+            bid, coi, din = pending[0]
+            out = sup.run_batch("PATIENT-CART-SHORT", bid, "op1", coi=coi, din=din.barcode_data)
+            started[bid] = out
+            say(f"t={r.now():.0f} s {bid} {coi}: {out.code} {out.reason}")
+            if out.code == "ADMISSION":
+                return  # FIFO: the next waits behind it
+            pending.pop(0)
+
+    run.hooks.append(admit)
+    admit(run)
+    run.run_until(lambda: not pending and all(ex.sm.state.final or ex.sm.state.value == "Held"
+                                              for ex in sup.patients.values()), max_sim_h * 3600)
     batches = []
     for bid, out in started.items():
         ex = sup.patients.get(bid)
