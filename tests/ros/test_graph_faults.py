@@ -4,8 +4,10 @@ auto-resume, and recovery only on an explicit operator action."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import threading
 import time
 
 import pytest
@@ -31,15 +33,40 @@ def _change_state(client: CellClient, node: str, transition_id: int) -> bool:
 
 
 def test_simulator_loss_latches_devices_raises_alarm_and_needs_operator_recovery(tmp_path):
+    """Also (issue 12 item 8, was test_sim_world_restart.py on a graph of its own): the restarted
+    simulator resumes the sim clock where the graph left it (sim_world reads the device nodes'
+    /diagnostics stamps): /clock and the devices' signal times never go backwards. Before: the new
+    world published /clock from 0 and the supervisor's signed restarts were refused (RB-02)."""
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import String
+
     with running_graph(tmp_path, speed=500.0) as (procs, client, specs):
+        lock = threading.Lock()
+        clock: list[float] = []
+        sig_t: list[float] = []
+
+        def on_clock(m):
+            with lock:
+                clock.append(m.clock.sec + m.clock.nanosec * 1e-9)
+
+        def on_signals(m):
+            with lock:
+                sig_t.append(float(json.loads(m.data)["t"]))
+
+        client.node.create_subscription(Clock, "/clock", on_clock, 50)
+        client.node.create_subscription(String, "/cell/isolator/signals", on_signals, 50)
         assert client.door("isolator", "hatch_a", "open", user="op1").accepted
         client.wait_state("isolator", lambda s: s.hatch_door_a_open, 30.0, "door A open")
         assert client.door("isolator", "hatch_a", "close", user="op1").accepted
         client.wait_state("isolator", lambda s: s.hatch_seal_a_inflated, 30.0, "door A sealed")
+        wait_until(lambda: len(clock) > 10 and len(sig_t) > 3 and clock[-1] > 100.0, 30.0, "sim time running")
 
         procs.kill("sim_world", signal.SIGKILL)
         client.wait_state("isolator", lambda s: not s.comm_ok, 15.0, "isolator comm lost")
         assert "(latched)" in client.state("isolator").lifecycle_state
+        with lock:
+            n_clock, n_sig = len(clock), len(sig_t)
+            last_clock, last_sig = max(clock), max(sig_t)
         wait_until(lambda: any(a.alarm_id == "ISO1_COMM_LOSS" for a in client.alarms), 10.0, "comm loss alarm")
         r = client.door("isolator", "hatch_a", "open", user="op1")
         assert not r.accepted and r.code in ("LATCHED", "COMM_STALE")
@@ -48,6 +75,14 @@ def test_simulator_loss_latches_devices_raises_alarm_and_needs_operator_recovery
         # the simulator comes back: data flows again, but nothing resumes by itself
         procs.start_one(graph_by_name(specs)["sim_world"])
         client.wait_state("isolator", lambda s: s.comm_ok, 60.0, "isolator comm restored")
+        # a real plant does not jump back in time: the new world's clock and signals go on from
+        # the last ones the graph saw
+        wait_until(lambda: len(clock) > n_clock + 10 and len(sig_t) > n_sig + 3, 30.0, "sim time running again")
+        with lock:
+            after_clock, after_sig = clock[n_clock:], sig_t[n_sig:]
+        assert min(after_clock) >= last_clock - 1e-6, (last_clock, after_clock[:5])
+        assert min(after_sig) >= last_sig - 1e-6, (last_sig, after_sig[:5])
+        assert all(b >= a for a, b in zip(after_clock, after_clock[1:], strict=False))
         # the node's alarm is the database's (id and priority) and returns to normal (issue 13 item 11)
         wait_until(lambda: any(a.alarm_id == "ISO1_COMM_LOSS" and a.state == "RTN" for a in client.alarms), 10.0,
                    "comm loss alarm returned to normal")
