@@ -53,7 +53,8 @@ def test_robot_task_through_approved_paths_only(tmp_path: Path, approved: bool) 
     moves: list[tuple[str, bool]] = []
     run.cell.listeners.append(
         lambda node, command, args, ok: moves.append((args["pose"], ok)) if command == "move_to_pose" else None)
-    run.run_batch("CART-TRANSDUCTION", "B-LIB", "op1")
+    # the test edits the configured recipe: an engineering run (a recipe file), not a GMP batch
+    run.run_batch(str(cfg.root / "recipes" / "cart_transduction.yaml"), "B-LIB", "op1")
     s = run.sup.summary()
     if approved:
         assert s["batch_state"] == "Complete", s["held_reason"]
