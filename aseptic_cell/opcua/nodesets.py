@@ -59,7 +59,7 @@ NS = {
 }
 
 
-CACHE_FORMAT = "encodings-1"  # changes when what the import adds changes (invalidates old caches)
+CACHE_FORMAT = "encodings-2"  # changes when what the import adds changes (invalidates old caches)
 
 
 class NodeSetsMissing(RuntimeError):
@@ -161,6 +161,7 @@ async def _add_encodings(server: Any, directory: Path) -> int:
 
     q = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
     ns_array = list(await server.get_namespace_array())
+    existing = server.iserver.aspace._nodes  # noqa: SLF001 - (some encodings did get imported)
     added = 0
     for f, _uri in NODESETS:
         root = ET.parse(directory / f).getroot()  # noqa: S314
@@ -180,6 +181,10 @@ async def _add_encodings(server: Any, directory: Path) -> int:
             for ref in dtype.iter(f"{q}Reference"):
                 target = (ref.text or "").strip()
                 if ref.get("ReferenceType") != "HasEncoding" or ref.get("IsForward") == "false" or target not in enc:
+                    continue
+                if nid(target) in existing:
+                    if enc[target] == "Default Binary":
+                        binary[nid(dtype.get("NodeId") or "")] = nid(target)
                     continue
                 item = ua.AddNodesItem()
                 item.RequestedNewNodeId = nid(target)
