@@ -463,7 +463,7 @@ def run_patients_demo(config_dir: str, patients: int, *, json_out: bool = False,
                         "coi_deviations": sum(1 for e in ex.record.entries(kinds=["deviation"])
                                               if "coi_expected" in e.payload)})
     cell = sup.patient_cell
-    summary = {"result": "PASS" if batches and all(b["result"] == "PASS" for b in batches) else "FAIL",
+    summary: dict[str, Any] = {"result": "PASS" if batches and all(b["result"] == "PASS" for b in batches) else "FAIL",
                "mode": "in-process", "patients": patients, "batches": batches,
                "segregation_violations": list(cell.violations) if cell is not None else [],
                "sim_s": run.now(), "wall_s": round(time.monotonic() - wall0, 1), "record_dir": str(rdir)}
