@@ -566,4 +566,7 @@ def create_app(
                        max_login_body_bytes=cfg.max_login_body_bytes, login_rate_per_min=cfg.login_rate_per_min,
                        login_burst=cfg.login_burst, api_rate_per_s=cfg.api_rate_per_s, api_burst=cfg.api_burst)
     app.include_router(disposition_router(users, backend.record_path))  # issue 15: deviations, QA disposition
+    from .batches_api import batches_router
+
+    app.include_router(batches_router(backend.snapshot))  # issue 14 item 7: the patient batches' view
     return app

@@ -148,6 +148,8 @@ class RosBackend:
             cim.InterlockStatusArray, "/cell/interlocks", lambda m: self._store("interlocks", m), latest
         )
         n.create_subscription(cim.TreeSnapshot, "/cell/tree", lambda m: self._store("tree", m), latest)
+        # issue 14 item 7: the patient batches' view (JSON, aseptic_cell.supervisor.batch_view)
+        n.create_subscription(String, "/cell/batches", functools.partial(self._on_signals, "batches"), latest)
         n.create_subscription(
             cim.AlarmArray, "/cell/alarms/active", lambda m: self._store("alarms", m), latest
         )
@@ -300,6 +302,7 @@ class RosBackend:
         tree, _, t_stale = get("tree", SUPERVISOR_TOPICS_STALE_S)
         active, _, a_stale = get("alarms", SUPERVISOR_TOPICS_STALE_S)
         lifecycle, _, _ = get("lifecycle", 1e9)
+        batches, _, bv_stale = get("pe:batches", SUPERVISOR_TOPICS_STALE_S)
         if active is not None and not a_stale:
             alarms = [dict(a, isa_priority=isa_priority(int(a["priority"]))) for a in active["alarms"]]
             alarm_view = {"source": "supervisor", "flood": bool(active.get("flood")), "list": alarms}
@@ -328,6 +331,7 @@ class RosBackend:
             "alarms": alarm_view,
             "lifecycle": lifecycle,
             "events": events,
+            "batches": dict(_finite(batches), stale=bv_stale) if isinstance(batches, dict) else None,
         }
 
     def trends(self) -> dict[str, Any]:

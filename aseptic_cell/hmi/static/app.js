@@ -194,6 +194,7 @@ function render() {
   if (S.view === "tree") renderTree();
   if (S.view === "alarms") renderAlarms();
   if (S.view === "batch") renderBatch();
+  if (S.view === "batches" && window.renderBatches) window.renderBatches(s);  // batches.js (issue 14 item 7)
 }
 
 function activeAlarms() {
