@@ -136,14 +136,14 @@ class LadsProgramUnit:
                     _arg("SupervisoryTaskId", string, "the task id, kept in the result"),
                     _arg("Samples", samples, "SampleInfoType[] (not used by this device)", 1)]
         run_out = [_arg("DeviceProgramRunId", string, "the device's run id")]
-        for name, handler, ins, outs in (
+        for mname, handler, ins, outs in (
             ("StartProgram", self._start_program, start_in, run_out),
             ("Start", self._start, [props], []),
             ("Stop", self._stop, [], []),
             ("Abort", self._abort, [], []),
             ("Clear", self._clear, [], []),
         ):
-            await fus.add_method(self._nid(f"sm/{name}"), self._qn(name), handler, ins, outs)
+            await fus.add_method(self._nid(f"sm/{mname}"), self._qn(mname), handler, ins, outs)
         pm = await add_typed_object(server, self.unit, self._nid("pm"), self._qn("ProgramManager"),
                                     node_id(LADS_PROGRAM_MANAGER_TYPE, lads))
         tset = await child(pm, ["ProgramTemplateSet"], nss)
@@ -161,14 +161,14 @@ class LadsProgramUnit:
                                ("Author", f"site configuration {self.map['templates']}.yaml")):
                 await set_value(await child(node, [key], nss), value)
         if ap is not None:
-            for name, value, vtype in (
+            for pname, value, vtype in (
                 ("DeviceProgramRunId", "", ua.VariantType.String),
                 ("CurrentStepName", ua.LocalizedText(""), ua.VariantType.LocalizedText),
                 ("CurrentRuntime", 0.0, ua.VariantType.Double),  # Duration, ms
                 ("CurrentStepRuntime", 0.0, ua.VariantType.Double),
             ):
-                self.active_nodes[name] = await ap.add_property(self._nid(f"ap/{name}"), self._qn(name),
-                                                                ua.Variant(value, vtype))
+                self.active_nodes[pname] = await ap.add_property(self._nid(f"ap/{pname}"), self._qn(pname),
+                                                                 ua.Variant(value, vtype))
         self.state = "Running" if values.get(self.map["active"]) else "Stopped"
         await self._write_state(self.state)
 

@@ -159,6 +159,8 @@ async def _add_encodings(server: Any, directory: Path) -> int:
 
     from asyncua import ua
 
+    from .uatyping import node_id
+
     q = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
     ns_array = list(await server.get_namespace_array())
     existing = server.iserver.aspace._nodes  # noqa: SLF001 - (some encodings did get imported)
@@ -170,7 +172,7 @@ async def _add_encodings(server: Any, directory: Path) -> int:
         def nid(text: str, uris: list[str] = uris) -> ua.NodeId:
             n = ua.NodeId.from_string(text)
             if n.NamespaceIndex:
-                n = ua.NodeId(n.Identifier, ns_array.index(uris[n.NamespaceIndex - 1]), n.NodeIdType)
+                n = node_id(n.Identifier, ns_array.index(uris[n.NamespaceIndex - 1]))  # type: ignore[arg-type]
             return n
 
         enc = {o.get("NodeId"): o.get("BrowseName") for o in root.iter(f"{q}UAObject")
@@ -191,8 +193,8 @@ async def _add_encodings(server: Any, directory: Path) -> int:
                 item.BrowseName = ua.QualifiedName(enc[target], 0)
                 item.NodeClass = ua.NodeClass.Object
                 item.ParentNodeId = nid(dtype.get("NodeId") or "")
-                item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasEncoding)
-                item.TypeDefinition = ua.NodeId(ua.ObjectIds.DataTypeEncodingType)
+                item.ReferenceTypeId = node_id(ua.ObjectIds.HasEncoding)
+                item.TypeDefinition = node_id(ua.ObjectIds.DataTypeEncodingType)
                 attrs = ua.ObjectAttributes()
                 attrs.DisplayName = ua.LocalizedText(enc[target])
                 item.NodeAttributes = attrs

@@ -28,7 +28,7 @@ from asyncua.server.internal_session import InternalSession
 
 from aseptic_cell.auth import AuthError, PermissionDenied, UserDirectory
 from aseptic_cell.opcua.nodesets import CompanionSpecs, NodeSetsMissing, load_companion_specs
-from aseptic_cell.opcua.uatyping import status_code
+from aseptic_cell.opcua.uatyping import node_id, status_code
 from aseptic_cell.results import CommandResult
 
 from .config import OpcUaServerConfig, ResolvedPaths, load_server_config
@@ -183,7 +183,7 @@ class CellServerApp:
         await self.model.build()
         # A&C (Part 9): Acknowledge is the type's method (AcknowledgeableConditionType), called on the
         # ConditionId; asyncua runs the method node's callback with that object as the parent
-        ack = s.get_node(ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge))
+        ack = s.get_node(node_id(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge))
         s.link_method(ack, self.acknowledge_condition)
         return self.model
 

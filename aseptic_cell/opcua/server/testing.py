@@ -269,7 +269,7 @@ class FakeSupervisor:
         self.node.create_service(BatchCommand, "/cell/batch/command", self._serve)
         from cell_interfaces.srv import AcknowledgeAlarm
 
-        self.acks: list[dict[str, str]] = []  # /cell/alarms/acknowledge requests (accepted unless refused)
+        self.acks: list[dict[str, Any]] = []  # /cell/alarms/acknowledge requests (accepted unless refused)
         self.ack_refuse: dict[str, str] = {}  # alarm id -> refusal reason
         self.node.create_service(AcknowledgeAlarm, "/cell/alarms/acknowledge", self._ack)
         self._ros.start()
