@@ -13,7 +13,7 @@ from typing import Any
 
 from ..catalogue import REASON, Arg, CommandSpec, command
 from ..process_equipment import equipment, slot_number
-from ..values import Refusal, bool_or_none, num_or_none, str_or_none
+from ..values import Refusal, bool_or_none, num_or_none
 
 SLOT = Arg("slot", "float")
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -36,6 +36,18 @@ class Slot:
     """'' = free / empty; None = unknown"""
 
 
+_SLOT_KEYS: dict[int, tuple[tuple[str, str, str], ...]] = {}
+
+
+def _slot_keys(n: int) -> tuple[tuple[str, str, str], ...]:
+    """The reading keys of slots 1..n (built once per slot count: the signals refresh every tick)."""
+    keys = _SLOT_KEYS.get(n)
+    if keys is None:
+        keys = _SLOT_KEYS[n] = tuple((f"slot.{i}.batch_id", f"slot.{i}.coi", f"slot.{i}.container_id")
+                                     for i in range(1, n + 1))
+    return keys
+
+
 @dataclass(frozen=True)
 class IncubatorReadings:
     temp_c: float | None
@@ -48,9 +60,9 @@ class IncubatorReadings:
 
     @classmethod
     def parse(cls, v: Mapping[str, Any], cfg: Any) -> IncubatorReadings:
-        n = equipment(cfg).incubator.slots
-        slots = tuple(Slot(str_or_none(v.get(f"slot.{i}.batch_id")), str_or_none(v.get(f"slot.{i}.coi")),
-                           str_or_none(v.get(f"slot.{i}.container_id"))) for i in range(1, n + 1))
+        keys = _slot_keys(equipment(cfg).incubator.slots)
+        get = v.get
+        slots = tuple(Slot(*(x if isinstance(x := get(k), str) else None for k in ks)) for ks in keys)
         return cls(num_or_none(v.get("temp_c")), num_or_none(v.get("co2_pct")), num_or_none(v.get("rh_pct")),
                    bool_or_none(v.get("door_open")), bool_or_none(v.get("overtemp_cutout")),
                    num_or_none(v.get("door_events")), slots)
@@ -99,11 +111,20 @@ def signals(r: IncubatorReadings, cfg: Any) -> dict[str, Any]:
                            "incubator.door_events": r.door_events,
                            "incubator.slots_free": (None if any(s.coi is None for s in r.slots)
                                                     else sum(1 for s in r.slots if not s.coi))}
-    for i, s in enumerate(r.slots, start=1):
-        out[f"incubator.slot.{i}.batch_id"] = s.batch_id
-        out[f"incubator.slot.{i}.coi"] = s.coi
-        out[f"incubator.slot.{i}.container_id"] = s.container_id
+    for names, s in zip(_signal_keys(len(r.slots)), r.slots, strict=True):
+        out[names[0]], out[names[1]], out[names[2]] = s.batch_id, s.coi, s.container_id
     return out
+
+
+_SIGNAL_KEYS: dict[int, tuple[tuple[str, str, str], ...]] = {}
+
+
+def _signal_keys(n: int) -> tuple[tuple[str, str, str], ...]:
+    keys = _SIGNAL_KEYS.get(n)
+    if keys is None:
+        keys = _SIGNAL_KEYS[n] = tuple((f"incubator.slot.{i}.batch_id", f"incubator.slot.{i}.coi",
+                                        f"incubator.slot.{i}.container_id") for i in range(1, n + 1))
+    return keys
 
 
 FUNCTIONAL_UNITS: tuple[tuple[str, tuple[str, ...]], ...] = (("Climate", ("temp", "co2", "rh", "door")),
