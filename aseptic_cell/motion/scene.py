@@ -584,10 +584,14 @@ class Scene:
             # every sample's clearance is >= min_bound (accepted ones by their bound, exact
             # ones because none below it was found): a lower bound, no closest pair
             min_c, closest, exact = min_bound, None, False
-        speeds = {"speed_chord_max": float(v_chord), "speed_bound_max": float(v_bound),
-                  "clearance_exact": exact, "fast_accepted": int(accepted)}
+        def result(ok: bool, index: int | None, reason: str, kind: str,
+                   failing: tuple[str, str] | None) -> TrajectoryCheck:
+            return TrajectoryCheck(ok, index, reason, kind, float(min_c), closest, failing, int(evals),
+                                   speed_chord_max=float(v_chord), speed_bound_max=float(v_bound),
+                                   clearance_exact=exact, fast_accepted=int(accepted))
+
         if code == 0:
-            return TrajectoryCheck(True, None, "", "ok", float(min_c), closest, None, int(evals), **speeds)
+            return result(True, None, "", "ok", None)
         failing = self.pair_names(pair)
         pair_txt = f"{failing[0]} vs {failing[1]}" if failing else "unknown pair"
         jtxt = f"joint {joint + 1}"
@@ -641,9 +645,7 @@ class Scene:
             )
         else:  # pragma: no cover - the C side only returns the codes above
             raise RuntimeError(f"unknown result code {code}")
-        return TrajectoryCheck(
-            False, int(index), reason, kind, float(min_c), closest, failing, int(evals), **speeds
-        )
+        return result(False, int(index), reason, kind, failing)
 
     def plan(
         self,
