@@ -150,6 +150,8 @@ def _source_of(p: Mapping[str, Any]) -> str:
     src = str(p.get("source") or "")
     if src:
         return src
+    if p.get("rule") == "INT-02":
+        return "hold_beyond_max"
     if "coi_expected" in p or "-COI-" in str(p.get("deviation", "")):
         return "coi_mismatch"
     return "manual"
@@ -164,6 +166,8 @@ def fold(entries: Iterable[Entry], policy: DeviationPolicy | None = None) -> dic
             continue
         p = e.payload
         did = str(p.get("deviation") or "")
+        if not did and e.action == "deviation.raise":
+            did = f"DEV-{e.batch_id}-S{e.seq}"  # raised without an id (INT-02 of a patient batch): named by its seq
         if not did:
             continue
         step = {"seq": e.seq, "hash": e.hash, "action": e.action, "actor": e.actor, "ts_iso": e.ts_iso,
@@ -226,6 +230,8 @@ class AutoRaiser:
 
     def consider(self, e: Entry) -> dict[str, Any] | None:
         """The payload of the ``deviation.raise`` entry ``e`` calls for, or None."""
+        if e.kind == "deviation" and e.payload.get("rule") == "INT-02":
+            self._held.pop(e.batch_id, None)  # the executive raised this hold's max_hold deviation itself
         if not e.batch_id or e.kind == "deviation":
             return None
         p = e.payload

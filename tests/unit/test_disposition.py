@@ -185,6 +185,27 @@ def test_coi_mismatch_deviations_of_the_custody_log_are_read_with_the_same_shape
     assert dev.source == "coi_mismatch" and dev.cls == "critical" and dev.open
 
 
+def test_a_deviation_raised_without_an_id_is_named_by_its_seq_and_blocks_the_disposition(rec, clock, users):
+    """A patient batch's INT-02 deviation (supervisor/patients.py) carries no id: it is still an open
+    deviation of the batch, closed by QA like any other, and the hold does not raise a second one."""
+    j = _tripped_batch(rec, clock, end="")
+    _close_all(rec, users)
+    j.auto.policy = qa.DeviationPolicy.from_mapping({"max_hold_s": 60})
+    _batch(j, "Held", "Holding")
+    clock.t += 120.0
+    j.audit("deviation", "system", "deviation.raise", "INT-02: held 120 s > max_hold 60 s", {"rule": "INT-02"})
+    _batch(j, "Restarting", "Held", "sup1")
+    _batch(j, "Running", "Restarting")
+    _batch(j, "Complete", "Running")
+    open_devs = [d for d in qa.deviations(rec, "B-1") if d.open]
+    assert [(d.source, d.id) for d in open_devs] == [("hold_beyond_max", f"DEV-B-1-S{open_devs[0].raised_seq}")]
+    with pytest.raises(qa.DeviationError) as e:
+        qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "release")
+    assert e.value.code == "DEVIATION_OPEN"
+    _close_all(rec, users)
+    assert qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "release").action == "disposition.release"
+
+
 def test_deviations_yaml_is_validated():
     with pytest.raises(ValueError, match="unknown source"):
         qa.DeviationPolicy.from_mapping({"default_class": {"trips": "major"}})
