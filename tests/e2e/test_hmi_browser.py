@@ -447,6 +447,13 @@ def test_unit_views_and_tree_render_live_trends(browser: Any, cell: Cell) -> Non
     page.click("nav button[data-view=tree]")
     page.wait_for_selector(".tree-node")
     shot(page, "11_tree")
+    # the Batches view (issue 14 item 7): the supervisor's /cell/batches view reaches the page through
+    # the HMI backend and renders its rows (this graph runs no patient batch: the table says so)
+    page.click("nav button[data-view=batches]")
+    page.wait_for_function("() => document.querySelector('#batches-status').textContent.includes('batch(es)')")
+    assert "no patient batches" in page.text_content("#batches-rows tr")
+    assert "open-zone owner" in page.text_content("#batches-zone")
+    shot(page, "12_batches")
     page.context.close()
 
 
