@@ -63,7 +63,7 @@
     const out = [`<svg id="batch-gantt-svg" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="phases per batch over time">`];
     for (let k = 0; k <= 4; k++) {  // time axis: 5 ticks
       const t = t0 + (t1 - t0) * k / 4;
-      out.push(`<line x1="${x(t).toFixed(1)}" y1="${top - 4}" x2="${x(t).toFixed(1)}" y2="${H}" class="g-grid"/><text x="${x(t).toFixed(1)}" y="11" class="g-axis">${esc(dur(t - t0))}</text>`);
+      out.push(`<line x1="${x(t).toFixed(1)}" y1="${top - 4}" x2="${x(t).toFixed(1)}" y2="${H}" class="g-grid"/><text x="${x(t).toFixed(1)}" y="11" class="g-axis" text-anchor="${k === 4 ? "end" : k ? "middle" : "start"}">${esc(dur(t - t0))}</text>`);
     }
     ids.forEach((id, i) => {
       const y = top + i * lane;
