@@ -48,10 +48,13 @@ SHORTCUT_ITERS = 60
 #: limit of lazy searches per query, and how many roadmaps a scene keeps. The limit is far
 #: above the edge count on purpose: each search either returns or removes a colliding edge,
 #: so the search ends anyway, and a lower budget would make the outcome depend on what the
-#: memo already knew (0 disables the roadmap). 3,000 vertices: with 1,500, 6 of the 20
-#: station pairs of the 1,024-box benchmark scene fell back to RRT-Connect (10-23 ms each,
-#: the p95 above 10 ms); with 3,000 none did (benchmarks/planning.py).
-ROADMAP_VERTICES = 3000
+#: memo already knew (0 disables the roadmap). A query that the roadmap cannot answer tries a
+#: second, larger roadmap (ROADMAP_VERTICES_LARGE, built on first need) before RRT-Connect:
+#: with 1,500 vertices only, 6 of the 20 station pairs of the 1,024-box benchmark scene fell
+#: back to RRT-Connect (10-23 ms each, the station p95 above 10 ms); with 3,000 none did, but
+#: 3,000 for every query made the search of the others slower (benchmarks/planning.py).
+ROADMAP_VERTICES = 1500
+ROADMAP_VERTICES_LARGE = 3000
 ROADMAP_K = 10
 ROADMAP_SEED = 0x5EED
 ROADMAP_ROUNDS = 1 << 30
@@ -109,18 +112,17 @@ def _planning_scene(scene: Scene, buffer: float) -> Scene:
     return scene.inflated(buffer)
 
 
-def _roadmap(ps: Scene, active: bytes) -> object:
+def _roadmap(ps: Scene, active: bytes, n: int = ROADMAP_VERTICES) -> object:
     """The lazy roadmap of planning scene ``ps`` for ``active`` at the current SIMD level
     (built on first use). Its memo of edge verdicts makes later queries faster; it never
     changes their result (``src/roadmap.c``)."""
-    cache: dict[tuple[bytes, str], object] = ps.__dict__.setdefault("_roadmaps", {})
-    key = (active, _ccheck.simd_level())
+    cache: dict[tuple[bytes, str, int], object] = ps.__dict__.setdefault("_roadmaps", {})
+    key = (active, _ccheck.simd_level(), n)
     rm = cache.get(key)
     if rm is None:
         if len(cache) >= ROADMAP_CACHE:
             cache.pop(next(iter(cache)))
-        rm = cache[key] = _ccheck.roadmap_new(ps._capsule, active, ROADMAP_VERTICES, ROADMAP_K,
-                                              ROADMAP_SEED)
+        rm = cache[key] = _ccheck.roadmap_new(ps._capsule, active, n, ROADMAP_K, ROADMAP_SEED)
     return rm
 
 
@@ -290,18 +292,32 @@ def plan(
         ps = _planning_scene(scene, buf)
         active = ps._mask_arg(conds)
         ts = time.perf_counter()
-        rm = _roadmap(ps, active) if roadmap else None
-        code, n, iters, m, c = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
-                                            int(shortcut_iters), float(buf), EXTEND_RAD, out,
-                                            rm, ROADMAP_ROUNDS)
+        if roadmap and ROADMAP_ROUNDS > 0:
+            # the roadmap (no RRT budget), then the larger roadmap and RRT-Connect
+            code, n, iters, m, c = _ccheck.plan(ps._capsule, qs, qg, active, seed, 0, int(shortcut_iters),
+                                                float(buf), EXTEND_RAD, out, _roadmap(ps, active),
+                                                ROADMAP_ROUNDS)
+            checked += c
+            if code in (3, 4):
+                code, n, iters, m, c = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
+                                                    int(shortcut_iters), float(buf), EXTEND_RAD, out,
+                                                    _roadmap(ps, active, ROADMAP_VERTICES_LARGE),
+                                                    ROADMAP_ROUNDS)
+                checked += c
+        else:
+            code, n, iters, m, c = _ccheck.plan(ps._capsule, qs, qg, active, seed, int(max_samples),
+                                                int(shortcut_iters), float(buf), EXTEND_RAD, out,
+                                                None, ROADMAP_ROUNDS)
+            checked += c
         search_ms += (time.perf_counter() - ts) * 1e3
-        method, checked = _METHODS.get(m, "rrt"), checked + c
+        method = _METHODS.get(m, "rrt")
         if code not in (1, 2):  # start/goal inside the buffer only: retry with a smaller one
             break
     if code != 0:
         name = _CODES.get(code, "no_path")
         if name == "no_path":
-            where = f"on the roadmap ({ROADMAP_VERTICES} vertices) nor " if roadmap and ROADMAP_ROUNDS > 0 else ""
+            where = (f"on the roadmaps ({ROADMAP_VERTICES} and {ROADMAP_VERTICES_LARGE} vertices) nor "
+                     if roadmap and ROADMAP_ROUNDS > 0 else "")
             return refuse(name, f"no path {where}within the budget of {max_samples} samples", iters)
         return refuse(name, f"{name.split('_')[0]} within {scene.margin * 1000 + buf * 1000:.1f} mm of "
                             f"an obstacle (planning buffer); no room to plan", iters)

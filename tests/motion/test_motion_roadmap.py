@@ -131,6 +131,6 @@ def test_roadmap_per_simd_level_certified(scene, level):
         _assert_certified(scene, res, qa, qb)
         assert res.method in ("straight", "roadmap")
         ps = P._planning_scene(scene, P.PLAN_BUFFER_M)
-        assert (ps._mask_arg(None), level) in ps.__dict__["_roadmaps"]
+        assert (ps._mask_arg(None), level, P.ROADMAP_VERTICES) in ps.__dict__["_roadmaps"]
     finally:
         _ccheck.set_simd_level(prev)
