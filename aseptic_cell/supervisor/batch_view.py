@@ -74,7 +74,7 @@ def _slack(cell: PatientCell, ex: BatchExecutive, now: float) -> float | None:
         rest = phases[ids.index(active):]
     else:
         rest = [p for p in phases if p.id not in done]
-    return due - sum(p.duration for p in rest) - now
+    return float(due - sum(p.duration for p in rest) - now)
 
 
 def _next_action(cell: PatientCell, ex: BatchExecutive, now: float) -> str:
