@@ -276,27 +276,43 @@ class CellProcesses:
     # --- stop ----------------------------------------------------------------------------
 
     def stop(self, timeout_s: float = 5.0) -> dict[str, int]:
-        """SIGTERM each group in reverse start order, SIGKILL what survives ``timeout_s``.
+        """Stop the processes in reverse start order, one tier at a time: the lifecycle manager,
+        then the services (supervisor, HMI, ...), then the devices, then the simulator. Within a
+        tier every group gets SIGTERM at once (they do not depend on each other: stopping them one
+        by one only added up their shutdown times); SIGKILL for what survives ``timeout_s``.
 
         Returns:
             name -> exit code (negative: killed by that signal) for every process started.
         """
         self._stopped = True
         codes: dict[str, int] = {}
-        for p in reversed(self.procs):
-            codes.setdefault(p.name, self._stop_one(p, timeout_s))
+        tiers: list[list[Proc]] = []
+        for p in reversed(self.procs):  # consecutive processes of one kind form a tier
+            if tiers and tiers[-1][0].spec.kind == p.spec.kind:
+                tiers[-1].append(p)
+            else:
+                tiers.append([p])
+        for tier in tiers:
+            for p in tier:
+                self._terminate(p)
+            for p in tier:
+                codes.setdefault(p.name, self._stop_one(p, timeout_s))
         for t in self._threads:
             t.join(timeout=2.0)
         self._remove_guard()
         return {p.name: codes[p.name] for p in self.procs if p.name in codes}
 
+    @staticmethod
+    def _terminate(p: Proc) -> None:
+        if p.popen.poll() is None:
+            log.info("stopping %s (pid %d): SIGTERM", p.name, p.pid)
+            _killpg(p.pid, signal.SIGTERM)
+
     def _stop_one(self, p: Proc, timeout_s: float) -> int:
         pgid = p.pid  # session leader: pgid == pid
         if p.popen.returncode is not None and not group_members(pgid):
             return p.popen.returncode  # already stopped and reaped (stop() called twice)
-        if p.popen.poll() is None:
-            log.info("stopping %s (pid %d): SIGTERM", p.name, p.pid)
-            _killpg(pgid, signal.SIGTERM)
+        if p.popen.poll() is None:  # its tier's SIGTERM went out already
             try:
                 p.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
