@@ -42,6 +42,7 @@ import io
 import json
 import os
 import pstats
+import re
 import statistics
 import sys
 import tempfile
@@ -64,6 +65,11 @@ class _Clock:
     def now(self) -> float:
         self.t = max(self.t + 1e-6, time.time())
         return self.t
+
+
+def _generic(reason: str) -> str:
+    """A wait reason with batch ids and numbers blanked, to count alike reasons together."""
+    return re.sub(r"\d+(\.\d+)?", "#", re.sub(r"P\d{2}", "P##", reason))[:160]
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -99,6 +105,8 @@ class _Bench:
         self.admitted_at: dict[str, float] = {}
         self.refusals: Counter[str] = Counter()
         self.last_refusal = ""
+        self.wait_reasons: Counter[str] = Counter()
+        """Why the waiting phases waited (the arbiter's reasons, batch ids and times blanked)."""
 
     def offer(self) -> None:
         """RunBatch of the next waiting batch (one per tick, as the cell allows)."""
@@ -140,6 +148,9 @@ class _Bench:
         rid = ex.requests.get(path.rsplit("/", 1)[-1])
         req = self.sup.patient_cell.arbiter.requests.get(rid) if rid is not None else None
         if req is not None and req.state is RequestState.WAITING:
+            arb = self.sup.patient_cell.arbiter
+            for w in arb.why(req, self.run.now()) or ["ranked behind others"]:
+                self.wait_reasons[_generic(str(w))] += 1
             return "waiting"
         return f"working_{ex.phase_kind(path) or 'other'}" if req is not None else "starting"
 
@@ -212,6 +223,7 @@ def measure(n: int, ticks: int, *, tick_s: float = 2.0, warmup_tick_s: float = 3
             "last_admission_refusal": b.last_refusal,
             "in_progress": {"min": min(inprog), "median": statistics.median(inprog), "max": max(inprog)},
             "doing_share": {k: round(v / samples, 3) for k, v in sorted(doing.items())},
+            "wait_reasons_top": dict(b.wait_reasons.most_common(8)),
             "state_share": {k: round(v / samples, 3) for k, v in sorted(states.items())},
             "phases_in_window": {ph: sorted(bs) for ph, bs in sorted(phases_seen.items())},
             "per_batch_at_end": per_batch,

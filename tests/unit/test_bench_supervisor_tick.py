@@ -41,6 +41,7 @@ def test_measure_two_batches_times_ticks_while_both_are_in_progress(bench, tmp_p
     assert r["phases_in_window"] and all(set(bs) <= {"P01", "P02"} for bs in r["phases_in_window"].values())
     assert abs(sum(r["doing_share"].values()) - 1.0) < 0.01
     assert set(r["doing_share"]) <= {"incubation", "working_open", "working_closed", "waiting", "starting"}
+    assert bool(r["wait_reasons_top"]) == ("waiting" in r["doing_share"])  # a wait says why
     for key in ("tick_wall_ms", "tick_cpu_ms"):
         assert set(r[key]) == STATS and 0 < r[key]["p50"] <= r[key]["p99"] <= r[key]["max"]
     assert r["rules"] > 0 and r["segregation_violations"] == 0
