@@ -580,6 +580,22 @@ def _loaded_differs(cfg: Any, item: Item, recipe: Any) -> bool:
     return False
 
 
+_ITEMS_BY_HASH: dict[tuple[str, str], dict[tuple[str, str], Item]] = {}
+
+
+def _items_of(root: Path, chash: str) -> dict[tuple[str, str], Item]:
+    """:func:`load_items` of ``root`` whose files hash to ``chash`` (every byte of every file, read
+    just now): parsed once per content — the YAML parse, not the hashing, is what a batch start
+    paid (~30 ms per RunBatch; the stateful tests start thousands)."""
+    key = (str(root.resolve()), chash)
+    items = _ITEMS_BY_HASH.get(key)
+    if items is None:
+        if len(_ITEMS_BY_HASH) >= 16:
+            _ITEMS_BY_HASH.clear()
+        items = _ITEMS_BY_HASH[key] = load_items(root)
+    return dict(items)
+
+
 def batch_start_check(cfg: Any, recipe: Any, *, gmp: bool | None = None) -> BatchStartVerdict:
     """Change control at batch start: the hash of the whole configuration and, for a GMP batch, a
     refusal when the recipe or any item it uses (VHP cycles, autoclave programs, the motion library's
@@ -601,7 +617,7 @@ def batch_start_check(cfg: Any, recipe: Any, *, gmp: bool | None = None) -> Batc
         gmp = isinstance(recipe, ProcessDefinition) or cfg.recipes.get(getattr(recipe, "id", None)) is recipe
     try:
         chash = config_hash(root)
-        items = load_items(root)
+        items = _items_of(root, chash)
     except (OSError, ChangeControlError) as exc:
         return BatchStartVerdict(not gmp, "CONFIG_UNREADABLE" if gmp else "OK",
                                  f"change control: the configuration cannot be read: {exc}", gmp, "")
