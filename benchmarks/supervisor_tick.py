@@ -145,12 +145,15 @@ class _Bench:
         path = ex.active_phase or ""
         if ex.phase_kind(path) == "incubation":
             return "incubation"
+        cell = self.sup.patient_cell
+        assert cell is not None
+        arb = cell.arbiter
         rid = ex.requests.get(path.rsplit("/", 1)[-1])
-        req = self.sup.patient_cell.arbiter.requests.get(rid) if rid is not None else None
+        req = arb.requests.get(rid) if rid is not None else None
         if req is not None and req.state is RequestState.WAITING:
-            arb = self.sup.patient_cell.arbiter
-            for w in arb.why(req, self.run.now()) or ["ranked behind others"]:
-                self.wait_reasons[_generic(str(w))] += 1
+            reasons = [str(w) for w in arb.why(req, self.run.now())] or ["ranked behind others"]
+            for w in reasons:
+                self.wait_reasons[_generic(w)] += 1
             return "waiting"
         return f"working_{ex.phase_kind(path) or 'other'}" if req is not None else "starting"
 
