@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from aseptic_cell.auth._yaml import load_yaml_strict
 from aseptic_cell.records.canonical import iso_utc
+from aseptic_cell.records.store import RecordClosedError
 
 from .models import PRIORITY_RANK, AlarmDef, AlarmSettings, AlarmsFile
 from .shelving import AlarmShelving
@@ -545,6 +546,11 @@ class AlarmManager(AlarmShelving):
         while self._pending:
             try:
                 self._record.append("alarm", **self._pending[0])
+            except RecordClosedError:  # its batch was released/rejected by QA (issue 15): the cell's event now
+                e = self._pending[0]
+                self._pending[0] = {**e, "batch_id": "",
+                                    "payload": {**e.get("payload", {}), "closed_batch": e["batch_id"]}}
+                continue
             except Exception:
                 log.exception(
                     "alarm event could not be written to the batch record; %d event(s) queued",

@@ -329,7 +329,8 @@ def dispose(record: Any, users: Any, user: str, password: str, batch_id: str, de
     assert entry is not None
     # other writers share the record (the supervisor, other batches): an entry of THIS batch that
     # landed between the signed head and the signature would not be covered by it
-    late = [e.seq for e in record.entries(batch_id=batch_id) if head_seq < e.seq < entry.seq]
+    # (alarm events the alarm manager still files under the ended batch are the cell's: not counted)
+    late = [e.seq for e in record.entries(batch_id=batch_id) if head_seq < e.seq < entry.seq and e.kind != "alarm"]
     if late:
         raise _refuse(record, user, batch_id, action, "CONCURRENT_CHANGE",
                       f"entries {late[:10]} of batch {batch_id} were written while signing: sign again")

@@ -574,3 +574,21 @@ def test_the_batch_report_shows_the_deviations_and_the_disposition(rec, clock, u
     assert report.disposition["state"] == "RELEASED" and report.deviations[0]["state"] == "CLOSED"
     html = render_html(report)
     assert "Deviations and disposition" in html and "RELEASED" in html and report.deviations[0]["id"] in html
+
+
+def test_the_alarm_manager_files_a_released_batchs_alarm_events_at_cell_level(rec, clock, users):
+    """It keeps the last batch id while the cell idles: after the release its events must neither be
+    refused for ever (its queue would block every later alarm event) nor change the batch."""
+    from aseptic_cell.alarms.manager import AlarmManager
+    from aseptic_cell.config.loader import load_config
+
+    _tripped_batch(rec, clock)
+    _close_all(rec, users)
+    mgr = AlarmManager(load_config(REPO / "config").alarms, clock, rec)
+    mgr.set_batch("B-1")
+    qa.dispose(rec, users, "qa1", PW["qa1"], "B-1", "release")
+    mgr.raise_("CELL_INTERLOCK_TRIP", "supervisor", True, "after the release")
+    mgr.raise_("CELL_RECORD_FAULT", "supervisor", True, "and the next one")
+    written = rec.entries(kinds=["alarm"])
+    assert len(written) >= 2 and all(e.batch_id == "" and e.payload["closed_batch"] == "B-1" for e in written)
+    assert qa.disposition_status(rec, "B-1")["state"] == "RELEASED" and rec.verify().ok
