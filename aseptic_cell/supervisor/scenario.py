@@ -330,7 +330,11 @@ def run_in_process(sc: Scenario, path: Path, cfg: CellConfig, *, record: Any = N
                                                          "reason": start_out.reason})
     summary["bypasses"] = [b.view() for b in sup.operator.bypasses.items.values()]
     summary["deviations"] = [dict(d.__dict__) for d in sup.operator.deviations.items.values()]
-    latched = {n: bool(cell.latched(n)) for n in cell.node_devices}
+    # the devices a trip makes safe (trips.SAFE_ORDER); the process equipment runs on through a
+    # cell-wide trip (INT-01: incubation continues), so it is not expected latched
+    from .trips import SAFE_ORDER
+
+    latched = {n: bool(cell.latched(n)) for n in cell.node_devices if n in SAFE_ORDER}
     summary["latched"] = latched
     failures = evaluate(sc, summary, latched)
     if pending:
