@@ -556,6 +556,8 @@ def _used_keys(recipe: Any) -> tuple[list[tuple[str, str]], set[str]]:
             keys.append(("autoclave_program", str(p["program"])))
         elif ph.type == "robot_task":
             poses.update(str(w) for w in list(p.get("waypoints") or [])[1:])
+        elif ph.type == "process":  # a patient recipe: its phases come from the process definition
+            keys.append(("process", str(p["process"])))
     return list(dict.fromkeys(keys)), poses
 
 

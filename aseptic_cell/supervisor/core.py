@@ -392,8 +392,14 @@ class Supervisor:
             recipe = resolve_recipe(recipe_id, self.cfg)
         except RecipeError as exc:
             return self._refuse_batch(user, "start", "RECIPE", str(exc), batch_id=batch_id)
+        from ..config.change_control import batch_start_check  # change control, as for the campaign batch
+
+        verdict = batch_start_check(self.cfg, recipe)
+        if not verdict.ok:
+            return self._refuse_batch(user, "start", verdict.code, verdict.reason, batch_id=batch_id)
         (_u, _o, ph), = list(recipe.phases())
-        return self.patient_cell.run(recipe, str(ph.params["process"]), batch_id, user, coi, din)
+        return self.patient_cell.run(recipe, str(ph.params["process"]), batch_id, user, coi, din,
+                                     start_payload=verdict.to_payload())
 
     def recover_interrupted(self) -> str:
         """At start-up: hold a batch the reopened record shows in progress (the supervisor that ran

@@ -157,8 +157,10 @@ class PatientCell:
         """Batch -> start of its open phase in progress (SEG-01/06)."""
 
     # ------------------------------------------------------------------ admission
-    def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str) -> CommandResult:
-        """RunBatch of a patient recipe (the supervisor checked the user, the id and the record)."""
+    def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str,
+            start_payload: dict[str, Any] | None = None) -> CommandResult:
+        """RunBatch of a patient recipe (the supervisor checked the user, the id, the record and change
+        control; ``start_payload``: what the batch-start entry records besides, e.g. the configuration hash)."""
         sup = self.sup
         if sup.main.active:
             return sup._refuse_batch(user, "start", "EXCLUSIVE",
@@ -203,7 +205,8 @@ class PatientCell:
             ex.journal.audit("command", user, "batch.start", f"recipe {recipe.id} v{recipe.version}",
                              {"recipe_id": recipe.id, "recipe_version": recipe.version, "process": process.id,
                               "din": din, "slot": adm.slot,
-                              "admission": {k: round(v, 1) for k, v in adm.projected_peak_min_per_day.items()}})
+                              "admission": {k: round(v, 1) for k, v in adm.projected_peak_min_per_day.items()},
+                              **(start_payload or {})})
             ex.sm.start(user, f"recipe {recipe.id} v{recipe.version}")
         return CommandResult(True, "OK", f"batch {batch_id} started (COI {ex.coi}, slot {adm.slot})",
                              state=ex.sm.state.value)

@@ -50,3 +50,42 @@ def test_gmp_batch_with_a_changed_cycle_is_refused(tmp_path):
     refusals = [e for e in rec.entries() if e.kind == "refusal"]
     assert refusals and refusals[-1].payload["code"] == "CONFIG_CHANGED"
     rec.close()
+
+
+PATIENT = "PATIENT-CART-SHORT"
+COI, DIN = "COI-AAAAAA", "=G12341765432170"
+
+
+def test_patient_batch_start_records_the_hash_and_a_changed_process_is_refused(tmp_path):
+    """The patient path of RunBatch (issue 14) runs the same change control: its recipe and the
+    process definition it names are items; a changed process refuses the batch before anything is
+    allocated (no slot, no executive, no record of its own)."""
+    cfg = load_config(default_config_dir())
+    rec = BatchRecord(tmp_path / "cell.db", _Clock())
+    run = InProcessRun(cfg, tick_s=5.0, record=rec)
+    expected = batch_start_check(cfg, cfg.recipes[PATIENT])
+    assert expected.ok and ("process", "cart-autologous-short") in {(i["kind"], i["id"]) for i in
+                                                                  expected.to_payload()["items"]}
+    out = run.sup.run_batch(PATIENT, "P-CC", "op1", coi=COI, din=DIN)
+    assert out.accepted, out.reason
+    ex = run.sup.executive("P-CC")
+    assert expected.config_hash in [e.payload.get("config_hash") for e in ex.record.entries("P-CC")
+                                    if isinstance(e.payload, dict)]
+    rec.close()
+
+    d = tmp_path / "config"
+    shutil.copytree(default_config_dir(), d)
+    p = d / "processes" / "cart-autologous-short.yaml"
+    text = p.read_text(encoding="utf-8")
+    assert "t_out_max: 3min" in text
+    p.write_text(text.replace("t_out_max: 3min", "t_out_max: 9min", 1), encoding="utf-8")
+    cfg2 = load_config(d)
+    rec2 = BatchRecord(tmp_path / "cell2.db", _Clock())
+    run2 = InProcessRun(cfg2, tick_s=5.0, record=rec2)
+    out2 = run2.sup.run_batch(PATIENT, "P-CC2", "op1", coi=COI, din=DIN)
+    assert not out2.accepted and out2.code == "CONFIG_CHANGED", out2
+    assert "cart-autologous-short" in out2.reason
+    assert "P-CC2" not in run2.sup.patients
+    refusals = [e for e in rec2.entries() if e.kind == "refusal"]
+    assert refusals and refusals[-1].payload["code"] == "CONFIG_CHANGED"
+    rec2.close()
