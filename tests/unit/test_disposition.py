@@ -367,7 +367,7 @@ def test_an_entry_of_the_batch_written_while_qa_signs_refuses_the_disposition(re
             return getattr(users, name)
 
         def sign(self, *a, **k):
-            rec.append("alarm", batch_id="B-1", actor="system", action="ISO1_DP_LOW.raise", reason="late alarm")
+            rec.append("intervention", batch_id="B-1", actor="sup1", action="ISO1.recover", reason="late step")
             return users.sign(*a, **k)
 
     with pytest.raises(qa.DeviationError) as e:
