@@ -21,6 +21,7 @@ from aseptic_cell.sim.isolator import IsolatorModel
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.records import BatchRecord
 from aseptic_cell.supervisor.runner import InProcessRun
+from aseptic_cell.supervisor.trips import SAFE_ORDER
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "tests" / "assets" / "em-short-recipe.yaml"
@@ -117,7 +118,8 @@ def test_action_excursion_in_an_open_phase_holds_the_batch_within_one_sample(cfg
     assert sup.alarms.state("ISO1_PART_05_ACTION").value in ("UNACK", "ACKED")
     assert "ISO1_PART_05_ACTION" in sup.held_reason and OPEN_PHASE in sup.held_reason
     assert sup.trips[-1]["rule"] == "ISO1_PART_05_ACTION"  # held like a phase failure: every device safe
-    assert all(run.cell.latched(n) for n in run.cell.node_devices)
+    # every device a trip makes safe (the process equipment runs on through it: INT-01)
+    assert all(run.cell.latched(n) for n in SAFE_ORDER)
     # no resume while the excursion stands: a signed restart is held again at once
     out = sup.batch_command("restart", "sup1", "sup1-demo-2026", "responsibility", "excursion assessed")
     assert out.accepted, out.reason
