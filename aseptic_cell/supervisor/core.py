@@ -621,7 +621,9 @@ class Supervisor:
             self.held_reason = reason
             self._hold_is_trip = trip
             self.sm.hold(actor, reason)
-            if trip and source not in {t["rule"] for t in self.journal.trips[-1:]}:
+            # the on-tick rule that caused this hold recorded its trip just now (trips.py): not twice;
+            # the same source failing again later (in this batch or the next) is a trip of its own
+            if trip and not any(t["rule"] == source and t["t"] == self.now() for t in self.journal.trips[-1:]):
                 self.journal.trips.append({"t": self.now(), "rule": source, "title": "phase failure", "reason": reason,
                                    "reaction": "hold_batch", "batch_state": "Running"})
                 self.journal.audit("trip", "system", "batch.hold", reason, {"source": source})

@@ -323,3 +323,24 @@ def test_shelving_an_alarm_needs_the_role_a_signature_and_a_shelvable_alarm(cfg,
     assert {a.id for a in sup.alarms.active()} == {"ISO1_DP_HIGH", "ISO1_DP_LOW"}  # annunciated again
     assert rec.verify().ok
     rec.close()
+
+
+def test_the_same_failure_again_in_the_next_batch_is_recorded_as_a_trip(cfg, tmp_path):
+    """A hold by the same source as the last trip entry was taken as that trip's duplicate: the
+    second batch's identical phase failure left no trip entry and raised no CELL_INTERLOCK_TRIP."""
+    rec = BatchRecord(tmp_path / "b.db", _Clock())
+    run = InProcessRun(cfg, tick_s=5.0, record=rec)
+    sup = run.sup
+    for n, batch in enumerate(("B1", "B2"), start=1):
+        assert sup.run_batch("CART-TRANSDUCTION", batch, "op1").accepted
+        run.advance(10)
+        if sup.sm.state.value == "Running":  # B2: its first phase already failed on B1's latched devices
+            sup.hold(f"phase failed in {batch}", trip=True, source="procedure")
+        run.advance(5)
+        assert sup.sm.state.value == "Held"
+        assert len(sup.trips) == n and sup.trips[-1]["rule"] == "procedure", sup.trips
+        assert [e for e in rec.entries(batch) if e.kind == "trip"], f"no trip entry in {batch}'s record"
+        out = sup.batch_command("abort", "qa1", password="qa1-demo-2026", meaning="responsibility", reason="test")
+        assert out.accepted, out.reason
+        run.advance(5)
+        assert sup.batch_command("reset", "sup1").accepted
