@@ -33,6 +33,7 @@ def test_opcua_cell_server_shows_consequence_and_response():
     model = CellAddressSpace.__new__(CellAddressSpace)
     written: dict[str, object] = {}
     model._alarm_nodes, model.vars, model.nodes = {}, {}, {"Alarms.Active": object()}
+    model.conditions = None  # no A&C event emitter in this unit test (issue 18: tests/hil/test_cell_server.py)
 
     async def obj(parent, path, name, **kw):
         return object()

@@ -474,8 +474,11 @@ def test_snapshot_for_the_hmi(mgr):
 def test_cross_check_against_the_cell_devices():
     from aseptic_cell.alarms import cross_check
 
+    from aseptic_cell.config import load_config
+
     f = load_alarms_file(REPO / "config" / "alarms.yaml")
-    assert cross_check(f, ["ISO1", "VHP1", "AC1", "ARM1"]) == []
-    problems = cross_check(f, ["ISO1", "VHP1", "AC1", "ARM1", "INC1"])
-    assert problems == ["device 'INC1' has no comm_loss alarm"]
-    assert any("'ARM1' is not a device" in p for p in cross_check(f, ["ISO1", "VHP1", "AC1"]))
+    ids = list(load_config(REPO / "config").layout.device_ids())  # with the process equipment (issue 14)
+    assert "INC1" in ids and cross_check(f, ids) == []
+    problems = cross_check(f, [*ids, "XYZ1"])
+    assert problems == ["device 'XYZ1' has no comm_loss alarm"]
+    assert any("'ARM1' is not a device" in p for p in cross_check(f, [i for i in ids if i != "ARM1"]))
