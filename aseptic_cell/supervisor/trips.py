@@ -36,6 +36,10 @@ class Trips:
         self.tripped: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self._all_seen = False
         self._restart_step: tuple[str, list[Handle], float] | None = None
+        self._safe_sent: list[Handle] = []
+        """The safe_state commands of the last trip: a restart first waits until each node's state
+        reflects its answer (over ROS the state lags the reply; a latch not yet seen is not recovered)."""
+        self._restart_wait_from: float | None = None
 
     # ------------------------------------------------------------------ on-tick rules
     def active_actions(self) -> set[str]:
@@ -86,20 +90,30 @@ class Trips:
 
     def all_safe(self, why: str) -> None:
         """Every device not already latched to its safe state, in SAFE_ORDER."""
+        self._safe_sent = []
         for node in SAFE_ORDER:
             if not self.sup.port.latched(node):
-                self.sup.send(node, "safe_state", {"reason": why[:200]}, reason=why[:200], user="supervisor")
+                self._safe_sent.append(self.sup.send(node, "safe_state", {"reason": why[:200]}, reason=why[:200],
+                                                     user="supervisor"))
 
     # ------------------------------------------------------------------ signed restart
     def drop_restart(self) -> None:
         """An abort/stop during Restarting drops its unfinished steps."""
         self._restart_step = None
+        self._restart_wait_from = None
 
     def restart_ready(self, user: str) -> bool:
         """The signed restart's device steps, in order, across ticks: recover every latched node,
         then reset the arm's protective stop. True once all have been answered; a refusal or no
         answer within RESTART_TIMEOUT_S holds the batch again with the reason."""
         sup = self.sup
+        if self._restart_step is None and self._safe_sent:
+            # the trip's latches must be visible before we decide what to recover (bounded wait)
+            t0 = self._restart_wait_from = self._restart_wait_from or sup.wall()
+            pending = [h for h in self._safe_sent if not (h.done and sup.updated_since(h.node, h))]
+            if pending and sup.wall() - t0 <= RESTART_TIMEOUT_S:
+                return False
+            self._safe_sent, self._restart_wait_from = [], None
         if self._restart_step is None:
             self.tripped.clear()  # re-arm the on-tick rules: a still-violated rule trips again
             self._restart_step = ("recover", [sup.recover(node, user, f"batch restart: {sup.held_reason}")
