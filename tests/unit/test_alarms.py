@@ -473,7 +473,6 @@ def test_snapshot_for_the_hmi(mgr):
 
 def test_cross_check_against_the_cell_devices():
     from aseptic_cell.alarms import cross_check
-
     from aseptic_cell.config import load_config
 
     f = load_alarms_file(REPO / "config" / "alarms.yaml")
