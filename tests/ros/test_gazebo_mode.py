@@ -78,7 +78,9 @@ def test_gazebo_mode_on_the_standin_clock(tmp_path, ros_context):
             # the devices run on that clock: sim_world's time is the physics time (not its own 1000x)
             assert len(readings) > 5 and clock[-1] > 1.0
             lag = [c - t for t, c in readings[-10:]]
-            assert all(-0.05 < d < 1.0 for d in lag), lag  # sim seconds: < 0.25 s wall at the stand-in's 4x
+            # sim seconds (< 0.25 s wall at the stand-in's 4x); a reading may be stamped a little AHEAD of the
+            # last /clock message this node has taken (two topics, no order between them: -0.052 seen in CI)
+            assert all(-0.25 < d < 1.0 for d in lag), lag
             t_wall0, t_clock0 = time.monotonic(), clock[-1]
             spin(1.0)
             rate = (clock[-1] - t_clock0) / (time.monotonic() - t_wall0)
