@@ -47,6 +47,21 @@ class Locked(Exception):
         self.until = until
 
 
+def immediate_tx(con: sqlite3.Connection, lock: Any, fn: Any) -> Any:
+    """Run ``fn(con)`` in one ``BEGIN IMMEDIATE`` write transaction under ``lock`` (one writer at a
+    time in this process; SQLite's write lock across processes), rolled back if ``fn`` raises.
+    Shared by the lock-out store and the live user store (:mod:`.store`)."""
+    with lock:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return out
+
+
 class LoginGuard:
     """Per-user attempt counting and lock-out in SQLite (``path`` None: in memory, this process).
 
@@ -80,15 +95,7 @@ class LoginGuard:
 
     # ------------------------------------------------------------------ transactions
     def _tx(self, fn: Any) -> Any:
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(self._con)
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-            return out
+        return immediate_tx(self._con, self._lock, fn)
 
     def _count(self, con: sqlite3.Connection, user: str, now: float) -> int:
         row = con.execute("SELECT COUNT(*) FROM attempts WHERE user = ? AND t > ?",

@@ -95,15 +95,9 @@ class UserStore:
 
     def tx(self, fn: Any) -> Any:
         """Run ``fn(connection)`` in one write transaction (one writer at a time, across processes)."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(self._con)
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-            return out
+        from .lockout import immediate_tx
+
+        return immediate_tx(self._con, self._lock, fn)
 
     # ------------------------------------------------------------------ reads
     def user(self, user_id: str) -> UserRow | None:

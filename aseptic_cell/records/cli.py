@@ -174,6 +174,14 @@ def _password(args: argparse.Namespace, what: str) -> str:
     return getpass.getpass(f"password for {args.user} ({what}): ")
 
 
+def _refused(exc: Exception, err: TextIO) -> int:
+    """``REFUSED (CODE): reason`` for a QA refusal (:class:`DeviationError`) or a record the store
+    refused (``RECORD``); exit code 1."""
+    code, reason = getattr(exc, "code", None), getattr(exc, "reason", None)
+    print(f"REFUSED ({code or 'RECORD'}): {reason if code else exc}", file=err)
+    return EXIT_FAILED
+
+
 def cmd_record_deviation(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     from aseptic_cell import disposition as qa
     from aseptic_cell.auth import UsersFileError
@@ -212,12 +220,8 @@ def cmd_record_deviation(args: argparse.Namespace, out: TextIO | None = None, er
             dev = qa.close_deviation(record, users, args.user, pw, args.deviation, args.root_cause, policy)
         print(f"{dev.id} [{dev.cls}] {dev.state}", file=out)
         return EXIT_OK
-    except qa.DeviationError as exc:
-        print(f"REFUSED ({exc.code}): {exc.reason}", file=err)
-        return EXIT_FAILED
-    except RecordError as exc:
-        print(f"REFUSED (RECORD): {exc}", file=err)
-        return EXIT_FAILED
+    except (qa.DeviationError, RecordError) as exc:
+        return _refused(exc, err)
     finally:
         record.close()
 
@@ -266,12 +270,8 @@ def cmd_record_disposition(args: argparse.Namespace, out: TextIO | None = None, 
         print(f"batch {batch} {args.decision}d at seq {entry.seq} over head seq {entry.payload['head_seq']} "
               f"hash {entry.payload['head_hash']}", file=out)
         return EXIT_OK
-    except qa.DeviationError as exc:
-        print(f"REFUSED ({exc.code}): {exc.reason}", file=err)
-        return EXIT_FAILED
-    except RecordError as exc:
-        print(f"REFUSED (RECORD): {exc}", file=err)
-        return EXIT_FAILED
+    except (qa.DeviationError, RecordError) as exc:
+        return _refused(exc, err)
     finally:
         record.close()
 
