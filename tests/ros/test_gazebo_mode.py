@@ -81,12 +81,16 @@ def test_gazebo_mode_on_the_standin_clock(tmp_path, ros_context):
             # sim seconds (< 0.25 s wall at the stand-in's 4x); a reading may be stamped a little AHEAD of the
             # last /clock message this node has taken (two topics, no order between them: -0.052 seen in CI)
             assert all(-0.25 < d < 1.0 for d in lag), lag
-            t_wall0, t_clock0 = time.monotonic(), clock[-1]
+            t_wall0, t_clock0, n0 = time.monotonic(), clock[-1], len(readings)
             spin(1.0)
             rate = (clock[-1] - t_clock0) / (time.monotonic() - t_wall0)
             # the stand-in's pace (it catches up in bursts on a loaded machine), far from sim_world's own 1000x
             assert 0.25 * STANDIN_TIME_SCALE < rate < 10 * STANDIN_TIME_SCALE, rate
-            assert abs(readings[-1][0] - clock[-1]) < 0.25
+            # readings kept coming during that second, each on the physics clock (compared with the /clock
+            # message taken just before it: the last reading and the last /clock message can be a reading
+            # period apart on a loaded machine, 0.38 sim-s seen in CI)
+            fresh = [c - t for t, c in readings[n0:]]
+            assert fresh and all(-0.25 < d < 1.0 for d in fresh), fresh
             # sim_world does not own the pace: speed and pause are refused
             with pytest.raises(ValueError, match="follows /clock"):
                 client.set_sim_speed(10.0)
