@@ -39,6 +39,7 @@ import re
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,17 +246,42 @@ def status(root: str | Path) -> list[ItemState]:
 
 
 # ----------------------------------------------------------------------------- whole configuration
+_DIGESTS: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+"""File path -> (its stat signature, its SHA-256) when it was last read: the configuration is hashed at
+every batch start, and most of its files do not change between two."""
+RACY_S = 2.0
+"""A file whose modification or status change is more recent than this (seconds) is read again even
+when its stat signature is unchanged: file times advance by the kernel's clock tick (a few ms), so two
+writes of the same size within one tick can leave the same signature (git's "racily clean" entries)."""
+
+
+def _file_digest(p: Path) -> str:
+    """SHA-256 of ``p``; reused from the last read while its signature (device, inode, size, mtime and
+    ctime in ns: ctime cannot be set back by a user) is unchanged and older than :data:`RACY_S`."""
+    st = p.stat()
+    sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    key = str(p)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] == sig and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_S * 1e9:
+        return hit[1]
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    if len(_DIGESTS) > 4096:
+        _DIGESTS.clear()
+    _DIGESTS[key] = (sig, digest)
+    return digest
+
+
 def config_manifest(root: str | Path) -> dict[str, str]:
     """SHA-256 of every file of the configuration directory (relative path -> hex), hidden files,
     caches and ``*.tmp`` left out."""
-    root = Path(root)
+    root = Path(root).absolute()
     out: dict[str, str] = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
         if not p.is_file() or any(part.startswith(".") or part == "__pycache__" for part in rel.parts) \
                 or p.suffix == ".tmp":
             continue
-        out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+        out[rel.as_posix()] = _file_digest(p)
     return out
 
 

@@ -82,6 +82,28 @@ def test_shipped_items_are_approved_and_a_gmp_batch_may_start(shipped):
         ("recipe", RECIPE)].content_hash, "state": "APPROVED"} in payload["items"]
 
 
+def test_whole_configuration_hash_sees_every_rewrite_despite_its_digest_cache(tmp_path):
+    """config_hash reuses a file's digest while its stat signature is unchanged (it runs at every
+    batch start); a same-size rewrite dated back to the old mtime must still change the hash: its
+    ctime moves (a user cannot set it), and a recent change is read again anyway (racy window)."""
+    d = _copy(tmp_path)
+    f = d / "vhp_cycles.yaml"
+    old = time.time() - 3600
+    os.utime(f, (old, old))
+    time.sleep(0.01)
+    whole = cc.config_hash(d)
+    assert cc.config_hash(d) == whole  # unchanged: the cached digests give the same hash
+    text = f.read_text()
+    i = text.index(DWELL)
+    f.write_text(text[:i] + DWELL.replace("1", "2", 1) + text[i + len(DWELL):])  # same size, another byte
+    os.utime(f, (old, old))  # mtime set back to the cached signature's
+    assert f.stat().st_size == len(text.encode()) and f.stat().st_mtime == old
+    assert cc.config_hash(d) != whole
+    # outside the racy window too: the ctime (not settable) differs from the cached signature
+    cc._DIGESTS[str(f.absolute())] = (cc._DIGESTS[str(f.absolute())][0][:4] + (0,), "stale")
+    assert cc.config_hash(d) != whole
+
+
 def test_content_hash_ignores_comments_and_status_but_not_a_parameter(tmp_path):
     d = _copy(tmp_path)
     before = cc.load_items(d)[("vhp_cycle", "VHP-ISO-STD")].content_hash
