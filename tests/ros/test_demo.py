@@ -22,10 +22,11 @@ pytestmark = pytest.mark.timeout(400)
 
 
 # Scenarios against the real graph (all of them run in-process in tests/unit/test_supervisor_scenarios.py):
-# operator + direct device refusals at batch start (IL-01), a command after the batch reached a
-# final state (IL-06), and a trip during the VHP dwell reached through phase + signal triggers (IL-08).
-@pytest.mark.parametrize("name", ["IL-01-hatch-both-doors", "IL-06-close-record-no-end-glove-test",
-                                  "IL-08-hatch-during-vhp-dwell"])
+# a command after the batch reached a final state (IL-06), and a trip during the VHP dwell reached through
+# phase + signal triggers (IL-08). IL-01's two refusals over the graph (the supervisor's INTERLOCK and the
+# hatch's own HATCH_OTHER_DOOR_OPEN) are asserted on the graphs of test_supervisor_graph.py and
+# test_graph.py (a graph of its own here cost ~33 s of suite time).
+@pytest.mark.parametrize("name", ["IL-06-close-record-no-end-glove-test", "IL-08-hatch-during-vhp-dwell"])
 def test_demo_scenario_on_the_graph(tmp_path, name):
     proc = subprocess.run([sys.executable, "-m", "aseptic_cell.cli", "demo", "--speed", "max", "--json",
                            "--config", str(CONFIG), "--record-dir", str(tmp_path),
@@ -42,11 +43,7 @@ def test_demo_scenario_on_the_graph(tmp_path, name):
     assert any(isinstance(v, float) and v <= 50.0 for v in speeds) and speeds[-1] == "max"
     assert verify_file(summary["record"]).ok
     assert all(rc == 0 for rc in summary["exit_codes"].values())
-    if name.startswith("IL-01"):
-        refused = {(r["source"], r["code"]) for r in summary["refusals"] if r["command"] == "open_door"}
-        assert {("operate", "INTERLOCK"), ("device", "HATCH_OTHER_DOOR_OPEN")} <= refused
-        assert summary["observed_batch_state"] == "Running"
-    elif name.startswith("IL-06"):
+    if name.startswith("IL-06"):
         assert summary["observed_batch_state"] == "Aborted"
         assert any(r["command"] == "close_record" and "IL-06" in r["reason"] for r in summary["refusals"])
     else:
