@@ -125,14 +125,30 @@ class ChainOfIdentity:
         """Any one-container step (MOVE, INCUBATOR_IN/OUT, OPEN_START, SAMPLE, FILL, STORE, ...):
         verify the read against ``expected``, then log it from ``expected.location`` to
         ``expected.destination`` (none: the container stays)."""
+        out = self.check(scan, expected, actor=actor)
+        if not out.ok:
+            return out
+        return self.record(event, scan, out.verdict, expected, actor=actor, equipment_id=equipment_id, extra=extra,
+                           signature_ref=signature_ref)
+
+    def check(self, scan: ScanResult, expected: Expectation, *, actor: str) -> Outcome:
+        """The verification of :meth:`handle` alone (its STOP / HOLD responses included): for a step
+        whose custody event carries the unit's result (SEAL: the seal quality), logged by
+        :meth:`record` after the unit has run."""
         v = verify_scan(scan, expected, self.genealogy, self.locations, self.policy)
-        if not v.ok:
-            return self._fail(v, expected, actor)
+        return Outcome(v) if v.ok else self._fail(v, expected, actor)
+
+    def record(self, event: CustodyEventType, scan: ScanResult, verdict: Verdict, expected: Expectation, *,
+               actor: str, equipment_id: str = "", extra: Mapping[str, Any] | None = None,
+               signature_ref: str = "") -> Outcome:
+        """Log a one-container step verified by :meth:`check` (``verdict`` must be its PROCEED)."""
+        if not verdict.ok:
+            raise ValueError(f"{event.value} not logged: its verification is {verdict.action.value}")
         ev = self.log.append(event, batch_id=expected.batch_id, coi_id=expected.coi, actor=actor,
-                             container_ids=[v.container_id or ""], location_from=expected.location,
+                             container_ids=[verdict.container_id or ""], location_from=expected.location,
                              location_to=expected.destination, equipment_id=equipment_id, scans=[scan],
-                             verification=v, extra=extra, signature_ref=signature_ref)
-        return Outcome(v, ev)
+                             verification=verdict, extra=extra, signature_ref=signature_ref)
+        return Outcome(verdict, ev)
 
     def connect(self, event: CustodyEventType, end_a: tuple[ScanResult, Expectation],
                 end_b: tuple[ScanResult, Expectation], *, actor: str, equipment_id: str,
@@ -140,10 +156,28 @@ class ChainOfIdentity:
         """CONNECT / WELD (COI-10): both ends verified and of one COI, then logged."""
         if event not in (E.CONNECT, E.WELD):
             raise ValueError(f"connect() logs CONNECT or WELD, not {event.value}")
+        out = self.check_connect(end_a, end_b, actor=actor)
+        if not out.ok:
+            return out
+        return self.record_connect(event, out.verdict, end_a, end_b, actor=actor, equipment_id=equipment_id,
+                                   extra=extra)
+
+    def check_connect(self, end_a: tuple[ScanResult, Expectation], end_b: tuple[ScanResult, Expectation], *,
+                      actor: str) -> Outcome:
+        """The verification of :meth:`connect` alone (before the welder moves); the WELD with the
+        weld's quality is logged by :meth:`record_connect` after the weld."""
         v = verify_connect(end_a, end_b, self.genealogy, self.locations, self.policy)
-        if not v.ok:
-            return self._fail(v, end_a[1], actor)
-        ids = list(v.details["ends"])
+        return Outcome(v) if v.ok else self._fail(v, end_a[1], actor)
+
+    def record_connect(self, event: CustodyEventType, verdict: Verdict, end_a: tuple[ScanResult, Expectation],
+                       end_b: tuple[ScanResult, Expectation], *, actor: str, equipment_id: str,
+                       extra: Mapping[str, Any]) -> Outcome:
+        if event not in (E.CONNECT, E.WELD):
+            raise ValueError(f"connect() logs CONNECT or WELD, not {event.value}")
+        if not verdict.ok:
+            raise ValueError(f"{event.value} not logged: its verification is {verdict.action.value}")
+        ids = list(verdict.details["ends"])
         ev = self.log.append(event, batch_id=end_a[1].batch_id, coi_id=end_a[1].coi, actor=actor, container_ids=ids,
-                             equipment_id=equipment_id, scans=[end_a[0], end_b[0]], verification=v, extra=extra)
-        return Outcome(v, ev)
+                             equipment_id=equipment_id, scans=[end_a[0], end_b[0]], verification=verdict,
+                             extra=extra)
+        return Outcome(verdict, ev)

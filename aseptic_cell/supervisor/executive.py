@@ -109,6 +109,8 @@ class BatchExecutive:
         """Process phase id -> its end (sim s): the windows' reference (patient batches)."""
         self.held_since = math.nan
         self.max_hold_raised = False
+        self.results: dict[str, dict[str, Any]] = {}
+        """``<unit>.<phase>`` -> the process equipment's result of that phase (weld, spin, count, seal)."""
         self.impacted = False
         """SEG-06 / COI-30: the batch's product may have been exposed (QA hold)."""
         self.coi_stop = ""

@@ -14,10 +14,16 @@ identity, and the scope of holds.
   the supervisor arbitrates once per tick; the owner's line clearance (SEG-04) runs here, with
   its record, and the purge wait (SEG-05) follows it in the arbiter.
 * **chain of identity**: every physical step that moves, opens, connects, samples or fills a
-  container scans it first (:class:`LabelReader`, the stand-in for the station readers) and goes
+  container reads it first with the scanner device (:meth:`PatientCell.read`: ``place`` the
+  container at the station's reader, ``scan``, ``remove``, through the one command path; what
+  physically stands there comes from :class:`StationLabels`, the scanner's label source) and goes
   through :class:`~aseptic_cell.coi.ChainOfIdentity`; a STOP verdict follows COI-30: the step's
   actuator is not commanded, every batch the verdict names is held, the container quarantined, a
   deviation recorded; no operator continue.
+* **process equipment**: the batch's incubator slot is bound to it on the incubator
+  (``assign_slot`` at admission, ``release_slot`` at the end); the phases command the welder,
+  sealer, centrifuge, counter and incubator (:mod:`aseptic_cell.behaviors.process`); a patient
+  batch needs the cell's process equipment (``layout.process_equipment.enabled``).
 * **hold scope** (spec §4.4): a cell-wide trip holds every batch's active phase, a batch in
   incubation runs on (INT-01); a batch-local fault holds that batch only (INT-03); nothing
   resumes by itself, each batch restarts with its own signed restart.
@@ -48,10 +54,12 @@ from ..coi import (
     IdentifierError,
     LocationKind,
     ScanResult,
+    decode_label,
     encode_label,
 )
 from ..coi.isbt128 import parse_coi_id, parse_din
 from ..coi.model import GenealogyError
+from ..coi.verify import LabelError
 from ..results import CommandResult
 from ..scheduling.admission import AdmissionControl
 from ..scheduling.arbiter import LINE_CLEARANCE, Arbiter, RequestState
@@ -68,30 +76,42 @@ WORK_POSITIONS = ("RTP", "WS", "WLD", "SLR", "CC", "CFG", "SEP", "CRF", "THAW")
 """The stations a container visits (work positions of the location register)."""
 
 
-class LabelReader:
-    """The station readers (a stand-in until the process-equipment scanner device exists): a
-    read returns the label of the container that is physically at the location, from the
-    genealogy; faults can be injected (no read, a wrong container presented)."""
+READER_STATION = {"RTP": "rtp", "WS": "workstation", "CC": "counter", "WLD": "welder", "SLR": "sealer",
+                  "CFG": "centrifuge", "SEP": "workstation", "THAW": "workstation", "CRF": "rtp"}
+"""Work position -> the scanner station whose reader reads a container there (an incubator slot:
+``incubator``). The closed processor (SEP) and the thaw device stand at the workstation and use its
+reader; a container for the controlled-rate freezer (CRF, outside) is read at the RTP it leaves by."""
+
+
+class StationLabels:
+    """The scanner sim's label source: what physically stands at a reader when a step expects a
+    container — the container with its printed label, unless a mix-up or a damaged label was set
+    (tests, scenarios, the stateful test). The scanner device reads it (and may misread or fail
+    on its own faults); nothing here is a read."""
 
     def __init__(self, cell: PatientCell) -> None:
         self.cell = cell
         self.no_reads: dict[str, int] = {}
-        """Container id -> its reads that fail (no decode) before one succeeds (a damaged label)."""
+        """Container id -> its next reads that do not decode (a damaged label, read again with
+        re-orientation: COI-03)."""
         self.presented: dict[tuple[str, str], str] = {}
-        """(expected container, location) -> the label read there instead (a mix-up: another bag
-        where the step expects this one)."""
+        """(expected container, location) -> the label of what stands there instead (a mix-up:
+        another bag where the step expects this one); used once."""
 
-    def read(self, location: str, container_id: str, attempt: int) -> ScanResult:
-        reader = f"reader:{location}"
+    def at(self, container_id: str, location: str, label: str | None) -> tuple[str, str, bool]:
+        """(container id, label, damaged) of what stands at ``location`` for this read."""
+        other = self.presented.pop((container_id, location), None)
+        if other is not None:
+            try:
+                cid = decode_label(other).container_id
+            except LabelError:
+                cid = "UNIDENTIFIED"
+            return cid, other, False
+        damaged = label is None
         if self.no_reads.get(container_id, 0) > 0:
             self.no_reads[container_id] -= 1
-            return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
-        if (container_id, location) in self.presented:
-            return ScanResult(self.presented.pop((container_id, location)), reader_id=reader, attempt=attempt)
-        c = self.cell.coi.genealogy.get(container_id)
-        if c is None:
-            return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
-        return ScanResult(encode_label(c.coi, c.id), reader_id=reader, attempt=attempt)
+            damaged = True
+        return container_id, label or f"CID:{container_id}", damaged
 
 
 class RecordRouter:
@@ -146,7 +166,20 @@ class PatientCell:
         locations.append((QUARANTINE, LocationKind.QUARANTINE))
         self.coi = ChainOfIdentity(RecordRouter(self), str(getattr(cfg.layout, "cell_id", "CELL-01")),  # type: ignore[arg-type]
                                    cfg.coi, locations)
-        self.reader = LabelReader(self)
+        self.reader = StationLabels(self)
+        self._reads: dict[tuple[str, str, str, int], Any] = {}
+        """(batch, location, container, attempt) -> the scan command in flight (a port that answers later)."""
+        self.connected: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
+        """Batch -> the two ends of its weld as read at the welder: ((container, COI read), ...)."""
+        self._checked: dict[str, Any] = {}
+        """Batch -> the verified reads of a step whose custody event waits for the unit's result."""
+        self.inc_out_since: float | None = None
+        """Start of the incubator's excursion in progress (``incubator.in_spec`` false)."""
+        self.inc_excursions: list[tuple[float, float]] = []
+        self.inc_doors_seen: Any = None
+        """Incubator excursions longer than its ``alarm_delay_s`` (start, end; end = inf while on)."""
+        pe = getattr(cfg.layout, "process_equipment", None)
+        self.inc_alarm_delay_s = float(pe.incubator.alarm_delay_s) if pe is not None else 600.0
         self.lc_running: dict[int, float] = {}
         """Line-clearance request id -> its start (sim s)."""
         self.excursions: list[Excursion] = []
@@ -155,6 +188,10 @@ class PatientCell:
         self._noted: set[tuple[str, str, str]] = set()
         self.open_now: dict[str, float] = {}
         """Batch -> start of its open phase in progress (SEG-01/06)."""
+        from .segregation import Segregation
+
+        self.seg = Segregation(self)
+        """SEG-07 (spill, CONTAIN), SEG-08 (glove test per batch), SEG-10 (equipment use log)."""
 
     # ------------------------------------------------------------------ admission
     def run(self, recipe: Any, process_id: str, batch_id: str, user: str, coi: str, din: str,
@@ -171,12 +208,18 @@ class PatientCell:
         process = sup.cfg.processes.get(process_id)
         if process is None:
             return sup._refuse_batch(user, "start", "RECIPE", f"unknown process {process_id!r}")
+        missing = [k for k in ("scanner", "incubator", "welder", "sealer", "centrifuge", "counter")
+                   if k not in sup.port.node_devices]
+        if missing:
+            return sup._refuse_batch(user, "start", "EQUIPMENT",
+                                     f"a patient batch needs the cell's process equipment; this cell has no "
+                                     f"{', '.join(missing)} (layout.process_equipment.enabled)")
         if self.record_factory is None:
             return sup._refuse_batch(user, "start", "RECORD",
                                      "a patient batch needs its own record: this supervisor has no record store")
         pol = self.coi.policy
         try:  # COI and DIN before anything is allocated (a bad one names the field)
-            parse_coi_id(coi, re.compile(pol.coi_regex))
+            coi_id = parse_coi_id(coi, re.compile(pol.coi_regex))
             parse_din(din, require_check=pol.din_require_check)
         except IdentifierError as exc:
             return sup._refuse_batch(user, "start", "COI", f"{exc.field}: {exc}")
@@ -184,10 +227,20 @@ class PatientCell:
         adm = self.admission.admit(batch_id, process, now)
         if not adm.admitted:
             return sup._refuse_batch(user, "start", "ADMISSION", adm.reason)
+        assert adm.slot is not None
+        bind = sup.send("incubator", "assign_slot", {"slot": self.slot_number(adm.slot), "batch_id": batch_id,
+                                                      "coi": coi_id}, reason=f"batch {batch_id}: its slot (COI-20)",
+                        user=user)
+        if bind.done and not bind.accepted:  # (a port answering later: the first load finds out)
+            self.admission.finish(batch_id, now)
+            return sup._refuse_batch(user, "start", "EQUIPMENT",
+                                     f"incubator slot {adm.slot} not bound to the batch: {bind.code}: {bind.reason}")
         try:
             self.coi.admit_batch(batch_id, coi, [din])
         except (IdentifierError, GenealogyError) as exc:
             self.admission.finish(batch_id, now)
+            sup.send("incubator", "release_slot", {"slot": self.slot_number(adm.slot)}, user=user,
+                     reason=f"batch {batch_id} refused")
             return sup._refuse_batch(user, "start", "COI", str(exc))
         bare = self.record_factory(batch_id)
         record = CoiStampedRecord(bare, self.coi.genealogy.batch(batch_id).coi)
@@ -198,7 +251,6 @@ class PatientCell:
         ex.sm.add_listener(lambda tr: sup._on_batch_transition(tr, ex))
         ex.recipe, ex.process, ex.batch_id, ex.batch_user, ex.slot = recipe, process, batch_id, user, adm.slot
         sup.patients[batch_id] = ex
-        assert adm.slot is not None
         self.coi.locations.assign(adm.slot, ex.coi, batch_id)
         with sup.focused(ex):
             self.load_tree(ex)
@@ -249,7 +301,16 @@ class PatientCell:
             if ex.slot:
                 with contextlib.suppress(Exception):
                     self.coi.locations.release(ex.slot)
+                h = self.sup.send("incubator", "release_slot", {"slot": self.slot_number(ex.slot)},
+                                  reason=f"batch {ex.batch_id} ended", user="system")
+                if h.done and not h.accepted:
+                    ex.journal.audit("note", "system", "incubator.release_slot",
+                                     f"slot {ex.slot} not released: {h.code}: {h.reason}", {"slot": ex.slot})
         self.open_now.pop(ex.batch_id, None)
+        self.connected.pop(ex.batch_id, None)
+        self._checked.pop(ex.batch_id, None)
+        for k in [k for k in self._reads if k[0] == ex.batch_id]:
+            del self._reads[k]
 
     def drop(self, rid: int) -> None:
         r = self.arbiter.requests.get(rid)
@@ -264,6 +325,7 @@ class PatientCell:
     def tick(self) -> None:
         sup = self.sup
         now = sup.now()
+        self._watch_incubator(now)
         self._line_clearances(now)
         d = self.arbiter.arbitrate(now)
         for ev in d.events:
@@ -274,6 +336,7 @@ class PatientCell:
         for g in d.grants:
             if g.request.phase == LINE_CLEARANCE:
                 self.lc_running[g.request.id] = now
+        self.seg.tick(now, d)
         self.violations.extend(f"t={now:.0f}: {v}" for v in self.arbiter.check_invariants())
         opened = sorted(self.open_now)
         if len({sup.patients[b].coi for b in opened if b in sup.patients}) > 1:
@@ -332,48 +395,170 @@ class PatientCell:
                                            "verifier": "system (validated automatic check)",
                                            "purge_until": now + self.arbiter.t_purge})
 
+    # ------------------------------------------------------------------ process equipment
+    @staticmethod
+    def slot_number(slot: str | None) -> int:
+        """``INC-03`` -> 3 (the incubator's slot number)."""
+        return int(str(slot).rsplit("-", 1)[-1])
+
+    def centrifuge_program_config(self) -> Any:
+        """The site's first configured centrifuge program (``cell.yaml`` ``process_equipment.centrifuge``)."""
+        return self.sup.cfg.layout.process_equipment.centrifuge.programs[0]
+
+    def door_access_s(self) -> float:
+        """The incubator door's open time per load/unload access (``cell.yaml``)."""
+        return float(self.sup.cfg.layout.process_equipment.incubator.door_access_s)
+
+    def _watch_incubator(self, now: float) -> None:
+        """Three signals per tick: the incubator's excursions (``incubator.in_spec`` false) that last
+        longer than its alarm delay after the last door access (INC-04; the delay runs from each door
+        close: a chamber recovering from a load or unload is not an excursion, spec §5)."""
+        in_spec = self.sup.signal("incubator.in_spec")
+        doors = self.sup.signal("incubator.door_events")
+        door_open = self.sup.signal("incubator.door_open")
+        if door_open is True or doors != self.inc_doors_seen:
+            self.inc_doors_seen = doors
+            if self.inc_excursions and self.inc_excursions[-1] == (self.inc_out_since, math.inf):
+                self.inc_excursions[-1] = (self.inc_out_since or now, now)
+            self.inc_out_since = None
+            return
+        if in_spec is False:
+            if self.inc_out_since is None:
+                self.inc_out_since = now
+            elif now - self.inc_out_since > self.inc_alarm_delay_s and (
+                    not self.inc_excursions or self.inc_excursions[-1][0] != self.inc_out_since):
+                self.inc_excursions.append((self.inc_out_since, math.inf))
+        elif self.inc_out_since is not None:
+            if self.inc_excursions and self.inc_excursions[-1] == (self.inc_out_since, math.inf):
+                self.inc_excursions[-1] = (self.inc_out_since, now)
+            self.inc_out_since = None
+
+    def incubator_excursions(self, t0: float, t1: float) -> list[tuple[float, float]]:
+        """The long excursions (see :meth:`_watch_incubator`) that overlap ``[t0, t1]``."""
+        return [(a, b) for a, b in self.inc_excursions if a <= t1 and b >= t0]
+
     # ------------------------------------------------------------------ chain of identity
+    def read(self, ex: BatchExecutive, location: str, container: str, label: str | None,
+             attempt: int) -> ScanResult | None:
+        """Read what stands at ``location`` where the step expects ``container`` with the scanner
+        device: ``place`` it at the station's reader (what the arm does), ``scan``, ``remove``. None:
+        the scan's answer has not come yet (ask again next tick)."""
+        key = (ex.batch_id, location, container, attempt)  # kept until the step's verdict (_forget)
+        h = self._reads.get(key)
+        if h is None:
+            station = "incubator" if location in self.resources.slots else READER_STATION.get(location, "workstation")
+            cid, payload, damaged = self.reader.at(container, location, label)
+            why = f"batch {ex.batch_id}: read {container} at {location} (COI-01)"
+            self.sup.send("scanner", "place", {"station": station, "container_id": cid, "label": payload}, reason=why)
+            port = self.sup.port
+            if damaged and hasattr(port, "inject_fault"):  # the label does not decode (in-process sim only)
+                port.inject_fault(port.node_devices["scanner"], "no_read", station=station)
+            try:
+                h = self.sup.send("scanner", "scan", {"station": station}, reason=why)
+            finally:
+                if damaged and hasattr(port, "clear_fault"):
+                    port.clear_fault(port.node_devices["scanner"], "no_read")
+            self.sup.send("scanner", "remove", {"station": station}, reason=why)
+            self._reads[key] = h
+        if not h.done:
+            return None
+        p = h.payload if h.accepted else {}
+        reader = str(p.get("reader_id") or f"scanner:{location}")
+        if not h.accepted:  # the reader refused or is lost: no read (re-read, then hold: COI-03)
+            return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
+        payload = p.get("payload")
+        return ScanResult(payload if isinstance(payload, str) else None, symbology_ok=bool(p.get("symbology_ok", True)),
+                          read_failed=bool(p.get("read_failed", False)), reader_id=reader, attempt=attempt)
+
+    def _label(self, container: str) -> str | None:
+        c = self.coi.genealogy.get(container)
+        return encode_label(c.coi, c.id) if c is not None else None
+
     def scan_step(self, ex: BatchExecutive, event: CustodyEventType, container: str, location: str,
                   destination: str | None = None, *, extra: dict[str, Any] | None = None,
                   equipment: str = "", attempt: int = 1) -> tuple[str, str]:
         """Scan ``container`` at ``location`` and log ``event`` (COI-01). Returns (action, message):
-        PROCEED, RETRY (read again), HOLD (hold this batch) or STOP (COI-30 done: the caller does
-        not command the actuator; the batches named are held here)."""
-        scan = self.reader.read(location, container, attempt)
+        PROCEED, WAIT (the read's answer is not in yet), RETRY (read again), HOLD (hold this batch)
+        or STOP (COI-30 done: the caller does not command the actuator; the batches named are held here)."""
+        scan = self.read(ex, location, container, self._label(container), attempt)
+        if scan is None:
+            return "WAIT", ""
         exp = Expectation(ex.batch_id, ex.coi, container, location, destination)
         out = self.coi.handle(event, scan, exp, actor="system", equipment_id=equipment, extra=extra or {})
         return self._verdict(ex, out)
 
+    def check_step(self, ex: BatchExecutive, container: str, location: str, attempt: int = 1) -> tuple[str, str]:
+        """Scan and verify ``container`` at ``location`` for a step whose custody event carries the
+        unit's result (SEAL): logged by :meth:`record_step` after the unit ran."""
+        scan = self.read(ex, location, container, self._label(container), attempt)
+        if scan is None:
+            return "WAIT", ""
+        exp = Expectation(ex.batch_id, ex.coi, container, location)
+        out = self.coi.check(scan, exp, actor="system")
+        if out.ok:
+            self._checked[ex.batch_id] = (scan, out.verdict, exp)
+        return self._verdict(ex, out)
+
+    def record_step(self, ex: BatchExecutive, event: CustodyEventType, *, equipment: str,
+                    extra: dict[str, Any]) -> None:
+        scan, verdict, exp = self._checked.pop(ex.batch_id)
+        self.coi.record(event, scan, verdict, exp, actor="system", equipment_id=equipment, extra=extra)
+
     def register(self, ex: BatchExecutive, container: str, location: str, kind: ContainerKind,
                  parents: list[str], attempt: int = 1) -> tuple[str, str]:
-        c_label = self.reader.presented.pop((container, location), None)
-        payload = c_label if c_label is not None else encode_label(ex.coi, container)
-        scan = ScanResult(payload, reader_id=f"reader:{location}", attempt=attempt)
+        """CONTAINER_REGISTER: the printed label read back by the station's reader (LAB-08)."""
+        scan = self.read(ex, location, container, encode_label(ex.coi, container), attempt)
+        if scan is None:
+            return "WAIT", ""
         out = self.coi.register(scan, Expectation(ex.batch_id, ex.coi, container, location), actor="system",
                                 kind=kind, parents=parents,
                                 extra={"kit_lot": "KIT-SIM", "kit_expiry": "2099-12-31"})
         return self._verdict(ex, out)
 
-    def receive(self, ex: BatchExecutive, container: str, location: str) -> tuple[str, str]:
-        payload = self.reader.presented.pop((container, location), None) or encode_label(ex.coi, container, ex.din)
-        scan = ScanResult(payload, reader_id=f"reader:{location}")
+    def receive(self, ex: BatchExecutive, container: str, location: str, attempt: int = 1) -> tuple[str, str]:
+        """APH_RECEIPT: the shipped bag's label read at the RTP against the paperwork."""
+        scan = self.read(ex, location, container, encode_label(ex.coi, container, ex.din), attempt)
+        if scan is None:
+            return "WAIT", ""
         out = self.coi.receive(scan, Expectation(ex.batch_id, ex.coi, None, location), actor="system",
                                paperwork_coi=ex.coi, paperwork_din=ex.din, seal_intact=True,
                                temperature_in_limits=True,
                                extra={"shipper_id": "SH-SIM", "logger_file": "sim", "arrival_temp_c": 4.0})
         return self._verdict(ex, out)
 
-    def weld(self, ex: BatchExecutive, a: str, b: str, location: str) -> tuple[str, str]:
-        """SEG-03 / COI-10: both ends scanned and of one COI before the welder moves."""
+    def weld(self, ex: BatchExecutive, a: str, b: str, location: str, attempt: int = 1) -> tuple[str, str]:
+        """SEG-03 / COI-10: both ends read at the welder and of one COI before the welder moves. The
+        COIs read go to the welder's ``weld`` command (its own interlock: WELD_COI_MISMATCH); the
+        WELD custody event, with the weld's quality, is logged by :meth:`weld_done`."""
         ends = []
         for cid in (a, b):
-            scan = self.reader.read(location, cid, 1)
+            scan = self.read(ex, location, cid, self._label(cid), attempt)
+            if scan is None:
+                return "WAIT", ""
             ends.append((scan, Expectation(ex.batch_id, ex.coi, cid, location)))
-        out = self.coi.connect(E.WELD, ends[0], ends[1], actor="system", equipment_id="WLD",
-                               extra={"wafer_lot": "WAFER-SIM", "quality": "PASS"})
+        read = []
+        for (scan, _e), cid in zip(ends, (a, b), strict=True):
+            try:
+                lab = decode_label(scan.payload or "")
+                read.append((lab.container_id, lab.coi or ""))
+            except LabelError:
+                read.append((cid, ""))
+        self.connected[ex.batch_id] = (read[0], read[1])
+        out = self.coi.check_connect(ends[0], ends[1], actor="system")
+        if out.ok:
+            self._checked[ex.batch_id] = (ends, out.verdict)
         return self._verdict(ex, out)
 
+    def weld_done(self, ex: BatchExecutive, report: dict[str, Any]) -> None:
+        """The WELD custody event of a weld that passed, with the welder's quality result."""
+        ends, verdict = self._checked.pop(ex.batch_id)
+        self.coi.record_connect(E.WELD, verdict, ends[0], ends[1], actor="system", equipment_id="WLD",
+                                extra={"wafer_lot": "WAFER-SIM", "quality": report.get("result"),
+                                       "score": report.get("score"), "run_id": report.get("run_id")})
+
     def _verdict(self, ex: BatchExecutive, out: Any) -> tuple[str, str]:
+        for k in [k for k in self._reads if k[0] == ex.batch_id]:  # the step has its verdict: reads done
+            del self._reads[k]
         v = out.verdict
         if v.ok:
             return "PROCEED", ""
@@ -513,4 +698,4 @@ def focused(sup: Supervisor, ex: BatchExecutive) -> Iterator[None]:
         sup.focus = prev
 
 
-__all__ = ["OPEN_ZONE", "LabelReader", "PatientCell", "RecordRouter", "focused", "sibling_records"]
+__all__ = ["OPEN_ZONE", "READER_STATION", "PatientCell", "StationLabels", "RecordRouter", "focused", "sibling_records"]
