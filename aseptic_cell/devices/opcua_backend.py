@@ -105,9 +105,14 @@ class OpcUaBackend:
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
         self._client: Any = None
-        self._methods: dict[str, Any] = {}
-        self._methods_parent: Any = None
-        self._ns = 0
+        self._methods: dict[str, tuple[Any, Any]] = {}  # command -> (object, method) NodeIds
+        from ..opcua.config import BrowseMapping
+
+        mapping = config.mapping if config is not None else BrowseMapping()
+        ep = config.devices.get(device_id) if config is not None else None
+        self._layouts = mapping.for_device(kind, ep)
+        self._namespaces = dict(mapping.namespaces)
+        self.layout = ""  # the layout the current session resolved
         self.sessions = 0  # sessions established (1 = first connect; more = reconnects)
         self.last_error = ""
         self.connected_since = 0.0
@@ -215,8 +220,6 @@ class OpcUaBackend:
     async def _session(self) -> bool:
         from asyncua import Client, ua
 
-        from ..opcua.model import NS_URI, nid_folder, nid_simtime
-
         s = self.settings
         client = Client(self.endpoint, timeout=s.request_timeout_s)
         client.session_timeout = int(s.session_timeout_s * 1000)
@@ -225,24 +228,19 @@ class OpcUaBackend:
         if s.security.mode == "sign_and_encrypt":
             await self._secure(client)
         await asyncio.wait_for(client.connect(), timeout=s.connect_timeout_s)
-        ns = await asyncio.wait_for(client.get_namespace_index(NS_URI), s.request_timeout_s)
-        self._ns = ns
         dev = self.device_id
-        # --- the tag table
-        nodes: dict[Any, tuple[str, bool]] = {}
-        for folder, record in (("ProcessImage", False), ("Records", True)):
-            parent = client.get_node(node_id(nid_folder(dev, folder), ns))
-            refs = await asyncio.wait_for(parent.get_children_descriptions(), s.request_timeout_s)
-            for ref in refs:
-                nodes[ref.NodeId] = (ref.BrowseName.Name, record)
-        if not nodes:
-            raise _Lost(f"{dev}: the server shows no ProcessImage variables")
-        simtime = client.get_node(node_id(nid_simtime(dev), ns))
+        # --- the tag table, by browse paths (the configured layouts, first that fits)
+        found = await asyncio.wait_for(
+            self._resolve(client), timeout=max(s.connect_timeout_s, 10 * s.request_timeout_s)
+        )
+        self.layout = found.layout
+        nodes: dict[Any, tuple[str, bool]] = {
+            nid: (key, nid in found.records) for nid, key in found.readings.items()}
+        simtime = client.get_node(found.clock)
         self._keys = {nid: key for nid, (key, _rec) in nodes.items()}
-        self._records = {nid for nid, (_k, rec) in nodes.items() if rec}
+        self._records = set(found.records)
         self._simtime_id = simtime.nodeid
-        # --- methods
-        self._methods_parent = client.get_node(node_id(nid_folder(dev, "Methods"), ns))
+        self._methods = found.methods
         # --- re-read everything before trusting anything (also after a reconnect)
         node_list = [client.get_node(n) for n in nodes]
         dvs = await asyncio.wait_for(
@@ -312,6 +310,22 @@ class OpcUaBackend:
             if silent > s.silence_timeout_s:
                 raise _Lost(f"no data-change notification for {silent:.1f} s (SimTime not advancing)")
         return True
+
+    async def _resolve(self, client: Any) -> Any:
+        """The first configured layout (``mapping`` of opcua.yaml) that fits the server."""
+        from ..opcua.browse import LayoutMismatch, resolve
+
+        why = []
+        for name, layout in self._layouts:
+            try:
+                found = await resolve(client, self.device_id, name, layout, self._namespaces)
+            except LayoutMismatch as exc:
+                why.append(str(exc))
+                continue
+            if why:
+                log.info("%s: layout %s (before: %s)", self.device_id, name, "; ".join(why))
+            return found
+        raise _Lost(f"{self.device_id}: no configured browse layout fits the server: " + "; ".join(why))
 
     async def _secure(self, client: Any) -> None:
         """Basic256Sha256/SignAndEncrypt with the bridge's certificate, the device server's pinned
@@ -399,6 +413,12 @@ class OpcUaBackend:
                 f"no OPC UA connection to {self.device_id} ({self.endpoint})"
                 + (f": {self.last_error}" if self.last_error else ""),
             )
+        if name not in self._methods:
+            return CommandResult(
+                False, "INVALID",
+                f"{self.device_id}: the server shows no method for {name!r} (layout {self.layout}; "
+                f"methods: {sorted(self._methods)})",
+            )
         fut = asyncio.run_coroutine_threadsafe(self._call(name, args, user, reason), loop)
         try:
             accepted, code, why, payload_json = fut.result(timeout_s)
@@ -427,13 +447,11 @@ class OpcUaBackend:
     async def _call(self, name: str, args: dict[str, Any], user: str, reason: str) -> tuple[Any, ...]:
         from asyncua import ua
 
-        from ..opcua.model import nid_method
-
-        client, parent = self._client, self._methods_parent
-        if client is None or parent is None:
+        client = self._client
+        if client is None:
             raise ConnectionError("not connected")
-        method = node_id(nid_method(self.device_id, name), self._ns)
-        out = await parent.call_method(
+        parent_id, method = self._methods[name]
+        out = await client.get_node(parent_id).call_method(
             method,
             ua.Variant(json.dumps(args), ua.VariantType.String),
             ua.Variant(user or "", ua.VariantType.String),

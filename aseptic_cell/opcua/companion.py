@@ -31,6 +31,7 @@ PACKML_MACHINE_SM_TYPE = 2  # PackMLMachineStateMachineType
 PACKML_BASE_SM_TYPE = 3  # PackMLBaseStateMachineType
 LADS_DEVICE_TYPE = 1002  # LADSDeviceType
 LADS_FUNCTIONAL_UNIT_TYPE = 1003  # FunctionalUnitType
+LADS_FUNCTION_SET_TYPE = 1026  # FunctionSetType (FunctionalUnitType.FunctionSet, Optional)
 ROBOTICS_MOTION_DEVICE_SYSTEM_TYPE = 1002  # MotionDeviceSystemType
 ROBOTICS_MOTION_DEVICE_TYPE = 1004  # MotionDeviceType
 ROBOTICS_AXIS_TYPE = 16601  # AxisType

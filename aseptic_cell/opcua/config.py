@@ -35,6 +35,10 @@ class DeviceEndpoint(Model):
     kind: str | None = Field(
         default=None, description="isolator | vhp | autoclave | arm (checked against cell.yaml when given)"
     )
+    layouts: list[str] | None = Field(
+        default=None, min_length=1,
+        description="browse layouts (mapping.layouts) tried in order for this device; default: mapping.kinds[kind]",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -166,12 +170,129 @@ class ClientSettings(Model):
     security: ClientSecurity = Field(default_factory=ClientSecurity)
 
 
+# ---------------------------------------------------------------- browse mapping (issue 18 item 6)
+# A path element is "<alias>:<BrowseName>" (alias from mapping.namespaces; "0" = the OPC UA
+# namespace) or "*" (every child object); "{device}" in a BrowseName is the device id.
+STANDARD_NS = "http://opcfoundation.org/UA/"
+DEFAULT_NAMESPACES: dict[str, str] = {
+    "0": STANDARD_NS,
+    "DI": "http://opcfoundation.org/UA/DI/",
+    "LADS": "http://opcfoundation.org/UA/LADS/",
+    "dev": "urn:aseptic-cell:device",
+}
+
+
+class BrowseLayout(Model):
+    """Where the bridge finds one device's nodes, as browse paths (TranslateBrowsePathsToNodeIds
+    and Browse, never NodeIds): a server of another vendor is driven by writing one of these."""
+
+    device: list[str] = Field(min_length=1, description="path from Objects to the device object")
+    clock: list[str] = Field(
+        min_length=1, description="path (from the device) of the Double the device advances: its time (s)"
+    )
+    readings: list[list[str]] = Field(
+        min_length=1,
+        description="containers (paths from the device, '*' = every child object) whose variables are "
+        "readings (key = BrowseName) and whose objects are functions (value: first of function_values)",
+    )
+    records: list[list[str]] = Field(
+        default_factory=list, description="containers whose String variables hold JSON (lists, dicts)"
+    )
+    methods: list[str] | None = Field(
+        default=None, description="container (path from the device) of one method per catalogue command"
+    )
+    commands: dict[str, list[str]] = Field(
+        default_factory=dict, description="command -> path (from the device) of its method (over methods)"
+    )
+    rename: dict[str, str] = Field(default_factory=dict, description="BrowseName -> reading key")
+    function_values: list[str] = Field(
+        default_factory=lambda: ["LADS:SensorValue", "LADS:CurrentValue"],
+        description="where a function object's value is (LADS sensor / control functions)",
+    )
+
+    def paths(self) -> list[list[str]]:
+        return [self.device, self.clock, *self.readings, *self.records,
+                *([self.methods] if self.methods else []), *self.commands.values(),
+                *([e] for e in self.function_values)]
+
+
+# The built-in mapping, repeated in config/opcua.yaml (tests/hil/test_browse_mapping.py keeps the
+# two equal). "lads": readings through the standard LADS model (LADSDeviceType -> FunctionalUnitSet
+# -> functional units -> FunctionSet); "project": the contract of aseptic_cell/opcua/model.py
+# (ProcessImage), for the arm, the process equipment, interop/device_server.js and an emulator
+# started without the companion NodeSets.
+_DEV_ROOT = ["dev:DeviceSet", "dev:{device}"]
+DEFAULT_LAYOUTS: dict[str, dict[str, Any]] = {
+    "lads": {"device": _DEV_ROOT, "clock": ["dev:SimTime"],
+             "readings": [["LADS:FunctionalUnitSet", "*", "LADS:FunctionSet"]],
+             "records": [["dev:Records"]], "methods": ["dev:Methods"]},
+    "project": {"device": _DEV_ROOT, "clock": ["dev:SimTime"], "readings": [["dev:ProcessImage"]],
+                "records": [["dev:Records"]], "methods": ["dev:Methods"]},
+}
+DEFAULT_KINDS: dict[str, list[str]] = {k: ["lads", "project"] for k in ("isolator", "vhp", "autoclave")}
+
+
+class BrowseMapping(Model):
+    """``mapping`` of opcua.yaml. What a file gives is added to the built-in entries (a layout,
+    namespace alias or kind given under a built-in name replaces that one)."""
+
+    namespaces: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_NAMESPACES),
+                                       description="alias -> namespace URI (indices are read from the server)")
+    layouts: dict[str, BrowseLayout] = Field(
+        default_factory=lambda: {k: BrowseLayout.model_validate(v) for k, v in DEFAULT_LAYOUTS.items()})
+    kinds: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_KINDS.items()},
+                                        description="device kind -> layouts tried in order")
+    default: list[str] = Field(default_factory=lambda: ["project"], min_length=1,
+                               description="layouts for a kind not in kinds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_built_in(cls, data: Any) -> Any:
+        """Given namespaces, layouts and kinds are added to (or replace by name) the built-in ones."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, base in (("namespaces", DEFAULT_NAMESPACES), ("layouts", DEFAULT_LAYOUTS),
+                              ("kinds", DEFAULT_KINDS)):
+                if isinstance(data.get(key), dict):
+                    data[key] = {**base, **data[key]}
+        return data
+
+    @model_validator(mode="after")
+    def _known(self) -> BrowseMapping:
+        if self.namespaces.get("0", STANDARD_NS) != STANDARD_NS:
+            raise ValueError(f"namespace alias '0' is the OPC UA namespace {STANDARD_NS}")
+        self.namespaces.setdefault("0", STANDARD_NS)
+        for name, layout in self.layouts.items():
+            for path in layout.paths():
+                for el in path:
+                    if el == "*":
+                        continue
+                    alias, sep, bname = el.partition(":")
+                    if not sep or not bname:
+                        raise ValueError(f"layout {name}: path element {el!r} is not '<alias>:<BrowseName>' or '*'")
+                    if alias not in self.namespaces:
+                        raise ValueError(f"layout {name}: namespace alias {alias!r} (in {el!r}) is not in "
+                                         f"mapping.namespaces {sorted(self.namespaces)}")
+        for kind, names in [*self.kinds.items(), ("default", self.default)]:
+            missing = [n for n in names if n not in self.layouts]
+            if missing or not names:
+                raise ValueError(f"mapping.kinds.{kind}: unknown layouts {missing} (have {sorted(self.layouts)})")
+        return self
+
+    def for_device(self, kind: str, ep: DeviceEndpoint | None = None) -> list[tuple[str, BrowseLayout]]:
+        names = (ep.layouts if ep is not None and ep.layouts else None) or self.kinds.get(kind) or self.default
+        return [(n, self.layouts[n]) for n in names]
+
+
 class OpcUaConfig(Model):
     """The whole ``opcua.yaml``."""
 
     devices: dict[Identifier, DeviceEndpoint] = Field(description="device id -> its OPC UA server")
     emulator: EmulatorSettings = Field(default_factory=EmulatorSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    mapping: BrowseMapping = Field(
+        default_factory=BrowseMapping, description="how the bridge finds each device's nodes (browse paths)"
+    )
     cell_server: dict[str, Any] | None = Field(
         default=None, description="the cell server for MES/SCADA (validated by aseptic_cell.opcua.server)"
     )
@@ -181,6 +302,15 @@ class OpcUaConfig(Model):
     def base_dir(self) -> Path:
         """The folder of opcua.yaml (relative paths in it are resolved against it)."""
         return self._base_dir
+
+    @model_validator(mode="after")
+    def _device_layouts_known(self) -> OpcUaConfig:
+        for dev, ep in self.devices.items():
+            missing = [n for n in ep.layouts or [] if n not in self.mapping.layouts]
+            if missing:
+                raise ValueError(f"devices.{dev}.layouts: unknown layouts {missing} "
+                                 f"(have {sorted(self.mapping.layouts)})")
+        return self
 
     @model_validator(mode="after")
     def _none_only_on_loopback(self) -> OpcUaConfig:

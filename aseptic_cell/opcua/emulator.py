@@ -52,6 +52,7 @@ from asyncua.server.user_managers import UserManager
 from ..devices.commands import CATALOGUE, CONTRACTS, InvalidArguments
 from .companion import (
     LADS_DEVICE_TYPE,
+    LADS_FUNCTION_SET_TYPE,
     LADS_FUNCTIONAL_UNIT_TYPE,
     ROBOTICS_AXIS_TYPE,
     ROBOTICS_MOTION_DEVICE_SYSTEM_TYPE,
@@ -400,6 +401,11 @@ class DeviceServer:
                 self._lads = LadsProgramUnit(self, unit, spec.ns["LADS"], self._lads_map or {})
                 await self._lads.build(values)
             fset = await child(unit, ["FunctionSet"], nss)
+            if fset is None:  # Optional in FunctionalUnitType (add_typed_object makes Mandatory ones only)
+                fset = await add_typed_object(
+                    self.server, unit, self._nid(f"{self.device_id}/lads/{fu}/FunctionSet"),
+                    ua.QualifiedName("FunctionSet", spec.ns["LADS"]), node_id(LADS_FUNCTION_SET_TYPE, spec.ns["LADS"]),
+                )
             for key in self._nodes:
                 if functional_unit(self.kind, key) == fu and fset is not None:
                     await fset.add_reference(self._nodes[key][0], ua.ObjectIds.Organizes, forward=True,
