@@ -125,13 +125,42 @@ class InterlockRule(Model):
         return self
 
 
+class EnforcedRule(Model):
+    """A segregation (SEG-nn) or chain-of-identity (COI-nn) row of the catalogue: a rule the cell
+    enforces in code rather than as a condition over device signals (no ``when``); the row says
+    where it is enforced, its scope, what holds, and the scenario that demonstrates it."""
+
+    id: str = Field(pattern=r"^(SEG|COI)-\d{2}$", description="SEG-nn / COI-nn as the multi-patient spec numbers them")
+    title: str = Field(min_length=3)
+    basis: str = Field(min_length=3, description="source key(s) (docs/REFERENCES.md) and [M]/[V] tags")
+    scope: Literal["cell-wide", "batch-local"]
+    holds: str = Field(min_length=3, description="what the cell does when the rule is broken")
+    enforced_by: list[str] = Field(min_length=1, description="module(.function) paths that enforce it")
+    scenario: str = Field(pattern=r"^(SEG|COI)-[A-Za-z0-9_.\-]+$", description="config/scenarios/<id>.yaml")
+    severity: Literal["critical", "high", "medium", "low"]
+
+
+class SegregationParameters(Model):
+    """Site values [M] of the segregation rules built in aseptic_cell/supervisor/segregation.py."""
+
+    glove_test_max_age_h: Finite = Field(default=24.0, gt=0, description="T_glove_max (SEG-08 c) [M]")
+    glove_test_before_first_open: bool = Field(
+        default=False, description="SEG-08 (c): hold a batch whose first open phase finds a glove test older "
+        "than glove_test_max_age_h (or none) [M]")
+    spill_vhp_when_not_confined: bool = Field(default=True, description="SEG-07.4: escalate to a full VHP [M]")
+    product_contact: dict[str, Literal["line_clearance", "manual"]] = Field(
+        default_factory=dict, description="SEG-10: modules that can contact product -> how they are cleaned [M]")
+
+
 class InterlockCatalogue(Model):
     parameters: dict[str, Finite] = {}
     rules: list[InterlockRule] = Field(min_length=1)
+    segregation_parameters: SegregationParameters = SegregationParameters()
+    enforced: list[EnforcedRule] = Field(default_factory=list, description="SEG-nn / COI-nn rows")
 
     @model_validator(mode="after")
     def _consistent(self) -> InterlockCatalogue:
-        ids = [r.id for r in self.rules]
+        ids = [r.id for r in self.rules] + [r.id for r in self.enforced]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"rule ids must be unique; repeated: {dup}")

@@ -440,6 +440,9 @@ class Supervisor:
             return self._refuse_batch(user, command, "COI",
                                       f"batch {batch} was stopped by a COI mismatch ({ex.coi_stop}); only QA's "
                                       "disposition releases it, never an operator continue (COI-30)")
+        why = self.patient_cell.seg.refusal(ex, command)  # SEG-07 CONTAIN, SEG-08, SEG-10
+        if why:
+            return self._refuse_batch(user, command, "SEG", why)
         with self.focused(ex):
             out = self._batch_command(command, user, password, meaning, reason, phase)
         if out.accepted and command == "restart":
