@@ -185,8 +185,15 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
         if not h.done:
             return "WAIT", ""
         if not h.accepted:
+            self._refused(h)
             return "HOLD", f"{node}.{command} refused: {h.code}: {h.reason}"
         return "PROCEED", ""
+
+    def _refused(self, h: Any) -> None:
+        """A unit's refusal into the batch's own record (the cell's record has the device event)."""
+        if h.code != "INTERLOCK":  # (an interlock refusal is recorded by the supervisor's send)
+            self.ex.journal.refusal(self.ex.batch_user or "system", h.node, h.command, h.args, h.code, h.reason,
+                                    source="device")
 
     def _door_note(self, key: str, container: str) -> None:
         h = self.handles.get(key)
@@ -309,6 +316,7 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
                         self.op_stage = "start"
                         self.feedback_message = f"{node} busy: waiting"
                         return Status.RUNNING
+                    self._refused(h)
                     return self.fail(f"{node}.{START[node]} refused: {h.code}: {h.reason}")
                 self.op_run_id = str((h.payload or {}).get("run_id", ""))
                 ex.journal.audit("command", ex.batch_user or "system", f"{node}.{START[node]}",
