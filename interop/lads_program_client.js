@@ -7,8 +7,16 @@
 // again (refused while Aborted) and Clears. Prints one JSON object; exit 0 when it ran (the caller
 // asserts), 2 on a failure (JSON with "error").
 //
+// With "prepare" it first puts the cell in the state the program needs, as an integrator would, through
+// the other device servers' own methods and variables (browse paths DeviceSet/<ID>/Methods/<command>
+// and DeviceSet/<ID>/ProcessImage/<key> in the device namespace): each step is
+//   {"endpoint", "device", "call": <command>, "args": {...}}  -> the method (ArgsJson, User, Reason)
+//   {"endpoint", "device", "until": <key>, "equals": <value>, "timeoutMs"} -> polls the variable
+// The restart/Clear check runs only when the run ended Aborted.
+//
 // usage: node interop/lads_program_client.js '{"endpoint": ..., "device": "VHP1", "unit": "Decon",
-//   "template": "VHP-ISO-SHORT", "operator": "op.nodejs", "jobId": "B-1", "timeoutMs": 120000}'
+//   "template": "VHP-ISO-SHORT", "operator": "op.nodejs", "jobId": "B-1", "timeoutMs": 120000,
+//   "prepare": [...]}'
 "use strict";
 const {
   OPCUAClient, AttributeIds, BrowseDirection, DataType, TimestampsToReturn, makeBrowsePath, NodeId,
@@ -16,6 +24,7 @@ const {
 } = require("node-opcua");
 
 const LADS = "http://opcfoundation.org/UA/LADS/";
+const DEVICE_NS = "urn:aseptic-cell:device";
 const opt = JSON.parse(process.argv[2] || "{}");
 const out = { ok: false, stack: "node-opcua", states: [] };
 
@@ -24,7 +33,62 @@ function emit(code) {
   process.exit(code);
 }
 
+async function prepare(steps) {
+  out.prepared = [];
+  const sessions = {};
+  try {
+    for (const step of steps) {
+      if (!sessions[step.endpoint]) {
+        const cl = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 0 } });
+        await cl.connect(step.endpoint);
+        sessions[step.endpoint] = { cl, s: await cl.createSession() };
+      }
+      const s = sessions[step.endpoint].s;
+      const nsArray = (await s.read({ nodeId: "ns=0;i=2255", attributeId: AttributeIds.Value })).value.value;
+      const ns = nsArray.indexOf(DEVICE_NS);
+      const esc = (name) => name.replace(/[/.<>:#!&]/g, (ch) => `&${ch}`);  // RelativePath reserved chars
+      const path = (rest) => `/${ns}:DeviceSet/${ns}:${esc(step.device)}/${rest}`;
+      const resolve = async (p) => {
+        const r = await s.translateBrowsePath(makeBrowsePath("ns=0;i=85", p));
+        if (!r.targets || !r.targets.length) throw new Error(`prepare: no node at ${p} on ${step.endpoint}`);
+        return r.targets[0].targetId;
+      };
+      if (step.call) {
+        const res = await s.call({ objectId: await resolve(path(`${ns}:Methods`)),
+          methodId: await resolve(path(`${ns}:Methods/${ns}:${esc(step.call)}`)), inputArguments: [
+            new Variant({ dataType: DataType.String, value: JSON.stringify(step.args || {}) }),
+            new Variant({ dataType: DataType.String, value: opt.operator || "" }),
+            new Variant({ dataType: DataType.String, value: `prepare ${opt.template}` })] });
+        const o = (res.outputArguments || []).map((v) => v.value);
+        out.prepared.push({ device: step.device, call: step.call, status: res.statusCode.name, accepted: o[0], code: o[1] });
+        if (res.statusCode.value !== 0 || o[0] !== true) {
+          throw new Error(`prepare: ${step.device}.${step.call} refused: ${res.statusCode.toString()} ${o[1]} ${o[2]}`);
+        }
+      } else {
+        const node = await resolve(path(`${ns}:ProcessImage/${ns}:${esc(step.until)}`));
+        const t0 = Date.now();
+        let v;
+        for (;;) {
+          v = (await s.read({ nodeId: node, attributeId: AttributeIds.Value })).value.value;
+          if (v === step.equals) break;
+          if (Date.now() - t0 > (step.timeoutMs || 60000)) {
+            throw new Error(`prepare: ${step.device} ${step.until} is ${v}, not ${step.equals}`);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        out.prepared.push({ device: step.device, until: step.until, value: v });
+      }
+    }
+  } finally {
+    for (const { cl, s } of Object.values(sessions)) {
+      await s.close();
+      await cl.disconnect();
+    }
+  }
+}
+
 async function main() {
+  if (opt.prepare) await prepare(opt.prepare);
   const c = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 0 },
     dataTypeExtractStrategy: DataTypeExtractStrategy.Force104 });
   await c.connect(opt.endpoint);
@@ -100,6 +164,11 @@ async function main() {
       verdict: await read(await resolve(result, `/${lads}:VariableSet/${lads}:Result`)),
       runId: await read(await resolve(result, `/${lads}:DeviceProgramRunId`)),
     };
+    if (out.final !== "Aborted") {
+      await sub.terminate();
+      out.ok = true;
+      return;
+    }
     // a new start while Aborted is refused; Clear leaves Aborted
     const again = await session.call({ objectId: fsm, methodId: await methodId("StartProgram"), inputArguments: startArgs });
     out.restartStatus = again.statusCode.name;

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
 # the isolator and the autoclave are LADSDeviceType instances built by the same code as the VHP
 # unit; the autoclave's program unit is served in-process by tests/hil/test_lads_programs.py)
 DEVICES = {"VHP1": "LADS", "ARM1": "Robotics"}
+SERVED = [*DEVICES, "ISO1"]  # the isolator too: the integrator prepares the cell for a VHP cycle through it
 CELL_NS = "urn:aseptic-cell:opcua:cell"
 
 
@@ -50,10 +51,10 @@ def emulator(tmp_path_factory):
     if shutil.which("node") is None or not (ROOT / "node_modules" / "node-opcua-nodesets").is_dir():
         pytest.skip("node / node_modules (node-opcua, node-opcua-nodesets) not installed (make venv)")
     tmp = tmp_path_factory.mktemp("companion")
-    ports = dict(zip(DEVICES, free_ports(len(DEVICES)), strict=True))
+    ports = dict(zip(SERVED, free_ports(len(SERVED)), strict=True))
     # 400 sim s per wall s: the LADS program test follows a VHP run to its end (>= 1200 s of aeration)
     yml = write_opcua_yaml(tmp / "opcua.yaml", ports, sim_speed=400.0)
-    emu = Emulator(yml, list(DEVICES), tmp / "emu.log", fault_methods=False).start()
+    emu = Emulator(yml, SERVED, tmp / "emu.log", fault_methods=False).start()
     try:
         emu.wait_ready(180)
         yield {d: f"opc.tcp://127.0.0.1:{p}/aseptic/{d}" for d, p in ports.items()}
@@ -112,17 +113,26 @@ def test_arm_axes_show_the_real_joint_state(emulator):
         assert in_rob and isinstance(std, float) and std == pytest.approx(own, abs=1e-9), (j, std, own)
 
 
-def test_node_opcua_runs_a_vhp_program_through_the_lads_state_machine(emulator):
-    """Must show (issue 18): a VHP cycle started and followed to its end through LADS alone. The
-    emulated cell has no leak test passed and the arm is not parked, so the unit's precheck fails the
-    run: it aerates (Aborting) and ends Aborted, latched: a new StartProgram is refused until Clear."""
+def _lads_run(emulator: dict, job: str, prepare: list | None = None) -> tuple[dict, str]:
     proc = subprocess.run(
         ["node", str(ROOT / "interop" / "lads_program_client.js"), json.dumps({
             "endpoint": emulator["VHP1"], "device": "VHP1", "unit": "Decon", "template": "VHP-ISO-SHORT",
-            "operator": "op.nodejs", "jobId": "B-LADS-1", "timeoutMs": 150000})],
+            "operator": "op.nodejs", "jobId": job, "timeoutMs": 150000, **({"prepare": prepare} if prepare else {})})],
         capture_output=True, text=True, cwd=ROOT, timeout=200)
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["ok"], (out.get("error"), out, proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr[-2000:]
+
+
+def test_node_opcua_runs_a_vhp_program_through_the_lads_state_machine(emulator):
+    """Must show (issue 18): a VHP cycle started and followed to its end through LADS alone.
+
+    1. As the emulated cell starts (no leak test passed, the arm not parked in its decon pose with its
+       drives off), the unit's precheck fails the run: it aerates (Aborting) and ends Aborted, latched:
+       a new StartProgram is refused until Clear.
+    2. The integrator then prepares the cell through the other device servers (isolator: the enclosure
+       leak test until it passed; arm: drives on, decon pose, drives off) and starts again: the cycle
+       runs through its phases to Stopped with a PASS result."""
+    out, err = _lads_run(emulator, "B-LADS-1")
+    assert out["ok"], (out.get("error"), out, err)
     assert {"VHP-ISO-STD", "VHP-ISO-SHORT"} <= set(out["templates"])
     assert out["initial"] == "Stopped" and out["startStatus"] == "Good"
     assert out["runId"].startswith("VHP1-")
@@ -136,3 +146,25 @@ def test_node_opcua_runs_a_vhp_program_through_the_lads_state_machine(emulator):
     assert r["jobId"] == "B-LADS-1" and "leak" in r["description"], r
     assert out["restartStatus"] == "BadInvalidState"  # never an automatic restart after a trip
     assert out["clearStatus"] == "Good" and out["afterClear"] == "Stopped"
+
+    # 2. the cell prepared through the isolator's and the arm's own servers, then a PASS cycle
+    iso, arm = emulator["ISO1"], emulator["ARM1"]
+    prepare = [
+        {"endpoint": iso, "device": "ISO1", "call": "start_leak_test", "args": {}},
+        {"endpoint": iso, "device": "ISO1", "until": "leak_test.passed", "equals": True, "timeoutMs": 60000},
+        {"endpoint": arm, "device": "ARM1", "call": "enable_drives", "args": {}},
+        {"endpoint": arm, "device": "ARM1", "call": "move_to_pose", "args": {"pose": "decon"}},
+        {"endpoint": arm, "device": "ARM1", "until": "at_decon", "equals": True, "timeoutMs": 60000},
+        {"endpoint": arm, "device": "ARM1", "until": "moving", "equals": False, "timeoutMs": 60000},
+        {"endpoint": arm, "device": "ARM1", "call": "disable_drives", "args": {}},
+    ]
+    out, err = _lads_run(emulator, "B-LADS-2", prepare)
+    assert out["ok"], (out.get("error"), out, err)
+    assert [p.get("accepted", True) for p in out["prepared"]] == [True] * len(prepare), out["prepared"]
+    assert out["initial"] == "Stopped" and out["startStatus"] == "Good" and out["runId"] != r["runId"]
+    states = out["states"]
+    assert states[0] == "Stopped" and "Running" in states and "Aborting" not in states, states
+    assert out["final"] == out["finalRead"] == "Stopped", out
+    r2 = out["result"]
+    assert r2["runId"] == out["runId"] and r2["verdict"] == "PASS" and r2["jobId"] == "B-LADS-2", r2
+    assert "restartStatus" not in out  # no restart attempted after a completed run
