@@ -444,7 +444,21 @@ def test_supervisor_state_interlocks_alarms_and_devices_are_mirrored(cell, fake)
             decon_status="DECONTAMINATED_RELEASED",
             faults=["none"],
         )
+        fake.batches(batch_view)
 
+    batch_view = {  # two patient batches (issue 14 item 7), as aseptic_cell.supervisor.batch_view gives them
+        "t": 5000.0, "zone_owner": "P-0002", "queue": [{"position": 1, "batch": "P-0001"}],
+        "batches": [
+            {"batch_id": "P-0001", "coi": "COI-A", "din": "W0000 26 123456 A", "state": "Held",
+             "active_phases": ["PH-SELECT"], "slot": "INC1.S1", "next_action": "restart (signed)",
+             "slack_s": None, "held_reason": "COI-30", "coi_stop": "COI_MISMATCH", "impacted": True,
+             "phases_done": 2, "phases_total": 9},
+            {"batch_id": "P-0002", "coi": "COI-B", "din": "W0000 26 654321 B", "state": "Running",
+             "active_phases": ["PH-EXPAND", "PH-SAMPLE"], "slot": "INC1.S2", "next_action": "",
+             "slack_s": 86400.0, "held_reason": "", "coi_stop": "", "impacted": False,
+             "phases_done": 5, "phases_total": 9},
+        ],
+    }
     _repeat(publish, stop)
 
     async def go():
@@ -478,6 +492,19 @@ def test_supervisor_state_interlocks_alarms_and_devices_are_mirrored(cell, fake)
             assert (await s.read("Devices.ISO1.Latched")).Value.Value is True
             assert (await s.read("Devices.ISO1.DeconStatus")).Value.Value == "DECONTAMINATED_RELEASED"
             await s.wait("Supervisor.Connected", lambda dv: dv.Value.Value is True, timeout=5)
+            # the patient batches: one object per batch with its COI and state (issue 14 item 7)
+            await s.wait("Batches.Count", lambda dv: dv.Value.Value == 2)
+            assert (await s.read("Batches.Ids")).Value.Value == ["P-0001", "P-0002"]
+            assert (await s.read("Batches.OpenZoneOwner")).Value.Value == "P-0002"
+            assert (await s.read("Batches.QueueLength")).Value.Value == 1
+            assert (await s.read("Batches.P-0001.COI")).Value.Value == "COI-A"
+            assert (await s.read("Batches.P-0001.ISA88State")).Value.Value == "Held"
+            assert (await s.read("Batches.P-0001.CoiStop")).Value.Value == "COI_MISMATCH"
+            assert (await s.read("Batches.P-0001.Impacted")).Value.Value is True
+            assert (await s.read("Batches.P-0002.COI")).Value.Value == "COI-B"
+            assert (await s.read("Batches.P-0002.ActivePhases")).Value.Value == "PH-EXPAND, PH-SAMPLE"
+            assert (await s.read("Batches.P-0002.TimeToVeinSlack_s")).Value.Value == 86400.0
+            assert (await s.read("Batches.P-0002.PhasesDone")).Value.Value == 5
 
             dv = await s.read("Alarms.Active.ARM1_PROTECTIVE_STOP.Priority")
             assert dv.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown

@@ -265,6 +265,8 @@ class CellServerApp:
             await m.apply_interlocks(payload)
         elif source == "alarms":
             await m.apply_alarms(payload)
+        elif source == "batches":
+            await m.apply_batches(payload)
         elif source.startswith("device:"):
             await m.apply_device(source.split(":", 1)[1], payload)
 

@@ -14,6 +14,10 @@ Machinery-style at the top, in the cell namespace (string NodeIds ``<Machine>.<p
                             Methods Start Hold Unhold Suspend Unsuspend Stop Abort Reset
                             (-> /cell/batch/command start hold restart pause resume stop abort
                             reset), ReloadConfiguration (engineer; this server's users/trust list)
+      Batches               Count, Ids[], OpenZoneOwner, QueueLength,
+                            <batch id>{BatchId, COI, DIN, ISA88State, ActivePhases, IncubatorSlot,
+                            NextAction, TimeToVeinSlack_s, HeldReason, CoiStop, Impacted,
+                            PhasesDone, PhasesTotal} (the patient batches, /cell/batches)
       Interlocks/<rule>[<instance>]  RuleId, Instance, Title, State, Severity, Reasons[]
       Alarms                ActiveCount, Flood, HighestSeverity, ActiveIds[],
                             Active/<alarm id>{Source, Priority, Severity, State, Message, Raised,
@@ -62,6 +66,22 @@ BATCH_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("Reset", "reset", "batch.reset", "PackML Reset = ISA-88 reset (Complete/Stopped/Aborted -> Idle)"),
 )
 RELOAD_ACTION = "config.change"
+
+# Batches/<batch id> (issue 14 item 7): (browse name, /cell/batches field, type)
+BATCH_FIELDS: tuple[tuple[str, str, VT], ...] = (
+    ("COI", "coi", VT.String),
+    ("DIN", "din", VT.String),
+    ("ISA88State", "state", VT.String),
+    ("ActivePhases", "active_phases", VT.String),
+    ("IncubatorSlot", "slot", VT.String),
+    ("NextAction", "next_action", VT.String),
+    ("TimeToVeinSlack_s", "slack_s", VT.Double),
+    ("HeldReason", "held_reason", VT.String),
+    ("CoiStop", "coi_stop", VT.String),
+    ("Impacted", "impacted", VT.Boolean),
+    ("PhasesDone", "phases_done", VT.UInt32),
+    ("PhasesTotal", "phases_total", VT.UInt32),
+)
 
 DEVICE_FIELDS: dict[str, tuple[tuple[str, str, VT], ...]] = {
     "isolator": (
@@ -222,6 +242,7 @@ class CellAddressSpace:
         self.vars: dict[str, _Var] = {}
         self._last_update: dict[str, float] = {}
         self._interlock_nodes: dict[tuple[str, str], str] = {}
+        self._batch_nodes: dict[str, str] = {}
         self._alarm_nodes: dict[str, Node] = {}
         self.conditions: AlarmConditions | None = None
         self.nodes: dict[str, Node] = {}
@@ -338,6 +359,15 @@ class CellAddressSpace:
             )
             self.packml = PackMLStateMachine(self.server, obj, pk)
             await self.packml.init(self.machine_name)
+
+        bt = await self._obj(
+            cell, "Batches", "Batches",
+            description="The patient batches in the cell (/cell/batches, issue 14): one object per batch id",
+        )
+        await self._var(bt, "Batches.Count", "Count", VT.UInt32, "batches")
+        await self._var(bt, "Batches.Ids", "Ids", VT.String, "batches", array=True)
+        await self._var(bt, "Batches.OpenZoneOwner", "OpenZoneOwner", VT.String, "batches")
+        await self._var(bt, "Batches.QueueLength", "QueueLength", VT.UInt32, "batches")
 
         il = await self._obj(
             cell, "Interlocks", "Interlocks", description="Interlock rule instances (/cell/interlocks)"
@@ -489,6 +519,40 @@ class CellAddressSpace:
         await self._set("Supervisor.LastUpdate", now, now)
         self._touch("supervisor")
 
+    async def _add_batch(self, batch_id: str) -> str:
+        path = f"Batches.{batch_id}"
+        o = await self._obj(self.nodes["Batches"], path, batch_id, description=f"patient batch {batch_id}")
+        await self._var(o, f"{path}.BatchId", "BatchId", VT.String, "static", value=batch_id, prop=True)
+        for name, _key, vt in BATCH_FIELDS:
+            await self._var(o, f"{path}.{name}", name, vt, "batches")
+        self._batch_nodes[batch_id] = path
+        return path
+
+    async def apply_batches(self, view: Mapping[str, Any]) -> None:
+        """``view``: the supervisor's ``/cell/batches`` JSON (:mod:`aseptic_cell.supervisor.batch_view`).
+        A batch that left the view keeps its object with its last values (its record is the truth)."""
+        now = dt.datetime.now(dt.UTC)
+        rows = [b for b in view.get("batches") or () if isinstance(b, Mapping) and b.get("batch_id")]
+        for b in rows:
+            bid = str(b["batch_id"])
+            path = self._batch_nodes.get(bid)
+            if path is None:
+                if len(self._batch_nodes) >= 500:
+                    continue
+                path = await self._add_batch(bid)
+            for name, key, _vt in BATCH_FIELDS:
+                value = b.get(key)
+                if key == "active_phases":
+                    value = ", ".join(str(x) for x in value or ())
+                elif key == "slack_s":
+                    value = float("nan") if value is None else value
+                await self._set(f"{path}.{name}", value, now)
+        await self._set("Batches.Count", len(rows), now)
+        await self._set("Batches.Ids", [str(b["batch_id"]) for b in rows], now)
+        await self._set("Batches.OpenZoneOwner", view.get("zone_owner") or "", now)
+        await self._set("Batches.QueueLength", len(view.get("queue") or ()), now)
+        self._touch("batches")
+
     async def apply_interlocks(self, rules: Sequence[Mapping[str, Any]]) -> None:
         now = dt.datetime.now(dt.UTC)
         parent = self.nodes["Interlocks"]
@@ -555,6 +619,16 @@ class CellAddressSpace:
                 {str(a.get("alarm_id", "")): a for a in snapshot.get("alarms", ()) if a.get("alarm_id")},
                 {aid: self.nid(f"Alarms.Active.{aid}") for aid in alarms})
         sevs = [clamp_severity(int(a.get("priority", 1) or 1)) for a in alarms.values()]
+        if self.packml is not None:  # PackML Admin: ISA-18.2 low priority = a PackML Warning, others Alarms
+            listed: dict[bool, list[tuple[int, str, str, int, Any, bool]]] = {True: [], False: []}
+            for aid, a in sorted(alarms.items()):
+                sev = clamp_severity(int(a.get("priority", 1) or 1))
+                raised = a.get("raised")
+                warn = priority_of_severity(sev) == "low"
+                listed[warn].append((len(listed[warn]) + 1, aid, str(a.get("message", "")), sev,
+                                     raised if isinstance(raised, dt.datetime) else None,
+                                     str(a.get("state", "")) in AlarmConditions.ACKED))
+            await self.packml.set_alarms(listed[False], listed[True])
         await self._set("Alarms.ActiveCount", len(alarms), now)
         await self._set("Alarms.Flood", bool(snapshot.get("flood", False)), now)
         await self._set("Alarms.HighestSeverity", max(sevs, default=0), now)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -95,6 +96,10 @@ class RosBridge:
         self.node.create_subscription(
             cim.InterlockStatusArray, "/cell/interlocks", lambda m: self._on("interlocks", m), qos
         )
+        from std_msgs.msg import String
+
+        # the patient batches' view (issue 14 item 7: JSON, aseptic_cell.supervisor.batch_view)
+        self.node.create_subscription(String, "/cell/batches", lambda m: self._on("batches", m), qos)
         self.node.create_subscription(
             cim.AlarmArray, "/cell/alarms/active", lambda m: self._on("alarms", m), qos
         )
@@ -127,6 +132,8 @@ class RosBridge:
             payload = _plain(msg)
             if source == "interlocks":
                 payload = payload.get("rules", [])
+            elif source == "batches":
+                payload = json.loads(msg.data)
             with self._lock:
                 self._pending[source] = payload
                 self.received[source] = self.received.get(source, 0) + 1

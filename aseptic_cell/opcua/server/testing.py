@@ -257,6 +257,10 @@ class FakeSupervisor:
             "interlocks": self.node.create_publisher(cim.InterlockStatusArray, "/cell/interlocks", 10),
             "alarms": self.node.create_publisher(cim.AlarmArray, "/cell/alarms/active", 10),
         }
+        from std_msgs.msg import String
+
+        self._string = String
+        self.pubs["batches"] = self.node.create_publisher(String, "/cell/batches", 10)  # JSON view
         for name, t in (
             ("isolator", "IsolatorState"),
             ("vhp", "VhpState"),
@@ -316,6 +320,10 @@ class FakeSupervisor:
         self.pubs["alarms"].publish(
             self.cim.AlarmArray(flood=flood, alarms=[self.cim.Alarm(**a) for a in alarms])
         )
+
+    def batches(self, view: dict[str, Any]) -> None:
+        """Publish a ``/cell/batches`` view (aseptic_cell.supervisor.batch_view's JSON)."""
+        self.pubs["batches"].publish(self._string(data=json.dumps(view)))
 
     def device(self, name: str, **fields: Any) -> None:
         t = {
