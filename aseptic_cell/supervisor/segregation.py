@@ -23,8 +23,8 @@ lists every one with its scope, its reaction and its scenario. Site values [M] a
   batch. The start-of-batch test: at the batch's first open phase the glove tests in force are
   recorded in its record; with ``glove_test_before_first_open`` a test older than
   ``glove_test_max_age_h`` (or none) holds the batch there.
-* **SEG-10** every allocation of equipment modules (the arbiter's resources a phase is granted) is logged in the batch's record with its COI, start and end; a
-  module listed in ``product_contact`` becomes DIRTY(batch) after its use and CLEAN by the line
+* **SEG-10** every allocation of equipment modules (the arbiter's resources a phase is granted)
+  is logged in the batch's record with its COI, start and end; a module listed in ``product_contact`` becomes DIRTY(batch) after its use and CLEAN by the line
   clearance or by a recorded cleaning (:meth:`Segregation.clean`), as configured. A grant of a
   module DIRTY from another batch is taken back before the phase starts and that batch holds
   (deviation, alarm); its restart is refused until the cleaning is recorded.
@@ -180,7 +180,8 @@ class Segregation:
         if denied is not None:
             return self._refuse(user, "spill_cleanup", denied.code, denied.reason)
         if not method.strip():
-            return self._refuse(user, "spill_cleanup", "INVALID", "the cleanup record needs the method (agent, contact time)")
+            return self._refuse(user, "spill_cleanup", "INVALID",
+                                "the cleanup record needs the method (agent, contact time)")
         if not c.confined and self.params.spill_vhp_when_not_confined and not vhp_cycle:
             return self._refuse(user, "spill_cleanup", "SEG",
                                 "SEG-07.4: the spill was not confined to the wipeable surface: the cleanup record "

@@ -11,7 +11,9 @@ import pytest
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.supervisor.scenario import ScenarioError, load_scenario, run_in_process
 
-SCENARIOS = sorted((Path(default_config_dir()) / "scenarios").glob("*.yaml"))
+# the patient-batch scenarios (SEG-*, COI-*) run in tests/unit/test_segregation_scenarios.py
+SCENARIOS = sorted(p for p in (Path(default_config_dir()) / "scenarios").glob("*.yaml")
+                   if not p.name.startswith(("SEG-", "COI-")))
 
 
 @pytest.fixture(scope="module")
