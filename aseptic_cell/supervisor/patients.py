@@ -466,8 +466,8 @@ class PatientCell:
         reader = str(p.get("reader_id") or f"scanner:{location}")
         if not h.accepted:  # the reader refused or is lost: no read (re-read, then hold: COI-03)
             return ScanResult(None, read_failed=True, reader_id=reader, attempt=attempt)
-        payload = p.get("payload")
-        return ScanResult(payload if isinstance(payload, str) else None, symbology_ok=bool(p.get("symbology_ok", True)),
+        text = p.get("payload")
+        return ScanResult(text if isinstance(text, str) else None, symbology_ok=bool(p.get("symbology_ok", True)),
                           read_failed=bool(p.get("read_failed", False)), reader_id=reader, attempt=attempt)
 
     def _label(self, container: str) -> str | None:

@@ -61,11 +61,11 @@ def _state(run: InProcessRun, b: str) -> str:
     return run.sup.patients[b].sm.state.value
 
 
-def _model(run: InProcessRun, kind: str):  # type: ignore[no-untyped-def]
+def _model(run: InProcessRun, kind: str):
     return run.cell.sim.models[run.cell.node_devices[kind]]
 
 
-def _custody(ex, action: str) -> list:  # type: ignore[no-untyped-def]
+def _custody(ex, action: str) -> list:
     return [e for e in ex.record.entries(kinds=["custody"]) if e.action == f"custody.{action}"]
 
 
@@ -159,11 +159,13 @@ def test_an_imbalance_fault_holds_only_the_batch_whose_spin_tripped(cfg, tmp_pat
 
 def _bypass_connect_check(run: InProcessRun) -> None:
     """The supervisor's two-COI check (COI-10) says PROCEED whatever it read."""
-    def proceed(end_a, end_b, *, actor):  # type: ignore[no-untyped-def]
+    def proceed(end_a, end_b, *, actor):
         ids = [end_a[1].container_id, end_b[1].container_id]
         return Outcome(Verdict(Code.OK, Action.PROCEED, "COI-10", "bypassed in the test", details={"ends": ids}))
 
-    run.sup.patient_cell.coi.check_connect = proceed  # type: ignore[method-assign]
+    cell = run.sup.patient_cell
+    assert cell is not None
+    cell.coi.check_connect = proceed  # type: ignore[method-assign]
 
 
 def test_the_welder_refuses_a_weld_of_two_cois_even_with_the_supervisor_check_bypassed(cfg, tmp_path):
@@ -174,6 +176,7 @@ def test_the_welder_refuses_a_weld_of_two_cois_even_with_the_supervisor_check_by
     sup = run.sup
     assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
     _bypass_connect_check(run)
+    assert sup.patient_cell is not None
     sup.patient_cell.reader.presented[("APH-P-A", "WLD")] = encode_label(COI_B, "APH-P-B")
     assert run.run_until(lambda: _state(run, "P-A") == "Held", 3600)
     ex = sup.patients["P-A"]
@@ -190,6 +193,7 @@ def test_the_welder_refuses_a_weld_of_two_cois_even_with_the_supervisor_check_by
 
 
 def _after_receipt(run: InProcessRun, b: str = "P-A") -> None:
+    assert run.sup.patient_cell is not None
     g = run.sup.patient_cell.coi.genealogy
     assert run.run_until(lambda: g.get(f"APH-{b}") is not None, 1200)
 
@@ -242,6 +246,7 @@ def test_a_swapped_bag_at_the_rtp_holds_both_batches_and_is_quarantined(cfg, tmp
     sup = run.sup
     assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
     assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    assert sup.patient_cell is not None
     g = sup.patient_cell.coi.genealogy
     _after_receipt(run)
     assert g.container("APH-P-A").location == "RTP"  # B's receipt is next at the RTP (FIFO)
