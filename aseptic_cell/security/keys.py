@@ -39,6 +39,8 @@ PRINCIPALS: dict[str, tuple[str, ...]] = {
     "vhp": ("event",),
     "autoclave": ("event",),
     "arm": ("event",),
+    # the process equipment's nodes (issue 14), one process hosting the six
+    **{k: ("event",) for k in ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")},
 }
 """The demo cell's principals and their scopes (the trust list written by init)."""
 

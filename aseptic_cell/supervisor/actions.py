@@ -11,13 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+PROCESS_KINDS = ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")
+"""The process equipment's nodes (:data:`aseptic_cell.devices.process_equipment.PROCESS_KINDS`; issue 14)."""
+
 SAFE_COMMANDS = frozenset({
     ("isolator", "safe_state"), ("vhp", "safe_state"), ("vhp", "abort"), ("autoclave", "safe_state"),
     ("autoclave", "abort"), ("arm", "safe_state"), ("arm", "protective_stop"), ("arm", "disable_drives"),
+    *((k, "safe_state") for k in PROCESS_KINDS),
 })
 """Commands that make things safer: never blocked by an interlock (any known, enabled user)."""
 
-READ_COMMANDS = frozenset({("vhp", "get_result"), ("autoclave", "get_result")})
+READ_COMMANDS = frozenset({("vhp", "get_result"), ("autoclave", "get_result"),
+                           *((k, "get_result") for k in PROCESS_KINDS if k not in ("incubator", "scanner"))})
 
 
 @dataclass(frozen=True)
@@ -101,5 +106,7 @@ def classify(node: str, command: str, args: Mapping[str, Any], *, in_recipe: boo
             return Guarded("arm.recover", ())
         if command == "set_mode":
             return Guarded("arm.move", ())
+    if node in PROCESS_KINDS:  # a manual process-equipment command outside a recipe (users.yaml)
+        return Guarded("equipment.operate", ())
     # unknown combinations: deny by default through the permission catalogue
     return Guarded(f"{node}.{command}", ())

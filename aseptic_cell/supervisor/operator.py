@@ -16,7 +16,7 @@ from ..results import CommandResult
 from .actions import SAFE_COMMANDS, classify
 from .bypass import Bypasses
 from .deviations import Deviations, GloveVisualChecks
-from .port import NODES, Handle
+from .port import Handle
 from .signing import subject_hash
 
 if TYPE_CHECKING:
@@ -64,9 +64,9 @@ class OperatorCommands:
         """
         sup = self.sup
         args = dict(args or {})
-        if node not in NODES:
+        if node not in sup.port.node_devices:  # every device node the cell hosts (process equipment too)
             return self.refuse(user, node, command, args, "INVALID",
-                               f"unknown device node {node!r}; known: {list(NODES)}"), None
+                               f"unknown device node {node!r}; known: {list(sup.port.node_devices)}"), None
         if node == "isolator" and command == "record_visual_check":  # a recorded input, not a device command
             return self.gloves.record(str(args.get("port", "")), str(args.get("result", "")), user, reason), None
         if node == "isolator" and command == "dock_beta":  # sterility from the container's own data
@@ -150,8 +150,8 @@ class OperatorCommands:
         def refuse(code: str, why: str) -> tuple[CommandResult, None]:
             return self.refuse(user, node, "recover", {}, code, why), None
 
-        if node not in NODES:
-            return refuse("INVALID", f"unknown device node {node!r}; known: {list(NODES)}")
+        if node not in sup.port.node_devices:
+            return refuse("INVALID", f"unknown device node {node!r}; known: {list(sup.port.node_devices)}")
         rule, denied = sup.signing.authorize(user, "device.recover")
         if denied is not None:
             return refuse(denied.code, denied.reason)
