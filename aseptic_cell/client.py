@@ -31,6 +31,29 @@ class Reply:
     payload: dict[str, Any]
 
 
+@dataclass
+class BatchGoal:
+    """A RunBatch goal in flight (:meth:`CellClient.start_batch`): ``accepted`` by the action server
+    (a refusal still arrives as an unsuccessful result), ``feedback`` the last one received (its
+    ``batch_id`` is this goal's batch), :meth:`result` waits for the end."""
+
+    batch_id: str
+    accepted: bool
+    _future: Any = None
+    _client: Any = None
+    feedback: Any = None
+
+    def done(self) -> bool:
+        return self._future is None or bool(self._future.done())
+
+    def result(self, timeout_s: float) -> Any:
+        """The RunBatch result (``success``, ``state``, ``reason``, ``record_path``, ``json_summary``);
+        None if the goal was not accepted. Raises TimeoutError."""
+        if self._future is None:
+            return None
+        return self._client._wait_future(self._future, timeout_s).result
+
+
 NEW_CLIENT_SETTLE_S = 0.3
 """Wall seconds a newly created service client waits after it first sees the service."""
 
@@ -250,6 +273,36 @@ class CellClient:
             return False, None
         res = self._wait_future(on_executor(self._executor, gh.get_result_async), timeout_s)
         return True, res.result
+
+    def start_batch(self, recipe_id: str, batch_id: str, *, user: str, coi: str = "", din: str = "",
+                    feedback: Callable[[Any], None] | None = None) -> BatchGoal:
+        """Send a signed RunBatch goal (``/cell/batch/run``) and return at once with its
+        :class:`BatchGoal`; several may run at once. ``coi`` and ``din``: a patient batch (a recipe
+        whose phase is a ``process``, e.g. PATIENT-CART-SHORT); both empty: a campaign batch."""
+        from cell_interfaces.action import RunBatch
+
+        from aseptic_cell.nodes.rosutil import on_executor
+
+        goal = RunBatch.Goal(recipe_id=recipe_id, batch_id=batch_id, user=user, coi=coi, din=din)
+        self.sign("/cell/batch/run", goal)
+        bg = BatchGoal(batch_id, False)
+
+        def on_fb(fb: Any) -> None:
+            bg.feedback = fb.feedback
+            if feedback is not None:
+                feedback(fb.feedback)
+
+        ac = self._action_client(RunBatch, "/cell/batch/run")
+        gh = self._wait_future(on_executor(self._executor, ac.send_goal_async, goal, on_fb), 30.0)
+        if gh.accepted:
+            bg.accepted, bg._client = True, self
+            bg._future = on_executor(self._executor, gh.get_result_async)
+        return bg
+
+    def run_batch(self, recipe_id: str, batch_id: str, *, user: str, coi: str = "", din: str = "",
+                  timeout_s: float = 4 * 3600.0, feedback: Callable[[Any], None] | None = None) -> Any:
+        """:meth:`start_batch` and wait for its result (None if the goal was not accepted)."""
+        return self.start_batch(recipe_id, batch_id, user=user, coi=coi, din=din, feedback=feedback).result(timeout_s)
 
     def run_cycle(self, node_name: str, program_id: str, *, batch_id: str = "", timeout_s: float = 600.0,
                   feedback: Callable[[Any], None] | None = None) -> Any:

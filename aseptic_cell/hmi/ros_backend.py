@@ -401,11 +401,12 @@ class RosBackend:
         r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")
         return CommandResult(r.accepted, r.code, r.reason, state=r.state)
 
-    def batch_start(self, *, recipe_id: str, batch_id: str, user: str) -> CommandResult:
+    def batch_start(self, *, recipe_id: str, batch_id: str, user: str, coi: str = "", din: str = "") -> CommandResult:
+        """RunBatch; ``coi`` and ``din`` start a patient batch (issue 14), both empty a campaign batch."""
         from aseptic_cell.nodes.rosutil import on_executor
 
         self._ready(self._run, "/cell/batch/run")
-        goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user)
+        goal = self._types["RunBatch"].Goal(recipe_id=recipe_id, batch_id=batch_id, user=user, coi=coi, din=din)
         # sent from the executor thread: see rosutil.on_executor (a race in rclpy's action client)
         self._sign("/cell/batch/run", goal)
         gh = self._wait(on_executor(self._executor, self._run.send_goal_async, goal),

@@ -226,13 +226,23 @@ def default_graph(
             if s.name in kept
         ]
         if LIFECYCLE_MANAGER not in kept:
-            return specs
+            return _supervisor_sees_equipment(specs)
+    specs = _supervisor_sees_equipment(specs)
     specs.append(lifecycle_manager_spec([*specs, *process_equipment_nodes(specs)], use_sim_time=sim))
     return specs
 
 
 PROCESS_EQUIPMENT = "process_equipment"
 PROCESS_EQUIPMENT_KINDS = ("incubator", "welder", "sealer", "centrifuge", "counter", "scanner")
+
+
+def _supervisor_sees_equipment(specs: list[NodeSpec]) -> list[NodeSpec]:
+    """The supervisor watches and commands every device the graph hosts: its ``process_equipment``
+    parameter is set when the process-equipment process is in the graph (issue 14)."""
+    if not any(s.name == PROCESS_EQUIPMENT for s in specs):
+        return specs
+    return [replace(s, params={**s.params, "process_equipment": True}) if s.name == "supervisor" else s
+            for s in specs]
 
 
 def process_equipment_spec(config_dir: str, hardware: str = "sim") -> NodeSpec:

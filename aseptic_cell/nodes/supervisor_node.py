@@ -42,6 +42,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ class RosCellPort:
     # in progress is held (Supervisor._hold_on_device_loss)
     comm_loss_hold_s = 0.5
 
-    def __init__(self, node: Node, cfg: Any, stale_s: float) -> None:
+    def __init__(self, node: Node, cfg: Any, stale_s: float, nodes: Sequence[str] = NODES) -> None:
         from cell_interfaces.srv import DeviceCommand, Recover
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
@@ -97,21 +98,25 @@ class RosCellPort:
             node.get_logger().error(f"no supervisor key: device commands will be refused ({exc})")
         self._last_refresh_wall = time.monotonic()
         lay = cfg.layout
+        self.nodes: tuple[str, ...] = tuple(nodes)
+        """Every device node the graph hosts: the four cell devices, and the process equipment
+        when the graph runs it (parameter ``process_equipment``; issue 14)."""
         self.node_devices: dict[str, str] = {"isolator": lay.isolator.id, "vhp": lay.vhp_unit.id,
                                              "autoclave": lay.autoclave.id, "arm": lay.robot.id}
+        self.node_devices.update({k: lay.process_equipment.unit(k).id for k in self.nodes if k not in NODES})
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
         # signals messages received per node, and the count each node must reach before its state
         # includes the effect of the last command it accepted (see unconfirmed())
-        self._received: dict[str, int] = dict.fromkeys(NODES, 0)
-        self._confirm_at: dict[str, int] = dict.fromkeys(NODES, 0)
+        self._received: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        self._confirm_at: dict[str, int] = dict.fromkeys(self.nodes, 0)
         self._events: list[dict[str, Any]] = []
         self._q: list[float] | None = None
         self._joint_names = [j.name for j in cfg.arm.joints]
         self.scene = _shared_scene(cfg)
-        self._clients = {n: node.create_client(DeviceCommand, f"/cell/{n}/command") for n in NODES}
-        self._recover = {n: node.create_client(Recover, f"/cell/{n}/recover") for n in NODES}
+        self._clients = {n: node.create_client(DeviceCommand, f"/cell/{n}/command") for n in self.nodes}
+        self._recover = {n: node.create_client(Recover, f"/cell/{n}/recover") for n in self.nodes}
         self._req, self._rec_req = DeviceCommand.Request, Recover.Request
-        for n in NODES:
+        for n in self.nodes:
             node.create_subscription(String, f"/cell/{n}/signals", functools.partial(self._on_signals, n), 10)
         node.create_subscription(String, "/cell/events", self._on_event, 100)
         node.create_subscription(JointState, "/joint_states", self._on_joints, 10)
@@ -176,7 +181,7 @@ class RosCellPort:
         # ours, not the devices'. Judge comm loss again on the next refresh, once they drained.
         stalled = now_wall - self._last_refresh_wall > self.stale_s / 2
         self._last_refresh_wall = now_wall
-        for n in NODES:
+        for n in self.nodes:
             dev = self.node_devices[n]
             got = self._latest.get(n)
             if got is None or (now_wall - got[1] > self.stale_s and not stalled) or not got[0].get("comm_ok"):
@@ -210,7 +215,7 @@ class RosCellPort:
         """Nodes whose published state does not yet include the effect of the commands they had
         accepted when ``marks`` was taken (a state message published after the reply has not
         arrived yet)."""
-        return [n for n in NODES if self._received.get(n, 0) < marks.get(n, 0)]
+        return [n for n in self.nodes if self._received.get(n, 0) < marks.get(n, 0)]
 
     def updated_since(self, node: str, t_wall: float) -> bool:
         """A signals message of ``node`` was received after ``t_wall`` (monotonic)."""
@@ -258,8 +263,8 @@ class RosCellPort:
 
     def recover(self, node: str, *, user: str, reason: str) -> Handle:
         h = Handle(node, "recover", {}, self.now())
-        c = self._recover[node]
-        if not c.service_is_ready():
+        c = self._recover.get(node)
+        if c is None or not c.service_is_ready():
             h.finish(False, "COMM_LOST", f"/cell/{node}/recover is not available")
             return h
         req = self._rec_req(device_id=node, user=user, reason=reason)
@@ -288,6 +293,7 @@ class SupervisorNode(Node):
         self.declare_parameter("publish_hz", 2.0)
         self.declare_parameter("signals_stale_s", 2.0)
         self.declare_parameter("confirm_timeout_s", 2.0)
+        self.declare_parameter("process_equipment", False)
         cfg_dir = self.get_parameter("config_dir").value or str(default_config_dir())
         self.cfg = load_config(cfg_dir)
         rdir = Path(self.get_parameter("record_dir").value or (Path.cwd() / "records"))
@@ -299,7 +305,12 @@ class SupervisorNode(Node):
         # config/record.yaml: sqlite (this file) or postgresql ($ASEPTIC_CELL_RECORD_DSN; issue 15 item 9)
         self.record = open_record(load_record_settings(cfg_dir), _WallClock(), sqlite_path=self.record_path,
                                   sealer=load_sealer())
-        self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value))
+        nodes: tuple[str, ...] = NODES
+        if self.get_parameter("process_equipment").value:  # the graph hosts the process equipment (issue 14)
+            from ..devices.process_equipment import PROCESS_KINDS
+
+            nodes = (*NODES, *PROCESS_KINDS)
+        self.port = RosCellPort(self, self.cfg, float(self.get_parameter("signals_stale_s").value), nodes)
         self.confirm_timeout_s = float(self.get_parameter("confirm_timeout_s").value)
         from ..auth import UserDirectory
         from ..auth.lockout import LoginGuard
@@ -584,9 +595,14 @@ class SupervisorNode(Node):
         return resp
 
     async def _run_batch(self, goal_handle: Any) -> Any:
+        """One RunBatch goal: the campaign batch, or a patient batch (``coi`` and ``din`` given, a
+        recipe whose phase is a ``process``). Several goals run at once (rclpy runs each goal's
+        execute as its own task): each goal follows its own batch's executive, so its feedback
+        (``batch_id``) and result (state, record, summary) are that batch's."""
         from cell_interfaces.action import RunBatch
 
         g = goal_handle.request
+        coi, din = str(getattr(g, "coi", "") or ""), str(getattr(g, "din", "") or "")
         result = RunBatch.Result(record_path=self.record_path)
         why = self._unauthenticated("/cell/batch/run", g)
         if why is None and g.recipe_id not in self.cfg.recipes:
@@ -595,31 +611,45 @@ class SupervisorNode(Node):
             why = (f"RECIPE: unknown batch recipe {g.recipe_id[:80]!r} (an id of the approved master recipes, "
                    f"never a path); known: {sorted(self.cfg.recipes)}")
             self.sup.journal.batch_refusal(g.user, "start", "RECIPE", why)
+        elif why is None and (coi or din) and not _is_patient_recipe(self.cfg, g.recipe_id):
+            why = (f"COI: recipe {g.recipe_id[:80]!r} is not a patient process recipe; a COI and DIN belong to "
+                   "a patient batch (leave both empty for a campaign batch)")
+            self.sup.journal.batch_refusal(g.user, "start", "COI", why)
         if why is not None:
             goal_handle.abort()
             result.success, result.state = False, self.sup.sm.state.value
-            result.reason = why if why.startswith("RECIPE") else f"UNAUTHENTICATED: {why}"
+            result.reason = why if why.startswith(("RECIPE", "COI")) else f"UNAUTHENTICATED: {why}"
             result.json_summary = json.dumps(self.sup.summary(), default=str)
             return result
-        out = self.sup.run_batch(g.recipe_id, g.batch_id, g.user)
+        out = self.sup.run_batch(g.recipe_id, g.batch_id, g.user, coi=coi, din=din)
         if not out.accepted:
             goal_handle.abort()
             result.success, result.state, result.reason = False, self.sup.sm.state.value, f"{out.code}: {out.reason}"
             result.json_summary = json.dumps(self.sup.summary(), default=str)
             return result
+        ex = self.sup.patients.get(g.batch_id) if _is_patient_recipe(self.cfg, g.recipe_id) else None
+        ex = ex if ex is not None else self.sup.main
+        if ex.patient and ex.record is not None:
+            result.record_path = str(getattr(ex.record, "path", "") or self.record_path)
         while True:
             await self._sleep(0.2)
-            st = self.sup.status()
+            with self.sup.focused(ex):  # no await inside: the tick never sees another focus
+                st = self.sup.status()
             fb = RunBatch.Feedback(unit_procedure=st["unit_procedure"], operation=st["operation"],
-                                   phase=st["phase"], state=st["state"], progress=float(st["progress"]))
+                                   phase=st["phase"], state=st["state"], progress=float(st["progress"]),
+                                   batch_id=ex.batch_id)
             goal_handle.publish_feedback(fb)
-            if self.sup.sm.state.final or st["state"] == "Held":
+            if ex.sm.state.final or st["state"] == "Held":
                 break
-        summary = {**self.sup.summary(), "record_status": self.sup.record_status()}
+        with self.sup.focused(ex):
+            summary = {**self.sup.summary(), "record_status": self.sup.record_status()}
+            state, held = self.sup.sm.state.value, self.sup.held_reason
+        if ex.patient:
+            summary.update(coi=ex.coi, din=ex.din, slot=ex.slot, record_path=result.record_path)
         # never a success with an incomplete record (an append refused, a WAL found truncated)
-        result.success = self.sup.sm.state.value == "Complete" and bool(summary["record_status"]["complete"])
-        result.state = self.sup.sm.state.value
-        result.reason = self.sup.held_reason
+        result.success = state == "Complete" and bool(summary["record_status"]["complete"])
+        result.state = state
+        result.reason = held
         result.json_summary = json.dumps(summary, default=_json_default)
         if result.success:
             goal_handle.succeed()
@@ -647,18 +677,27 @@ def _alarm_msg(a: Any, stamp: Any, suffix: str = "") -> Any:
                  raised=raised)
 
 
+def _is_patient_recipe(cfg: Any, recipe_id: str) -> bool:
+    """A recipe whose phase is a ``process``: a patient batch of a multi-patient process (issue 14)."""
+    r = cfg.recipes.get(recipe_id)
+    return r is not None and any(ph.type == "process" for _u, _o, ph in r.phases())
+
+
 def _json_default(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return str(v)
 
 
-def supervisor_spec(config_dir: str, record_dir: str = "", tick_hz: float = 10.0, publish_hz: float = 2.0) -> Any:
-    """The supervisor's NodeSpec for ``default_graph(..., extra=[supervisor_spec(...)])``."""
+def supervisor_spec(config_dir: str, record_dir: str = "", tick_hz: float = 10.0, publish_hz: float = 2.0,
+                    process_equipment: bool = False) -> Any:
+    """The supervisor's NodeSpec for ``default_graph(..., extra=[supervisor_spec(...)])``.
+    ``process_equipment``: the graph hosts the process equipment (``default_graph`` sets it when it
+    starts that process): the supervisor then watches and commands those six nodes too."""
     from .graph import NodeSpec
 
     params: dict[str, Any] = {"use_sim_time": True, "config_dir": str(config_dir), "tick_hz": float(tick_hz),
-                              "publish_hz": float(publish_hz)}
+                              "publish_hz": float(publish_hz), "process_equipment": bool(process_equipment)}
     if record_dir:
         params["record_dir"] = str(record_dir)
     return NodeSpec("supervisor", "aseptic_cell.nodes.supervisor_node", params, tuple(NODES), False, "service")
