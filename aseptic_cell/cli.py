@@ -146,10 +146,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     speed = args.speed if args.speed is not None else float("inf")
-    if args.patients:  # N patient batches at once (issue 14), in-process
-        from .demo import run_patients_demo
+    if args.patients:  # N patient batches at once (issue 14): over the real graph, or --in-process
+        from .demo import run_patients_demo, run_patients_graph_demo
 
-        return run_patients_demo(str(directory), args.patients, json_out=args.json, record_dir=args.record_dir)
+        if args.in_process:
+            return run_patients_demo(str(directory), args.patients, json_out=args.json, record_dir=args.record_dir)
+        return run_patients_graph_demo(str(directory), args.patients, speed=speed, json_out=args.json,
+                                       record_dir=args.record_dir)
     return run_demo(str(directory), speed=speed, json_out=args.json, record_dir=args.record_dir,
                     scenario=args.scenario, recipe_id=args.recipe, arm=args.arm, bag=args.bag)
 
@@ -233,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "gazebo (a running Gazebo owns /clock; sim_world follows it)")
     d.add_argument("--bag", help="record the batch's topics to this MCAP file")
     d.add_argument("--patients", type=int, default=0,
-                   help="run N patient batches (PATIENT-CART-SHORT) at once, in-process on sim time")
+                   help="run N patient batches (PATIENT-CART-SHORT) at once over the real node graph (RunBatch "
+                        "with COI and DIN)")
+    d.add_argument("--in-process", action="store_true",
+                   help="with --patients: the supervisor and the simulated cell in one process (no ROS)")
     d.set_defaults(func=_cmd_demo)
     from .motion.cli import add_parser as add_motion_parser
 

@@ -475,3 +475,173 @@ def run_patients_demo(config_dir: str, patients: int, *, json_out: bool = False,
         say(f"{summary['result']}: {patients} batches in {summary['sim_s'] / 3600:.1f} h sim, "
             f"{summary['wall_s']} s wall")
     return 0 if summary["result"] == "PASS" else 1
+
+
+class _ReadOnlyRecord:
+    """A batch record file opened read-only (SQLite ``mode=ro``), for the checks after a graph run
+    (:func:`~aseptic_cell.coi.check_custody` reads entries only; nothing is written)."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self.path = path
+        self._c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def entries(self, batch_id: str | None = None, kinds: Any = None) -> list[Any]:
+        from .records.store import _COLUMNS, _row_to_entry
+
+        rows = self._c.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq").fetchall()
+        out = [_row_to_entry(r) for r in rows]
+        kinds = None if kinds is None else set(kinds)
+        return [e for e in out if (batch_id is None or e.batch_id == batch_id) and (kinds is None or e.kind in kinds)]
+
+    def append(self, *_a: Any, **_kw: Any) -> Any:
+        raise PermissionError(f"{self.path} is opened read-only")
+
+    def close(self) -> None:
+        self._c.close()
+
+
+def patient_record_checks(path: str, batch_id: str, coi: str) -> dict[str, Any]:
+    """A patient batch's record after the run: verified (hash chain, signed checkpoints, signatures),
+    its entries, how many carry the batch's COI, the custody problems (COI-01), the COI deviations."""
+    from .coi import CustodyLog, check_custody
+    from .records import verify_file
+
+    out: dict[str, Any] = {"record_verified": False, "entries": 0, "entries_with_coi": 0,
+                           "custody_problems": {}, "coi_deviations": 0}
+    if not path or not Path(path).is_file():
+        out["error"] = f"no record file {path!r}"
+        return out
+    rep = verify_file(path)
+    out["record_verified"] = bool(rep.ok)
+    if not rep.ok:
+        out["verify"] = str(rep)[:500]
+    rec = _ReadOnlyRecord(path)
+    try:
+        entries = rec.entries()
+        out["entries"] = len(entries)
+        out["entries_with_coi"] = sum(1 for e in entries if e.payload.get("coi") == coi)
+        out["custody_problems"] = check_custody(CustodyLog(rec, "CELL-01"), batch_id)  # type: ignore[arg-type]
+        out["coi_deviations"] = sum(1 for e in entries if e.kind == "deviation" and "coi_expected" in e.payload)
+    finally:
+        rec.close()
+    return out
+
+
+def run_patients_graph_demo(config_dir: str, patients: int, *, speed: float = math.inf, json_out: bool = False,
+                            record_dir: str | None = None, log_dir: str | None = None,
+                            domain_id: int | None = None, max_wall_s: float = 3600.0) -> int:
+    """``cellctl demo --patients N`` over the real node graph (issue 14): sim_world, the four cell
+    devices, the process-equipment process, the lifecycle manager and the supervisor as OS
+    processes; N patient batches of PATIENT-CART-SHORT started at once through the supervisor's
+    RunBatch action with their COI and DIN (one goal each; a goal that admission control refuses,
+    the cell being full, is sent again 1800 sim s later, FIFO). Prints one JSON object with
+    ``batches`` (per batch ``coi``, ``result`` PASS/FAIL, ``record``, whether it verifies, its
+    entries and how many carry the COI, custody problems) and the sim and wall times. Exit 0 only if
+    every batch passed (Complete, record complete and verified, every entry with its COI, custody
+    complete) and every process exited cleanly."""
+    from .coi import make_din
+    from .launcher import CellProcesses, wait_for_nodes
+    from .nodes.graph import PROCESS_EQUIPMENT_KINDS, default_graph
+    from .nodes.supervisor_node import supervisor_spec
+
+    if not 1 <= patients <= 64:
+        print(json.dumps({"result": "INVALID", "error": f"--patients must be 1..64, got {patients}"}))
+        return 2
+    say = (lambda *a: None) if json_out else (lambda m: print(m, flush=True))
+    rdir = (Path(record_dir or os.path.join(os.getcwd(), "records")) /
+            time.strftime("patients-graph-%Y%m%d-%H%M%S")).resolve()
+    rdir.mkdir(parents=True, exist_ok=True)
+    log_dir = log_dir or tempfile.mkdtemp(prefix="aseptic_cell-patients-")
+    env = dict(os.environ)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
+    specs = default_graph(config_dir, speed=speed, extra=[supervisor_spec(config_dir, str(rdir))],
+                          process_equipment=True)
+    summary: dict[str, Any] = {"result": "FAIL", "mode": "graph", "patients": patients, "batches": [],
+                               "speed": "max" if math.isinf(speed) else speed, "record_dir": str(rdir),
+                               "logs": log_dir}
+    stamp = time.strftime("%y")
+    todo = [(f"P{i + 1:02d}", f"COI-DEMO{i + 1:04d}", make_din("A9999", stamp, f"{i + 1:06d}").barcode_data)
+            for i in range(patients)]
+    cois = {bid: (coi, din) for bid, coi, din in todo}
+    results: dict[str, dict[str, Any]] = {}
+    wall0 = time.monotonic()
+    with CellProcesses(specs, env=env, log_dir=log_dir) as procs:
+        client = CellClient(domain_id=domain_id)
+        try:
+            say(f"starting the node graph ({len(specs)} processes; logs in {log_dir})")
+            wait_for_nodes([*[s.name for s in specs if s.argv is None], *PROCESS_EQUIPMENT_KINDS], timeout_s=180.0,
+                           lifecycle=[*[s.name for s in specs if s.lifecycle], *PROCESS_EQUIPMENT_KINDS],
+                           check=lambda: _no_deaths(procs), domain_id=domain_id)
+            for n in ("isolator", "vhp", "autoclave", "arm"):
+                client.wait_state(n, lambda s: s.comm_ok, 60.0, f"{n} state")
+            summary["bringup_s"] = round(time.monotonic() - wall0, 2)
+            say(f"graph up after {summary['bringup_s']} s; {patients} patient batches via /cell/batch/run")
+            sim0, run0 = _sim_time(client), time.monotonic()
+            goals: dict[str, Any] = {}
+            next_try = -math.inf
+            retry_s = 1800.0  # as in-process: a batch admission control refuses is offered again later
+            while (todo or any(not g.done() for g in goals.values())) and time.monotonic() - run0 < max_wall_s:
+                _no_deaths(procs)
+                now = _sim_time(client)
+                for bid, g in list(goals.items()):  # refused by admission (the cell is full): try again later
+                    if g.done() and bid not in results:
+                        r = g.result(30.0)
+                        if r is not None and r.reason.startswith("ADMISSION"):
+                            say(f"t={now - sim0:.0f} s {bid}: {r.reason}")
+                            del goals[bid]
+                            todo = sorted([(bid, *cois[bid]), *todo])  # FIFO: by batch id
+                            next_try = now + retry_s
+                        else:
+                            results[bid] = {"success": bool(r and r.success), "state": r.state if r else "",
+                                            "reason": r.reason if r else "goal rejected",
+                                            "record": r.record_path if r else "",
+                                            "summary": json.loads(r.json_summary or "{}") if r else {}}
+                            say(f"t={now - sim0:.0f} s {bid}: {results[bid]['state']} {results[bid]['reason']}")
+                if todo and (now >= next_try or not goals):
+                    bid, coi, din = todo.pop(0)
+                    goals[bid] = client.start_batch("PATIENT-CART-SHORT", bid, user="op1", coi=coi, din=din)
+                    say(f"t={now - sim0:.0f} s {bid} {coi}: RunBatch sent")
+                    if not goals[bid].accepted:
+                        results[bid] = {"success": False, "state": "", "reason": "goal rejected", "record": "",
+                                        "summary": {}}
+                    continue  # the next one after this one's admission is known
+                time.sleep(0.2)
+            sim1 = _sim_time(client)
+            summary["sim_s"] = round(sim1 - sim0, 1) if math.isfinite(sim0) and math.isfinite(sim1) else None
+            summary["wall_s"] = round(time.monotonic() - run0, 1)
+            if todo or len(results) < patients:
+                summary["error"] = f"not finished within {max_wall_s:g} wall s: {sorted(set(cois) - set(results))}"
+        except (DemoFailed, TimeoutError, RuntimeError) as exc:
+            summary["error"] = str(exc)
+            say(f"FAILED: {exc}")
+        finally:
+            client.close()
+        summary["exit_codes"] = procs.stop()
+    # the records are checked once the supervisor has closed them
+    batches = []
+    for bid, (coi, din) in sorted(cois.items()):
+        r = results.get(bid, {"success": False, "state": "", "reason": "no result", "record": "", "summary": {}})
+        checks = patient_record_checks(r["record"], bid, coi)
+        ok = (r["success"] and checks["record_verified"] and checks["entries"] > 0
+              and checks["entries_with_coi"] == checks["entries"] and not checks["custody_problems"])
+        batches.append({"batch_id": bid, "coi": coi, "din": din, "slot": r["summary"].get("slot"),
+                        "result": "PASS" if ok else "FAIL", "state": r["state"], "held_reason": r["reason"],
+                        "record": r["record"], **checks})
+    summary["batches"] = batches
+    clean = all(c == 0 for c in (summary.get("exit_codes") or {}).values())
+    if not clean:
+        summary.setdefault("error", f"unclean process exit: {summary.get('exit_codes')}")
+    summary["result"] = ("PASS" if batches and len(batches) == patients and all(b["result"] == "PASS" for b in batches)
+                         and clean and "error" not in summary else "FAIL")
+    code = 0 if summary["result"] == "PASS" else 1
+    if json_out:
+        print(json.dumps(summary, default=str))
+    else:
+        for b in batches:
+            say(f"{b['batch_id']} {b['coi']}: {b['result']} ({b.get('state')}) record {b['record']}")
+        say(f"{summary['result']}: {patients} batches over the graph in {(summary.get('sim_s') or 0) / 3600:.1f} h "
+            f"sim, {summary.get('wall_s')} s wall")
+    return code

@@ -283,12 +283,12 @@ def test_a_second_patient_cannot_take_the_open_zone_while_another_owns_it(cfg, t
 
 
 def test_cellctl_demo_patients_prints_one_json_object_with_each_batch_coi_result_and_record(tmp_path, capsys):
-    """``cellctl demo --patients N --json`` (in-process): one patient, the cell's own configuration."""
+    """``cellctl demo --patients N --in-process --json``: one patient, the cell's own configuration."""
     import json
 
     from aseptic_cell.cli import main
 
-    code = main(["demo", "--patients", "1", "--speed", "max", "--json", "--record-dir", str(tmp_path)])
+    code = main(["demo", "--patients", "1", "--in-process", "--speed", "max", "--json", "--record-dir", str(tmp_path)])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and out["result"] == "PASS", out
     (b,) = out["batches"]
