@@ -411,12 +411,12 @@ def evaluate(sc: Scenario, summary: dict[str, Any], latched: dict[str, bool]) ->
             out.append(f"{b}: state {got['state']!r}, expected {pe.state!r} ({got['held_reason']})")
         if pe.impacted is not None and got["impacted"] != pe.impacted:
             out.append(f"{b}: impacted {got['impacted']}, expected {pe.impacted}")
-        for r in pe.deviations:
-            if r not in got["deviation_rules"]:
-                out.append(f"{b}: no {r} deviation in its record (has {got['deviation_rules']})")
-        for r in pe.no_deviations:
-            if r in got["deviation_rules"]:
-                out.append(f"{b}: a {r} deviation in its record, expected none")
+        for rule in pe.deviations:
+            if rule not in got["deviation_rules"]:
+                out.append(f"{b}: no {rule} deviation in its record (has {got['deviation_rules']})")
+        for rule in pe.no_deviations:
+            if rule in got["deviation_rules"]:
+                out.append(f"{b}: a {rule} deviation in its record, expected none")
         if pe.held_reason is not None and pe.held_reason not in got["held_reason"]:
             out.append(f"{b}: hold reason {got['held_reason']!r} lacks {pe.held_reason!r}")
         for a in pe.entries:

@@ -24,8 +24,9 @@ lists every one with its scope, its reaction and its scenario. Site values [M] a
   recorded in its record; with ``glove_test_before_first_open`` a test older than
   ``glove_test_max_age_h`` (or none) holds the batch there.
 * **SEG-10** every allocation of equipment modules (the arbiter's resources a phase is granted)
-  is logged in the batch's record with its COI, start and end; a module listed in ``product_contact`` becomes DIRTY(batch) after its use and CLEAN by the line
-  clearance or by a recorded cleaning (:meth:`Segregation.clean`), as configured. A grant of a
+  is logged in the batch's record with its COI, start and end; a module listed in
+  ``product_contact`` becomes DIRTY(batch) after its use and CLEAN by the line clearance (or a
+  VHP cycle) or by a recorded cleaning (:meth:`Segregation.clean`), as configured. A grant of a
   module DIRTY from another batch is taken back before the phase starts and that batch holds
   (deviation, alarm); its restart is refused until the cleaning is recorded.
 """
@@ -42,6 +43,7 @@ from ..scheduling.resources import OPEN_ZONE
 from .signing import subject_hash
 
 if TYPE_CHECKING:
+    from .core import Supervisor
     from .executive import BatchExecutive
     from .patients import PatientCell
 
@@ -100,7 +102,7 @@ class Segregation:
 
     # ------------------------------------------------------------------ helpers
     @property
-    def sup(self) -> Any:
+    def sup(self) -> Supervisor:
         return self.cell.sup
 
     def _refuse(self, user: str, command: str, code: str, reason: str) -> CommandResult:
@@ -113,12 +115,13 @@ class Segregation:
 
     def _authorize(self, user: str, permission: str, password: str = "", meaning: str = "",
                    action: str = "", subject: str = "", reason: str = "") -> CommandResult | None:
-        rule, denied = self.sup.signing.authorize(user, permission)
+        signing = self.sup.signing
+        rule, denied = signing.authorize(user, permission)
         if denied is not None:
             return denied
-        _sig, bad = self.sup.signing.sign_if_required(user, rule, password=password, meaning=meaning,
-                                                      action=action or permission, subject=subject,
-                                                      batch_id="", reason=reason)
+        _sig, bad = signing.sign_if_required(user, rule, password=password, meaning=meaning,
+                                             action=action or permission, subject=subject, batch_id="",
+                                             reason=reason)
         return bad
 
     # ------------------------------------------------------------------ SEG-07

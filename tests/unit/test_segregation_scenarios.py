@@ -64,15 +64,13 @@ def test_segregation_scenario_holds_and_the_records_stay_intact(path, cfg):
 
 
 def test_a_scenario_fails_when_the_rule_is_not_enforced(cfg):
-    """The SEG-10 scenario with a site that does not list the processor as product-contact: nothing
-    is refused, so the scenario reports its expectations broken (it can fail)."""
-    sc, p = load_scenario(CONFIG / "scenarios" / "SEG-10-equipment-dirty-second-patient.yaml")
-    site = {**sc.site, "product_contact": {"WS": "line_clearance", "CC": "line_clearance"}}
-    broken = sc.model_copy(update={"site": site, "max_sim_s": 1500.0})
-    s = run_in_process(broken, p, cfg)
+    """The SEG-09 scenario on a site whose incubator is validated VHP-tight: the VHP request is
+    granted, so the scenario reports its expectation broken (a scenario can fail)."""
+    sc, p = load_scenario(CONFIG / "scenarios" / "SEG-09-vhp-with-product-inside.yaml")
+    s = run_in_process(sc.model_copy(update={"site": {"vhp_with_product_inside": True}}), p, cfg)
     assert not s["ok"]
-    assert any("no refusal of restart" in f for f in s["failures"]), s["failures"]
-    assert "SEG-10" not in s["patients"]["P-B"]["deviation_rules"]
+    assert any("no refusal of arbiter.vhp" in f for f in s["failures"]), s["failures"]
+    assert [e["accepted"] for e in s["events"]] == [True]
 
 
 def _two(cfg, tmp_path) -> InProcessRun:
@@ -174,3 +172,22 @@ def test_site_config_changes_only_the_named_values(cfg):
     assert c.interlocks.segregation_parameters.product_contact == {"SEP": "manual"}
     assert c.scheduling.changeover == cfg.scheduling.changeover
     assert dataclasses.replace(c, scheduling=cfg.scheduling, interlocks=cfg.interlocks) == cfg
+
+
+def test_the_rows_name_code_that_exists_and_the_docs_table_matches_the_catalogue(cfg):
+    import importlib
+
+    for row in cfg.interlocks.enforced:
+        for path in row.enforced_by:
+            parts = path.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                    break
+                except ImportError:
+                    continue
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)  # AttributeError names the stale path
+    table = (CONFIG.parent / "docs" / "segregation_catalogue.md").read_text()
+    rows = [line.split("|")[1:7] for line in table.splitlines() if line.startswith(("| SEG-", "| COI-"))]
+    assert [(r[0].strip(), r[5].strip(" `")) for r in rows] == [(r.id, r.scenario) for r in cfg.interlocks.enforced]
