@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from asyncua import Node, ua
+from asyncua.ua.uatypes import FILETIME_EPOCH_AS_UTC_DATETIME
 
 from .uatyping import node_id
 
@@ -29,6 +30,7 @@ PACKML_BASE_OBJECT_TYPE = 6  # PackMLBaseObjectType
 PACKML_EXECUTE_SM_TYPE = 1  # PackMLExecuteStateMachineType
 PACKML_MACHINE_SM_TYPE = 2  # PackMLMachineStateMachineType
 PACKML_BASE_SM_TYPE = 3  # PackMLBaseStateMachineType
+PACKML_ALARM_DATA_TYPE = 15  # PackMLAlarmDataType (ID, Value, Message, Category, DateTime, AckDateTime, Trigger)
 LADS_DEVICE_TYPE = 1002  # LADSDeviceType
 LADS_FUNCTIONAL_UNIT_TYPE = 1003  # FunctionalUnitType
 LADS_FUNCTION_SET_TYPE = 1026  # FunctionSetType (FunctionalUnitType.FunctionSet, Optional)
@@ -124,6 +126,7 @@ class PackMLStateMachine:
         self.state_ids: dict[str, ua.NodeId] = {}
         self.cur: dict[str, tuple[Node | None, Node | None]] = {}
         self.status: dict[str, Node | None] = {}
+        self.admin: dict[str, Node | None] = {}
 
     # PackMLBaseObjectType's optional methods: the cell takes its commands through the role-checked,
     # recorded Supervisor methods instead, so these are not offered (no handler = no node)
@@ -159,10 +162,47 @@ class PackMLStateMachine:
         await set_value(self.status["UnitModeCurrent"], UNIT_MODE_PRODUCTION, ua.VariantType.Int32)
         await set_value(self.status["EquipmentBlocked"], False, ua.VariantType.Boolean)
         await set_value(self.status["EquipmentStarved"], False, ua.VariantType.Boolean)
+        admin = await child(self.obj, ["Admin"], nss)
+        if admin is not None:  # Optional in PackMLAdminObjectType: the alarm and warning lists (issue 18)
+            for name, dtype, rank, empty in (
+                ("Alarm", node_id(PACKML_ALARM_DATA_TYPE, pk), 1, []),
+                ("AlarmExtent", node_id(ua.ObjectIds.Int32), -1, 0),
+                ("Warning", node_id(PACKML_ALARM_DATA_TYPE, pk), 1, []),
+                ("WarningExtent", node_id(ua.ObjectIds.Int32), -1, 0),
+            ):
+                node = await child(admin, [name], nss)
+                if node is None:
+                    vt = ua.VariantType.ExtensionObject if rank == 1 else ua.VariantType.Int32
+                    node = await admin.add_variable(
+                        node_id(f"{self.obj.nodeid.Identifier}.Admin.{name}", self.obj.nodeid.NamespaceIndex),
+                        ua.QualifiedName(name, pk), ua.Variant(empty, vt), datatype=dtype)
+                    if rank == 1:
+                        await node.write_value_rank(1)
+                        await node.write_array_dimensions([0])
+                self.admin[name] = node
         missing = [k for k, (cs, _i) in self.cur.items() if cs is None]
         if missing or len(self.state_ids) < 17:
             log.warning("PackML instance incomplete: state machines %s missing, %d states known",
                         missing, len(self.state_ids))
+
+    async def set_alarms(self, alarms: Sequence[Any], warnings: Sequence[Any]) -> None:
+        """PackML Admin ``Alarm`` / ``Warning`` (PackMLAlarmDataType[]) and their ``...Extent`` counts.
+        Items: (number, alarm id, message, severity, raised datetime | None, acknowledged). ``ID`` is
+        the alarm's number in this list (PackML IDs are Int32; the ISA-18.2 id is the Message's prefix),
+        ``Category`` the OPC UA severity, ``Trigger`` true (every listed alarm is active); ``AckDateTime``
+        is left empty (the alarm snapshot the cell server gets carries no acknowledge time)."""
+        cls = getattr(ua, "PackMLAlarmDataType", None)
+        for name, items in (("Alarm", alarms), ("Warning", warnings)):
+            node, extent = self.admin.get(name), self.admin.get(f"{name}Extent")
+            if cls is not None and node is not None:
+                null = FILETIME_EPOCH_AS_UTC_DATETIME  # the OPC UA "no DateTime" (1601-01-01)
+                values = [cls(ID=n, Value=0, Message=f"{aid}: {msg}", Category=sev, DateTime=raised or null,
+                              AckDateTime=null, Trigger=True) for n, aid, msg, sev, raised, _ack in items]
+                await self.server.write_attribute_value(
+                    node.nodeid, ua.DataValue(ua.Variant(values, ua.VariantType.ExtensionObject)))
+            if extent is not None:
+                await self.server.write_attribute_value(
+                    extent.nodeid, ua.DataValue(ua.Variant(len(items), ua.VariantType.Int32)))
 
     async def _write(self, key: str, state: str | None) -> None:
         cs, cid = self.cur.get(key, (None, None))
