@@ -99,6 +99,7 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
         self.op_t0 = 0.0
         self.inc_t0: float | None = None
         self.inc_doors: Any = None
+        self.weld_checked = False
 
     # ------------------------------------------------------------------ py_trees
     def initialise(self) -> None:
@@ -247,7 +248,7 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
         if ph.id == "activation" and g.get(bag) is None:  # the culture bag, a child of the apheresis bag
             return cell.register(ex, bag, station, ContainerKind.CULTURE_BAG, [aph], attempt=self.attempt)
         spin = "centrifuge" in self.ops
-        if "WLD" in ph.resources:  # SEG-03: a weld joins only containers of one COI
+        if "WLD" in ph.resources and not self.weld_checked:  # SEG-03: a weld joins only containers of one COI
             media = f"MEDIA-{b}-{ph.id}"
             if g.get(media) is None:
                 act, why = cell.register(ex, media, station, ContainerKind.TRANSFER_BAG, [product],
@@ -257,6 +258,9 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
             act, why = cell.weld(ex, product, media, station, attempt=self.attempt)
             if act != "PROCEED" or not spin:
                 return act, why
+            # both ends checked: over ROS the spin's read answers a tick later, and these steps run
+            # again from the top then; re-checking the weld would read again forever (graph only)
+            self.weld_checked = True
         if spin:
             p = self.cell.centrifuge_program_config()
             return cell.scan_step(ex, E.CENTRIFUGE_RUN, product, station, equipment="CFG",
