@@ -451,13 +451,19 @@ class PatientCell:
             why = f"batch {ex.batch_id}: read {container} at {location} (COI-01)"
             self.sup.send("scanner", "place", {"station": station, "container_id": cid, "label": payload}, reason=why)
             port = self.sup.port
-            if damaged and hasattr(port, "inject_fault"):  # the label does not decode (in-process sim only)
-                port.inject_fault(port.node_devices["scanner"], "no_read", station=station)
+            model = getattr(getattr(port, "sim", None), "models", {}).get(port.node_devices["scanner"])
+            # a damaged label does not decode: the sim reader's no-read for this one read (in-process
+            # only; a no-read fault injected by a test or scenario is left as it is)
+            inject, clear = getattr(port, "inject_fault", None), getattr(port, "clear_fault", None)
+            damaged = damaged and model is not None and inject is not None and clear is not None and (
+                "no_read" not in model.faults)
+            if damaged:
+                inject(port.node_devices["scanner"], "no_read", station=station)  # type: ignore[misc]
             try:
                 h = self.sup.send("scanner", "scan", {"station": station}, reason=why)
             finally:
-                if damaged and hasattr(port, "clear_fault"):
-                    port.clear_fault(port.node_devices["scanner"], "no_read")
+                if damaged:
+                    clear(port.node_devices["scanner"], "no_read")  # type: ignore[misc]
             self.sup.send("scanner", "remove", {"station": station}, reason=why)
             self._reads[key] = h
         if not h.done:
