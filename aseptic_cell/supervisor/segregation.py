@@ -106,8 +106,14 @@ class Segregation:
         return self.cell.sup
 
     def _refuse(self, user: str, command: str, code: str, reason: str) -> CommandResult:
-        self.sup.refusals.append({"t": self.sup.now(), "user": user, "command": command, "code": code,
-                                  "reason": reason, "source": "segregation"})
+        """A refused segregation command: listed with the cell's refusals and written to the cell's
+        record (a refusal entry, as the batch commands' refusals)."""
+        entry = {"t": self.sup.now(), "user": user, "command": command, "code": code, "reason": reason,
+                 "source": "segregation"}
+        journal = self.sup.main.journal
+        journal.refusals.append(entry)
+        journal.audit("refusal", user if isinstance(user, str) and user.strip() else "unknown",
+                      f"segregation.{command}", reason, entry)
         return CommandResult.refuse(code, reason)
 
     def _deviation(self, ex: BatchExecutive, rule: str, code: str, text: str, **payload: Any) -> None:

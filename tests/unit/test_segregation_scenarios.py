@@ -73,7 +73,7 @@ def test_a_scenario_fails_when_the_rule_is_not_enforced(cfg):
     assert [e["accepted"] for e in s["events"]] == [True]
 
 
-def _two(cfg, tmp_path) -> InProcessRun:
+def _cell(cfg, tmp_path, site: dict | None = None, patients: int = 2) -> InProcessRun:
     class Clock:
         t = 1_790_000_000.0
 
@@ -81,11 +81,43 @@ def _two(cfg, tmp_path) -> InProcessRun:
             self.t += 0.01
             return self.t
 
-    c = site_config(cfg, {"t_purge_min": 1, "t_line_clearance_min": 1})
+    c = site_config(cfg, {"t_purge_min": 1, "t_line_clearance_min": 1, **(site or {})})
     run = InProcessRun(c, tick_s=30.0, record=BatchRecord(tmp_path / "cell.db", Clock()))
-    assert run.sup.run_batch("PATIENT-CART-SHORT", "P-A", "op1", coi=COI_A, din=DIN_A).accepted
-    assert run.sup.run_batch("PATIENT-CART-SHORT", "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    for b, coi, din in (("P-A", COI_A, DIN_A), ("P-B", COI_B, DIN_B))[:patients]:
+        assert run.sup.run_batch("PATIENT-CART-SHORT", b, "op1", coi=coi, din=din).accepted
     return run
+
+
+def _two(cfg, tmp_path) -> InProcessRun:
+    return _cell(cfg, tmp_path)
+
+
+def test_seg08_start_check_on_holds_the_first_open_phase_until_the_glove_tests_pass(cfg, tmp_path):
+    """With the site switch on, a batch whose first open phase finds no current glove test holds
+    before anything is opened (deviation, alarm); after every port passed, its signed restart
+    opens with the tests in force recorded."""
+    run = _cell(cfg, tmp_path, {"glove_test_before_first_open": True}, patients=1)
+    sup = run.sup
+    ex = sup.patients["P-A"]
+    assert run.run_until(lambda: ex.sm.state.value == "Held", 3600)
+    assert "SEG-08" in ex.held_reason and "glove test" in ex.held_reason
+    assert not sup.patient_cell.open_now
+    custody = [e.action for e in ex.record.entries(kinds=["custody"])]
+    assert "custody.sample" not in custody and "custody.open_start" not in custody  # nothing opened
+    devs = [e.payload for e in ex.record.entries(kinds=["deviation"]) if e.payload.get("rule") == "SEG-08"]
+    assert devs and devs[0]["code"] == "GLOVE_TEST_STALE"
+    assert any(a["alarm"] == "ISO1_GLOVE_TEST_DUE" for a in sup.summary()["alarms"]), sup.summary()["alarms"]
+    for port in ("GP1", "GP2", "GP3", "GP4", "GP5"):
+        ok, *_ = run.cell.execute("isolator", "start_glove_test", {"port": port, "user": "op1"}, user="op1",
+                                  reason="glove tests before the first open phase")
+        assert ok
+    run.advance(420)
+    assert ex.sm.state.value == "Held"  # never resumes by itself
+    out = sup.batch_command("restart", "sup1", "sup1-demo-2026", "responsibility", "glove tests passed", batch="P-A")
+    assert out.accepted, out
+    assert run.run_until(lambda: any(e.action == "segregation.start_glove_test" for e in ex.record.entries()), 1800)
+    start = next(e.payload for e in ex.record.entries() if e.action == "segregation.start_glove_test")
+    assert start["stale"] == [] and all(r == "PASS" for r, _age in start["tests"].values())
 
 
 def test_seg07_bad_spill_reports_and_an_unconfined_spill_needs_its_vhp_cycle(cfg, tmp_path):
