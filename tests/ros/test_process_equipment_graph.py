@@ -1,8 +1,11 @@
-"""The process-equipment process over the real ROS graph (issue 14 item 1): only sim_world, the
-one process that hosts the six process-equipment nodes, and the lifecycle manager. Every
-command of each unit goes over the real command path (``/cell/<kind>/command``, signed envelope,
-the node's pipeline, the SimBackend, sim_world); the refusals of the hard interlocks come back
-with their codes; a run's result arrives as a ``cycle_result`` event; the signals are published."""
+"""The process equipment and patient batches over the real ROS graph (issue 14): sim_world, the
+four cell devices, the one process that hosts the six process-equipment nodes, the supervisor and
+the lifecycle manager. Every command of each unit goes over the real command path
+(``/cell/<kind>/command``, signed envelope, the node's pipeline, the SimBackend, sim_world); the
+refusals of the hard interlocks come back with their codes; a run's result arrives as a
+``cycle_result`` event; the signals are published. Then the supervisor: operator commands to the
+process equipment through ``/cell/operate`` (role check), and two patient batches started at once
+through RunBatch with their COI and DIN, each with its own record."""
 
 from __future__ import annotations
 
@@ -13,28 +16,35 @@ import pytest
 from std_msgs.msg import String
 
 from aseptic_cell.client import CellClient
+from aseptic_cell.coi import make_din
+from aseptic_cell.demo import patient_record_checks
 from aseptic_cell.launcher import CellProcesses, wait_for_nodes
 from aseptic_cell.nodes.graph import LIFECYCLE_MANAGER, PROCESS_EQUIPMENT, PROCESS_EQUIPMENT_KINDS, default_graph
+from aseptic_cell.nodes.supervisor_node import supervisor_spec
 
 from .graphutil import CONFIG, _no_deaths, events, wait_until
 
-pytestmark = pytest.mark.ros
+# the fixture starts the whole graph (eight processes): its bring-up counts against the first test
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
 COI_A, COI_B = "COI-AAAA01", "COI-BBBB02"
+DEVICES = ("isolator", "vhp", "autoclave", "arm")
 
 
 @pytest.fixture(scope="module")
 def pe(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pe")
-    specs = default_graph(str(CONFIG), speed=200.0, nodes=["sim_world", PROCESS_EQUIPMENT, LIFECYCLE_MANAGER],
+    specs = default_graph(str(CONFIG), speed=200.0, extra=[supervisor_spec(str(CONFIG), str(tmp / "records"))],
                           process_equipment=True)
-    assert [s.name for s in specs] == ["sim_world", PROCESS_EQUIPMENT, LIFECYCLE_MANAGER]
+    assert [s.name for s in specs] == ["sim_world", *DEVICES, PROCESS_EQUIPMENT, "supervisor", LIFECYCLE_MANAGER]
+    # the graph tells the supervisor it hosts the process equipment: it watches and commands those too
+    assert specs[-2].params["process_equipment"] is True
     procs = CellProcesses(specs, log_dir=tmp / "logs")
     client = None
     try:
         procs.start()
-        wait_for_nodes(["sim_world", LIFECYCLE_MANAGER, *PROCESS_EQUIPMENT_KINDS], timeout_s=120.0,
-                       lifecycle=PROCESS_EQUIPMENT_KINDS, check=lambda: _no_deaths(procs))
+        wait_for_nodes(["sim_world", *DEVICES, "supervisor", LIFECYCLE_MANAGER, *PROCESS_EQUIPMENT_KINDS],
+                       timeout_s=180.0, lifecycle=[*DEVICES, *PROCESS_EQUIPMENT_KINDS], check=lambda: _no_deaths(procs))
         client = CellClient()
         signals: dict[str, dict] = {}
         lock = threading.Lock()
@@ -112,3 +122,53 @@ def test_every_process_equipment_command_over_the_graph(pe):
     _refused(client, "sealer", "seal", {"container_id": "C3"}, "LATCHED")
     assert client.recover("sealer", user="op1", reason="checked").accepted
     _ok(client, "sealer", "seal", {"container_id": "C3"})
+
+
+def _operate(client, node, command, args, user):
+    from cell_interfaces.srv import DeviceCommand
+
+    r = client.call(DeviceCommand, "/cell/operate", DeviceCommand.Request(
+        device_id=node, command=command, args_json=json.dumps(args), user=user, reason="graph test"), 30.0)
+    return r.accepted, r.code, r.reason, json.loads(r.payload_json or "{}")
+
+
+@pytest.mark.timeout(600)  # ~46,000 sim s of two patients at the world's max speed (machine-dependent)
+def test_patient_batches_and_process_equipment_commands_through_the_ros_supervisor(pe):
+    """Issue 14 over the graph: /cell/operate takes the process equipment on the one command path
+    (the operator role is refused a manual equipment command, a supervisor's reaches the scanner);
+    RunBatch refuses a bad DIN naming the field; two patient batches (PATIENT-CART-SHORT, max speed)
+    started at once with their COI and DIN both end Complete, each goal's feedback and result being
+    its own batch's, each record verifying with the COI on every entry and complete custody."""
+    _procs, client = pe
+    accepted, code, reason, _ = _operate(client, "sealer", "seal", {"container_id": "C9"}, "op1")
+    assert not accepted and code == "PERMISSION" and "equipment.operate" in reason, (code, reason)
+    accepted, code, reason, payload = _operate(client, "scanner", "scan", {"station": "counter"}, "sup1")
+    assert accepted and code == "OK" and payload["read_failed"] is True, (code, reason, payload)
+    accepted, code, reason, _ = _operate(client, "freezer", "run", {}, "sup1")
+    assert not accepted and code == "INVALID" and "'incubator'" in reason, (code, reason)
+
+    dins = [make_din("A9999", "26", f"{i:06d}").barcode_data for i in (901, 902)]
+    bad = dins[0][:-1] + ("0" if dins[0][-1] != "0" else "1")  # the ISO 7064 Mod 37-2 check broken
+    r = client.run_batch("PATIENT-CART-SHORT", "PG-BAD", user="op1", coi="COI-GRAPH-0009", din=bad, timeout_s=60.0)
+    assert r is not None and not r.success and r.reason.startswith("COI: din.check:"), r
+    r = client.run_batch("CART-TRANSDUCTION", "PG-CAMPAIGN", user="op1", coi="COI-GRAPH-0009", din=dins[0],
+                         timeout_s=60.0)
+    assert not r.success and r.reason.startswith("COI: recipe 'CART-TRANSDUCTION' is not a patient"), r
+
+    client.set_sim_speed(0.0)  # as fast as possible
+    cois = {"PG1": "COI-GRAPH-0001", "PG2": "COI-GRAPH-0002"}
+    seen: dict[str, set[str]] = {"PG1": set(), "PG2": set()}
+    goals = {b: client.start_batch("PATIENT-CART-SHORT", b, user="op1", coi=cois[b], din=din,
+                                   feedback=lambda fb, b=b: seen[b].add(fb.batch_id))
+             for b, din in zip(cois, dins, strict=True)}
+    assert all(g.accepted for g in goals.values())
+    results = {b: g.result(600.0) for b, g in goals.items()}
+    for b, res in results.items():
+        assert res.success and res.state == "Complete", (b, res.state, res.reason)
+        assert res.record_path.endswith(f"batch-{b}.db"), res.record_path
+        body = json.loads(res.json_summary)
+        assert body["coi"] == cois[b] and body["batch_id"] == b and body["record_status"]["complete"], body
+        assert seen[b] == {b}, seen  # this goal's feedback is this batch's only
+        checks = patient_record_checks(res.record_path, b, cois[b])
+        assert checks["record_verified"] and checks["entries"] > 0, checks
+        assert checks["entries_with_coi"] == checks["entries"] and checks["custody_problems"] == {}, checks
