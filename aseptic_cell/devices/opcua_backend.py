@@ -1,14 +1,20 @@
 """Backend for ``hardware: opcua``: an asyncua client of the device's own OPC UA server.
 
 Mirrors :class:`.sim_backend.SimBackend` (same protocol, nothing above knows which one it has):
-a background thread runs an asyncio loop holding one asyncua ``Client``. The address space it
-expects is :mod:`aseptic_cell.opcua.model` (served by ``cellctl emulate``, by
-``interop/device_server.js`` or by a PLC programmed to the same contract).
+a background thread runs an asyncio loop holding one asyncua ``Client``. It finds the device's
+nodes by browse paths (issue 18): the ``mapping`` of opcua.yaml gives, per device kind (or per
+device), the layouts to try in order (:mod:`aseptic_cell.opcua.browse`). The default for the
+isolator, VHP unit and autoclave is ``lads``: the readings are the variables (and LADS function
+objects' SensorValue/CurrentValue) in the standard LADS model, LADSDeviceType -> FunctionalUnitSet ->
+every functional unit -> FunctionSet; records, clock and command methods by their configured paths.
+``project`` is the contract of :mod:`aseptic_cell.opcua.model` (ProcessImage; the arm, the process
+equipment, ``interop/device_server.js``). Another vendor's server is driven by adding a layout.
 
 Connection handling (OPCUA_NOTES "robust clients"):
 
-* a session = connect (bounded by ``connect_timeout_s``) → browse ``ProcessImage`` and
-  ``Records`` → **read every value** → subscribe (publishing interval from config) → only
+* a session = connect (bounded by ``connect_timeout_s``) → resolve the first layout that fits
+  (nodes by browse path; none fits = the session fails, with each layout's reason) →
+  **read every value** → subscribe (publishing interval from config) → only
   then ``connected()`` is true and readings are trusted; after every reconnect the same
   full re-read happens before anything is published;
 * health: a status read (ServerStatus.State + SimTime) every ``health_period_s`` that must
@@ -24,7 +30,8 @@ Readings: the ProcessImage values as they are (a NaN stays NaN: the signal mappi
 non-finite value into unknown = unsafe), Records decoded from JSON, ``t`` = ``SimTime``.
 A value with a Bad status code is reported as ``None`` (unknown).
 
-Commands: a method call with a timeout. Transport failure → ``COMM_LOST``; no answer in
+Commands: a method call with a timeout (a command the layout has no method for is refused
+``INVALID`` without a call). Transport failure → ``COMM_LOST``; no answer in
 time → ``TIMEOUT`` (the device may or may not have acted: the node treats both as unsafe).
 
 Configuration: ``config/opcua.yaml`` (:mod:`aseptic_cell.opcua.config`), found through the

@@ -174,11 +174,13 @@ class PackMLStateMachine:
                 if node is None:
                     vt = ua.VariantType.ExtensionObject if rank == 1 else ua.VariantType.Int32
                     node = await admin.add_variable(
-                        node_id(f"{self.obj.nodeid.Identifier}.Admin.{name}", self.obj.nodeid.NamespaceIndex),
+                        node_id(f"{self.obj.nodeid.Identifier!s}.Admin.{name}", self.obj.nodeid.NamespaceIndex),
                         ua.QualifiedName(name, pk), ua.Variant(empty, vt), datatype=dtype)
                     if rank == 1:
                         await node.write_value_rank(1)
-                        await node.write_array_dimensions([0])
+                        await node.write_attribute(  # (asyncua annotates write_array_dimensions int)
+                            ua.AttributeIds.ArrayDimensions,
+                            ua.DataValue(ua.Variant([0], ua.VariantType.UInt32)))
                 self.admin[name] = node
         missing = [k for k, (cs, _i) in self.cur.items() if cs is None]
         if missing or len(self.state_ids) < 17:

@@ -278,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--ensure", action="store_true", help="only build the cache if it is missing (the set-up)")
+    p.add_argument("--cold", action="store_true", help="the first start imports the XML (the cache is not read)")
+    p.add_argument("--devices", nargs="*", metavar="ID",
+                   help="also build these emulated device servers (config/ of the repo; not listening) and "
+                   "report their address-space sizes and build times (default with the flag: ISO1 VHP1 AC1 ARM1)")
     a = p.parse_args(argv)
     if a.ensure:
         try:
@@ -306,13 +310,35 @@ def main(argv: list[str] | None = None) -> int:
             "nodes": len(s.iserver.aspace._nodes),  # noqa: SLF001
         }
 
+    async def devices(ids: list[str]) -> dict[str, Any]:
+        from ..config import load_config
+        from .config import parse_opcua_config
+        from .emulator import EmulatedWorld
+
+        ocfg = parse_opcua_config({"devices": {d: {"endpoint": f"opc.tcp://127.0.0.1:{46190 + i}/{d}"}
+                                               for i, d in enumerate(ids)}})
+        world = EmulatedWorld(load_config(REPO / "config"), ocfg, ids)
+        res: dict[str, Any] = {}
+        for d, srv in world.servers.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            await srv.start()  # builds the address space; never listens
+            assert srv.server is not None
+            res[d] = {"kind": srv.kind, "build_s": round(time.perf_counter() - t0, 2),
+                      "build_cpu_s": round(time.process_time() - c0, 2),
+                      "nodes": len(srv.server.iserver.aspace._nodes),  # noqa: SLF001
+                      "own_nodes": sum(1 for n in srv.server.iserver.aspace._nodes  # noqa: SLF001
+                                       if n.NamespaceIndex == srv.ns)}
+        return res
+
     try:
-        first = asyncio.run(one(True))
+        first = asyncio.run(one(not a.cold))
         second = asyncio.run(one(True))
+        servers = asyncio.run(devices(a.devices or ["ISO1", "VHP1", "AC1", "ARM1"])) if a.devices is not None else None
     except NodeSetsMissing as exc:
         print(exc, file=sys.stderr)
         return 2
-    out = {"first": first, "cached": second, "cache_dir": str(_cache_dir())}
+    out = {"first": first, "cached": second, "cache_dir": str(_cache_dir()),
+           **({"device_servers": servers} if servers is not None else {})}
     if not a.quiet:
         print(json.dumps(out) if a.json else json.dumps(out, indent=1))
     return 0
