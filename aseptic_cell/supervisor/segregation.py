@@ -22,7 +22,8 @@ lists every one with its scope, its reaction and its scenario. Site values [M] a
   passed a test after the batch's last open phase, or QA approved a SEG-08 deviation of that
   batch. The start-of-batch test: at the batch's first open phase the glove tests in force are
   recorded in its record; with ``glove_test_before_first_open`` a test older than
-  ``glove_test_max_age_h`` (or none) holds the batch there.
+  ``glove_test_max_age_h`` (or none) holds the batch there. A glove test that FAILs makes every
+  batch with an open phase since that port's last passed test IMPACTED (deviation in its record).
 * **SEG-10** every allocation of equipment modules (the arbiter's resources a phase is granted)
   is logged in the batch's record with its COI, start and end; a module listed in
   ``product_contact`` becomes DIRTY(batch) after its use and CLEAN by the line clearance (or a
@@ -96,6 +97,10 @@ class Segregation:
         self.last_open_end: dict[str, float] = {}
         self._start_glove_recorded: set[str] = set()
         self._was_open: set[str] = set()
+        self.open_spans: dict[str, list[list[float]]] = {}
+        """Batch -> [start, end] of each of its open phases (end = inf while open): SEG-08 scope."""
+        self._glove_seen: dict[str, tuple[Any, Any]] = {}
+        self._last_pass: dict[str, float] = {}
         self.blocked: dict[str, str] = {}
         self.blocked_modules: dict[str, list[str]] = {}
         """Batch -> why SEG-10 holds it (its restart waits for the module's recorded cleaning)."""
@@ -287,6 +292,29 @@ class Segregation:
         since_h = (now - self.last_open_end.get(ex.batch_id, -math.inf)) / 3600.0
         return not self._stale(self.glove_tests(), since_h)
 
+    def _glove_failures(self, now: float) -> None:
+        """SEG-08: a glove test that FAILs makes every batch with an open phase since that port's
+        last passed test IMPACTED (QA hold), each with a deviation in its own record."""
+        tests = self.glove_tests()
+        for port, (result, age) in tests.items():
+            before = self._glove_seen.get(port)
+            self._glove_seen[port] = (result, age)
+            if result == "PASS" and isinstance(age, (int, float)):
+                self._last_pass[port] = now - age * 3600.0
+            if result != "FAIL" or before is None or (before[0] == "FAIL" and isinstance(age, (int, float))
+                                                      and isinstance(before[1], (int, float))
+                                                      and age >= before[1]):
+                continue  # not a new failed test
+            since = self._last_pass.get(port, -math.inf)
+            for b, spans in self.open_spans.items():
+                ex = self.sup.patients.get(b)
+                if ex is None or not any(end >= since for _start, end in spans):
+                    continue
+                ex.impacted = True
+                self._deviation(ex, "SEG-08", "IMPACTED",
+                                f"SEG-08: glove test of {port} FAILED; {b} had an open phase since its last passed "
+                                "test: IMPACTED, QA hold", port=port, last_pass=since)
+
     def _seg08_deviation_approved(self, ex: BatchExecutive) -> bool:
         return any(d.rule == "SEG-08" and d.batch_id == ex.batch_id and d.state == "APPROVED"
                    for d in self.sup.operator.deviations.items.values())
@@ -355,7 +383,12 @@ class Segregation:
         # SEG-08: the end of each open phase (the last one counts for the end-of-batch test)
         for b in self._was_open - set(cell.open_now):
             self.last_open_end[b] = now
+            if self.open_spans.get(b):
+                self.open_spans[b][-1][1] = now
+        for b in set(cell.open_now) - self._was_open:
+            self.open_spans.setdefault(b, []).append([now, math.inf])
         self._was_open = set(cell.open_now)
+        self._glove_failures(now)
         for g in decision.grants:
             r = g.request
             if r.phase in (LINE_CLEARANCE, VHP_PHASE):

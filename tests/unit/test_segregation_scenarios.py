@@ -223,3 +223,25 @@ def test_the_rows_name_code_that_exists_and_the_docs_table_matches_the_catalogue
     table = (CONFIG.parent / "docs" / "segregation_catalogue.md").read_text()
     rows = [line.split("|")[1:7] for line in table.splitlines() if line.startswith(("| SEG-", "| COI-"))]
     assert [(r[0].strip(), r[5].strip(" `")) for r in rows] == [(r.id, r.scenario) for r in cfg.interlocks.enforced]
+
+
+def test_seg08_a_failed_glove_test_impacts_the_batches_open_since_the_last_pass_and_not_the_others(cfg, tmp_path):
+    run = _cell(cfg, tmp_path, patients=1)
+    sup = run.sup
+    a = sup.patients["P-A"]
+    seg = sup.patient_cell.seg
+    assert run.run_until(lambda: bool(seg.open_spans.get("P-A")) and not sup.patient_cell.open_now, 3600)
+    assert sup.run_batch("PATIENT-CART-SHORT", "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    run.advance(30)  # B admitted, nothing of it open yet
+    assert not seg.open_spans.get("P-B")
+    run.cell.inject_fault("ISO1", "glove_breach:GP2")
+    ok, *_ = run.cell.execute("isolator", "start_glove_test", {"port": "GP2", "user": "op1"}, user="op1",
+                              reason="glove test")
+    assert ok
+    assert run.run_until(lambda: sup.signal("isolator.glove.GP2.last_test") == "FAIL", 900)
+    run.advance(30)
+    assert a.impacted and not sup.patients["P-B"].impacted
+    devs = [e.payload for e in a.record.entries(kinds=["deviation"]) if e.payload.get("rule") == "SEG-08"]
+    assert len(devs) == 1 and devs[0]["port"] == "GP2" and devs[0]["code"] == "IMPACTED"
+    run.advance(120)  # the same failed test is not counted again
+    assert len([e for e in a.record.entries(kinds=["deviation"]) if e.payload.get("rule") == "SEG-08"]) == 1
