@@ -266,3 +266,27 @@ def test_a_swapped_bag_at_the_rtp_holds_both_batches_and_is_quarantined(cfg, tmp
         assert not out.accepted and out.code == "COI" and "COI-30" in out.reason
     run.advance(300)
     assert _state(run, "P-A") == "Held" and _state(run, "P-B") == "Held"
+
+
+def test_an_incubator_excursion_beyond_its_alarm_delay_fails_the_incubation_of_that_batch(cfg, tmp_path):
+    """INC-04: the incubator's heater fails during A's first incubation; the chamber stays out of its
+    T band longer than the alarm delay after the last door access (60 s here [M]): A's incubation
+    ends in a hold with the excursion in A's record (environment + deviation); nothing resumes."""
+    pe = cfg.layout.process_equipment
+    inc = pe.incubator.model_copy(update={"alarm_delay_s": 60.0})
+    layout = cfg.layout.model_copy(update={"process_equipment": pe.model_copy(update={"incubator": inc})})
+    run, _sent = _run(dataclasses.replace(cfg, layout=layout), tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    ex = sup.patients["P-A"]
+    assert run.run_until(lambda: (ex.active_phase or "").endswith("/incubate_activation"), 3 * 3600)
+    run.cell.inject_fault("INC1", "heater_failure")
+    assert run.run_until(lambda: _state(run, "P-A") == "Held", 1800)
+    assert "INC-04" in ex.held_reason and "incubate_activation" in ex.held_reason, ex.held_reason
+    env = [e.payload for e in ex.record.entries(kinds=["environment"])]
+    assert env and env[-1]["phase"] == "incubate_activation" and env[-1]["excursions_over_alarm_delay"]
+    assert env[-1]["temp_c"] < inc.temp_alarm_low_c
+    devs = [e.payload for e in ex.record.entries(kinds=["deviation"]) if e.payload.get("rule") == "INC-04"]
+    assert len(devs) == 1 and devs[0]["slot"] == ex.slot
+    run.advance(600)
+    assert _state(run, "P-A") == "Held"
