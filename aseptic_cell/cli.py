@@ -6,6 +6,7 @@ Sub-commands:
   sim                  run the simulated cell headless in one process (a VHP and an autoclave cycle)
   run                  run the cell: the ROS 2 node graph on the simulated devices (until Ctrl-C)
   demo                 start the graph and run one batch sequence end to end
+  twin                 the throughput twin: N patients over D days, in-process at full speed (twin.py)
   record verify FILE   check a batch record's hash chain
   record report FILE   the batch report (--pdf/--html -o OUT); record review FILE --user ID: sign reviewed
   ros list | echo      graph inspection
@@ -157,6 +158,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     scenario=args.scenario, recipe_id=args.recipe, arm=args.arm, bag=args.bag)
 
 
+def _cmd_twin(args: argparse.Namespace) -> int:
+    from .twin import TwinParams, run_twin_cli
+
+    directory = Path(args.config) if args.config else default_config_dir()
+    params = TwinParams(patients=args.patients, days=args.days, process=args.process, purge_min=args.purge_min,
+                        lc_min=args.lc_min, slots=args.slots, seed=args.seed, failure_rate=args.failure_rate,
+                        time_scale=args.time_scale, out_dir=args.out, plots=not args.no_plots)
+    try:
+        return run_twin_cli(str(directory), params, json_out=args.json)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
 def _speed(value: str) -> float:
     if value == "max":
         return float("inf")
@@ -241,6 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--in-process", action="store_true",
                    help="with --patients: the supervisor and the simulated cell in one process (no ROS)")
     d.set_defaults(func=_cmd_demo)
+    t = sub.add_parser("twin", help="throughput twin: the real supervisor over N patients and D days, in-process")
+    t.add_argument("--config", help="configuration directory")
+    t.add_argument("--patients", type=int, default=16, help="patients kept in demand (a backlog of N; default 16)")
+    t.add_argument("--days", type=float, default=30.0, help="simulated days (default 30)")
+    t.add_argument("--process", default="cart-autologous", help="process definition (config/processes/) id")
+    t.add_argument("--purge-min", type=float, default=None, help="SEG-05 purge wait in min (default scheduling.yaml)")
+    t.add_argument("--lc-min", type=float, default=None, help="SEG-04 line clearance in min (default scheduling.yaml)")
+    t.add_argument("--slots", type=int, default=None, help="incubator slots (default scheduling.yaml)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--failure-rate", type=float, default=None, help="fraction of batches that fail (default "
+                   "scheduling.yaml simulation.failure_rate)")
+    t.add_argument("--time-scale", type=float, default=1.0, help="scale every process duration (< 1: faster)")
+    t.add_argument("--out", help="directory for the plots, twin.json and the records (default: a temp dir)")
+    t.add_argument("--no-plots", action="store_true")
+    t.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    t.set_defaults(func=_cmd_twin)
     from .motion.cli import add_parser as add_motion_parser
 
     add_motion_parser(sub)
