@@ -289,7 +289,8 @@ class OpcUaBackend:
         self._connected = True
         self.last_error = ""
         log.info(
-            "%s: connected to %s (%d variables; session %d)", dev, self.endpoint, len(nodes), self.sessions
+            "%s: connected to %s (layout %s: %d variables, %d methods; session %d)",
+            dev, self.endpoint, found.layout, len(nodes), len(found.methods), self.sessions,
         )
         self._notify()
         # --- health watch

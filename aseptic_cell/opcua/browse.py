@@ -91,7 +91,7 @@ async def resolve(client: Any, device_id: str, name: str, layout: BrowseLayout,
     for alias, uri in namespaces.items():
         if uri in array:
             ns[alias] = array.index(uri)
-    used = {el.partition(":")[0] for p in layout.paths() for el in p if el != "*"}
+    used = {el.partition(":")[0] for p in layout.required_paths() for el in p if el != "*"}
     absent = sorted(a for a in used if a not in ns)
     if absent:
         raise LayoutMismatch(f"layout {name}: namespaces not on the server: "
@@ -100,7 +100,8 @@ async def resolve(client: Any, device_id: str, name: str, layout: BrowseLayout,
     device = await _one(client, objects, layout.device, ns, device_id, f"layout {name} device")
     clock = await _one(client, device, layout.clock, ns, device_id, f"layout {name} clock")
     out = Resolved(name, device.nodeid, clock.nodeid)
-    value_names = [_qname(el, ns, device_id) for el in layout.function_values]
+    # (a server without the LADS namespace has no LADS functions: those value names are not looked for)
+    value_names = [_qname(el, ns, device_id) for el in layout.function_values if el.partition(":")[0] in ns]
     for kind, containers in (("readings", layout.readings), ("records", layout.records)):
         for path in containers:
             for box in await _follow(client, device, path, ns, device_id, f"layout {name} {kind}"):

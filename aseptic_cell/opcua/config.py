@@ -210,10 +210,13 @@ class BrowseLayout(Model):
         description="where a function object's value is (LADS sensor / control functions)",
     )
 
-    def paths(self) -> list[list[str]]:
+    def required_paths(self) -> list[list[str]]:
+        """The paths a server must have (function_values are looked for only where their namespace is)."""
         return [self.device, self.clock, *self.readings, *self.records,
-                *([self.methods] if self.methods else []), *self.commands.values(),
-                *([e] for e in self.function_values)]
+                *([self.methods] if self.methods else []), *self.commands.values()]
+
+    def paths(self) -> list[list[str]]:
+        return [*self.required_paths(), *([e] for e in self.function_values)]
 
 
 # The built-in mapping, repeated in config/opcua.yaml (tests/hil/test_browse_mapping.py keeps the
