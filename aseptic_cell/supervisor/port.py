@@ -29,7 +29,7 @@ from ..devices import pipeline
 from ..devices.arm.motion import ArmMotion
 from ..devices.codes import RefusalCode
 from ..devices.commands import InvalidArguments
-from ..devices.signals import signals_from_readings
+from ..devices.signals import SignalMemo
 from ..interlocks import SignalTable
 from ..results import CommandResult
 
@@ -173,6 +173,8 @@ class InProcessCell:
         self._cache_t = -math.inf
         self._cache: dict[str, dict[str, Any]] = {}
         self._arm_rest: dict[str, Any] | None = None
+        self._memo = {n: SignalMemo(n, cfg) for n in self.node_devices}
+        """Per node: readings → signals, parsed again only when a reading changed (issue 14)."""
         self.listeners: list[Callable[[str, str, dict[str, Any], bool], None]] = []
         """Called as ``listener(node, command, args, accepted)`` after every command (tests)."""
 
@@ -214,7 +216,8 @@ class InProcessCell:
         self._arm_rest = None
 
     def signals(self, node: str) -> dict[str, Any]:
-        return signals_from_readings(node, self.sensors(node), self.cfg)
+        """The node's signals now (a fresh dict; :meth:`refresh` uses the memo's own)."""
+        return dict(self._memo[node](self.sensors(node)))
 
     def refresh(self, table: SignalTable) -> None:
         t = self.sim.now()
@@ -223,11 +226,8 @@ class InProcessCell:
                 table.mark_comm_lost(dev)
                 continue
             table.mark_comm_ok(dev)
-            for name, value in self.signals(node).items():
-                if value is None:
-                    table.remove(name)
-                else:
-                    table.update(name, value, t, dev)
+            # every signal re-stamped at t (a value only re-validated when it changed)
+            table.update_from(self._memo[node](self.sensors(node)), t, dev)
         if "arm" not in self.comm_lost and "isolator" not in self.comm_lost:
             for door, clear in self.arm_clear_of().items():
                 table.update(f"arm.clear_of.{door}", clear, t, self.node_devices["arm"])
