@@ -14,6 +14,7 @@ their actual values) are built only for rules that are not satisfied.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import operator
 import re
@@ -34,6 +35,8 @@ from aseptic_cell.config.interlocks import (
 
 from .signals import Sample, SignalTable
 
+log = logging.getLogger(__name__)
+
 Tri = bool | None
 """True, False, or None = unknown."""
 
@@ -44,6 +47,10 @@ _Explain = Callable[[Mapping[str, Sample], "frozenset[str] | set[str]", float], 
 _PLACEHOLDER = re.compile(r"\{([a-z]+)\}")
 _ARG_VALUE = re.compile(r"^[A-Za-z0-9_\-]+$")
 _CACHE_LIMIT = 4096
+FULL_EVALUATION_PERIOD_S = 10.0
+"""Default bound, in the engine clock's seconds, between two full evaluations of every rule by
+:meth:`InterlockEngine.evaluate_all` (a check of the incremental one, which compares the signals
+themselves); ``parameters.full_evaluation_period_s`` of the catalogue overrides it [M]."""
 _OP_SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
 _OP_FUNC: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le,
@@ -357,6 +364,8 @@ class _Instance:
     rule: InterlockRule
     binding: dict[str, str]
     node: _Node
+    signals: tuple[str, ...] = ()
+    """The concrete signals the condition reads (its only inputs besides the time)."""
 
 
 @dataclass
@@ -432,6 +441,29 @@ class InterlockEngine:
             self._rules.append(info)
             for action in rule.guards:
                 self._by_action.setdefault(action, []).append(info)
+        period = catalogue.parameters.get("full_evaluation_period_s", FULL_EVALUATION_PERIOD_S)
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < math.inf:
+            raise ValueError(f"parameters.full_evaluation_period_s must be a number > 0, got {period!r}")
+        self.full_evaluation_period_s = float(period)
+        # incremental evaluate_all: one slot per rule instance (catalogue order), and per signal the
+        # slots that read it
+        none: list[_Instance | None] = [None]  # a rule with no configured instance: one fixed slot
+        self._slots: list[tuple[_RuleInfo, _Instance | None]] = [
+            (info, inst) for info in self._rules for inst in (info.instances or none)]
+        self._readers: dict[str, list[int]] = {}
+        for i, (_, inst) in enumerate(self._slots):
+            for name in inst.signals if inst is not None else ():
+                self._readers.setdefault(name, []).append(i)
+        self._last: list[RuleStatus] | None = None
+        self._last_t = -math.inf
+        self._next_full = -math.inf
+        self._table: SignalTable | None = None
+        self._lost_seen: frozenset[str] = frozenset()
+        self._seen: dict[str, tuple[Any, str, bool] | None] = {}
+        """Per signal read by a rule: (value, source, fresh) at the last evaluation, None = missing."""
+        self.full_evaluations = 0
+        self.incremental_evaluations = 0
+        self.incremental_mismatches = 0
 
     def rebind(self, clock: Clock | Callable[[], float], signals: SignalTable | None = None) -> None:
         """Use this (compiled) engine for another cell: a fresh signal table and its clock."""
@@ -442,6 +474,7 @@ class InterlockEngine:
         self._now = fn
         self.signals = signals if signals is not None else SignalTable()
         self.bypass = None
+        self._reset_incremental()
 
     @classmethod
     def from_config(cls, cfg: Any, clock: Clock | Callable[[], float],
@@ -513,31 +546,123 @@ class InterlockEngine:
         return d
 
     def evaluate_all(self) -> list[RuleStatus]:
-        """Every rule, for every concrete instance the engine knows (catalogue order)."""
+        """Every rule, for every concrete instance the engine knows (catalogue order).
+
+        Incremental (issue 14, performance), with the verdicts of :meth:`evaluate_full`: a rule
+        instance is evaluated again when one of the signals it reads differs from what its last
+        evaluation saw — found by comparing the table's samples themselves (value and type,
+        source, present or not), so no change can slip past a missed dirty flag — or that is
+        not fresh now (older than ``stale_after_s`` or stamped that far in the future: evaluated
+        at every call, its age is in the explanation; so a signal no longer refreshed makes its
+        rules unknown at the first call past the bound, on time), and every instance when the set
+        of devices with lost communication changed. A full evaluation runs on the first call,
+        when the clock went back, and at least every ``full_evaluation_period_s`` of the clock
+        (``parameters.full_evaluation_period_s``, default :data:`FULL_EVALUATION_PERIOD_S`);
+        a full evaluation that finds a verdict the incremental one had not is counted in
+        :attr:`incremental_mismatches` and logged as an error.
+        """
+        now = float(self._now())
+        table = self.signals
+        entries = table._entries
+        lost = table._lost
+        last = self._last
+        if (last is None or now >= self._next_full or now < self._last_t or table is not self._table
+                or lost != self._lost_seen):
+            return self._full(now, entries, lost)
+        self._last_t = now
+        dirty = self._changed(entries, now)
+        if dirty:
+            slots = self._slots
+            for i in dirty:
+                info, inst = slots[i]
+                assert inst is not None  # only instances read signals
+                last[i] = self._status(info, inst, entries, lost, now)
+        self.incremental_evaluations += 1
+        return list(last)
+
+    def evaluate_full(self) -> list[RuleStatus]:
+        """Every rule instance evaluated now, none reused (what :meth:`evaluate_all` must equal)."""
         now = float(self._now())
         entries = self.signals._entries
         lost = self.signals._lost
-        out: list[RuleStatus] = []
-        for info in self._rules:
-            rule = info.rule
-            guards = tuple(rule.guards)
-            if not info.instances:
-                missing = sorted(info.placeholders)
-                clause = Clause("", "no_instance", f"no configured ids for placeholder(s) {missing}")
-                out.append(RuleStatus(rule.id, rule.title, rule.severity, {}, "unknown", (clause,),
-                                      rule.on_tick, guards))
-                continue
-            for inst in info.instances:
-                r = inst.node.ev(entries, lost, now)
-                if r is True:
-                    out.append(RuleStatus(rule.id, rule.title, rule.severity, inst.binding, "satisfied", (),
-                                          rule.on_tick, guards))
-                else:
-                    out.append(RuleStatus(
-                        rule.id, rule.title, rule.severity, inst.binding,
-                        "unknown" if r is None else "not_satisfied",
-                        tuple(inst.node.why_not(entries, lost, now)), rule.on_tick, guards))
-        return out
+        return [self._status(info, inst, entries, lost, now) for info, inst in self._slots]
+
+    def _status(self, info: _RuleInfo, inst: _Instance | None, entries: Mapping[str, Sample],
+                lost: Any, now: float) -> RuleStatus:
+        rule = info.rule
+        if inst is None:
+            missing = sorted(info.placeholders)
+            clause = Clause("", "no_instance", f"no configured ids for placeholder(s) {missing}")
+            return RuleStatus(rule.id, rule.title, rule.severity, {}, "unknown", (clause,),
+                              rule.on_tick, tuple(rule.guards))
+        r = inst.node.ev(entries, lost, now)
+        if r is True:
+            return RuleStatus(rule.id, rule.title, rule.severity, inst.binding, "satisfied", (),
+                              rule.on_tick, tuple(rule.guards))
+        return RuleStatus(rule.id, rule.title, rule.severity, inst.binding,
+                          "unknown" if r is None else "not_satisfied",
+                          tuple(inst.node.why_not(entries, lost, now)), rule.on_tick, tuple(rule.guards))
+
+    # ------------------------------------------------------------------ incremental evaluation
+    def _reset_incremental(self) -> None:
+        """Forget what the last evaluation saw (a rebound engine starts with a full evaluation)."""
+        self._last = None
+        self._last_t = -math.inf
+        self._next_full = -math.inf
+        self._table = None
+        self._lost_seen = frozenset()
+        self._seen = {}
+        self.full_evaluations = 0
+        self.incremental_evaluations = 0
+        self.incremental_mismatches = 0
+
+    def _changed(self, entries: Mapping[str, Sample], now: float) -> set[int]:
+        """The slots to evaluate again: those reading a signal that differs from what was seen."""
+        stale = self.stale_after_s
+        seen = self._seen
+        readers = self._readers
+        dirty: set[int] = set()
+        for name, was in seen.items():
+            e = entries.get(name)
+            if e is None:
+                if was is None:
+                    continue
+                seen[name] = None
+            else:
+                v, t, src = e
+                age = now - t
+                fresh = -stale <= age <= stale
+                if (fresh and was is not None and was[2] and src == was[1]
+                        and (v is was[0] or (type(v) is type(was[0]) and v == was[0]))):
+                    continue
+                seen[name] = (v, src, fresh)
+            dirty.update(readers[name])
+        return dirty
+
+    def _full(self, now: float, entries: Mapping[str, Sample], lost: Any) -> list[RuleStatus]:
+        last = self._last
+        if last is not None and self._table is self.signals and self._lost_seen == lost and now >= self._last_t:
+            # the periodic full evaluation checks the incremental one: what it would have reused
+            dirty = self._changed(entries, now)
+            fresh = [self._status(info, inst, entries, lost, now) for info, inst in self._slots]
+            for i, (old, new) in enumerate(zip(last, fresh, strict=True)):
+                if i not in dirty and (old.state != new.state
+                                       or [c.text for c in old.clauses] != [c.text for c in new.clauses]):
+                    self.incremental_mismatches += 1
+                    log.error("interlock %s %s: incremental verdict %s, full evaluation %s",
+                              new.rule_id, dict(new.binding), old.state, new.state)
+        else:
+            fresh = [self._status(info, inst, entries, lost, now) for info, inst in self._slots]
+        stale = self.stale_after_s
+        seen = self._seen
+        for name in self._readers:
+            e = entries.get(name)
+            seen[name] = None if e is None else (e[0], e[2], -stale <= now - e[1] <= stale)
+        self._last, self._last_t, self._table = fresh, now, self.signals
+        self._lost_seen = frozenset(lost)
+        self._next_full = now + self.full_evaluation_period_s
+        self.full_evaluations += 1
+        return list(fresh)
 
     def trips(
         self,
@@ -635,7 +760,8 @@ class InterlockEngine:
             return _PLACEHOLDER.sub(lambda m: binding[m.group(1)], signal)
 
         node = _compile(info.rule.when, fill, self._params, self.stale_after_s)
-        inst = _Instance(info.rule, binding, node)
+        inst = _Instance(info.rule, binding, node,
+                         tuple(dict.fromkeys(fill(c.signal) for c in iter_comparisons(info.rule.when))))
         if len(self._cache) < _CACHE_LIMIT:
             self._cache[key] = inst
         return inst
