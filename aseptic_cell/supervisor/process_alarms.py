@@ -153,6 +153,8 @@ class ProcessAlarms:
             _PLACEHOLDER.sub(lambda m, b=b: b[m.group(1)], leaf.signal or "")  # type: ignore[misc]
             for c in self._conds.values() for b in c.bindings for leaf in c.cond.leaves()})
         """Every signal a condition reads (placeholders filled): the data CELL_STALE_DATA watches."""
+        self._names: dict[tuple[int, int], str] = {}
+        """(leaf, binding) -> the signal name with its placeholders filled (filled once, not every tick)."""
         self._em: _EmWindow | None = None
         self._listening: list[Any] = []  # phase state machines listened to (kept: ids are not reused)
 
@@ -182,7 +184,10 @@ class ProcessAlarms:
 
     # ------------------------------------------------------------------ evaluation
     def _leaf(self, c: _Compiled, leaf: AlarmCondition, b: Mapping[str, str], raised: bool) -> bool | None:
-        name = _PLACEHOLDER.sub(lambda m: b[m.group(1)], leaf.signal or "")
+        key = (id(leaf), id(b))  # the compiled conditions and their bindings live as long as self
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = _PLACEHOLDER.sub(lambda m: b[m.group(1)], leaf.signal or "")
         v = self.signal(name)
         if v is None:
             return None
