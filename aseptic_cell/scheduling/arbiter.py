@@ -142,7 +142,8 @@ class Arbiter:
         self._active: dict[int, Request] = {}   # waiting or running
         self._next_id = 1
         self.holders: dict[str, list[int]] = {r: [] for r in resources.by_id}
-        self.faults: dict[str, str] = {}
+        self.faults: dict[str, str] = {}  # resource -> why it is blocked (every source's reason)
+        self._blocks: dict[str, dict[str, str]] = {}  # resource -> source -> reason
         # open zone (batch-level ownership between open phases until line clearance)
         self.zone_owner: str | None = None
         self.zone_consecutive = 0
@@ -226,14 +227,27 @@ class Arbiter:
             self.zone_owner = None  # bio-decontaminated; aeration is part of the VHP phase
             self.zone_consecutive = 0
 
-    def block(self, resource: str, reason: str) -> None:
-        """A fault: nothing new is allocated on ``resource`` until :meth:`unblock`."""
+    def block(self, resource: str, reason: str, source: str = "") -> None:
+        """A fault: nothing new is allocated on ``resource`` until :meth:`unblock` by the same
+        ``source``. Blocks of different sources add up (a cell-wide trip and a SEG-07 containment
+        both block the arm: leaving one does not free it while the other holds)."""
         if resource not in self.resources:
             raise ArbiterError(f"unknown resource {resource!r}")
-        self.faults[resource] = reason
+        self._blocks.setdefault(resource, {})[source] = reason
+        self._faults_of(resource)
 
-    def unblock(self, resource: str) -> None:
-        self.faults.pop(resource, None)
+    def unblock(self, resource: str, source: str = "") -> None:
+        """Lift ``source``'s block of ``resource``; the resource stays faulted while another holds."""
+        self._blocks.get(resource, {}).pop(source, None)
+        self._faults_of(resource)
+
+    def _faults_of(self, resource: str) -> None:
+        reasons = self._blocks.get(resource) or {}
+        if reasons:
+            self.faults[resource] = "; ".join(reasons.values())
+        else:
+            self._blocks.pop(resource, None)
+            self.faults.pop(resource, None)
 
     # ------------------------------------------------------------------ views
     def waiting(self) -> list[Request]:

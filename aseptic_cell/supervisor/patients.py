@@ -604,7 +604,7 @@ class PatientCell:
             self.excursions.append(Excursion(source, self.sup.now(), open_batches=set(self.open_now)))
         for res in ("ARM", OPEN_ZONE):  # no new hands-on or open phase until a signed restart
             if res in self.resources:
-                self.arbiter.block(res, f"cell-wide trip {source}: {reason}"[:200])
+                self.arbiter.block(res, f"cell-wide trip {source}: {reason}"[:200], source="trip")
         for ex in self.sup.patients.values():
             if ex.sm.state not in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING):
                 continue
@@ -653,7 +653,8 @@ class PatientCell:
         are allocated again and the excursion windows close (SEG-06: the batches open during them
         are IMPACTED). Returns the impacted batches."""
         for res in ("ARM", OPEN_ZONE):
-            self.arbiter.unblock(res)
+            if res in self.resources:
+                self.arbiter.unblock(res, source="trip")
         out: list[str] = []
         for src in {e.source for e in self.excursions if e.end == math.inf}:
             out += self.excursion_over(src)

@@ -154,7 +154,7 @@ class Segregation:
         why = f"SEG-07 spill of {batch}'s {material} material ({where}): cell in CONTAIN"
         for res in CONTAIN_BLOCKS:
             if res in cell.resources:
-                cell.arbiter.block(res, why[:200])
+                cell.arbiter.block(res, why[:200], source="SEG-07")
         sup.process_alarms.raise_(ALARM, f"SEG-07: {why}")
         impacted = [batch] + sorted(b for b in cell.open_now if b != batch)
         for b in impacted:
@@ -261,7 +261,7 @@ class Segregation:
             return self._refuse(user, "exit_contain", denied.code, denied.reason)
         c.exited_at = self.sup.now()
         for res in CONTAIN_BLOCKS:
-            self.cell.arbiter.unblock(res)
+            self.cell.arbiter.unblock(res, source="SEG-07")
         self._cell_note("segregation.exit_contain", "SEG-07: CONTAIN left (QA)", {"by": user, "reason": reason})
         self.contain = None
         return CommandResult(True, "OK", "CONTAIN left; each held batch restarts with its own signed restart")

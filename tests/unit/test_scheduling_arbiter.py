@@ -87,6 +87,24 @@ def test_no_reservation_behind_a_fault(arb: Arbiter) -> None:
     assert granted(arb, 1) == ["B:feed"]        # a batch-local fault stops others only through CFG
 
 
+def test_blocks_of_two_sources_add_up(arb: Arbiter) -> None:
+    """A cell-wide trip and a SEG-07 containment both block the arm: leaving CONTAIN must not free
+    it while the trip's block holds (nor a signed restart after the trip while CONTAIN holds)."""
+    arb.block("ARM", "cell-wide trip ISO1: fan", source="trip")
+    arb.block("ARM", "SEG-07 spill", source="SEG-07")
+    r = arb.request("A", "feed", ["ARM"], 0)
+    arb.unblock("ARM", source="SEG-07")  # CONTAIN left
+    assert granted(arb, 1) == [] and arb.faults["ARM"] == "cell-wide trip ISO1: fan"
+    assert [str(w) for w in arb.why(r, 1)] == ["ARM: faulted: cell-wide trip ISO1: fan"]
+    arb.block("ARM", "SEG-07 spill again", source="SEG-07")
+    arb.unblock("ARM", source="trip")  # signed restart after the trip
+    assert granted(arb, 2) == [] and arb.faults["ARM"] == "SEG-07 spill again"
+    arb.unblock("ARM", source="other")  # a source that holds no block lifts nothing
+    assert granted(arb, 3) == []
+    arb.unblock("ARM", source="SEG-07")
+    assert granted(arb, 4) == ["A:feed"] and "ARM" not in arb.faults
+
+
 def test_window_look_ahead_warning_then_missed(arb: Arbiter) -> None:
     hold = arb.request("X", "p", ["ARM"], 0)
     granted(arb, 0)
