@@ -28,6 +28,10 @@ clearance 10 min + purge 20 min in ``scheduling.yaml``) and the work around it. 
 shared, loaded machine includes preemption (``loadavg_1min_after`` says how loaded it was); the
 thread CPU time does not.
 
+Each run also says how ``evaluate_all`` went over the window (``interlock_evaluations``: full
+evaluations, incremental ones, mismatches found by the full ones — must be 0) and how often the
+port's per-device signal memo reused a device's signals (``signal_memo``: hits, misses).
+
 ``--profile``: the window is run again under cProfile for the largest N and the top functions by
 cumulative and by own time are printed (also done when that N's p99 wall time exceeds 2 ms, the
 issue's figure).
@@ -188,6 +192,10 @@ def measure(n: int, ticks: int, *, tick_s: float = 2.0, warmup_tick_s: float = 3
         states: Counter[str] = Counter()
         phases_seen: dict[str, set[str]] = {}
         t_sim0 = run.now()
+        eng = sup.engine
+        evals0 = (eng.full_evaluations, eng.incremental_evaluations)
+        memos = list(getattr(run.cell, "_memo", {}).values())
+        memo0 = (sum(m.hits for m in memos), sum(m.misses for m in memos))
         prof = cProfile.Profile() if profile else None
         for _ in range(ticks):
             b.step()
@@ -241,6 +249,12 @@ def measure(n: int, ticks: int, *, tick_s: float = 2.0, warmup_tick_s: float = 3
             "tick_cpu_ms_with_work": _stats([cpu[i] for i in busy]) if busy else None,
             "loadavg_1min_after": round(os.getloadavg()[0], 2),
             "rules": len(b.cfg.interlocks.rules),
+            "interlock_evaluations": {"full": eng.full_evaluations - evals0[0],
+                                      "incremental": eng.incremental_evaluations - evals0[1],
+                                      "incremental_mismatches": eng.incremental_mismatches,
+                                      "full_evaluation_period_s": eng.full_evaluation_period_s},
+            "signal_memo": {"hits": sum(m.hits for m in memos) - memo0[0],
+                            "misses": sum(m.misses for m in memos) - memo0[1]},
             "segregation_violations": len(cell.violations),
             "t_purge_min": b.cfg.scheduling.changeover.t_purge_min if b.cfg.scheduling else None,
         }
