@@ -578,7 +578,11 @@ class Supervisor:
         for node in list(self._lost_since):
             if node not in self.process_alarms.comm_lost:
                 del self._lost_since[node]
-        running = self.sm.state in (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING)
+        active = (S.RUNNING, S.PAUSING, S.PAUSED, S.RESTARTING)
+        # the campaign batch or any patient batch (hold_on_trip holds the patients' active phases)
+        running = self.sm.state in active or any(ex.sm.state in active for ex in self.patients.values())
+        restarting = self.sm.state is S.RESTARTING or any(ex.sm.state is S.RESTARTING
+                                                          for ex in self.patients.values())
         for node in sorted(self.process_alarms.comm_lost):
             since = self._lost_since.setdefault(node, now)
             if now - since >= grace and running:
@@ -589,7 +593,7 @@ class Supervisor:
         for node in self.port.node_devices:
             latched = self.port.latched(node)
             was, self._latched_seen[node] = self._latched_seen.get(node, True), bool(latched)
-            if latched and not was and running and self.sm.state is not S.RESTARTING:
+            if latched and not was and running and not restarting:
                 self.hold_on_trip(f"{node} latched in its safe state during the batch: {latched}",
                                   source=f"{self.port.node_devices[node]}_LATCHED")
 

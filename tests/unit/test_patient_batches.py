@@ -241,6 +241,28 @@ def test_a_cell_wide_trip_holds_active_phases_incubation_runs_on_excursion_scope
     assert _state(sup, opener) == "Running"
 
 
+def test_a_device_communication_loss_holds_the_patient_batches_and_nothing_resumes(cfg, tmp_path):
+    """A device whose communication stays lost holds the patient batches' active phases as a cell-wide
+    trip does, with no campaign batch running (before: only a running campaign batch was held, and
+    patient batches waited on the lost device for ever); restoring it resumes nothing."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    run.advance(60)
+    assert _state(sup, "P-A") == _state(sup, "P-B") == "Running" and sup.sm.state.value == "Idle"
+    arm = run.cell.node_devices["arm"]
+    run.cell.inject_fault(arm, "comm_loss")
+    run.advance(float(getattr(run.cell, "comm_loss_hold_s", 0.0)) + 90)
+    assert "arm" in sup.process_alarms.comm_lost
+    held = [b for b in ("P-A", "P-B") if _state(sup, b) == "Held"]
+    assert held, [_state(sup, b) for b in ("P-A", "P-B")]
+    assert all("communication with arm" in sup.patients[b].held_reason for b in held)
+    assert "communication with arm" in sup.patient_cell.arbiter.faults.get("ARM", "")
+    run.cell.clear_fault(arm, "comm_loss")
+    run.advance(600)
+    assert [b for b in ("P-A", "P-B") if _state(sup, b) == "Held"] == held  # never resumes by itself
+
+
 def test_a_weld_of_two_cois_is_refused_before_the_welder_moves_and_holds_both(cfg, tmp_path):
     """SEG-03 / COI-10: A's feed weld reads B's bag at the welder: no WELD is logged, both batches
     hold, a deviation names both COIs."""
