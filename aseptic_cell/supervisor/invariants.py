@@ -322,7 +322,7 @@ class SegregationMonitor:
                     lab = decode_label(str(s["payload"]))
                 except LabelError:
                     continue  # an unreadable label: COI-03 decides, the verification says so
-                if s is p["scan_payloads"][-1] and (lab.coi not in (None, coi) or coi != ex.coi):
+                if lab.coi not in (None, coi) or coi != ex.coi:
                     v.append(f"t={t:.0f}: COI-01: {ev} of {cids} for COI {coi} after a scan that read "
                              f"{lab.coi}/{lab.container_id} (batch {ex.batch_id}, COI {ex.coi})")
 
