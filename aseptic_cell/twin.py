@@ -44,10 +44,13 @@ The supervisor is ticked at *events* only, never skipping one:
   released, a phase or batch state changed) -- the executive reacts on its next tick;
 * else at the earliest of: the end of every running phase (its work start + duration), the end
   of a running line clearance, :meth:`Arbiter.next_change` (purge end, ageing, window warnings
-  and misses, slot turnaround end), the next admission retry, an operator response due, the
-  horizon -- and at most ``max_step_s`` (1 h) after the last tick, so the supervisor still
-  evaluates every device signal (interlocks, process alarms, stale/comm watchers) at least
-  hourly while nothing happens.
+  and misses, slot turnaround end), the next admission retry, an operator response due, the end
+  of the day (the daily utilisation), the horizon -- and at most ``max_step_s`` (1 h) after the
+  last tick, so the supervisor still evaluates every device signal (interlocks, process alarms,
+  stale/comm watchers) at least hourly while nothing happens;
+* but ``busy_step_s`` (5 s) after the last tick while the cell is not at rest (below): a phase
+  waits on a process unit (a weld, a spin, a count, the incubator door) whose end the twin does
+  not predict, so the supervisor sees the unit's state and result within 5 s.
 
 Between two ticks the device models are advanced by the gap. They integrate with their own
 fixed substeps (isolator 0.1 s, autoclave 0.25 s, VHP 0.5 s, incubator 1 s): exact for any
@@ -110,6 +113,7 @@ class TwinParams:
     operator_response_h: float = 2.0
     admission_retry_h: float = 1.0
     min_step_s: float = 1.0
+    busy_step_s: float = 5.0
     max_step_s: float = 3600.0
     rest_tolerance: float = 1e-6
     out_dir: str | None = None
@@ -222,9 +226,34 @@ def at_rest(sim: Any) -> bool:
     return True
 
 
-def advance_models(sim: Any, dt: float, stats: TwinStats, *, tol: float = 1e-6, probe_s: float = 1.0) -> None:
-    """Advance the device models by ``dt`` (the rule of the module docstring)."""
+def probe_rest(sim: Any, stats: TwinStats, *, tol: float = 1e-6, probe_s: float = 1.0) -> bool:
+    """Step ``probe_s`` with the models' own substeps; True when the cell is at rest (module docstring)."""
+    if not at_rest(sim):
+        sim.step(probe_s)
+        stats.fine_s += probe_s
+        return False
+    before = _readings(sim)
+    sim.step(probe_s)
+    stats.fine_s += probe_s
+    return _same(before, _readings(sim), tol)
+
+
+def advance_models(sim: Any, dt: float, stats: TwinStats, *, tol: float = 1e-6, probe_s: float = 1.0,
+                   rest: bool | None = None) -> None:
+    """Advance the device models by ``dt`` (the rule of the module docstring); ``rest``: the
+    cell was just found at rest (or not) by :func:`probe_rest`, no probe here."""
     if dt <= 0:
+        return
+    if rest is not None:
+        if rest and at_rest(sim):
+            with coarse_substeps(sim, dt):
+                sim.step(dt)
+            stats.rest_steps += 1
+            stats.rest_s += dt
+        else:
+            sim.step(dt)
+            stats.fine_steps += 1
+            stats.fine_s += dt
         return
     if dt <= 2 * probe_s or not at_rest(sim):
         sim.step(dt)
@@ -496,10 +525,19 @@ class Twin:
             now = sim.now() - t_start
             if now >= self.horizon - 1e-9:
                 break
-            nxt = now + p.min_step_s if changed else self._next_event(now)
+            rest: bool | None = None
+            if changed:
+                nxt = now + p.min_step_s
+            else:  # the probe second: at rest, or a unit busy (tick again within busy_step_s)
+                self._account(now, now + 1.0)
+                rest = probe_rest(sim, self.stats, tol=p.rest_tolerance)
+                now = sim.now() - t_start
+                nxt = self._next_event(now) if rest else now + p.busy_step_s
             nxt = min(max(nxt, now + p.min_step_s), now + p.max_step_s, self.horizon)
+            if now < day_mark - 1e-9:
+                nxt = min(nxt, day_mark)  # a tick at each day's end: the daily utilisation is exact
             self._account(now, nxt)
-            advance_models(sim, nxt - now, self.stats, tol=p.rest_tolerance)
+            advance_models(sim, nxt - now, self.stats, tol=p.rest_tolerance, rest=rest)
             now = sim.now() - t_start
             before = self._signature()
             self._inject_failures(now)
@@ -519,26 +557,26 @@ class Twin:
 
     def _snapshot(self) -> dict[str, float]:
         st = self.stats
-        lc = st.busy.get("_lc", 0.0)
+        lc = 0.0 if _OPEN_ZONE in self.arb.lc_needs else st.busy.get("_lc", 0.0)  # counted once
         return {"arm": st.busy.get("ARM", 0.0), "open_zone": st.busy.get(_OPEN_ZONE, 0.0) + st.purge_s + lc,
                 "slots": st.slot_s / max(1, len(self.cell.resources.slots))}
 
     # ------------------------------------------------------------------ report
     def _report(self, wall: float) -> dict[str, Any]:
-        from .scheduling.arbiter import LINE_CLEARANCE
 
         T, st, arb = self.horizon, self.stats, self.arb
         lc_s = st.busy.get("_lc", 0.0)
         zone_held = st.busy.get(_OPEN_ZONE, 0.0)
-        # a line clearance holds the zone's changeover, not the zone itself (unless it lists it)
-        lc_extra = 0.0 if any(_OPEN_ZONE in r.needs for r in arb.requests.values() if r.phase == LINE_CLEARANCE) \
-            else lc_s
+        # the zone's changeover: its line clearance (holding the zone, when lc_needs lists it) and purge
+        lc_in_zone = _OPEN_ZONE in arb.lc_needs
+        lc_extra = 0.0 if lc_in_zone else lc_s
         nslots = len(self.cell.resources.slots)
         util = {r: round(v / T, 4) for r, v in sorted(st.busy.items()) if v > 0 and r != "_lc"}
         util_main = {"arm": round(st.busy.get("ARM", 0.0) / T, 4),
                      "open_zone": round((zone_held + lc_extra + st.purge_s) / T, 4),
                      "slots": round(st.slot_s / (T * nslots), 4)}
-        breakdown = {"open_zone_product_s": round(zone_held), "line_clearance_s": round(lc_s),
+        breakdown = {"open_zone_product_s": round(zone_held - (lc_s if lc_in_zone else 0.0)),
+                     "line_clearance_s": round(lc_s),
                      "purge_wait_s": round(st.purge_s)}
         candidates = {"arm": util_main["arm"], "open_zone": util_main["open_zone"], "slots": util_main["slots"]}
         candidates.update({k: v for k, v in util.items() if k not in ("ARM", _OPEN_ZONE, "VHP")})
@@ -578,6 +616,7 @@ class Twin:
                                   "min": round(ttv[0], 2) if ttv else None,
                                   "within_target": sum(t <= self.target / DAY for t in ttv)},
             "utilisation": util_main, "utilisation_by_resource": util, "open_zone_breakdown": breakdown,
+            "daily_utilisation": [{k: round(v, 4) for k, v in d.items()} for d in st.daily],
             "bottleneck": bottleneck, "batches_per_year": round(per_year, 1),
             "batches_per_year_basis": f"completions after a warm-up of {warm / DAY:.1f} d, per day x 365",
             "segregation_violations": list(self.cell.violations),

@@ -67,6 +67,11 @@ def test_twin_cli_runs_batches_to_completion_and_reports(fast: tuple[int, dict[s
     assert 7.0 < ttv["median"] <= ttv["p90"] <= ttv["max"] < 8.0  # ~5 h of process + 7 days release lead
     for k in ("arm", "open_zone", "slots"):
         assert 0.0 < rep["utilisation"][k] <= 1.0
+    # open zone = its product time + line clearance + purge wait, each counted once
+    oz = rep["open_zone_breakdown"]
+    assert rep["utilisation"]["open_zone"] == pytest.approx(
+        (oz["open_zone_product_s"] + oz["line_clearance_s"] + oz["purge_wait_s"]) / rep["sim_s"], abs=1e-3)
+    assert oz["line_clearance_s"] > 0 and oz["purge_wait_s"] > 0
     assert rep["bottleneck"] in {"arm", "open_zone", "slots", *rep["utilisation_by_resource"]}
     assert rep["sim_s"] == pytest.approx(0.4 * 86400)
     # the real supervisor ran them: each completed batch has its own record, which verifies
@@ -106,8 +111,8 @@ def test_twin_purge_time_moves_open_zone_and_throughput(fast: tuple[int, dict[st
 def test_twin_failed_batch_is_held_by_the_supervisor_then_stopped(tmp_path: Path) -> None:
     """A failure is a product label that cannot be read: the real supervisor holds the batch (never
     resumes it); the operator stops it after the response time; it frees its slot and counts as failed."""
-    twin = Twin(default_config_dir(), TwinParams(patients=1, days=0.25, time_scale=0.02, lc_min=1, purge_min=1,
-                                                 failure_rate=1.0, operator_response_h=0.5, out_dir=str(tmp_path),
+    twin = Twin(default_config_dir(), TwinParams(patients=1, days=0.35, time_scale=0.02, lc_min=1, purge_min=1,
+                                                 failure_rate=1.0, operator_response_h=0.1, out_dir=str(tmp_path),
                                                  plots=False))
     rep = twin.run()
     assert rep["batches_failed"] >= 1 and rep["batches_completed"] == 0
