@@ -14,9 +14,10 @@ What runs for real and what is modelled
   alarms, trips), each batch's ISA-88 state machine and behaviour tree, every phase's acquire /
   release through the arbiter (SEG-01 open-zone exclusivity, line clearance, purge wait,
   windows, ageing), admission control, COI scans and custody events, each batch's own record.
-* Modelled: the process steps are the supervisor's timed stand-ins (``behaviors/process.py``:
-  a phase holds its resources for its duration; the process-equipment devices are not
-  commanded by them yet); the demand pattern (below); a failed batch is a batch whose product
+  The phases command the process equipment (welder, centrifuge, counter, sealer, incubator,
+  scanner: their sim models) through the supervisor's command path (``behaviors/process.py``).
+* Modelled: a phase's hands-on time is its duration in the process definition (the arm's
+  motions are not simulated); the demand pattern (below); a failed batch is a batch whose product
   label cannot be read at one phase (the COI re-read fails, the real supervisor holds the
   batch) and which the operator then stops (``batch.stop`` by a supervisor user) after
   ``operator_response_h``; time-to-vein adds the release-testing lead of ``scheduling.yaml``.
