@@ -430,11 +430,21 @@ class Arbiter:
         for res, held in self.holders.items():
             if len(held) > self.resources.capacity(res):
                 out.append(f"{res} has {len(held)} owners > capacity {self.resources.capacity(res)}")
-        for q in self.requests.values():
-            holding = {res for res, held in self.holders.items() if q.id in held}
-            if q.state is RequestState.RUNNING and holding != q.needs:
+        # who holds what, from the holders (a request no holder names holds nothing): the check costs
+        # the live allocations, not every request ever made (a long run files thousands)
+        holding_of: dict[int, set[str]] = {}
+        for res, held in self.holders.items():
+            for rid in held:
+                if rid:  # 0: an incubator slot bound to its batch (assign_slot), not a request
+                    holding_of.setdefault(rid, set()).add(res)
+        for rid in sorted(set(holding_of) | {q.id for q in self._active.values()}):
+            q = self.requests.get(rid)
+            holding = holding_of.get(rid, set())
+            if q is None:
+                out.append(f"unknown request {rid} holds {sorted(holding)}")
+            elif q.state is RequestState.RUNNING and holding != q.needs:
                 out.append(f"request {q.id} runs holding {sorted(holding)} of {sorted(q.needs)}")
-            if q.state is not RequestState.RUNNING and holding:
+            elif q.state is not RequestState.RUNNING and holding:
                 out.append(f"request {q.id} is {q.state.value} but holds {sorted(holding)}")
         if self.holders[self.resources.vhp] and len(self.running()) > 1:
             out.append("VHP runs together with another phase")

@@ -87,6 +87,25 @@ def test_no_reservation_behind_a_fault(arb: Arbiter) -> None:
     assert granted(arb, 1) == ["B:feed"]        # a batch-local fault stops others only through CFG
 
 
+def test_invariant_check_catches_a_corrupt_allocation(arb: Arbiter) -> None:
+    """check_invariants looks at the live allocations only, and still sees each kind of corruption:
+    a released request left holding, a running one holding less than it needs, an unknown holder."""
+    a = arb.request("A", "feed", ["ARM", "WS"], 0)
+    assert granted(arb, 0) == ["A:feed"]
+    arb.release(a.id, 5)
+    assert arb.check_invariants() == []
+    arb.holders["ARM"].append(a.id)  # a released request left in the holders
+    assert arb.check_invariants() == [f"request {a.id} is done but holds ['ARM']"]
+    arb.holders["ARM"].remove(a.id)
+    b = arb.request("B", "feed", ["ARM", "WS"], 6)
+    assert granted(arb, 6) == ["B:feed"]
+    arb.holders["WS"].remove(b.id)  # running without all it needs
+    assert arb.check_invariants() == [f"request {b.id} runs holding ['ARM'] of ['ARM', 'WS']"]
+    arb.holders["WS"].append(b.id)
+    arb.holders["CFG"].append(999)
+    assert arb.check_invariants() == ["unknown request 999 holds ['CFG']"]
+
+
 def test_blocks_of_two_sources_add_up(arb: Arbiter) -> None:
     """A cell-wide trip and a SEG-07 containment both block the arm: leaving CONTAIN must not free
     it while the trip's block holds (nor a signed restart after the trip while CONTAIN holds)."""
