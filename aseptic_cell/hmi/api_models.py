@@ -39,6 +39,7 @@ class BatchStartBody(Body):
 
 class BatchCommandBody(Body):
     reason: Text = ""
+    batch: Ident | Literal[""] = ""  # a patient batch (issue 14); empty = the campaign batch
     signature: SignatureBody | None = None
 
 

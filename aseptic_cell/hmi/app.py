@@ -409,8 +409,10 @@ def create_app(
 
     @app.post("/api/batch/{command}")
     def batch_command(command: BatchVerb, body: BatchCommandBody, request: Request) -> dict[str, Any]:
-        return _signed(_session(request), f"batch.{command}", body.signature, f"batch {command}",
-                       backend.batch_command, command, reason=body.reason)
+        what = f"batch {command}" + (f" {body.batch}" if body.batch else "")
+        kwargs: dict[str, Any] = {"batch": body.batch} if body.batch else {}  # a patient batch (issue 14)
+        return _signed(_session(request), f"batch.{command}", body.signature, what,
+                       backend.batch_command, command, reason=body.reason, **kwargs)
 
     # ------------------------------------------------------------------ device operations
     @app.post("/api/devices/door")

@@ -37,8 +37,9 @@ class CellBackend(Protocol):
     def batch_start(self, *, recipe_id: str, batch_id: str, user: str) -> CommandResult: ...
 
     def batch_command(
-        self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = ""
-    ) -> CommandResult: ...
+        self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = "", batch: str = ""
+    ) -> CommandResult:
+        """An ISA-88 command to the campaign batch, or to the patient batch ``batch`` (issue 14)."""
 
     def operate(
         self, device: str, command: str, args: dict[str, Any], *, user: str, reason: str = ""

@@ -391,11 +391,11 @@ class RosBackend:
         return CommandResult(r.accepted, r.code, r.reason, payload if isinstance(payload, dict) else {})
 
     def batch_command(
-        self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = ""
+        self, command: str, *, user: str, password: str = "", meaning: str = "", reason: str = "", batch: str = ""
     ) -> CommandResult:
         self._ready(self._batch_cmd, "/cell/batch/command")
         req = self._types["BatchCommand"].Request(
-            command=command, user=user, password=password, meaning=meaning, reason=reason
+            command=command, user=user, password=password, meaning=meaning, reason=reason, batch_id=batch
         )
         self._sign("/cell/batch/command", req)
         r = self._wait(self._batch_cmd.call_async(req), self.cfg.command_timeout_s, f"batch {command}")

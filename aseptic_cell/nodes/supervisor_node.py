@@ -517,8 +517,11 @@ class SupervisorNode(Node):
         if (why := self._unauthenticated("/cell/batch/command", req)) is not None:
             resp.state = self.sup.sm.state.value
             return self._refuse(resp, why)
-        out = self.sup.batch_command(req.command, req.user, req.password, req.meaning, req.reason)
-        resp.accepted, resp.code, resp.reason, resp.state = out.accepted, out.code, out.reason, self.sup.sm.state.value
+        batch = str(getattr(req, "batch_id", "") or "")
+        out = self.sup.batch_command(req.command, req.user, req.password, req.meaning, req.reason, batch=batch)
+        ex = self.sup.patients.get(batch) if batch else None  # a patient batch's own state (issue 14)
+        resp.accepted, resp.code, resp.reason = out.accepted, out.code, out.reason
+        resp.state = (ex.sm.state if ex is not None else self.sup.sm.state).value
         return resp
 
     async def _on_operate(self, req: Any, resp: Any) -> Any:

@@ -138,7 +138,8 @@ def test_patient_batches_and_process_equipment_commands_through_the_ros_supervis
     (the operator role is refused a manual equipment command, a supervisor's reaches the scanner);
     RunBatch refuses a bad DIN naming the field; two patient batches (PATIENT-CART-SHORT, max speed)
     started at once with their COI and DIN both end Complete, each goal's feedback and result being
-    its own batch's, each record verifying with the COI on every entry and complete custody."""
+    its own batch's, each record verifying with the COI on every entry and complete custody; one of
+    them is held and (signed) restarted over BatchCommand by its batch_id while the other runs on."""
     _procs, client = pe
     accepted, code, reason, _ = _operate(client, "sealer", "seal", {"container_id": "C9"}, "op1")
     assert not accepted and code == "PERMISSION" and "equipment.operate" in reason, (code, reason)
@@ -162,12 +163,40 @@ def test_patient_batches_and_process_equipment_commands_through_the_ros_supervis
                                    feedback=lambda fb, b=b: seen[b].add(fb.batch_id))
              for b, din in zip(cois, dins, strict=True)}
     assert all(g.accepted for g in goals.values())
+    # a patient batch is held and restarted over ROS by its own id (BatchCommand.batch_id); the other runs on
+    from cell_interfaces.srv import BatchCommand
+
+    view: dict[str, str] = {}
+    client.node.create_subscription(String, "/cell/batches", lambda m: view.update(
+        {b["batch_id"]: b["state"] for b in json.loads(m.data)["batches"]}), 10)
+    client.wait_for(lambda: view.get("PG2") == "Running", 60.0, "PG2 running in /cell/batches")
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+        command="hold", user="op1", reason="graph test: hold one patient", batch_id="PG2"), 30.0)
+    assert r.accepted and r.state in ("Holding", "Held"), (r.code, r.reason, r.state)
+    client.wait_for(lambda: view.get("PG2") == "Held", 60.0, "PG2 held")
+    assert view.get("PG1") in ("Running", "Complete"), view
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+        command="restart", user="op1", reason="graph test", batch_id="PG2"), 30.0)
+    assert not r.accepted and r.state == "Held", (r.code, r.reason, r.state)  # restart needs sup1's signature
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+        command="restart", user="sup1", password="sup1-demo-2026", meaning="responsibility",
+        reason="graph test: released", batch_id="PG2"), 30.0)
+    assert r.accepted, (r.code, r.reason, r.state)
+    r = client.call(BatchCommand, "/cell/batch/command", BatchCommand.Request(
+        command="hold", user="op1", reason="graph test", batch_id="NO-SUCH"), 30.0)
+    assert not r.accepted and "NO-SUCH" in r.reason, (r.code, r.reason)
     results = {b: g.result(600.0) for b, g in goals.items()}
+    # a RunBatch goal ends when its batch is held (docs/ROS_API.md): PG2's ended at the hold; the batch
+    # itself ran on after the signed restart, to Complete
+    assert not results["PG2"].success and results["PG2"].state == "Held", results["PG2"]
+    client.wait_for(lambda: view.get("PG2") == "Complete", 600.0, "PG2 complete after its restart")
     for b, res in results.items():
-        assert res.success and res.state == "Complete", (b, res.state, res.reason)
+        if b == "PG1":
+            assert res.success and res.state == "Complete", (b, res.state, res.reason)
         assert res.record_path.endswith(f"batch-{b}.db"), res.record_path
         body = json.loads(res.json_summary)
-        assert body["coi"] == cois[b] and body["batch_id"] == b and body["record_status"]["complete"], body
+        assert body["coi"] == cois[b] and body["batch_id"] == b, body
+        assert body["record_status"]["complete"] or b == "PG2", body
         assert seen[b] == {b}, seen  # this goal's feedback is this batch's only
         checks = patient_record_checks(res.record_path, b, cois[b])
         assert checks["record_verified"] and checks["entries"] > 0, checks

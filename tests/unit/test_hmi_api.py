@@ -175,6 +175,23 @@ def test_role_without_right_gets_403_naming_role_and_action(client: TestClient, 
     assert backend.calls == []
 
 
+def test_a_patient_batch_is_commanded_by_its_id(client: TestClient, backend: FakeBackend) -> None:
+    """Issue 14: ``batch`` in the body names the patient batch (BatchCommand.batch_id); without it the
+    campaign batch is meant; a malformed id is refused naming the field and nothing is sent."""
+    h = login(client, "op1")
+    r = client.post("/api/batch/hold", json={"batch": "P-0001", "reason": "check the bag"}, headers=h)
+    assert r.status_code == 200 and r.json()["accepted"], r.json()
+    r = client.post("/api/batch/hold", json={"reason": "campaign"}, headers=h)
+    assert r.status_code == 200
+    assert [(n, kw.get("batch")) for n, kw in backend.calls] == [("batch_command", "P-0001"), ("batch_command", None)]
+    r = client.post("/api/batch/hold", json={"batch": "P 1; drop"}, headers=h)
+    assert r.status_code == 422 and "batch" in err(r)["field"]
+    assert len(backend.calls) == 2
+    backend.refuse = CommandResult(False, "INVALID", "unknown batch 'P-0009'")
+    r = client.post("/api/batch/hold", json={"batch": "P-0009"}, headers=h)
+    assert r.status_code != 200 and "batch hold P-0009 refused: unknown batch" in err(r)["detail"], err(r)
+
+
 @pytest.mark.parametrize(
     "path,body,field",
     [

@@ -528,6 +528,7 @@ function show(view) {
 function markRights() {
   const map = { hold: "batch.hold", restart: "batch.restart", stop: "batch.stop", abort: "batch.abort", reset: "batch.reset", start: "batch.start" };
   document.querySelectorAll("[data-batch]").forEach(b => b.classList.toggle("noright", !permitted(map[b.dataset.batch])));
+  document.querySelectorAll("[data-pbatch]").forEach(b => b.classList.toggle("noright", !permitted(map[b.dataset.pbatch])));
   $("btn-bypass-request").classList.toggle("noright", !permitted("bypass.request"));
   $("btn-bypass-approve").classList.toggle("noright", !permitted("bypass.approve"));
   $("btn-bypass-remove").classList.toggle("noright", !permitted("bypass.remove"));
@@ -549,6 +550,10 @@ document.addEventListener("click", ev => {
   if (el.dataset.shelve) { const d = Number($("shelve-duration").value); command(`shelve ${el.dataset.shelve}`, `/api/alarms/${encodeURIComponent(el.dataset.shelve)}/shelve`, { duration_s: d, reason: "" }, "alarm.shelve"); return; }
   if (el.dataset.unshelve) { command(`unshelve ${el.dataset.unshelve}`, `/api/alarms/${encodeURIComponent(el.dataset.unshelve)}/unshelve`, { reason: "unshelved at HMI" }); return; }
   if (el.dataset.ack) { command(`acknowledge ${el.dataset.ack}`, `/api/alarms/${encodeURIComponent(el.dataset.ack)}/ack`, { comment: "acknowledged at HMI" }); return; }
+  if (el.dataset.pbatch) {  // a patient batch's own hold / restart (Batches view, issue 14)
+    const verb = el.dataset.pbatch, bid = el.dataset.bid;
+    command(`batch ${verb} ${bid}`, `/api/batch/${verb}`, { reason: "", batch: bid }, `batch.${verb}`); return;
+  }
   if (el.dataset.batch) {
     const verb = el.dataset.batch;
     if (verb === "start") { command(`start batch`, "/api/batch/start", { recipe_id: $("recipe-id").value, batch_id: $("batch-id").value }); return; }

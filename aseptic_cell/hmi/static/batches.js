@@ -1,4 +1,5 @@
-// Batches panel (issue 14 item 7): every patient batch on the shared cell, read-only.
+// Batches panel (issue 14 item 7): every patient batch on the shared cell; per row, hold and (signed)
+// restart of that batch (app.js sends them to /api/batch/<verb> with the batch id).
 // Data: the snapshot's "batches" view (supervisor /cell/batches, aseptic_cell.supervisor.batch_view),
 // pushed on the websocket with the rest of the state. The Gantt is plain SVG drawn here.
 "use strict";
@@ -16,7 +17,7 @@
   const ABNORMAL = new Set(["Held", "Holding", "Aborted", "Aborting", "Stopped"]);
 
   function table(v) {
-    if (!v.batches.length) return `<tr><td colspan="11" class="muted">no patient batches</td></tr>`;
+    if (!v.batches.length) return `<tr><td colspan="12" class="muted">no patient batches</td></tr>`;
     return v.batches.map(b => {
       const bad = ABNORMAL.has(b.state) || b.coi_stop;
       const slackBad = b.slack_s !== null && b.slack_s < 0;
@@ -27,7 +28,9 @@
         <td class="${slackBad ? "alarm" : ""}">${b.slack_s === null ? "unknown" : dur(b.slack_s)}</td>
         <td>${esc(b.coi_stop || b.held_reason || "-")}</td>
         <td class="${b.impacted ? "alarm" : ""}">${b.impacted ? "IMPACTED" : "-"}</td>
-        <td>${esc(b.resources_held.join(", ") || "-")}</td></tr>`;
+        <td>${esc(b.resources_held.join(", ") || "-")}</td>
+        <td><button data-pbatch="hold" data-bid="${esc(b.batch_id)}">hold</button>
+            <button data-pbatch="restart" data-bid="${esc(b.batch_id)}">restart</button></td></tr>`;
     }).join("");
   }
 
