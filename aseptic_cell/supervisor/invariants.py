@@ -15,6 +15,9 @@ Used by the hypothesis stateful test, the soak script and the scenario runner:
 8. no bypass of a critical rule: no active bypass of a row that is critical or not marked
    ``bypassable``, none approved by its requester, none left active past its expiry
    (IEC 61511-1 §11.7.3 [IEC61511-1]). Checked where the supervisor has bypass management.
+
+9-16. patient batches (issue 14): segregation and chain of identity, :class:`SegregationMonitor`
+   (tests/unit/test_patients_stateful.py).
 """
 
 from __future__ import annotations
@@ -173,8 +176,8 @@ class SegregationMonitor:
         self._excursions: dict[int, tuple[float, set[str]]] = {}
         """Excursion index -> (the check time before it began, the batches seen open during it)."""
         self._excursions_done: set[int] = set()
-        self._seg06: dict[tuple[str, float], set[str]] = {}
-        """(source, window start) -> the batches with a SEG-06 deviation for it."""
+        self._seg06: dict[tuple[str, float, float], set[str]] = {}
+        """(source, window start, end) -> the batches with a SEG-06 deviation for it."""
         self._coi30: list[tuple[float, list[str], list[str], str]] = []
         self._expected: dict[str, tuple[str, set[tuple[str, str]], int]] = {}
         self._excursion_since: float | None = None
@@ -290,7 +293,7 @@ class SegregationMonitor:
             if p.get("rule") == "SEG-06":
                 self.seen["SEG-06 IMPACTED deviation"] += 1
                 w = p.get("window") or [math.nan, math.nan]
-                self._seg06.setdefault((str(p.get("source")), float(w[0])), set()).add(ex.batch_id)
+                self._seg06.setdefault((str(p.get("source")), float(w[0]), float(w[1])), set()).add(ex.batch_id)
 
     def _custody(self, ex: Any, e: Any, pc: Any, t: float) -> None:
         from ..coi.custody import SCAN_REQUIRED, TWO_ENDS
@@ -337,11 +340,18 @@ class SegregationMonitor:
                 continue
             self._excursions_done.add(i)
             self.seen["excursion window closed"] += 1
-            recorded = self._seg06.get((exc.source, float(exc.start)), set())
-            wrong = recorded ^ set(exc.open_batches)
+            # windows of one source that began and ended at the same instants (a second trip and
+            # restart without time passing) are one window for the record: compare with their union
+            key = (exc.source, float(exc.start), float(exc.end))
+            recorded = self._seg06.get(key, set())
+            expected: set[str] = set()
+            for other in pc.excursions:
+                if (other.source, float(other.start), float(other.end)) == key:
+                    expected |= set(other.open_batches)
+            wrong = recorded ^ expected
             if wrong:
                 self.violations.append(f"t={t:.0f}: SEG-06: IMPACTED recorded for {sorted(recorded)}, open during "
-                                       f"the {exc.source} excursion: {sorted(exc.open_batches)}")
+                                       f"the {exc.source} excursion: {sorted(expected)}")
             missed = seen - set(exc.open_batches)
             if missed:
                 self.violations.append(f"t={t:.0f}: SEG-06: {sorted(missed)} open during the {exc.source} "
