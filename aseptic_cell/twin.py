@@ -378,6 +378,8 @@ class Twin:
         self.queue: list[_Patient] = []
         self.next_admit = 0.0
         self.refusals: dict[str, int] = defaultdict(int)
+        self.supervisor_refusals: list[dict[str, Any]] = []
+        """Refusals other than admission control's (e.g. EQUIPMENT): the first ones, in the report."""
         self.verdict_note = ""
         self.cpu_s = 0.0
         self._n = 0
@@ -420,8 +422,9 @@ class Twin:
             out = self._start(pt)
             if not out.accepted:
                 self.refusals[f"{out.code}: {re.sub(r'[0-9]+', 'N', out.reason)[:80]}"] += 1
-                if out.code != "ADMISSION":
-                    raise RuntimeError(f"the supervisor refused twin batch {pt.bid}: {out.code} {out.reason}")
+                if out.code != "ADMISSION":  # reported (report: admission_refusals); the patient waits
+                    self.supervisor_refusals.append({"t": now, "batch": pt.bid, "code": out.code,
+                                                     "reason": out.reason})
                 return
             self.queue.pop(0)
             pt.admitted = now
@@ -622,6 +625,7 @@ class Twin:
             "batches_per_year_basis": f"completions after a warm-up of {warm / DAY:.1f} d, per day x 365",
             "segregation_violations": list(self.cell.violations),
             "admission_refusals": dict(self.refusals),
+            "supervisor_refusals": self.supervisor_refusals[:20],
             "plots": [], "wall_s": round(wall, 2), "cpu_s": round(self.cpu_s, 2), "sim_s": round(T, 1),
             "speedup": round(T / wall, 1) if wall > 0 else None,
             "parameters": {"process": self.process.id, "time_scale": self.p.time_scale, "slots": nslots,
