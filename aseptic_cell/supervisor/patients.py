@@ -168,6 +168,10 @@ class PatientCell:
                                    cfg.coi, locations)
         self.reader = StationLabels(self)
         self._reads: dict[tuple[str, str, str, int], Any] = {}
+        # slot -> (ended batch, its release_slot handle): a slot the incubator would not free at the end
+        # of its batch (a container of a stopped/aborted batch still in it) stays out of admission until
+        # the container is taken out (an operator's unload) and the incubator frees it
+        self._ended_slots: dict[str, tuple[str, Any]] = {}
         """(batch, location, container, attempt) -> the scan command in flight (a port that answers later)."""
         self.connected: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
         """Batch -> the two ends of its weld as read at the welder: ((container, COI read), ...)."""
@@ -306,6 +310,9 @@ class PatientCell:
                 if h.done and not h.accepted:
                     ex.journal.audit("note", "system", "incubator.release_slot",
                                      f"slot {ex.slot} not released: {h.code}: {h.reason}", {"slot": ex.slot})
+                if not (h.done and h.accepted):
+                    self._ended_slots[ex.slot] = (ex.batch_id, h)
+                    self._watch_ended_slots()
         self.open_now.pop(ex.batch_id, None)
         self.connected.pop(ex.batch_id, None)
         self._checked.pop(ex.batch_id, None)
@@ -321,11 +328,41 @@ class PatientCell:
         elif r.state is RequestState.RUNNING:
             self.arbiter.release(rid, self.sup.now())
 
+    class _NotTried:
+        done, accepted = True, False
+
+    _NOT_TRIED = _NotTried()
+
+    def _watch_ended_slots(self) -> None:
+        """A slot its ended batch left occupied is blocked for admission (source ``ended:<batch>``);
+        once the incubator reports it empty it is released there, and freed here when that succeeds."""
+        for slot, (batch, h) in list(self._ended_slots.items()):
+            if h is not None and not h.done:
+                continue  # the incubator's answer is on its way (the ROS port)
+            src = f"ended:{batch}"
+            if h is not None and h.accepted:
+                self.arbiter.unblock(slot, source=src)
+                del self._ended_slots[slot]
+                continue
+            if src not in self.arbiter._blocks.get(slot, {}):
+                self.arbiter.block(slot, f"holds a container of ended batch {batch}: take it out (incubator unload)",
+                                   source=src)
+            n = self.slot_number(slot)
+            if self.sup.signal(f"incubator.slot.{n}.container_id") == "" and h is not None:  # emptied
+                again = self.sup.send("incubator", "release_slot", {"slot": n},
+                                      reason=f"slot of ended batch {batch} emptied", user="system")
+                # one more try per emptying: a refusal now (another cause) waits for a person, not a loop
+                self._ended_slots[slot] = (batch, again if not (again.done and not again.accepted) else None)
+            elif h is None and self.sup.signal(f"incubator.slot.{n}.container_id"):
+                self._ended_slots[slot] = (batch, self._NOT_TRIED)  # occupied again: retry after the next emptying
+
     # ------------------------------------------------------------------ each tick
     def tick(self) -> None:
         sup = self.sup
         now = sup.now()
         self._watch_incubator(now)
+        if self._ended_slots:
+            self._watch_ended_slots()
         self._line_clearances(now)
         d = self.arbiter.arbitrate(now)
         for ev in d.events:

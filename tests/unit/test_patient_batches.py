@@ -263,6 +263,32 @@ def test_a_device_communication_loss_holds_the_patient_batches_and_nothing_resum
     assert [b for b in ("P-A", "P-B") if _state(sup, b) == "Held"] == held  # never resumes by itself
 
 
+def test_a_slot_left_occupied_by_a_stopped_batch_is_not_given_to_another_until_emptied(cfg, tmp_path):
+    """A batch stopped while its bag is in its incubator slot: the incubator refuses to free the slot
+    (INC_SLOT_OCCUPIED), so admission must not offer it (before: the arbiter freed it, the next batch
+    was refused EQUIPMENT on that same slot again and again); once an operator takes the bag out, the
+    slot is released on the incubator and offered again."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    slot = sup.patients["P-A"].slot
+    n = sup.patient_cell.slot_number(slot)
+    assert run.run_until(lambda: bool(sup.signal(f"incubator.slot.{n}.container_id")), 6 * 3600)
+    bag = sup.signal(f"incubator.slot.{n}.container_id")
+    assert sup.batch_command("stop", "sup1", reason="patient withdrawn", batch="P-A").accepted
+    run.run_until(lambda: _state(sup, "P-A") == "Stopped", 3600)
+    assert _state(sup, "P-A") == "Stopped" and sup.signal(f"incubator.slot.{n}.container_id") == bag
+    assert "ended batch P-A" in sup.patient_cell.arbiter.faults.get(slot, "")
+    assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    assert sup.patients["P-B"].slot not in ("", slot)
+    out, _h = sup.operate("incubator", "unload", {"slot": n, "container_id": bag}, "sup1", "bag of withdrawn P-A out")
+    assert out.accepted, out
+    run.advance(120)
+    assert slot not in sup.patient_cell.arbiter.faults
+    assert sup.signal(f"incubator.slot.{n}.batch_id") == ""
+    assert sup.patient_cell.arbiter.free_slot(sup.now() + 10 * 86400) is not None
+
+
 def test_a_weld_of_two_cois_is_refused_before_the_welder_moves_and_holds_both(cfg, tmp_path):
     """SEG-03 / COI-10: A's feed weld reads B's bag at the welder: no WELD is logged, both batches
     hold, a deviation names both COIs."""
