@@ -567,6 +567,7 @@ def run_patients_graph_demo(config_dir: str, patients: int, *, speed: float = ma
             for i in range(patients)]
     cois = {bid: (coi, din) for bid, coi, din in todo}
     results: dict[str, dict[str, Any]] = {}
+    seg_seen: set[str] = set()
     wall0 = time.monotonic()
     with CellProcesses(specs, env=env, log_dir=log_dir) as procs:
         client = CellClient(domain_id=domain_id)
@@ -577,6 +578,14 @@ def run_patients_graph_demo(config_dir: str, patients: int, *, speed: float = ma
                            check=lambda: _no_deaths(procs), domain_id=domain_id)
             for n in ("isolator", "vhp", "autoclave", "arm"):
                 client.wait_state(n, lambda s: s.comm_ok, 60.0, f"{n} state")
+            # the supervisor's own segregation monitor (SEG-01, the arbiter's allocation invariants), as
+            # its /cell/batches view lists them: every one seen during the run is reported
+            from std_msgs.msg import String
+
+            def on_view(m: Any) -> None:
+                seg_seen.update(json.loads(m.data).get("violations") or ())
+
+            client.node.create_subscription(String, "/cell/batches", on_view, 10)
             summary["bringup_s"] = round(time.monotonic() - wall0, 2)
             say(f"graph up after {summary['bringup_s']} s; {patients} patient batches via /cell/batch/run")
             sim0, run0 = _sim_time(client), time.monotonic()
@@ -632,6 +641,9 @@ def run_patients_graph_demo(config_dir: str, patients: int, *, speed: float = ma
                         "result": "PASS" if ok else "FAIL", "state": r["state"], "held_reason": r["reason"],
                         "record": r["record"], **checks})
     summary["batches"] = batches
+    summary["segregation_violations"] = sorted(seg_seen)
+    if seg_seen:
+        summary.setdefault("error", f"segregation violations: {sorted(seg_seen)[:5]}")
     clean = all(c == 0 for c in (summary.get("exit_codes") or {}).values())
     if not clean:
         summary.setdefault("error", f"unclean process exit: {summary.get('exit_codes')}")
