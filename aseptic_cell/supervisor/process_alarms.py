@@ -293,7 +293,10 @@ class ProcessAlarms:
 
     def _hold(self, aid: str, c: _Compiled, tr: _Track) -> None:
         sup = self.sup
-        if sup is None or sup.sm.state.value not in ("Running", "Pausing", "Paused", "Restarting"):
+        if sup is None:
+            return
+        self._hold_patients(aid, c, tr)
+        if sup.sm.state.value not in ("Running", "Pausing", "Paused", "Restarting"):
             return
         phase = self._open_phase()
         if c.cond.hold_batch == "open_product" and not phase:
@@ -303,6 +306,26 @@ class ProcessAlarms:
         self.holds.append({"t": self._now(), "alarm": aid, "phase": phase, "state": sup.sm.state.value})
         self.audit("environment", "system", f"{aid}.hold", why[:500], {"alarm_id": aid, "phase": phase})
         sup.hold(why[:500], trip=True, source=aid)  # as any phase failure: Held with every device safe
+
+    def _hold_patients(self, aid: str, c: _Compiled, tr: _Track) -> None:
+        """The patient batches (issue 14): an ``open_product`` alarm while a patient batch is in an
+        open phase (``PatientCell.open_now``), or an ``always`` alarm while any is in progress, is a
+        cell-wide trip (INT-01): every batch's active phase holds, incubation runs on, and the
+        batches open during it become IMPACTED at the restart (SEG-06). Raised again each tick while
+        the alarm stands, so a batch restarted into an open phase meanwhile is held again."""
+        sup = self.sup
+        cell = getattr(sup, "patient_cell", None)
+        patients = getattr(sup, "patients", None)
+        if sup is None or cell is None or not patients:
+            return
+        busy = ("Running", "Pausing", "Paused", "Restarting")
+        if not any(ex.sm.state.value in busy for ex in patients.values()):
+            return
+        opened = sorted(b for b in cell.open_now if b in patients and patients[b].sm.state.value in busy)
+        if c.cond.hold_batch == "open_product" and not opened:
+            return
+        why = f"{aid}: {tr.message}" + (f" during the open phase of {', '.join(opened)}" if opened else "")
+        sup.hold_on_trip(why[:500], source=aid)
 
     def _em_tick(self, now: float) -> None:
         sup = self.sup

@@ -289,6 +289,31 @@ def test_a_slot_left_occupied_by_a_stopped_batch_is_not_given_to_another_until_e
     assert sup.patient_cell.arbiter.free_slot(sup.now() + 10 * 86400) is not None
 
 
+def test_a_particle_action_excursion_during_a_patient_open_phase_holds_it(cfg, tmp_path):
+    """Annex 1 §9 for patient batches: a grade A particle action excursion while a patient batch is
+    open holds it (a cell-wide trip: the other, incubating, runs on), and it is held again after a
+    restart while the excursion stands (before: only the campaign batch's open phases were held, a
+    patient batch stayed open through the excursion; found by the 4-batch stateful test)."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    cell = sup.patient_cell
+
+    def split() -> bool:
+        kinds = {b: sup.patients[b].phase_kind(sup.patients[b].active_phase or "") for b in sup.patients}
+        return sorted(kinds.values()) == ["incubation", "open"] and bool(cell.open_now)
+
+    assert run.run_until(split, 4 * 3600)
+    opener = next(iter(cell.open_now))
+    incubating = next(b for b in sup.patients if b != opener)
+    run.cell.inject_fault(run.cell.node_devices["isolator"], "particle_source")
+    assert run.run_until(lambda: _state(sup, opener) == "Held", 900), sup.process_alarms.active
+    assert "ACTION" in sup.patients[opener].held_reason and "open phase" in sup.patients[opener].held_reason
+    assert _state(sup, incubating) == "Running"
+    run.advance(300)
+    assert _state(sup, opener) == "Held"  # never resumes by itself
+
+
 def test_a_weld_of_two_cois_is_refused_before_the_welder_moves_and_holds_both(cfg, tmp_path):
     """SEG-03 / COI-10: A's feed weld reads B's bag at the welder: no WELD is logged, both batches
     hold, a deviation names both COIs."""
