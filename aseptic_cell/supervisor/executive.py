@@ -60,6 +60,8 @@ class CoiStampedRecord:
         return self._record.record_cycle_result(key, {**rep, "coi": self.coi}, **kw)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_record":  # copy/pickle protocol: not the wrapped record's
+            raise AttributeError(name)
         return getattr(self._record, name)
 
 

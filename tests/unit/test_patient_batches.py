@@ -368,3 +368,20 @@ def test_cellctl_demo_patients_prints_one_json_object_with_each_batch_coi_result
     assert b["coi"] == "COI-DEMO0001" and b["result"] == "PASS" and Path(b["record"]).is_file()
     assert verify_file(b["record"]).ok and b["entries_with_coi"] == b["entries"] and b["custody_problems"] == {}
     assert out["segregation_violations"] == []
+
+
+def test_a_coi_stamped_record_copies_as_itself():
+    """A deep copy of a patient batch's record wrapper is a wrapper with its COI (before, ``__deepcopy__``
+    was looked up on the wrapped record: the copy was the bare record, without the COI stamp)."""
+    import copy
+
+    from aseptic_cell.supervisor.executive import CoiStampedRecord
+
+    class Rec:
+        def __init__(self) -> None:
+            self.rows: list[int] = []
+
+    w = CoiStampedRecord(Rec(), "COI-X")
+    c = copy.deepcopy(w)
+    assert isinstance(c, CoiStampedRecord) and c.coi == "COI-X" and c.rows == [] and c._record is not w._record
+
