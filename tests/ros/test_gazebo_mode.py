@@ -78,9 +78,9 @@ def test_gazebo_mode_on_the_standin_clock(tmp_path, ros_context):
             # the devices run on that clock: sim_world's time is the physics time (not its own 1000x)
             assert len(readings) > 5 and clock[-1] > 1.0
             lag = [c - t for t, c in readings[-10:]]
-            # sim seconds (< 0.25 s wall at the stand-in's 4x); a reading may be stamped a little AHEAD of the
-            # last /clock message this node has taken (two topics, no order between them: -0.052 seen in CI)
-            assert all(-0.25 < d < 1.0 for d in lag), lag
+            # sim seconds; a reading may be stamped AHEAD of the last /clock message this node has taken (two
+            # topics, no order between them, and this node's executor lags on a loaded machine: -1.18 seen in CI)
+            assert all(-3.0 < d < 3.0 for d in lag), lag
             t_wall0, t_clock0, n0 = time.monotonic(), clock[-1], len(readings)
             spin(1.0)
             rate = (clock[-1] - t_clock0) / (time.monotonic() - t_wall0)
@@ -90,7 +90,9 @@ def test_gazebo_mode_on_the_standin_clock(tmp_path, ros_context):
             # message taken just before it: the last reading and the last /clock message can be a reading
             # period apart on a loaded machine, 0.38 sim-s seen in CI)
             fresh = [c - t for t, c in readings[n0:]]
-            assert fresh and all(-0.25 < d < 1.0 for d in fresh), fresh
+            # within a few sim-s of the stand-in's clock (this node's /clock subscription can lag by a second
+            # on a loaded machine: -1.18 seen in CI); sim_world's own 1000x clock would be hundreds of s off
+            assert fresh and all(-3.0 < d < 3.0 for d in fresh), fresh
             # sim_world does not own the pace: speed and pause are refused
             with pytest.raises(ValueError, match="follows /clock"):
                 client.set_sim_speed(10.0)

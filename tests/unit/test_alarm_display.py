@@ -34,6 +34,7 @@ def test_opcua_cell_server_shows_consequence_and_response():
     written: dict[str, object] = {}
     model._alarm_nodes, model.vars, model.nodes = {}, {}, {"Alarms.Active": object()}
     model.conditions = None  # no A&C event emitter in this unit test (issue 18: tests/hil/test_cell_server.py)
+    model.packml = None  # nor PackML Admin (tests/hil/test_packml_admin.py)
 
     async def obj(parent, path, name, **kw):
         return object()
