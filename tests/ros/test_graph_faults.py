@@ -119,8 +119,16 @@ def test_a_dead_node_drives_its_dependants_safe_and_stays_faulted_until_recovere
         from cell_interfaces.srv import Recover
 
         c = client._client(Recover, "/lifecycle_manager/recover")
-        rr = client._wait_future(c.call_async(Recover.Request(device_id="isolator", user="sup1",
-                                                              reason="node restarted")), 30.0)
+        # the operator recovers it once the restarted process answers the manager (refused as not
+        # reachable until then: its start-up can outlast the 6 s above on a loaded machine)
+        deadline = time.monotonic() + 60.0
+        while True:
+            rr = client._wait_future(c.call_async(Recover.Request(device_id="isolator", user="sup1",
+                                                                  reason="node restarted")), 30.0)
+            if rr.accepted or time.monotonic() > deadline:
+                break
+            assert "not reachable" in rr.reason, rr.reason
+            time.sleep(1.0)
         assert rr.accepted, rr.reason
         client.wait_state("isolator", lambda s: s.comm_ok and s.lifecycle_state == "active", 60.0, "isolator back")
         # the dependants stay latched until an operator recovers them
