@@ -105,8 +105,8 @@ class ChaosCell:
         self.client = CellClient()
         self.client.node.create_subscription(BatchStatus, "/cell/batch/status", self._on_status, 10)
         self.client.node.create_subscription(AlarmArray, "/cell/alarms/active", self._on_alarms, 10)
-        for n in DEVICES:
-            self.client.wait_state(n, lambda s: s.comm_ok and s.lifecycle_state == "active", 60.0, f"{n} active")
+        for n in DEVICES:  # bring-up (the manager activates them in order): slow on a loaded 2-core machine
+            self.client.wait_state(n, lambda s: s.comm_ok and s.lifecycle_state == "active", 180.0, f"{n} active")
         self.wait(lambda: self.status is not None, 30.0, "supervisor status")
         return self
 
