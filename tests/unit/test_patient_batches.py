@@ -61,6 +61,22 @@ def _start_two(run: InProcessRun) -> None:
     assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
 
 
+def _one_open_one_incubating(cfg, tmp_path: Path) -> tuple[InProcessRun, str, str]:
+    """Two patient batches run until one is in an open phase while the other incubates."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+    cell = sup.patient_cell
+
+    def split() -> bool:
+        kinds = {b: sup.patients[b].phase_kind(sup.patients[b].active_phase or "") for b in sup.patients}
+        return sorted(kinds.values()) == ["incubation", "open"] and bool(cell.open_now)
+
+    assert run.run_until(split, 4 * 3600)
+    opener = next(iter(cell.open_now))
+    return run, opener, next(b for b in sup.patients if b != opener)
+
+
 @pytest.fixture(scope="module")
 def two_patients(cfg, tmp_path_factory):
     """Two patients' batches run to the end together; every tick checks the open-zone rule."""
@@ -212,18 +228,8 @@ def test_a_cell_wide_trip_holds_active_phases_incubation_runs_on_excursion_scope
     """INT-01: a cell-wide trip holds every batch's active phase, a batch in incubation runs on;
     nothing resumes; each batch restarts with its own signed restart. SEG-06: the batch whose open
     phase overlapped the excursion is IMPACTED, the other is not."""
-    run = _run(cfg, tmp_path)
-    sup = run.sup
-    _start_two(run)
-    cell = sup.patient_cell
-
-    def split() -> bool:
-        kinds = {b: sup.patients[b].phase_kind(sup.patients[b].active_phase or "") for b in sup.patients}
-        return sorted(kinds.values()) == ["incubation", "open"] and bool(cell.open_now)
-
-    assert run.run_until(split, 4 * 3600)
-    opener = next(iter(cell.open_now))
-    incubating = next(b for b in sup.patients if b != opener)
+    run, opener, incubating = _one_open_one_incubating(cfg, tmp_path)
+    sup, cell = run.sup, run.sup.patient_cell
     sup.hold_on_trip("grade A particle action limit", source="IL-12")
     assert _state(sup, opener) == "Held" and _state(sup, incubating) == "Running"
     assert sup.patients[incubating].phase_kind(sup.patients[incubating].active_phase or "") == "incubation"
@@ -294,18 +300,8 @@ def test_a_particle_action_excursion_during_a_patient_open_phase_holds_it(cfg, t
     open holds it (a cell-wide trip: the other, incubating, runs on), and it is held again after a
     restart while the excursion stands (before: only the campaign batch's open phases were held, a
     patient batch stayed open through the excursion; found by the 4-batch stateful test)."""
-    run = _run(cfg, tmp_path)
+    run, opener, incubating = _one_open_one_incubating(cfg, tmp_path)
     sup = run.sup
-    _start_two(run)
-    cell = sup.patient_cell
-
-    def split() -> bool:
-        kinds = {b: sup.patients[b].phase_kind(sup.patients[b].active_phase or "") for b in sup.patients}
-        return sorted(kinds.values()) == ["incubation", "open"] and bool(cell.open_now)
-
-    assert run.run_until(split, 4 * 3600)
-    opener = next(iter(cell.open_now))
-    incubating = next(b for b in sup.patients if b != opener)
     run.cell.inject_fault(run.cell.node_devices["isolator"], "particle_source")
     assert run.run_until(lambda: _state(sup, opener) == "Held", 900), sup.process_alarms.active
     assert "ACTION" in sup.patients[opener].held_reason and "open phase" in sup.patients[opener].held_reason
