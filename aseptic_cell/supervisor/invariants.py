@@ -139,8 +139,8 @@ OPEN_CLASS_EVENTS = frozenset({"OPEN_START", "SAMPLE", "FILL", "CONTAINER_REGIST
 
 
 class SegregationMonitor:
-    """Segregation and chain-of-identity invariants of the patient batches (issue 14; spec §1.2
-    SEG-01..10 and §2 COI-01..30 of the multi-patient domain spec; ISBT 128 labels), checked on
+    """Segregation and chain-of-identity invariants of the patient batches (issue 14; the SEG-01..10
+    and COI-01..30 rows of config/interlocks.yaml, docs/segregation_catalogue.md; ISBT 128 labels), checked on
     the supervisor's own state and on what each batch's record says, after every step:
 
     9. SEG-01: never two COIs open in grade A at once; a batch open in grade A is running and
