@@ -344,9 +344,8 @@ class PatientCell:
                 self.arbiter.unblock(slot, source=src)
                 del self._ended_slots[slot]
                 continue
-            if src not in self.arbiter._blocks.get(slot, {}):
-                self.arbiter.block(slot, f"holds a container of ended batch {batch}: take it out (incubator unload)",
-                                   source=src)
+            self.arbiter.block(slot, f"holds a container of ended batch {batch}: take it out (incubator unload)",
+                               source=src)  # idempotent per source
             n = self.slot_number(slot)
             if self.sup.signal(f"incubator.slot.{n}.container_id") == "" and h is not None:  # emptied
                 again = self.sup.send("incubator", "release_slot", {"slot": n},
