@@ -25,11 +25,12 @@ from .conftest import ROOT, Emulator, free_ports, write_opcua_yaml
 
 pytestmark = [pytest.mark.hil, pytest.mark.timeout(240)]
 
-# one LADS device and the arm per server process (each device server costs ~3 s of CPU to build;
-# the isolator and the autoclave are LADSDeviceType instances built by the same code as the VHP
-# unit; the autoclave's program unit is served in-process by tests/hil/test_lads_programs.py)
-DEVICES = {"VHP1": "LADS", "ARM1": "Robotics"}
-SERVED = [*DEVICES, "ISO1"]  # the isolator too: the integrator prepares the cell for a VHP cycle through it
+# every device server of the cell: the isolator, VHP unit, autoclave and the six process units as
+# LADSDeviceType, the arm as MotionDeviceSystemType (each server costs ~3 s of CPU to build; the
+# autoclave's program unit is driven in-process by tests/hil/test_lads_programs.py)
+DEVICES = {"VHP1": "LADS", "ISO1": "LADS", "AC1": "LADS", "INC1": "LADS", "WLD1": "LADS", "SEAL1": "LADS",
+           "CFG1": "LADS", "CNT1": "LADS", "SCN1": "LADS", "ARM1": "Robotics"}
+SERVED = list(DEVICES)  # the isolator also serves the integrator's preparation for a VHP cycle
 CELL_NS = "urn:aseptic-cell:opcua:cell"
 
 
