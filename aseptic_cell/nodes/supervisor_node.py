@@ -634,19 +634,34 @@ class SupervisorNode(Node):
         ex = ex if ex is not None else self.sup.main
         if ex.patient and ex.record is not None:
             result.record_path = str(getattr(ex.record, "path", "") or self.record_path)
-        while True:
-            await self._sleep(0.2)
-            with self.sup.focused(ex):  # no await inside: the tick never sees another focus
-                st = self.sup.status()
-            fb = RunBatch.Feedback(unit_procedure=st["unit_procedure"], operation=st["operation"],
-                                   phase=st["phase"], state=st["state"], progress=float(st["progress"]),
-                                   batch_id=ex.batch_id)
-            goal_handle.publish_feedback(fb)
-            if ex.sm.state.final or st["state"] == "Held":
-                break
+        # the goal ends at the batch's first Held, even one a signed restart left again before the
+        # next poll (at max sim speed hold -> Held -> restart fits between two polls): the
+        # transition itself is caught, not only the state seen every 0.2 s
+        held_at: list[tuple[str, str]] = []
+
+        def _on_transition(tr: Any) -> None:
+            if tr.new.value == "Held" and not held_at:
+                held_at.append(("Held", ex.held_reason or tr.reason))
+
+        remove = ex.sm.add_listener(_on_transition)
+        try:
+            while True:
+                await self._sleep(0.2)
+                with self.sup.focused(ex):  # no await inside: the tick never sees another focus
+                    st = self.sup.status()
+                fb = RunBatch.Feedback(unit_procedure=st["unit_procedure"], operation=st["operation"],
+                                       phase=st["phase"], state=st["state"], progress=float(st["progress"]),
+                                       batch_id=ex.batch_id)
+                goal_handle.publish_feedback(fb)
+                if ex.sm.state.final or st["state"] == "Held" or held_at:
+                    break
+        finally:
+            remove()
         with self.sup.focused(ex):
             summary = {**self.sup.summary(), "record_status": self.sup.record_status()}
             state, held = self.sup.sm.state.value, self.sup.held_reason
+        if held_at and state != "Held":  # held and already restarted: the goal reports the hold it ended at
+            state, held = held_at[0]
         if ex.patient:
             summary.update(coi=ex.coi, din=ex.din, slot=ex.slot, record_path=result.record_path)
         # never a success with an incomplete record (an append refused, a WAL found truncated)
