@@ -12,7 +12,10 @@ COI-01: a handling event (:data:`SCAN_REQUIRED`) is refused unless it carries a 
 PROCEEDed and the scans it was based on. A strict log (the default) also requires each event's
 table fields: locations of a move, the equipment, the e-signature of a release and the extra
 fields of :data:`EXTRA_FIELDS`. A quarantined container's move to the quarantine position is a
-``QUARANTINE`` event with ``location_from``/``location_to``. :func:`completeness` checks, per container, an unbroken
+``QUARANTINE`` event with ``location_from``/``location_to``. A container a step found where it
+expected another and that no batch registered (COI-30) enters the log by a ``QUARANTINE`` event
+with ``extra.found`` and the place it stands (``location_to``): its chain starts there.
+:func:`completeness` checks, per container, an unbroken
 sequence of locations from its registration to its end state.
 """
 
@@ -250,7 +253,7 @@ class CustodyLog:
             for cid in cids:
                 c = g.get(cid)
                 if c is None:
-                    if etype in REGISTRATION:
+                    if etype in REGISTRATION or _found(etype, extra):
                         continue
                     raise CustodyError(f"{etype.value}: container {cid} is not registered")
                 if etype not in OTHER_COI_ALLOWED and (c.coi != coi_id or c.batch != batch_id):
@@ -279,9 +282,10 @@ class CustodyLog:
 
     # ------------------------------------------------------------------ COI-30
     def record_mismatch(self, verdict: Verdict, *, actor: str = "system") -> str:
-        """Record a COI-30 response: the deviation (kind ``deviation``, the raw scans), a HOLD event
-        per held batch (IMPACTED when after an open/connect), a QUARANTINE event per container, and
-        the genealogy's containers put in QUARANTINE. Returns the deviation id.
+        """Record a COI-30 response: the deviation (kind ``deviation``, the raw scans), a QUARANTINE
+        event per container with the genealogy's containers put in QUARANTINE (a container found
+        unregistered enters the genealogy in QUARANTINE by its event), then a HOLD event per held
+        batch (IMPACTED when after an open/connect). Returns the deviation id.
 
         Raises:
             ValueError: the verdict carries no mismatch response.
@@ -296,15 +300,22 @@ class CustodyLog:
         self.record.append("deviation", batch_id=owner, actor=actor, action="deviation.raise",
                            reason=verdict.message,
                            payload={"deviation": dev_id, **resp.deviation, "verdict": verdict.to_dict()})
-        coi_of = self._coi_of_batch
-        for b in resp.hold_batches:
-            self.append(E.HOLD, batch_id=b, coi_id=coi_of(b, str(resp.deviation["coi_expected"])), actor=actor,
-                        container_ids=resp.quarantine_containers, deviation_ref=dev_id,
-                        verification=verdict, scans=verdict.scans,
-                        extra={"impacted": b in resp.impacted_batches, "code": verdict.code.value},
-                        reason=verdict.message)
+        found = set(resp.deviation.get("found_unregistered") or ())
         for cid in resp.quarantine_containers:
             c = self.genealogy.get(cid) if self.genealogy else None
+            if c is None and cid in found:
+                # found where the step expected another container, registered to no batch: its chain starts
+                # with this quarantine where it stands (the finding batch's record), then the genealogy has it
+                where = resp.quarantine_position or resp.deviation.get("location_expected")
+                self.append(E.QUARANTINE, batch_id=owner, coi_id=str(resp.deviation["coi_expected"]), actor=actor,
+                            container_ids=(cid,), location_to=where, deviation_ref=dev_id, verification=verdict,
+                            scans=verdict.scans, extra={"code": verdict.code.value, "found": True,
+                                                        "coi_read": resp.deviation.get("coi_read"),
+                                                        "container_read": resp.deviation.get("container_read")})
+                if self.genealogy is not None:
+                    self.genealogy.quarantine_found(cid, batch=owner, location=where,
+                                                    coi=resp.deviation.get("coi_read") or None)
+                continue
             batch = c.batch if c else owner
             coi = c.coi if c else str(resp.deviation["coi_expected"])
             self.append(E.QUARANTINE, batch_id=batch, coi_id=coi, actor=actor, container_ids=(cid,),
@@ -312,6 +323,13 @@ class CustodyLog:
                         extra={"code": verdict.code.value})
             if self.genealogy is not None and c is not None and not c.ended:
                 self.genealogy.set_status(cid, ContainerStatus.QUARANTINE)
+        coi_of = self._coi_of_batch
+        for b in resp.hold_batches:
+            self.append(E.HOLD, batch_id=b, coi_id=coi_of(b, str(resp.deviation["coi_expected"])), actor=actor,
+                        container_ids=resp.quarantine_containers, deviation_ref=dev_id,
+                        verification=verdict, scans=verdict.scans,
+                        extra={"impacted": b in resp.impacted_batches, "code": verdict.code.value},
+                        reason=verdict.message)
         return dev_id
 
     def _coi_of_batch(self, batch_id: str, default: str) -> str:
@@ -328,6 +346,11 @@ class CustodyLog:
         if container_id is not None:
             out = [e for e in out if container_id in e.container_ids]
         return out
+
+
+def _found(etype: CustodyEventType, extra: Mapping[str, Any] | None) -> bool:
+    """A QUARANTINE event of a container found unregistered (COI-30): it enters the log by its quarantine."""
+    return etype is E.QUARANTINE and bool((extra or {}).get("found"))
 
 
 def _check_fields(etype: CustodyEventType, cids: tuple[str, ...], location_from: str | None,
@@ -359,7 +382,8 @@ def completeness(events: Sequence[CustodyEvent], container_id: str, *, require_e
     here: str | None = None
     started = ended = False
     for ev in sorted(events, key=lambda e: e.seq):
-        if ev.type in REGISTRATION:
+        registers = ev.type in REGISTRATION or _found(ev.type, ev.extra)
+        if registers:
             registered.update(ev.container_ids)
         if container_id not in ev.container_ids:
             continue
@@ -367,7 +391,7 @@ def completeness(events: Sequence[CustodyEvent], container_id: str, *, require_e
         if ended:
             problems.append(f"{container_id}: {tag} after its end state")
             continue
-        if ev.type in REGISTRATION:
+        if registers:
             if started:
                 problems.append(f"{container_id}: {tag}: registered twice")
             missing = [p for p in ev.parent_ids if p not in registered]

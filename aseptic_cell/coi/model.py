@@ -28,6 +28,7 @@ class ContainerKind(StrEnum):
     TRANSFER_BAG = "transfer_bag"
     SAMPLE_TUBE = "sample_tube"
     FINAL_BAG = "final_bag"
+    UNREGISTERED = "unregistered"  # found where a step expected another container, never registered (COI-30)
 
 
 class ContainerStatus(StrEnum):
@@ -184,6 +185,27 @@ class Genealogy:
                 raise GenealogyError(f"{container_id}: parent {p} is {parent.status.value}")
         return Container(container_id, b.coi, batch, kind, parent_ids, location, ContainerStatus.ACTIVE, din, sample_id)
 
+    def quarantine_found(self, container_id: str, *, batch: str, location: str | None,
+                         coi: str | None = None) -> Container:
+        """A container a step found where it expected another and that no batch registered (a bag at the
+        RTP no batch is receiving, or one whose label names another COI): it enters the genealogy only
+        in QUARANTINE (COI-30), attributed to ``batch``, the batch whose step found it (its record holds
+        the custody event). ``coi``: the COI its label carries, if any (else the finding batch's). It is
+        never a parent and never released to ACTIVE (:meth:`set_status`): only disposed.
+
+        Raises:
+            GenealogyError: no id, the id is registered, or the batch is unknown.
+        """
+        if not container_id:
+            raise GenealogyError("a found container needs an id")
+        if container_id in self._containers:
+            raise GenealogyError(f"container {container_id} is already registered")
+        b = self.batch(batch)
+        c = Container(container_id, coi or b.coi, batch, ContainerKind.UNREGISTERED, (), location,
+                      ContainerStatus.QUARANTINE)
+        self._containers[container_id] = c
+        return c
+
     def get(self, container_id: str) -> Container | None:
         return self._containers.get(container_id)
 
@@ -205,6 +227,10 @@ class Genealogy:
         c = self.container(container_id)
         if c.ended:
             raise GenealogyError(f"{container_id} is {c.status.value} (an end state)")
+        if c.kind is ContainerKind.UNREGISTERED and status not in (ContainerStatus.QUARANTINE,
+                                                                    ContainerStatus.DISPOSED):
+            raise GenealogyError(f"{container_id} was found unregistered (COI-30): it has no identity in this cell; "
+                                 "only its disposal (or its leaving the cell) ends its quarantine")
         if c.status is ContainerStatus.QUARANTINE and status not in (ContainerStatus.QUARANTINE,
                                                                     ContainerStatus.ACTIVE,
                                                                     ContainerStatus.DISPOSED):

@@ -34,7 +34,7 @@ from typing import Any
 
 from .config import CoiConfig
 from .isbt128 import DEFAULT_COI_REGEX, IdentifierError, parse_coi_id, parse_din, parse_sec
-from .model import Container, ContainerStatus, Genealogy, LocationRegister
+from .model import Container, ContainerKind, ContainerStatus, Genealogy, LocationRegister
 
 LABEL_SEPARATOR = "|"
 LABEL_FIELDS = ("COI", "CID", "DIN")
@@ -234,6 +234,13 @@ def _stop(
     named = ((container.id,) if container is not None else ()) + extra_quarantine
     quarantine = tuple(cid for cid in dict.fromkeys(named)
                        if (c := genealogy.get(cid)) is not None and not c.ended)  # an end state is final
+    # what stands there and no batch registered (a label naming an unknown container, or none that decodes)
+    # is quarantined too, under an id of its own (the id read may be a real container's, still to come): the
+    # custody log registers it in QUARANTINE (CustodyLog.record_mismatch); it is never left untracked
+    found = None
+    if container is None and not quarantine and (read_id is None or genealogy.get(read_id) is None):
+        found = found_id(genealogy, expected.batch_id)
+        quarantine = (found,)
     impacted = tuple(hold) if expected.after_open else ()
     raw = tuple(s.raw() for s in scans)
     deviation = {
@@ -255,12 +262,21 @@ def _stop(
         "after_open": expected.after_open,
         "release_signatures": policy.release_signatures,
     }
-    if container is None and not quarantine:
+    if found is not None:
+        deviation["found_unregistered"] = [found]
+    if container is None:
         deviation["unidentified_container_at"] = expected.location
-    resp = MismatchResponse(True, tuple(hold), quarantine, expected.location if not quarantine else None,
+    resp = MismatchResponse(True, tuple(hold), quarantine, expected.location if found or not quarantine else None,
                             impacted, policy.release_signatures, deviation)
     return Verdict(code, Action.STOP, rule, message, container.id if container else read_id, read_coi, raw, resp,
                    dict(details or {}))
+
+
+def found_id(genealogy: Genealogy, batch_id: str) -> str:
+    """The id a container found unregistered by ``batch_id``'s step is quarantined under:
+    ``FOUND-<batch>-<n>`` (its label's content goes into the deviation and the custody event)."""
+    n = 1 + sum(1 for c in genealogy.containers(batch_id) if c.kind is ContainerKind.UNREGISTERED)
+    return f"FOUND-{batch_id}-{n:03d}"
 
 
 def _no_read(code: Code, why: str, scan: ScanResult, policy: ScanPolicy) -> Verdict:
@@ -438,7 +454,9 @@ def verify_receipt(
     cid = label.container_id
 
     def stop(code: Code, why: str, read_coi: str | None = label.coi) -> Verdict:
-        return _stop(code, why, expected, scans, genealogy, policy, read_coi=read_coi, read_id=cid)
+        # a label of a registered container read here: that container's identity is in doubt (quarantined)
+        return _stop(code, why, expected, scans, genealogy, policy, container=genealogy.get(cid), read_coi=read_coi,
+                     read_id=cid)
 
     if label.din is None:
         return stop(Code.DIN_MISSING, f"apheresis label of {cid} carries no DIN")

@@ -16,6 +16,7 @@ from aseptic_cell.coi import (
     ContainerStatus,
     CustodyEventType,
     Expectation,
+    GenealogyError,
     IdentifierError,
     LocationKind,
     Outcome,
@@ -204,3 +205,30 @@ def test_receipt_and_new_containers_only_into_a_beta_or_slot_of_their_coi(coi: C
                      actor=ROBOT, kind=ContainerKind.CULTURE_BAG, parents=["APH-A"],
                      extra={"kit_lot": "K1", "kit_expiry": "2027-01-31"})
     assert o.verdict.code is Code.SLOT_OWNED_BY_OTHER_COI and coi.genealogy.get("BAG-A") is None
+
+
+def test_a_bag_no_batch_registered_is_quarantined_under_its_own_id_and_the_real_bag_still_comes_in(
+        coi: ChainOfIdentity) -> None:
+    """COI-30 for a container nobody registered: B-A's receipt reads B's bag (not yet received): the
+    bag standing there enters the genealogy in QUARANTINE as FOUND-B-A-001 by a QUARANTINE custody
+    event (its chain starts there), is never released to ACTIVE nor used as a parent, and the id its
+    label carries stays free for the real receipt. A label that does not decode is quarantined too."""
+    o = receive(coi, "B-A", COI_A, "APH-B", DIN_B)
+    assert o.verdict.code is Code.DIN_MISMATCH and o.deviation and coi.genealogy.get("APH-B") is None
+    found = coi.genealogy.container("FOUND-B-A-001")
+    assert (found.status, found.kind, found.location, found.batch) == (
+        ContainerStatus.QUARANTINE, ContainerKind.UNREGISTERED, "rtp1", "B-A")
+    (q,) = [e for e in coi.log.events("B-A") if e.type is E.QUARANTINE]
+    assert q.container_ids == ("FOUND-B-A-001",) and q.location_to == "rtp1" and q.deviation_ref == o.deviation
+    assert q.extra["found"] is True and q.extra["container_read"] == "APH-B"
+    with pytest.raises(GenealogyError, match="found unregistered"):
+        coi.genealogy.set_status("FOUND-B-A-001", ContainerStatus.ACTIVE)  # no QA release to an identity
+    with pytest.raises(GenealogyError, match="QUARANTINE"):
+        coi.genealogy.register_container("X-1", batch="B-A", kind=ContainerKind.CULTURE_BAG,
+                                          parents=["FOUND-B-A-001"])
+    assert receive(coi, "B-B", COI_B, "APH-B", DIN_B).ok  # the real bag, its id untouched
+    garbage = coi.receive(scan("not a label"), Expectation("B-A", COI_A, None, "rtp1"), actor="op.alice",
+                          paperwork_coi=COI_A, seal_intact=True, temperature_in_limits=True, extra=RECEIPT)
+    assert garbage.verdict.code is Code.LABEL_INVALID
+    assert coi.genealogy.container("FOUND-B-A-002").status is ContainerStatus.QUARANTINE
+    assert check_custody(coi.log) == {}

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -22,6 +23,7 @@ from aseptic_cell.coi import (
     ContainerStatus,
     CustodyEventType,
     Expectation,
+    GenealogyError,
     LocationKind,
     Outcome,
     ScanResult,
@@ -151,8 +153,13 @@ class CoiMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(c.status is ContainerStatus.QUARANTINE for c in self.coi.genealogy.containers()))
     @rule(data=st.data())
     def qa_release(self, data: st.DataObject) -> None:
-        q = [c.id for c in self.coi.genealogy.containers() if c.status is ContainerStatus.QUARANTINE]
-        self.coi.genealogy.set_status(data.draw(st.sampled_from(q)), ContainerStatus.ACTIVE)
+        q = [c for c in self.coi.genealogy.containers() if c.status is ContainerStatus.QUARANTINE]
+        c = data.draw(st.sampled_from(q))
+        if c.kind is ContainerKind.UNREGISTERED:  # found unregistered (COI-30): no identity to release it to
+            with pytest.raises(GenealogyError, match="found unregistered"):
+                self.coi.genealogy.set_status(c.id, ContainerStatus.ACTIVE)
+            return
+        self.coi.genealogy.set_status(c.id, ContainerStatus.ACTIVE)
 
     # ------------------------------------------------------------------ invariants
     @invariant()
@@ -161,6 +168,10 @@ class CoiMachine(RuleBasedStateMachine):
         for c in g.containers():
             assert all(g.container(p).coi == c.coi for p in c.parents)
             loc = self.coi.locations.get(c.location) if c.location else None
+            if c.kind is ContainerKind.UNREGISTERED:  # quarantined where it was read, refused entry (COI-30)
+                assert c.status in (ContainerStatus.QUARANTINE, ContainerStatus.DISPOSED) and not c.parents
+                assert not g.children(c.id)
+                continue
             if loc is not None and loc.storage and not c.ended:
                 assert loc.owner_coi == c.coi, f"{c.id} of {c.coi} in {loc.id} of {loc.owner_coi}"
 

@@ -164,10 +164,14 @@ def test_unknown_and_garbage_reads_stop() -> None:
     g, loc = _cell()
     v = verify_scan(_scan(encode_label(COI_A, "GHOST")), EXP_APH_A, g, loc)
     assert v.code is Code.CONTAINER_UNKNOWN and v.response is not None
-    assert v.response.quarantine_containers == () and v.response.quarantine_position == "rtp1"
+    # what stands there is quarantined under an id of its own (GHOST may be a real container still to come)
+    assert v.response.quarantine_containers == ("FOUND-B-A-001",) and v.response.quarantine_position == "rtp1"
     assert v.response.deviation["unidentified_container_at"] == "rtp1"
+    assert v.response.deviation["found_unregistered"] == ["FOUND-B-A-001"]
+    assert v.response.deviation["container_read"] == "GHOST" and g.get("GHOST") is None  # verify changes nothing
     v = verify_scan(_scan("]d2 0104012345678901"), EXP_APH_A, g, loc)
     assert (v.code, v.action) == (Code.LABEL_INVALID, Action.STOP)
+    assert v.response is not None and v.response.quarantine_containers == ("FOUND-B-A-001",)
     v = verify_scan(_scan(encode_label("coi-lower", "APH-A")), EXP_APH_A, g, loc)
     assert v.code is Code.COI_INVALID
 

@@ -189,9 +189,8 @@ def test_a_mismatched_bag_at_the_rtp_stops_holds_both_batches_quarantines_and_al
     assert g.get("APH-P-B") is None  # B's receipt never happened
     devs = sup.patients["P-B"].record.entries(kinds=["deviation"])
     assert devs and devs[0].payload["coi_read"] == COI_A and devs[0].payload["coi_expected"] == COI_B
-    dev = devs[0].payload  # the bag read is quarantined (or the unidentified one at the RTP)
-    assert ("APH-P-A" in dev["quarantine"] and g.container("APH-P-A").status is ContainerStatus.QUARANTINE) or (
-        dev.get("unidentified_container_at") == "RTP"), dev
+    dev = devs[0].payload  # the bag whose label was read is quarantined: its identity is in doubt
+    assert dev["quarantine"] == ["APH-P-A"] and g.container("APH-P-A").status is ContainerStatus.QUARANTINE, dev
     assert set(devs[0].payload["hold_batches"]) == {"P-A", "P-B"}
     holds = [e for e in sup.patients["P-A"].record.entries(kinds=["custody"]) if e.action == "custody.hold"]
     assert holds  # A's own record says why it holds
@@ -200,6 +199,45 @@ def test_a_mismatched_bag_at_the_rtp_stops_holds_both_batches_quarantines_and_al
         assert not out.accepted and out.code == "COI" and "COI-30" in out.reason
     run.advance(300)
     assert _state(sup, "P-A") == "Held" and _state(sup, "P-B") == "Held"  # nothing resumes
+
+
+@pytest.mark.parametrize(("label_coi", "held"), [("COI-CCCCCC", {"P-B"}), (COI_A, {"P-A", "P-B"})],
+                         ids=["coi-of-no-batch", "coi-of-another-batch"])
+def test_an_unregistered_bag_at_the_rtp_is_a_coi30_mismatch_and_is_quarantined_in_genealogy_and_custody(
+        cfg, tmp_path, label_coi, held):
+    """COI-30 at receipt: B's receipt reads a bag registered to no batch (its label names a COI no batch
+    has, or patient A's COI on a container A never registered): nothing is received, the batches concerned
+    hold, the bag is QUARANTINED in the genealogy and by a QUARANTINE custody event in B's record (its
+    chain starts there), a deviation names it, no operator continue. (Before: the deviation said only
+    ``unidentified_container_at``; the bag reached no QUARANTINE in the genealogy or the custody log.)"""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    g = sup.patient_cell.coi.genealogy
+    run.run_until(lambda: g.get("APH-P-A") is not None, 600)
+    sup.patient_cell.reader.presented[("APH-P-B", "RTP")] = encode_label(label_coi, "APH-STRAY", DIN_B)
+    assert sup.run_batch(RECIPE, "P-B", "op1", coi=COI_B, din=DIN_B).accepted
+    run.run_until(lambda: _state(sup, "P-B") == "Held", 600)
+    assert {b for b in ("P-A", "P-B") if _state(sup, b) == "Held"} == held
+    b = sup.patients["P-B"]
+    assert g.get("APH-P-B") is None and "receipt" not in b.phase_ends  # the transfer in never ran
+    custody = [e for e in b.record.entries(kinds=["custody"])]
+    assert not [e for e in custody if e.action in ("custody.aph_receipt", "custody.rtp_transfer_in")]
+    stray = g.container("FOUND-P-B-001")  # under an id of its own: "APH-STRAY" may yet be a real bag's
+    assert stray.status is ContainerStatus.QUARANTINE and stray.location == "RTP" and stray.batch == "P-B"
+    assert g.get("APH-STRAY") is None
+    (dev,) = [e.payload for e in b.record.entries(kinds=["deviation"]) if "coi_expected" in e.payload]
+    assert dev["code"] == "COI_MISMATCH" and dev["coi_read"] == label_coi and dev["container_read"] == "APH-STRAY"
+    assert dev["quarantine"] == ["FOUND-P-B-001"] and set(dev["hold_batches"]) == held
+    q = [e.payload for e in custody if e.action == "custody.quarantine"]
+    assert [(p["container_ids"], p["deviation_ref"], p["location_to"], p["extra"]["found"]) for p in q] == [
+        (["FOUND-P-B-001"], dev["deviation"], "RTP", True)]
+    assert check_custody(CustodyLog(b.record._record, "CELL-01"), "P-B") == {}  # its chain starts at the quarantine
+    for bid in held:
+        out = sup.batch_command("restart", "sup1", reason="looks fine", batch=bid, **SIGN)
+        assert not out.accepted and out.code == "COI" and "COI-30" in out.reason
+    run.advance(300)
+    assert {bid for bid in ("P-A", "P-B") if _state(sup, bid) == "Held"} == held  # nothing resumes
 
 
 def test_a_batch_local_fault_holds_that_batch_only(cfg, tmp_path):
