@@ -32,13 +32,20 @@ KNOWN_FAULTS = {"heater_failure", "heater_runaway", "co2_supply_failure", "humid
                 "slot_register_lost"}
 RUNAWAY_TARGET_C = 45.0  # where a stuck-on heater would drive the chamber (engineering, model only)
 RUNAWAY_TAU_S = 1800.0
-SUBSTEP_MAX_S = 1.0  # numerical choice: door events resolved to 1 s
+SUBSTEP_MAX_S = 1.0
+"""Default bound of the integration sub-step (s; numerical choice). The climate's first-order
+updates are exact for any step and a step is split at the door's closing time, so a caller may
+raise the bound on an instance (``substep_max_s``) without changing the trajectory; only the
+over-temperature cut-out of the ``heater_runaway`` fault is resolved to this grid."""
 
 
 class IncubatorModel:
-    def __init__(self, cfg: IncubatorConfig, clock: Clock) -> None:
+    def __init__(self, cfg: IncubatorConfig, clock: Clock, substep_max_s: float = SUBSTEP_MAX_S) -> None:
+        if not (math.isfinite(substep_max_s) and substep_max_s > 0):
+            raise ValueError(f"substep_max_s must be finite and > 0, got {substep_max_s!r}")
         self.cfg = cfg
         self.clock = clock
+        self.substep_max_s = float(substep_max_s)
         self.faults = FaultHooks(KNOWN_FAULTS)
         self.temp_c = cfg.temp_setpoint_c
         self.co2_pct = cfg.co2_setpoint_pct
@@ -58,14 +65,42 @@ class IncubatorModel:
     # ------------------------------------------------------------------ time
     def step(self, dt: float) -> None:
         """Advance by ``dt`` (the clock already advanced), in sub-steps of at most
-        ``SUBSTEP_MAX_S`` so a door closing inside the interval is seen at its time."""
+        ``substep_max_s``, split at the door's closing time so it is seen at its time."""
         if not dt > 0:
             return
         t, end = self.clock.now() - dt, self.clock.now()
         while t < end - 1e-12:
-            h = min(SUBSTEP_MAX_S, end - t)
+            h = min(self.substep_max_s, end - t)
+            if self.door_open and t < self._door_close_at < t + h and "door_stuck_open" not in self.faults:
+                h = self._door_close_at - t
             t += h
             self._substep(h, t)
+
+    def next_event(self) -> float:
+        """Sim time of this model's next change a supervisor could act on, as far as the model can
+        tell (``math.inf``: none foreseen): the door closing after an access; with the door closed
+        and no fault, the time each of T, CO2 and RH re-enters its alarm limits (and CO2 its warning
+        band) on its first-order recovery. With a fault injected the model does not predict (the
+        current time: step it finely)."""
+        now = self.clock.now()
+        if self.faults.names():
+            return now
+        if self.door_open:
+            return max(now, self._door_close_at)
+        c = self.cfg
+        t = math.inf
+        for x, sp, lo, hi, tau in (
+                (self.temp_c, c.temp_setpoint_c, c.temp_alarm_low_c, c.temp_alarm_high_c, c.temp_recovery_s / 3.0),
+                (self.co2_pct, c.co2_setpoint_pct, c.co2_alarm_low_pct, c.co2_alarm_high_pct, c.co2_recovery_s / 3.0),
+                (self.co2_pct, c.co2_setpoint_pct, c.co2_setpoint_pct - c.co2_warn_band_pct,
+                 c.co2_setpoint_pct + c.co2_warn_band_pct, c.co2_recovery_s / 3.0),
+                (self.rh_pct, c.rh_setpoint_pct, c.rh_alarm_low_pct, math.inf, c.rh_recovery_s / 3.0)):
+            limit = lo if x < lo else hi if x > hi else None
+            if limit is None:
+                continue
+            # x(t) = sp + (x - sp) exp(-t / tau) reaches the limit after tau ln((x - sp) / (limit - sp))
+            t = min(t, now + tau * math.log((x - sp) / (limit - sp)))
+        return t
 
     def _substep(self, dt: float, now: float) -> None:
         c = self.cfg

@@ -131,11 +131,18 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
                     IsolatorWorkstation):
     """Simulated isolator.
 
+    ``substep_s`` (default :data:`SUBSTEP_S`) bounds the integration sub-step and
+    ``particle_report_interval_s`` (default :data:`PARTICLE_REPORT_INTERVAL_S`) is the counter's
+    report grid: per-instance parameters (a caller integrating a cell at rest in long steps may
+    raise them on this instance, e.g. the throughput twin).
+
     Args:
         cfg: the ``isolator`` section of ``config/cell.yaml``.
         clock: injected clock; ``clock.now()`` timestamps records.
         seed: seed of the particle-count noise (``sim.seed`` of the cell config).
     """
+
+    substep_s: float = SUBSTEP_S
 
     def __init__(self, cfg: Any, clock: Any, seed: int = 1) -> None:
         self.cfg = cfg
@@ -194,7 +201,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         dt = require_finite("dt", dt)
         if dt < 0:
             raise InvalidCommand(f"dt must be >= 0, got {dt}")
-        n = max(1, math.ceil(dt / SUBSTEP_S - 1e-9))
+        n = max(1, math.ceil(dt / self.substep_s - 1e-9))
         h = dt / n
         for _ in range(n):
             self._substep(h)
@@ -254,7 +261,7 @@ class IsolatorModel(IsolatorPressure, IsolatorHatch, IsolatorRTPs, IsolatorGlove
         while self._particles.next_report_t <= t1 + 1e-9:
             tr = self._particles.next_report_t
             self._count_particles(-(t1 - tr))
-            self._particles.next_report_t = tr + PARTICLE_REPORT_INTERVAL_S
+            self._particles.next_report_t = tr + self.particle_report_interval_s
 
         # ---- glove tests
         for g in self._gloves.values():

@@ -81,6 +81,8 @@ class IsolatorParticles:
     _gloves: dict[str, GlovePort]
     _particles: ParticleState
     _rng: random.Random
+    particle_report_interval_s: float = PARTICLE_REPORT_INTERVAL_S
+    """The counter's report grid (s): a per-instance parameter, default the module's."""
     cfg: Any
     clock: Any
     faults: Any
@@ -179,11 +181,11 @@ class IsolatorParticles:
         a sample, its counts over the volume sampled become the reported concentration."""
         c05, c50 = self._particle_truth(ahead_s)
         pt = self._particles
-        dv = self._flow_m3_s() * PARTICLE_REPORT_INTERVAL_S
+        dv = self._flow_m3_s() * self.particle_report_interval_s
         n50 = self._poisson(c50 * dv)
         pt.running_5_0 += n50
         pt.running_0_5 += n50 + self._poisson(max(0.0, c05 - c50) * dv)  # cumulative channel: >=0.5 includes >=5
-        pt.sample_elapsed_s += PARTICLE_REPORT_INTERVAL_S
+        pt.sample_elapsed_s += self.particle_report_interval_s
         v = self._sample_volume_m3()
         if pt.sample_elapsed_s >= self._sample_time_s() - 1e-9:
             volume = self._flow_m3_s() * pt.sample_elapsed_s
@@ -203,7 +205,7 @@ class IsolatorParticles:
 
     def _prime_particle_counter(self) -> None:
         """The counter is already running when the model starts: one complete sample of background."""
-        for _ in range(max(1, round(self._sample_time_s() / PARTICLE_REPORT_INTERVAL_S))):
+        for _ in range(max(1, round(self._sample_time_s() / self.particle_report_interval_s))):
             self._count_particles(0.0)
         self._particles.samples_5_0.clear()
 

@@ -92,6 +92,11 @@ class RunModel:
         if self.busy and self.clock.now() >= self._t_end - 1e-9:
             self._end(self.finish(self._job))
 
+    def next_event(self) -> float:
+        """Sim time of this unit's next state change (the end of the run in progress; ``math.inf``:
+        idle). Stepping to it in one step gives the same run end and result as fine steps."""
+        return self._t_end if self.busy else math.inf
+
     def sensors(self) -> dict[str, Any]:
         score = (self.last_report or {}).get("score")
         return {"busy": self.busy, "phase": self.phase, "last_result": self.last_result,
@@ -231,6 +236,19 @@ class CentrifugeModel(RunModel):
         if not self._tripped:
             self.phase = "ACCEL" if t < p.accel_s else ("SPIN" if t < p.accel_s + p.duration_s else "DECEL")
 
+    def next_event(self) -> float:
+        """The next phase boundary of the run in progress (end of ACCEL, of SPIN, the run's end);
+        with a fault injected the current time (an imbalance trips at once: step finely)."""
+        if not self.busy or self._program is None:
+            return math.inf
+        now = self.clock.now()
+        if self.faults.names() and not self._tripped:
+            return now
+        p = self._program
+        bounds = [self._t_end] if self._tripped else [self._t_start + p.accel_s,
+                                                       self._t_start + p.accel_s + p.duration_s, self._t_end]
+        return min((b for b in bounds if b > now + 1e-9), default=self._t_end)
+
     def rcf_now(self) -> float:
         if not self.busy or self._program is None:
             return 0.0
@@ -338,6 +356,10 @@ class ScannerModel:
         if f is None or f.get("station") not in (None, station):
             return None
         return f
+
+    def next_event(self) -> float:
+        """The scanners change only on a command (``math.inf``) or, with ``swap`` injected, at once."""
+        return self.clock.now() if "swap" in self.faults else math.inf
 
     def step(self, dt: float) -> None:
         if "swap" not in self.faults:
