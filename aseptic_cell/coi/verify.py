@@ -234,11 +234,14 @@ def _stop(
     named = ((container.id,) if container is not None else ()) + extra_quarantine
     quarantine = tuple(cid for cid in dict.fromkeys(named)
                        if (c := genealogy.get(cid)) is not None and not c.ended)  # an end state is final
-    # what stands there and no batch registered (a label naming an unknown container, or none that decodes)
-    # is quarantined too, under an id of its own (the id read may be a real container's, still to come): the
-    # custody log registers it in QUARANTINE (CustodyLog.record_mismatch); it is never left untracked
+    # what stands there and no batch registered there (a label naming an unknown container, none that decodes,
+    # or a registered container's that the genealogy has elsewhere) is quarantined too, under an id of its own
+    # (the id read may be a real container's, still to come or elsewhere): the custody log registers it in
+    # QUARANTINE (CustodyLog.record_mismatch); it is never left untracked. A registered container read where
+    # the genealogy has it (another batch's bag at the receipt position) is that container: not found.
     found = None
-    if container is None and not quarantine and (read_id is None or genealogy.get(read_id) is None):
+    known = genealogy.get(read_id) if read_id else None
+    if container is None and not quarantine and (known is None or known.location != expected.location):
         found = found_id(genealogy, expected.batch_id)
         quarantine = (found,)
     impacted = tuple(hold) if expected.after_open else ()
@@ -454,9 +457,7 @@ def verify_receipt(
     cid = label.container_id
 
     def stop(code: Code, why: str, read_coi: str | None = label.coi) -> Verdict:
-        # a label of a registered container read here: that container's identity is in doubt (quarantined)
-        return _stop(code, why, expected, scans, genealogy, policy, container=genealogy.get(cid), read_coi=read_coi,
-                     read_id=cid)
+        return _stop(code, why, expected, scans, genealogy, policy, read_coi=read_coi, read_id=cid)
 
     if label.din is None:
         return stop(Code.DIN_MISSING, f"apheresis label of {cid} carries no DIN")
