@@ -76,6 +76,24 @@ WORK_POSITIONS = ("RTP", "WS", "WLD", "SLR", "CC", "CFG", "SEP", "CRF", "THAW")
 """The stations a container visits (work positions of the location register)."""
 
 
+UNIT_ON_HOLD = {"welder": "stop", "sealer": "stop", "centrifuge": "stop", "counter": "run_on"}
+"""What a batch-local hold, stop or abort does to the unit operation its active phase is running
+(MULTI_PATIENT_SPEC §4.4, the table's batch-local rows and INT-03; decided per unit):
+
+* ``welder`` / ``sealer`` — ``stop``: the cycle is stopped (``safe_state``: the heads open, result
+  FAIL); a weld or seal interrupted is never trusted, the phase re-runs it after the signed restart
+  (§4.4 "Weld/seal failure: HOLD batch; retry or deviation").
+* ``centrifuge`` — ``stop``: the rotor is brought to rest (``safe_state``: result FAIL); the bag
+  stays closed in its bucket; the spin is re-run after the signed restart (§4.4 "Centrifuge
+  imbalance/fault: batch-local, HOLD batch").
+* ``counter`` — ``run_on``: the count is analytical on a sample already drawn into the counter's
+  closed cartridge; stopping it protects nothing and would waste the sample: it finishes to its own
+  safe end; the held phase does not take its result, the restart counts again.
+* the incubator — not listed: an incubation runs on through any hold (INT-01, INT-03: a batch-local
+  fault never stops other batches, and a slot's conditions are kept for the held batch too).
+
+Other batches' units are not touched (INT-03)."""
+
 READER_STATION = {"RTP": "rtp", "WS": "workstation", "CC": "counter", "WLD": "welder", "SLR": "sealer",
                   "CFG": "centrifuge", "SEP": "workstation", "THAW": "workstation", "CRF": "rtp"}
 """Work position -> the scanner station whose reader reads a container there (an incubator slot:
@@ -194,6 +212,10 @@ class PatientCell:
         """Batch -> start of its open phase in progress (SEG-01/06)."""
         from .segregation import Segregation
 
+        self._unit_stops: list[tuple[BatchExecutive, str, Any, str]] = []
+        """(batch, unit, its start command still unanswered or ("recover", its safe_state, the latch
+        before), why): a held batch's run to stop once it is known to have started, a stop whose own
+        latch is to be released once answered (a port answering later)."""
         self.seg = Segregation(self)
         """SEG-07 (spill, CONTAIN), SEG-08 (glove test per batch), SEG-10 (equipment use log)."""
 
@@ -253,6 +275,7 @@ class PatientCell:
         ex.journal.role_of = sup.main.journal.role_of
         ex.journal.on_failure = sup._record_failures.append
         ex.sm.add_listener(lambda tr: sup._on_batch_transition(tr, ex))
+        ex.sm.add_listener(lambda tr: self._unit_on_hold(tr, ex))
         ex.recipe, ex.process, ex.batch_id, ex.batch_user, ex.slot = recipe, process, batch_id, user, adm.slot
         sup.patients[batch_id] = ex
         self.coi.locations.assign(adm.slot, ex.coi, batch_id)
@@ -360,6 +383,8 @@ class PatientCell:
         sup = self.sup
         now = sup.now()
         self._watch_incubator(now)
+        if self._unit_stops:
+            self._pending_unit_stops()
         if self._ended_slots:
             self._watch_ended_slots()
         self._line_clearances(now)
@@ -622,6 +647,80 @@ class PatientCell:
         return "STOP", why
 
     # ------------------------------------------------------------------ holds
+    def _unit_on_hold(self, tr: Any, ex: BatchExecutive) -> None:
+        """On ``ex``'s hold, stop or abort (before its tree is stopped): its active phase's unit
+        operation in progress is handled per :data:`UNIT_ON_HOLD`; other batches' units run on."""
+        if tr.new not in (S.HOLDING, S.STOPPING, S.ABORTING) or ex.tree is None or not ex.active_phase:
+            return
+        pp = next((getattr(n, "decorated", None) for n in ex.tree.children
+                   if getattr(n, "phase_path", None) == ex.active_phase), None)
+        ops, i, stage = getattr(pp, "ops", ()), getattr(pp, "op_i", 0), getattr(pp, "op_stage", "")
+        if pp is None or i >= len(ops) or stage not in ("starting", "running"):
+            return  # no run of this batch in progress on a unit (waiting, identity steps, result taken)
+        unit = ops[i]
+        why = f"batch {ex.batch_id} {tr.new.value.lower()}: {ex.held_reason or tr.reason}"[:200]
+        if UNIT_ON_HOLD.get(unit) != "stop":
+            ex.journal.audit("note", "system", f"{unit}.run_on", f"{unit} run {pp.op_run_id or '?'} runs to its end "
+                             "(MULTI_PATIENT_SPEC §4.4; not stopped by this batch's hold)",
+                             {"unit": unit, "run_id": pp.op_run_id, "phase": ex.active_phase, "policy": "run_on"})
+            return
+        h = pp.op_handle
+        if stage == "starting" and h is not None and not h.done:
+            self._unit_stops.append((ex, unit, h, why))  # stopped when its start is answered (tick)
+            return
+        if stage == "starting" and (h is None or not h.accepted):
+            return  # refused: nothing runs
+        self._stop_unit(ex, unit, str(pp.op_run_id or (h.payload or {}).get("run_id", "")), why)
+
+    def _stop_unit(self, ex: BatchExecutive, unit: str, run_id: str, why: str) -> None:
+        """Stop ``unit``'s run of ``ex`` with its ``safe_state`` (result FAIL). The device layer latches
+        every safe_state; this latch is the hold's own, on an idle unit that is not faulted: it is
+        released at once (``recover``, an intervention recorded in the cell's and the batch's record)
+        so the unit serves the other batches (INT-03: a batch-local hold never stops them). A latch
+        of another cause (a fault) is not touched. The held batch itself waits for its signed restart."""
+        sup = self.sup
+        before = sup.port.latched(unit)
+        # the latch below is ours: not a device "latched by someone else during the batch" (a cell-wide trip)
+        seen = getattr(sup, "_latched_seen", None)
+        if isinstance(seen, dict):
+            seen[unit] = True
+        h = sup.send(unit, "safe_state", {"reason": why}, reason=why, user="system")
+        self._unit_stops.append((ex, unit, ("recover", h, before), why))
+        ex.journal.audit("trip", "system", f"{unit}.safe_state",
+                         f"{unit} run {run_id or '?'} of batch {ex.batch_id} stopped by its hold "
+                         "(MULTI_PATIENT_SPEC §4.4, INT-03)",
+                         {"unit": unit, "run_id": run_id, "policy": "stop", "scope": "batch"})
+        self._pending_unit_stops()
+
+    def _pending_unit_stops(self) -> None:
+        """Each tick (and at once in-process): a start answered after the hold is stopped; a stop
+        answered has its own latch released."""
+        sup = self.sup
+        for item in list(self._unit_stops):
+            ex, unit, h, why = item
+            if isinstance(h, tuple):  # ("recover", the safe_state handle, the latch before it)
+                _tag, stop, before = h
+                if not stop.done:
+                    continue
+                self._unit_stops.remove(item)
+                latched = sup.port.latched(unit)
+                if stop.accepted and latched and not before:
+                    rec = sup.recover(unit, "system", f"release the latch of batch {ex.batch_id}'s own stop: the "
+                                      f"{unit} is at rest and not faulted (INT-03: the other batches use it)")
+                    ex.journal.audit("intervention", "system", f"{unit}.recover",
+                                     f"{unit} latch of this batch's stop released: "
+                                     f"{'done' if rec.done and rec.accepted else rec.code or 'sent'}",
+                                     {"unit": unit, "latched": latched})
+                elif not stop.accepted:
+                    ex.journal.audit("trip", "system", f"{unit}.safe_state",
+                                     f"{unit} stop refused: {stop.code}: {stop.reason}", {"unit": unit})
+                continue
+            if not h.done:
+                continue
+            self._unit_stops.remove(item)
+            if h.accepted:
+                self._stop_unit(ex, unit, str((h.payload or {}).get("run_id", "")), why)
+
     def hold(self, ex: BatchExecutive, reason: str, *, source: str) -> None:
         """A batch-local hold of ``ex`` (INT-03): only this batch, no device made safe."""
         with self.sup.focused(ex):

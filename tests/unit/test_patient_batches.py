@@ -189,8 +189,10 @@ def test_a_mismatched_bag_at_the_rtp_stops_holds_both_batches_quarantines_and_al
     assert g.get("APH-P-B") is None  # B's receipt never happened
     devs = sup.patients["P-B"].record.entries(kinds=["deviation"])
     assert devs and devs[0].payload["coi_read"] == COI_A and devs[0].payload["coi_expected"] == COI_B
-    dev = devs[0].payload  # the bag whose label was read is quarantined: its identity is in doubt
-    assert dev["quarantine"] == ["APH-P-A"] and g.container("APH-P-A").status is ContainerStatus.QUARANTINE, dev
+    dev = devs[0].payload  # what stands at the RTP with a label of A's bag (in A's slot) is quarantined there
+    assert dev["quarantine"] == ["FOUND-P-B-001"] and dev["container_read"] == "APH-P-A", dev
+    found = g.container("FOUND-P-B-001")
+    assert (found.status, found.location) == (ContainerStatus.QUARANTINE, "RTP")
     assert set(devs[0].payload["hold_batches"]) == {"P-A", "P-B"}
     holds = [e for e in sup.patients["P-A"].record.entries(kinds=["custody"]) if e.action == "custody.hold"]
     assert holds  # A's own record says why it holds
@@ -419,3 +421,65 @@ def test_a_coi_stamped_record_copies_as_itself():
     c = copy.deepcopy(w)
     assert isinstance(c, CoiStampedRecord) and c.coi == "COI-X" and c.rows == [] and c._record is not w._record
 
+
+
+def _phase(sup, b: str) -> str:
+    return (sup.patients[b].active_phase or "").rsplit("/", 1)[-1]
+
+
+def test_a_batch_local_hold_stops_that_batchs_spin_the_other_batch_runs_on_and_only_a_signed_restart_spins_again(
+        cfg, tmp_path):
+    """MULTI_PATIENT_SPEC §4.4 / INT-03, per unit (patients.UNIT_ON_HOLD): the operator holds the batch
+    whose centrifuge program is running: the rotor is stopped (safe_state, result FAIL), the hold is in
+    that batch's record; the other batch (incubating) runs on and spins on the freed centrifuge (to PASS);
+    nothing resumes by itself; the operator's restart is refused (a supervisor's signed restart is
+    required) and the signed one spins again. (Before: the held batch's program ran on to its end.)"""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    _start_two(run)
+
+    def spinning() -> str | None:
+        for b in sup.patients:
+            other = next(o for o in sup.patients if o != b)
+            if _phase(sup, b) == "vector_wash" and sup.signal("centrifuge.busy") is True and (
+                    _phase(sup, other) != "vector_wash"):
+                return b
+        return None
+
+    assert run.run_until(lambda: spinning() is not None, 3 * 3600)
+    a = spinning()
+    assert a is not None
+    b = next(o for o in sup.patients if o != a)
+    assert sup.batch_command("hold", "op1", reason="operator check", batch=a).accepted
+    assert _state(sup, a) == "Held" and _state(sup, b) == "Running"
+    run.advance(30)
+    assert sup.signal("centrifuge.busy") is False and sup.signal("centrifuge.last_result") == "FAIL"
+    stops = [e for e in sup.patients[a].record.entries(kinds=["trip"]) if e.action == "centrifuge.safe_state"]
+    assert len(stops) == 1 and stops[0].payload["policy"] == "stop"
+    assert not [e for e in sup.patients[b].record.entries(kinds=["trip"]) if e.action.endswith(".safe_state")]
+    # the other batch runs on: its incubation ends and its own spin starts on the freed centrifuge
+    assert run.run_until(lambda: _phase(sup, b) == "vector_wash" and sup.signal("centrifuge.busy") is True, 3600)
+    assert _state(sup, a) == "Held" and "centrifuge.vector_wash" not in sup.patients[a].results  # no auto-resume
+    for user, kw in (("op1", {}), ("sup1", {})):  # the operator may not; a restart without its signature neither
+        out = sup.batch_command("restart", user, reason="checked", batch=a, **kw)
+        assert not out.accepted, out
+    assert _state(sup, a) == "Held"
+    assert sup.batch_command("restart", "sup1", reason="checked", batch=a, **SIGN).accepted
+    assert run.run_until(lambda: "centrifuge.vector_wash" in sup.patients[a].results, 2 * 3600)
+    assert sup.patients[a].results["centrifuge.vector_wash"]["result"] == "PASS"  # spun again from its start
+    assert sup.patients[b].results["centrifuge.vector_wash"]["result"] == "PASS"  # the other's spin ran to its end
+
+
+def test_a_batch_local_hold_lets_a_count_in_progress_finish_on_the_counter(cfg, tmp_path):
+    """patients.UNIT_ON_HOLD: a count is analytical on a sample already drawn: the batch holds, the
+    counter is not stopped (its run finishes PASS), the batch stays held."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    assert run.run_until(lambda: sup.signal("counter.busy") is True, 3600)
+    assert sup.batch_command("hold", "op1", reason="operator check", batch="P-A").accepted
+    assert run.run_until(lambda: sup.signal("counter.busy") is False, 600)
+    assert sup.signal("counter.last_result") == "PASS" and _state(sup, "P-A") == "Held"
+    notes = [e for e in sup.patients["P-A"].record.entries(kinds=["note"]) if e.action == "counter.run_on"]
+    assert len(notes) == 1 and not [e for e in sup.patients["P-A"].record.entries(kinds=["trip"])
+                                    if e.action.endswith(".safe_state")]
