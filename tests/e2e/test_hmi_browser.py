@@ -510,3 +510,132 @@ def test_ten_browsers_stay_live(browser: Any, cell: Cell) -> None:
         p.wait_for_function("() => document.querySelector('#conn').textContent === 'live'", timeout=10_000)
     for p in pages:
         p.context.close()
+
+
+def test_patient_batch_rows_hold_one_and_refuse_the_operators_restart(browser: Any) -> None:
+    """The Batches tab's per-batch buttons (batches.js ``data-pbatch``) in the browser: two patient
+    batches run; the operator holds one from its row: that row shows Held, the other Running; the
+    operator's restart from the row is refused (batch.restart is the supervisor's: the button is marked
+    not permitted, the server says ROLE_FORBIDDEN); the supervisor's restart from the row asks for an
+    e-signature, a wrong password is refused, the signed one releases the batch.
+
+    The module's ``cell`` fixture runs the graph without the process equipment (its supervisor refuses
+    a patient batch: EQUIPMENT), and a second graph is too dear for the suite; so this test serves the
+    real HMI application (``create_app``: sessions, roles, the signature check, the websocket push)
+    with uvicorn over an in-process cell (``InProcessRun``: the real Supervisor, its PatientCell and
+    batch view, the simulated devices in process) through the same backend contract RosBackend
+    implements; the browser is the module's chromium."""
+    import threading
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from aseptic_cell.auth import UserDirectory
+    from aseptic_cell.config import load_config
+    from aseptic_cell.hmi.app import create_app
+    from aseptic_cell.hmi.config import HmiConfig
+    from aseptic_cell.records import BatchRecord
+    from aseptic_cell.results import CommandResult
+    from aseptic_cell.supervisor.batch_view import batch_view_json
+    from aseptic_cell.supervisor.runner import InProcessRun
+
+    wall = SimpleNamespace(now=time.time)
+    rec_dir = Path(tempfile.mkdtemp(prefix="hmi-e2e-patients-"))
+    run = InProcessRun(load_config(CONFIG), tick_s=30.0, record=BatchRecord(rec_dir / "cell.db", wall))
+    for bid, coi, din in (("P-A", "COI-AAAAAA", "=G12341765432170"), ("P-B", "COI-BBBBBB", "A999917123456 9")):
+        out = run.sup.run_batch("PATIENT-CART-SHORT", bid, "op1", coi=coi, din=din)
+        assert out.accepted, out
+    run.advance(60)
+    lock = threading.Lock()
+
+    class InProcessBackend:  # the CellBackend contract over the in-process supervisor
+        def __init__(self) -> None:
+            self.stop_ev = threading.Event()
+
+        def start(self, hub: Any) -> None:
+            def feed() -> None:  # the cell lives: one supervisor tick (30 sim s) and one push per 0.2 s
+                while not self.stop_ev.wait(0.2):
+                    with lock:
+                        run.advance(run.tick_s)
+                    hub.publish_state(self.snapshot())
+
+            threading.Thread(target=feed, daemon=True).start()
+
+        def stop(self) -> None:
+            self.stop_ev.set()
+
+        def snapshot(self) -> dict[str, Any]:
+            with lock:
+                view = json.loads(batch_view_json(run.sup.patient_cell))
+            return {"devices": {}, "process_equipment": {}, "supervisor": True, "batch": None, "batch_stale": False,
+                    "interlocks": None, "tree": None, "alarms": {"source": "supervisor", "flood": False, "list": []},
+                    "lifecycle": {}, "events": [], "batches": dict(view, stale=False)}
+
+        def trends(self) -> dict[str, Any]:
+            return {}
+
+        def record_path(self) -> str:
+            return ""
+
+        def batch_command(self, command: str, *, user: str, password: str = "", meaning: str = "",
+                          reason: str = "", batch: str = "") -> CommandResult:
+            with lock:
+                return run.sup.batch_command(command, user, password, meaning, reason, batch=batch)
+
+    users = UserDirectory.from_file(CONFIG / "users.yaml", wall)
+    app = create_app(HmiConfig(), InProcessBackend(), users, plant={"cell": {"name": "patients"}})  # type: ignore[arg-type]
+    port = next(p for p in range(46200, 46300) if socket.socket().connect_ex(("127.0.0.1", p)) != 0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "the HMI app did not start"
+            time.sleep(0.05)
+        site = SimpleNamespace(url=f"http://127.0.0.1:{port}")
+
+        def state_of(page: Any, bid: str) -> str:
+            return page.text_content(f"tr.batch-row[data-batch='{bid}'] td:nth-child(4)") or ""
+
+        def wait_state(page: Any, bid: str, state: str) -> None:
+            page.wait_for_function(
+                "([b, s]) => { const td = document.querySelector(`tr.batch-row[data-batch='${b}'] td:nth-child(4)`);"
+                " return !!td && td.textContent === s; }", arg=[bid, state], timeout=15_000)
+
+        page = open_logged_in(browser, site, "op1")
+        page.click("nav button[data-view=batches]")
+        wait_state(page, "P-A", "Running")
+        wait_state(page, "P-B", "Running")
+        page.click("button[data-pbatch=hold][data-bid='P-A']")
+        wait_result(page, "batch hold P-A: accepted")
+        wait_state(page, "P-A", "Held")
+        assert state_of(page, "P-B") == "Running"  # the other batch runs on
+        assert "alarm" in (page.get_attribute("tr.batch-row[data-batch='P-A'] td:nth-child(4)", "class") or "")
+        shot(page, "13_batches_row_held")
+        # the operator's restart button is marked not permitted; pressed anyway, the server refuses it
+        assert "noright" in (page.get_attribute("button[data-pbatch=restart][data-bid='P-A']", "class") or "")
+        page.click("button[data-pbatch=restart][data-bid='P-A']")
+        text = wait_result(page, "batch restart P-A refused")
+        assert "ROLE_FORBIDDEN" in text and "batch.restart" in text, text
+        assert not page.is_visible("#sign.show")
+        assert state_of(page, "P-A") == "Held" and run.sup.patients["P-A"].sm.state.value == "Held"
+        page.context.close()
+        page = open_logged_in(browser, site, "sup1")
+        page.click("nav button[data-view=batches]")
+        wait_state(page, "P-A", "Held")
+        page.click("button[data-pbatch=restart][data-bid='P-A']")  # the row asks for the e-signature
+        sign(page, "checked at the cell", password="not-my-password")
+        wait_result(page, "SIGNATURE_REFUSED")
+        assert state_of(page, "P-A") == "Held"
+        page.click("button[data-pbatch=restart][data-bid='P-A']")
+        sign(page, "checked at the cell")
+        text = wait_result(page, "batch restart P-A: accepted")
+        assert "signed by" in text and "responsibility" in text, text
+        wait_state(page, "P-A", "Running")
+        assert state_of(page, "P-B") == "Running"
+        page.context.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        shutil.rmtree(rec_dir, ignore_errors=True)

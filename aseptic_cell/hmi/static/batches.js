@@ -15,6 +15,8 @@
     return `${sign}${Math.round(a / 60)} min`;
   };
   const ABNORMAL = new Set(["Held", "Holding", "Aborted", "Aborting", "Stopped"]);
+  // the rows are drawn after app.js marked the buttons at log-in: mark this user's rights here (app.js permitted)
+  const noright = action => (typeof permitted === "function" && !permitted(action) ? " noright" : "");
 
   function table(v) {
     if (!v.batches.length) return `<tr><td colspan="12" class="muted">no patient batches</td></tr>`;
@@ -29,8 +31,8 @@
         <td>${esc(b.coi_stop || b.held_reason || "-")}</td>
         <td class="${b.impacted ? "alarm" : ""}">${b.impacted ? "IMPACTED" : "-"}</td>
         <td>${esc(b.resources_held.join(", ") || "-")}</td>
-        <td><button data-pbatch="hold" data-bid="${esc(b.batch_id)}">hold</button>
-            <button data-pbatch="restart" data-bid="${esc(b.batch_id)}">restart</button></td></tr>`;
+        <td><button class="cmd${noright("batch.hold")}" data-pbatch="hold" data-bid="${esc(b.batch_id)}">hold</button>
+            <button class="cmd${noright("batch.restart")}" data-pbatch="restart" data-bid="${esc(b.batch_id)}">restart</button></td></tr>`;
     }).join("");
   }
 
