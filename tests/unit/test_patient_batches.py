@@ -483,3 +483,30 @@ def test_a_batch_local_hold_lets_a_count_in_progress_finish_on_the_counter(cfg, 
     notes = [e for e in sup.patients["P-A"].record.entries(kinds=["note"]) if e.action == "counter.run_on"]
     assert len(notes) == 1 and not [e for e in sup.patients["P-A"].record.entries(kinds=["trip"])
                                     if e.action.endswith(".safe_state")]
+
+
+def _unit_running(sup, b: str) -> str:
+    """The unit whose run batch ``b``'s active phase has started and not yet taken the result of."""
+    ex = sup.patients[b]
+    node = next((n.decorated for n in ex.tree.children if n.phase_path == ex.active_phase), None)
+    if node is None or node.op_stage != "running" or node.op_i >= len(node.ops):
+        return ""
+    return node.ops[node.op_i]
+
+
+def test_a_batch_local_hold_stops_that_batchs_weld_and_the_welder_serves_the_next_weld(cfg, tmp_path):
+    """patients.UNIT_ON_HOLD: a weld interrupted by its batch's hold is stopped (an interrupted weld is
+    never trusted: result FAIL; the weld runs again after the signed restart); the welder is not left latched."""
+    run = _run(cfg, tmp_path)
+    sup = run.sup
+    assert sup.run_batch(RECIPE, "P-A", "op1", coi=COI_A, din=DIN_A).accepted
+    assert run.run_until(lambda: _unit_running(sup, "P-A") == "welder", 3600)
+    model = run.cell.sim.models[run.cell.node_devices["welder"]]
+    assert model.busy  # the weld is in progress now
+    assert sup.batch_command("hold", "op1", reason="operator check", batch="P-A").accepted
+    assert not model.busy and model.last_result == "FAIL" and "safe state" in model.last_report["reasons"][0]
+    assert run.cell.latched("welder") is None  # the stop's own latch released: the unit serves other batches
+    run.advance(300)
+    assert _state(sup, "P-A") == "Held" and "welder.wash_setup" not in sup.patients["P-A"].results
+    assert sup.batch_command("restart", "sup1", reason="checked", batch="P-A", **SIGN).accepted
+    assert run.run_until(lambda: _unit_running(sup, "P-A") == "welder", 600)  # welds again after the restart
