@@ -584,7 +584,13 @@ def test_patient_batch_rows_hold_one_and_refuse_the_operators_restart(browser: A
 
     users = UserDirectory.from_file(CONFIG / "users.yaml", wall)
     app = create_app(HmiConfig(), InProcessBackend(), users, plant={"cell": {"name": "patients"}})  # type: ignore[arg-type]
-    port = next(p for p in range(46200, 46300) if socket.socket().connect_ex(("127.0.0.1", p)) != 0)
+    port = 0
+    for p in range(46200, 46300):  # this test's port range
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", p)) != 0:
+                port = p
+                break
+    assert port, "no free port in 46200-46299"
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
