@@ -91,9 +91,9 @@ BASE_RECIPE = "PATIENT-CART-SHORT"
 OPERATOR = "op1"
 SUPERVISOR_USER = "sup1"
 _OPEN_ZONE = "GRADE_A_OPEN_ZONE"
+_EVENT_MARGIN_S = 0.01
+"""A tick this long after a unit's foreseen event, so the event has happened at the tick."""
 _CLOCKS = ("t", "status.t")
-_SUBSTEP_CONSTANTS = ("SUBSTEP_S", "SUBSTEP_MAX_S")
-_PARTICLE_INTERVAL = "PARTICLE_REPORT_INTERVAL_S"
 
 
 @dataclass
@@ -115,6 +115,9 @@ class TwinParams:
     admission_retry_h: float = 1.0
     min_step_s: float = 1.0
     busy_step_s: float = 5.0
+    stepping: str = "event"
+    """``event``: from one foreseen event to the next (module docstring); ``busy``: the reference
+    rule, a tick every ``busy_step_s`` while any process unit works or recovers (tests compare)."""
     max_step_s: float = 3600.0
     rest_tolerance: float = 1e-6
     out_dir: str | None = None
@@ -149,49 +152,63 @@ class TwinStats:
 
 
 # ---------------------------------------------------------------------------------------- models
-def _substep_owners(sim: Any) -> tuple[list[tuple[Any, str]], list[Any]]:
-    """(module-level constants to raise at rest, model instances with ``substep_max_s``)."""
-    import sys
+@dataclass
+class _Saved:
+    obj: Any
+    attr: str
+    value: float
 
-    mods: list[tuple[Any, str]] = []
-    objs: list[Any] = []
+
+def _coarse_targets(sim: Any, h: float) -> list[tuple[Any, str, float]]:
+    """(model instance, step-size parameter, its value for a step of ``h`` at rest)."""
+    out: list[tuple[Any, str, float]] = []
+    iso = sim.isolator
+    out.append((iso, "substep_s", max(iso.substep_s, h)))
+    sample = getattr(iso, "_sample_time_s", None)
+    sample_s = float(sample()) if callable(sample) else 0.0
+    out.append((iso, "particle_report_interval_s", max(iso.particle_report_interval_s, min(h, sample_s))))
     for m in [*sim.models.values(), *getattr(sim, "process", {}).values()]:
-        if hasattr(m, "substep_max_s"):
-            objs.append(m)
-        for cls in type(m).__mro__:
-            mod = sys.modules.get(cls.__module__)
-            for name in (*_SUBSTEP_CONSTANTS, _PARTICLE_INTERVAL):
-                if mod is not None and isinstance(getattr(mod, name, None), float) and (mod, name) not in mods:
-                    mods.append((mod, name))
-    return mods, list({id(o): o for o in objs}.values())
+        if m is not iso and isinstance(getattr(m, "substep_max_s", None), float):
+            out.append((m, "substep_max_s", max(m.substep_max_s, h)))
+    return out
 
 
 @contextlib.contextmanager
 def coarse_substeps(sim: Any, h: float) -> Iterator[None]:
-    """For the duration: every model's substep bound raised to ``h``, and the particle counter's
-    report interval raised to one whole sample (the cell at rest only; module docstring)."""
-    mods, objs = _substep_owners(sim)
-    sample = getattr(sim.isolator, "_sample_time_s", None)
-    sample_s = float(sample()) if callable(sample) else 0.0
-    saved_m = [(mod, name, getattr(mod, name)) for mod, name in mods]
-    saved_o = [(o, o.substep_max_s) for o in objs]
+    """For the duration: every model's own step-size parameter (an instance attribute: the
+    isolator's ``substep_s``, the VHP's, autoclave's and incubator's ``substep_max_s``) raised to
+    ``h``, and the isolator's particle counter reporting once per whole sample (the cell at rest
+    only; module docstring). Module constants are not touched."""
+    targets = _coarse_targets(sim, h)
+    saved = [_Saved(o, a, getattr(o, a)) for o, a, _v in targets]
     try:
-        for mod, name, v in saved_m:
-            setattr(mod, name, max(v, min(h, sample_s)) if name == _PARTICLE_INTERVAL else max(v, h))
-        for o, v in saved_o:
-            o.substep_max_s = max(v, h)
+        for o, a, v in targets:
+            setattr(o, a, v)
         yield
     finally:
-        for mod, name, v in saved_m:
-            setattr(mod, name, v)
-        for o, v in saved_o:
-            o.substep_max_s = v
+        for sv in saved:
+            setattr(sv.obj, sv.attr, sv.value)
+
+
+def models_next_event(sim: Any) -> float:
+    """Earliest next event (sim clock) the process-equipment models foresee (``next_event``):
+    a run's end or phase boundary, the incubator door closing, its climate back in limits.
+    ``sim.now()`` or earlier: a model cannot tell (a fault injected)."""
+    t = math.inf
+    for m in getattr(sim, "process", {}).values():
+        ne = getattr(m, "next_event", None)
+        if ne is not None:
+            t = min(t, float(ne()))
+    return t
 
 
 def _readings(sim: Any) -> dict[str, Any]:
+    """The readings of the cell's own devices (isolator, VHP, autoclave); the process equipment is
+    left out: its models say when they next change (:func:`models_next_event`)."""
     out: dict[str, Any] = {}
+    process = {id(m) for m in getattr(sim, "process", {}).values()}
     for dev, m in sim.models.items():
-        if m is sim.arm:  # still: checked by at_rest (its sensors cost forward kinematics)
+        if m is sim.arm or id(m) in process:  # arm: checked by at_rest (its sensors cost forward kinematics)
             continue
         for k, v in m.sensors().items():
             if k not in _CLOCKS and not k.endswith("elapsed_s"):  # clocks advance at rest
@@ -328,6 +345,8 @@ class Twin:
             raise ValueError(f"--days must be in (0, 366], got {p.days}")
         if not 0 < p.time_scale <= 1:
             raise ValueError(f"time_scale must be in (0, 1], got {p.time_scale}")
+        if p.stepping not in ("event", "busy"):
+            raise ValueError(f"stepping must be 'event' or 'busy', got {p.stepping!r}")
         cfg = self.cfg = load_config(str(config_dir))
         if cfg.scheduling is None:
             raise ValueError("no scheduling.yaml in the configuration: the cell runs no patient batches")
@@ -364,6 +383,7 @@ class Twin:
                 return self.t
 
         self.run_ = InProcessRun(cfg, tick_s=p.max_step_s, record=BatchRecord(rdir / "cell-record.db", _Clock()))
+        self.sim = self.run_.cell.sim
         self.sup = self.run_.sup
         assert self.sup.patient_cell is not None
         self.cell = self.sup.patient_cell
@@ -462,19 +482,12 @@ class Twin:
         return ended
 
     # ------------------------------------------------------------------ events
-    def _signature(self) -> tuple[int, int, int]:
-        """What calls for an arbitration on the next tick: a request filed, one released (the
-        patient cell arbitrates at the start of its tick), a batch's state changed."""
-        reqs = self.arb.requests
-        return (len(reqs), sum(1 for r in reqs.values() if r.released_at is not None or r.state.value == "cancelled"),
-                hash(tuple(ex.sm.state.value for ex in self.sup.patients.values())))
-
-    def _next_event(self, now: float) -> float:
+    def _phases(self) -> Iterator[Any]:
+        """The running :class:`ProcessPhase` of every active batch."""
         from py_trees.common import Status
 
         from .behaviors.process import ProcessPhase
 
-        t = self.horizon
         for ex in self.sup.patients.values():
             if not ex.active or ex.tree is None:
                 continue
@@ -482,12 +495,42 @@ class Twin:
                 if pn.status != Status.RUNNING:
                     continue
                 node = getattr(pn, "decorated", None)
-                if not isinstance(node, ProcessPhase) or node.status != Status.RUNNING:
-                    continue
-                if node.t_work is not None:  # working: until its end
-                    t = min(t, node.t_work + node.ph.duration)
-                elif node.rid is None or self.arb.requests[node.rid].state.value == "running":
-                    t = min(t, now + self.p.min_step_s)  # granted, scanning (a re-read is due next tick)
+                if isinstance(node, ProcessPhase) and node.status == Status.RUNNING:
+                    yield node
+
+    def _signature(self) -> tuple[Any, ...]:
+        """What calls for another tick soon: a request filed or released (the patient cell
+        arbitrates at the start of its tick), a batch's state changed, a phase moved on in its
+        own steps (identity steps done, a unit commanded, its result taken), a unit started or
+        ended a run, the incubator door moved."""
+        reqs = self.arb.requests
+        phases = tuple((n.ex.batch_id, n.ph.id, n.steps_done, n.attempt, n.op_i, n.op_stage, len(n.handles),
+                        n.t_work is None) for n in self._phases())
+        units = tuple((getattr(m, "busy", None), getattr(m, "door_open", None))
+                      for m in self.sim.process.values())
+        return (len(reqs), sum(1 for r in reqs.values() if r.released_at is not None or r.state.value == "cancelled"),
+                tuple(ex.sm.state.value for ex in self.sup.patients.values()), phases, units)
+
+    def _next_event(self, now: float) -> float:
+        """The next time (twin time) anything could change (module docstring: the rule)."""
+        t = self.horizon
+        soon = now + self.p.min_step_s
+        for node in self._phases():
+            if node.rid is not None and self.arb.requests[node.rid].state.value == "waiting":
+                continue  # its grant: Arbiter.next_change, or a release (a tick that changed something)
+            if node.t_work is None:  # granted, identity steps (a scan answered, a re-read due): next tick
+                t = min(t, soon)
+                continue
+            end = node.t_work + node.ph.duration
+            if end > now:
+                t = min(t, end)
+            if node.op_i < len(node.ops):
+                model = self.sim.process.get(node.ops[node.op_i])
+                if node.op_stage != "running" or model is None or not getattr(model, "busy", False):
+                    t = min(t, soon)  # a command answered, a result to take: next tick
+                # else: the unit's run end is among the models' events
+            elif end <= now:
+                t = min(t, soon)
         for t0 in self.cell.lc_running.values():
             t = min(t, t0 + self.arb.t_lc)
         t = min(t, self.arb.next_change(now))
@@ -532,11 +575,18 @@ class Twin:
             rest: bool | None = None
             if changed:
                 nxt = now + p.min_step_s
-            else:  # the probe second: at rest, or a unit busy (tick again within busy_step_s)
+            else:  # the probe second: the cell's own devices at rest or not
                 self._account(now, now + 1.0)
                 rest = probe_rest(sim, self.stats, tol=p.rest_tolerance)
                 now = sim.now() - t_start
-                nxt = self._next_event(now) if rest else now + p.busy_step_s
+                unit = models_next_event(sim) - t_start  # the process equipment's own next event
+                if p.stepping == "busy" and unit < math.inf:
+                    unit = now  # the reference rule: every busy_step_s while a unit works or recovers
+                nxt = self._next_event(now)
+                if unit <= now + 1e-9 or not rest:  # a unit that cannot tell, or a transient: sample
+                    nxt = min(nxt, now + p.busy_step_s)
+                else:
+                    nxt = min(nxt, unit + _EVENT_MARGIN_S)
             nxt = min(max(nxt, now + p.min_step_s), now + p.max_step_s, self.horizon)
             if now < day_mark - 1e-9:
                 nxt = min(nxt, day_mark)  # a tick at each day's end: the daily utilisation is exact
@@ -743,5 +793,5 @@ def run_twin_cli(config_dir: str, params: TwinParams, *, json_out: bool) -> int:
     return 0 if not rep["segregation_violations"] else 1
 
 
-__all__ = ["Twin", "TwinParams", "advance_models", "coarse_substeps", "run_twin_cli", "scaled_process",
-           "twin_recipe"]
+__all__ = ["Twin", "TwinParams", "advance_models", "coarse_substeps", "models_next_event", "run_twin_cli",
+           "scaled_process", "twin_recipe"]

@@ -104,11 +104,7 @@ class IncubatorModel:
 
     def _substep(self, dt: float, now: float) -> None:
         c = self.cfg
-        if self.door_open and now >= self._door_close_at and "door_stuck_open" not in self.faults:
-            self.door_open = False
-            if self.events:
-                self.events[-1]["end"] = now
-        if self.door_open:
+        if self.door_open:  # open over this substep (``step`` ends a substep at the closing time)
             self.temp_c = first_order(self.temp_c, c.ambient_temp_c, c.temp_open_tau_s, dt)
             self.co2_pct = first_order(self.co2_pct, c.ambient_co2_pct, c.co2_open_tau_s, dt)
             self.rh_pct = first_order(self.rh_pct, c.ambient_rh_pct, c.rh_open_tau_s, dt)
@@ -127,6 +123,10 @@ class IncubatorModel:
             self.rh_pct = first_order(self.rh_pct, rh_target, rh_tau, dt)
         if self.temp_c >= c.overtemp_cutout_c and "heater_runaway" in self.faults:
             self.overtemp_cutout = True  # independent cut-out: latched until the unit is serviced
+        if self.door_open and now >= self._door_close_at - 1e-9 and "door_stuck_open" not in self.faults:
+            self.door_open = False
+            if self.events:
+                self.events[-1]["end"] = now
 
     # ------------------------------------------------------------------ observation
     def sensors(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The throughput twin (issue 14 item 8, aseptic_cell/twin.py): the real supervisor over a demand
 pattern with the process durations scaled down (a 10.5-day process in ~5 h of sim time), the
-report's keys and plots, a failed batch, the purge time's effect, and the time-skipping rule.
-Speed is a benchmark (benchmarks/twin.py), not asserted here."""
+report's keys and plots, a failed batch, the purge time's effect, and the time-skipping rule
+(event stepping against stepping every 5 s; the models' own next events; the rest rule).
+Speed is a benchmark (benchmarks/twin.py), not asserted here. Kept cheap: one module-scoped pair
+of runs (2 patients, 0.3 day) serves the report, plot and stepping tests."""
 
 from __future__ import annotations
 
@@ -24,25 +26,21 @@ from aseptic_cell.twin import Twin, TwinParams, TwinStats, _readings, advance_mo
 
 KEYS = ("patients", "days", "batches_completed", "batches_failed", "time_to_vein_days", "utilisation",
         "bottleneck", "batches_per_year", "plots", "wall_s", "sim_s")
-SCALE = "0.02"  # 10.5 days -> ~5 h
-
-
-def _cli(out: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(["twin", "--patients", "3", "--days", "0.4", "--time-scale", SCALE, "--lc-min", "1",
-                     "--failure-rate", "0", "--out", str(out), "--json", *extra])
-    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
-    assert len(lines) == 1, lines  # one JSON object
-    return code, json.loads(lines[0])
+SHORT = {"patients": 2, "days": 0.3, "time_scale": 0.02, "lc_min": 1, "failure_rate": 0.0}
+"""2 patients of the process scaled to ~5 h, over 0.3 day: both complete, the next two are admitted."""
 
 
 @pytest.fixture(scope="module")
-def fast(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path]:
-    """One run with a short purge wait (1 min), shared by the tests below."""
-    out = tmp_path_factory.mktemp("twin") / "out"
-    code, rep = _cli(out, "--purge-min", "1")
-    return code, rep, out
+def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Twin, dict[str, Any]]]:
+    """The same short scenario (purge 1 min) stepped by events (with plots) and, as the reference,
+    every 5 s while a unit works or the incubator recovers."""
+    out = {}
+    for mode in ("event", "busy"):
+        d = tmp_path_factory.mktemp(f"twin-{mode}")
+        twin = Twin(default_config_dir(), TwinParams(**SHORT, purge_min=1, stepping=mode, out_dir=str(d),
+                                                     plots=mode == "event"))
+        out[mode] = (twin, twin.run())
+    return out
 
 
 def _png_size(path: str) -> tuple[int, int]:
@@ -52,16 +50,15 @@ def _png_size(path: str) -> tuple[int, int]:
     return w, h
 
 
-def test_twin_cli_runs_batches_to_completion_and_reports(fast: tuple[int, dict[str, Any], Path]) -> None:
-    code, rep, out = fast
-    assert code == 0, rep
+def test_twin_runs_batches_to_completion_and_reports(pair: dict[str, tuple[Twin, dict[str, Any]]]) -> None:
+    twin, rep = pair["event"]
     for k in KEYS:
         assert k in rep, k
     assert set(rep["time_to_vein_days"]) >= {"median", "p90", "max"}
     assert set(rep["utilisation"]) >= {"arm", "open_zone", "slots"}
-    # demand of 3 kept in the cell: the first three complete inside 0.4 day, the next are admitted
-    assert rep["batches_completed"] >= 3 and rep["batches_failed"] == 0
-    assert rep["batches_admitted"] > rep["batches_completed"]
+    # demand of 2 kept in the cell: both complete inside 0.3 day, the next two are admitted
+    assert rep["batches_completed"] == 2 and rep["batches_failed"] == 0
+    assert rep["batches_admitted"] == 4
     assert rep["segregation_violations"] == []
     ttv = rep["time_to_vein_days"]
     assert 7.0 < ttv["median"] <= ttv["p90"] <= ttv["max"] < 8.0  # ~5 h of process + 7 days release lead
@@ -73,13 +70,16 @@ def test_twin_cli_runs_batches_to_completion_and_reports(fast: tuple[int, dict[s
         (oz["open_zone_product_s"] + oz["line_clearance_s"] + oz["purge_wait_s"]) / rep["sim_s"], abs=1e-3)
     assert oz["line_clearance_s"] > 0 and oz["purge_wait_s"] > 0
     assert rep["bottleneck"] in {"arm", "open_zone", "slots", *rep["utilisation_by_resource"]}
-    assert rep["sim_s"] == pytest.approx(0.4 * 86400)
-    # the real supervisor ran them: each completed batch has its own record, which verifies
+    assert rep["sim_s"] == pytest.approx(0.3 * 86400)
+    # the real supervisor ran them: each completed batch has its own record, which verifies, and
+    # its phases commanded the process equipment (a unit's result in the record)
     done = [b for b in rep["batches"] if b["state"] == "Complete"]
     assert len(done) == rep["batches_completed"]
     for b in done:
         assert verify_file(b["record"]).ok, b["record"]
         assert b["time_to_vein_days"] is not None and b["due_met"] is True
+        units = {e.action for e in twin.sup.patients[b["batch_id"]].record.entries() if e.kind == "material"}
+        assert {"welder.result", "centrifuge.result", "counter.result"} <= units, units
     # plots: PNG and SVG of utilisation and schedule, each parses
     plots = rep["plots"]
     assert {Path(p).name for p in plots} == {"twin_utilisation.png", "twin_utilisation.svg",
@@ -91,21 +91,35 @@ def test_twin_cli_runs_batches_to_completion_and_reports(fast: tuple[int, dict[s
         else:
             root = ET.parse(p).getroot()
             assert root.tag.endswith("svg")
-    assert json.loads((out / "twin.json").read_text())["batches_completed"] == rep["batches_completed"]
+    assert json.loads((twin.out / "twin.json").read_text())["batches_completed"] == rep["batches_completed"]
 
 
-def test_twin_purge_time_moves_open_zone_and_throughput(fast: tuple[int, dict[str, Any], Path],
+def test_twin_cli_prints_one_json_object(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["twin", "--patients", "1", "--days", "0.02", "--time-scale", "0.02", "--lc-min", "1",
+                     "--failure-rate", "0", "--out", str(tmp_path), "--json"])
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    assert code == 0 and len(lines) == 1, lines  # one JSON object
+    rep = json.loads(lines[0])
+    for k in KEYS:
+        assert k in rep, k
+    assert rep["batches_admitted"] == 1 and rep["batches"][0]["state"] == "Running"
+    assert rep["sim_s"] == pytest.approx(0.02 * 86400)
+
+
+def test_twin_purge_time_moves_open_zone_and_throughput(pair: dict[str, tuple[Twin, dict[str, Any]]],
                                                        tmp_path: Path) -> None:
     """Spec §6.3: the open-zone changeover (line clearance + purge wait) is what a longer purge loads."""
-    _c, fast_, _o = fast
-    _c, slow = _cli(tmp_path / "b", "--purge-min", "30")
-    assert slow["parameters"]["t_purge_min"] == 30 and fast_["parameters"]["t_purge_min"] == 1
-    assert slow["open_zone_breakdown"]["purge_wait_s"] > fast_["open_zone_breakdown"]["purge_wait_s"]
-    assert slow["utilisation"]["open_zone"] > fast_["utilisation"]["open_zone"]
+    _t, fast = pair["event"]
+    slow = Twin(default_config_dir(), TwinParams(**SHORT, purge_min=30, out_dir=str(tmp_path), plots=False)).run()
+    assert slow["parameters"]["t_purge_min"] == 30 and fast["parameters"]["t_purge_min"] == 1
+    assert slow["open_zone_breakdown"]["purge_wait_s"] > fast["open_zone_breakdown"]["purge_wait_s"]
+    assert slow["utilisation"]["open_zone"] > fast["utilisation"]["open_zone"]
     assert slow["bottleneck"] == "open_zone"
-    assert slow["batches_completed"] < fast_["batches_completed"]
+    assert slow["batches_completed"] < fast["batches_completed"]
     # no batch finished at all with the long purge, or later than any with the short one
-    assert (slow["time_to_vein_days"]["max"] or math.inf) > fast_["time_to_vein_days"]["max"]
+    assert (slow["time_to_vein_days"]["max"] or math.inf) > fast["time_to_vein_days"]["max"]
 
 
 def test_twin_failed_batch_is_held_by_the_supervisor_then_stopped(tmp_path: Path) -> None:
@@ -132,6 +146,8 @@ def test_twin_refuses_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_path
         code = main(["twin", *bad, "--out", str(tmp_path), "--json"])
         out = json.loads(capsys.readouterr().out)
         assert code == 2 and out["result"] == "INVALID", (bad, out)
+    with pytest.raises(ValueError, match="stepping"):
+        Twin(default_config_dir(), TwinParams(stepping="fast", out_dir=str(tmp_path)))
 
 
 def _rest_cell() -> SimCell:
@@ -140,13 +156,102 @@ def _rest_cell() -> SimCell:
     return sim
 
 
+def _schedule(twin: Twin) -> dict[str, list[tuple[str, str, float | None, float | None]]]:
+    """Per batch: its phases' arbiter requests (phase, state, granted, released) in grant order."""
+    out: dict[str, list[tuple[str, str, float | None, float | None]]] = {}
+    for r in twin.arb.requests.values():
+        out.setdefault(r.batch, []).append((r.phase, r.state.value, r.granted_at, r.released_at))
+    for v in out.values():
+        v.sort(key=lambda x: (math.inf if x[2] is None else x[2], x[0]))
+    return out
+
+
+def test_event_stepping_gives_the_same_schedule_as_stepping_every_5_s(
+        pair: dict[str, tuple[Twin, dict[str, Any]]]) -> None:
+    """The time-skipping rule is sound: the same scenario (2 patients, the scaled process: welds,
+    spins, counts, seals, incubator loads and unloads) ticked from one foreseen event to the next
+    and ticked every 5 s while any unit works or the incubator recovers (the reference) runs the
+    same phases in the same order to the same outcomes; each grant and release within 30 s of the
+    reference's (which sees a unit's end up to 5 s late, a few waits in a row), with far fewer ticks."""
+    (ev, rep_ev), (ref, rep_ref) = pair["event"], pair["busy"]
+    assert rep_ev["batches_completed"] == rep_ref["batches_completed"] == 2
+    assert [(b["batch_id"], b["state"]) for b in rep_ev["batches"]] == [
+        (b["batch_id"], b["state"]) for b in rep_ref["batches"]]
+    a, b = _schedule(ev), _schedule(ref)
+    assert a.keys() == b.keys()
+    for bid in a:
+        assert [x[:2] for x in a[bid]] == [x[:2] for x in b[bid]], bid
+        for x, y in zip(a[bid], b[bid], strict=True):
+            for u, v in ((x[2], y[2]), (x[3], y[3])):
+                assert (u is None) == (v is None), (bid, x, y)
+                if u is not None and v is not None:
+                    assert abs(u - v) <= 30.0, (bid, x, y)
+    for x, y in zip(rep_ev["batches"], rep_ref["batches"], strict=True):
+        if x["ended_s"] is not None:
+            assert abs(x["ended_s"] - y["ended_s"]) <= 30.0, (x, y)
+    assert rep_ev["engine"]["supervisor_ticks"] * 3 < rep_ref["engine"]["supervisor_ticks"]
+
+
+def _climate_in_limits(inc: Any) -> bool:
+    c = inc.cfg
+    return bool(c.temp_alarm_low_c <= inc.temp_c <= c.temp_alarm_high_c and inc.rh_pct >= c.rh_alarm_low_pct
+                and abs(inc.co2_pct - c.co2_setpoint_pct) <= c.co2_warn_band_pct)
+
+
+def test_unit_models_foresee_their_next_event_and_one_long_step_reaches_it() -> None:
+    """The process models' next_event: a spin's phase boundaries and end, the incubator's door
+    closing and its climate back in limits. One step to the event gives what 1 s steps give."""
+    fine, coarse = SimCell(load_config(default_config_dir())), SimCell(load_config(default_config_dir()))
+    for sim in (fine, coarse):
+        cfg = sim.process["centrifuge"]
+        prog = cfg.cfg.programs[0].id
+        sim.process["centrifuge"].run(prog, "BAG-1", 250.0, 250.0)
+        inc = sim.process["incubator"]
+        inc.assign_slot(1, "B1", "COI-1")
+        inc.load(1, "BAG-2", "COI-1")  # a door access of door_access_s
+    cf, inc = coarse.process["centrifuge"], coarse.process["incubator"]
+    t0 = coarse.now()
+    assert inc.next_event() == pytest.approx(t0 + inc.cfg.door_access_s)
+    p = cf._program
+    assert cf.next_event() == pytest.approx(t0 + p.accel_s)
+    # the door closes: one step (substep bound raised), the incubator split at the closing time
+    inc.substep_max_s = 1e6
+    coarse.step(inc.next_event() - t0)
+    fine.run_for(inc.cfg.door_access_s, 1.0)
+    fi = fine.process["incubator"]
+    assert inc.door_open is False and fi.door_open is False
+    assert inc.temp_c == pytest.approx(fi.temp_c, rel=1e-9) and inc.rh_pct == pytest.approx(fi.rh_pct, rel=1e-9)
+    assert inc.sensors()["temp_c"] < inc.cfg.temp_alarm_low_c  # the door access put it out of limits
+    events: list[float] = []
+    while (back := inc.next_event()) < math.inf:  # each variable back in its limits, in turn
+        assert back > coarse.now() and len(events) < 4
+        coarse.step(back - coarse.now() + 0.01)
+        events.append(back)
+    assert events and _climate_in_limits(inc)
+    fine.run_for(events[-1] - 1.0 - fine.now(), 1.0)
+    assert not _climate_in_limits(fi)  # a second before the last foreseen event: still out
+    fine.run_for(1.01, 1.0)
+    assert _climate_in_limits(fi) and fi.temp_c == pytest.approx(inc.temp_c, rel=1e-9)
+    # the spin: step to each foreseen boundary; the run ends at the end the fine steps find
+    while cf.busy:
+        coarse.step(cf.next_event() - coarse.now())
+    fine.run_until(lambda: not fine.process["centrifuge"].busy, 3600.0, 1.0)
+    assert cf.last_result == fine.process["centrifuge"].last_result == "PASS"
+    assert cf.last_report is not None and cf.last_report["end"] == pytest.approx(
+        fine.process["centrifuge"].last_report["end"])
+    assert cf.next_event() == math.inf
+    # a fault: the model cannot foresee (the caller samples finely)
+    cf.faults.inject("imbalance")
+    cf.run(prog, "BAG-1", 250.0, 250.0)
+    assert cf.next_event() == coarse.now()
+
+
 def test_rest_rule_coarse_steps_match_fine_steps_at_rest() -> None:
     fine, coarse = _rest_cell(), _rest_cell()
     stats = TwinStats()
-    fine.run_for(3600.0, 1.0)
-    for _ in range(2):
-        advance_models(coarse, 1800.0, stats)
-    assert stats.rest_steps == 2 and stats.fine_steps == 0
+    fine.run_for(1800.0, 1.0)
+    advance_models(coarse, 1800.0, stats)
+    assert stats.rest_steps == 1 and stats.fine_steps == 0
     assert fine.now() == coarse.now()
     a, b = _readings(fine), _readings(coarse)
     assert a.keys() == b.keys()
@@ -170,7 +275,6 @@ def test_rest_rule_steps_finely_when_not_at_rest() -> None:
     advance_models(sim, 600.0, stats)
     assert stats.fine_steps == 1 and stats.rest_steps == 0
     # a fault injected: never at rest
-    sim = _rest_cell()
     sim.inject_fault(sim.isolator.cfg.id, "fan_failure")
     assert not at_rest(sim)
     stats = TwinStats()
@@ -179,15 +283,22 @@ def test_rest_rule_steps_finely_when_not_at_rest() -> None:
     assert sim.isolator.sensors()["dp_pa"] < 40.0  # the fan stopped: dP decayed, stepped finely
 
 
-def test_coarse_substeps_restores_the_models_constants() -> None:
-    import aseptic_cell.sim.isolator as iso
-    import aseptic_cell.sim.isolator_particles as parts
+def test_coarse_substeps_sets_the_models_own_parameters_not_module_constants() -> None:
+    import aseptic_cell.sim.incubator as inc_mod
+    import aseptic_cell.sim.isolator as iso_mod
+    import aseptic_cell.sim.isolator_particles as parts_mod
 
-    sim = _rest_cell()
-    before = (iso.SUBSTEP_S, iso.PARTICLE_REPORT_INTERVAL_S, parts.PARTICLE_REPORT_INTERVAL_S,
-              sim.autoclave.substep_max_s)
+    sim = SimCell(load_config(default_config_dir()))
+    other = SimCell(load_config(default_config_dir()))
+    inc = sim.process["incubator"]
+    modules = (iso_mod.SUBSTEP_S, parts_mod.PARTICLE_REPORT_INTERVAL_S, inc_mod.SUBSTEP_MAX_S)
+    before = (sim.isolator.substep_s, sim.isolator.particle_report_interval_s, sim.autoclave.substep_max_s,
+              inc.substep_max_s)
     with coarse_substeps(sim, 3600.0):
-        assert iso.SUBSTEP_S == 3600.0 and sim.autoclave.substep_max_s == 3600.0
-        assert parts.PARTICLE_REPORT_INTERVAL_S == sim.isolator._sample_time_s()  # one whole sample
-    assert (iso.SUBSTEP_S, iso.PARTICLE_REPORT_INTERVAL_S, parts.PARTICLE_REPORT_INTERVAL_S,
-            sim.autoclave.substep_max_s) == before
+        assert sim.isolator.substep_s == 3600.0 and sim.autoclave.substep_max_s == 3600.0
+        assert inc.substep_max_s == 3600.0
+        assert sim.isolator.particle_report_interval_s == sim.isolator._sample_time_s()  # one whole sample
+        assert (iso_mod.SUBSTEP_S, parts_mod.PARTICLE_REPORT_INTERVAL_S, inc_mod.SUBSTEP_MAX_S) == modules
+        assert other.isolator.substep_s == iso_mod.SUBSTEP_S  # another cell is untouched
+    assert (sim.isolator.substep_s, sim.isolator.particle_report_interval_s, sim.autoclave.substep_max_s,
+            inc.substep_max_s) == before
