@@ -41,27 +41,43 @@ Time skipping (the rule)
 ------------------------
 The supervisor is ticked at *events* only, never skipping one:
 
-* ``min_step_s`` (1 s) after any tick in which something changed (a request filed, granted or
-  released, a phase or batch state changed) -- the executive reacts on its next tick;
-* else at the earliest of: the end of every running phase (its work start + duration), the end
+* ``min_step_s`` (1 s) after any tick in which something changed (a request filed, granted,
+  released; a batch's state; a phase's own steps: identity steps done, a unit commanded, its
+  result taken; a unit started or ended a run; the incubator door) -- the executive reacts on its
+  next tick;
+* else at the earliest of: the end of every working phase (its work start + duration), the end
   of a running line clearance, :meth:`Arbiter.next_change` (purge end, ageing, window warnings
   and misses, slot turnaround end), the next admission retry, an operator response due, the end
-  of the day (the daily utilisation), the horizon -- and at most ``max_step_s`` (1 h) after the
-  last tick, so the supervisor still evaluates every device signal (interlocks, process alarms,
-  stale/comm watchers) at least hourly while nothing happens;
-* but ``busy_step_s`` (5 s) after the last tick while the cell is not at rest (below): a phase
-  waits on a process unit (a weld, a spin, a count, the incubator door) whose end the twin does
-  not predict, so the supervisor sees the unit's state and result within 5 s.
+  of the day (the daily utilisation), the horizon, and **the process units' own next event**
+  (``next_event()`` of the sim models: a welder/sealer/counter run's end, a centrifuge program's
+  end of acceleration, of spin and its end, the incubator door closing after an access, and each
+  of its T/CO2/RH back inside its alarm limits -- CO2 its warning band -- on the first-order
+  recovery, computed in closed form) -- and at most ``max_step_s`` (1 h) after the last tick, so
+  the supervisor still evaluates every device signal at least hourly while nothing happens;
+* but ``busy_step_s`` (5 s) after the last tick when a model cannot foresee its next event (a
+  fault injected in it) or the cell's own devices (isolator, VHP, autoclave) are not at rest.
+
+Why this is sound: between two ticks no supervisor input changes except at the listed events.
+The phases wait on time (their duration), on the arbiter (whose next change it reports), or on a
+unit (whose run end, phase boundaries and climate recovery its model computes exactly); the
+incubator's excursion watch (INC-04) sees the chamber out of limits at the tick after the door
+closes and back in limits at the foreseen re-entry; while it is out, the incubator's next event is
+at most its alarm on-delay + 1 s away, so an excursion longer than the delay is seen as one.
+``stepping="busy"`` keeps the earlier rule (a
+tick every 5 s while any unit works or the incubator recovers) as the reference:
+``tests/unit/test_twin.py`` runs one scenario both ways and finds the same phases, in the same
+order, with the same outcomes, grants and releases within 30 s.
 
 Between two ticks the device models are advanced by the gap. They integrate with their own
-fixed substeps (isolator 0.1 s, autoclave 0.25 s, VHP 0.5 s, incubator 1 s): exact for any
-gap, but ~0.07 ms per simulated second. When the cell is **at rest** -- the arm not moving, no
-fault injected in any model, and a 1 s probe step (with their own substeps) changes no device
-reading beyond a tolerance (a fixed point: doors closed, no cycle running, no transient
-decaying) -- the rest of the gap is integrated with the substep bound raised to the gap
-(:func:`coarse_substeps`): the models' own exact first-order updates, at a fixed point, give the
-same readings (``tests/unit/test_twin.py`` checks a day of coarse against fine stepping).
-Otherwise the gap is stepped with the models' own substeps.
+substeps, per-instance parameters (isolator ``substep_s`` 0.1 s and ``particle_report_interval_s``,
+autoclave 0.25 s, VHP 0.5 s, incubator 1 s; the incubator splits a step at its door's closing time
+and its first-order updates are exact, so any bound gives the same climate). When the cell is
+**at rest** -- the arm not moving, no fault injected in any model, and a 1 s probe step changes no
+reading of the isolator, VHP and autoclave beyond a tolerance (a fixed point) -- the rest of the
+gap is integrated with those parameters raised to the gap (:func:`coarse_substeps`, on the
+instances): the models' own exact first-order updates, at a fixed point, give the same readings
+(``tests/unit/test_twin.py`` checks coarse against fine stepping). Otherwise the gap is stepped
+with the models' own substeps.
 
     cellctl twin --patients 16 --days 30 --json
     cellctl twin --patients 16 --days 30 --purge-min 3 --json
@@ -70,6 +86,7 @@ Otherwise the gap is stepped with the models' own substeps.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import random
@@ -404,6 +421,8 @@ class Twin:
         self.cpu_s = 0.0
         self._n = 0
         self._yy = time.strftime("%y")
+        self._live: set[int] = set()
+        self._seen_requests = 0
 
     # ------------------------------------------------------------------ demand
     def _arrive(self, now: float) -> None:
@@ -483,7 +502,8 @@ class Twin:
 
     # ------------------------------------------------------------------ events
     def _phases(self) -> Iterator[Any]:
-        """The running :class:`ProcessPhase` of every active batch."""
+        """The running :class:`ProcessPhase` of every active batch (its tree is a Sequence with
+        memory: the running phase is its current child)."""
         from py_trees.common import Status
 
         from .behaviors.process import ProcessPhase
@@ -491,24 +511,36 @@ class Twin:
         for ex in self.sup.patients.values():
             if not ex.active or ex.tree is None:
                 continue
-            for pn in ex.tree.children:  # PhaseNode(ProcessPhase)
-                if pn.status != Status.RUNNING:
-                    continue
-                node = getattr(pn, "decorated", None)
-                if isinstance(node, ProcessPhase) and node.status == Status.RUNNING:
-                    yield node
+            pn = getattr(ex.tree, "current_child", None)  # PhaseNode(ProcessPhase)
+            if pn is None or pn.status != Status.RUNNING:
+                continue
+            node = getattr(pn, "decorated", None)
+            if isinstance(node, ProcessPhase) and node.status == Status.RUNNING:
+                yield node
+
+    def _live_requests(self) -> list[Any]:
+        """The arbiter's requests not yet released or cancelled (requests are only ever added to its
+        table, in id order; a released or cancelled one never changes again)."""
+        reqs = self.arb.requests
+        if len(reqs) > self._seen_requests:
+            self._live.update(itertools.islice(reqs, self._seen_requests, None))
+            self._seen_requests = len(reqs)
+        ended = [rid for rid in self._live
+                 if reqs[rid].released_at is not None or reqs[rid].state.value == "cancelled"]
+        self._live.difference_update(ended)
+        return [reqs[rid] for rid in self._live]
 
     def _signature(self) -> tuple[Any, ...]:
         """What calls for another tick soon: a request filed or released (the patient cell
         arbitrates at the start of its tick), a batch's state changed, a phase moved on in its
         own steps (identity steps done, a unit commanded, its result taken), a unit started or
         ended a run, the incubator door moved."""
-        reqs = self.arb.requests
+        live = self._live_requests()
         phases = tuple((n.ex.batch_id, n.ph.id, n.steps_done, n.attempt, n.op_i, n.op_stage, len(n.handles),
                         n.t_work is None) for n in self._phases())
         units = tuple((getattr(m, "busy", None), getattr(m, "door_open", None))
                       for m in self.sim.process.values())
-        return (len(reqs), sum(1 for r in reqs.values() if r.released_at is not None or r.state.value == "cancelled"),
+        return (len(self.arb.requests), tuple(sorted((r.id, r.state.value) for r in live)),
                 tuple(ex.sm.state.value for ex in self.sup.patients.values()), phases, units)
 
     def _next_event(self, now: float) -> float:
@@ -548,7 +580,7 @@ class Twin:
         if dt <= 0:
             return
         st = self.stats
-        for r in self.arb.requests.values():
+        for r in self._live_requests():
             if r.granted_at is not None and r.released_at is None:
                 for n in r.needs:
                     st.busy[n] += dt

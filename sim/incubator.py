@@ -80,8 +80,9 @@ class IncubatorModel:
         """Sim time of this model's next change a supervisor could act on, as far as the model can
         tell (``math.inf``: none foreseen): the door closing after an access; with the door closed
         and no fault, the time each of T, CO2 and RH re-enters its alarm limits (and CO2 its warning
-        band) on its first-order recovery. With a fault injected the model does not predict (the
-        current time: step it finely)."""
+        band) on its first-order recovery, or, if sooner, 1 s past the alarm on-delay
+        (``alarm_delay_s``) from now, so a watcher sees an excursion outlast its delay. With a fault
+        injected the model does not predict (the current time: step it finely)."""
         now = self.clock.now()
         if self.faults.names():
             return now
@@ -99,7 +100,8 @@ class IncubatorModel:
             if limit is None:
                 continue
             # x(t) = sp + (x - sp) exp(-t / tau) reaches the limit after tau ln((x - sp) / (limit - sp))
-            t = min(t, now + tau * math.log((x - sp) / (limit - sp)))
+            t = min(t, now + tau * math.log((x - sp) / (limit - sp)),
+                    now + c.alarm_delay_s + 1.0)  # or the excursion alarm's on-delay runs out first
         return t
 
     def _substep(self, dt: float, now: float) -> None:
