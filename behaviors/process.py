@@ -137,6 +137,11 @@ class ProcessPhase(py_trees.behaviour.Behaviour):
             if req.state is not RequestState.RUNNING:
                 return self.fail(f"request {req.id} is {req.state.value}")
         if not self.steps_done:
+            if ph.open and self.ctx.signal("isolator.particles.action_excursion") is True:
+                # Annex 1 §9 [ANNEX1-2022] (IL-12): no container is opened in grade A while the
+                # particle action excursion stands; the open step waits for it to end
+                self.feedback_message = "waiting to open: grade A particle action excursion (IL-12)"
+                return Status.RUNNING
             try:
                 action, why = self._identity_steps()
             except ValueError as exc:  # the chain refused an event (CustodyError, GenealogyError): hold
