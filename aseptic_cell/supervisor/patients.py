@@ -94,6 +94,10 @@ UNIT_ON_HOLD = {"welder": "stop", "sealer": "stop", "centrifuge": "stop", "count
 
 Other batches' units are not touched (INT-03)."""
 
+UNIT_LATCH_WAIT_S = 10.0
+"""Wall seconds a held batch's unit stop waits for its latch to show before it stops waiting
+(engineering bound over ROS: a few status periods)."""
+
 READER_STATION = {"RTP": "rtp", "WS": "workstation", "CC": "counter", "WLD": "welder", "SLR": "sealer",
                   "CFG": "centrifuge", "SEP": "workstation", "THAW": "workstation", "CRF": "rtp"}
 """Work position -> the scanner station whose reader reads a container there (an incubator slot:
@@ -213,9 +217,9 @@ class PatientCell:
         from .segregation import Segregation
 
         self._unit_stops: list[tuple[BatchExecutive, str, Any, str]] = []
-        """(batch, unit, its start command still unanswered or ("recover", its safe_state, the latch
-        before), why): a held batch's run to stop once it is known to have started, a stop whose own
-        latch is to be released once answered (a port answering later)."""
+        """(batch, unit, its start command still unanswered, or its stop's progress {stage, stop, before,
+        rec, t0}, why): a held batch's run to stop once known to have started; a stop whose own latch is
+        to be released (a port answering later)."""
         self.seg = Segregation(self)
         """SEG-07 (spill, CONTAIN), SEG-08 (glove test per batch), SEG-10 (equipment use log)."""
 
@@ -680,12 +684,12 @@ class PatientCell:
         of another cause (a fault) is not touched. The held batch itself waits for its signed restart."""
         sup = self.sup
         before = sup.port.latched(unit)
-        # the latch below is ours: not a device "latched by someone else during the batch" (a cell-wide trip)
         seen = getattr(sup, "_latched_seen", None)
-        if isinstance(seen, dict):
-            seen[unit] = True
-        h = sup.send(unit, "safe_state", {"reason": why}, reason=why, user="system")
-        self._unit_stops.append((ex, unit, ("recover", h, before), why))
+        if isinstance(seen, dict) and not before:
+            seen[unit] = True  # the latch of the safe_state below is the hold's own (see _pending_unit_stops)
+        stop = sup.send(unit, "safe_state", {"reason": why}, reason=why, user="system")
+        self._unit_stops.append((ex, unit, {"stage": "stop", "stop": stop, "before": before, "rec": None,
+                                            "t0": sup.wall()}, why))
         ex.journal.audit("trip", "system", f"{unit}.safe_state",
                          f"{unit} run {run_id or '?'} of batch {ex.batch_id} stopped by its hold "
                          "(MULTI_PATIENT_SPEC §4.4, INT-03)",
@@ -694,32 +698,46 @@ class PatientCell:
 
     def _pending_unit_stops(self) -> None:
         """Each tick (and at once in-process): a start answered after the hold is stopped; a stop
-        answered has its own latch released."""
+        answered has its own latch released (over ROS the latch shows on a later status: waited for
+        up to ``UNIT_LATCH_WAIT_S``). While one is pending, the supervisor's watch for a device
+        "latched by someone else during the batch" (a cell-wide trip) is told the latch is ours."""
         sup = self.sup
+        seen = getattr(sup, "_latched_seen", None)
         for item in list(self._unit_stops):
             ex, unit, h, why = item
-            if isinstance(h, tuple):  # ("recover", the safe_state handle, the latch before it)
-                _tag, stop, before = h
+            if not isinstance(h, dict):  # a start command whose answer came after the hold
+                if h.done:
+                    self._unit_stops.remove(item)
+                    if h.accepted:
+                        self._stop_unit(ex, unit, str((h.payload or {}).get("run_id", "")), why)
+                continue
+            if isinstance(seen, dict) and not h["before"]:
+                seen[unit] = True  # this latch is the hold's own (see the docstring)
+            latched, late = sup.port.latched(unit), sup.wall() - h["t0"] > UNIT_LATCH_WAIT_S
+            if h["stage"] == "stop":
+                stop = h["stop"]
                 if not stop.done:
                     continue
-                self._unit_stops.remove(item)
-                latched = sup.port.latched(unit)
-                if stop.accepted and latched and not before:
-                    rec = sup.recover(unit, "system", f"release the latch of batch {ex.batch_id}'s own stop: the "
-                                      f"{unit} is at rest and not faulted (INT-03: the other batches use it)")
+                if not stop.accepted or h["before"] or (not latched and late):
+                    self._unit_stops.remove(item)
+                    if not stop.accepted:
+                        ex.journal.audit("trip", "system", f"{unit}.safe_state",
+                                         f"{unit} stop refused: {stop.code}: {stop.reason}", {"unit": unit})
+                    continue
+                if latched:
+                    h["stage"], h["rec"] = "release", sup.recover(
+                        unit, "system", f"release the latch of batch {ex.batch_id}'s own stop: the {unit} is at "
+                        "rest and not faulted (INT-03: the other batches use it)")
                     ex.journal.audit("intervention", "system", f"{unit}.recover",
-                                     f"{unit} latch of this batch's stop released: "
-                                     f"{'done' if rec.done and rec.accepted else rec.code or 'sent'}",
-                                     {"unit": unit, "latched": latched})
-                elif not stop.accepted:
-                    ex.journal.audit("trip", "system", f"{unit}.safe_state",
-                                     f"{unit} stop refused: {stop.code}: {stop.reason}", {"unit": unit})
-                continue
-            if not h.done:
-                continue
-            self._unit_stops.remove(item)
-            if h.accepted:
-                self._stop_unit(ex, unit, str((h.payload or {}).get("run_id", "")), why)
+                                     f"{unit}: the latch of this batch's stop released", {"unit": unit,
+                                                                                          "latched": latched})
+            rec = h["rec"]
+            if h["stage"] == "release" and rec is not None and rec.done and (not rec.accepted or not latched or late):
+                self._unit_stops.remove(item)
+                if not rec.accepted or latched:
+                    ex.journal.audit("note", "system", f"{unit}.recover",
+                                     f"{unit} still latched after this batch's stop: {rec.code}: {rec.reason}",
+                                     {"unit": unit})
 
     def hold(self, ex: BatchExecutive, reason: str, *, source: str) -> None:
         """A batch-local hold of ``ex`` (INT-03): only this batch, no device made safe."""
