@@ -55,7 +55,7 @@ test: venv interfaces lint
 	@logdir=$$(mktemp -d "$${TMPDIR:-/tmp}/aseptic_cell-roslog.XXXXXX"); \
 	rc=0; \
 	env $(ROS_ENV) ROS_LOG_DIR="$$logdir" ROS_PYTHON_CHECK_FIELDS=1 \
-	  $(PY) -m pytest -q $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist loadscope) $(PYTEST_ARGS) || rc=$$?; \
+	  $(PY) -m pytest -q $(if $(filter-out 0,$(JOBS)),-n $(JOBS) --dist loadscope --no-loadscope-reorder) $(PYTEST_ARGS) || rc=$$?; \
 	rm -rf "$$logdir"; \
 	exit $$rc
 

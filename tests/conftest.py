@@ -58,7 +58,9 @@ _MARKED_DIRS = {"ros": "ros", "hil": "hil", "e2e": "e2e"}  # tests/<dir>/ -> mar
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/ros, tests/hil, tests/e2e get the marker of their folder."""
+    """Tests under tests/ros, tests/hil, tests/e2e get the marker of their folder; the longest
+    modules run first (see _longest_modules_first)."""
+    _longest_modules_first(items)
     for item in items:
         rel = os.path.relpath(str(item.path), _HERE)
         top = rel.split(os.sep, 1)[0]
@@ -82,3 +84,37 @@ def ros_context():
         yield ctx
     finally:
         ctx.try_shutdown()
+
+
+# Suite time (2 xdist workers, --dist loadscope --no-loadscope-reorder, Makefile): the modules
+# that take longest start first, so that no long module starts near the end while the other
+# worker idles (longest-processing-time-first). Weights are the worker seconds of a module
+# (set-up included) measured by a whole run with --durations=0; a module not listed weighs
+# WEIGHT_PER_TEST per test. Re-measure with scripts/module_weights.py after a big change.
+_WEIGHTS_FILE = os.path.join(_HERE, "module_weights.json")
+WEIGHT_PER_TEST = 0.2
+
+
+def _module_weights() -> dict[str, float]:
+    import json
+
+    try:
+        with open(_WEIGHTS_FILE, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    return {str(k): float(v) for k, v in raw.get("modules", {}).items()}
+
+
+def _longest_modules_first(items: list[pytest.Item]) -> None:
+    weights = _module_weights()
+    count: dict[str, int] = {}
+    for item in items:
+        count[item.nodeid.split("::", 1)[0]] = count.get(item.nodeid.split("::", 1)[0], 0) + 1
+    order = {item.nodeid: i for i, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[float, int]:
+        mod = item.nodeid.split("::", 1)[0]
+        return (-weights.get(mod, WEIGHT_PER_TEST * count[mod]), order[item.nodeid])
+
+    items.sort(key=key)
