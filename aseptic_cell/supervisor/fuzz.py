@@ -227,6 +227,31 @@ class FuzzCell:
         twin.coverage = coverage
         return twin
 
+    def freeze(self) -> bytes:
+        """This cell, supervisor and monitor as bytes (:mod:`.fuzz_pickle`; same sharing as
+        :meth:`clone`): :meth:`thaw` makes an independent copy at a fraction of a deepcopy's cost."""
+        from .fuzz_pickle import freeze
+
+        keep = self.coverage
+        self.coverage = None
+        self._attach()
+        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
+        compiled = [*getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
+                    *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
+                    *getattr(eng, "_cache", {}).values()]
+        try:
+            return freeze(self, [self.cfg, self.cell.scene, self.users, *compiled])
+        finally:
+            self.coverage = keep
+
+    @staticmethod
+    def thaw(data: bytes, coverage: Coverage | None = None) -> FuzzCell:
+        from .fuzz_pickle import thaw
+
+        twin: FuzzCell = thaw(data)
+        twin.coverage = coverage
+        return twin
+
     def _checked(self) -> None:
         self.mon.check()
         if self.coverage is not None:
@@ -325,7 +350,8 @@ class PhaseSnapshots:
         self.tick_s = tick_s
         f = FuzzCell(cfg, users, tick_s=build_tick_s)  # coarse ticks while building (the runner
         # ticks at most every 1 s while the robot moves); every copy runs at ``tick_s``
-        self.snaps: list[FuzzCell] = [f.clone()]
+        self.snaps: list[bytes] = [f.freeze()]
+        """Each snapshot frozen (:meth:`FuzzCell.freeze`); :meth:`start` thaws a copy."""
         self.labels: list[str] = ["<fresh>"]
         out = f.sup.run_batch(recipe_id, "B-FUZZ", "op1")
         if not out.accepted:
@@ -336,7 +362,7 @@ class PhaseSnapshots:
         while not f.sup.sm.state.final and f.sup.sm.state.value != "Held":
             key = f.key()
             if key != last or f.run.now() - since >= every_s:
-                self.snaps.append(f.clone())
+                self.snaps.append(f.freeze())
                 self.labels.append(f.phase_label())
                 since = f.run.now()
                 last = key
@@ -347,21 +373,21 @@ class PhaseSnapshots:
             f.mon.check()
         if f.sup.sm.state.value != "Complete" or f.violations:
             raise RuntimeError(f"snapshot batch ended {f.sup.sm.state.value} ({f.sup.held_reason}) {f.violations}")
-        self.snaps.append(f.clone())
+        self.snaps.append(f.freeze())
         self.labels.append(f.phase_label())
 
     def _add_em_variant(self, f: FuzzCell) -> None:
         """A copy of an open-product phase with a contamination source just injected, advanced
         to shortly before the counter's sample ends: sequences from it see the action excursion
         (and the EM hold) arrive within a few steps."""
-        v = f.clone()
+        v = FuzzCell.thaw(f.freeze())
         v.cell.inject_fault("ISO1", "particle_source")
         sample_s = float(getattr(f.cfg.layout.isolator.particles, "sample_time_s", 60.0) or 60.0)
         end = v.run.now() + max(0.0, sample_s - 8.0)
         while v.run.now() < end and not v.cell.sensors("isolator").get("particles.action_excursion"):
             v.run.tick_once()
             v.mon.check()
-        self.snaps.append(v)
+        self.snaps.append(v.freeze())
         self.labels.append(v.phase_label() + "+EM")
 
     @classmethod
@@ -392,6 +418,6 @@ class PhaseSnapshots:
         k = group[(i // len(groups)) % len(group)]
         if coverage is not None:
             coverage.start_phases[self.labels[k]] += 1
-        twin = self.snaps[k].clone(coverage)
+        twin = FuzzCell.thaw(self.snaps[k], coverage)
         twin.run.tick_s = self.tick_s
         return twin
