@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        for k, v in out.items():
-            print(f"{k:32s} {v}")
+        for key, val in out.items():
+            print(f"{key:32s} {val}")
     return 0 if violations == 0 else 1
 
 

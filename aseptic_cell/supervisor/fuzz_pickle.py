@@ -43,7 +43,7 @@ def _none() -> None:
     return None
 
 
-def _new(cls: type) -> Any:
+def _new(cls: Any) -> Any:
     return cls.__new__(cls)
 
 
