@@ -49,10 +49,9 @@ The supervisor is ticked at *events* only, never skipping one:
   of a running line clearance, :meth:`Arbiter.next_change` (purge end, ageing, window warnings
   and misses, slot turnaround end), the next admission retry, an operator response due, the end
   of the day (the daily utilisation), the horizon, and **the process units' own next event**
-  (``next_event()`` of the sim models: a welder/sealer/counter run's end, a centrifuge program's
-  end of acceleration, of spin and its end, the incubator door closing after an access, and each
-  of its T/CO2/RH back inside its alarm limits -- CO2 its warning band -- on the first-order
-  recovery, computed in closed form) -- and at most ``max_step_s`` (1 h) after the last tick, so
+  (``next_event()`` of the sim models: a welder/sealer/counter/centrifuge run's end, the incubator
+  door closing after an access, and its T, CO2 and RH all back inside their alarm limits on the
+  first-order recovery, computed in closed form) -- and at most ``max_step_s`` (1 h) after the last tick, so
   the supervisor still evaluates every device signal at least hourly while nothing happens;
 * but ``busy_step_s`` (5 s) after the last tick when a model cannot foresee its next event (a
   fault injected in it) or the cell's own devices (isolator, VHP, autoclave) are not at rest.
@@ -158,6 +157,12 @@ class _Patient:
 @dataclass
 class TwinStats:
     ticks: int = 0
+    change_ticks: int = 0
+    """ticks 1 s after a tick that changed something"""
+    unit_ticks: int = 0
+    """ticks at a process unit's foreseen event"""
+    sampled_ticks: int = 0
+    """ticks busy_step_s after the last (a unit that cannot foresee, or the cell not at rest)"""
     rest_steps: int = 0
     fine_steps: int = 0
     rest_s: float = 0.0
@@ -209,7 +214,7 @@ def coarse_substeps(sim: Any, h: float) -> Iterator[None]:
 
 def models_next_event(sim: Any) -> float:
     """Earliest next event (sim clock) the process-equipment models foresee (``next_event``):
-    a run's end or phase boundary, the incubator door closing, its climate back in limits.
+    a run's end, the incubator door closing, its climate back in its alarm limits.
     ``sim.now()`` or earlier: a model cannot tell (a fault injected)."""
     t = math.inf
     for m in getattr(sim, "process", {}).values():
@@ -422,6 +427,7 @@ class Twin:
         self._n = 0
         self._yy = time.strftime("%y")
         self._live: set[int] = set()
+        self._verdict: Any = None
         self._seen_requests = 0
 
     # ------------------------------------------------------------------ demand
@@ -447,7 +453,9 @@ class Twin:
             return denied
         if not sup.record_status()["complete"]:
             return CommandResult(False, "RECORD", f"record incomplete: {sup.record_status()['fault']}")
-        verdict = batch_start_check(self.cfg, self.recipe, gmp=False)
+        if self._verdict is None:  # the configuration is fixed for the run: its verdict once (8 ms a call)
+            self._verdict = batch_start_check(self.cfg, self.recipe, gmp=False)
+        verdict = self._verdict
         self.verdict_note = verdict.reason
         return self.cell.run(self.recipe, self.process.id, pt.bid, OPERATOR, pt.coi, pt.din,
                              start_payload={**verdict.to_payload(), "twin": True})
@@ -456,6 +464,11 @@ class Twin:
         if not self.queue or (now < self.next_admit and not force):
             return
         self.next_admit = now + self.p.admission_retry_h * 3600.0
+        if self.arb.free_slot(now) is None:  # admission control would refuse (no free slot): not offered;
+            back = [t for t in self.arb.slot_free_at.values() if t > now]  # again when one is back from cleaning
+            self.next_admit = min([self.next_admit, *back])
+            self.refusals["not offered: no free incubator slot"] += 1
+            return
         while self.queue:
             pt = self.queue[0]
             out = self._start(pt)
@@ -607,6 +620,7 @@ class Twin:
             rest: bool | None = None
             if changed:
                 nxt = now + p.min_step_s
+                self.stats.change_ticks += 1
             else:  # the probe second: the cell's own devices at rest or not
                 self._account(now, now + 1.0)
                 rest = probe_rest(sim, self.stats, tol=p.rest_tolerance)
@@ -616,9 +630,12 @@ class Twin:
                     unit = now  # the reference rule: every busy_step_s while a unit works or recovers
                 nxt = self._next_event(now)
                 if unit <= now + 1e-9 or not rest:  # a unit that cannot tell, or a transient: sample
-                    nxt = min(nxt, now + p.busy_step_s)
-                else:
-                    nxt = min(nxt, unit + _EVENT_MARGIN_S)
+                    if now + p.busy_step_s < nxt:
+                        nxt = now + p.busy_step_s
+                        self.stats.sampled_ticks += 1
+                elif unit + _EVENT_MARGIN_S < nxt:
+                    nxt = unit + _EVENT_MARGIN_S
+                    self.stats.unit_ticks += 1
             nxt = min(max(nxt, now + p.min_step_s), now + p.max_step_s, self.horizon)
             if now < day_mark - 1e-9:
                 nxt = min(nxt, day_mark)  # a tick at each day's end: the daily utilisation is exact
@@ -714,7 +731,9 @@ class Twin:
                            "t_purge_min": ch.t_purge_min, "t_line_clearance_min": ch.t_line_clearance_min,
                            "t_stable_min": ch.t_stable_min, "failure_rate": self.failure_rate,
                            "seed": self.p.seed, "recipe": TWIN_RECIPE, "change_control": self.verdict_note},
-            "engine": {"supervisor_ticks": st.ticks, "rest_steps": st.rest_steps, "fine_steps": st.fine_steps,
+            "engine": {"supervisor_ticks": st.ticks, "ticks_after_a_change": st.change_ticks,
+                       "ticks_at_unit_events": st.unit_ticks, "ticks_sampled": st.sampled_ticks,
+                       "rest_steps": st.rest_steps, "fine_steps": st.fine_steps,
                        "rest_sim_s": round(st.rest_s), "fine_sim_s": round(st.fine_s)},
             "batches": batches, "out_dir": str(self.out), "records_dir": str(self.records_dir),
         }

@@ -77,32 +77,31 @@ class IncubatorModel:
             self._substep(h, t)
 
     def next_event(self) -> float:
-        """Sim time of this model's next change a supervisor could act on, as far as the model can
-        tell (``math.inf``: none foreseen): the door closing after an access; with the door closed
-        and no fault, the time each of T, CO2 and RH re-enters its alarm limits (and CO2 its warning
-        band) on its first-order recovery, or, if sooner, 1 s past the alarm on-delay
-        (``alarm_delay_s``) from now, so a watcher sees an excursion outlast its delay. With a fault
-        injected the model does not predict (the current time: step it finely)."""
+        """Sim time of this model's next change a supervisor acts on, as far as the model can tell
+        (``math.inf``: none foreseen): the door closing after an access; with the door closed, no
+        fault and the climate out of its alarm limits, the time T, CO2 and RH are all back inside
+        them on their first-order recovery (``incubator.in_spec`` true again), or, if sooner, 1 s
+        past the alarm on-delay (``alarm_delay_s``, the on-delay of every incubator climate alarm)
+        from now, so a watcher sees an excursion outlast its delay. With a fault injected the
+        model does not predict (the current time: step it finely)."""
         now = self.clock.now()
         if self.faults.names():
             return now
         if self.door_open:
             return max(now, self._door_close_at)
         c = self.cfg
-        t = math.inf
+        back = -math.inf
         for x, sp, lo, hi, tau in (
                 (self.temp_c, c.temp_setpoint_c, c.temp_alarm_low_c, c.temp_alarm_high_c, c.temp_recovery_s / 3.0),
                 (self.co2_pct, c.co2_setpoint_pct, c.co2_alarm_low_pct, c.co2_alarm_high_pct, c.co2_recovery_s / 3.0),
-                (self.co2_pct, c.co2_setpoint_pct, c.co2_setpoint_pct - c.co2_warn_band_pct,
-                 c.co2_setpoint_pct + c.co2_warn_band_pct, c.co2_recovery_s / 3.0),
                 (self.rh_pct, c.rh_setpoint_pct, c.rh_alarm_low_pct, math.inf, c.rh_recovery_s / 3.0)):
             limit = lo if x < lo else hi if x > hi else None
-            if limit is None:
-                continue
-            # x(t) = sp + (x - sp) exp(-t / tau) reaches the limit after tau ln((x - sp) / (limit - sp))
-            t = min(t, now + tau * math.log((x - sp) / (limit - sp)),
-                    now + c.alarm_delay_s + 1.0)  # or the excursion alarm's on-delay runs out first
-        return t
+            if limit is not None:
+                # x(t) = sp + (x - sp) exp(-t / tau) reaches the limit after tau ln((x - sp) / (limit - sp))
+                back = max(back, now + tau * math.log((x - sp) / (limit - sp)))
+        if back == -math.inf:
+            return math.inf
+        return min(back, now + c.alarm_delay_s + 1.0)
 
     def _substep(self, dt: float, now: float) -> None:
         c = self.cfg

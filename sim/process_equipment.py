@@ -237,17 +237,14 @@ class CentrifugeModel(RunModel):
             self.phase = "ACCEL" if t < p.accel_s else ("SPIN" if t < p.accel_s + p.duration_s else "DECEL")
 
     def next_event(self) -> float:
-        """The next phase boundary of the run in progress (end of ACCEL, of SPIN, the run's end);
-        with a fault injected the current time (an imbalance trips at once: step finely)."""
+        """The run's end (its ACCEL/SPIN/DECEL boundaries change only ``phase`` and ``rcf_g``, which
+        no supervisor logic acts on); with a fault injected the current time (an imbalance trips
+        at once: step finely)."""
         if not self.busy or self._program is None:
             return math.inf
-        now = self.clock.now()
         if self.faults.names() and not self._tripped:
-            return now
-        p = self._program
-        bounds = [self._t_end] if self._tripped else [self._t_start + p.accel_s,
-                                                       self._t_start + p.accel_s + p.duration_s, self._t_end]
-        return min((b for b in bounds if b > now + 1e-9), default=self._t_end)
+            return self.clock.now()
+        return self._t_end
 
     def rcf_now(self) -> float:
         if not self.busy or self._program is None:
