@@ -26,7 +26,7 @@ from aseptic_cell.twin import Twin, TwinParams, TwinStats, _readings, advance_mo
 
 KEYS = ("patients", "days", "batches_completed", "batches_failed", "time_to_vein_days", "utilisation",
         "bottleneck", "batches_per_year", "plots", "wall_s", "sim_s")
-SHORT = {"patients": 2, "days": 0.3, "time_scale": 0.02, "lc_min": 1, "failure_rate": 0.0}
+SHORT: dict[str, Any] = {"patients": 2, "days": 0.3, "time_scale": 0.02, "lc_min": 1, "failure_rate": 0.0}
 """2 patients of the process scaled to ~5 h, over 0.3 day: both complete, the next two are admitted."""
 
 
