@@ -597,6 +597,12 @@ class Supervisor:
                 self.hold_on_trip(f"{node} latched in its safe state during the batch: {latched}",
                                   source=f"{self.port.node_devices[node]}_LATCHED")
 
+    def own_latch(self, node: str) -> None:
+        """The latch ``node`` is about to show is the supervisor's own (a batch-local unit stop,
+        :meth:`PatientCell._stop_unit`): the watch for a device latched by someone else during the
+        batch (a cell-wide trip) does not take it for one."""
+        self._latched_seen[node] = True
+
     def _hold_on_record_failure(self) -> None:
         """An append the record refused: the batch is held (every device safe) and
         CELL_RECORD_FAULT raised, once per fault; the record stays marked incomplete."""

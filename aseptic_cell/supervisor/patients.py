@@ -78,7 +78,7 @@ WORK_POSITIONS = ("RTP", "WS", "WLD", "SLR", "CC", "CFG", "SEP", "CRF", "THAW")
 
 UNIT_ON_HOLD = {"welder": "stop", "sealer": "stop", "centrifuge": "stop", "counter": "run_on"}
 """What a batch-local hold, stop or abort does to the unit operation its active phase is running
-(MULTI_PATIENT_SPEC §4.4, the table's batch-local rows and INT-03; decided per unit):
+(trip scope, docs/segregation_catalogue.md: batch-local rows and INT-03; decided per unit):
 
 * ``welder`` / ``sealer`` — ``stop``: the cycle is stopped (``safe_state``: the heads open, result
   FAIL); a weld or seal interrupted is never trusted, the phase re-runs it after the signed restart
@@ -665,7 +665,7 @@ class PatientCell:
         why = f"batch {ex.batch_id} {tr.new.value.lower()}: {ex.held_reason or tr.reason}"[:200]
         if UNIT_ON_HOLD.get(unit) != "stop":
             ex.journal.audit("note", "system", f"{unit}.run_on", f"{unit} run {pp.op_run_id or '?'} runs to its end "
-                             "(MULTI_PATIENT_SPEC §4.4; not stopped by this batch's hold)",
+                             "(batch-local hold scope, INT-03; not stopped by this batch's hold)",
                              {"unit": unit, "run_id": pp.op_run_id, "phase": ex.active_phase, "policy": "run_on"})
             return
         h = pp.op_handle
@@ -684,15 +684,14 @@ class PatientCell:
         of another cause (a fault) is not touched. The held batch itself waits for its signed restart."""
         sup = self.sup
         before = sup.port.latched(unit)
-        seen = getattr(sup, "_latched_seen", None)
-        if isinstance(seen, dict) and not before:
-            seen[unit] = True  # the latch of the safe_state below is the hold's own (see _pending_unit_stops)
+        if not before:
+            sup.own_latch(unit)  # the latch of the safe_state below is the hold's own (see _pending_unit_stops)
         stop = sup.send(unit, "safe_state", {"reason": why}, reason=why, user="system")
         self._unit_stops.append((ex, unit, {"stage": "stop", "stop": stop, "before": before, "rec": None,
                                             "t0": sup.wall()}, why))
         ex.journal.audit("trip", "system", f"{unit}.safe_state",
                          f"{unit} run {run_id or '?'} of batch {ex.batch_id} stopped by its hold "
-                         "(MULTI_PATIENT_SPEC §4.4, INT-03)",
+                         "(batch-local hold scope, INT-03)",
                          {"unit": unit, "run_id": run_id, "policy": "stop", "scope": "batch"})
         self._pending_unit_stops()
 
@@ -702,7 +701,6 @@ class PatientCell:
         up to ``UNIT_LATCH_WAIT_S``). While one is pending, the supervisor's watch for a device
         "latched by someone else during the batch" (a cell-wide trip) is told the latch is ours."""
         sup = self.sup
-        seen = getattr(sup, "_latched_seen", None)
         for item in list(self._unit_stops):
             ex, unit, h, why = item
             if not isinstance(h, dict):  # a start command whose answer came after the hold
@@ -711,8 +709,8 @@ class PatientCell:
                     if h.accepted:
                         self._stop_unit(ex, unit, str((h.payload or {}).get("run_id", "")), why)
                 continue
-            if isinstance(seen, dict) and not h["before"]:
-                seen[unit] = True  # this latch is the hold's own (see the docstring)
+            if not h["before"]:
+                sup.own_latch(unit)  # this latch is the hold's own (see the docstring)
             latched, late = sup.port.latched(unit), sup.wall() - h["t0"] > UNIT_LATCH_WAIT_S
             if h["stage"] == "stop":
                 stop = h["stop"]

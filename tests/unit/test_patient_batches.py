@@ -429,7 +429,7 @@ def _phase(sup, b: str) -> str:
 
 def test_a_batch_local_hold_stops_that_batchs_spin_the_other_batch_runs_on_and_only_a_signed_restart_spins_again(
         cfg, tmp_path):
-    """MULTI_PATIENT_SPEC §4.4 / INT-03, per unit (patients.UNIT_ON_HOLD): the operator holds the batch
+    """Batch-local hold scope (INT-03), per unit (patients.UNIT_ON_HOLD): the operator holds the batch
     whose centrifuge program is running: the rotor is stopped (safe_state, result FAIL), the hold is in
     that batch's record; the other batch (incubating) runs on and spins on the freed centrifuge (to PASS);
     nothing resumes by itself; the operator's restart is refused (a supervisor's signed restart is
