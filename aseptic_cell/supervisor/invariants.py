@@ -250,8 +250,9 @@ class SegregationMonitor:
                 if other is None:
                     continue
                 st = other.sm.state
+                # Idle (not started, or reset after its end) runs nothing; were it started it is caught here
                 if not st.final and st not in (PhaseState.HELD, PhaseState.HOLDING, PhaseState.STOPPING,
-                                               PhaseState.ABORTING):
+                                               PhaseState.ABORTING, PhaseState.IDLE):
                     v.append(f"t={t:.0f}: COI-30: {dev} names batch {hb} to hold; it is {st.value}")
             g = pc.coi.genealogy
             for cid in quarantine:
