@@ -247,3 +247,14 @@ def test_no_patient_container_opened_during_a_particle_action_excursion():
         assert "P-1" not in pc.open_now, f.run.now()
     assert waited > 0  # the open step was reached and refused
     assert f.violations == [], f.violations
+
+
+def test_mismatch_naming_a_batch_reset_after_its_end():
+    """Found by a 10,000-sequence run: P-1 ended and reset to Idle, then P-4's container presented
+    with P-1's label; the deviation names both, P-4 holds and P-1 runs nothing (Idle is not a
+    breach of COI-30: the segregation monitor accepts it; Running would not be)."""
+    steps = [("run_batch", 0, 0)] * 4 + [("batch_command", 7, 0), ("mismatched_container", 0, 0)]
+    cov = PatientCoverage()
+    out = run_sequence(snapshots(), 156074201, steps, cov)
+    assert out.violations == [], out.describe()
+    assert cov.events["COI-30 stop (deviation, holds, quarantine)"] > 0
