@@ -43,7 +43,8 @@ COUNT = {"sequences": 0, "from_snapshots": 0}
 SNAPSHOT_EVERY = 20
 """A hypothesis-drawn start that is a multiple of 20 starts from a snapshot (hypothesis favours
 small values: in practice ~7 % of the sequences; a copy, a thaw of the snapshot's pickle, costs
-~2-5 ms CPU (a deepcopy was ~13 ms) against ~1 ms for a fresh cell). test_random_sequences_from_every_phase spreads its sequences evenly."""
+~2-5 ms CPU (a deepcopy was ~13 ms) against ~1 ms for a fresh cell).
+test_random_sequences_from_every_phase spreads its sequences evenly."""
 SWEEP_PER_PHASE = 28
 """Seeded sequences per start label in the sweep (recipe phase + VHP/autoclave phase: 26 labels)."""
 MIN_CHECKS_PER_STATE = 30
