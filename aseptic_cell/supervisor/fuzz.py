@@ -190,6 +190,17 @@ class Coverage:
         return {"phases": dict(self.phases), "start_phases": dict(self.start_phases), "states": dict(self.states)}
 
 
+def shared_parts(sup: Any, *fixed: Any) -> list[Any]:
+    """What a copy of a fuzz cell shares with it instead of copying: ``fixed`` (the configuration,
+    the collision scene, the users) and the supervisor's compiled alarm conditions (keyed by their
+    leaves' ids) and interlock rules, which are immutable (the engine's signal table and
+    everything else is copied)."""
+    pa, eng = getattr(sup, "process_alarms", None), getattr(sup, "engine", None)
+    return [*fixed, *getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
+            *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
+            *getattr(eng, "_cache", {}).values()]
+
+
 class FuzzCell:
     """One sequence: cell + supervisor + invariant monitor (fresh, or a copy of a snapshot)."""
 
@@ -208,20 +219,17 @@ class FuzzCell:
         self.coverage = coverage
         self.mon.check()
 
+    def _shared(self) -> list[Any]:
+        return shared_parts(self.sup, self.cfg, self.cell.scene, self.users)
+
     def clone(self, coverage: Coverage | None = None) -> FuzzCell:
         """An independent copy of this cell, supervisor and monitor (same sim time, same batch
         state, same device states), counting into ``coverage``."""
         keep = self.coverage
         self.coverage = None
         self._attach()
-        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
-        # compiled alarm conditions (keyed by their leaves' ids) and compiled interlock rules are
-        # immutable: keep them (the engine's signal table and everything else is copied)
-        compiled = [*getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
-                    *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
-                    *getattr(eng, "_cache", {}).values()]
         try:
-            twin: FuzzCell = deep_clone(self, [self.cfg, self.cell.scene, self.users, *compiled])
+            twin: FuzzCell = deep_clone(self, self._shared())
         finally:
             self.coverage = keep
         twin.coverage = coverage
@@ -235,12 +243,8 @@ class FuzzCell:
         keep = self.coverage
         self.coverage = None
         self._attach()
-        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
-        compiled = [*getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
-                    *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
-                    *getattr(eng, "_cache", {}).values()]
         try:
-            return freeze(self, [self.cfg, self.cell.scene, self.users, *compiled])
+            return freeze(self, self._shared())
         finally:
             self.coverage = keep
 

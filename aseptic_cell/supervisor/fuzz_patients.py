@@ -30,7 +30,7 @@ from ..config import CellConfig
 from ..records.canonical import GENESIS_HASH, canonical_json, entry_hash, iso_utc
 from ..records.store import KINDS, Entry
 from .executive import CoiStampedRecord
-from .fuzz import FAULTS, OPERATOR_COMMANDS, PASSWORDS, deep_clone
+from .fuzz import FAULTS, OPERATOR_COMMANDS, PASSWORDS, deep_clone, shared_parts
 from .invariants import InvariantMonitor, SegregationMonitor
 from .runner import InProcessRun
 
@@ -207,10 +207,7 @@ class PatientFuzzCell:
     def _shared(self) -> list[Any]:
         """What every copy shares (immutable or not part of the state): the configuration, the
         collision scene, the users, the compiled alarm conditions and interlock rules."""
-        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
-        return [self.cfg, self.cell.scene, self.users, *getattr(pa, "_conds", {}).values(),
-                *getattr(pa, "_design", {}).values(), *getattr(eng, "_rules", ()),
-                *getattr(eng, "_by_action", {}).values(), *getattr(eng, "_cache", {}).values()]
+        return shared_parts(self.sup, self.cfg, self.cell.scene, self.users)
 
     def freeze(self) -> bytes:
         """This cell, supervisor and monitors as bytes (:mod:`.fuzz_pickle`): :meth:`thaw` makes
