@@ -15,10 +15,12 @@ invariant check, the recipe phase and every device state the invariants name.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import types
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from ..auth import UserDirectory
@@ -201,6 +203,19 @@ def shared_parts(sup: Any, *fixed: Any) -> list[Any]:
             *getattr(eng, "_cache", {}).values()]
 
 
+@contextlib.contextmanager
+def detached(cell: Any) -> Iterator[None]:
+    """While a fuzz cell is copied or frozen: its coverage counter is not part of the copy (the
+    copy counts into its own) and its bypass list is attached to the engine; restored after."""
+    keep = cell.coverage
+    cell.coverage = None
+    cell._attach()
+    try:
+        yield
+    finally:
+        cell.coverage = keep
+
+
 class FuzzCell:
     """One sequence: cell + supervisor + invariant monitor (fresh, or a copy of a snapshot)."""
 
@@ -225,13 +240,8 @@ class FuzzCell:
     def clone(self, coverage: Coverage | None = None) -> FuzzCell:
         """An independent copy of this cell, supervisor and monitor (same sim time, same batch
         state, same device states), counting into ``coverage``."""
-        keep = self.coverage
-        self.coverage = None
-        self._attach()
-        try:
+        with detached(self):
             twin: FuzzCell = deep_clone(self, self._shared())
-        finally:
-            self.coverage = keep
         twin.coverage = coverage
         return twin
 
@@ -240,13 +250,8 @@ class FuzzCell:
         :meth:`clone`): :meth:`thaw` makes an independent copy at a fraction of a deepcopy's cost."""
         from .fuzz_pickle import freeze
 
-        keep = self.coverage
-        self.coverage = None
-        self._attach()
-        try:
+        with detached(self):
             return freeze(self, self._shared())
-        finally:
-            self.coverage = keep
 
     @staticmethod
     def thaw(data: bytes, coverage: Coverage | None = None) -> FuzzCell:

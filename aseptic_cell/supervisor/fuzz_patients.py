@@ -30,7 +30,7 @@ from ..config import CellConfig
 from ..records.canonical import GENESIS_HASH, canonical_json, entry_hash, iso_utc
 from ..records.store import KINDS, Entry
 from .executive import CoiStampedRecord
-from .fuzz import FAULTS, OPERATOR_COMMANDS, PASSWORDS, deep_clone, shared_parts
+from .fuzz import FAULTS, OPERATOR_COMMANDS, PASSWORDS, deep_clone, detached, shared_parts
 from .invariants import InvariantMonitor, SegregationMonitor
 from .runner import InProcessRun
 
@@ -214,13 +214,8 @@ class PatientFuzzCell:
         an independent copy in ~6 ms CPU, against ~25-45 ms for :meth:`clone`."""
         from .fuzz_pickle import freeze
 
-        keep = self.coverage
-        self.coverage = None
-        self._attach()
-        try:
+        with detached(self):
             return freeze(self, self._shared(), by_state=(CoiStampedRecord,), immutable_lists=(_Entries,))
-        finally:
-            self.coverage = keep
 
     @staticmethod
     def thaw(data: bytes, coverage: PatientCoverage | None = None) -> PatientFuzzCell:
@@ -232,20 +227,13 @@ class PatientFuzzCell:
         return twin
 
     def clone(self, coverage: PatientCoverage | None = None) -> PatientFuzzCell:
-        keep = self.coverage
-        self.coverage = None
-        self._attach()
-        pa, eng = getattr(self.sup, "process_alarms", None), getattr(self.sup, "engine", None)
-        compiled = [*getattr(pa, "_conds", {}).values(), *getattr(pa, "_design", {}).values(),
-                    *getattr(eng, "_rules", ()), *getattr(eng, "_by_action", {}).values(),
-                    *getattr(eng, "_cache", {}).values()]
         dispatch: Any = copy._deepcopy_dispatch  # type: ignore[attr-defined]
-        try:
-            dispatch[CoiStampedRecord] = _copy_stamped
-            twin: PatientFuzzCell = deep_clone(self, [self.cfg, self.cell.scene, self.users, *compiled])
-        finally:
-            dispatch.pop(CoiStampedRecord, None)
-            self.coverage = keep
+        with detached(self):
+            try:
+                dispatch[CoiStampedRecord] = _copy_stamped
+                twin: PatientFuzzCell = deep_clone(self, self._shared())
+            finally:
+                dispatch.pop(CoiStampedRecord, None)
         twin.coverage = coverage
         twin.seen0 = Counter(twin.seg.seen)
         return twin
