@@ -553,8 +553,10 @@ def test_patient_batch_rows_hold_one_and_refuse_the_operators_restart(browser: A
             self.stop_ev = threading.Event()
 
         def start(self, hub: Any) -> None:
-            def feed() -> None:  # the cell lives: one supervisor tick (30 sim s) and one push per 0.2 s
-                while not self.stop_ev.wait(0.2):
+            def feed() -> None:  # the cell lives: one supervisor tick (30 sim s) and one push per 0.5 s
+                # (the cell steps in this process, beside uvicorn and the browser driver: a faster feed
+                # starved the server of the GIL on a loaded machine, and a page load timed out)
+                while not self.stop_ev.wait(0.5):
                     with lock:
                         run.advance(run.tick_s)
                     hub.publish_state(self.snapshot())
