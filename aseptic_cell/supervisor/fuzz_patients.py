@@ -160,6 +160,9 @@ class PatientCoverage:
     def sequence_done(self, f: PatientFuzzCell) -> None:
         """At the end of a sequence: what its monitor met since the copy was taken."""
         self.events.update(f.seg.seen - f.seen0)
+        eng = f.sup.engine
+        self.events["interlock evaluations, incremental"] += eng.incremental_evaluations - f.engine0[0]
+        self.events["interlock evaluations, full"] += eng.full_evaluations - f.engine0[1]
 
     def merge(self, other: PatientCoverage) -> None:
         for a, b in ((self.phases, other.phases), (self.states, other.states), (self.mixes, other.mixes),
@@ -198,6 +201,9 @@ class PatientFuzzCell:
         self.seg = SegregationMonitor(self.sup)
         self.coverage = coverage
         self.seen0: Counter[str] = Counter()
+        self.engine0 = (0, 0, 0)
+        """The interlock engine's (incremental, full evaluations, incremental mismatches) when
+        this copy was taken: :attr:`violations` names a mismatch found since."""
         self.coarse = False
         """Step the device models by the twin's rest rule in :meth:`advance` (:meth:`tick`)."""
         self.rest_s = self.fine_s = 0.0
@@ -224,6 +230,7 @@ class PatientFuzzCell:
         twin: PatientFuzzCell = thaw(data)
         twin.coverage = coverage
         twin.seen0 = Counter(twin.seg.seen)
+        twin.engine0 = twin._engine_counts()
         return twin
 
     def clone(self, coverage: PatientCoverage | None = None) -> PatientFuzzCell:
@@ -236,6 +243,7 @@ class PatientFuzzCell:
                 dispatch.pop(CoiStampedRecord, None)
         twin.coverage = coverage
         twin.seen0 = Counter(twin.seg.seen)
+        twin.engine0 = twin._engine_counts()
         return twin
 
     def _attach(self) -> None:
@@ -244,9 +252,18 @@ class PatientFuzzCell:
             self.sup.engine.bypass = bp
 
     # ------------------------------------------------------------------ what a step is
+    def _engine_counts(self) -> tuple[int, int, int]:
+        eng = self.sup.engine
+        return eng.incremental_evaluations, eng.full_evaluations, eng.incremental_mismatches
+
     @property
     def violations(self) -> list[str]:
-        return [*self.mon.violations, *self.seg.violations]
+        found = [*self.mon.violations, *self.seg.violations]
+        mismatches = self.sup.engine.incremental_mismatches - self.engine0[2]
+        if mismatches:
+            found.append(f"interlock engine: {mismatches} incremental verdict(s) differ from the periodic full "
+                         "evaluation (InterlockEngine.incremental_mismatches)")
+        return found
 
     def _checked(self) -> None:
         self.mon.check()
@@ -439,6 +456,11 @@ class CampaignSnapshots:
     def __init__(self, cfg: CellConfig, users: Any, *, every_s: float = 600.0, tick_s: float = 30.0,
                  build_tick_s: float = 10.0, min_gap_s: float = 90.0) -> None:
         self.tick_s = tick_s
+        self.full_evaluation_period_s = 4 * tick_s - 1.0
+        """The interlock engine's full evaluation period in the sequences: every 4th tick. With the
+        catalogue's 10 s every 30 s tick would be a full evaluation and the incremental one,
+        what the product runs at 10 Hz (99 % of its evaluations), would never be exercised; the
+        full one cross-checks it (:attr:`PatientFuzzCell.violations`)."""
         f = PatientFuzzCell(cfg, users, tick_s=build_tick_s)
         self.snaps: list[bytes] = [f.freeze()]
         """Each snapshot frozen (:meth:`PatientFuzzCell.freeze`); :meth:`start` thaws a copy."""
@@ -500,6 +522,7 @@ class CampaignSnapshots:
         twin = PatientFuzzCell.thaw(self.snaps[k], coverage)
         twin.run.tick_s = self.tick_s
         twin.coarse = coarse
+        twin.sup.engine.full_evaluation_period_s = self.full_evaluation_period_s
         return twin
 
 

@@ -13,8 +13,8 @@ sequence stops at the first violation and says which step.
 
 Cost (issue 14; README, Tests): the copy of the snapshot is a thaw of its pickle bytes
 (:mod:`.fuzz_pickle`); between ticks the device models follow the twin's rest rule
-(:meth:`.fuzz_patients.PatientFuzzCell.tick`); the cyclic garbage collector runs every
-``collect_every`` sequences over the sequences' garbage only (:class:`Collector`).
+(:meth:`.fuzz_patients.PatientFuzzCell.tick`); the cyclic garbage collector runs after
+every sequence over that sequence's garbage only (:class:`Collector`).
 """
 
 from __future__ import annotations
@@ -104,14 +104,18 @@ def run_sequence(snaps: CampaignSnapshots, start: int, steps: Sequence[Step],
 
 class Collector:
     """The cyclic garbage collector while many sequences run: every thawed cell is one cycle-rich
-    graph that becomes garbage at the end of its sequence; with automatic collection each thaw's
-    ~15,000 allocations trigger collections that walk the whole heap (measured: ~25 % of a
-    sequence). Here the long-lived heap (snapshots, configuration, loaded modules) is frozen out
-    of the collector's view, automatic collection is off, and :meth:`done` collects every
-    ``every`` sequences; :meth:`close` restores the collector as it was."""
+    graph (~6,000 objects) that becomes garbage at the end of its sequence; with automatic
+    collection each thaw's allocations trigger collections that walk the whole heap (measured:
+    ~25 % of a sequence). Here the long-lived heap (snapshots, configuration, loaded modules) is
+    frozen out of the collector's view and automatic collection is off; :meth:`done`, after each
+    sequence, collects the youngest generation (what was allocated since the last call: that
+    sequence's cell, freed while its memory is still in the cache, for the next thaw to reuse),
+    and every ``full_every`` sequences all generations (what survived, e.g. hypothesis's own
+    growing records of the examples, is walked only then); :meth:`close` restores the
+    collector as it was."""
 
-    def __init__(self, every: int = 50) -> None:
-        self.every, self.n = every, 0
+    def __init__(self, full_every: int = 500) -> None:
+        self.full_every, self.n = full_every, 0
         self.was = gc.isenabled()
         gc.collect()
         gc.freeze()
@@ -119,7 +123,8 @@ class Collector:
 
     def done(self) -> None:
         self.n += 1
-        if self.n % self.every == 0:
+        gc.collect(0)
+        if self.n % self.full_every == 0:
             gc.collect()
 
     def close(self) -> None:

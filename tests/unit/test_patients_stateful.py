@@ -12,13 +12,12 @@ sequence as data (a start and 6 steps, aseptic_cell.supervisor.fuzz_sequences): 
 reproducible, and a failure is shrunk and printed as ``start=..., steps=[...]`` (replay it with
 ``run_sequence``). The coverage reached is printed and asserted.
 
-Sequences: ``PATIENTS_STATEFUL_SEQUENCES`` (default ``DEFAULT_SEQUENCES``). Cost (README, Tests):
-the campaign's snapshots ~10 s CPU once, then ~30-50 ms CPU a sequence (a thaw of the snapshot's
-pickle ~5 ms, ~10 supervisor ticks of 30 s with 4 batches, the device models by the twin's rest
-rule, the monitors; 2,000 took 86.7 s with the snapshot build at a load of ~1-2, but 255 s in the
-suite beside the graph tests): the default, 600 (37 s alone, 103 mixes), is what fits the suite's
-budget, NOT the issue's 10,000;
-``PATIENTS_STATEFUL_SEQUENCES=10000`` runs those (~7 min CPU)."""
+Sequences: ``PATIENTS_STATEFUL_SEQUENCES`` (default ``DEFAULT_SEQUENCES``, the issue's 10,000).
+Cost (README, Tests): the campaign's snapshots ~9 s CPU once, then ~28 ms CPU a sequence on a quiet
+machine (a thaw of the snapshot's pickle and its garbage collected after the sequence ~4 ms; ~7
+supervisor ticks of 30 s with 4 batches, the interlock engine incremental between full
+evaluations every 4th tick, the device models by the twin's rest rule; the monitors).
+``PATIENTS_STATEFUL_SEQUENCES=600`` is a quicker local run."""
 
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ _cfg = load_config(default_config_dir())
 _ch = _cfg.scheduling.changeover.model_copy(update={"t_purge_min": 2, "t_line_clearance_min": 1})
 CFG = dataclasses.replace(_cfg, scheduling=_cfg.scheduling.model_copy(update={"changeover": _ch}))
 USERS = FastSignUsers(CFG.users, type("Clock", (), {"now": lambda self: 0.0})())
-DEFAULT_SEQUENCES = 600
+DEFAULT_SEQUENCES = 10_000
 SEQUENCES = int(os.environ.get("PATIENTS_STATEFUL_SEQUENCES", str(DEFAULT_SEQUENCES)))
 STEPS = 6
 MIN_MIXES = 15
@@ -85,7 +84,8 @@ def test_four_patient_sequences_keep_every_invariant():
                  "COI-30 stop (deviation, holds, quarantine)", "cell-wide trip (excursion)",
                  "excursion window closed", "SEG-06 IMPACTED deviation", "weld/connect checked",
                  "scanned step checked", "line clearance running", "purge wait",
-                 "one open, others closed/incubating", "batch restart accepted", "batch hold accepted"):
+                 "one open, others closed/incubating", "batch restart accepted", "batch hold accepted",
+                 "interlock evaluations, incremental", "interlock evaluations, full"):
         assert ev[what] > 0, f"never reached: {what}"
     process_faults = {k for k in ev if k.split(" ")[-1].split(":")[0] in ("INC1", "WLD1", "SEAL1", "CFG1")}
     assert len(process_faults) >= 4, process_faults  # the process equipment's faults fired too
@@ -260,3 +260,23 @@ def test_mismatch_naming_a_batch_reset_after_its_end():
     out = run_sequence(snapshots(), 156074201, steps, cov)
     assert out.violations == [], out.describe()
     assert cov.events["COI-30 stop (deviation, holds, quarantine)"] > 0
+
+
+def test_an_incremental_interlock_verdict_the_full_evaluation_contradicts_is_a_violation():
+    """The sequences run the interlock engine incrementally with a full evaluation every 4th tick
+    (``CampaignSnapshots.full_evaluation_period_s``); a verdict of the incremental evaluation that
+    the full one contradicts (``InterlockEngine.incremental_mismatches``) is a violation of the
+    sequence. Here one is forced: a rule's cached verdict is made wrong and kept from being
+    re-evaluated until the periodic full evaluation finds it."""
+    snaps = snapshots()
+    f = snaps.start(len(snaps) // 3)
+    f.advance(4 * snaps.tick_s)
+    eng = f.sup.engine
+    assert eng.incremental_evaluations > f.engine0[0] and eng.full_evaluations > f.engine0[1]
+    assert f.violations == [], f.violations
+    i = next(i for i, st in enumerate(eng._last) if st.state == "satisfied")
+    eng._last[i] = dataclasses.replace(eng._last[i], state="not_satisfied")
+    eng._seen.clear()  # nothing looks changed: only the full evaluation re-evaluates that rule
+    f.advance(4 * snaps.tick_s)
+    assert eng.incremental_mismatches > f.engine0[2]
+    assert any("incremental verdict(s) differ from the periodic full evaluation" in v for v in f.violations)
