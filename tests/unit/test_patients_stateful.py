@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from aseptic_cell.config import default_config_dir, load_config
 from aseptic_cell.supervisor.fuzz import FastSignUsers
 from aseptic_cell.supervisor.fuzz_patients import PATIENTS, CampaignSnapshots, PatientCoverage, PatientFuzzCell
-from aseptic_cell.supervisor.fuzz_sequences import STEP_KINDS, Collector, apply_step, random_steps, run_sequence
+from aseptic_cell.supervisor.fuzz_sequences import STEP_KINDS, Collector, Niced, apply_step, random_steps, run_sequence
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -60,7 +60,7 @@ def test_four_patient_sequences_keep_every_invariant():
     snaps = snapshots()
     cov = PatientCoverage()
     count = {"sequences": 0}
-    collector = Collector()
+    collector, niced = Collector(), Niced()  # the system tests beside it get the CPU first
 
     @settings(max_examples=SEQUENCES, derandomize=True, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
@@ -75,6 +75,7 @@ def test_four_patient_sequences_keep_every_invariant():
         sequence()
     finally:
         collector.close()
+        niced.close()
     print(f"\npatients stateful: {count['sequences']} sequences of {STEPS} steps from {len(snaps)} snapshots "
           f"of a {PATIENTS}-patient campaign ({snaps.sim_s:.0f} sim s)\n{cov.table()}")
     assert count["sequences"] >= SEQUENCES, f"only {count['sequences']} of {SEQUENCES} sequences ran"
